@@ -1,1 +1,179 @@
-fn main() {}
+//! # ftnfsd — the ftnfs daemon
+//!
+//! Serves NFSv3 and MOUNT v3 over TCP and UDP on one port from local exports, with file
+//! handles that never change (see Documentation/). The protocol decisions live in
+//! `ftnfs-core`; this crate is the shell that does I/O.
+//!
+//! ```text
+//!  TCP/UDP ─▶ transport ─▶ server::handle ─▶ DRC (core) ─▶ nfs3_procs ─▶ fs (openat2, redb)
+//!                                  └──────── reply bytes ◀────────────────┘
+//! ```
+
+mod admin;
+mod errors;
+mod fs;
+mod nfs3_procs;
+mod portmap;
+mod server;
+mod transport;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use ftnfs_core::drc::DrcLimits;
+use ftnfs_core::exports::{self, ClientSpec};
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(name = "ftnfsd", version, about = "Fault-tolerant NFSv3 server")]
+struct Cli {
+    /// Exports file (exports(5) syntax plus ftnfs options).
+    #[arg(long)]
+    exports: PathBuf,
+    /// Directory for the identity tables and other state (kept outside the exports).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Port for NFS and MOUNT, TCP and UDP.
+    #[arg(long, default_value_t = 2049)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Admin socket for ftnfsctl.
+    #[arg(long, default_value = "/run/ftnfs/ftnfsd.sock")]
+    admin_socket: PathBuf,
+    /// Do not register with the portmapper.
+    #[arg(long)]
+    no_portmap: bool,
+    /// Most open TCP connections.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Most requests executing at once.
+    #[arg(long, default_value_t = 128)]
+    max_inflight: usize,
+    /// Most duplicate request cache entries.
+    #[arg(long, default_value_t = 16384)]
+    drc_entries: usize,
+    /// Check the exports file and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn load_exports(path: &std::path::Path) -> anyhow::Result<Vec<exports::Export>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read exports file {}", path.display()))?;
+    let mut list = exports::parse(&path.display().to_string(), &text)?;
+    // Host names are resolved once at start (the core stays pure).
+    for e in &mut list {
+        for c in &mut e.clients {
+            if let ClientSpec::Host { name, addrs } = &mut c.spec {
+                if name.contains(['*', '?']) {
+                    tracing::warn!(export = e.path, name, "wildcard host names need reverse DNS, which ftnfsd does not do; this entry matches nothing");
+                    continue;
+                }
+                use std::net::ToSocketAddrs;
+                match (name.as_str(), 0).to_socket_addrs() {
+                    Ok(a) => addrs.extend(a.map(|s| s.ip())),
+                    Err(err) => tracing::warn!(export = e.path, name, error = %err, "cannot resolve client host name"),
+                }
+            }
+        }
+    }
+    Ok(list)
+}
+
+fn write_verifier() -> [u8; 8] {
+    // New on every start: boot-unique (time) and process-unique (pid).
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (t ^ ((std::process::id() as u64) << 48)).to_be_bytes()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let list = load_exports(&cli.exports)?;
+    if cli.check {
+        println!("{}: {} exports OK", cli.exports.display(), list.len());
+        return Ok(());
+    }
+    // Modes of created objects are exactly what the client asked for.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    std::fs::create_dir_all(&cli.state_dir)
+        .with_context(|| format!("cannot create state dir {}", cli.state_dir.display()))?;
+    let generation = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1)) as u32;
+    let mut fss = Vec::new();
+    for e in list {
+        let path = e.path.clone();
+        let fs = fs::ExportFs::open(e, &cli.state_dir, generation)?;
+        tracing::info!(export = path, id = fs.cfg.id.0, "exporting");
+        fss.push(fs);
+    }
+    let server = Arc::new(server::Server::new(
+        fss,
+        DrcLimits {
+            max_entries: cli.drc_entries,
+            ..DrcLimits::default()
+        },
+        write_verifier(),
+    ));
+    let limits = transport::Limits {
+        max_connections: cli.max_connections,
+        max_inflight: cli.max_inflight,
+        ..transport::Limits::default()
+    };
+    let transport = transport::Transport::new(server.clone(), limits);
+    let addr = SocketAddr::new(cli.bind, cli.port);
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on tcp {addr}"))?;
+    let port = tcp.local_addr()?.port();
+    let udp = tokio::net::UdpSocket::bind(SocketAddr::new(cli.bind, port))
+        .await
+        .with_context(|| format!("cannot listen on udp {addr}"))?;
+    tracing::info!(%addr, port, "serving NFSv3 and MOUNT v3 on tcp and udp");
+    if !cli.no_portmap {
+        let n = tokio::task::spawn_blocking(move || portmap::register(port, true)).await?;
+        if n > 0 {
+            tracing::info!(mappings = n, "registered with portmapper");
+        } else {
+            tracing::info!("no portmapper answered; serving without registration");
+        }
+    }
+    tokio::spawn(transport.clone().serve_tcp(tcp));
+    tokio::spawn(transport.clone().serve_udp(udp));
+    {
+        let (s, t, p) = (server.clone(), transport.clone(), cli.admin_socket.clone());
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve(&p, s, t, port).await {
+                tracing::error!(error = %e, path = %p.display(), "admin socket failed");
+            }
+        });
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    if !cli.no_portmap {
+        let _ = tokio::task::spawn_blocking(move || portmap::register(port, false)).await;
+    }
+    let _ = std::fs::remove_file(&cli.admin_socket);
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The admin socket: one JSON request per line in, one JSON reply per line out.
+//! `{"cmd":"status"}` is what `ftnfsctl status` sends.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ftnfs_core::exports::Mirroring;
+use ftnfs_core::proc_table;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+use crate::server::Server;
+use crate::transport::Transport;
+
+/// Longest request line accepted.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Builds the status document.
+pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
+    let exports: Vec<Value> = server
+        .exports
+        .iter()
+        .map(|e| {
+            let mirroring = match &e.cfg.mirroring {
+                Mirroring::None => json!(null),
+                Mirroring::Group { members, high_read } => {
+                    json!({"members": members, "high_read": high_read})
+                }
+                Mirroring::Split { read, write } => json!({"read": read, "write": write}),
+            };
+            json!({
+                "path": e.cfg.path,
+                "id": e.cfg.id.0,
+                "generation": e.ids.generation().0,
+                "clients": e.cfg.clients.iter().map(|c| json!({
+                    "spec": c.spec.describe(),
+                    "rw": c.options.read_write,
+                    "root_squash": c.options.squash.root_squash,
+                    "all_squash": c.options.squash.all_squash,
+                    "secure": c.options.secure,
+                })).collect::<Vec<_>>(),
+                "mirroring": mirroring,
+            })
+        })
+        .collect();
+    let count = |arr: &[std::sync::atomic::AtomicU64], table: &[proc_table::ProcInfo]| {
+        let mut m = serde_json::Map::new();
+        for (i, c) in arr.iter().enumerate() {
+            m.insert(table[i].name.to_string(), json!(c.load(Ordering::Relaxed)));
+        }
+        Value::Object(m)
+    };
+    let mounts = server.mounts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let drc = server.drc.lock().unwrap_or_else(|p| p.into_inner());
+    let st = drc.stats();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "port": port,
+        "uptime_ms": server.now().0,
+        "write_verifier": hex(&server.write_verf),
+        "exports": exports,
+        "clients": mounts.iter().map(|(ip, p)| json!({"client": ip.to_string(), "path": p})).collect::<Vec<_>>(),
+        "connections": transport.open_connections.load(Ordering::Relaxed),
+        "counters": {
+            "nfs3": count(&server.counters.nfs, &proc_table::NFS3),
+            "mount3": count(&server.counters.mount, &proc_table::MOUNT3),
+            "rpc_errors": server.counters.rpc_errors.load(Ordering::Relaxed),
+        },
+        "drc": {
+            "entries": drc.len(),
+            "bytes": drc.bytes(),
+            "replays": st.replays,
+            "dropped_in_progress": st.dropped_in_progress,
+            "evictions": st.evictions,
+        },
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Serves the admin socket until the process ends.
+pub async fn serve(path: &Path, server: Arc<Server>, transport: Arc<Transport>, port: u16) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    // Only root may talk to the daemon.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        let (sock, _) = listener.accept().await?;
+        let server = server.clone();
+        let transport = transport.clone();
+        tokio::spawn(async move {
+            let (rd, mut wr) = sock.into_split();
+            let mut lines = BufReader::new(rd.take(MAX_LINE as u64)).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let req: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                let reply = match req.get("cmd").and_then(Value::as_str) {
+                    Some("status") => json!({"ok": true, "status": status(&server, &transport, port)}),
+                    Some(other) => json!({"ok": false, "error": format!("unknown command {other:?}")}),
+                    None => json!({"ok": false, "error": "expected {\"cmd\": ...}"}),
+                };
+                let mut out = reply.to_string();
+                out.push('\n');
+                if wr.write_all(out.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+use tokio::io::AsyncReadExt as _;

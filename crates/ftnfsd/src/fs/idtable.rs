@@ -1,0 +1,407 @@
+//! The identity table of one export (DESIGN.md decision 2): file id ⇄ local object.
+//!
+//! Kept in a redb database under the state directory, outside the exported tree, so clients
+//! never see it and an administrator still sees a plain directory tree.
+//!
+//! ```text
+//!  objects : file id            → (generation, local inode)
+//!  links   : (file id, parent file id, name) → ()      every name of the object
+//!  inodes  : local inode        → file id              to name what READDIR/LOOKUP find
+//!  meta    : "next_id", "generation"
+//! ```
+//! Every change commits with `Durability::Immediate` before the client's reply is built: a
+//! handle we hand out is on disk, so it survives a crash of the server.
+//!
+//! File ids are never reused. The generation is the table's incarnation: if the state
+//! directory is lost and the table is rebuilt, handles from before carry an old generation
+//! and are answered with NFS3ERR_STALE instead of reaching whatever object got their id.
+
+use std::path::{Path, PathBuf};
+
+use ftnfs_core::ids::{FileId, Generation};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+const OBJECTS: TableDefinition<u64, (u32, u64)> = TableDefinition::new("objects");
+const LINKS: TableDefinition<(u64, u64, &[u8]), ()> = TableDefinition::new("links");
+const INODES: TableDefinition<u64, u64> = TableDefinition::new("inodes");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Deepest directory nesting we resolve; deeper trees give NFS3ERR_NAMETOOLONG.
+pub const MAX_DEPTH: usize = 1024;
+
+/// Errors of the identity table.
+#[derive(Debug, thiserror::Error)]
+pub enum IdError {
+    /// The database failed (I/O, corruption).
+    #[error("identity table: {0}")]
+    Db(#[from] redb::Error),
+    /// An object's chain of parents does not lead to the root (table damaged or too deep).
+    #[error("file id {0} has no path to the export root")]
+    Orphan(FileId),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for IdError {
+            fn from(e: $t) -> Self {
+                IdError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What the table knows of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjRec {
+    /// Its generation.
+    pub gen: Generation,
+    /// Its local inode number on this member.
+    pub ino: u64,
+}
+
+/// One export's table.
+pub struct IdTable {
+    db: Database,
+    gen: Generation,
+}
+
+impl IdTable {
+    /// Opens (or creates) the table and makes sure the root is recorded with `root_ino`.
+    /// `new_generation` is used only when the table is created.
+    pub fn open(path: &Path, root_ino: u64, new_generation: u32) -> Result<IdTable, IdError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        let gen;
+        {
+            let mut meta = tx.open_table(META)?;
+            let g = meta.get("generation")?.map(|v| v.value());
+            gen = match g {
+                Some(g) => g as u32,
+                None => {
+                    let g = new_generation.max(1);
+                    meta.insert("generation", g as u64)?;
+                    meta.insert("next_id", FileId::FIRST_FREE.0)?;
+                    g
+                }
+            };
+            let mut objects = tx.open_table(OBJECTS)?;
+            let old_root = objects.get(FileId::ROOT.0)?.map(|v| v.value().1);
+            if old_root != Some(root_ino) {
+                objects.insert(FileId::ROOT.0, (gen, root_ino))?;
+                let mut inodes = tx.open_table(INODES)?;
+                if let Some(old) = old_root {
+                    inodes.remove(old)?;
+                }
+                inodes.insert(root_ino, FileId::ROOT.0)?;
+            }
+            tx.open_table(LINKS)?;
+        }
+        tx.commit()?;
+        Ok(IdTable {
+            db,
+            gen: Generation(gen),
+        })
+    }
+
+    /// The generation given to objects of this table.
+    pub fn generation(&self) -> Generation {
+        self.gen
+    }
+
+    /// The record of a file id.
+    pub fn get(&self, id: FileId) -> Result<Option<ObjRec>, IdError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OBJECTS)?;
+        Ok(t.get(id.0)?.map(|v| {
+            let (g, ino) = v.value();
+            ObjRec {
+                gen: Generation(g),
+                ino,
+            }
+        }))
+    }
+
+    /// The file id of a local inode.
+    #[cfg(test)]
+    pub fn by_ino(&self, ino: u64) -> Result<Option<FileId>, IdError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(INODES)?;
+        Ok(t.get(ino)?.map(|v| FileId(v.value())))
+    }
+
+    /// One name of an object: (parent, name). `None` for the root or an unknown id.
+    pub fn first_link(&self, id: FileId) -> Result<Option<(FileId, Vec<u8>)>, IdError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(LINKS)?;
+        first_link_in(&t, id)
+    }
+
+    /// The object's path relative to the export root ("." for the root), following recorded
+    /// names up to the root.
+    pub fn path_of(&self, id: FileId) -> Result<PathBuf, IdError> {
+        use std::os::unix::ffi::OsStrExt;
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(LINKS)?;
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut cur = id;
+        while cur != FileId::ROOT {
+            if parts.len() >= MAX_DEPTH {
+                return Err(IdError::Orphan(id));
+            }
+            let Some((parent, name)) = first_link_in(&t, cur)? else {
+                return Err(IdError::Orphan(id));
+            };
+            parts.push(name);
+            cur = parent;
+        }
+        if parts.is_empty() {
+            return Ok(PathBuf::from("."));
+        }
+        let mut p = PathBuf::new();
+        for n in parts.iter().rev() {
+            p.push(std::ffi::OsStr::from_bytes(n));
+        }
+        Ok(p)
+    }
+
+    /// Records a new object created at (parent, name) with local inode `ino`, with the given
+    /// identity (a secondary applying the primary's decision) or a fresh one.
+    pub fn record_new(
+        &self,
+        parent: FileId,
+        name: &[u8],
+        ino: u64,
+        dictated: Option<(FileId, Generation)>,
+    ) -> Result<(FileId, Generation), IdError> {
+        let tx = self.db.begin_write()?;
+        let out = {
+            let (id, gen) = match dictated {
+                Some(d) => {
+                    let mut meta = tx.open_table(META)?;
+                    let next = meta.get("next_id")?.map(|v| v.value()).unwrap_or(2);
+                    if d.0 .0 >= next {
+                        meta.insert("next_id", d.0 .0 + 1)?;
+                    }
+                    d
+                }
+                None => (alloc_id(&tx)?, self.gen),
+            };
+            insert_object(&tx, id, gen, ino)?;
+            tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
+            (id, gen)
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Finds or assigns the ids of entries found in directory `parent` (objects created
+    /// outside ftnfs are adopted), in one transaction. Returns ids in input order.
+    pub fn adopt(&self, parent: FileId, entries: &[(&[u8], u64)]) -> Result<Vec<FileId>, IdError> {
+        // Fast path: everything known and linked under this name.
+        {
+            let tx = self.db.begin_read()?;
+            let inodes = tx.open_table(INODES)?;
+            let links = tx.open_table(LINKS)?;
+            let mut out = Vec::with_capacity(entries.len());
+            for (name, ino) in entries {
+                match inodes.get(*ino)?.map(|v| v.value()) {
+                    Some(id) if links.get((id, parent.0, *name))?.is_some() => out.push(FileId(id)),
+                    _ => break,
+                }
+            }
+            if out.len() == entries.len() {
+                return Ok(out);
+            }
+        }
+        let tx = self.db.begin_write()?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, ino) in entries {
+            let known = tx.open_table(INODES)?.get(*ino)?.map(|v| v.value());
+            let id = match known {
+                Some(id) => FileId(id),
+                None => {
+                    let id = alloc_id(&tx)?;
+                    insert_object(&tx, id, self.gen, *ino)?;
+                    id
+                }
+            };
+            tx.open_table(LINKS)?.insert((id.0, parent.0, *name), ())?;
+            out.push(id);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Adds a name for an existing object (LINK).
+    pub fn add_link(&self, id: FileId, parent: FileId, name: &[u8]) -> Result<(), IdError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a name; with `last` the object itself is gone (its id becomes stale).
+    pub fn remove_link(
+        &self,
+        id: FileId,
+        parent: FileId,
+        name: &[u8],
+        last: bool,
+    ) -> Result<(), IdError> {
+        let tx = self.db.begin_write()?;
+        unlink_in(&tx, id, parent, name, last)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Moves a name (RENAME); `replaced` is the object that the target name used to denote and
+    /// whether that was its last name.
+    pub fn rename(
+        &self,
+        id: FileId,
+        from: (FileId, &[u8]),
+        to: (FileId, &[u8]),
+        replaced: Option<(FileId, bool)>,
+    ) -> Result<(), IdError> {
+        let tx = self.db.begin_write()?;
+        if let Some((victim, last)) = replaced {
+            unlink_in(&tx, victim, to.0, to.1, last)?;
+        }
+        {
+            let mut links = tx.open_table(LINKS)?;
+            links.remove((id.0, from.0 .0, from.1))?;
+            links.insert((id.0, to.0 .0, to.1), ())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn first_link_in(
+    t: &impl ReadableTable<(u64, u64, &'static [u8]), ()>,
+    id: FileId,
+) -> Result<Option<(FileId, Vec<u8>)>, IdError> {
+    let lo: (u64, u64, &[u8]) = (id.0, 0, &[]);
+    let mut r = t.range(lo..)?;
+    match r.next() {
+        Some(e) => {
+            let (k, _) = e?;
+            let (fid, parent, name) = k.value();
+            if fid == id.0 {
+                Ok(Some((FileId(parent), name.to_vec())))
+            } else {
+                Ok(None)
+            }
+        }
+        None => Ok(None),
+    }
+}
+
+fn alloc_id(tx: &redb::WriteTransaction) -> Result<FileId, IdError> {
+    let mut meta = tx.open_table(META)?;
+    let next = meta
+        .get("next_id")?
+        .map(|v| v.value())
+        .unwrap_or(FileId::FIRST_FREE.0);
+    meta.insert("next_id", next + 1)?;
+    Ok(FileId(next))
+}
+
+fn insert_object(
+    tx: &redb::WriteTransaction,
+    id: FileId,
+    gen: Generation,
+    ino: u64,
+) -> Result<(), IdError> {
+    let mut objects = tx.open_table(OBJECTS)?;
+    let mut inodes = tx.open_table(INODES)?;
+    // A reused local inode: the previous object is gone (removed outside ftnfs).
+    if let Some(old) = inodes.get(ino)?.map(|v| v.value()) {
+        if old != id.0 {
+            objects.remove(old)?;
+        }
+    }
+    objects.insert(id.0, (gen.0, ino))?;
+    inodes.insert(ino, id.0)?;
+    Ok(())
+}
+
+fn unlink_in(
+    tx: &redb::WriteTransaction,
+    id: FileId,
+    parent: FileId,
+    name: &[u8],
+    last: bool,
+) -> Result<(), IdError> {
+    tx.open_table(LINKS)?.remove((id.0, parent.0, name))?;
+    if last {
+        let mut objects = tx.open_table(OBJECTS)?;
+        if let Some((_, ino)) = objects.remove(id.0)?.map(|v| v.value()) {
+            let mut inodes = tx.open_table(INODES)?;
+            if inodes.get(ino)?.map(|v| v.value()) == Some(id.0) {
+                inodes.remove(ino)?;
+            }
+        }
+        // drop any other names we still had for it
+        let mut links = tx.open_table(LINKS)?;
+        let stale: Vec<(u64, Vec<u8>)> = links
+            .range((id.0, 0, &[][..])..)?
+            .map_while(|e| {
+                let (k, _) = e.ok()?;
+                let (fid, p, n) = k.value();
+                (fid == id.0).then(|| (p, n.to_vec()))
+            })
+            .collect();
+        for (p, n) in stale {
+            links.remove((id.0, p, n.as_slice()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_survive_reopen_and_removed_ids_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.redb");
+        let t = IdTable::open(&p, 100, 7).unwrap();
+        let (d, g) = t.record_new(FileId::ROOT, b"d", 101, None).unwrap();
+        assert_eq!(g, Generation(7));
+        let (f, _) = t.record_new(d, b"f", 102, None).unwrap();
+        assert_eq!(t.path_of(f).unwrap(), PathBuf::from("d/f"));
+        drop(t);
+        let t = IdTable::open(&p, 100, 99).unwrap();
+        assert_eq!(t.generation(), Generation(7), "generation kept on reopen");
+        assert_eq!(t.by_ino(102).unwrap(), Some(f));
+        t.rename(f, (d, b"f"), (FileId::ROOT, b"g"), None).unwrap();
+        assert_eq!(t.path_of(f).unwrap(), PathBuf::from("g"));
+        t.remove_link(f, FileId::ROOT, b"g", true).unwrap();
+        assert_eq!(t.get(f).unwrap(), None);
+        assert_eq!(t.by_ino(102).unwrap(), None);
+        let (f2, _) = t.record_new(d, b"f", 102, None).unwrap();
+        assert!(f2.0 > f.0, "ids are never reused");
+    }
+
+    #[test]
+    fn adopt_is_idempotent_and_links_hard_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = IdTable::open(&dir.path().join("t.redb"), 1, 1).unwrap();
+        let a = t.adopt(FileId::ROOT, &[(b"x", 50), (b"y", 51)]).unwrap();
+        assert_eq!(t.adopt(FileId::ROOT, &[(b"x", 50), (b"y", 51)]).unwrap(), a);
+        // a second name of inode 50
+        let b = t.adopt(FileId::ROOT, &[(b"x2", 50)]).unwrap();
+        assert_eq!(b[0], a[0]);
+        t.remove_link(a[0], FileId::ROOT, b"x", false).unwrap();
+        assert_eq!(t.path_of(a[0]).unwrap(), PathBuf::from("x2"));
+    }
+}

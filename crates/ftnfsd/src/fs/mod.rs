@@ -1,0 +1,343 @@
+//! The local side of an export: the mirror filesystem (a real directory tree) and its identity
+//! table, and the one way to reach an object from a handle without ever leaving the tree.
+//!
+//! Every path walk below the export root uses `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
+//! and every final component is touched with `*at(…, AT_SYMLINK_NOFOLLOW)` or `O_NOFOLLOW`:
+//! no LOOKUP, `..` or symlink can reach outside the export, even when a client races renames
+//! against us.
+
+pub mod idtable;
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use ftnfs_core::exports::Export;
+use ftnfs_core::handle::FileHandle;
+use ftnfs_core::ids::{FileId, Generation};
+use ftnfs_wire::nfs3::{FType3, Fattr3, NfsStat3, NfsTime3, WccAttr};
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
+
+use crate::errors::Fail;
+use idtable::IdTable;
+
+/// Longest entry name (NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
+/// One export served by this member.
+pub struct ExportFs {
+    /// Its configuration.
+    pub cfg: Export,
+    /// The exported directory.
+    root: OwnedFd,
+    /// Identity table.
+    pub ids: IdTable,
+}
+
+/// An object found from a handle: its identity, the directory that holds its (first) name,
+/// that name, and its attributes as just read.
+pub struct Obj {
+    /// File id.
+    pub id: FileId,
+    /// Generation.
+    pub gen: Generation,
+    /// Holding directory (the export root itself for the root, with name ".").
+    pub dirfd: OwnedFd,
+    /// Name in `dirfd`.
+    pub name: Vec<u8>,
+    /// Attributes.
+    pub st: FileStat,
+}
+
+impl Obj {
+    /// The object's type.
+    pub fn ftype(&self) -> FType3 {
+        ftype_of(&self.st)
+    }
+
+    /// True for a directory.
+    pub fn is_dir(&self) -> bool {
+        self.ftype() == FType3::Dir
+    }
+
+    /// The name as a path component.
+    pub fn name_os(&self) -> &OsStr {
+        OsStr::from_bytes(&self.name)
+    }
+
+    /// Owner and mode for permission decisions.
+    pub fn owner(&self) -> ftnfs_core::access::Owner {
+        owner_of(&self.st)
+    }
+
+    /// Re-reads the attributes.
+    pub fn restat(&mut self) -> Result<(), Fail> {
+        self.st = fstatat(self.dirfd.as_fd(), self.name_os(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        Ok(())
+    }
+
+    /// Opens the directory itself (for listing and as the parent of new names).
+    pub fn open_dir(&self) -> Result<OwnedFd, Fail> {
+        if !self.is_dir() {
+            return Err(Fail(NfsStat3::NotDir));
+        }
+        let fd = openat(
+            self.dirfd.as_fd(),
+            self.name_os(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        self.check_same(&fd)?;
+        Ok(fd)
+    }
+
+    /// Opens a regular file with `flags` (plus O_NOFOLLOW).
+    pub fn open_file(&self, flags: OFlag) -> Result<std::fs::File, Fail> {
+        match self.ftype() {
+            FType3::Reg => {}
+            FType3::Dir => return Err(Fail(NfsStat3::IsDir)),
+            _ => return Err(Fail(NfsStat3::Inval)),
+        }
+        let fd = openat(
+            self.dirfd.as_fd(),
+            self.name_os(),
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )?;
+        self.check_same(&fd)?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    fn check_same(&self, fd: &OwnedFd) -> Result<(), Fail> {
+        let st = fstat(fd.as_fd())?;
+        if st.st_ino != self.st.st_ino || st.st_dev != self.st.st_dev {
+            // replaced between our stat and open
+            return Err(Fail(NfsStat3::Stale));
+        }
+        Ok(())
+    }
+
+    /// The handle of this object in `ex`.
+    pub fn handle(&self, ex: &ExportFs) -> Vec<u8> {
+        FileHandle {
+            export: ex.cfg.id,
+            file: self.id,
+            gen: self.gen,
+        }
+        .encode()
+    }
+}
+
+/// Validates an entry name from the wire (RFC 1813 §3.2 filename3).
+pub fn check_name(name: &[u8]) -> Result<&OsStr, Fail> {
+    if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+        return Err(Fail(NfsStat3::Acces));
+    }
+    if name.len() > NAME_MAX {
+        return Err(Fail(NfsStat3::NameTooLong));
+    }
+    Ok(OsStr::from_bytes(name))
+}
+
+/// `.` or `..`
+pub fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
+}
+
+fn resolve_beneath() -> OpenHow {
+    OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        )
+}
+
+impl ExportFs {
+    /// Opens the export's directory and identity table (`state_dir/export-<id>.redb`).
+    pub fn open(cfg: Export, state_dir: &Path, new_generation: u32) -> anyhow::Result<ExportFs> {
+        use anyhow::Context;
+        let root: OwnedFd = std::fs::File::open(&cfg.path)
+            .with_context(|| format!("cannot open export directory {}", cfg.path))?
+            .into();
+        let st = fstat(root.as_fd())?;
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
+            anyhow::bail!("export {} is not a directory", cfg.path);
+        }
+        let ids = IdTable::open(
+            &state_dir.join(format!("export-{}.redb", cfg.id.0)),
+            st.st_ino,
+            new_generation,
+        )
+        .with_context(|| format!("identity table of {}", cfg.path))?;
+        Ok(ExportFs { cfg, root, ids })
+    }
+
+    /// The export root directory.
+    pub fn root_fd(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// Finds the object a (decoded) handle names: NFS3ERR_STALE if it no longer exists here.
+    pub fn locate(&self, h: &FileHandle) -> Result<Obj, Fail> {
+        let rec = self.ids.get(h.file)?.ok_or(Fail(NfsStat3::Stale))?;
+        if rec.gen != h.gen {
+            return Err(Fail(NfsStat3::Stale));
+        }
+        let rel = self.ids.path_of(h.file)?;
+        let (dirfd, name) = if h.file == FileId::ROOT {
+            (self.root.try_clone().map_err(Fail::from)?, b".".to_vec())
+        } else {
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            let name = rel
+                .file_name()
+                .ok_or(Fail(NfsStat3::Stale))?
+                .as_bytes()
+                .to_vec();
+            (self.open_beneath(parent)?, name)
+        };
+        let st = match fstatat(
+            dirfd.as_fd(),
+            OsStr::from_bytes(&name),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Err(Fail(NfsStat3::Stale)),
+            Err(e) => return Err(e.into()),
+        };
+        if st.st_ino != rec.ino {
+            return Err(Fail(NfsStat3::Stale));
+        }
+        Ok(Obj {
+            id: h.file,
+            gen: h.gen,
+            dirfd,
+            name,
+            st,
+        })
+    }
+
+    /// Opens a directory below the root by relative path, refusing symlinks and escapes.
+    fn open_beneath(&self, rel: &Path) -> Result<OwnedFd, Fail> {
+        let rel: PathBuf = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel.to_path_buf()
+        };
+        match openat2(self.root.as_fd(), &rel, resolve_beneath()) {
+            Ok(fd) => Ok(fd),
+            // the recorded path no longer leads to a directory: the object moved away or died
+            Err(Errno::ENOENT) | Err(Errno::ENOTDIR) | Err(Errno::ELOOP) | Err(Errno::EXDEV) => {
+                Err(Fail(NfsStat3::Stale))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The object named `name` in directory `dir` (a child, not `.`/`..`), adopting it into
+    /// the identity table if it was created outside ftnfs.
+    pub fn child(&self, dir: &Obj, dirfd: &OwnedFd, name: &[u8]) -> Result<Obj, Fail> {
+        let os = check_name(name)?;
+        let st = fstatat(dirfd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let id = self.ids.adopt(dir.id, &[(name, st.st_ino)])?[0];
+        Ok(Obj {
+            id,
+            gen: self.ids.generation(),
+            dirfd: dirfd.try_clone().map_err(Fail::from)?,
+            name: name.to_vec(),
+            st,
+        })
+    }
+
+    /// The parent directory of `dir` (the root is its own parent: `..` never leaves).
+    pub fn parent_of(&self, dir: &Obj) -> Result<Obj, Fail> {
+        let pid = match self.ids.first_link(dir.id)? {
+            Some((p, _)) => p,
+            None => FileId::ROOT,
+        };
+        let gen = self.ids.get(pid)?.ok_or(Fail(NfsStat3::Stale))?.gen;
+        self.locate(&FileHandle {
+            export: self.cfg.id,
+            file: pid,
+            gen,
+        })
+    }
+
+    /// fattr3 of a stat result, with our file id and the export id as fsid.
+    pub fn fattr(&self, id: FileId, st: &FileStat) -> Fattr3 {
+        let ftype = ftype_of(st);
+        let (maj, min) = if matches!(ftype, FType3::Blk | FType3::Chr) {
+            (
+                nix::sys::stat::major(st.st_rdev) as u32,
+                nix::sys::stat::minor(st.st_rdev) as u32,
+            )
+        } else {
+            (0, 0)
+        };
+        Fattr3 {
+            ftype,
+            mode: st.st_mode & 0o7777,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            used: (st.st_blocks as u64).saturating_mul(512),
+            rdev: (maj, min),
+            fsid: self.cfg.id.0 as u64,
+            fileid: id.0,
+            atime: time(st.st_atime, st.st_atime_nsec),
+            mtime: time(st.st_mtime, st.st_mtime_nsec),
+            ctime: time(st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+
+    /// fattr3 of an object.
+    pub fn attr(&self, o: &Obj) -> Fattr3 {
+        self.fattr(o.id, &o.st)
+    }
+}
+
+/// wcc_attr of a stat result.
+pub fn wcc_attr(st: &FileStat) -> WccAttr {
+    WccAttr {
+        size: st.st_size as u64,
+        mtime: time(st.st_mtime, st.st_mtime_nsec),
+        ctime: time(st.st_ctime, st.st_ctime_nsec),
+    }
+}
+
+/// nfstime3 of a stat time (times before 1970 or after 2106 are clamped).
+pub fn time(sec: i64, nsec: i64) -> NfsTime3 {
+    NfsTime3 {
+        seconds: sec.clamp(0, u32::MAX as i64) as u32,
+        nseconds: nsec.clamp(0, 999_999_999) as u32,
+    }
+}
+
+/// ftype3 of a stat result.
+pub fn ftype_of(st: &FileStat) -> FType3 {
+    match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFDIR => FType3::Dir,
+        SFlag::S_IFLNK => FType3::Lnk,
+        SFlag::S_IFBLK => FType3::Blk,
+        SFlag::S_IFCHR => FType3::Chr,
+        SFlag::S_IFSOCK => FType3::Sock,
+        SFlag::S_IFIFO => FType3::Fifo,
+        _ => FType3::Reg,
+    }
+}
+
+/// Owner and mode of a stat result.
+pub fn owner_of(st: &FileStat) -> ftnfs_core::access::Owner {
+    ftnfs_core::access::Owner {
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mode: st.st_mode & 0o7777,
+        is_dir: SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR,
+    }
+}

@@ -1,0 +1,1051 @@
+//! The 22 NFSv3 procedures (RFC 1813 §3.3) on the local mirror filesystem.
+//!
+//! Each handler returns a [`Res`]: the ok body or a status with the fail body (the attributes
+//! RFC 1813 asks for even on failure). Permission decisions come from `ftnfs_core::access`;
+//! the daemon runs as root, so nothing here relies on the kernel to refuse a caller.
+
+use std::net::IpAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+use ftnfs_core::access::{self, AttrChange, Cred};
+use ftnfs_core::dircookie;
+use ftnfs_core::exports::ClientOptions;
+use ftnfs_core::handle::FileHandle;
+use ftnfs_core::ids::FileId;
+use ftnfs_wire::nfs3::*;
+use ftnfs_wire::xdr::{XdrEncode, XdrWriter};
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{
+    fchmodat, fstatat, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+
+use crate::errors::Fail;
+use crate::fs::{check_name, is_dot, wcc_attr, ExportFs, Obj};
+
+/// Who is calling, from where.
+pub struct Caller<'a> {
+    /// All exports of this member.
+    pub exports: &'a [ExportFs],
+    /// Client address.
+    pub ip: IpAddr,
+    /// Client source port (for `secure`).
+    pub port: u16,
+    /// Credential before squashing.
+    pub cred: Cred,
+    /// AUTH_NONE: act as the export's anonymous user.
+    pub anonymous: bool,
+    /// The current write verifier.
+    pub write_verf: Verf,
+}
+
+/// What a handle gives a request: the export, the object, and the caller's rights there.
+struct Ctx<'a> {
+    ex: &'a ExportFs,
+    cred: Cred,
+    opts: &'a ClientOptions,
+}
+
+impl Ctx<'_> {
+    fn writable(&self) -> Result<(), Fail> {
+        if self.opts.read_write {
+            Ok(())
+        } else {
+            Err(Fail(NfsStat3::Rofs))
+        }
+    }
+}
+
+fn ok_or(b: bool, s: NfsStat3) -> Result<(), Fail> {
+    if b {
+        Ok(())
+    } else {
+        Err(Fail(s))
+    }
+}
+
+fn deny(b: bool) -> Result<(), Fail> {
+    ok_or(b, NfsStat3::Acces)
+}
+
+/// post_op_attr body for fail replies.
+struct Post(PostOpAttr);
+impl XdrEncode for Post {
+    fn encode(&self, w: &mut XdrWriter) {
+        self.0.encode(w)
+    }
+}
+
+impl<'a> Caller<'a> {
+    fn ctx(&self, fh: &NfsFh3) -> Result<(Ctx<'a>, Obj), Fail> {
+        let h = FileHandle::decode(&fh.0).map_err(|_| Fail(NfsStat3::BadHandle))?;
+        let ex = self
+            .exports
+            .iter()
+            .find(|e| e.cfg.id == h.export)
+            .ok_or(Fail(NfsStat3::Stale))?;
+        let opts = ex.cfg.options_for(self.ip).ok_or(Fail(NfsStat3::Acces))?;
+        if opts.secure && self.port >= 1024 {
+            return Err(Fail(NfsStat3::Acces));
+        }
+        let cred = if self.anonymous {
+            Cred::anonymous(&opts.squash)
+        } else {
+            opts.squash.apply(self.cred.clone())
+        };
+        let o = ex.locate(&h)?;
+        Ok((Ctx { ex, cred, opts }, o))
+    }
+
+    /// Executes one procedure and appends its result body (status first) to `w`.
+    pub fn execute(&self, args: Args, w: &mut XdrWriter) {
+        match args {
+            Args::Null => {}
+            Args::GetAttr(fh) => self.getattr(&fh).encode(w),
+            Args::SetAttr { obj, attr, guard } => self.setattr(&obj, &attr, guard).encode(w),
+            Args::Lookup(d) => self.lookup(&d).encode(w),
+            Args::Access { obj, access } => self.access(&obj, access).encode(w),
+            Args::ReadLink(fh) => self.readlink(&fh).encode(w),
+            Args::Read {
+                file,
+                offset,
+                count,
+            } => self.read(&file, offset, count).encode(w),
+            Args::Write {
+                file,
+                offset,
+                count,
+                stable,
+                data,
+            } => self.write(&file, offset, count, stable, &data).encode(w),
+            Args::Create { where_, how } => self.create(&where_, how).encode(w),
+            Args::Mkdir { where_, attr } => self.mkdir(&where_, &attr).encode(w),
+            Args::Symlink {
+                where_,
+                attr,
+                target,
+            } => self.symlink(&where_, &attr, &target).encode(w),
+            Args::Mknod { where_, what } => self.mknod(&where_, what).encode(w),
+            Args::Remove(d) => self.remove(&d, false).encode(w),
+            Args::Rmdir(d) => self.remove(&d, true).encode(w),
+            Args::Rename { from, to } => self.rename(&from, &to).encode(w),
+            Args::Link { file, link } => self.link(&file, &link).encode(w),
+            Args::ReadDir {
+                dir,
+                cookie,
+                count,
+                ..
+            } => self.readdir(&dir, cookie, count, count, false).encode(w),
+            Args::ReadDirPlus {
+                dir,
+                cookie,
+                dircount,
+                maxcount,
+                ..
+            } => self.readdir(&dir, cookie, dircount, maxcount, true).encode(w),
+            Args::FsStat(fh) => self.fsstat(&fh).encode(w),
+            Args::FsInfo(fh) => self.fsinfo(&fh).encode(w),
+            Args::PathConf(fh) => self.pathconf(&fh).encode(w),
+            Args::Commit { file, .. } => self.commit(&file).encode(w),
+        }
+    }
+
+    fn getattr(&self, fh: &NfsFh3) -> Res<Fattr3, ()> {
+        match self.ctx(fh) {
+            Ok((c, o)) => Res::Ok(c.ex.attr(&o)),
+            Err(f) => Res::Fail(f.0, ()),
+        }
+    }
+
+    fn setattr(&self, fh: &NfsFh3, a: &Sattr3, guard: Option<NfsTime3>) -> Res<WccData, WccData> {
+        let (c, mut o) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, WccData::default()),
+        };
+        let before = Some(wcc_attr(&o.st));
+        let r = (|| -> Result<_, Fail> {
+            if let Some(g) = guard {
+                // RFC 1813 §3.3.2: the guard compares against the object's ctime.
+                ok_or(g == wcc_attr(&o.st).ctime, NfsStat3::NotSync)?;
+            }
+            c.writable()?;
+            apply_sattr(&c.cred, &o, a, true)
+        })();
+        let _ = o.restat();
+        let wcc = WccData {
+            before,
+            after: Some(c.ex.attr(&o)),
+        };
+        match r {
+            Ok(()) => Res::Ok(wcc),
+            Err(f) => Res::Fail(f.0, wcc),
+        }
+    }
+
+    fn lookup(&self, d: &DirOpArgs3) -> Res<Raw, Post> {
+        let (c, dir) = match self.ctx(&d.dir) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, Post(None)),
+        };
+        let dir_attr = Some(c.ex.attr(&dir));
+        let r = (|| -> Result<_, Fail> {
+            ok_or(dir.is_dir(), NfsStat3::NotDir)?;
+            deny(access::may_search(&c.cred, &dir.owner()))?;
+            let o = match d.name.as_slice() {
+                b"." => return Ok((dir.handle(c.ex), c.ex.attr(&dir))),
+                b".." => c.ex.parent_of(&dir)?,
+                name => {
+                    let dirfd = dir.open_dir()?;
+                    c.ex.child(&dir, &dirfd, name)?
+                }
+            };
+            Ok((o.handle(c.ex), c.ex.attr(&o)))
+        })();
+        match r {
+            Ok((fh, attr)) => {
+                let mut w = XdrWriter::new();
+                w.opaque(&fh);
+                Some(attr).encode(&mut w);
+                dir_attr.encode(&mut w);
+                Res::Ok(Raw(w.into_inner()))
+            }
+            Err(f) => Res::Fail(f.0, Post(dir_attr)),
+        }
+    }
+
+    fn access(&self, fh: &NfsFh3, want: u32) -> Res<Raw, Post> {
+        match self.ctx(fh) {
+            Ok((c, o)) => {
+                let granted = access::access_mask(&c.cred, &o.owner(), want, !c.opts.read_write);
+                let mut w = XdrWriter::new();
+                Some(c.ex.attr(&o)).encode(&mut w);
+                w.u32(granted);
+                Res::Ok(Raw(w.into_inner()))
+            }
+            Err(f) => Res::Fail(f.0, Post(None)),
+        }
+    }
+
+    fn readlink(&self, fh: &NfsFh3) -> Res<Raw, Post> {
+        use std::os::unix::ffi::OsStrExt;
+        let (c, o) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, Post(None)),
+        };
+        let attr = Some(c.ex.attr(&o));
+        if o.ftype() != FType3::Lnk {
+            return Res::Fail(NfsStat3::Inval, Post(attr));
+        }
+        match nix::fcntl::readlinkat(o.dirfd.as_fd(), o.name_os()) {
+            Ok(t) => {
+                let mut w = XdrWriter::new();
+                attr.encode(&mut w);
+                w.opaque(t.as_bytes());
+                Res::Ok(Raw(w.into_inner()))
+            }
+            Err(e) => Res::Fail(Fail::from(e).0, Post(attr)),
+        }
+    }
+
+    fn read(&self, fh: &NfsFh3, offset: u64, count: u32) -> Res<Raw, Post> {
+        let (c, mut o) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, Post(None)),
+        };
+        let r = (|| -> Result<_, Fail> {
+            deny(access::may_read(&c.cred, &o.owner()))?;
+            let f = o.open_file(OFlag::O_RDONLY)?;
+            let want = count.min(MAX_IO) as usize;
+            let mut buf = vec![0u8; want];
+            let mut n = 0;
+            while n < want {
+                match f.read_at(&mut buf[n..], offset.saturating_add(n as u64)) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Fail::from(e)),
+                }
+            }
+            buf.truncate(n);
+            Ok(buf)
+        })();
+        let _ = o.restat();
+        let attr = Some(c.ex.attr(&o));
+        match r {
+            Ok(data) => {
+                let eof = offset.saturating_add(data.len() as u64) >= o.st.st_size as u64;
+                let mut w = XdrWriter::with_capacity(data.len() + 128);
+                attr.encode(&mut w);
+                w.u32(data.len() as u32).bool(eof).opaque(&data);
+                Res::Ok(Raw(w.into_inner()))
+            }
+            Err(f) => Res::Fail(f.0, Post(attr)),
+        }
+    }
+
+    fn write(
+        &self,
+        fh: &NfsFh3,
+        offset: u64,
+        count: u32,
+        stable: StableHow,
+        data: &[u8],
+    ) -> Res<Raw, WccData> {
+        let (c, mut o) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, WccData::default()),
+        };
+        let before = Some(wcc_attr(&o.st));
+        let r = (|| -> Result<_, Fail> {
+            c.writable()?;
+            ok_or(count as usize <= data.len(), NfsStat3::Inval)?;
+            deny(access::may_write(&c.cred, &o.owner()))?;
+            let f = o.open_file(OFlag::O_WRONLY)?;
+            f.write_all_at(&data[..count as usize], offset)?;
+            // A write by someone other than root drops set-id bits, as the kernel would do
+            // for that caller (we write with root's CAP_FSETID).
+            let mode = o.st.st_mode & 0o7777;
+            let kill = access::S_ISUID | if mode & 0o010 != 0 { access::S_ISGID } else { 0 };
+            if !c.cred.is_root() && mode & kill != 0 {
+                nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode & !kill))?;
+            }
+            // Honest stability (RFC 1813 §3.3.7): what we report is what is on disk.
+            match stable {
+                StableHow::Unstable => {}
+                StableHow::DataSync => f.sync_data()?,
+                StableHow::FileSync => f.sync_all()?,
+            }
+            Ok(stable)
+        })();
+        let _ = o.restat();
+        let wcc = WccData {
+            before,
+            after: Some(c.ex.attr(&o)),
+        };
+        match r {
+            Ok(committed) => {
+                let mut w = XdrWriter::new();
+                wcc.encode(&mut w);
+                w.u32(count).u32(committed as u32).fixed(&self.write_verf);
+                Res::Ok(Raw(w.into_inner()))
+            }
+            Err(f) => Res::Fail(f.0, wcc),
+        }
+    }
+
+    /// The common frame of CREATE, MKDIR, SYMLINK, MKNOD: checks, then `make` creates the
+    /// object under the directory and returns it; replies with handle, attributes and wcc.
+    fn create_in(
+        &self,
+        d: &DirOpArgs3,
+        make: impl FnOnce(&Ctx<'_>, &Obj, &OwnedFd, &std::ffi::OsStr) -> Result<Obj, Fail>,
+    ) -> Res<Raw, WccData> {
+        let (c, mut dir) = match self.ctx(&d.dir) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, WccData::default()),
+        };
+        let before = Some(wcc_attr(&dir.st));
+        let r = (|| -> Result<_, Fail> {
+            ok_or(dir.is_dir(), NfsStat3::NotDir)?;
+            c.writable()?;
+            if is_dot(&d.name) {
+                return Err(Fail(NfsStat3::Exist));
+            }
+            let name = check_name(&d.name)?;
+            deny(access::may_modify_dir(&c.cred, &dir.owner()))?;
+            let dirfd = dir.open_dir()?;
+            make(&c, &dir, &dirfd, name)
+        })();
+        let _ = dir.restat();
+        let wcc = WccData {
+            before,
+            after: Some(c.ex.attr(&dir)),
+        };
+        match r {
+            Ok(o) => {
+                let mut w = XdrWriter::new();
+                Some(NfsFh3(o.handle(c.ex))).encode(&mut w);
+                Some(c.ex.attr(&o)).encode(&mut w);
+                wcc.encode(&mut w);
+                Res::Ok(Raw(w.into_inner()))
+            }
+            Err(f) => Res::Fail(f.0, wcc),
+        }
+    }
+
+    fn create(&self, d: &DirOpArgs3, how: CreateHow3) -> Res<Raw, WccData> {
+        self.create_in(d, |c, dir, dirfd, name| {
+            let (attr, excl, verf) = match how {
+                CreateHow3::Unchecked(a) => (a, false, None),
+                CreateHow3::Guarded(a) => (a, true, None),
+                CreateHow3::Exclusive(v) => (Sattr3::default(), true, Some(v)),
+            };
+            let mode = match verf {
+                Some(_) => 0o600,
+                None => attr.mode.unwrap_or(0o644) & 0o7777,
+            };
+            let mut flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            if excl {
+                flags |= OFlag::O_EXCL;
+            }
+            // Find out whether we create or reuse, to apply the right permission rules.
+            let existing = fstatat(dirfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+            if let Some(st) = existing {
+                if let Some(v) = verf {
+                    // RFC 1813 §3.3.8: a retried EXCLUSIVE create with the same verifier
+                    // succeeds with the file it created (verifier kept in atime/mtime).
+                    let o = c.ex.child(dir, dirfd, name_bytes(name))?;
+                    if crate::fs::ftype_of(&st) == FType3::Reg && st_verf(&st) == v {
+                        return Ok(o);
+                    }
+                    return Err(Fail(NfsStat3::Exist));
+                }
+                if excl {
+                    return Err(Fail(NfsStat3::Exist));
+                }
+                let o = c.ex.child(dir, dirfd, name_bytes(name))?;
+                if o.ftype() != FType3::Reg {
+                    return Err(Fail(NfsStat3::Exist));
+                }
+                // UNCHECKED on an existing file: only the size of sattr3 is applied (as knfsd).
+                if attr.size.is_some() {
+                    let only_size = Sattr3 {
+                        size: attr.size,
+                        ..Sattr3::default()
+                    };
+                    apply_sattr(&c.cred, &o, &only_size, true)?;
+                }
+                return Ok(o);
+            }
+            let fd = openat(dirfd.as_fd(), name, flags, Mode::from_bits_truncate(mode))?;
+            let (uid, gid, _) = access::new_owner(&c.cred, &dir.owner());
+            nix::unistd::fchown(fd.as_fd(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+            if let Some(v) = verf {
+                let a = TimeSpec::new(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as i64, 0);
+                let m = TimeSpec::new(u32::from_be_bytes([v[4], v[5], v[6], v[7]]) as i64, 0);
+                nix::sys::stat::futimens(fd.as_fd(), &a, &m)?;
+            }
+            let o = self.record(c, dir, dirfd, name)?;
+            let rest = Sattr3 {
+                mode: None,
+                uid: None,
+                gid: None,
+                ..attr
+            };
+            if verf.is_none() && rest != Sattr3::default() {
+                apply_sattr(&c.cred, &o, &rest, false)?;
+            }
+            let mut o = o;
+            o.restat()?;
+            Ok(o)
+        })
+    }
+
+    /// Gives a just-created name its identity and returns it.
+    fn record(
+        &self,
+        c: &Ctx<'_>,
+        dir: &Obj,
+        dirfd: &OwnedFd,
+        name: &std::ffi::OsStr,
+    ) -> Result<Obj, Fail> {
+        let st = fstatat(dirfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let (id, gen) = c.ex.ids.record_new(dir.id, name_bytes(name), st.st_ino, None)?;
+        Ok(Obj {
+            id,
+            gen,
+            dirfd: dirfd.try_clone()?,
+            name: name_bytes(name).to_vec(),
+            st,
+        })
+    }
+
+    /// Owner, then remaining attributes, of a new non-regular object.
+    fn settle_new(
+        &self,
+        c: &Ctx<'_>,
+        dir: &Obj,
+        dirfd: &OwnedFd,
+        name: &std::ffi::OsStr,
+        attr: &Sattr3,
+        keep_sgid: bool,
+    ) -> Result<Obj, Fail> {
+        let (uid, gid, inherit) = access::new_owner(&c.cred, &dir.owner());
+        fchownat(
+            dirfd.as_fd(),
+            name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        let mut o = self.record(c, dir, dirfd, name)?;
+        let mut rest = Sattr3 {
+            uid: None,
+            gid: None,
+            ..*attr
+        };
+        if let Some(m) = rest.mode.as_mut() {
+            if keep_sgid && inherit {
+                *m |= access::S_ISGID;
+            }
+        }
+        if rest != Sattr3::default() && o.ftype() != FType3::Lnk {
+            apply_sattr(&c.cred, &o, &rest, false)?;
+        }
+        o.restat()?;
+        Ok(o)
+    }
+
+    fn mkdir(&self, d: &DirOpArgs3, attr: &Sattr3) -> Res<Raw, WccData> {
+        self.create_in(d, |c, dir, dirfd, name| {
+            let mode = attr.mode.unwrap_or(0o755) & 0o7777;
+            mkdirat(dirfd.as_fd(), name, Mode::from_bits_truncate(mode))?;
+            self.settle_new(c, dir, dirfd, name, attr, true)
+        })
+    }
+
+    fn symlink(&self, d: &DirOpArgs3, attr: &Sattr3, target: &[u8]) -> Res<Raw, WccData> {
+        self.create_in(d, |c, dir, dirfd, name| {
+            if target.is_empty() || target.contains(&0) {
+                return Err(Fail(NfsStat3::Inval));
+            }
+            let t = std::ffi::OsStr::new(std::str::from_utf8(target).unwrap_or(""));
+            let t: &std::ffi::OsStr = if t.len() == target.len() {
+                t
+            } else {
+                use std::os::unix::ffi::OsStrExt;
+                std::ffi::OsStr::from_bytes(target)
+            };
+            symlinkat(t, dirfd.as_fd(), name)?;
+            self.settle_new(c, dir, dirfd, name, attr, false)
+        })
+    }
+
+    fn mknod(&self, d: &DirOpArgs3, what: MknodData3) -> Res<Raw, WccData> {
+        self.create_in(d, |c, dir, dirfd, name| {
+            let (kind, attr, dev) = match what {
+                MknodData3::Device { ftype, attr, spec } => {
+                    // Device nodes are root's business (mknod(2) needs CAP_MKNOD).
+                    if !c.cred.is_root() {
+                        return Err(Fail(NfsStat3::Perm));
+                    }
+                    let k = if ftype == FType3::Chr {
+                        SFlag::S_IFCHR
+                    } else {
+                        SFlag::S_IFBLK
+                    };
+                    (
+                        k,
+                        attr,
+                        nix::sys::stat::makedev(spec.0 as u64, spec.1 as u64),
+                    )
+                }
+                MknodData3::Special { ftype, attr } => {
+                    let k = if ftype == FType3::Fifo {
+                        SFlag::S_IFIFO
+                    } else {
+                        SFlag::S_IFSOCK
+                    };
+                    (k, attr, 0)
+                }
+                MknodData3::Other(_) => return Err(Fail(NfsStat3::BadType)),
+            };
+            let mode = attr.mode.unwrap_or(0o644) & 0o7777;
+            mknodat(dirfd.as_fd(), name, kind, Mode::from_bits_truncate(mode), dev)?;
+            self.settle_new(c, dir, dirfd, name, &attr, false)
+        })
+    }
+
+    fn remove(&self, d: &DirOpArgs3, rmdir: bool) -> Res<WccData, WccData> {
+        let (c, mut dir) = match self.ctx(&d.dir) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, WccData::default()),
+        };
+        let before = Some(wcc_attr(&dir.st));
+        let r = (|| -> Result<_, Fail> {
+            ok_or(dir.is_dir(), NfsStat3::NotDir)?;
+            c.writable()?;
+            match d.name.as_slice() {
+                b"." => return Err(Fail(NfsStat3::Inval)),
+                b".." => return Err(Fail(NfsStat3::Exist)),
+                _ => {}
+            }
+            check_name(&d.name)?;
+            let dirfd = dir.open_dir()?;
+            let victim = c.ex.child(&dir, &dirfd, &d.name)?;
+            access::may_delete(&c.cred, &dir.owner(), &victim.owner())?;
+            if rmdir {
+                ok_or(victim.is_dir(), NfsStat3::NotDir)?;
+                unlinkat(dirfd.as_fd(), victim.name_os(), UnlinkatFlags::RemoveDir)?;
+            } else {
+                ok_or(!victim.is_dir(), NfsStat3::IsDir)?;
+                unlinkat(dirfd.as_fd(), victim.name_os(), UnlinkatFlags::NoRemoveDir)?;
+            }
+            let last = victim.is_dir() || victim.st.st_nlink <= 1;
+            c.ex.ids.remove_link(victim.id, dir.id, &d.name, last)?;
+            Ok(())
+        })();
+        let _ = dir.restat();
+        let wcc = WccData {
+            before,
+            after: Some(c.ex.attr(&dir)),
+        };
+        match r {
+            Ok(()) => Res::Ok(wcc),
+            Err(f) => Res::Fail(f.0, wcc),
+        }
+    }
+
+    fn rename(&self, from: &DirOpArgs3, to: &DirOpArgs3) -> Res<TwoWcc, TwoWcc> {
+        let (c, mut fdir) = match self.ctx(&from.dir) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, TwoWcc::default()),
+        };
+        let (c2, mut tdir) = match self.ctx(&to.dir) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, TwoWcc::default()),
+        };
+        let fbefore = Some(wcc_attr(&fdir.st));
+        let tbefore = Some(wcc_attr(&tdir.st));
+        let r = (|| -> Result<_, Fail> {
+            if c.ex.cfg.id != c2.ex.cfg.id {
+                return Err(Fail(NfsStat3::Xdev));
+            }
+            ok_or(fdir.is_dir() && tdir.is_dir(), NfsStat3::NotDir)?;
+            c.writable()?;
+            if is_dot(&from.name) || is_dot(&to.name) {
+                return Err(Fail(NfsStat3::Inval));
+            }
+            check_name(&from.name)?;
+            check_name(&to.name)?;
+            let ffd = fdir.open_dir()?;
+            let tfd = tdir.open_dir()?;
+            let src = c.ex.child(&fdir, &ffd, &from.name)?;
+            access::may_delete(&c.cred, &fdir.owner(), &src.owner())?;
+            deny(access::may_modify_dir(&c.cred, &tdir.owner()))?;
+            if src.is_dir() && fdir.id != tdir.id {
+                // its ".." changes: needs write permission on the directory itself
+                deny(access::permits(&c.cred, &src.owner(), access::W))?;
+            }
+            let target = match fstatat(tfd.as_fd(), to.name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(_) => Some(c.ex.child(&tdir, &tfd, &to.name)?),
+                Err(Errno::ENOENT) => None,
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(t) = &target {
+                if t.st.st_ino == src.st.st_ino {
+                    return Ok(()); // two names of one file: rename(2) does nothing
+                }
+                access::may_delete(&c.cred, &tdir.owner(), &t.owner())?;
+            }
+            renameat(ffd.as_fd(), src.name_os(), tfd.as_fd(), to.name.as_slice())?;
+            let replaced = target.map(|t| (t.id, t.is_dir() || t.st.st_nlink <= 1));
+            c.ex.ids.rename(
+                src.id,
+                (fdir.id, &from.name),
+                (tdir.id, &to.name),
+                replaced,
+            )?;
+            Ok(())
+        })();
+        let _ = fdir.restat();
+        let _ = tdir.restat();
+        let w = TwoWcc(
+            WccData {
+                before: fbefore,
+                after: Some(c.ex.attr(&fdir)),
+            },
+            WccData {
+                before: tbefore,
+                after: Some(c.ex.attr(&tdir)),
+            },
+        );
+        match r {
+            Ok(()) => Res::Ok(w),
+            Err(f) => Res::Fail(f.0, w),
+        }
+    }
+
+    fn link(&self, file: &NfsFh3, link: &DirOpArgs3) -> Res<LinkRes, LinkRes> {
+        let (c, mut o) = match self.ctx(file) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, LinkRes::default()),
+        };
+        let (c2, mut dir) = match self.ctx(&link.dir) {
+            Ok(x) => x,
+            Err(f) => {
+                return Res::Fail(
+                    f.0,
+                    LinkRes(Some(c.ex.attr(&o)), WccData::default()),
+                )
+            }
+        };
+        let before = Some(wcc_attr(&dir.st));
+        let r = (|| -> Result<_, Fail> {
+            if c.ex.cfg.id != c2.ex.cfg.id {
+                return Err(Fail(NfsStat3::Xdev));
+            }
+            ok_or(dir.is_dir(), NfsStat3::NotDir)?;
+            ok_or(!o.is_dir(), NfsStat3::IsDir)?;
+            c.writable()?;
+            if is_dot(&link.name) {
+                return Err(Fail(NfsStat3::Exist));
+            }
+            let name = check_name(&link.name)?;
+            deny(access::may_modify_dir(&c2.cred, &dir.owner()))?;
+            let dirfd = dir.open_dir()?;
+            linkat(
+                o.dirfd.as_fd(),
+                o.name_os(),
+                dirfd.as_fd(),
+                name,
+                AtFlags::empty(),
+            )?;
+            c.ex.ids.add_link(o.id, dir.id, &link.name)?;
+            Ok(())
+        })();
+        let _ = o.restat();
+        let _ = dir.restat();
+        let body = LinkRes(
+            Some(c.ex.attr(&o)),
+            WccData {
+                before,
+                after: Some(c.ex.attr(&dir)),
+            },
+        );
+        match r {
+            Ok(()) => Res::Ok(body),
+            Err(f) => Res::Fail(f.0, body),
+        }
+    }
+
+    fn readdir(
+        &self,
+        fh: &NfsFh3,
+        cookie: u64,
+        dircount: u32,
+        maxcount: u32,
+        plus: bool,
+    ) -> Res<Raw, Post> {
+        let (c, dir) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, Post(None)),
+        };
+        let dir_attr = Some(c.ex.attr(&dir));
+        let r = (|| -> Result<_, Fail> {
+            ok_or(dir.is_dir(), NfsStat3::NotDir)?;
+            deny(access::may_read(&c.cred, &dir.owner()))?;
+            let dirfd = dir.open_dir()?;
+            list_dir(c.ex, &dir, &dirfd, cookie, dircount, maxcount, plus)
+        })();
+        match r {
+            Ok((entries, eof)) => {
+                let mut w = XdrWriter::new();
+                dir_attr.encode(&mut w);
+                w.fixed(&[0u8; VERF_SIZE]);
+                w.fixed(&entries);
+                w.bool(false).bool(eof);
+                Res::Ok(Raw(w.into_inner()))
+            }
+            Err(f) => Res::Fail(f.0, Post(dir_attr)),
+        }
+    }
+
+    fn fsstat(&self, fh: &NfsFh3) -> Res<Raw, Post> {
+        let (c, o) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, Post(None)),
+        };
+        let attr = Some(c.ex.attr(&o));
+        match nix::sys::statvfs::fstatvfs(c.ex.root_fd()) {
+            Ok(s) => {
+                let fr = s.fragment_size() as u64;
+                let mut w = XdrWriter::new();
+                attr.encode(&mut w);
+                w.u64(s.blocks() as u64 * fr)
+                    .u64(s.blocks_free() as u64 * fr)
+                    .u64(s.blocks_available() as u64 * fr)
+                    .u64(s.files() as u64)
+                    .u64(s.files_free() as u64)
+                    .u64(s.files_available() as u64)
+                    .u32(0);
+                Res::Ok(Raw(w.into_inner()))
+            }
+            Err(e) => Res::Fail(Fail::from(e).0, Post(attr)),
+        }
+    }
+
+    fn fsinfo(&self, fh: &NfsFh3) -> Res<Raw, Post> {
+        let (c, o) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, Post(None)),
+        };
+        let bits = nix::unistd::fpathconf(c.ex.root_fd(), nix::unistd::PathconfVar::FILESIZEBITS)
+            .ok()
+            .flatten()
+            .unwrap_or(64)
+            .clamp(32, 64) as u32;
+        let maxfilesize = if bits >= 64 { i64::MAX as u64 } else { (1u64 << (bits - 1)) - 1 };
+        let mut w = XdrWriter::new();
+        Some(c.ex.attr(&o)).encode(&mut w);
+        w.u32(MAX_IO)
+            .u32(MAX_IO)
+            .u32(4096)
+            .u32(MAX_IO)
+            .u32(MAX_IO)
+            .u32(4096)
+            .u32(64 * 1024)
+            .u64(maxfilesize)
+            .u32(0)
+            .u32(1)
+            .u32(fsf::LINK | fsf::SYMLINK | fsf::HOMOGENEOUS | fsf::CANSETTIME);
+        Res::Ok(Raw(w.into_inner()))
+    }
+
+    fn pathconf(&self, fh: &NfsFh3) -> Res<Raw, Post> {
+        use nix::unistd::{fpathconf, PathconfVar};
+        let (c, o) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, Post(None)),
+        };
+        let get = |v, d: i64| fpathconf(c.ex.root_fd(), v).ok().flatten().unwrap_or(d);
+        let mut w = XdrWriter::new();
+        Some(c.ex.attr(&o)).encode(&mut w);
+        w.u32(get(PathconfVar::LINK_MAX, 1).clamp(1, u32::MAX as i64) as u32)
+            .u32(get(PathconfVar::NAME_MAX, 255).clamp(1, 255) as u32)
+            .bool(true) // no_trunc
+            .bool(true) // chown_restricted
+            .bool(false) // case_insensitive
+            .bool(true); // case_preserving
+        Res::Ok(Raw(w.into_inner()))
+    }
+
+    fn commit(&self, fh: &NfsFh3) -> Res<Raw, WccData> {
+        let (c, mut o) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, WccData::default()),
+        };
+        let before = Some(wcc_attr(&o.st));
+        let r = (|| -> Result<_, Fail> {
+            let f = o.open_file(OFlag::O_RDONLY)?;
+            f.sync_all()?;
+            Ok(())
+        })();
+        let _ = o.restat();
+        let wcc = WccData {
+            before,
+            after: Some(c.ex.attr(&o)),
+        };
+        match r {
+            Ok(()) => {
+                let mut w = XdrWriter::new();
+                wcc.encode(&mut w);
+                w.fixed(&self.write_verf);
+                Res::Ok(Raw(w.into_inner()))
+            }
+            Err(f) => Res::Fail(f.0, wcc),
+        }
+    }
+}
+
+/// RENAME's two wcc_data.
+#[derive(Default)]
+pub struct TwoWcc(WccData, WccData);
+impl XdrEncode for TwoWcc {
+    fn encode(&self, w: &mut XdrWriter) {
+        self.0.encode(w);
+        self.1.encode(w);
+    }
+}
+
+/// LINK's file attributes and directory wcc.
+#[derive(Default)]
+pub struct LinkRes(PostOpAttr, WccData);
+impl XdrEncode for LinkRes {
+    fn encode(&self, w: &mut XdrWriter) {
+        self.0.encode(w);
+        self.1.encode(w);
+    }
+}
+
+fn name_bytes(n: &std::ffi::OsStr) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    n.as_bytes()
+}
+
+fn st_verf(st: &nix::sys::stat::FileStat) -> Verf {
+    let mut v = [0u8; 8];
+    v[..4].copy_from_slice(&(st.st_atime as u32).to_be_bytes());
+    v[4..].copy_from_slice(&(st.st_mtime as u32).to_be_bytes());
+    v
+}
+
+fn timespec(t: SetTime) -> TimeSpec {
+    match t {
+        SetTime::DontChange => TimeSpec::UTIME_OMIT,
+        SetTime::ServerTime => TimeSpec::UTIME_NOW,
+        SetTime::ClientTime(t) => TimeSpec::new(t.seconds as i64, t.nseconds.min(999_999_999) as i64),
+    }
+}
+
+/// Applies a sattr3 to an object: owner first (it clears set-id bits), then mode, size and
+/// times. `check` runs the permission rules (false for the creator setting up a new object).
+fn apply_sattr(cred: &Cred, o: &Obj, a: &Sattr3, check: bool) -> Result<(), Fail> {
+    let owner = o.owner();
+    if check {
+        let ch = AttrChange {
+            mode: a.mode,
+            uid: a.uid,
+            gid: a.gid,
+            size: a.size.is_some(),
+            client_time: matches!(a.atime, SetTime::ClientTime(_))
+                || matches!(a.mtime, SetTime::ClientTime(_)),
+            server_time: a.atime == SetTime::ServerTime || a.mtime == SetTime::ServerTime,
+        };
+        access::may_setattr(cred, &owner, &ch)?;
+    }
+    if a.uid.is_some() || a.gid.is_some() {
+        fchownat(
+            o.dirfd.as_fd(),
+            o.name_os(),
+            a.uid.map(Uid::from_raw),
+            a.gid.map(Gid::from_raw),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+    }
+    if let Some(m) = a.mode {
+        if o.ftype() != FType3::Lnk {
+            let m = access::effective_chmod(cred, &owner, m);
+            fchmodat(
+                o.dirfd.as_fd(),
+                o.name_os(),
+                Mode::from_bits_truncate(m),
+                FchmodatFlags::NoFollowSymlink,
+            )?;
+        }
+    }
+    if let Some(size) = a.size {
+        let f = o.open_file(OFlag::O_WRONLY)?;
+        f.set_len(size)?;
+    }
+    if a.atime != SetTime::DontChange || a.mtime != SetTime::DontChange {
+        utimensat(
+            o.dirfd.as_fd(),
+            o.name_os(),
+            &timespec(a.atime),
+            &timespec(a.mtime),
+            UtimensatFlags::NoFollowSymlink,
+        )?;
+    }
+    Ok(())
+}
+
+/// Encodes READDIR(PLUS) entries after `cookie`, in cookie order, within the byte budgets.
+/// Returns the entry list bytes (each entry preceded by TRUE, without the final FALSE) and eof.
+fn list_dir(
+    ex: &ExportFs,
+    dir: &Obj,
+    dirfd: &OwnedFd,
+    cookie: u64,
+    dircount: u32,
+    maxcount: u32,
+    plus: bool,
+) -> Result<(Vec<u8>, bool), Fail> {
+    use std::os::unix::ffi::OsStrExt;
+    // the fixed part of the reply: status, dir attrs, verifier, list end, eof
+    const OVERHEAD: usize = 4 + 88 + 4 + 8 + 8;
+    let maxcount = (maxcount as usize).min(MAX_IO as usize);
+    let dircount = dircount as usize;
+    let mut names: Vec<(u64, Vec<u8>, u64)> = Vec::new();
+    {
+        let mut d = nix::dir::Dir::from_fd(dirfd.try_clone()?)?;
+        for e in d.iter() {
+            let e = e?;
+            let n = e.file_name().to_bytes();
+            if n == b"." || n == b".." {
+                continue;
+            }
+            let ck = dircookie::cookie_of(n);
+            if ck > cookie {
+                names.push((ck, n.to_vec(), e.ino()));
+            }
+        }
+    }
+    names.sort_unstable_by_key(|e| e.0);
+    let parent_id = ex.ids.first_link(dir.id)?.map(|p| p.0).unwrap_or(FileId::ROOT);
+    let mut all: Vec<(u64, Vec<u8>, Option<FileId>)> = Vec::new();
+    if cookie < dircookie::DOT {
+        all.push((dircookie::DOT, b".".to_vec(), Some(dir.id)));
+    }
+    if cookie < dircookie::DOTDOT {
+        all.push((dircookie::DOTDOT, b"..".to_vec(), Some(parent_id)));
+    }
+    // Assign ids only to what may fit (each entry takes ≥ 24 bytes).
+    let room = maxcount / 24 + 2;
+    let take = names.len().min(room);
+    let eof_possible = take == names.len();
+    let pairs: Vec<(&[u8], u64)> = names[..take]
+        .iter()
+        .map(|(_, n, ino)| (n.as_slice(), *ino))
+        .collect();
+    let ids = ex.ids.adopt(dir.id, &pairs)?;
+    for ((ck, n, _), id) in names.into_iter().take(take).zip(ids) {
+        all.push((ck, n, Some(id)));
+    }
+    let mut w = XdrWriter::new();
+    let mut dir_bytes = 0usize;
+    let mut n_out = 0;
+    for (ck, name, id) in all {
+        let id = id.unwrap_or(FileId::ROOT);
+        let mut e = XdrWriter::new();
+        e.bool(true).u64(id.0).opaque(&name).u64(ck);
+        let entry_dir_bytes = e.len();
+        if plus {
+            let st = match name.as_slice() {
+                b"." | b".." => None,
+                _ => fstatat(
+                    dirfd.as_fd(),
+                    std::ffi::OsStr::from_bytes(&name),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .ok(),
+            };
+            let st = match (name.as_slice(), st) {
+                (b".", _) => Some(dir.st),
+                (_, s) => s,
+            };
+            match st {
+                Some(st) => {
+                    Some(ex.fattr(id, &st)).encode(&mut e);
+                    Some(NfsFh3(
+                        FileHandle {
+                            export: ex.cfg.id,
+                            file: id,
+                            gen: ex.ids.generation(),
+                        }
+                        .encode(),
+                    ))
+                    .encode(&mut e);
+                }
+                None => {
+                    e.bool(false).bool(false);
+                }
+            }
+        }
+        let over_max = OVERHEAD + w.len() + e.len() > maxcount;
+        let over_dir = plus && dir_bytes + entry_dir_bytes > dircount;
+        if over_max || over_dir {
+            if n_out == 0 {
+                return Err(Fail(NfsStat3::TooSmall));
+            }
+            return Ok((w.into_inner(), false));
+        }
+        dir_bytes += entry_dir_bytes;
+        w.fixed(e.as_slice());
+        n_out += 1;
+    }
+    Ok((w.into_inner(), eof_possible))
+}

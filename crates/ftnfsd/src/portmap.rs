@@ -1,0 +1,74 @@
+//! Registration with a local portmapper (rpcbind), so `rpcinfo -p` and `showmount -e` work.
+//! Without a portmapper we serve all the same: clients then give the port explicitly.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use ftnfs_wire::portmap::{encode_call, Mapping, IPPROTO_TCP, IPPROTO_UDP, PROC_SET, PROC_UNSET};
+use ftnfs_wire::rpc::{AcceptStat, ReplyHeader, Xid};
+use ftnfs_wire::{mount, nfs3, XdrReader};
+
+/// Everything we serve on `port`.
+pub fn mappings(port: u16) -> Vec<Mapping> {
+    let mut v = Vec::new();
+    for prot in [IPPROTO_TCP, IPPROTO_UDP] {
+        v.push(Mapping {
+            prog: nfs3::PROGRAM,
+            vers: 3,
+            prot,
+            port: port as u32,
+        });
+        for vers in 1..=3 {
+            v.push(Mapping {
+                prog: mount::PROGRAM,
+                vers,
+                prot,
+                port: port as u32,
+            });
+        }
+    }
+    v
+}
+
+fn call(sock: &UdpSocket, xid: u32, proc_: u32, m: Mapping) -> std::io::Result<bool> {
+    sock.send(&encode_call(Xid(xid), proc_, m))?;
+    let mut buf = [0u8; 512];
+    loop {
+        let n = sock.recv(&mut buf)?;
+        let mut r = XdrReader::new(&buf[..n]);
+        match ReplyHeader::decode(&mut r) {
+            Ok((x, ReplyHeader::Accepted(AcceptStat::Success))) if x.0 == xid => {
+                return Ok(r.bool().unwrap_or(false))
+            }
+            Ok((x, _)) if x.0 == xid => return Ok(false),
+            _ => continue,
+        }
+    }
+}
+
+/// Registers (or, with `set == false`, unregisters) our programs. Returns how many mappings
+/// the portmapper accepted; 0 when none answers.
+pub fn register(port: u16, set: bool) -> usize {
+    let Ok(sock) = UdpSocket::bind("127.0.0.1:0") else {
+        return 0;
+    };
+    if sock.connect("127.0.0.1:111").is_err() {
+        return 0;
+    }
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(300)));
+    let mut ok = 0;
+    for (i, m) in mappings(port).into_iter().enumerate() {
+        let xid = 0x7f00_0000 + i as u32;
+        // UNSET first: a stale registration from a previous run would make SET fail.
+        let _ = call(&sock, xid + 0x100, PROC_UNSET, m);
+        if !set {
+            continue;
+        }
+        match call(&sock, xid, PROC_SET, m) {
+            Ok(true) => ok += 1,
+            Ok(false) => tracing::warn!(?m, "portmapper refused registration"),
+            Err(_) => return ok,
+        }
+    }
+    ok
+}

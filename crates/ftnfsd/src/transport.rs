@@ -1,0 +1,178 @@
+//! TCP (record marking) and UDP listeners on one port for NFS and MOUNT.
+//!
+//! Bounded everywhere: connections, requests in flight (globally and per connection), replies
+//! queued per connection, record size. A connection that sends an unframeable stream is
+//! closed; a datagram that is not a call is dropped.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use ftnfs_wire::nfs3::MAX_IO;
+use ftnfs_wire::record::{encode_record, RecordDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::server::Server;
+
+/// Largest call record: a full WRITE plus headers.
+pub const MAX_RECORD: usize = MAX_IO as usize + 64 * 1024;
+/// Largest UDP datagram.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Transport limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open TCP connections.
+    pub max_connections: usize,
+    /// Requests executing at once, all transports.
+    pub max_inflight: usize,
+    /// Requests executing at once per TCP connection.
+    pub per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_inflight: 128,
+            per_connection: 32,
+        }
+    }
+}
+
+/// Shared state of the listeners.
+pub struct Transport {
+    server: Arc<Server>,
+    limits: Limits,
+    inflight: Arc<Semaphore>,
+    conns: Arc<Semaphore>,
+    /// Open TCP connections (for status).
+    pub open_connections: AtomicUsize,
+}
+
+impl Transport {
+    /// Listeners for `server`.
+    pub fn new(server: Arc<Server>, limits: Limits) -> Arc<Transport> {
+        Arc::new(Transport {
+            server,
+            limits,
+            inflight: Arc::new(Semaphore::new(limits.max_inflight)),
+            conns: Arc::new(Semaphore::new(limits.max_connections)),
+            open_connections: AtomicUsize::new(0),
+        })
+    }
+
+    /// Accepts TCP connections forever.
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let permit = match self.conns.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => return,
+            };
+            let (sock, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = sock.set_nodelay(true);
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.open_connections.fetch_add(1, Ordering::Relaxed);
+                me.connection(sock, peer).await;
+                me.open_connections.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+    }
+
+    async fn connection(self: &Arc<Self>, sock: TcpStream, peer: SocketAddr) {
+        tracing::debug!(client = %peer, "connected");
+        let (mut rd, mut wr) = sock.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(self.limits.per_connection);
+        let writer = tokio::spawn(async move {
+            while let Some(reply) = rx.recv().await {
+                if wr.write_all(&encode_record(&reply)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let per_conn = Arc::new(Semaphore::new(self.limits.per_connection));
+        let mut dec = RecordDecoder::new(MAX_RECORD);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        'read: loop {
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            loop {
+                let rec = match dec.decode(&mut buf) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(client = %peer, error = %e, "closing connection: bad record");
+                        break 'read;
+                    }
+                };
+                // Backpressure: stop reading while this connection has its share in flight.
+                let Ok(local) = per_conn.clone().acquire_owned().await else {
+                    break 'read;
+                };
+                let Ok(global) = self.inflight.clone().acquire_owned().await else {
+                    break 'read;
+                };
+                let server = self.server.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let reply =
+                        tokio::task::spawn_blocking(move || server.handle(&rec, peer)).await;
+                    drop(global);
+                    if let Ok(Some(reply)) = reply {
+                        let _ = tx.send(reply).await;
+                    }
+                    drop(local);
+                });
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+        tracing::debug!(client = %peer, "disconnected");
+    }
+
+    /// Serves UDP datagrams forever.
+    pub async fn serve_udp(self: Arc<Self>, sock: UdpSocket) {
+        let sock = Arc::new(sock);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let (n, peer) = match sock.recv_from(&mut buf).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "udp receive failed");
+                    continue;
+                }
+            };
+            let Ok(permit) = self.inflight.clone().acquire_owned().await else {
+                return;
+            };
+            let rec = buf[..n].to_vec();
+            let server = self.server.clone();
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                let reply = tokio::task::spawn_blocking(move || server.handle(&rec, peer)).await;
+                drop(permit);
+                if let Ok(Some(reply)) = reply {
+                    if reply.len() > MAX_DATAGRAM {
+                        tracing::warn!(client = %peer, len = reply.len(), "reply too large for UDP; dropped");
+                        return;
+                    }
+                    let _ = sock.send_to(&reply, peer).await;
+                }
+            });
+        }
+    }
+}
