@@ -398,10 +398,7 @@ mod tests {
             access_mask(&cred(1001, 100), &d, 0x3f, false),
             READ | LOOKUP
         );
-        assert_eq!(
-            access_mask(&cred(1000, 100), &d, 0x3f, true),
-            READ | LOOKUP
-        );
+        assert_eq!(access_mask(&cred(1000, 100), &d, 0x3f, true), READ | LOOKUP);
         assert_eq!(
             access_mask(&cred(1000, 100), &d, 0x3f, false),
             READ | LOOKUP | MODIFY | EXTEND | DELETE

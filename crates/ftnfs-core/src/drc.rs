@@ -281,7 +281,10 @@ mod tests {
         // retransmission while executing: dropped, never executed twice
         assert_eq!(d.begin(k, Millis(1)), Verdict::InProgress);
         d.finish(k, b"NFS3_OK", true, Millis(2));
-        assert_eq!(d.begin(k, Millis(3)), Verdict::Replay(Arc::from(&b"NFS3_OK"[..])));
+        assert_eq!(
+            d.begin(k, Millis(3)),
+            Verdict::Replay(Arc::from(&b"NFS3_OK"[..]))
+        );
         assert_eq!(d.stats().replays, 1);
         assert_eq!(d.stats().dropped_in_progress, 1);
     }
@@ -321,7 +324,10 @@ mod tests {
             assert!(d.bytes() <= 10);
         }
         // the newest survives, the oldest was evicted
-        assert!(matches!(d.begin(key(9, b"x"), Millis(0)), Verdict::Replay(_)));
+        assert!(matches!(
+            d.begin(key(9, b"x"), Millis(0)),
+            Verdict::Replay(_)
+        ));
         assert_eq!(d.begin(key(0, b"x"), Millis(0)), Verdict::Execute);
         // age
         assert_eq!(d.begin(key(9, b"x"), Millis(1000)), Verdict::Execute);

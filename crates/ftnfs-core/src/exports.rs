@@ -87,11 +87,19 @@ fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     };
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix)
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -287,7 +295,9 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
     for w in rest {
         if let Some(opts) = w.strip_prefix('-') {
             if !client_words.is_empty() {
-                return Err(format!("default options {w:?} must come before the clients"));
+                return Err(format!(
+                    "default options {w:?} must come before the clients"
+                ));
             }
             defaults.extend(opts.split(',').map(str::to_string));
         } else {
@@ -301,7 +311,14 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
     let mut split_r: Option<Vec<String>> = None;
     let mut split_w: Option<Vec<String>> = None;
     for o in &defaults {
-        if apply_export_option(o, &mut fsid, &mut mirroring, &mut high_read, &mut split_r, &mut split_w)? {
+        if apply_export_option(
+            o,
+            &mut fsid,
+            &mut mirroring,
+            &mut high_read,
+            &mut split_r,
+            &mut split_w,
+        )? {
             continue;
         }
         apply_client_option(o, &mut base)?;
@@ -318,8 +335,19 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
             None => (w, None),
         };
         let mut options = base.clone();
-        for o in opts.into_iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
-            if apply_export_option(o, &mut fsid, &mut mirroring, &mut high_read, &mut split_r, &mut split_w)? {
+        for o in opts
+            .into_iter()
+            .flat_map(|s| s.split(','))
+            .filter(|s| !s.is_empty())
+        {
+            if apply_export_option(
+                o,
+                &mut fsid,
+                &mut mirroring,
+                &mut high_read,
+                &mut split_r,
+                &mut split_w,
+            )? {
                 continue;
             }
             apply_client_option(o, &mut options)?;
@@ -388,7 +416,8 @@ fn member_list(v: &str, opt: &str) -> Result<Vec<String>, String> {
     for m in &members {
         let ok = !m.is_empty()
             && m.len() <= 64
-            && m.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            && m.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !ok {
             return Err(format!("{opt}=: bad member name {m:?}"));
         }

@@ -84,7 +84,13 @@ mod tests {
         assert_eq!(NFS3[procs::READDIRPLUS as usize].name, "READDIRPLUS");
         assert!(lookup(nfs3::PROGRAM, 22).is_none());
         // RFC 1813 §3.3: every namespace-changing procedure is non-idempotent.
-        for n in [procs::CREATE, procs::REMOVE, procs::RENAME, procs::LINK, procs::RMDIR] {
+        for n in [
+            procs::CREATE,
+            procs::REMOVE,
+            procs::RENAME,
+            procs::LINK,
+            procs::RMDIR,
+        ] {
             assert!(!NFS3[n as usize].idempotent);
         }
     }

@@ -761,10 +761,7 @@ impl XdrEncode for Args {
                 data,
             } => {
                 file.encode(w);
-                w.u64(*offset)
-                    .u32(*count)
-                    .u32(*stable as u32)
-                    .opaque(data);
+                w.u64(*offset).u32(*count).u32(*stable as u32).opaque(data);
             }
             Args::Create { where_, how } => {
                 where_.encode(w);

@@ -128,7 +128,10 @@ mod tests {
     fn oversized_header_is_refused_without_buffering() {
         let mut d = RecordDecoder::new(1024);
         let mut buf = BytesMut::from(&0xffff_ffffu32.to_be_bytes()[..]);
-        assert!(matches!(d.decode(&mut buf), Err(RecordError::TooLarge { .. })));
+        assert!(matches!(
+            d.decode(&mut buf),
+            Err(RecordError::TooLarge { .. })
+        ));
         assert!(buf.capacity() < 4096);
     }
 

@@ -337,7 +337,10 @@ mod tests {
         let mut r = XdrReader::new(&bytes);
         let d = CallHeader::decode(&mut r).unwrap();
         assert_eq!(d, h);
-        assert_eq!(AuthSys::from_bytes(d.cred.body).unwrap().gids, vec![100, 27]);
+        assert_eq!(
+            AuthSys::from_bytes(d.cred.body).unwrap().gids,
+            vec![100, 27]
+        );
     }
 
     #[test]

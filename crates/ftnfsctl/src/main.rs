@@ -70,7 +70,11 @@ fn print_human(st: &Value) {
                 format!(
                     "{}({})",
                     c["spec"].as_str().unwrap_or("?"),
-                    if c["rw"] == Value::Bool(true) { "rw" } else { "ro" }
+                    if c["rw"] == Value::Bool(true) {
+                        "rw"
+                    } else {
+                        "ro"
+                    }
                 )
             })
             .collect();
@@ -84,7 +88,11 @@ fn print_human(st: &Value) {
     }
     println!("mounted by:");
     for c in st["clients"].as_array().into_iter().flatten() {
-        println!("  {} {}", c["client"].as_str().unwrap_or("?"), c["path"].as_str().unwrap_or("?"));
+        println!(
+            "  {} {}",
+            c["client"].as_str().unwrap_or("?"),
+            c["path"].as_str().unwrap_or("?")
+        );
     }
     println!("nfs3 calls:");
     if let Some(m) = st["counters"]["nfs3"].as_object() {

@@ -52,7 +52,11 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
         }
         Value::Object(m)
     };
-    let mounts = server.mounts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mounts = server
+        .mounts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let drc = server.drc.lock().unwrap_or_else(|p| p.into_inner());
     let st = drc.stats();
     json!({
@@ -83,7 +87,12 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Serves the admin socket until the process ends.
-pub async fn serve(path: &Path, server: Arc<Server>, transport: Arc<Transport>, port: u16) -> anyhow::Result<()> {
+pub async fn serve(
+    path: &Path,
+    server: Arc<Server>,
+    transport: Arc<Transport>,
+    port: u16,
+) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(path);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -102,8 +111,12 @@ pub async fn serve(path: &Path, server: Arc<Server>, transport: Arc<Transport>, 
             while let Ok(Some(line)) = lines.next_line().await {
                 let req: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
                 let reply = match req.get("cmd").and_then(Value::as_str) {
-                    Some("status") => json!({"ok": true, "status": status(&server, &transport, port)}),
-                    Some(other) => json!({"ok": false, "error": format!("unknown command {other:?}")}),
+                    Some("status") => {
+                        json!({"ok": true, "status": status(&server, &transport, port)})
+                    }
+                    Some(other) => {
+                        json!({"ok": false, "error": format!("unknown command {other:?}")})
+                    }
                     None => json!({"ok": false, "error": "expected {\"cmd\": ...}"}),
                 };
                 let mut out = reply.to_string();

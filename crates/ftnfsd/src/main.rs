@@ -77,7 +77,9 @@ fn load_exports(path: &std::path::Path) -> anyhow::Result<Vec<exports::Export>> 
                 use std::net::ToSocketAddrs;
                 match (name.as_str(), 0).to_socket_addrs() {
                     Ok(a) => addrs.extend(a.map(|s| s.ip())),
-                    Err(err) => tracing::warn!(export = e.path, name, error = %err, "cannot resolve client host name"),
+                    Err(err) => {
+                        tracing::warn!(export = e.path, name, error = %err, "cannot resolve client host name")
+                    }
                 }
             }
         }
@@ -98,8 +100,7 @@ fn write_verifier() -> [u8; 8] {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -134,10 +134,7 @@ impl<'a> Caller<'a> {
             Args::Rename { from, to } => self.rename(&from, &to).encode(w),
             Args::Link { file, link } => self.link(&file, &link).encode(w),
             Args::ReadDir {
-                dir,
-                cookie,
-                count,
-                ..
+                dir, cookie, count, ..
             } => self.readdir(&dir, cookie, count, count, false).encode(w),
             Args::ReadDirPlus {
                 dir,
@@ -145,7 +142,9 @@ impl<'a> Caller<'a> {
                 dircount,
                 maxcount,
                 ..
-            } => self.readdir(&dir, cookie, dircount, maxcount, true).encode(w),
+            } => self
+                .readdir(&dir, cookie, dircount, maxcount, true)
+                .encode(w),
             Args::FsStat(fh) => self.fsstat(&fh).encode(w),
             Args::FsInfo(fh) => self.fsinfo(&fh).encode(w),
             Args::PathConf(fh) => self.pathconf(&fh).encode(w),
@@ -308,7 +307,12 @@ impl<'a> Caller<'a> {
             // A write by someone other than root drops set-id bits, as the kernel would do
             // for that caller (we write with root's CAP_FSETID).
             let mode = o.st.st_mode & 0o7777;
-            let kill = access::S_ISUID | if mode & 0o010 != 0 { access::S_ISGID } else { 0 };
+            let kill = access::S_ISUID
+                | if mode & 0o010 != 0 {
+                    access::S_ISGID
+                } else {
+                    0
+                };
             if !c.cred.is_root() && mode & kill != 0 {
                 nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode & !kill))?;
             }
@@ -422,7 +426,11 @@ impl<'a> Caller<'a> {
             }
             let fd = openat(dirfd.as_fd(), name, flags, Mode::from_bits_truncate(mode))?;
             let (uid, gid, _) = access::new_owner(&c.cred, &dir.owner());
-            nix::unistd::fchown(fd.as_fd(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+            nix::unistd::fchown(
+                fd.as_fd(),
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+            )?;
             if let Some(v) = verf {
                 let a = TimeSpec::new(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as i64, 0);
                 let m = TimeSpec::new(u32::from_be_bytes([v[4], v[5], v[6], v[7]]) as i64, 0);
@@ -453,7 +461,9 @@ impl<'a> Caller<'a> {
         name: &std::ffi::OsStr,
     ) -> Result<Obj, Fail> {
         let st = fstatat(dirfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-        let (id, gen) = c.ex.ids.record_new(dir.id, name_bytes(name), st.st_ino, None)?;
+        let (id, gen) =
+            c.ex.ids
+                .record_new(dir.id, name_bytes(name), st.st_ino, None)?;
         Ok(Obj {
             id,
             gen,
@@ -554,7 +564,13 @@ impl<'a> Caller<'a> {
                 MknodData3::Other(_) => return Err(Fail(NfsStat3::BadType)),
             };
             let mode = attr.mode.unwrap_or(0o644) & 0o7777;
-            mknodat(dirfd.as_fd(), name, kind, Mode::from_bits_truncate(mode), dev)?;
+            mknodat(
+                dirfd.as_fd(),
+                name,
+                kind,
+                Mode::from_bits_truncate(mode),
+                dev,
+            )?;
             self.settle_new(c, dir, dirfd, name, &attr, false)
         })
     }
@@ -630,7 +646,11 @@ impl<'a> Caller<'a> {
                 // its ".." changes: needs write permission on the directory itself
                 deny(access::permits(&c.cred, &src.owner(), access::W))?;
             }
-            let target = match fstatat(tfd.as_fd(), to.name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            let target = match fstatat(
+                tfd.as_fd(),
+                to.name.as_slice(),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
                 Ok(_) => Some(c.ex.child(&tdir, &tfd, &to.name)?),
                 Err(Errno::ENOENT) => None,
                 Err(e) => return Err(e.into()),
@@ -643,12 +663,8 @@ impl<'a> Caller<'a> {
             }
             renameat(ffd.as_fd(), src.name_os(), tfd.as_fd(), to.name.as_slice())?;
             let replaced = target.map(|t| (t.id, t.is_dir() || t.st.st_nlink <= 1));
-            c.ex.ids.rename(
-                src.id,
-                (fdir.id, &from.name),
-                (tdir.id, &to.name),
-                replaced,
-            )?;
+            c.ex.ids
+                .rename(src.id, (fdir.id, &from.name), (tdir.id, &to.name), replaced)?;
             Ok(())
         })();
         let _ = fdir.restat();
@@ -676,12 +692,7 @@ impl<'a> Caller<'a> {
         };
         let (c2, mut dir) = match self.ctx(&link.dir) {
             Ok(x) => x,
-            Err(f) => {
-                return Res::Fail(
-                    f.0,
-                    LinkRes(Some(c.ex.attr(&o)), WccData::default()),
-                )
-            }
+            Err(f) => return Res::Fail(f.0, LinkRes(Some(c.ex.attr(&o)), WccData::default())),
         };
         let before = Some(wcc_attr(&dir.st));
         let r = (|| -> Result<_, Fail> {
@@ -762,15 +773,15 @@ impl<'a> Caller<'a> {
         let attr = Some(c.ex.attr(&o));
         match nix::sys::statvfs::fstatvfs(c.ex.root_fd()) {
             Ok(s) => {
-                let fr = s.fragment_size() as u64;
+                let fr = s.fragment_size();
                 let mut w = XdrWriter::new();
                 attr.encode(&mut w);
-                w.u64(s.blocks() as u64 * fr)
-                    .u64(s.blocks_free() as u64 * fr)
-                    .u64(s.blocks_available() as u64 * fr)
-                    .u64(s.files() as u64)
-                    .u64(s.files_free() as u64)
-                    .u64(s.files_available() as u64)
+                w.u64(s.blocks() * fr)
+                    .u64(s.blocks_free() * fr)
+                    .u64(s.blocks_available() * fr)
+                    .u64(s.files())
+                    .u64(s.files_free())
+                    .u64(s.files_available())
                     .u32(0);
                 Res::Ok(Raw(w.into_inner()))
             }
@@ -788,7 +799,11 @@ impl<'a> Caller<'a> {
             .flatten()
             .unwrap_or(64)
             .clamp(32, 64) as u32;
-        let maxfilesize = if bits >= 64 { i64::MAX as u64 } else { (1u64 << (bits - 1)) - 1 };
+        let maxfilesize = if bits >= 64 {
+            i64::MAX as u64
+        } else {
+            (1u64 << (bits - 1)) - 1
+        };
         let mut w = XdrWriter::new();
         Some(c.ex.attr(&o)).encode(&mut w);
         w.u32(MAX_IO)
@@ -887,7 +902,9 @@ fn timespec(t: SetTime) -> TimeSpec {
     match t {
         SetTime::DontChange => TimeSpec::UTIME_OMIT,
         SetTime::ServerTime => TimeSpec::UTIME_NOW,
-        SetTime::ClientTime(t) => TimeSpec::new(t.seconds as i64, t.nseconds.min(999_999_999) as i64),
+        SetTime::ClientTime(t) => {
+            TimeSpec::new(t.seconds as i64, t.nseconds.min(999_999_999) as i64)
+        }
     }
 }
 
@@ -975,7 +992,11 @@ fn list_dir(
         }
     }
     names.sort_unstable_by_key(|e| e.0);
-    let parent_id = ex.ids.first_link(dir.id)?.map(|p| p.0).unwrap_or(FileId::ROOT);
+    let parent_id = ex
+        .ids
+        .first_link(dir.id)?
+        .map(|p| p.0)
+        .unwrap_or(FileId::ROOT);
     let mut all: Vec<(u64, Vec<u8>, Option<FileId>)> = Vec::new();
     if cookie < dircookie::DOT {
         all.push((dircookie::DOT, b".".to_vec(), Some(dir.id)));
@@ -997,8 +1018,7 @@ fn list_dir(
     }
     let mut w = XdrWriter::new();
     let mut dir_bytes = 0usize;
-    let mut n_out = 0;
-    for (ck, name, id) in all {
+    for (n_out, (ck, name, id)) in all.into_iter().enumerate() {
         let id = id.unwrap_or(FileId::ROOT);
         let mut e = XdrWriter::new();
         e.bool(true).u64(id.0).opaque(&name).u64(ck);
@@ -1045,7 +1065,6 @@ fn list_dir(
         }
         dir_bytes += entry_dir_bytes;
         w.fixed(e.as_slice());
-        n_out += 1;
     }
     Ok((w.into_inner(), eof_possible))
 }

@@ -20,27 +20,43 @@ struct Daemon {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Daemon {
     fn start(dir: &Path, port: u16) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
-            .arg("--exports").arg(dir.join("exports"))
-            .arg("--state-dir").arg(dir.join("state"))
-            .arg("--port").arg(port.to_string())
-            .arg("--bind").arg("127.0.0.1")
-            .arg("--admin-socket").arg(dir.join("admin.sock"))
+            .arg("--exports")
+            .arg(dir.join("exports"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--admin-socket")
+            .arg(dir.join("admin.sock"))
             .arg("--no-portmap")
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "ftnfsd did not start");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "ftnfsd did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Daemon { child, port, dir: dir.to_path_buf() }
+        Daemon {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
     }
     fn export(&self) -> PathBuf {
         self.dir.join("export")
@@ -48,7 +64,11 @@ impl Daemon {
     fn url(&self, file: &str, extra: &str) -> String {
         format!(
             "nfs://127.0.0.1{}/{}?nfsport={}&mountport={}&version=3{}",
-            self.export().display(), file, self.port, self.port, extra
+            self.export().display(),
+            file,
+            self.port,
+            self.port,
+            extra
         )
     }
     fn stop(mut self) {
@@ -77,7 +97,12 @@ fn setup(opts: &str) -> (tempfile::TempDir, Daemon) {
 }
 
 fn have(tool: &str) -> bool {
-    let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok && std::env::var("FTNFS_REQUIRE_TOOLS").is_ok() {
         panic!("{tool} is required (FTNFS_REQUIRE_TOOLS is set)");
     }
@@ -91,14 +116,24 @@ fn libnfs_put_get_ls_and_refused_uid() {
         return;
     }
     let (t, d) = setup("rw,insecure,no_root_squash");
-    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 1000) as u8).collect();
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i * 7 + i / 1000) as u8)
+        .collect();
     let src = t.path().join("in.bin");
     std::fs::write(&src, &data).unwrap();
-    let out = Command::new("nfs-cp").arg(&src).arg(d.url("big.bin", "")).output().unwrap();
+    let out = Command::new("nfs-cp")
+        .arg(&src)
+        .arg(d.url("big.bin", ""))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "nfs-cp put: {out:?}");
     assert_eq!(std::fs::read(d.export().join("big.bin")).unwrap(), data);
     let back = t.path().join("back.bin");
-    let out = Command::new("nfs-cp").arg(d.url("big.bin", "")).arg(&back).output().unwrap();
+    let out = Command::new("nfs-cp")
+        .arg(d.url("big.bin", ""))
+        .arg(&back)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "nfs-cp get: {out:?}");
     assert_eq!(std::fs::read(&back).unwrap(), data);
     let ls = Command::new("nfs-ls").arg(d.url("", "")).output().unwrap();
@@ -107,13 +142,30 @@ fn libnfs_put_get_ls_and_refused_uid() {
     // A private root-owned file: uid 1000 is refused, root (no_root_squash) is not.
     std::fs::write(d.export().join("secret"), b"top secret").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(d.export().join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let as_user = Command::new("nfs-cat").arg(d.url("secret", "&uid=1000&gid=1000")).output().unwrap();
-    assert!(!String::from_utf8_lossy(&as_user.stdout).contains("top secret"), "uid 1000 read a 0600 root file");
-    let as_root = Command::new("nfs-cat").arg(d.url("secret", "")).output().unwrap();
+    std::fs::set_permissions(
+        d.export().join("secret"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let as_user = Command::new("nfs-cat")
+        .arg(d.url("secret", "&uid=1000&gid=1000"))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&as_user.stdout).contains("top secret"),
+        "uid 1000 read a 0600 root file"
+    );
+    let as_root = Command::new("nfs-cat")
+        .arg(d.url("secret", ""))
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&as_root.stdout).contains("top secret"));
     // uid 1000 cannot create in a root-owned 0755 directory
-    let out = Command::new("nfs-cp").arg(&src).arg(d.url("user.bin", "&uid=1000&gid=1000")).output().unwrap();
+    let out = Command::new("nfs-cp")
+        .arg(&src)
+        .arg(d.url("user.bin", "&uid=1000&gid=1000"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(!d.export().join("user.bin").exists());
 }
@@ -129,7 +181,11 @@ impl Raw {
     fn connect(port: u16) -> Raw {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Raw { s, dec: RecordDecoder::new(4 << 20), buf: bytes::BytesMut::new() }
+        Raw {
+            s,
+            dec: RecordDecoder::new(4 << 20),
+            buf: bytes::BytesMut::new(),
+        }
     }
     fn send_raw(&mut self, rec: &[u8]) {
         self.s.write_all(&encode_record(rec)).unwrap();
@@ -148,11 +204,26 @@ impl Raw {
         }
     }
     fn call(&mut self, xid: u32, prog: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
-        let cred = AuthSys { stamp: 0, machine_name: b"t".to_vec(), uid: 0, gid: 0, gids: vec![] }.to_bytes();
+        let cred = AuthSys {
+            stamp: 0,
+            machine_name: b"t".to_vec(),
+            uid: 0,
+            gid: 0,
+            gids: vec![],
+        }
+        .to_bytes();
         let mut w = XdrWriter::new();
         CallHeader {
-            xid: Xid(xid), rpcvers: 2, prog, vers: 3, proc_,
-            cred: OpaqueAuth { flavor: flavor::SYS, body: &cred }, verf: AUTH_NONE,
+            xid: Xid(xid),
+            rpcvers: 2,
+            prog,
+            vers: 3,
+            proc_,
+            cred: OpaqueAuth {
+                flavor: flavor::SYS,
+                body: &cred,
+            },
+            verf: AUTH_NONE,
         }
         .encode(&mut w);
         w.fixed(args);
@@ -165,7 +236,10 @@ impl Raw {
 fn nfs_status(reply: &[u8]) -> (u32, Vec<u8>) {
     let mut r = XdrReader::new(reply);
     let (_, h) = ReplyHeader::decode(&mut r).unwrap();
-    assert_eq!(h, ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success));
+    assert_eq!(
+        h,
+        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
+    );
     let st = r.u32().unwrap();
     (st, r.rest().to_vec())
 }
@@ -181,7 +255,13 @@ fn mount_root(c: &mut Raw, path: &Path) -> NfsFh3 {
 }
 
 fn create(c: &mut Raw, xid: u32, dir: &NfsFh3, name: &str, how: CreateHow3) -> (u32, Vec<u8>) {
-    let a = Args::Create { where_: DirOpArgs3 { dir: dir.clone(), name: name.into() }, how };
+    let a = Args::Create {
+        where_: DirOpArgs3 {
+            dir: dir.clone(),
+            name: name.into(),
+        },
+        how,
+    };
     nfs_status(&c.call(xid, nfs3::PROGRAM, procs::CREATE, &a.to_bytes()))
 }
 
@@ -205,12 +285,21 @@ fn retransmitted_non_idempotent_calls_get_the_original_reply() {
     // A different xid with the same verifier: RFC 1813 §3.3.8, still success.
     assert_eq!(create(&mut c, 101, &root, "x", how).0, 0);
     // Another verifier: EXIST.
-    assert_eq!(create(&mut c, 102, &root, "x", CreateHow3::Exclusive(*b"other000")).0, 17);
+    assert_eq!(
+        create(&mut c, 102, &root, "x", CreateHow3::Exclusive(*b"other000")).0,
+        17
+    );
 
     // RENAME x -> y, retransmitted: the original NFS3_OK, not NOENT.
     let ren = Args::Rename {
-        from: DirOpArgs3 { dir: root.clone(), name: b"x".to_vec() },
-        to: DirOpArgs3 { dir: root.clone(), name: b"y".to_vec() },
+        from: DirOpArgs3 {
+            dir: root.clone(),
+            name: b"x".to_vec(),
+        },
+        to: DirOpArgs3 {
+            dir: root.clone(),
+            name: b"y".to_vec(),
+        },
     };
     let r1 = c.call(200, nfs3::PROGRAM, procs::RENAME, &ren.to_bytes());
     assert_eq!(nfs_status(&r1).0, 0);
@@ -219,13 +308,19 @@ fn retransmitted_non_idempotent_calls_get_the_original_reply() {
     let r2 = c2.call(200, nfs3::PROGRAM, procs::RENAME, &ren.to_bytes());
     assert_eq!(r1, r2);
     // REMOVE y twice with one xid
-    let rm = Args::Remove(DirOpArgs3 { dir: root.clone(), name: b"y".to_vec() });
+    let rm = Args::Remove(DirOpArgs3 {
+        dir: root.clone(),
+        name: b"y".to_vec(),
+    });
     let a = c.call(300, nfs3::PROGRAM, procs::REMOVE, &rm.to_bytes());
     let b = c.call(300, nfs3::PROGRAM, procs::REMOVE, &rm.to_bytes());
     assert_eq!(nfs_status(&a).0, 0);
     assert_eq!(a, b);
     // a new xid really executes again: NOENT
-    assert_eq!(nfs_status(&c.call(301, nfs3::PROGRAM, procs::REMOVE, &rm.to_bytes())).0, 2);
+    assert_eq!(
+        nfs_status(&c.call(301, nfs3::PROGRAM, procs::REMOVE, &rm.to_bytes())).0,
+        2
+    );
     assert!(!d.export().join("y").exists());
 }
 
@@ -235,15 +330,44 @@ fn handles_survive_a_restart_and_removed_files_are_stale() {
     let port = d.port;
     let mut c = Raw::connect(port);
     let root = mount_root(&mut c, &d.export());
-    let (st, body) = create(&mut c, 1, &root, "keep", CreateHow3::Guarded(Sattr3::default()));
+    let (st, body) = create(
+        &mut c,
+        1,
+        &root,
+        "keep",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
     assert_eq!(st, 0);
     let keep = fh_of_create(&body);
-    let (st, body) = create(&mut c, 2, &root, "gone", CreateHow3::Guarded(Sattr3::default()));
+    let (st, body) = create(
+        &mut c,
+        2,
+        &root,
+        "gone",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
     assert_eq!(st, 0);
     let gone = fh_of_create(&body);
     // GUARDED on an existing name: EXIST
-    assert_eq!(create(&mut c, 3, &root, "keep", CreateHow3::Guarded(Sattr3::default())).0, 17);
-    let ga = |c: &mut Raw, xid, fh: &NfsFh3| nfs_status(&c.call(xid, nfs3::PROGRAM, procs::GETATTR, &Args::GetAttr(fh.clone()).to_bytes()));
+    assert_eq!(
+        create(
+            &mut c,
+            3,
+            &root,
+            "keep",
+            CreateHow3::Guarded(Sattr3::default())
+        )
+        .0,
+        17
+    );
+    let ga = |c: &mut Raw, xid, fh: &NfsFh3| {
+        nfs_status(&c.call(
+            xid,
+            nfs3::PROGRAM,
+            procs::GETATTR,
+            &Args::GetAttr(fh.clone()).to_bytes(),
+        ))
+    };
     let before = ga(&mut c, 4, &keep);
     assert_eq!(before.0, 0);
     drop(c);
@@ -251,13 +375,19 @@ fn handles_survive_a_restart_and_removed_files_are_stale() {
     let d = Daemon::start(t.path(), port);
     let mut c = Raw::connect(port);
     let after = ga(&mut c, 5, &keep);
-    assert_eq!(after, before, "same handle, same attributes (fileid included) after restart");
+    assert_eq!(
+        after, before,
+        "same handle, same attributes (fileid included) after restart"
+    );
     std::fs::remove_file(d.export().join("gone")).unwrap();
     assert_eq!(ga(&mut c, 6, &gone).0, 70, "NFS3ERR_STALE");
     // garbage handle: BADHANDLE
     assert_eq!(ga(&mut c, 7, &NfsFh3(vec![9; 7])).0, 10001);
     // a LOOKUP of ".." at the root stays at the root
-    let lk = Args::Lookup(DirOpArgs3 { dir: root.clone(), name: b"..".to_vec() });
+    let lk = Args::Lookup(DirOpArgs3 {
+        dir: root.clone(),
+        name: b"..".to_vec(),
+    });
     let (st, body) = nfs_status(&c.call(8, nfs3::PROGRAM, procs::LOOKUP, &lk.to_bytes()));
     assert_eq!(st, 0);
     assert_eq!(XdrReader::new(&body).opaque(64).unwrap(), &root.0[..]);
@@ -271,25 +401,65 @@ fn bad_input_gets_rpc_errors_and_the_server_lives() {
     use ftnfs_wire::rpc::{AcceptStat::*, ReplyHeader::*};
     // unknown program, wrong version, unknown procedure, garbage args
     assert_eq!(accept(&c.call(1, 200_000, 0, &[])), Accepted(ProgUnavail));
-    assert_eq!(accept(&c.call(2, nfs3::PROGRAM, 99, &[])), Accepted(ProcUnavail));
-    assert_eq!(accept(&c.call(3, nfs3::PROGRAM, procs::GETATTR, &[0, 0, 1])), Accepted(GarbageArgs));
+    assert_eq!(
+        accept(&c.call(2, nfs3::PROGRAM, 99, &[])),
+        Accepted(ProcUnavail)
+    );
+    assert_eq!(
+        accept(&c.call(3, nfs3::PROGRAM, procs::GETATTR, &[0, 0, 1])),
+        Accepted(GarbageArgs)
+    );
     let mut w = XdrWriter::new();
-    CallHeader { xid: Xid(4), rpcvers: 2, prog: nfs3::PROGRAM, vers: 2, proc_: 0, cred: AUTH_NONE, verf: AUTH_NONE }.encode(&mut w);
+    CallHeader {
+        xid: Xid(4),
+        rpcvers: 2,
+        prog: nfs3::PROGRAM,
+        vers: 2,
+        proc_: 0,
+        cred: AUTH_NONE,
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
     c.send_raw(w.as_slice());
-    assert_eq!(accept(&c.recv().unwrap()), Accepted(ProgMismatch { low: 3, high: 3 }));
+    assert_eq!(
+        accept(&c.recv().unwrap()),
+        Accepted(ProgMismatch { low: 3, high: 3 })
+    );
     // unknown auth flavor
     let mut w = XdrWriter::new();
-    CallHeader { xid: Xid(5), rpcvers: 2, prog: nfs3::PROGRAM, vers: 3, proc_: 0, cred: OpaqueAuth { flavor: 6, body: b"" }, verf: AUTH_NONE }.encode(&mut w);
+    CallHeader {
+        xid: Xid(5),
+        rpcvers: 2,
+        prog: nfs3::PROGRAM,
+        vers: 3,
+        proc_: 0,
+        cred: OpaqueAuth {
+            flavor: 6,
+            body: b"",
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
     c.send_raw(w.as_slice());
     assert!(matches!(accept(&c.recv().unwrap()), AuthError(_)));
     // RPC version 3
     let mut w = XdrWriter::new();
-    CallHeader { xid: Xid(6), rpcvers: 3, prog: nfs3::PROGRAM, vers: 3, proc_: 0, cred: AUTH_NONE, verf: AUTH_NONE }.encode(&mut w);
+    CallHeader {
+        xid: Xid(6),
+        rpcvers: 3,
+        prog: nfs3::PROGRAM,
+        vers: 3,
+        proc_: 0,
+        cred: AUTH_NONE,
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
     c.send_raw(w.as_slice());
     assert_eq!(accept(&c.recv().unwrap()), RpcMismatch);
     // a record header announcing 2 GiB: the connection is closed, nothing allocated
     let mut evil = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
-    evil.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    evil.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     evil.write_all(&0xffff_fff0u32.to_be_bytes()).unwrap();
     let mut b = [0u8; 16];
     assert_eq!(evil.read(&mut b).unwrap_or(0), 0, "connection closed");

@@ -75,7 +75,11 @@ impl Obj {
 
     /// Re-reads the attributes.
     pub fn restat(&mut self) -> Result<(), Fail> {
-        self.st = fstatat(self.dirfd.as_fd(), self.name_os(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        self.st = fstatat(
+            self.dirfd.as_fd(),
+            self.name_os(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
         Ok(())
     }
 
