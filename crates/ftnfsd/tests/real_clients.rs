@@ -467,3 +467,204 @@ fn bad_input_gets_rpc_errors_and_the_server_lives() {
     let mut c = Raw::connect(d.port);
     assert_eq!(accept(&c.call(7, nfs3::PROGRAM, 0, &[])), Accepted(Success));
 }
+
+fn call_as(c: &mut Raw, xid: u32, uid: u32, proc_: u32, a: &Args) -> u32 {
+    let cred = AuthSys {
+        stamp: 0,
+        machine_name: b"t".to_vec(),
+        uid,
+        gid: uid,
+        gids: vec![],
+    }
+    .to_bytes();
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid: Xid(xid),
+        rpcvers: 2,
+        prog: nfs3::PROGRAM,
+        vers: 3,
+        proc_,
+        cred: OpaqueAuth {
+            flavor: flavor::SYS,
+            body: &cred,
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    a.encode(&mut w);
+    c.send_raw(w.as_slice());
+    nfs_status(&c.recv().unwrap()).0
+}
+
+/// RFC 1813 error statuses of the namespace procedures, through the whole daemon.
+#[test]
+fn error_paths_of_the_procedures() {
+    let (t, d) = setup("rw,insecure,no_root_squash");
+    std::fs::create_dir(d.export().join("full")).unwrap();
+    std::fs::write(d.export().join("full/f"), b"x").unwrap();
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &d.export());
+    let dop = |n: &str| DirOpArgs3 {
+        dir: root.clone(),
+        name: n.into(),
+    };
+    const NOENT: u32 = 2;
+    const ACCES: u32 = 13;
+    const EXIST: u32 = 17;
+    const NOTDIR: u32 = 20;
+    const NOTEMPTY: u32 = 66;
+    const NAMETOOLONG: u32 = 63;
+    assert_eq!(
+        call_as(&mut c, 1, 0, procs::LOOKUP, &Args::Lookup(dop("nope"))),
+        NOENT
+    );
+    assert_eq!(
+        call_as(&mut c, 2, 0, procs::RMDIR, &Args::Rmdir(dop("full"))),
+        NOTEMPTY
+    );
+    assert_eq!(
+        call_as(&mut c, 3, 0, procs::REMOVE, &Args::Remove(dop("nope"))),
+        NOENT
+    );
+    assert_eq!(
+        call_as(
+            &mut c,
+            4,
+            0,
+            procs::MKDIR,
+            &Args::Mkdir {
+                where_: dop("full"),
+                attr: Sattr3::default()
+            }
+        ),
+        EXIST
+    );
+    assert_eq!(
+        call_as(
+            &mut c,
+            5,
+            0,
+            procs::LOOKUP,
+            &Args::Lookup(dop(&"n".repeat(300)))
+        ),
+        NAMETOOLONG
+    );
+    // uid 1000 may not create in the root-owned 0755 directory, nor remove from it
+    assert_eq!(
+        call_as(
+            &mut c,
+            6,
+            1000,
+            procs::MKDIR,
+            &Args::Mkdir {
+                where_: dop("u"),
+                attr: Sattr3::default()
+            }
+        ),
+        ACCES
+    );
+    assert_eq!(
+        call_as(
+            &mut c,
+            7,
+            1000,
+            procs::REMOVE,
+            &Args::Remove(DirOpArgs3 {
+                dir: root.clone(),
+                name: b"full".to_vec()
+            })
+        ),
+        ACCES
+    );
+    // a file is not a directory
+    let (st, body) = nfs_status(&c.call(
+        8,
+        nfs3::PROGRAM,
+        procs::LOOKUP,
+        &Args::Lookup(dop("full")).to_bytes(),
+    ));
+    assert_eq!(st, 0);
+    let full = NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec());
+    let (st, body) = nfs_status(
+        &c.call(
+            9,
+            nfs3::PROGRAM,
+            procs::LOOKUP,
+            &Args::Lookup(DirOpArgs3 {
+                dir: full,
+                name: b"f".to_vec(),
+            })
+            .to_bytes(),
+        ),
+    );
+    assert_eq!(st, 0);
+    let f = NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec());
+    assert_eq!(
+        call_as(
+            &mut c,
+            10,
+            0,
+            procs::LOOKUP,
+            &Args::Lookup(DirOpArgs3 {
+                dir: f,
+                name: b"x".to_vec()
+            })
+        ),
+        NOTDIR
+    );
+    drop(c);
+    d.stop();
+
+    // The same export read-only: ROFS for updates.
+    std::fs::write(
+        t.path().join("exports"),
+        format!("{} *(ro,insecure)\n", t.path().join("export").display()),
+    )
+    .unwrap();
+    let d = Daemon::start(t.path(), free_port());
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &d.export());
+    let dop = |n: &str| DirOpArgs3 {
+        dir: root.clone(),
+        name: n.into(),
+    };
+    assert_eq!(
+        call_as(
+            &mut c,
+            11,
+            0,
+            procs::MKDIR,
+            &Args::Mkdir {
+                where_: dop("x"),
+                attr: Sattr3::default()
+            }
+        ),
+        30 /* ROFS */
+    );
+
+    // UDP on the same port answers too.
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid: Xid(77),
+        rpcvers: 2,
+        prog: nfs3::PROGRAM,
+        vers: 3,
+        proc_: 0,
+        cred: AUTH_NONE,
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    u.send_to(w.as_slice(), ("127.0.0.1", d.port)).unwrap();
+    let mut b = [0u8; 512];
+    let n = u.recv(&mut b).unwrap();
+    let (xid, h) = ReplyHeader::decode(&mut XdrReader::new(&b[..n])).unwrap();
+    assert_eq!(
+        (xid, h),
+        (
+            Xid(77),
+            ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
+        )
+    );
+}
