@@ -56,15 +56,19 @@ pub fn register(port: u16, set: bool) -> usize {
         return 0;
     }
     let _ = sock.set_read_timeout(Some(Duration::from_millis(300)));
-    let mut ok = 0;
+    // UNSET first (it removes every protocol of a program version): a stale registration
+    // from a previous run would make SET fail. Then SET each mapping.
     for (i, m) in mappings(port).into_iter().enumerate() {
-        let xid = 0x7f00_0000 + i as u32;
-        // UNSET first: a stale registration from a previous run would make SET fail.
-        let _ = call(&sock, xid + 0x100, PROC_UNSET, m);
-        if !set {
-            continue;
+        if call(&sock, 0x7f00_1000 + i as u32, PROC_UNSET, m).is_err() {
+            return 0;
         }
-        match call(&sock, xid, PROC_SET, m) {
+    }
+    let mut ok = 0;
+    if !set {
+        return ok;
+    }
+    for (i, m) in mappings(port).into_iter().enumerate() {
+        match call(&sock, 0x7f00_0000 + i as u32, PROC_SET, m) {
             Ok(true) => ok += 1,
             Ok(false) => tracing::warn!(?m, "portmapper refused registration"),
             Err(_) => return ok,
