@@ -1,0 +1,58 @@
+#!/bin/sh
+# /init of the test guest: load the NFS client, configure the network, mount the server given
+# on the kernel command line (ftnfs.srv=IP ftnfs.path=/export ftnfs.port=N ftnfs.ip=A/N
+# ftnfs.work=NAME), run the workload, print FTNFS-RESULT, power off.
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
+for f in /lib/modules/*.ko; do
+  insmod "$f" || echo "insmod $f failed"
+done
+arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^ftnfs.$1=//p"; }
+SRV=$(arg srv); P=$(arg path); PORT=$(arg port); IP=$(arg ip); WORK=$(arg work)
+ip link set lo up; ip link set eth0 up
+if [ -n "$IP" ]; then ip addr add "$IP" dev eth0; else ip addr add 10.0.2.15/24 dev eth0; fi
+result() { echo "FTNFS-RESULT $1"; sync; poweroff -f; }
+mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,nolock,hard,timeo=20,addr=$SRV "$SRV:$P" /mnt || result "FAIL mount"
+cd /mnt || result "FAIL cd"
+case "$WORK" in
+seqio)
+  dd if=/dev/urandom of=/tmp/src bs=1M count=32 2>/dev/null
+  dd if=/tmp/src of=/mnt/big bs=1M conv=fsync 2>/dev/null || result "FAIL write"
+  cd /; umount /mnt; mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,nolock,addr=$SRV "$SRV:$P" /mnt || result "FAIL remount"
+  a=$(md5sum < /tmp/src); b=$(md5sum < /mnt/big)
+  [ "$a" = "$b" ] || result "FAIL checksum"
+  ;;
+meta)
+  mkdir -p d || result "FAIL mkdir"
+  i=0
+  while [ $i -lt 100 ]; do
+    echo $i > d/f$i || result "FAIL create $i"
+    mv d/f$i d/g$i || result "FAIL rename $i"
+    ln d/g$i d/h$i || result "FAIL link $i"
+    ln -s g$i d/s$i || result "FAIL symlink $i"
+    chmod 600 d/g$i || result "FAIL chmod $i"
+    : > d/h$i || result "FAIL truncate $i"
+    mkdir d/dir$i && rmdir d/dir$i || result "FAIL mkdir/rmdir $i"
+    rm d/g$i d/h$i d/s$i || result "FAIL remove $i"
+    i=$((i+1))
+  done
+  [ "$(ls d | wc -l)" = 0 ] || result "FAIL leftovers"
+  rmdir d || result "FAIL rmdir"
+  ;;
+longwrite)
+  # Writes for ~10 s while the host restarts the server; a hard mount must hide it.
+  i=0
+  while [ $i -lt 50 ]; do
+    echo "record $i" > w$i || result "FAIL write $i"
+    sleep 0.2
+    i=$((i+1))
+  done
+  i=0
+  while [ $i -lt 50 ]; do
+    [ "$(cat w$i)" = "record $i" ] || result "FAIL verify $i"
+    i=$((i+1))
+  done
+  ;;
+esac
+cd /; umount /mnt || result "FAIL umount"
+result PASS
