@@ -305,23 +305,9 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
         }
     }
     let mut base = ClientOptions::default();
-    let mut fsid: Option<u32> = None;
-    let mut mirroring = Mirroring::None;
-    let mut high_read = false;
-    let mut split_r: Option<Vec<String>> = None;
-    let mut split_w: Option<Vec<String>> = None;
+    let mut ex = ExportOptions::default();
     for o in &defaults {
-        if apply_export_option(
-            o,
-            &mut fsid,
-            &mut mirroring,
-            &mut high_read,
-            &mut split_r,
-            &mut split_w,
-        )? {
-            continue;
-        }
-        apply_client_option(o, &mut base)?;
+        apply_option(o, &mut ex, &mut base)?;
     }
     let mut clients = Vec::new();
     for w in client_words {
@@ -340,17 +326,7 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
             .flat_map(|s| s.split(','))
             .filter(|s| !s.is_empty())
         {
-            if apply_export_option(
-                o,
-                &mut fsid,
-                &mut mirroring,
-                &mut high_read,
-                &mut split_r,
-                &mut split_w,
-            )? {
-                continue;
-            }
-            apply_client_option(o, &mut options)?;
+            apply_option(o, &mut ex, &mut options)?;
         }
         clients.push(ClientRule {
             spec: parse_client(spec)?,
@@ -362,6 +338,13 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
             "{path} names no clients (write `*(rw)` to export to everyone)"
         ));
     }
+    let ExportOptions {
+        fsid,
+        mut mirroring,
+        high_read,
+        split_r,
+        split_w,
+    } = ex;
     match (split_r, split_w) {
         (Some(read), Some(write)) => {
             if mirroring != Mirroring::None {
@@ -428,15 +411,26 @@ fn member_list(v: &str, opt: &str) -> Result<Vec<String>, String> {
     Ok(members)
 }
 
+/// Export-wide options seen so far on a line (they may appear in any option list).
+#[derive(Default)]
+struct ExportOptions {
+    fsid: Option<u32>,
+    mirroring: Mirroring,
+    high_read: bool,
+    split_r: Option<Vec<String>>,
+    split_w: Option<Vec<String>>,
+}
+
+/// An option from the default list or a client's list: export-wide or per client.
+fn apply_option(o: &str, ex: &mut ExportOptions, client: &mut ClientOptions) -> Result<(), String> {
+    if !apply_export_option(o, ex)? {
+        apply_client_option(o, client)?;
+    }
+    Ok(())
+}
+
 /// Export-wide options; returns false if `o` is not one of them.
-fn apply_export_option(
-    o: &str,
-    fsid: &mut Option<u32>,
-    mirroring: &mut Mirroring,
-    high_read: &mut bool,
-    split_r: &mut Option<Vec<String>>,
-    split_w: &mut Option<Vec<String>>,
-) -> Result<bool, String> {
+fn apply_export_option(o: &str, ex: &mut ExportOptions) -> Result<bool, String> {
     let (k, v) = match o.split_once('=') {
         Some((k, v)) => (k, Some(v)),
         None => (o, None),
@@ -446,20 +440,20 @@ fn apply_export_option(
             let n = v
                 .parse::<u32>()
                 .map_err(|_| format!("fsid={v}: only numeric fsids are supported"))?;
-            if fsid.is_some_and(|f| f != n) {
+            if ex.fsid.is_some_and(|f| f != n) {
                 return Err("conflicting fsid= values".into());
             }
-            *fsid = Some(n);
+            ex.fsid = Some(n);
         }
         ("ftnfs", Some(v)) => {
-            *mirroring = Mirroring::Group {
+            ex.mirroring = Mirroring::Group {
                 members: member_list(v, "ftnfs")?,
                 high_read: false,
             }
         }
-        ("ftnfsr", Some(v)) => *split_r = Some(member_list(v, "ftnfsr")?),
-        ("ftnfsw", Some(v)) => *split_w = Some(member_list(v, "ftnfsw")?),
-        ("HighRead", None) | ("highread", None) => *high_read = true,
+        ("ftnfsr", Some(v)) => ex.split_r = Some(member_list(v, "ftnfsr")?),
+        ("ftnfsw", Some(v)) => ex.split_w = Some(member_list(v, "ftnfsw")?),
+        ("HighRead", None) | ("highread", None) => ex.high_read = true,
         _ => return Ok(false),
     }
     Ok(true)
