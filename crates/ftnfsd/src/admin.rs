@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ftnfs_core::exports::Mirroring;
 use ftnfs_core::proc_table;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 use crate::server::Server;
@@ -128,5 +128,3 @@ pub async fn serve(
         });
     }
 }
-
-use tokio::io::AsyncReadExt as _;

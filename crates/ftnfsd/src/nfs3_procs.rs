@@ -522,13 +522,8 @@ impl<'a> Caller<'a> {
             if target.is_empty() || target.contains(&0) {
                 return Err(Fail(NfsStat3::Inval));
             }
-            let t = std::ffi::OsStr::new(std::str::from_utf8(target).unwrap_or(""));
-            let t: &std::ffi::OsStr = if t.len() == target.len() {
-                t
-            } else {
-                use std::os::unix::ffi::OsStrExt;
-                std::ffi::OsStr::from_bytes(target)
-            };
+            use std::os::unix::ffi::OsStrExt;
+            let t = std::ffi::OsStr::from_bytes(target);
             symlinkat(t, dirfd.as_fd(), name)?;
             self.settle_new(c, dir, dirfd, name, attr, false)
         })
