@@ -39,6 +39,19 @@ meta)
   [ "$(ls d | wc -l)" = 0 ] || result "FAIL leftovers"
   rmdir d || result "FAIL rmdir"
   ;;
+ackwrite)
+  # Writes N 64-byte records, each at offset 64*seq with conv=fsync, and prints
+  # "FTNFS-ACK seq md5" only after the write returned: the host later proves that every
+  # acknowledged record is in the file (scripts/lab/check-acks.py).
+  N=$(arg n); N=${N:-50}
+  i=0
+  while [ $i -lt $N ]; do
+    printf '%-63s\n' "seq=$i r=$RANDOM$RANDOM$RANDOM" > /tmp/rec
+    dd if=/tmp/rec of=/mnt/ack bs=64 seek=$i count=1 conv=notrunc,fsync 2>/dev/null || result "FAIL ack write $i"
+    echo "FTNFS-ACK $i $(md5sum < /tmp/rec | cut -d' ' -f1)"
+    i=$((i+1))
+  done
+  ;;
 longwrite)
   # Writes for ~10 s while the host restarts the server; a hard mount must hide it.
   i=0
