@@ -87,7 +87,12 @@ impl RecordDecoder {
     }
 }
 
-/// Frames `payload` as a single-fragment record.
+/// The 4-byte mark of a one-fragment record of `len` bytes.
+pub fn record_mark(len: usize) -> [u8; 4] {
+    (len as u32 | LAST_FRAGMENT).to_be_bytes()
+}
+
+/// A whole one-fragment record.
 pub fn encode_record(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 4);
     out.extend_from_slice(&(payload.len() as u32 | LAST_FRAGMENT).to_be_bytes());

@@ -71,6 +71,10 @@ fn deny(b: bool) -> Result<(), Fail> {
     ok_or(b, NfsStat3::Acces)
 }
 
+/// Bytes of a successful READ reply before its data: status, post_op_attr with fattr3 (84
+/// bytes), count, eof.
+const READ_HEAD: usize = 4 + 4 + 84 + 4 + 4;
+
 /// post_op_attr body for fail replies.
 struct Post(PostOpAttr);
 impl XdrEncode for Post {
@@ -113,7 +117,7 @@ impl<'a> Caller<'a> {
                 file,
                 offset,
                 count,
-            } => self.read(&file, offset, count).encode(w),
+            } => self.read(&file, offset, count, w),
             Args::Write {
                 file,
                 offset,
@@ -249,39 +253,47 @@ impl<'a> Caller<'a> {
         }
     }
 
-    fn read(&self, fh: &NfsFh3, offset: u64, count: u32) -> Res<Raw, Post> {
+    /// READ, encoded straight into `w`: the data is read in place into the reply buffer
+    /// (status, attributes, count and eof have a fixed size and are patched in afterwards).
+    fn read(&self, fh: &NfsFh3, offset: u64, count: u32, w: &mut XdrWriter) {
         let (c, mut o) = match self.ctx(fh) {
             Ok(x) => x,
-            Err(f) => return Res::Fail(f.0, Post(None)),
+            Err(f) => return Res::<Raw, Post>::Fail(f.0, Post(None)).encode(w),
         };
-        let r = (|| -> Result<_, Fail> {
+        let start = w.len();
+        let r = (|| -> Result<usize, Fail> {
             deny(access::may_read(&c.cred, &o.owner()))?;
             let f = o.open_file(OFlag::O_RDONLY)?;
-            let want = count.min(MAX_IO) as usize;
-            let mut buf = vec![0u8; want];
-            let mut n = 0;
-            while n < want {
-                match f.read_at(&mut buf[n..], offset.saturating_add(n as u64)) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Fail::from(e)),
+            w.zeros(READ_HEAD);
+            w.opaque_fill(count.min(MAX_IO) as usize, |buf| {
+                let mut n = 0;
+                while n < buf.len() {
+                    match f.read_at(&mut buf[n..], offset.saturating_add(n as u64)) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Fail::from(e)),
+                    }
                 }
-            }
-            buf.truncate(n);
-            Ok(buf)
+                Ok(n)
+            })
         })();
         let _ = o.restat();
         let attr = Some(c.ex.attr(&o));
         match r {
-            Ok(data) => {
-                let eof = offset.saturating_add(data.len() as u64) >= o.st.st_size as u64;
-                let mut w = XdrWriter::with_capacity(data.len() + 128);
-                attr.encode(&mut w);
-                w.u32(data.len() as u32).bool(eof).opaque(&data);
-                Res::Ok(Raw(w.into_inner()))
+            Ok(n) => {
+                let eof = offset.saturating_add(n as u64) >= o.st.st_size as u64;
+                let mut head = XdrWriter::with_capacity(READ_HEAD);
+                head.u32(NfsStat3::Ok as u32);
+                attr.encode(&mut head);
+                head.u32(n as u32).bool(eof);
+                debug_assert_eq!(head.len(), READ_HEAD);
+                w.patch(start, head.as_slice());
             }
-            Err(f) => Res::Fail(f.0, Post(attr)),
+            Err(f) => {
+                w.truncate(start);
+                Res::<Raw, Post>::Fail(f.0, Post(attr)).encode(w)
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use ftnfs_wire::nfs3::MAX_IO;
-use ftnfs_wire::record::{encode_record, RecordDecoder};
+use ftnfs_wire::record::{record_mark, RecordDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
@@ -97,7 +97,10 @@ impl Transport {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(self.limits.per_connection);
         let writer = tokio::spawn(async move {
             while let Some(reply) = rx.recv().await {
-                if wr.write_all(&encode_record(&reply)).await.is_err() {
+                // record mark and reply in one vectored write: no copy of a large reply
+                let mark = record_mark(reply.len());
+                let mut rec = bytes::Buf::chain(&mark[..], &reply[..]);
+                if wr.write_all_buf(&mut rec).await.is_err() {
                     break;
                 }
             }
