@@ -26,4 +26,5 @@ pub mod drc;
 pub mod exports;
 pub mod handle;
 pub mod ids;
+pub mod mirror;
 pub mod proc_table;

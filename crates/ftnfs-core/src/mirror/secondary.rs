@@ -1,0 +1,251 @@
+//! A secondary of one export: applies the primary's updates in the replication order, each
+//! once, and acknowledges each with the status it computed (patent Figure 3; DESIGN.md
+//! decision 3).
+//!
+//! Updates may arrive late, twice or out of order (a resend after a lost ack, a reconnect):
+//! an update already applied is acknowledged again with the status it had; one already
+//! waiting or running is ignored; one too far ahead of what is applied is dropped (the
+//! primary resends it), which bounds what a secondary holds.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::order::{ready, Applied};
+use super::Update;
+use crate::ids::{Epoch, ExportId, SeqNo};
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecondaryEffect<P> {
+    /// Apply this update locally, then call [`Secondary::applied`].
+    Apply(Update<P>),
+    /// Acknowledge `seq` to the primary.
+    Ack {
+        /// The epoch acknowledged in.
+        epoch: Epoch,
+        /// The update.
+        seq: SeqNo,
+        /// The status this member computed.
+        status: u32,
+    },
+    /// Tell the sender that its epoch is not ours.
+    Refuse {
+        /// The update refused.
+        seq: SeqNo,
+        /// Our epoch.
+        ours: Epoch,
+    },
+}
+
+/// Counters for status output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecondaryStats {
+    /// Updates applied.
+    pub applied: u64,
+    /// Copies ignored or re-acknowledged.
+    pub duplicates: u64,
+    /// Updates dropped for being too far ahead.
+    pub too_far: u64,
+    /// Updates refused for their epoch.
+    pub refused: u64,
+}
+
+/// The secondary's state for one export.
+#[derive(Debug)]
+pub struct Secondary<P> {
+    export: ExportId,
+    epoch: Epoch,
+    window: u64,
+    applied: Applied,
+    waiting: BTreeMap<SeqNo, Update<P>>,
+    running: BTreeSet<SeqNo>,
+    /// Statuses of recently applied updates, to re-acknowledge duplicates.
+    results: BTreeMap<SeqNo, u32>,
+    effects: VecDeque<SecondaryEffect<P>>,
+    stats: SecondaryStats,
+}
+
+impl<P: Clone> Secondary<P> {
+    /// A secondary in `epoch` whose state is that of update `base`. It holds at most `window`
+    /// updates beyond what it has applied (the primary's `max_pending` must not exceed it).
+    pub fn new(export: ExportId, epoch: Epoch, base: SeqNo, window: u64) -> Self {
+        Self {
+            export,
+            epoch,
+            window: window.max(1),
+            applied: Applied::starting_at(base),
+            waiting: BTreeMap::new(),
+            running: BTreeSet::new(),
+            results: BTreeMap::new(),
+            effects: VecDeque::new(),
+            stats: SecondaryStats::default(),
+        }
+    }
+
+    /// The export.
+    pub fn export(&self) -> ExportId {
+        self.export
+    }
+
+    /// The epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Every update up to this one is applied here.
+    pub fn watermark(&self) -> SeqNo {
+        self.applied.watermark()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SecondaryStats {
+        self.stats
+    }
+
+    /// Updates received but not yet applied.
+    pub fn backlog(&self) -> usize {
+        self.waiting.len() + self.running.len()
+    }
+
+    /// An update from the primary.
+    pub fn on_update(&mut self, u: Update<P>) {
+        if u.epoch != self.epoch || u.export != self.export {
+            self.stats.refused += 1;
+            self.effects.push_back(SecondaryEffect::Refuse {
+                seq: u.seq,
+                ours: self.epoch,
+            });
+            return;
+        }
+        if self.applied.contains(u.seq) {
+            self.stats.duplicates += 1;
+            if let Some(&status) = self.results.get(&u.seq) {
+                self.effects.push_back(SecondaryEffect::Ack {
+                    epoch: self.epoch,
+                    seq: u.seq,
+                    status,
+                });
+            }
+            return;
+        }
+        if self.running.contains(&u.seq) || self.waiting.contains_key(&u.seq) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if u.seq.0 > self.applied.watermark().0 + self.window {
+            self.stats.too_far += 1;
+            return;
+        }
+        self.waiting.insert(u.seq, u);
+        self.start_ready();
+    }
+
+    /// The shell applied `seq`, computing `status`.
+    pub fn applied(&mut self, seq: SeqNo, status: u32) {
+        if !self.running.remove(&seq) {
+            return;
+        }
+        self.applied.insert(seq);
+        self.stats.applied += 1;
+        self.results.insert(seq, status);
+        let floor = SeqNo(self.applied.watermark().0.saturating_sub(self.window));
+        while let Some((&s, _)) = self.results.first_key_value() {
+            if s >= floor {
+                break;
+            }
+            self.results.remove(&s);
+        }
+        self.effects.push_back(SecondaryEffect::Ack {
+            epoch: self.epoch,
+            seq,
+            status,
+        });
+        self.start_ready();
+    }
+
+    /// The next thing to do.
+    pub fn poll_effect(&mut self) -> Option<SecondaryEffect<P>> {
+        self.effects.pop_front()
+    }
+
+    fn start_ready(&mut self) {
+        let go: Vec<SeqNo> = self
+            .waiting
+            .values()
+            .filter(|u| ready(&self.applied, u.seq, &u.deps, u.barrier))
+            .map(|u| u.seq)
+            .collect();
+        for s in go {
+            if let Some(u) = self.waiting.remove(&s) {
+                self.running.insert(s);
+                self.effects.push_back(SecondaryEffect::Apply(u));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upd(seq: u64, deps: &[u64], barrier: bool) -> Update<&'static str> {
+        Update {
+            export: ExportId(7),
+            epoch: Epoch(1),
+            seq: SeqNo(seq),
+            deps: deps.iter().map(|d| SeqNo(*d)).collect(),
+            barrier,
+            payload: "x",
+        }
+    }
+
+    fn drain(s: &mut Secondary<&'static str>) -> Vec<SecondaryEffect<&'static str>> {
+        std::iter::from_fn(|| s.poll_effect()).collect()
+    }
+
+    #[test]
+    fn out_of_order_arrival_is_applied_in_order() {
+        let mut s = Secondary::new(ExportId(7), Epoch(1), SeqNo(0), 64);
+        s.on_update(upd(2, &[1], false));
+        assert!(drain(&mut s).is_empty());
+        s.on_update(upd(1, &[], false));
+        assert!(matches!(&drain(&mut s)[..], [SecondaryEffect::Apply(u)] if u.seq == SeqNo(1)));
+        s.applied(SeqNo(1), 0);
+        let e = drain(&mut s);
+        assert!(matches!(e[0], SecondaryEffect::Ack { seq: SeqNo(1), .. }));
+        assert!(matches!(&e[1], SecondaryEffect::Apply(u) if u.seq == SeqNo(2)));
+    }
+
+    #[test]
+    fn duplicates_are_reacked_or_ignored_never_reapplied() {
+        let mut s = Secondary::new(ExportId(7), Epoch(1), SeqNo(0), 64);
+        s.on_update(upd(1, &[], true));
+        s.on_update(upd(1, &[], true));
+        assert_eq!(drain(&mut s).len(), 1);
+        s.applied(SeqNo(1), 5);
+        drain(&mut s);
+        s.on_update(upd(1, &[], true));
+        assert_eq!(
+            drain(&mut s),
+            vec![SecondaryEffect::Ack {
+                epoch: Epoch(1),
+                seq: SeqNo(1),
+                status: 5
+            }]
+        );
+        assert_eq!(s.stats().applied, 1);
+    }
+
+    #[test]
+    fn other_epoch_is_refused_and_far_future_dropped() {
+        let mut s = Secondary::new(ExportId(7), Epoch(2), SeqNo(0), 4);
+        s.on_update(upd(1, &[], false));
+        assert!(matches!(
+            drain(&mut s)[..],
+            [SecondaryEffect::Refuse { .. }]
+        ));
+        let mut s = Secondary::new(ExportId(7), Epoch(1), SeqNo(0), 4);
+        s.on_update(upd(9, &[], false));
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.backlog(), 0);
+    }
+}
