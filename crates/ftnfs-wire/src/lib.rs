@@ -17,6 +17,7 @@
 
 pub mod mount;
 pub mod nfs3;
+pub mod peer;
 pub mod portmap;
 pub mod record;
 pub mod rpc;

@@ -1,0 +1,482 @@
+//! The peer channel between members (DESIGN.md decision 8, relay mode): framing and messages.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of XDR: a `u32` kind and
+//! the kind's fields. Lengths are checked against [`MAX_FRAME`] before anything is allocated
+//! ([`FrameDecoder`] is incremental: "not enough bytes yet" is `Ok(None)`).
+//!
+//! ```text
+//!  dialer                                   listener
+//!    ── Hello{version, name, nonce} ──▶
+//!    ◀── Hello{version, name, nonce} ──
+//!    ── Proof{hmac(secret, their nonce…)} ▶
+//!    ◀── Proof{hmac(secret, their nonce…)} ─
+//!    ── Join / Update ──────────────────▶   (primary → secondary)
+//!    ◀── JoinReply / Ack / Refuse ───────   (secondary → primary)
+//! ```
+//! Both sides prove knowledge of the group's shared secret over the other's fresh nonce
+//! before anything else is accepted; the HMAC itself is computed by the daemon.
+
+use bytes::{Buf, BytesMut};
+
+use crate::nfs3::MAX_IO;
+use crate::xdr::{XdrError, XdrReader, XdrWriter};
+
+/// Version of this protocol; a peer speaking another is refused.
+pub const VERSION: u32 = 1;
+/// Largest frame: a maximal WRITE's arguments plus room for the update's envelope.
+pub const MAX_FRAME: usize = MAX_IO as usize + 64 * 1024;
+/// Longest member name.
+pub const MAX_NAME: u32 = 64;
+/// Most dependencies of one update.
+pub const MAX_DEPS: u32 = 256;
+/// Most supplementary groups in a forwarded credential (AUTH_SYS allows 16).
+pub const MAX_GIDS: u32 = 16;
+
+/// Why a frame cannot be decoded; the connection is closed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PeerWireError {
+    /// The length prefix exceeds [`MAX_FRAME`].
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLong(usize),
+    /// The body is not a valid message.
+    #[error("bad message: {0}")]
+    Xdr(#[from] XdrError),
+    /// Unknown message kind.
+    #[error("unknown message kind {0}")]
+    Kind(u32),
+}
+
+/// Incremental frame decoder.
+#[derive(Debug, Default)]
+pub struct FrameDecoder;
+
+impl FrameDecoder {
+    /// Takes one whole frame body off the front of `buf`, or `Ok(None)` if it is not all
+    /// there yet.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, PeerWireError> {
+        if buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(PeerWireError::TooLong(len));
+        }
+        if buf.len() < 4 + len {
+            buf.reserve(4 + len - buf.len());
+            return Ok(None);
+        }
+        buf.advance(4);
+        Ok(Some(buf.split_to(len)))
+    }
+}
+
+/// The credential and origin of a forwarded client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Client address: 4 or 16 bytes.
+    pub ip: Vec<u8>,
+    /// Client source port.
+    pub port: u16,
+    /// RPC transaction id.
+    pub xid: u32,
+    /// AUTH_NONE (the export's anonymous user).
+    pub anonymous: bool,
+    /// AUTH_SYS uid.
+    pub uid: u32,
+    /// AUTH_SYS gid.
+    pub gid: u32,
+    /// AUTH_SYS groups.
+    pub gids: Vec<u32>,
+}
+
+/// What a secondary needs to apply one client update exactly as the primary did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdatePayload {
+    /// Where the request came from (for the DRC and the permission checks).
+    pub origin: Origin,
+    /// NFSv3 procedure.
+    pub proc_: u32,
+    /// Identity of a created object: file id and generation.
+    pub new_id: Option<(u64, u32)>,
+    /// Server time of the update (seconds, nanoseconds).
+    pub time: (i64, u32),
+    /// The procedure's arguments, as the client sent them.
+    pub args: Vec<u8>,
+}
+
+/// One message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerMsg {
+    /// First message of each side.
+    Hello {
+        /// Protocol version.
+        version: u32,
+        /// Sender's member name.
+        name: String,
+        /// Fresh random bytes the other side must sign.
+        nonce: [u8; 16],
+    },
+    /// HMAC-SHA256 over the other side's nonce (see the daemon's `peer.rs`).
+    Proof {
+        /// The MAC.
+        mac: [u8; 32],
+    },
+    /// Primary → secondary: become (or stay) my secondary for `export`.
+    Join {
+        /// Export id.
+        export: u32,
+        /// The primary's epoch.
+        epoch: u64,
+        /// The update number after which the stream continues.
+        base: u64,
+        /// Identifies the primary's incarnation of this export's update stream.
+        history: u64,
+        /// The primary's mirror holds nothing but an empty root.
+        pristine: bool,
+    },
+    /// Secondary → primary: answer to `Join`.
+    JoinReply {
+        /// Export id.
+        export: u32,
+        /// Accepted.
+        ok: bool,
+        /// Why not.
+        reason: String,
+    },
+    /// Primary → secondary: one update.
+    Update {
+        /// Export id.
+        export: u32,
+        /// Epoch.
+        epoch: u64,
+        /// Number.
+        seq: u64,
+        /// Updates it waits for.
+        deps: Vec<u64>,
+        /// Waits for everything before it.
+        barrier: bool,
+        /// What to apply.
+        payload: UpdatePayload,
+    },
+    /// Secondary → primary: `seq` applied with `status`.
+    Ack {
+        /// Export id.
+        export: u32,
+        /// Epoch.
+        epoch: u64,
+        /// Number.
+        seq: u64,
+        /// NFS status computed.
+        status: u32,
+    },
+    /// Secondary → primary: update refused, the secondary is at another epoch.
+    Refuse {
+        /// Export id.
+        export: u32,
+        /// The secondary's epoch.
+        epoch: u64,
+        /// Number.
+        seq: u64,
+    },
+}
+
+const HELLO: u32 = 1;
+const PROOF: u32 = 2;
+const JOIN: u32 = 3;
+const JOIN_REPLY: u32 = 4;
+const UPDATE: u32 = 5;
+const ACK: u32 = 6;
+const REFUSE: u32 = 7;
+
+fn string(r: &mut XdrReader<'_>, max: u32) -> Result<String, XdrError> {
+    let b = r.opaque(max)?;
+    Ok(String::from_utf8_lossy(b).into_owned())
+}
+
+impl PeerMsg {
+    /// Encodes the message as a whole frame (length prefix included).
+    pub fn to_frame(&self) -> Vec<u8> {
+        let mut w = XdrWriter::with_capacity(match self {
+            PeerMsg::Update { payload, .. } => payload.args.len() + 256,
+            _ => 128,
+        });
+        w.u32(0); // length, patched below
+        match self {
+            PeerMsg::Hello {
+                version,
+                name,
+                nonce,
+            } => {
+                w.u32(HELLO).u32(*version).opaque(name.as_bytes()).fixed(nonce);
+            }
+            PeerMsg::Proof { mac } => {
+                w.u32(PROOF).fixed(mac);
+            }
+            PeerMsg::Join {
+                export,
+                epoch,
+                base,
+                history,
+                pristine,
+            } => {
+                w.u32(JOIN)
+                    .u32(*export)
+                    .u64(*epoch)
+                    .u64(*base)
+                    .u64(*history)
+                    .bool(*pristine);
+            }
+            PeerMsg::JoinReply { export, ok, reason } => {
+                w.u32(JOIN_REPLY)
+                    .u32(*export)
+                    .bool(*ok)
+                    .opaque(reason.as_bytes());
+            }
+            PeerMsg::Update {
+                export,
+                epoch,
+                seq,
+                deps,
+                barrier,
+                payload,
+            } => {
+                w.u32(UPDATE).u32(*export).u64(*epoch).u64(*seq);
+                w.u32(deps.len() as u32);
+                for d in deps {
+                    w.u64(*d);
+                }
+                w.bool(*barrier);
+                let o = &payload.origin;
+                w.opaque(&o.ip)
+                    .u32(o.port as u32)
+                    .u32(o.xid)
+                    .bool(o.anonymous)
+                    .u32(o.uid)
+                    .u32(o.gid)
+                    .u32(o.gids.len() as u32);
+                for g in &o.gids {
+                    w.u32(*g);
+                }
+                w.u32(payload.proc_);
+                match payload.new_id {
+                    Some((f, g)) => w.bool(true).u64(f).u32(g),
+                    None => w.bool(false),
+                };
+                w.u64(payload.time.0 as u64)
+                    .u32(payload.time.1)
+                    .opaque(&payload.args);
+            }
+            PeerMsg::Ack {
+                export,
+                epoch,
+                seq,
+                status,
+            } => {
+                w.u32(ACK).u32(*export).u64(*epoch).u64(*seq).u32(*status);
+            }
+            PeerMsg::Refuse { export, epoch, seq } => {
+                w.u32(REFUSE).u32(*export).u64(*epoch).u64(*seq);
+            }
+        }
+        let len = (w.len() - 4) as u32;
+        w.patch(0, &len.to_be_bytes());
+        w.into_inner()
+    }
+
+    /// Decodes a frame body (without its length prefix).
+    pub fn decode(body: &[u8]) -> Result<PeerMsg, PeerWireError> {
+        let mut r = XdrReader::new(body);
+        let kind = r.u32()?;
+        let m = match kind {
+            HELLO => PeerMsg::Hello {
+                version: r.u32()?,
+                name: string(&mut r, MAX_NAME)?,
+                nonce: r.fixed::<16>()?,
+            },
+            PROOF => PeerMsg::Proof {
+                mac: r.fixed::<32>()?,
+            },
+            JOIN => PeerMsg::Join {
+                export: r.u32()?,
+                epoch: r.u64()?,
+                base: r.u64()?,
+                history: r.u64()?,
+                pristine: r.bool()?,
+            },
+            JOIN_REPLY => PeerMsg::JoinReply {
+                export: r.u32()?,
+                ok: r.bool()?,
+                reason: string(&mut r, 1024)?,
+            },
+            UPDATE => {
+                let export = r.u32()?;
+                let epoch = r.u64()?;
+                let seq = r.u64()?;
+                let n = r.array_len(MAX_DEPS, 8)?;
+                let mut deps = Vec::with_capacity(n);
+                for _ in 0..n {
+                    deps.push(r.u64()?);
+                }
+                let barrier = r.bool()?;
+                let ip = r.opaque(16)?.to_vec();
+                let port = r.u32()? as u16;
+                let xid = r.u32()?;
+                let anonymous = r.bool()?;
+                let uid = r.u32()?;
+                let gid = r.u32()?;
+                let n = r.array_len(MAX_GIDS, 4)?;
+                let mut gids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    gids.push(r.u32()?);
+                }
+                let proc_ = r.u32()?;
+                let new_id = if r.bool()? {
+                    Some((r.u64()?, r.u32()?))
+                } else {
+                    None
+                };
+                let time = (r.u64()? as i64, r.u32()?);
+                let args = r.opaque(MAX_FRAME as u32)?.to_vec();
+                PeerMsg::Update {
+                    export,
+                    epoch,
+                    seq,
+                    deps,
+                    barrier,
+                    payload: UpdatePayload {
+                        origin: Origin {
+                            ip,
+                            port,
+                            xid,
+                            anonymous,
+                            uid,
+                            gid,
+                            gids,
+                        },
+                        proc_,
+                        new_id,
+                        time,
+                        args,
+                    },
+                }
+            }
+            ACK => PeerMsg::Ack {
+                export: r.u32()?,
+                epoch: r.u64()?,
+                seq: r.u64()?,
+                status: r.u32()?,
+            },
+            REFUSE => PeerMsg::Refuse {
+                export: r.u32()?,
+                epoch: r.u64()?,
+                seq: r.u64()?,
+            },
+            k => return Err(PeerWireError::Kind(k)),
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(m: PeerMsg) {
+        let f = m.to_frame();
+        let mut buf = BytesMut::from(&f[..]);
+        let mut d = FrameDecoder;
+        // byte by byte: never a frame before the last byte
+        let mut partial = BytesMut::new();
+        for (i, b) in f.iter().enumerate() {
+            partial.extend_from_slice(&[*b]);
+            let got = d.decode(&mut partial).unwrap();
+            assert_eq!(got.is_some(), i == f.len() - 1);
+            if let Some(body) = got {
+                assert_eq!(PeerMsg::decode(&body).unwrap(), m);
+            }
+        }
+        let body = d.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(PeerMsg::decode(&body).unwrap(), m);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        roundtrip(PeerMsg::Hello {
+            version: VERSION,
+            name: "SvrA".into(),
+            nonce: [7; 16],
+        });
+        roundtrip(PeerMsg::Proof { mac: [9; 32] });
+        roundtrip(PeerMsg::Join {
+            export: 3,
+            epoch: 1,
+            base: 77,
+            history: 0xdead_beef,
+            pristine: true,
+        });
+        roundtrip(PeerMsg::JoinReply {
+            export: 3,
+            ok: false,
+            reason: "needs resync".into(),
+        });
+        roundtrip(PeerMsg::Update {
+            export: 3,
+            epoch: 2,
+            seq: 99,
+            deps: vec![97, 98],
+            barrier: false,
+            payload: UpdatePayload {
+                origin: Origin {
+                    ip: vec![10, 0, 0, 1],
+                    port: 801,
+                    xid: 42,
+                    anonymous: false,
+                    uid: 1000,
+                    gid: 100,
+                    gids: vec![4, 24],
+                },
+                proc_: 7,
+                new_id: Some((12, 5)),
+                time: (1_700_000_000, 123),
+                args: vec![1, 2, 3, 4, 5],
+            },
+        });
+        roundtrip(PeerMsg::Ack {
+            export: 3,
+            epoch: 2,
+            seq: 99,
+            status: 0,
+        });
+        roundtrip(PeerMsg::Refuse {
+            export: 3,
+            epoch: 4,
+            seq: 99,
+        });
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_allocation() {
+        let mut buf = BytesMut::from(&[0x7f, 0xff, 0xff, 0xff][..]);
+        assert_eq!(
+            FrameDecoder.decode(&mut buf),
+            Err(PeerWireError::TooLong(0x7fff_ffff))
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(PeerMsg::decode(&[0, 0, 0, 99]).is_err());
+        assert!(PeerMsg::decode(&[0, 0, 0, 5, 0, 0]).is_err());
+        let mut f = PeerMsg::Ack {
+            export: 1,
+            epoch: 1,
+            seq: 1,
+            status: 0,
+        }
+        .to_frame();
+        f.push(0);
+        assert!(PeerMsg::decode(&f[4..]).is_err());
+    }
+}
