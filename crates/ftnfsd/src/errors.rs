@@ -52,6 +52,12 @@ impl From<IdError> for Fail {
     fn from(e: IdError) -> Self {
         match e {
             IdError::Orphan(_) => Fail(NfsStat3::Stale),
+            // Only a secondary applying a create gets this: its status then differs from the
+            // primary's and the primary fails it out of the export (DESIGN.md decision 5).
+            IdError::Taken(id) => {
+                tracing::error!(file = %id, "dictated file id already in use: this mirror diverged");
+                Fail(NfsStat3::ServerFault)
+            }
             IdError::Db(err) => {
                 tracing::error!(error = %err, "identity table failure");
                 Fail(NfsStat3::ServerFault)

@@ -12,7 +12,7 @@ use ftnfs_core::access::{self, AttrChange, Cred};
 use ftnfs_core::dircookie;
 use ftnfs_core::exports::ClientOptions;
 use ftnfs_core::handle::FileHandle;
-use ftnfs_core::ids::FileId;
+use ftnfs_core::ids::{FileId, Generation};
 use ftnfs_wire::nfs3::*;
 use ftnfs_wire::xdr::{XdrEncode, XdrWriter};
 use nix::errno::Errno;
@@ -1004,12 +1004,17 @@ fn list_dir(
         .first_link(dir.id)?
         .map(|p| p.0)
         .unwrap_or(FileId::ROOT);
-    let mut all: Vec<(u64, Vec<u8>, Option<FileId>)> = Vec::new();
+    let mut all: Vec<(u64, Vec<u8>, Option<(FileId, Generation)>)> = Vec::new();
     if cookie < dircookie::DOT {
-        all.push((dircookie::DOT, b".".to_vec(), Some(dir.id)));
+        all.push((dircookie::DOT, b".".to_vec(), Some((dir.id, dir.gen))));
     }
     if cookie < dircookie::DOTDOT {
-        all.push((dircookie::DOTDOT, b"..".to_vec(), Some(parent_id)));
+        // READDIRPLUS gives ".." no handle (no stat below), so its generation is not needed
+        all.push((
+            dircookie::DOTDOT,
+            b"..".to_vec(),
+            Some((parent_id, Generation(0))),
+        ));
     }
     // Assign ids only to what may fit (each entry takes ≥ 24 bytes).
     let room = maxcount / 24 + 2;
@@ -1026,7 +1031,7 @@ fn list_dir(
     let mut w = XdrWriter::new();
     let mut dir_bytes = 0usize;
     for (n_out, (ck, name, id)) in all.into_iter().enumerate() {
-        let id = id.unwrap_or(FileId::ROOT);
+        let (id, gen) = id.unwrap_or((FileId::ROOT, crate::fs::idtable::ROOT_GEN));
         let mut e = XdrWriter::new();
         e.bool(true).u64(id.0).opaque(&name).u64(ck);
         let entry_dir_bytes = e.len();
@@ -1051,7 +1056,7 @@ fn list_dir(
                         FileHandle {
                             export: ex.cfg.id,
                             file: id,
-                            gen: ex.ids.generation(),
+                            gen,
                         }
                         .encode(),
                     ))

@@ -261,7 +261,7 @@ impl Server {
         let fh = ftnfs_core::handle::FileHandle {
             export: ex.cfg.id,
             file: ftnfs_core::ids::FileId::ROOT,
-            gen: ex.ids.generation(),
+            gen: crate::fs::idtable::ROOT_GEN,
         };
         let mut m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
         let entry = (peer.ip(), p.to_string());

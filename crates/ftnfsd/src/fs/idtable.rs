@@ -15,11 +15,19 @@
 //! File ids are never reused. The generation is the table's incarnation: if the state
 //! directory is lost and the table is rebuilt, handles from before carry an old generation
 //! and are answered with NFS3ERR_STALE instead of reaching whatever object got their id.
+//! The root is the exception: its generation is always [`ROOT_GEN`], so that the root handle
+//! is the same on every member of a group and across rebuilds (the root cannot be replaced).
+//! On a secondary, objects get the id and generation the primary dictated.
+//!
+//! New ids come from an in-memory counter (loaded from `next_id` at open) so that a primary
+//! can decide a new object's id *before* creating it and send that decision to the
+//! secondaries at the same moment; each commit persists the counter's high mark.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ftnfs_core::ids::{FileId, Generation};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 const OBJECTS: TableDefinition<u64, (u32, u64)> = TableDefinition::new("objects");
 const LINKS: TableDefinition<(u64, u64, &[u8]), ()> = TableDefinition::new("links");
@@ -38,6 +46,9 @@ pub enum IdError {
     /// An object's chain of parents does not lead to the root (table damaged or too deep).
     #[error("file id {0} has no path to the export root")]
     Orphan(FileId),
+    /// A dictated file id is already used by another object here: this mirror has diverged.
+    #[error("dictated file id {0} is already in use")]
+    Taken(FileId),
 }
 
 macro_rules! db_err {
@@ -66,10 +77,14 @@ pub struct ObjRec {
     pub ino: u64,
 }
 
+/// Generation of every export's root.
+pub const ROOT_GEN: Generation = Generation(1);
+
 /// One export's table.
 pub struct IdTable {
     db: Database,
     gen: Generation,
+    next: AtomicU64,
 }
 
 impl IdTable {
@@ -92,9 +107,10 @@ impl IdTable {
                 }
             };
             let mut objects = tx.open_table(OBJECTS)?;
-            let old_root = objects.get(FileId::ROOT.0)?.map(|v| v.value().1);
-            if old_root != Some(root_ino) {
-                objects.insert(FileId::ROOT.0, (gen, root_ino))?;
+            let old = objects.get(FileId::ROOT.0)?.map(|v| v.value());
+            let old_root = old.map(|v| v.1);
+            if old != Some((ROOT_GEN.0, root_ino)) {
+                objects.insert(FileId::ROOT.0, (ROOT_GEN.0, root_ino))?;
                 let mut inodes = tx.open_table(INODES)?;
                 if let Some(old) = old_root {
                     inodes.remove(old)?;
@@ -104,10 +120,30 @@ impl IdTable {
             tx.open_table(LINKS)?;
         }
         tx.commit()?;
+        let next = {
+            let r = db.begin_read()?;
+            let meta = r.open_table(META)?;
+            let n = meta.get("next_id")?.map(|v| v.value());
+            n.unwrap_or(FileId::FIRST_FREE.0)
+        };
         Ok(IdTable {
             db,
             gen: Generation(gen),
+            next: AtomicU64::new(next),
         })
+    }
+
+    /// Decides the id of an object about to be created (the primary, before it executes and
+    /// mirrors a create). An id reserved and never used is simply skipped.
+    pub fn reserve(&self) -> FileId {
+        FileId(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Only the root is recorded: nothing was ever created or seen through ftnfs.
+    pub fn pristine(&self) -> Result<bool, IdError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OBJECTS)?;
+        Ok(t.len()? <= 1)
     }
 
     /// The generation given to objects of this table.
@@ -184,15 +220,15 @@ impl IdTable {
         let out = {
             let (id, gen) = match dictated {
                 Some(d) => {
-                    let mut meta = tx.open_table(META)?;
-                    let next = meta.get("next_id")?.map(|v| v.value()).unwrap_or(2);
-                    if d.0 .0 >= next {
-                        meta.insert("next_id", d.0 .0 + 1)?;
+                    if tx.open_table(OBJECTS)?.get(d.0 .0)?.is_some() {
+                        return Err(IdError::Taken(d.0));
                     }
+                    self.next.fetch_max(d.0 .0 + 1, Ordering::Relaxed);
                     d
                 }
-                None => (alloc_id(&tx)?, self.gen),
+                None => (self.reserve(), self.gen),
             };
+            self.persist_next(&tx)?;
             insert_object(&tx, id, gen, ino)?;
             tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
             (id, gen)
@@ -201,18 +237,28 @@ impl IdTable {
         Ok(out)
     }
 
-    /// Finds or assigns the ids of entries found in directory `parent` (objects created
-    /// outside ftnfs are adopted), in one transaction. Returns ids in input order.
-    pub fn adopt(&self, parent: FileId, entries: &[(&[u8], u64)]) -> Result<Vec<FileId>, IdError> {
+    /// Finds or assigns the identities of entries found in directory `parent` (objects
+    /// created outside ftnfs are adopted), in one transaction. Returns them in input order.
+    pub fn adopt(
+        &self,
+        parent: FileId,
+        entries: &[(&[u8], u64)],
+    ) -> Result<Vec<(FileId, Generation)>, IdError> {
         // Fast path: everything known and linked under this name.
         {
             let tx = self.db.begin_read()?;
             let inodes = tx.open_table(INODES)?;
             let links = tx.open_table(LINKS)?;
+            let objects = tx.open_table(OBJECTS)?;
             let mut out = Vec::with_capacity(entries.len());
             for (name, ino) in entries {
                 match inodes.get(*ino)?.map(|v| v.value()) {
-                    Some(id) if links.get((id, parent.0, *name))?.is_some() => out.push(FileId(id)),
+                    Some(id) if links.get((id, parent.0, *name))?.is_some() => {
+                        match objects.get(id)?.map(|v| v.value().0) {
+                            Some(g) => out.push((FileId(id), Generation(g))),
+                            None => break,
+                        }
+                    }
                     _ => break,
                 }
             }
@@ -224,19 +270,37 @@ impl IdTable {
         let mut out = Vec::with_capacity(entries.len());
         for (name, ino) in entries {
             let known = tx.open_table(INODES)?.get(*ino)?.map(|v| v.value());
-            let id = match known {
-                Some(id) => FileId(id),
+            let known = match known {
+                Some(id) => tx
+                    .open_table(OBJECTS)?
+                    .get(id)?
+                    .map(|v| (FileId(id), Generation(v.value().0))),
+                None => None,
+            };
+            let (id, gen) = match known {
+                Some(k) => k,
                 None => {
-                    let id = alloc_id(&tx)?;
+                    let id = self.reserve();
                     insert_object(&tx, id, self.gen, *ino)?;
-                    id
+                    (id, self.gen)
                 }
             };
             tx.open_table(LINKS)?.insert((id.0, parent.0, *name), ())?;
-            out.push(id);
+            out.push((id, gen));
         }
+        self.persist_next(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    fn persist_next(&self, tx: &redb::WriteTransaction) -> Result<(), IdError> {
+        let mut meta = tx.open_table(META)?;
+        let want = self.next.load(Ordering::Relaxed);
+        let have = meta.get("next_id")?.map(|v| v.value()).unwrap_or(0);
+        if want > have {
+            meta.insert("next_id", want)?;
+        }
+        Ok(())
     }
 
     /// Adds a name for an existing object (LINK).
@@ -302,16 +366,6 @@ fn first_link_in(
         }
         None => Ok(None),
     }
-}
-
-fn alloc_id(tx: &redb::WriteTransaction) -> Result<FileId, IdError> {
-    let mut meta = tx.open_table(META)?;
-    let next = meta
-        .get("next_id")?
-        .map(|v| v.value())
-        .unwrap_or(FileId::FIRST_FREE.0);
-    meta.insert("next_id", next + 1)?;
-    Ok(FileId(next))
 }
 
 fn insert_object(
@@ -401,7 +455,31 @@ mod tests {
         // a second name of inode 50
         let b = t.adopt(FileId::ROOT, &[(b"x2", 50)]).unwrap();
         assert_eq!(b[0], a[0]);
-        t.remove_link(a[0], FileId::ROOT, b"x", false).unwrap();
-        assert_eq!(t.path_of(a[0]).unwrap(), PathBuf::from("x2"));
+        t.remove_link(a[0].0, FileId::ROOT, b"x", false).unwrap();
+        assert_eq!(t.path_of(a[0].0).unwrap(), PathBuf::from("x2"));
+    }
+
+    #[test]
+    fn dictated_ids_are_kept_and_a_taken_one_is_refused() {
+        // DESIGN.md decision 5: a secondary that cannot use the dictated id must say so.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.redb");
+        let t = IdTable::open(&p, 1, 3).unwrap();
+        assert!(t.pristine().unwrap());
+        let got = t
+            .record_new(FileId::ROOT, b"a", 10, Some((FileId(500), Generation(9))))
+            .unwrap();
+        assert_eq!(got, (FileId(500), Generation(9)));
+        assert!(!t.pristine().unwrap());
+        assert!(matches!(
+            t.record_new(FileId::ROOT, b"b", 11, Some((FileId(500), Generation(9)))),
+            Err(IdError::Taken(FileId(500)))
+        ));
+        // the counter moved past the dictated id, also across a reopen
+        assert!(t.reserve().0 > 500);
+        drop(t);
+        let t = IdTable::open(&p, 1, 3).unwrap();
+        assert!(t.reserve().0 > 500);
+        assert_eq!(t.get(FileId::ROOT).unwrap().unwrap().gen, ROOT_GEN);
     }
 }

@@ -248,10 +248,10 @@ impl ExportFs {
     pub fn child(&self, dir: &Obj, dirfd: &OwnedFd, name: &[u8]) -> Result<Obj, Fail> {
         let os = check_name(name)?;
         let st = fstatat(dirfd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-        let id = self.ids.adopt(dir.id, &[(name, st.st_ino)])?[0];
+        let (id, gen) = self.ids.adopt(dir.id, &[(name, st.st_ino)])?[0];
         Ok(Obj {
             id,
-            gen: self.ids.generation(),
+            gen,
             dirfd: dirfd.try_clone().map_err(Fail::from)?,
             name: name.to_vec(),
             st,
