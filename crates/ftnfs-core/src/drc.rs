@@ -200,6 +200,37 @@ impl Drc {
         }
     }
 
+    /// Records the reply a secondary computed when it applied a mirrored update, so that a
+    /// retransmission reaching this member after a failover gets the original reply
+    /// (DESIGN.md decision 7). A tracked in-progress copy of the same request is replaced.
+    pub fn record(&mut self, key: DrcKey, reply: &[u8], now: Millis) {
+        self.expire(now);
+        if !self.entries.contains_key(&key) {
+            while self.entries.len() >= self.limits.max_entries {
+                if !self.evict_oldest() {
+                    return;
+                }
+            }
+            let order = self.bump();
+            self.entries.insert(
+                key,
+                Entry {
+                    state: State::InProgress,
+                    at: now,
+                    order,
+                },
+            );
+        }
+        if let Some(Entry {
+            state: State::Done(_),
+            ..
+        }) = self.entries.get(&key)
+        {
+            return; // already recorded (a re-applied duplicate cannot happen, but be safe)
+        }
+        self.finish(key, reply, true, now);
+    }
+
     /// Forgets a request that was not executed after all (e.g. its connection closed while it
     /// waited), so that a retransmission executes it.
     pub fn abandon(&mut self, key: &DrcKey) {
@@ -267,6 +298,24 @@ impl Drc {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recorded_reply_of_a_mirrored_update_is_replayed() {
+        let mut d = Drc::new(DrcLimits::default());
+        let k = DrcKey::new(
+            "10.0.0.9".parse().unwrap(),
+            Xid(5),
+            100003,
+            3,
+            12,
+            b"remove x",
+        );
+        d.record(k, b"reply", Millis(1));
+        assert_eq!(
+            d.begin(k, Millis(2)),
+            Verdict::Replay(Arc::from(&b"reply"[..]))
+        );
+    }
+
     use super::*;
 
     fn key(xid: u32, args: &[u8]) -> DrcKey {

@@ -188,6 +188,48 @@ const UPDATE: u32 = 5;
 const ACK: u32 = 6;
 const REFUSE: u32 = 7;
 
+/// The frame of an `Update` built from borrowed parts (no copy of the payload's arguments
+/// into a message first: they can be a 1 MiB WRITE).
+pub fn update_frame(
+    export: u32,
+    epoch: u64,
+    seq: u64,
+    deps: &[u64],
+    barrier: bool,
+    payload: &UpdatePayload,
+) -> Vec<u8> {
+    let mut w = XdrWriter::with_capacity(payload.args.len() + 256);
+    w.u32(0);
+    w.u32(UPDATE).u32(export).u64(epoch).u64(seq);
+    w.u32(deps.len() as u32);
+    for d in deps {
+        w.u64(*d);
+    }
+    w.bool(barrier);
+    let o = &payload.origin;
+    w.opaque(&o.ip)
+        .u32(o.port as u32)
+        .u32(o.xid)
+        .bool(o.anonymous)
+        .u32(o.uid)
+        .u32(o.gid)
+        .u32(o.gids.len() as u32);
+    for g in &o.gids {
+        w.u32(*g);
+    }
+    w.u32(payload.proc_);
+    match payload.new_id {
+        Some((f, g)) => w.bool(true).u64(f).u32(g),
+        None => w.bool(false),
+    };
+    w.u64(payload.time.0 as u64)
+        .u32(payload.time.1)
+        .opaque(&payload.args);
+    let len = (w.len() - 4) as u32;
+    w.patch(0, &len.to_be_bytes());
+    w.into_inner()
+}
+
 fn string(r: &mut XdrReader<'_>, max: u32) -> Result<String, XdrError> {
     let b = r.opaque(max)?;
     Ok(String::from_utf8_lossy(b).into_owned())
@@ -207,7 +249,10 @@ impl PeerMsg {
                 name,
                 nonce,
             } => {
-                w.u32(HELLO).u32(*version).opaque(name.as_bytes()).fixed(nonce);
+                w.u32(HELLO)
+                    .u32(*version)
+                    .opaque(name.as_bytes())
+                    .fixed(nonce);
             }
             PeerMsg::Proof { mac } => {
                 w.u32(PROOF).fixed(mac);
@@ -239,33 +284,7 @@ impl PeerMsg {
                 deps,
                 barrier,
                 payload,
-            } => {
-                w.u32(UPDATE).u32(*export).u64(*epoch).u64(*seq);
-                w.u32(deps.len() as u32);
-                for d in deps {
-                    w.u64(*d);
-                }
-                w.bool(*barrier);
-                let o = &payload.origin;
-                w.opaque(&o.ip)
-                    .u32(o.port as u32)
-                    .u32(o.xid)
-                    .bool(o.anonymous)
-                    .u32(o.uid)
-                    .u32(o.gid)
-                    .u32(o.gids.len() as u32);
-                for g in &o.gids {
-                    w.u32(*g);
-                }
-                w.u32(payload.proc_);
-                match payload.new_id {
-                    Some((f, g)) => w.bool(true).u64(f).u32(g),
-                    None => w.bool(false),
-                };
-                w.u64(payload.time.0 as u64)
-                    .u32(payload.time.1)
-                    .opaque(&payload.args);
-            }
+            } => return update_frame(*export, *epoch, *seq, deps, *barrier, payload),
             PeerMsg::Ack {
                 export,
                 epoch,

@@ -72,6 +72,7 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
             "mount3": count(&server.counters.mount, &proc_table::MOUNT3),
             "rpc_errors": server.counters.rpc_errors.load(Ordering::Relaxed),
         },
+        "mirror": server.mirror.status(),
         "drc": {
             "entries": drc.len(),
             "bytes": drc.bytes(),

@@ -52,6 +52,7 @@ impl From<IdError> for Fail {
     fn from(e: IdError) -> Self {
         match e {
             IdError::Orphan(_) => Fail(NfsStat3::Stale),
+            IdError::Io(_) => Fail(NfsStat3::Io),
             // Only a secondary applying a create gets this: its status then differs from the
             // primary's and the primary fails it out of the export (DESIGN.md decision 5).
             IdError::Taken(id) => {

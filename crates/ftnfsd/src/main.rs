@@ -12,7 +12,9 @@
 mod admin;
 mod errors;
 mod fs;
+mod mirror;
 mod nfs3_procs;
+mod peer;
 mod portmap;
 mod server;
 mod transport;
@@ -60,6 +62,75 @@ struct Cli {
     /// Check the exports file and exit.
     #[arg(long)]
     check: bool,
+    /// This member's name, as used in the exports file's `-ftnfs=A:B` lists (default: the
+    /// host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Another member: `NAME=ADDR:PORT` of its peer channel. Repeat for each member.
+    #[arg(long = "peer", value_name = "NAME=ADDR:PORT")]
+    peers: Vec<String>,
+    /// Address of this member's peer channel.
+    #[arg(long, default_value = "0.0.0.0:2050")]
+    peer_listen: SocketAddr,
+    /// File holding the group's shared secret (required with mirrored exports; at least 16
+    /// bytes; every member needs the same).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Resend an unacknowledged update to a secondary after this many milliseconds.
+    #[arg(long, default_value_t = 200)]
+    retry_ms: u64,
+    /// Sends of one update before a silent secondary is failed out of the export.
+    #[arg(long, default_value_t = 5)]
+    max_sends: u32,
+}
+
+fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
+    let me = match &cli.name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    };
+    let mut peers = Vec::new();
+    for (i, p) in cli.peers.iter().enumerate() {
+        let (name, addr) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--peer {p}: expected NAME=ADDR:PORT"))?;
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("--peer {p}: bad address"))?;
+        if name == me || peers.iter().any(|x: &mirror::PeerCfg| x.name == name) {
+            anyhow::bail!("--peer {p}: member {name} given twice");
+        }
+        if i >= 63 {
+            anyhow::bail!("too many peers");
+        }
+        peers.push(mirror::PeerCfg {
+            name: name.to_string(),
+            addr,
+            id: ftnfs_core::ids::MemberId(i as u8 + 1),
+        });
+    }
+    let secret = match &cli.secret_file {
+        Some(f) => {
+            let s = std::fs::read(f)
+                .with_context(|| format!("cannot read secret file {}", f.display()))?;
+            let s = s.trim_ascii().to_vec();
+            if s.len() < 16 {
+                anyhow::bail!("secret file {} holds fewer than 16 bytes", f.display());
+            }
+            s
+        }
+        None => Vec::new(),
+    };
+    Ok(mirror::Group {
+        me,
+        peers,
+        secret,
+        primary: ftnfs_core::mirror::primary::PrimaryConfig {
+            retry_ms: cli.retry_ms.max(1),
+            max_sends: cli.max_sends.max(1),
+            ..Default::default()
+        },
+    })
 }
 
 fn load_exports(path: &std::path::Path) -> anyhow::Result<Vec<exports::Export>> {
@@ -125,6 +196,11 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(export = path, id = fs.cfg.id.0, "exporting");
         fss.push(fs);
     }
+    let group = group_of(&cli)?;
+    let mirror = mirror::Mirror::new(group, &fss)?;
+    if !mirror.is_empty() && mirror.group.secret.is_empty() {
+        anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");
+    }
     let server = Arc::new(server::Server::new(
         fss,
         DrcLimits {
@@ -132,7 +208,25 @@ async fn main() -> anyhow::Result<()> {
             ..DrcLimits::default()
         },
         write_verifier(),
+        mirror,
     ));
+    if !server.mirror.is_empty() {
+        let l = tokio::net::TcpListener::bind(cli.peer_listen)
+            .await
+            .with_context(|| format!("cannot listen for peers on {}", cli.peer_listen))?;
+        tracing::info!(addr = %cli.peer_listen, me = server.mirror.group.me, "peer channel listening");
+        tokio::spawn(peer::serve(server.clone(), l));
+        peer::spawn_dialers(server.clone());
+        let s = server.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(std::time::Duration::from_millis(10));
+            loop {
+                t.tick().await;
+                let s = s.clone();
+                let _ = tokio::task::spawn_blocking(move || s.mirror.tick(s.now())).await;
+            }
+        });
+    }
     let limits = transport::Limits {
         max_connections: cli.max_connections,
         max_inflight: cli.max_inflight,

@@ -40,6 +40,19 @@ pub struct Caller<'a> {
     pub anonymous: bool,
     /// The current write verifier.
     pub write_verf: Verf,
+    /// For an update of a mirrored export: what the primary decided. Every member then
+    /// gives a new object the same identity and sets the same server times.
+    pub dictate: Option<Dictation>,
+}
+
+/// The primary's decisions for one update (DESIGN.md decisions 5 and 6).
+#[derive(Debug, Clone, Copy)]
+pub struct Dictation {
+    /// Identity of the object a CREATE/MKDIR/SYMLINK/MKNOD makes.
+    pub new_id: Option<(FileId, Generation)>,
+    /// The server time of the update: the mtime of what it changed (and the atime of what it
+    /// creates), and what SET_TO_SERVER_TIME means.
+    pub time: TimeSpec,
 }
 
 /// What a handle gives a request: the export, the object, and the caller's rights there.
@@ -84,6 +97,27 @@ impl XdrEncode for Post {
 }
 
 impl<'a> Caller<'a> {
+    /// Sets the dictated time as `o`'s mtime (and atime with `atime`), so that what the
+    /// update changed reads the same on every member. Nothing without a dictation.
+    fn stamp(&self, o: &Obj, atime: bool) -> Result<(), Fail> {
+        if let Some(d) = self.dictate {
+            let a = if atime { d.time } else { TimeSpec::UTIME_OMIT };
+            utimensat(
+                o.dirfd.as_fd(),
+                o.name_os(),
+                &a,
+                &d.time,
+                UtimensatFlags::NoFollowSymlink,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// What SET_TO_SERVER_TIME sets.
+    fn server_time(&self) -> TimeSpec {
+        self.dictate.map(|d| d.time).unwrap_or(TimeSpec::UTIME_NOW)
+    }
+
     fn ctx(&self, fh: &NfsFh3) -> Result<(Ctx<'a>, Obj), Fail> {
         let h = FileHandle::decode(&fh.0).map_err(|_| Fail(NfsStat3::BadHandle))?;
         let ex = self
@@ -175,7 +209,11 @@ impl<'a> Caller<'a> {
                 ok_or(g == wcc_attr(&o.st).ctime, NfsStat3::NotSync)?;
             }
             c.writable()?;
-            apply_sattr(&c.cred, &o, a, true)
+            apply_sattr(&c.cred, &o, a, true, self.server_time())?;
+            if a.size.is_some() && a.mtime == SetTime::DontChange {
+                self.stamp(&o, false)?; // a truncate sets mtime
+            }
+            Ok(())
         })();
         let _ = o.restat();
         let wcc = WccData {
@@ -316,6 +354,9 @@ impl<'a> Caller<'a> {
             deny(access::may_write(&c.cred, &o.owner()))?;
             let f = o.open_file(OFlag::O_WRONLY)?;
             f.write_all_at(&data[..count as usize], offset)?;
+            if let Some(d) = self.dictate {
+                nix::sys::stat::futimens(f.as_fd(), &TimeSpec::UTIME_OMIT, &d.time)?;
+            }
             // A write by someone other than root drops set-id bits, as the kernel would do
             // for that caller (we write with root's CAP_FSETID).
             let mode = o.st.st_mode & 0o7777;
@@ -353,11 +394,13 @@ impl<'a> Caller<'a> {
     }
 
     /// The common frame of CREATE, MKDIR, SYMLINK, MKNOD: checks, then `make` creates the
-    /// object under the directory and returns it; replies with handle, attributes and wcc.
+    /// object under the directory and returns it and whether it is new (an UNCHECKED or
+    /// retried EXCLUSIVE CREATE may return an existing file); replies with handle,
+    /// attributes and wcc.
     fn create_in(
         &self,
         d: &DirOpArgs3,
-        make: impl FnOnce(&Ctx<'_>, &Obj, &OwnedFd, &std::ffi::OsStr) -> Result<Obj, Fail>,
+        make: impl FnOnce(&Ctx<'_>, &Obj, &OwnedFd, &std::ffi::OsStr) -> Result<(Obj, bool), Fail>,
     ) -> Res<Raw, WccData> {
         let (c, mut dir) = match self.ctx(&d.dir) {
             Ok(x) => x,
@@ -373,7 +416,11 @@ impl<'a> Caller<'a> {
             let name = check_name(&d.name)?;
             deny(access::may_modify_dir(&c.cred, &dir.owner()))?;
             let dirfd = dir.open_dir()?;
-            make(&c, &dir, &dirfd, name)
+            let (o, created) = make(&c, &dir, &dirfd, name)?;
+            if created {
+                self.stamp(&dir, false)?;
+            }
+            Ok(o)
         })();
         let _ = dir.restat();
         let wcc = WccData {
@@ -415,7 +462,7 @@ impl<'a> Caller<'a> {
                     // succeeds with the file it created (verifier kept in atime/mtime).
                     let o = c.ex.child(dir, dirfd, name_bytes(name))?;
                     if crate::fs::ftype_of(&st) == FType3::Reg && st_verf(&st) == v {
-                        return Ok(o);
+                        return Ok((o, false));
                     }
                     return Err(Fail(NfsStat3::Exist));
                 }
@@ -432,9 +479,10 @@ impl<'a> Caller<'a> {
                         size: attr.size,
                         ..Sattr3::default()
                     };
-                    apply_sattr(&c.cred, &o, &only_size, true)?;
+                    apply_sattr(&c.cred, &o, &only_size, true, self.server_time())?;
+                    self.stamp(&o, false)?;
                 }
-                return Ok(o);
+                return Ok((o, false));
             }
             let fd = openat(dirfd.as_fd(), name, flags, Mode::from_bits_truncate(mode))?;
             let (uid, gid, _) = access::new_owner(&c.cred, &dir.owner());
@@ -456,11 +504,14 @@ impl<'a> Caller<'a> {
                 ..attr
             };
             if verf.is_none() && rest != Sattr3::default() {
-                apply_sattr(&c.cred, &o, &rest, false)?;
+                apply_sattr(&c.cred, &o, &rest, false, self.server_time())?;
+            }
+            if verf.is_none() && !client_times(&rest) {
+                self.stamp(&o, true)?;
             }
             let mut o = o;
             o.restat()?;
-            Ok(o)
+            Ok((o, true))
         })
     }
 
@@ -473,9 +524,10 @@ impl<'a> Caller<'a> {
         name: &std::ffi::OsStr,
     ) -> Result<Obj, Fail> {
         let st = fstatat(dirfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let dictated = self.dictate.and_then(|d| d.new_id);
         let (id, gen) =
             c.ex.ids
-                .record_new(dir.id, name_bytes(name), st.st_ino, None)?;
+                .record_new(dir.id, name_bytes(name), st.st_ino, dictated)?;
         Ok(Obj {
             id,
             gen,
@@ -494,7 +546,7 @@ impl<'a> Caller<'a> {
         name: &std::ffi::OsStr,
         attr: &Sattr3,
         keep_sgid: bool,
-    ) -> Result<Obj, Fail> {
+    ) -> Result<(Obj, bool), Fail> {
         let (uid, gid, inherit) = access::new_owner(&c.cred, &dir.owner());
         fchownat(
             dirfd.as_fd(),
@@ -515,10 +567,13 @@ impl<'a> Caller<'a> {
             }
         }
         if rest != Sattr3::default() && o.ftype() != FType3::Lnk {
-            apply_sattr(&c.cred, &o, &rest, false)?;
+            apply_sattr(&c.cred, &o, &rest, false, self.server_time())?;
+        }
+        if !client_times(&rest) || o.ftype() == FType3::Lnk {
+            self.stamp(&o, true)?;
         }
         o.restat()?;
-        Ok(o)
+        Ok((o, true))
     }
 
     fn mkdir(&self, d: &DirOpArgs3, attr: &Sattr3) -> Res<Raw, WccData> {
@@ -609,7 +664,7 @@ impl<'a> Caller<'a> {
             }
             let last = victim.is_dir() || victim.st.st_nlink <= 1;
             c.ex.ids.remove_link(victim.id, dir.id, &d.name, last)?;
-            Ok(())
+            self.stamp(&dir, false)
         })();
         let _ = dir.restat();
         let wcc = WccData {
@@ -672,6 +727,10 @@ impl<'a> Caller<'a> {
             let replaced = target.map(|t| (t.id, t.is_dir() || t.st.st_nlink <= 1));
             c.ex.ids
                 .rename(src.id, (fdir.id, &from.name), (tdir.id, &to.name), replaced)?;
+            self.stamp(&fdir, false)?;
+            if tdir.id != fdir.id {
+                self.stamp(&tdir, false)?;
+            }
             Ok(())
         })();
         let _ = fdir.restat();
@@ -723,7 +782,7 @@ impl<'a> Caller<'a> {
                 AtFlags::empty(),
             )?;
             c.ex.ids.add_link(o.id, dir.id, &link.name)?;
-            Ok(())
+            self.stamp(&dir, false)
         })();
         let _ = o.restat();
         let _ = dir.restat();
@@ -905,10 +964,15 @@ fn st_verf(st: &nix::sys::stat::FileStat) -> Verf {
     v
 }
 
-fn timespec(t: SetTime) -> TimeSpec {
+/// Whether a sattr3 sets a time itself (then the new object keeps it).
+fn client_times(a: &Sattr3) -> bool {
+    a.atime != SetTime::DontChange || a.mtime != SetTime::DontChange
+}
+
+fn timespec(t: SetTime, server_time: TimeSpec) -> TimeSpec {
     match t {
         SetTime::DontChange => TimeSpec::UTIME_OMIT,
-        SetTime::ServerTime => TimeSpec::UTIME_NOW,
+        SetTime::ServerTime => server_time,
         SetTime::ClientTime(t) => {
             TimeSpec::new(t.seconds as i64, t.nseconds.min(999_999_999) as i64)
         }
@@ -917,7 +981,13 @@ fn timespec(t: SetTime) -> TimeSpec {
 
 /// Applies a sattr3 to an object: owner first (it clears set-id bits), then mode, size and
 /// times. `check` runs the permission rules (false for the creator setting up a new object).
-fn apply_sattr(cred: &Cred, o: &Obj, a: &Sattr3, check: bool) -> Result<(), Fail> {
+fn apply_sattr(
+    cred: &Cred,
+    o: &Obj,
+    a: &Sattr3,
+    check: bool,
+    server_time: TimeSpec,
+) -> Result<(), Fail> {
     let owner = o.owner();
     if check {
         let ch = AttrChange {
@@ -959,13 +1029,16 @@ fn apply_sattr(cred: &Cred, o: &Obj, a: &Sattr3, check: bool) -> Result<(), Fail
         utimensat(
             o.dirfd.as_fd(),
             o.name_os(),
-            &timespec(a.atime),
-            &timespec(a.mtime),
+            &timespec(a.atime, server_time),
+            &timespec(a.mtime, server_time),
             UtimensatFlags::NoFollowSymlink,
         )?;
     }
     Ok(())
 }
+
+/// A directory entry to list: cookie, name, identity (when known).
+type Listed = (u64, Vec<u8>, Option<(FileId, Generation)>);
 
 /// Encodes READDIR(PLUS) entries after `cookie`, in cookie order, within the byte budgets.
 /// Returns the entry list bytes (each entry preceded by TRUE, without the final FALSE) and eof.
@@ -1004,7 +1077,7 @@ fn list_dir(
         .first_link(dir.id)?
         .map(|p| p.0)
         .unwrap_or(FileId::ROOT);
-    let mut all: Vec<(u64, Vec<u8>, Option<(FileId, Generation)>)> = Vec::new();
+    let mut all: Vec<Listed> = Vec::new();
     if cookie < dircookie::DOT {
         all.push((dircookie::DOT, b".".to_vec(), Some((dir.id, dir.gen))));
     }

@@ -6,22 +6,26 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ftnfs_core::access::Cred;
 use ftnfs_core::drc::{Drc, DrcKey, DrcLimits, Verdict};
-use ftnfs_core::ids::Millis;
+use ftnfs_core::handle::FileHandle;
+use ftnfs_core::ids::{ExportId, Millis, SeqNo};
+use ftnfs_core::mirror::Touch;
 use ftnfs_core::proc_table;
 use ftnfs_wire::mount::{self, ExportList, ExportNode, MntRes, MountList, MountStat3};
-use ftnfs_wire::nfs3::{self, Args, ArgsError};
+use ftnfs_wire::nfs3::{self, Args, ArgsError, NfsFh3, NfsStat3};
+use ftnfs_wire::peer::{Origin, UpdatePayload};
 use ftnfs_wire::rpc::{
     flavor, AcceptStat, AuthStat, AuthSys, CallHeader, MessageError, ReplyHeader, Xid,
 };
 use ftnfs_wire::xdr::{XdrDecode, XdrEncode, XdrReader, XdrWriter};
 
 use crate::fs::ExportFs;
-use crate::nfs3_procs::Caller;
+use crate::mirror::{Mirror, Role, Signal};
+use crate::nfs3_procs::{Caller, Dictation};
 
 /// Most remembered mounts (MOUNT DUMP list).
 pub const MAX_MOUNTS: usize = 4096;
@@ -50,20 +54,38 @@ pub struct Server {
     /// Write verifier of this incarnation: changes on every start, so clients resend UNSTABLE
     /// writes that may have been lost with the page cache (RFC 1813 §3.3.7).
     pub write_verf: [u8; 8],
+    /// Mirrored exports and their roles.
+    pub mirror: Mirror,
     started: Instant,
 }
 
+/// Longest a held request waits for its turn to execute locally (only earlier local
+/// executions of conflicting updates stand before it; this is a safety net, not a timeout
+/// that fires in normal operation).
+const MAX_RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl Server {
     /// A server for these exports.
-    pub fn new(exports: Vec<ExportFs>, drc: DrcLimits, write_verf: [u8; 8]) -> Server {
+    pub fn new(
+        exports: Vec<ExportFs>,
+        drc: DrcLimits,
+        write_verf: [u8; 8],
+        mirror: Mirror,
+    ) -> Server {
         Server {
             exports,
             drc: Mutex::new(Drc::new(drc)),
             counters: Counters::default(),
             mounts: Mutex::new(Vec::new()),
             write_verf,
+            mirror,
             started: Instant::now(),
         }
+    }
+
+    /// The export with this id.
+    pub fn export(&self, id: ExportId) -> Option<&ExportFs> {
+        self.exports.iter().find(|e| e.cfg.id == id)
     }
 
     /// Milliseconds since start: the core's notion of time.
@@ -134,18 +156,47 @@ impl Server {
         }
         let reply = match Args::decode(h.proc_, args) {
             Ok(a) => {
-                let mut w = XdrWriter::with_capacity(256);
-                ReplyHeader::Accepted(AcceptStat::Success).encode(h.xid, &mut w);
-                Caller {
-                    exports: &self.exports,
-                    ip: peer.ip(),
-                    port: peer.port(),
-                    cred,
-                    anonymous,
-                    write_verf: self.write_verf,
+                let export = if info.updates && !self.mirror.is_empty() {
+                    first_handle(&a).and_then(|fh| FileHandle::decode(&fh.0).ok())
+                } else {
+                    None
+                };
+                match export.and_then(|fh| Some((fh, self.mirror.role(fh.export)?))) {
+                    Some((fh, Role::Primary(ps))) => {
+                        let origin = Origin {
+                            ip: match peer.ip() {
+                                IpAddr::V4(a) => a.octets().to_vec(),
+                                IpAddr::V6(a) => a.octets().to_vec(),
+                            },
+                            port: peer.port(),
+                            xid: h.xid.0,
+                            anonymous,
+                            uid: cred.uid,
+                            gid: cred.gid,
+                            gids: cred.groups.clone(),
+                        };
+                        match self.mirrored(ps, fh, &a, origin, h.proc_, args, info.creates) {
+                            Some(d) => {
+                                let r = self.execute(h.xid, a, peer, cred, anonymous, Some(d.0));
+                                self.mirrored_done(ps, d.1, d.2, &r);
+                                r
+                            }
+                            None => {
+                                // could not be numbered (too many in flight): the client
+                                // retries later
+                                self.drc().abandon(&key);
+                                return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
+                            }
+                        }
+                    }
+                    Some((_, Role::Secondary(_))) => {
+                        // Clients update through the primary; one that reached a secondary
+                        // directly is told to try again later.
+                        self.drc().abandon(&key);
+                        return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
+                    }
+                    None => self.execute(h.xid, a, peer, cred, anonymous, None),
                 }
-                .execute(a, &mut w);
-                w.into_inner()
             }
             Err(ArgsError::NoSuchProc(_)) => {
                 self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProcUnavail))
@@ -157,6 +208,166 @@ impl Server {
         };
         self.drc().finish(key, &reply, !info.idempotent, self.now());
         Some(reply)
+    }
+
+    fn execute(
+        &self,
+        xid: Xid,
+        a: Args,
+        peer: SocketAddr,
+        cred: Cred,
+        anonymous: bool,
+        dictate: Option<Dictation>,
+    ) -> Vec<u8> {
+        let mut w = XdrWriter::with_capacity(256);
+        ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
+        Caller {
+            exports: &self.exports,
+            ip: peer.ip(),
+            port: peer.port(),
+            cred,
+            anonymous,
+            write_verf: self.write_verf,
+            dictate,
+        }
+        .execute(a, &mut w);
+        w.into_inner()
+    }
+
+    /// Numbers a client update of an export we are primary of, sends it to the secondaries
+    /// and waits for its turn to execute locally. Returns the dictation to execute with, or
+    /// `None` if it could not be numbered.
+    #[allow(clippy::too_many_arguments)]
+    fn mirrored(
+        &self,
+        ps: &crate::mirror::PrimarySide,
+        fh: FileHandle,
+        a: &Args,
+        origin: Origin,
+        proc_: u32,
+        args: &[u8],
+        creates: bool,
+    ) -> Option<(Dictation, SeqNo, std::sync::mpsc::Receiver<Signal>)> {
+        let ex = self.export(fh.export)?;
+        let new_id = (creates && proc_ != nfs3::procs::LINK)
+            .then(|| (ex.ids.reserve(), ex.ids.generation()));
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let time = (t.as_secs() as i64, t.subsec_nanos());
+        let payload = Arc::new(UpdatePayload {
+            origin,
+            proc_,
+            new_id: new_id.map(|(f, g)| (f.0, g.0)),
+            time,
+            args: args.to_vec(),
+        });
+        let touch = touch_of(a);
+        let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, self.now()) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(export = fh.export.0, "{e}");
+                return None;
+            }
+        };
+        match rx.recv_timeout(MAX_RUN_WAIT) {
+            Ok(Signal::Run) => {}
+            other => {
+                // Cannot happen unless the core is wedged; never execute out of order.
+                tracing::error!(seq = seq.0, ?other, "mirrored update never got its turn");
+                ps.local_done(&self.mirror, seq, u32::MAX, self.now());
+                return None;
+            }
+        }
+        Some((
+            Dictation {
+                new_id,
+                time: nix::sys::time::TimeSpec::new(time.0, time.1 as i64),
+            },
+            seq,
+            rx,
+        ))
+    }
+
+    /// Reports the local result of a mirrored update and holds the reply until every live
+    /// secondary has it (or was failed out).
+    fn mirrored_done(
+        &self,
+        ps: &crate::mirror::PrimarySide,
+        seq: SeqNo,
+        rx: std::sync::mpsc::Receiver<Signal>,
+        reply: &[u8],
+    ) {
+        ps.local_done(&self.mirror, seq, reply_status(reply), self.now());
+        // The core releases within retry × sends (then it fails silent members out); the
+        // bound here only guards against a bug.
+        if rx.recv_timeout(MAX_RUN_WAIT) != Ok(Signal::Release) {
+            tracing::error!(seq = seq.0, "mirrored update never released");
+        }
+    }
+
+    /// Applies an update the primary sent (we are a secondary of its export): executes it
+    /// with the primary's decisions, records the reply in the DRC, returns its NFS status.
+    pub fn apply_update(&self, export: ExportId, p: &UpdatePayload) -> u32 {
+        let ip = match p.origin.ip.len() {
+            4 => {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&p.origin.ip);
+                IpAddr::from(b)
+            }
+            16 => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(&p.origin.ip);
+                IpAddr::from(b)
+            }
+            _ => return u32::MAX - 1,
+        };
+        let peer = SocketAddr::new(ip, p.origin.port);
+        let Ok(a) = Args::decode(p.proc_, &p.args) else {
+            tracing::error!(export = export.0, "undecodable update from the primary");
+            return u32::MAX - 1;
+        };
+        let cred = if p.origin.anonymous {
+            Cred::anonymous(&Default::default())
+        } else {
+            Cred {
+                uid: p.origin.uid,
+                gid: p.origin.gid,
+                groups: p.origin.gids.clone(),
+            }
+        };
+        let dictate = Dictation {
+            new_id: p
+                .new_id
+                .map(|(f, g)| (ftnfs_core::ids::FileId(f), ftnfs_core::ids::Generation(g))),
+            time: nix::sys::time::TimeSpec::new(p.time.0, p.time.1 as i64),
+        };
+        let xid = Xid(p.origin.xid);
+        let reply = self.execute(xid, a, peer, cred, p.origin.anonymous, Some(dictate));
+        let key = DrcKey::new(ip, xid, nfs3::PROGRAM, 3, p.proc_, &p.args);
+        let keep = proc_table::lookup(nfs3::PROGRAM, p.proc_).is_some_and(|i| !i.idempotent);
+        if keep {
+            self.drc().record(key, &reply, self.now());
+        }
+        reply_status(&reply)
+    }
+
+    /// A reply with an NFS error status and the procedure's empty fail body.
+    fn nfs_error(&self, xid: Xid, proc_: u32, stat: NfsStat3) -> Vec<u8> {
+        let mut w = XdrWriter::new();
+        ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
+        w.u32(stat as u32);
+        // wcc_data (two absent attributes) for most updates; RENAME has two, LINK has
+        // post_op_attr + wcc_data.
+        let zeros = match proc_ {
+            nfs3::procs::RENAME => 4,
+            nfs3::procs::LINK => 3,
+            _ => 2,
+        };
+        for _ in 0..zeros {
+            w.u32(0);
+        }
+        w.into_inner()
     }
 
     fn drc(&self) -> std::sync::MutexGuard<'_, Drc> {
@@ -277,4 +488,59 @@ impl Server {
             flavors: vec![flavor::SYS, flavor::NONE],
         }
     }
+}
+
+/// The handle that names the export of an update (the directory of a namespace update).
+fn first_handle(a: &Args) -> Option<&NfsFh3> {
+    Some(match a {
+        Args::SetAttr { obj, .. } => obj,
+        Args::Write { file, .. } => file,
+        Args::Create { where_, .. }
+        | Args::Mkdir { where_, .. }
+        | Args::Symlink { where_, .. }
+        | Args::Mknod { where_, .. } => &where_.dir,
+        Args::Remove(d) | Args::Rmdir(d) => &d.dir,
+        Args::Rename { from, .. } => &from.dir,
+        Args::Link { file, .. } => file,
+        Args::Commit { file, .. } => file,
+        _ => return None,
+    })
+}
+
+/// What an update touches for the replication order (Documentation/04-replication-order.md):
+/// data and attribute updates touch their file; namespace updates are barriers.
+fn touch_of(a: &Args) -> Touch {
+    let key = |fh: &NfsFh3| FileHandle::decode(&fh.0).map(|h| h.file.0).ok();
+    match a {
+        Args::SetAttr { obj: f, .. }
+        | Args::Write { file: f, .. }
+        | Args::Commit { file: f, .. } => Touch {
+            keys: key(f).into_iter().collect(),
+            barrier: false,
+        },
+        _ => Touch {
+            keys: vec![],
+            barrier: true,
+        },
+    }
+}
+
+/// The NFS status of an accepted reply (the first word after the RPC reply header), or
+/// `u32::MAX` if the reply is not an accepted success.
+fn reply_status(reply: &[u8]) -> u32 {
+    let mut r = XdrReader::new(reply);
+    let ok = (|| -> Result<u32, ftnfs_wire::xdr::XdrError> {
+        let _xid = r.u32()?;
+        let _mtype = r.u32()?;
+        if r.u32()? != 0 {
+            return Ok(u32::MAX); // MSG_DENIED
+        }
+        let _flavor = r.u32()?;
+        let _verf = r.opaque(400)?;
+        if r.u32()? != 0 {
+            return Ok(u32::MAX); // not SUCCESS
+        }
+        r.u32()
+    })();
+    ok.unwrap_or(u32::MAX)
 }

@@ -46,6 +46,9 @@ pub enum IdError {
     /// An object's chain of parents does not lead to the root (table damaged or too deep).
     #[error("file id {0} has no path to the export root")]
     Orphan(FileId),
+    /// The export directory could not be read.
+    #[error("export directory: {0}")]
+    Io(String),
     /// A dictated file id is already used by another object here: this mirror has diverged.
     #[error("dictated file id {0} is already in use")]
     Taken(FileId),

@@ -182,6 +182,25 @@ impl ExportFs {
         Ok(ExportFs { cfg, root, ids })
     }
 
+    /// Nothing was ever recorded here and the directory is empty: a mirror in this state
+    /// can join a group whose primary is in the same state without a copy.
+    pub fn pristine(&self) -> Result<bool, crate::fs::idtable::IdError> {
+        if !self.ids.pristine()? {
+            return Ok(false);
+        }
+        let dup = self
+            .root
+            .try_clone()
+            .map_err(|e| crate::fs::idtable::IdError::Io(e.to_string()))?;
+        let mut d = nix::dir::Dir::from_fd(dup)
+            .map_err(|e| crate::fs::idtable::IdError::Io(e.to_string()))?;
+        let empty = d.iter().all(|e| {
+            e.map(|e| matches!(e.file_name().to_bytes(), b"." | b".."))
+                .unwrap_or(false)
+        });
+        Ok(empty)
+    }
+
     /// The export root directory.
     pub fn root_fd(&self) -> BorrowedFd<'_> {
         self.root.as_fd()

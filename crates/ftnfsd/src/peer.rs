@@ -1,0 +1,326 @@
+//! The peer channel: TCP connections between members, authenticated with the group's shared
+//! secret (frames and messages in `ftnfs_wire::peer`).
+//!
+//! Every member listens on its peer address and dials every configured peer. The connection
+//! a member *dials* carries what it sends as a primary (Join, Update) and the answers
+//! (JoinReply, Ack, Refuse); the connection it *accepts* carries what it receives as a
+//! secondary. So each pair of members has two connections, one per direction of authority.
+//!
+//! Authentication (both directions, before anything else is read): each side sends a fresh
+//! 16-byte nonce and must answer the other's with
+//! `HMAC-SHA256(secret, "ftnfs-peer-1" ‖ other's nonce ‖ own name)`. A peer that does not
+//! know the secret, speaks another version or is not configured is refused and logged; a
+//! stranger on the LAN cannot inject updates. (Frames after the handshake are not MACed:
+//! an on-path attacker who can hijack TCP is out of scope for now — see
+//! Documentation/06-mirroring.md.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ftnfs_core::ids::{ExportId, MemberId, SeqNo};
+use ftnfs_core::mirror::Update;
+use ftnfs_wire::peer::{FrameDecoder, PeerMsg, VERSION};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::mirror::{random_bytes, Link, Role};
+use crate::server::Server;
+
+/// Frames queued towards one peer (each at most `MAX_FRAME`); a full queue drops frames,
+/// which the primary's resend timer covers.
+const LINK_QUEUE: usize = 256;
+/// Time allowed for connecting and for the handshake.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+/// Most peer connections accepted at once.
+const MAX_INBOUND: usize = 64;
+
+/// Why a peer connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// Socket error.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent bytes that are not a valid frame or message.
+    #[error("{0}")]
+    Wire(#[from] ftnfs_wire::peer::PeerWireError),
+    /// The peer closed the connection.
+    #[error("closed by peer")]
+    Closed,
+    /// The handshake failed: wrong secret, version, name or message.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The handshake took too long.
+    #[error("handshake timed out")]
+    Timeout,
+}
+
+fn mac(secret: &[u8], nonce: &[u8; 16], name: &str) -> Hmac<Sha256> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+    m.update(b"ftnfs-peer-1");
+    m.update(nonce);
+    m.update(name.as_bytes());
+    m
+}
+
+struct Reader {
+    rd: OwnedReadHalf,
+    buf: BytesMut,
+    dec: FrameDecoder,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Result<PeerMsg, PeerError> {
+        loop {
+            if let Some(body) = self.dec.decode(&mut self.buf)? {
+                return Ok(PeerMsg::decode(&body)?);
+            }
+            if self.rd.read_buf(&mut self.buf).await? == 0 {
+                return Err(PeerError::Closed);
+            }
+        }
+    }
+}
+
+/// Runs the handshake; returns the authenticated peer's name. `expect` is the name of the
+/// peer we dialed; an accepted connection may be any configured peer.
+async fn handshake(
+    server: &Server,
+    rd: &mut Reader,
+    wr: &mut OwnedWriteHalf,
+    expect: Option<&str>,
+) -> Result<String, PeerError> {
+    let g = &server.mirror.group;
+    let mine: [u8; 16] = random_bytes();
+    wr.write_all(
+        &PeerMsg::Hello {
+            version: VERSION,
+            name: g.me.clone(),
+            nonce: mine,
+        }
+        .to_frame(),
+    )
+    .await?;
+    let (name, theirs) = match rd.next().await? {
+        PeerMsg::Hello {
+            version,
+            name,
+            nonce,
+        } => {
+            if version != VERSION {
+                return Err(PeerError::Refused(format!(
+                    "{name} speaks peer protocol {version}, we speak {VERSION}"
+                )));
+            }
+            (name, nonce)
+        }
+        other => return Err(PeerError::Refused(format!("expected Hello, got {other:?}"))),
+    };
+    if let Some(e) = expect {
+        if name != e {
+            return Err(PeerError::Refused(format!(
+                "dialed {e} but {name} answered"
+            )));
+        }
+    } else if g.peer(&name).is_none() {
+        return Err(PeerError::Refused(format!(
+            "{name} is not a configured peer"
+        )));
+    }
+    let proof = mac(&g.secret, &theirs, &g.me).finalize().into_bytes();
+    let mut p = [0u8; 32];
+    p.copy_from_slice(&proof);
+    wr.write_all(&PeerMsg::Proof { mac: p }.to_frame()).await?;
+    match rd.next().await? {
+        PeerMsg::Proof { mac: got } => mac(&g.secret, &mine, &name)
+            .verify_slice(&got)
+            .map_err(|_| PeerError::Refused(format!("{name} does not know the group secret")))?,
+        other => return Err(PeerError::Refused(format!("expected Proof, got {other:?}"))),
+    }
+    Ok(name)
+}
+
+fn spawn_writer(mut wr: OwnedWriteHalf) -> Link {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(LINK_QUEUE);
+    tokio::spawn(async move {
+        while let Some(f) = rx.recv().await {
+            if wr.write_all(&f).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    tx
+}
+
+/// Dials every peer forever, reconnecting with a short backoff.
+pub fn spawn_dialers(server: Arc<Server>) {
+    for p in server.mirror.group.peers.clone() {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut logged = false;
+            loop {
+                match dial_once(&server, p.id, &p.name, p.addr, &mut logged).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        if !logged {
+                            tracing::info!(peer = p.name, addr = %p.addr, error = %e, "peer link down");
+                            logged = true;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+}
+
+async fn dial_once(
+    server: &Arc<Server>,
+    id: MemberId,
+    name: &str,
+    addr: std::net::SocketAddr,
+    logged: &mut bool,
+) -> Result<(), PeerError> {
+    let sock = tokio::time::timeout(HANDSHAKE, TcpStream::connect(addr))
+        .await
+        .map_err(|_| PeerError::Timeout)??;
+    let _ = sock.set_nodelay(true);
+    let (rd, mut wr) = sock.into_split();
+    let mut rd = Reader {
+        rd,
+        buf: BytesMut::with_capacity(64 * 1024),
+        dec: FrameDecoder,
+    };
+    tokio::time::timeout(HANDSHAKE, handshake(server, &mut rd, &mut wr, Some(name)))
+        .await
+        .map_err(|_| PeerError::Timeout)??;
+    tracing::info!(peer = name, %addr, "peer link up (we send)");
+    *logged = false;
+    let link = spawn_writer(wr);
+    let m = &server.mirror;
+    m.link_up(id, link, server.now());
+    let r = loop {
+        match rd.next().await {
+            Ok(msg) => m.on_primary_link_msg(id, msg, server.now()),
+            Err(e) => break e,
+        }
+    };
+    m.link_down(id, server.now());
+    Err(r)
+}
+
+/// Accepts peer connections forever.
+pub async fn serve(server: Arc<Server>, listener: TcpListener) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
+    loop {
+        let Ok((sock, addr)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%addr, "too many peer connections; refused");
+            continue;
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            if let Err(e) = inbound(&server, sock).await {
+                match e {
+                    PeerError::Refused(why) => {
+                        tracing::warn!(%addr, "peer refused: {why}")
+                    }
+                    e => tracing::info!(%addr, error = %e, "peer connection ended"),
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError> {
+    let _ = sock.set_nodelay(true);
+    let (rd, mut wr) = sock.into_split();
+    let mut rd = Reader {
+        rd,
+        buf: BytesMut::with_capacity(64 * 1024),
+        dec: FrameDecoder,
+    };
+    let name = tokio::time::timeout(HANDSHAKE, handshake(server, &mut rd, &mut wr, None))
+        .await
+        .map_err(|_| PeerError::Timeout)??;
+    let m = &server.mirror;
+    let from = m
+        .group
+        .peer(&name)
+        .map(|p| p.id)
+        .ok_or_else(|| PeerError::Refused(format!("{name} is not a configured peer")))?;
+    tracing::info!(peer = name, "peer link up (we receive)");
+    let out = spawn_writer(wr);
+    loop {
+        let msg = rd.next().await?;
+        match msg {
+            PeerMsg::Join {
+                export,
+                epoch,
+                base,
+                history,
+                pristine,
+            } => {
+                let reply = match (m.role(ExportId(export)), server.export(ExportId(export))) {
+                    (Some(Role::Secondary(ss)), Some(ex)) => ss.on_join(
+                        m,
+                        ex,
+                        from,
+                        epoch,
+                        base,
+                        history,
+                        pristine,
+                        out.clone(),
+                        server.now(),
+                    ),
+                    _ => PeerMsg::JoinReply {
+                        export,
+                        ok: false,
+                        reason: format!("{} is not a secondary of export {export}", m.group.me),
+                    },
+                };
+                let _ = out.try_send(reply.to_frame());
+            }
+            PeerMsg::Update {
+                export,
+                epoch,
+                seq,
+                deps,
+                barrier,
+                payload,
+            } => {
+                // only the export's listed primary may send it updates
+                if let Some(Role::Secondary(ss)) = m
+                    .role(ExportId(export))
+                    .filter(|r| matches!(r, Role::Secondary(ss) if ss.primary == from))
+                {
+                    ss.on_update(
+                        server,
+                        Update {
+                            export: ExportId(export),
+                            epoch: ftnfs_core::ids::Epoch(epoch),
+                            seq: SeqNo(seq),
+                            deps: deps.into_iter().map(SeqNo).collect(),
+                            barrier,
+                            payload: Arc::new(payload),
+                        },
+                    );
+                }
+            }
+            other => {
+                return Err(PeerError::Refused(format!(
+                    "unexpected message on a secondary link: {other:?}"
+                )))
+            }
+        }
+    }
+}
