@@ -20,27 +20,154 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Exports, clients, connections, per-procedure counters, DRC.
+    /// Exports, clients, connections, per-procedure counters, DRC, mirroring.
     Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compares an export's mirrors across members: tree, file ids, generations, types,
+    /// modes, owners, sizes, mtimes and content checksums. Lists every difference; exits 1
+    /// if there is one. The other members are reached through their admin sockets (for a
+    /// remote member, forward its socket: `ssh -L /tmp/b.sock:/run/ftnfs/ftnfsd.sock b`).
+    Verify {
+        /// Admin socket of another member (repeat for each).
+        #[arg(long = "with", value_name = "SOCKET", required = true)]
+        with: Vec<PathBuf>,
+        /// The export (path or id); may be left out when there is only one.
+        #[arg(long)]
+        export: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
 }
 
+fn request(socket: &PathBuf, req: &Value) -> anyhow::Result<Value> {
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+    let mut line = req.to_string();
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    let v: Value = serde_json::from_str(&line).context("bad reply from ftnfsd")?;
+    if v["ok"] != Value::Bool(true) {
+        bail!("ftnfsd at {}: {}", socket.display(), v["error"]);
+    }
+    Ok(v)
+}
+
+/// Fields compared between mirrors.
+const FIELDS: [&str; 9] = [
+    "id", "gen", "type", "mode", "uid", "gid", "size", "mtime", "sha256",
+];
+
+fn verify(sockets: &[PathBuf], export: Option<&str>, json_out: bool) -> anyhow::Result<bool> {
+    let want = match export {
+        None => Value::Null,
+        Some(e) => match e.parse::<u64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => Value::from(e),
+        },
+    };
+    let mut members = Vec::new();
+    for s in sockets {
+        let v = request(s, &serde_json::json!({"cmd": "manifest", "export": want}))?;
+        members.push(v);
+    }
+    let names: Vec<String> = members
+        .iter()
+        .zip(sockets)
+        .map(|(m, s)| {
+            m["member"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| s.display().to_string())
+        })
+        .collect();
+    let maps: Vec<std::collections::BTreeMap<String, &Value>> = members
+        .iter()
+        .map(|m| {
+            m["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| Some((e["path"].as_str()?.to_string(), e)))
+                .collect()
+        })
+        .collect();
+    let mut paths: std::collections::BTreeSet<&String> = Default::default();
+    for m in &maps {
+        paths.extend(m.keys());
+    }
+    let mut diffs: Vec<String> = Vec::new();
+    for p in &paths {
+        let here: Vec<Option<&&Value>> = maps.iter().map(|m| m.get(*p)).collect();
+        if here.iter().any(|e| e.is_none()) {
+            let has: Vec<&str> = names
+                .iter()
+                .zip(&here)
+                .filter(|(_, e)| e.is_some())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            diffs.push(format!("{p}: only on {}", has.join(", ")));
+            continue;
+        }
+        for f in FIELDS {
+            let vals: Vec<&Value> = here.iter().map(|e| &e.expect("checked")[f]).collect();
+            if vals.iter().any(|v| *v != vals[0]) {
+                let shown: Vec<String> = names
+                    .iter()
+                    .zip(&vals)
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
+                diffs.push(format!("{p}: {f} differs: {}", shown.join(" ")));
+            }
+        }
+    }
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "export": members[0]["export"],
+                "members": names,
+                "objects": paths.len(),
+                "differences": diffs,
+            }))?
+        );
+    } else {
+        println!(
+            "export {}: {} objects on {} members ({}): {}",
+            members[0]["export"].as_str().unwrap_or("?"),
+            paths.len(),
+            names.len(),
+            names.join(", "),
+            if diffs.is_empty() {
+                "no difference".to_string()
+            } else {
+                format!("{} difference(s)", diffs.len())
+            }
+        );
+        for d in &diffs {
+            println!("  {d}");
+        }
+    }
+    Ok(diffs.is_empty())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Status { json } => {
-            let mut s = UnixStream::connect(&cli.socket)
-                .with_context(|| format!("cannot connect to {}", cli.socket.display()))?;
-            s.write_all(b"{\"cmd\":\"status\"}\n")?;
-            let mut line = String::new();
-            BufReader::new(&s).read_line(&mut line)?;
-            let v: Value = serde_json::from_str(&line).context("bad reply from ftnfsd")?;
-            if v["ok"] != Value::Bool(true) {
-                bail!("ftnfsd: {}", v["error"]);
+        Cmd::Verify { with, export, json } => {
+            let mut sockets = vec![cli.socket.clone()];
+            sockets.extend(with);
+            if !verify(&sockets, export.as_deref(), json)? {
+                std::process::exit(1);
             }
+        }
+        Cmd::Status { json } => {
+            let v = request(&cli.socket, &serde_json::json!({"cmd": "status"}))?;
             let st = &v["status"];
             if json {
                 println!("{}", serde_json::to_string_pretty(st)?);

@@ -83,6 +83,36 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
     })
 }
 
+/// `{"cmd":"manifest","export":PATH|ID}`: the export's manifest (`verify.rs`). Without
+/// `export`, the only export (or an error if there are several).
+fn manifest(server: &Server, want: &Value) -> Value {
+    let found: Vec<&crate::fs::ExportFs> = server
+        .exports
+        .iter()
+        .filter(|e| match want {
+            Value::Null => true,
+            Value::String(p) => e.cfg.path == *p,
+            Value::Number(n) => n.as_u64() == Some(e.cfg.id.0 as u64),
+            _ => false,
+        })
+        .collect();
+    let ex = match found[..] {
+        [ex] => ex,
+        [] => return json!({"ok": false, "error": format!("no export {want}")}),
+        _ => return json!({"ok": false, "error": "several exports: name one with --export"}),
+    };
+    match crate::verify::manifest(ex) {
+        Ok(entries) => json!({
+            "ok": true,
+            "export": ex.cfg.path,
+            "id": ex.cfg.id.0,
+            "member": server.mirror.group.me,
+            "entries": entries,
+        }),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -114,6 +144,13 @@ pub async fn serve(
                 let reply = match req.get("cmd").and_then(Value::as_str) {
                     Some("status") => {
                         json!({"ok": true, "status": status(&server, &transport, port)})
+                    }
+                    Some("manifest") => {
+                        let s = server.clone();
+                        let want = req.get("export").cloned().unwrap_or(Value::Null);
+                        tokio::task::spawn_blocking(move || manifest(&s, &want))
+                            .await
+                            .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
                     }
                     Some(other) => {
                         json!({"ok": false, "error": format!("unknown command {other:?}")})

@@ -18,6 +18,7 @@ mod peer;
 mod portmap;
 mod server;
 mod transport;
+mod verify;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -168,7 +168,6 @@ impl IdTable {
     }
 
     /// The file id of a local inode.
-    #[cfg(test)]
     pub fn by_ino(&self, ino: u64) -> Result<Option<FileId>, IdError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(INODES)?;
