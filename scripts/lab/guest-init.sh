@@ -8,10 +8,16 @@ for f in /lib/modules/*.ko; do
   insmod "$f" || echo "insmod $f failed"
 done
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^ftnfs.$1=//p"; }
+# A task blocked for 10 s prints its kernel stack on the console (diagnoses client hangs).
+echo 10 > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
+[ "$(arg trace)" = 1 ] && set -x
 SRV=$(arg srv); P=$(arg path); PORT=$(arg port); IP=$(arg ip); WORK=$(arg work)
 ip link set lo up; ip link set eth0 up
 if [ -n "$IP" ]; then ip addr add "$IP" dev eth0; else ip addr add 10.0.2.15/24 dev eth0; fi
 result() { echo "FTNFS-RESULT $1"; sync; poweroff -f; }
+# No terminal for the workloads: busybox mv would ask "overwrite?" on the console when a
+# concurrent client removes its target between two checks, and wait forever.
+exec </dev/null
 mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,nolock,hard,timeo=20,addr=$SRV "$SRV:$P" /mnt || result "FAIL mount"
 cd /mnt || result "FAIL cd"
 case "$WORK" in
@@ -38,6 +44,33 @@ meta)
   done
   [ "$(ls d | wc -l)" = 0 ] || result "FAIL leftovers"
   rmdir d || result "FAIL rmdir"
+  ;;
+mixed)
+  # Runs against a mirrored group while other clients work on the same file and directory:
+  # overlapping writes to /mnt/shared and renames in /mnt/r race with them (those may find
+  # nothing to rename); the guest's own subtree must read back exactly.
+  mkdir -p r own 2>/dev/null
+  [ -f shared ] || : > shared
+  i=0
+  while [ $i -lt 150 ]; do
+    off=$(( (i * 37) % 96 ))
+    dd if=/dev/urandom of=shared bs=1k seek=$off count=$((1 + i % 16)) conv=notrunc 2>/dev/null || result "FAIL shared write $i"
+    a=$((i % 8)); b=$(( (i * 3) % 8 ))
+    mv -f r/n$a r/n$b 2>/dev/null
+    echo "guest $i" > r/n$a 2>/dev/null
+    mkdir own/d$i || result "FAIL mkdir $i"
+    echo "own $i" > own/d$i/f || result "FAIL create $i"
+    mv own/d$i/f own/d$i/g || result "FAIL rename $i"
+    ln -s g own/d$i/s || result "FAIL symlink $i"
+    chmod 640 own/d$i/g || result "FAIL chmod $i"
+    if [ $((i % 3)) = 0 ]; then rm -r own/d$i || result "FAIL rm $i"; fi
+    i=$((i+1))
+  done
+  i=0
+  while [ $i -lt 150 ]; do
+    if [ $((i % 3)) != 0 ]; then [ "$(cat own/d$i/g)" = "own $i" ] || result "FAIL verify $i"; fi
+    i=$((i+1))
+  done
   ;;
 ackwrite)
   # Writes N 64-byte records, each at offset 64*seq with conv=fsync, and prints

@@ -7,14 +7,11 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
+use ftnfs_bench::{connect, create, ok, remove, Conn, Target, CHUNK};
 use nfs3_client::nfs3_types::nfs3::{
-    createhow3, diropargs3, nfs_fh3, sattr3, stable_how, COMMIT3args, CREATE3args, GETATTR3args,
-    Nfs3Option, Nfs3Result, READ3args, REMOVE3args, WRITE3args,
+    nfs_fh3, stable_how, COMMIT3args, GETATTR3args, READ3args, WRITE3args,
 };
-use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
-use nfs3_client::tokio::{TokioConnector, TokioIo};
-use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder};
 
 #[derive(Parser)]
 struct Args {
@@ -42,64 +39,6 @@ struct Args {
     /// A tag copied into the output line.
     #[arg(long, default_value = "")]
     tag: String,
-}
-
-type Conn = Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
-const CHUNK: u32 = 1 << 20;
-
-async fn connect(a: &Args) -> Result<Conn> {
-    let auth = auth_unix {
-        stamp: 1,
-        machinename: Opaque::borrowed(b"bench"),
-        uid: 0,
-        gid: 0,
-        gids: vec![],
-    };
-    Nfs3ConnectionBuilder::new(TokioConnector, a.host.clone(), a.path.clone())
-        .mount_port(a.mount_port)
-        .nfs3_port(a.port)
-        .connect_from_privileged_port(false)
-        .credential(opaque_auth::auth_unix(&auth))
-        .mount()
-        .await
-        .map_err(|e| anyhow!("mount {}:{}: {e:?}", a.host, a.path))
-}
-
-fn ok<T, F: std::fmt::Debug>(r: Nfs3Result<T, F>, what: &str) -> Result<T> {
-    match r {
-        Nfs3Result::Ok(v) => Ok(v),
-        Nfs3Result::Err((stat, _)) => bail!("{what}: {stat:?}"),
-    }
-}
-
-async fn create(c: &mut Conn, dir: &nfs_fh3, name: &str) -> Result<nfs_fh3> {
-    let r = c
-        .create(&CREATE3args {
-            where_: diropargs3 {
-                dir: dir.clone(),
-                name: name.as_bytes().into(),
-            },
-            how: createhow3::UNCHECKED(sattr3::default()),
-        })
-        .await
-        .map_err(|e| anyhow!("{e:?}"))?;
-    match ok(r, "CREATE")?.obj {
-        Nfs3Option::Some(fh) => Ok(fh),
-        Nfs3Option::None => bail!("CREATE returned no handle"),
-    }
-}
-
-async fn remove(c: &mut Conn, dir: &nfs_fh3, name: &str) -> Result<()> {
-    let r = c
-        .remove(&REMOVE3args {
-            object: diropargs3 {
-                dir: dir.clone(),
-                name: name.as_bytes().into(),
-            },
-        })
-        .await
-        .map_err(|e| anyhow!("{e:?}"))?;
-    ok(r, "REMOVE").map(|_| ())
 }
 
 /// Chunks `i, i+n, i+2n, …` of the file, written UNSTABLE, then one COMMIT.
@@ -158,13 +97,19 @@ async fn read_stripe(mut c: Conn, fh: nfs_fh3, i: u32, n: u32, chunks: u32) -> R
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Args::parse();
-    let mut c = connect(&a).await?;
+    let t = Target {
+        host: a.host.clone(),
+        port: a.port,
+        mount_port: a.mount_port,
+        path: a.path.clone(),
+    };
+    let mut c = connect(&t).await?;
     let root = c.root_nfs_fh3();
     let name = format!("bench-seq-{}", std::process::id());
     let fh = create(&mut c, &root, &name).await?;
     let mut conns = vec![];
     for _ in 0..a.streams.max(1) {
-        conns.push(connect(&a).await?);
+        conns.push(connect(&t).await?);
     }
     let n = conns.len() as u32;
     let chunks = a.mib;

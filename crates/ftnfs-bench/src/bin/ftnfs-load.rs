@@ -1,0 +1,328 @@
+//! Load and cross-member checks for the mirroring tests (`tests/mirror.sh`), built on the
+//! independent `nfs3_client` crate.
+//!
+//! - `mixed`: a seeded mix of overlapping WRITEs to one shared file, CREATE/WRITE/REMOVE of
+//!   small files, RENAMEs inside one directory, SETATTR and MKDIR/RMDIR. Meant to run while
+//!   other clients (the kernel client in a guest) do the same to the same file and directory:
+//!   NFS errors that such races cause (NOENT, EXIST, NOTEMPTY) are counted, transport
+//!   errors fail.
+//! - `crosscheck`: takes a file's handle from one member and uses it directly against
+//!   another (GETATTR, READ): the handle must work and the answers must be the same.
+
+use anyhow::{anyhow, bail, Result};
+use clap::{Parser, Subcommand};
+use ftnfs_bench::{connect, create, Target};
+use nfs3_client::nfs3_types::nfs3::{
+    diropargs3, nfs_fh3, sattr3, set_mode3, stable_how, GETATTR3args, LOOKUP3args, MKDIR3args,
+    Nfs3Result, READ3args, REMOVE3args, RENAME3args, RMDIR3args, SETATTR3args, WRITE3args,
+};
+use nfs3_client::nfs3_types::xdr_codec::Opaque;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Mixed updates.
+    Mixed {
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 2049)]
+        port: u16,
+        #[arg(long)]
+        path: String,
+        /// Operations to run.
+        #[arg(long, default_value_t = 500)]
+        ops: u32,
+        /// Seed of the operation mix.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// A handle from `host` used against `other`.
+    Crosscheck {
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        other: String,
+        #[arg(long, default_value_t = 2049)]
+        port: u16,
+        #[arg(long)]
+        path: String,
+        /// File (in the export's root) whose handle is taken.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+fn dir<'a>(fh: &nfs_fh3, name: &'a str) -> diropargs3<'a> {
+    diropargs3 {
+        dir: fh.clone(),
+        name: name.as_bytes().into(),
+    }
+}
+
+/// Ok → 0, NFS error → its number (counted by the caller).
+fn status<T, F>(r: Nfs3Result<T, F>) -> u32 {
+    match r {
+        Nfs3Result::Ok(_) => 0,
+        Nfs3Result::Err((s, _)) => s as u32,
+    }
+}
+
+async fn lookup(c: &mut ftnfs_bench::Conn, d: &nfs_fh3, name: &str) -> Result<Option<nfs_fh3>> {
+    let r = c
+        .lookup(&LOOKUP3args { what: dir(d, name) })
+        .await
+        .map_err(|e| anyhow!("{e:?}"))?;
+    Ok(match r {
+        Nfs3Result::Ok(ok) => Some(ok.object),
+        Nfs3Result::Err(_) => None,
+    })
+}
+
+async fn mixed(t: Target, ops: u32, seed: u64) -> Result<()> {
+    let mut c = connect(&t).await?;
+    let root = c.root_nfs_fh3();
+    let mut rng = Rng(seed);
+    let rd = match lookup(&mut c, &root, "r").await? {
+        Some(fh) => fh,
+        None => {
+            let _ = c
+                .mkdir(&MKDIR3args {
+                    where_: dir(&root, "r"),
+                    attributes: sattr3::default(),
+                })
+                .await
+                .map_err(|e| anyhow!("{e:?}"))?;
+            lookup(&mut c, &root, "r")
+                .await?
+                .ok_or_else(|| anyhow!("no directory r"))?
+        }
+    };
+    let shared = match lookup(&mut c, &root, "shared").await? {
+        Some(fh) => fh,
+        None => create(&mut c, &root, "shared").await?,
+    };
+    let mut errors = std::collections::BTreeMap::<u32, u32>::new();
+    for i in 0..ops {
+        let st = match rng.below(8) {
+            0..=2 => {
+                // overlapping writes to the shared file
+                let off = rng.below(96 * 1024);
+                let len = 1 + rng.below(16 * 1024) as usize;
+                let data = vec![(seed as u8) ^ (i as u8); len];
+                let r = c
+                    .write(&WRITE3args {
+                        file: shared.clone(),
+                        offset: off,
+                        count: len as u32,
+                        stable: if i % 7 == 0 {
+                            stable_how::FILE_SYNC
+                        } else {
+                            stable_how::UNSTABLE
+                        },
+                        data: Opaque::borrowed(&data),
+                    })
+                    .await
+                    .map_err(|e| anyhow!("{e:?}"))?;
+                status(r)
+            }
+            3 => {
+                // rename within r (names shared with the other clients)
+                let a = format!("n{}", rng.below(8));
+                let b = format!("n{}", rng.below(8));
+                let r = c
+                    .rename(&RENAME3args {
+                        from: dir(&rd, &a),
+                        to: dir(&rd, &b),
+                    })
+                    .await
+                    .map_err(|e| anyhow!("{e:?}"))?;
+                status(r)
+            }
+            4 => {
+                let name = format!("n{}", rng.below(8));
+                match create(&mut c, &rd, &name).await {
+                    Ok(fh) => {
+                        let data = format!("{seed}:{i}").into_bytes();
+                        let r = c
+                            .write(&WRITE3args {
+                                file: fh,
+                                offset: 0,
+                                count: data.len() as u32,
+                                stable: stable_how::FILE_SYNC,
+                                data: Opaque::borrowed(&data),
+                            })
+                            .await
+                            .map_err(|e| anyhow!("{e:?}"))?;
+                        status(r)
+                    }
+                    Err(_) => 1000,
+                }
+            }
+            5 => {
+                let name = format!("n{}", rng.below(8));
+                let r = c
+                    .remove(&REMOVE3args {
+                        object: dir(&rd, &name),
+                    })
+                    .await
+                    .map_err(|e| anyhow!("{e:?}"))?;
+                status(r)
+            }
+            6 => {
+                let r = c
+                    .setattr(&SETATTR3args {
+                        object: shared.clone(),
+                        new_attributes: sattr3 {
+                            mode: set_mode3::Some(0o600 | (rng.below(4) as u32) << 3),
+                            ..sattr3::default()
+                        },
+                        guard: Default::default(),
+                    })
+                    .await
+                    .map_err(|e| anyhow!("{e:?}"))?;
+                status(r)
+            }
+            _ => {
+                let name = format!("d{}", rng.below(4));
+                let r = c
+                    .mkdir(&MKDIR3args {
+                        where_: dir(&rd, &name),
+                        attributes: sattr3::default(),
+                    })
+                    .await
+                    .map_err(|e| anyhow!("{e:?}"))?;
+                let s = status(r);
+                let r = c
+                    .rmdir(&RMDIR3args {
+                        object: dir(&rd, &name),
+                    })
+                    .await
+                    .map_err(|e| anyhow!("{e:?}"))?;
+                s.max(status(r))
+            }
+        };
+        if st != 0 {
+            *errors.entry(st).or_default() += 1;
+        }
+    }
+    println!(
+        "mixed: {ops} operations, NFS errors by status (races with other clients): {errors:?}"
+    );
+    Ok(())
+}
+
+async fn read64k(c: &mut ftnfs_bench::Conn, fh: nfs_fh3) -> Result<Vec<u8>> {
+    let args = READ3args {
+        file: fh,
+        offset: 0,
+        count: 65536,
+    };
+    match c.read(&args).await.map_err(|e| anyhow!("{e:?}"))? {
+        Nfs3Result::Ok(r) => Ok(r.data.to_vec()),
+        Nfs3Result::Err((s, _)) => Err(anyhow!("READ: {s:?}")),
+    }
+}
+
+async fn crosscheck(a: Target, b: Target, name: &str) -> Result<()> {
+    let mut ca = connect(&a).await?;
+    let root = ca.root_nfs_fh3();
+    let fh = lookup(&mut ca, &root, name)
+        .await?
+        .ok_or_else(|| anyhow!("{name} not found on {}", a.host))?;
+    let mut cb = connect(&b).await?;
+    if cb.root_nfs_fh3() != root {
+        bail!("root handles differ between {} and {}", a.host, b.host);
+    }
+    let ga = ca
+        .getattr(&GETATTR3args { object: fh.clone() })
+        .await
+        .map_err(|e| anyhow!("{e:?}"))?;
+    let gb = cb
+        .getattr(&GETATTR3args { object: fh.clone() })
+        .await
+        .map_err(|e| anyhow!("{e:?}"))?;
+    let (Nfs3Result::Ok(ga), Nfs3Result::Ok(gb)) = (ga, gb) else {
+        bail!("GETATTR with {}'s handle failed on one member", a.host);
+    };
+    let (x, y) = (&ga.obj_attributes, &gb.obj_attributes);
+    let same = x.fileid == y.fileid
+        && x.size == y.size
+        && x.mode == y.mode
+        && x.mtime.seconds == y.mtime.seconds
+        && x.mtime.nseconds == y.mtime.nseconds;
+    if !same {
+        bail!("attributes differ: {x:?} vs {y:?}");
+    }
+    let da = read64k(&mut ca, fh.clone()).await?;
+    let db = read64k(&mut cb, fh).await?;
+    if da != db {
+        bail!("content read through the same handle differs");
+    }
+    println!(
+        "crosscheck: {name}'s handle from {} works on {} (file id {}, {} bytes, same mtime and data)",
+        a.host, b.host, x.fileid, x.size
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Mixed {
+            host,
+            port,
+            path,
+            ops,
+            seed,
+        } => {
+            mixed(
+                Target {
+                    host,
+                    port,
+                    mount_port: port,
+                    path,
+                },
+                ops,
+                seed,
+            )
+            .await
+        }
+        Cmd::Crosscheck {
+            host,
+            other,
+            port,
+            path,
+            name,
+        } => {
+            let a = Target {
+                host,
+                port,
+                mount_port: port,
+                path: path.clone(),
+            };
+            let b = Target {
+                host: other,
+                port,
+                mount_port: port,
+                path,
+            };
+            crosscheck(a, b, &name).await
+        }
+    }
+}

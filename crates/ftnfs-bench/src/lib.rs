@@ -1,0 +1,88 @@
+//! NFSv3 client helpers shared by the benchmark client (`ftnfs-bench-client`) and the load
+//! generator (`ftnfs-load`), both built on the independent `nfs3_client` crate.
+
+use anyhow::{anyhow, bail, Result};
+use nfs3_client::nfs3_types::nfs3::{
+    createhow3, diropargs3, nfs_fh3, sattr3, CREATE3args, Nfs3Option, Nfs3Result, REMOVE3args,
+};
+use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
+use nfs3_client::nfs3_types::xdr_codec::Opaque;
+use nfs3_client::tokio::{TokioConnector, TokioIo};
+use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder};
+
+/// Where to mount.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Server address.
+    pub host: String,
+    /// NFS port.
+    pub port: u16,
+    /// MOUNT port.
+    pub mount_port: u16,
+    /// Exported path.
+    pub path: String,
+}
+
+/// A mounted connection.
+pub type Conn = Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
+/// Request size of the sequential runs.
+pub const CHUNK: u32 = 1 << 20;
+
+/// Mounts `a.path` as root (AUTH_SYS uid 0) from an unprivileged port.
+pub async fn connect(a: &Target) -> Result<Conn> {
+    let auth = auth_unix {
+        stamp: 1,
+        machinename: Opaque::borrowed(b"bench"),
+        uid: 0,
+        gid: 0,
+        gids: vec![],
+    };
+    Nfs3ConnectionBuilder::new(TokioConnector, a.host.clone(), a.path.clone())
+        .mount_port(a.mount_port)
+        .nfs3_port(a.port)
+        .connect_from_privileged_port(false)
+        .credential(opaque_auth::auth_unix(&auth))
+        .mount()
+        .await
+        .map_err(|e| anyhow!("mount {}:{}: {e:?}", a.host, a.path))
+}
+
+/// The ok body of a result, or an error naming the status.
+pub fn ok<T, F: std::fmt::Debug>(r: Nfs3Result<T, F>, what: &str) -> Result<T> {
+    match r {
+        Nfs3Result::Ok(v) => Ok(v),
+        Nfs3Result::Err((stat, _)) => bail!("{what}: {stat:?}"),
+    }
+}
+
+/// CREATE UNCHECKED; the new handle.
+pub async fn create(c: &mut Conn, dir: &nfs_fh3, name: &str) -> Result<nfs_fh3> {
+    let r = c
+        .create(&CREATE3args {
+            where_: diropargs3 {
+                dir: dir.clone(),
+                name: name.as_bytes().into(),
+            },
+            how: createhow3::UNCHECKED(sattr3::default()),
+        })
+        .await
+        .map_err(|e| anyhow!("{e:?}"))?;
+    match ok(r, "CREATE")?.obj {
+        Nfs3Option::Some(fh) => Ok(fh),
+        Nfs3Option::None => bail!("CREATE returned no handle"),
+    }
+}
+
+/// REMOVE.
+pub async fn remove(c: &mut Conn, dir: &nfs_fh3, name: &str) -> Result<()> {
+    let r = c
+        .remove(&REMOVE3args {
+            object: diropargs3 {
+                dir: dir.clone(),
+                name: name.as_bytes().into(),
+            },
+        })
+        .await
+        .map_err(|e| anyhow!("{e:?}"))?;
+    ok(r, "REMOVE").map(|_| ())
+}
