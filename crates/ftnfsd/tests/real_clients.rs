@@ -8,23 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::*;
 use ftnfs_wire::nfs3::{self, procs, Args, CreateHow3, DirOpArgs3, NfsFh3, Sattr3};
-use ftnfs_wire::record::{encode_record, RecordDecoder};
 use ftnfs_wire::rpc::{flavor, AuthSys, CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
-use ftnfs_wire::{mount, XdrEncode, XdrReader, XdrWriter};
+use ftnfs_wire::{XdrEncode, XdrReader, XdrWriter};
 
 struct Daemon {
     child: Child,
     port: u16,
     dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Daemon {
@@ -168,107 +161,6 @@ fn libnfs_put_get_ls_and_refused_uid() {
         .unwrap();
     assert!(!out.status.success());
     assert!(!d.export().join("user.bin").exists());
-}
-
-/// A minimal raw RPC client over TCP.
-struct Raw {
-    s: TcpStream,
-    dec: RecordDecoder,
-    buf: bytes::BytesMut,
-}
-
-impl Raw {
-    fn connect(port: u16) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Raw {
-            s,
-            dec: RecordDecoder::new(4 << 20),
-            buf: bytes::BytesMut::new(),
-        }
-    }
-    fn send_raw(&mut self, rec: &[u8]) {
-        self.s.write_all(&encode_record(rec)).unwrap();
-    }
-    fn recv(&mut self) -> Option<Vec<u8>> {
-        loop {
-            if let Some(r) = self.dec.decode(&mut self.buf).unwrap() {
-                return Some(r);
-            }
-            let mut b = [0u8; 65536];
-            let n = self.s.read(&mut b).ok()?;
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&b[..n]);
-        }
-    }
-    fn call(&mut self, xid: u32, prog: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
-        let cred = AuthSys {
-            stamp: 0,
-            machine_name: b"t".to_vec(),
-            uid: 0,
-            gid: 0,
-            gids: vec![],
-        }
-        .to_bytes();
-        let mut w = XdrWriter::new();
-        CallHeader {
-            xid: Xid(xid),
-            rpcvers: 2,
-            prog,
-            vers: 3,
-            proc_,
-            cred: OpaqueAuth {
-                flavor: flavor::SYS,
-                body: &cred,
-            },
-            verf: AUTH_NONE,
-        }
-        .encode(&mut w);
-        w.fixed(args);
-        self.send_raw(w.as_slice());
-        self.recv().expect("reply")
-    }
-}
-
-/// Splits a successful reply into (status, body after status).
-fn nfs_status(reply: &[u8]) -> (u32, Vec<u8>) {
-    let mut r = XdrReader::new(reply);
-    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
-    assert_eq!(
-        h,
-        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
-    );
-    let st = r.u32().unwrap();
-    (st, r.rest().to_vec())
-}
-
-fn mount_root(c: &mut Raw, path: &Path) -> NfsFh3 {
-    let mut w = XdrWriter::new();
-    w.opaque(path.to_str().unwrap().as_bytes());
-    let rep = c.call(1, mount::PROGRAM, mount::procs::MNT, w.as_slice());
-    let (st, body) = nfs_status(&rep);
-    assert_eq!(st, 0);
-    let mut r = XdrReader::new(&body);
-    NfsFh3(r.opaque(64).unwrap().to_vec())
-}
-
-fn create(c: &mut Raw, xid: u32, dir: &NfsFh3, name: &str, how: CreateHow3) -> (u32, Vec<u8>) {
-    let a = Args::Create {
-        where_: DirOpArgs3 {
-            dir: dir.clone(),
-            name: name.into(),
-        },
-        how,
-    };
-    nfs_status(&c.call(xid, nfs3::PROGRAM, procs::CREATE, &a.to_bytes()))
-}
-
-fn fh_of_create(body: &[u8]) -> NfsFh3 {
-    let mut r = XdrReader::new(body);
-    assert!(r.bool().unwrap());
-    NfsFh3(r.opaque(64).unwrap().to_vec())
 }
 
 #[test]

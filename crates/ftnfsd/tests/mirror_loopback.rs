@@ -1,0 +1,216 @@
+//! Two real ftnfsd members mirroring one export on loopback (each member exports its own
+//! directory under the same `fsid`, so handles are the same), driven by a raw RPC client:
+//!
+//! - a handle from the primary works on the secondary with the same attributes, and a
+//!   retransmission of a REMOVE that reaches the secondary (as after a failover) gets the
+//!   primary's original reply from the secondary's DRC (DESIGN.md decision 7), not NOENT;
+//! - a client update sent to the secondary directly is answered NFS3ERR_JUKEBOX;
+//! - a secondary whose mirror was changed behind ftnfs's back computes another result for a
+//!   CREATE and is failed out of the export, while the client still gets its reply
+//!   (decision 5: never silently diverge).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ftnfs_wire::nfs3::{self, procs, Args, CreateHow3, DirOpArgs3, NfsFh3, Sattr3};
+use ftnfs_wire::XdrEncode;
+
+struct Member {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Member {
+    fn export(&self) -> PathBuf {
+        self.dir.join("export")
+    }
+    fn admin(&self, cmd: &str) -> serde_json::Value {
+        let mut s = UnixStream::connect(self.dir.join("adm.sock")).unwrap();
+        s.write_all(format!("{{\"cmd\":\"{cmd}\"}}\n").as_bytes())
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+fn member(root: &Path, name: &str, other: &str, peer_port: u16, other_peer_port: u16) -> Member {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("export")).unwrap();
+    std::fs::write(
+        dir.join("exports"),
+        format!(
+            "{} -ftnfs=a:b,fsid=4711 *(rw,insecure,no_root_squash)\n",
+            dir.join("export").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(root.join("secret"), "a-long-enough-shared-secret\n").unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
+        .arg("--exports")
+        .arg(dir.join("exports"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--admin-socket")
+        .arg(dir.join("adm.sock"))
+        .args(["--no-portmap", "--name", name])
+        .args(["--peer", &format!("{other}=127.0.0.1:{other_peer_port}")])
+        .args(["--peer-listen", &format!("127.0.0.1:{peer_port}")])
+        .arg("--secret-file")
+        .arg(root.join("secret"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "ftnfsd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Member { child, port, dir }
+}
+
+fn secondary_live(a: &Member) -> bool {
+    a.admin("status")["status"]["mirror"]["exports"][0]["secondaries"][0]["live"]
+        == serde_json::Value::Bool(true)
+}
+
+fn pair() -> (tempfile::TempDir, Member, Member) {
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let a = member(t.path(), "a", "b", pa, pb);
+    let b = member(t.path(), "b", "a", pb, pa);
+    let start = Instant::now();
+    while !secondary_live(&a) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the group did not form"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (t, a, b)
+}
+
+fn dirop(dir: &NfsFh3, name: &str) -> DirOpArgs3 {
+    DirOpArgs3 {
+        dir: dir.clone(),
+        name: name.into(),
+    }
+}
+
+/// fattr3 of a GETATTR reply, minus what may differ between members (used, atime, ctime).
+fn stable_attrs(c: &mut Raw, xid: u32, fh: &NfsFh3) -> Vec<u8> {
+    let (st, body) = nfs_status(&c.call(
+        xid,
+        nfs3::PROGRAM,
+        procs::GETATTR,
+        &Args::GetAttr(fh.clone()).to_bytes(),
+    ));
+    assert_eq!(st, 0, "GETATTR");
+    let mut v = body[0..28].to_vec(); // type, mode, nlink, uid, gid, size
+    v.extend_from_slice(&body[44..60]); // rdev, fsid, fileid
+    v.extend_from_slice(&body[68..76]); // mtime
+    v
+}
+
+#[test]
+fn secondary_answers_with_the_same_handles_and_the_original_reply() {
+    let (_t, a, b) = pair();
+    let mut ca = Raw::connect(a.port);
+    let mut cb = Raw::connect(b.port);
+    let ra = mount_root(&mut ca, &a.export());
+    let rb = mount_root(&mut cb, &b.export());
+    assert_eq!(ra, rb, "root handles differ between members");
+
+    let (st, body) = create(
+        &mut ca,
+        100,
+        &ra,
+        "f",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    let w = Args::Write {
+        file: f.clone(),
+        offset: 0,
+        count: 5,
+        stable: nfs3::StableHow::FileSync,
+        data: b"hello".to_vec(),
+    };
+    assert_eq!(
+        nfs_status(&ca.call(101, nfs3::PROGRAM, procs::WRITE, &w.to_bytes())).0,
+        0
+    );
+    // The reply came after b had it: b answers the same handle with the same attributes.
+    assert_eq!(
+        stable_attrs(&mut ca, 102, &f),
+        stable_attrs(&mut cb, 103, &f)
+    );
+    assert_eq!(std::fs::read(b.export().join("f")).unwrap(), b"hello");
+
+    // REMOVE through the primary, then the same call (same client, xid and arguments)
+    // reaches the secondary, as a retransmission would after a failover.
+    let rm = Args::Remove(dirop(&ra, "f")).to_bytes();
+    let first = ca.call(200, nfs3::PROGRAM, procs::REMOVE, &rm);
+    assert_eq!(nfs_status(&first).0, 0);
+    let again = cb.call(200, nfs3::PROGRAM, procs::REMOVE, &rm);
+    // The secondary recorded the reply it computed itself when it applied the REMOVE: same
+    // status and shape (its wcc times are its own: ctime cannot be set on Linux).
+    assert_eq!(nfs_status(&again).0, 0, "a replay, not NOENT");
+    assert_eq!(again.len(), first.len());
+    assert_eq!(
+        b.admin("status")["status"]["drc"]["replays"],
+        serde_json::json!(1),
+        "answered from the secondary's DRC"
+    );
+
+    // A fresh update sent to the secondary directly: try later (it is not the primary).
+    let (st, _) = create(
+        &mut cb,
+        300,
+        &rb,
+        "g",
+        CreateHow3::Unchecked(Sattr3::default()),
+    );
+    assert_eq!(st, 10008, "NFS3ERR_JUKEBOX");
+    assert!(!b.export().join("g").exists());
+}
+
+#[test]
+fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
+    let (_t, a, b) = pair();
+    // Someone writes into b's mirror behind ftnfs's back.
+    std::fs::write(b.export().join("x"), b"not through ftnfs").unwrap();
+    let mut ca = Raw::connect(a.port);
+    let ra = mount_root(&mut ca, &a.export());
+    let (st, _) = create(&mut ca, 1, &ra, "x", CreateHow3::Guarded(Sattr3::default()));
+    assert_eq!(st, 0, "the primary's result is the client's");
+    let s = a.admin("status");
+    let e = &s["status"]["mirror"]["exports"][0];
+    assert_eq!(e["secondaries"][0]["live"], serde_json::Value::Bool(false));
+    let events = s["status"]["mirror"]["events"].to_string();
+    assert!(events.contains("diverged"), "{events}");
+    // The primary goes on alone.
+    let (st, _) = create(&mut ca, 2, &ra, "y", CreateHow3::Guarded(Sattr3::default()));
+    assert_eq!(st, 0);
+    assert!(!b.export().join("y").exists());
+}
