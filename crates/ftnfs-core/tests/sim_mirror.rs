@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
 use ftnfs_core::mirror::primary::{Primary, PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::secondary::{Secondary, SecondaryEffect};
-use ftnfs_core::mirror::{FailReason, MemberSet, Touch, Update};
+use ftnfs_core::mirror::{FailReason, Key, MemberSet, Touch, Update};
 
 struct Rng(u64);
 impl Rng {
@@ -46,6 +46,10 @@ enum Op {
         off: usize,
         data: Vec<u8>,
     },
+    Truncate {
+        file: u64,
+        len: usize,
+    },
 }
 
 type State = BTreeMap<u64, Vec<u8>>;
@@ -68,6 +72,13 @@ fn apply(s: &mut State, op: &Op) -> u32 {
                 2
             }
         }
+        Op::Truncate { file, len } => match s.get_mut(file) {
+            None => 2,
+            Some(v) => {
+                v.resize(*len, 0);
+                0
+            }
+        },
         Op::Write { file, off, data } => match s.get_mut(file) {
             None => 2,
             Some(v) => {
@@ -81,10 +92,19 @@ fn apply(s: &mut State, op: &Op) -> u32 {
     }
 }
 
+/// Block size of the model's parts: writes to different 8-byte blocks of one file commute.
+const BLOCK: usize = 8;
+
 fn touch(op: &Op) -> Touch {
     match op {
-        Op::Write { file, .. } => Touch {
-            keys: vec![*file],
+        Op::Write { file, off, data } => Touch {
+            keys: (off / BLOCK..=(off + data.len() - 1) / BLOCK)
+                .map(|b| Key::part(*file, b as u64))
+                .collect(),
+            barrier: false,
+        },
+        Op::Truncate { file, .. } => Touch {
+            keys: vec![Key::whole(*file)],
             barrier: false,
         },
         _ => Touch {
@@ -231,9 +251,13 @@ fn run(seed: u64) -> Result<Outcome, String> {
                 }
                 left[client] -= 1;
                 let f = sim.rng.below(files);
-                let op = match sim.rng.below(10) {
+                let op = match sim.rng.below(12) {
                     0 => Op::Create(f),
                     1 => Op::Remove(f),
+                    2 => Op::Truncate {
+                        file: f,
+                        len: sim.rng.below(24) as usize,
+                    },
                     _ => {
                         let len = 1 + sim.rng.below(8) as usize;
                         let b = sim.rng.below(256) as u8;

@@ -26,6 +26,9 @@ use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags
 use crate::errors::Fail;
 use crate::fs::{check_name, is_dot, wcc_attr, ExportFs, Obj};
 
+/// Serializes the mtime stamping of mirrored WRITEs per file (striped by file id).
+static STAMP_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
+
 /// Who is calling, from where.
 pub struct Caller<'a> {
     /// All exports of this member.
@@ -353,9 +356,22 @@ impl<'a> Caller<'a> {
             ok_or(count as usize <= data.len(), NfsStat3::Inval)?;
             deny(access::may_write(&c.cred, &o.owner()))?;
             let f = o.open_file(OFlag::O_WRONLY)?;
-            f.write_all_at(&data[..count as usize], offset)?;
-            if let Some(d) = self.dictate {
-                nix::sys::stat::futimens(f.as_fd(), &TimeSpec::UTIME_OMIT, &d.time)?;
+            match self.dictate {
+                None => f.write_all_at(&data[..count as usize], offset)?,
+                Some(d) => {
+                    // Writes to disjoint blocks of one file may be applied in different
+                    // orders on different members (server.rs `touch_of`): the mtime they
+                    // leave is the latest of their dictated times, the same in any order.
+                    // The lock makes read-mtime, write, set-mtime atomic per file.
+                    let _g = STAMP_LOCKS[(o.id.0 % STAMP_LOCKS.len() as u64) as usize]
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let st = nix::sys::stat::fstat(f.as_fd())?;
+                    f.write_all_at(&data[..count as usize], offset)?;
+                    let prev = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+                    let t = if prev > d.time { prev } else { d.time };
+                    nix::sys::stat::futimens(f.as_fd(), &TimeSpec::UTIME_OMIT, &t)?;
+                }
             }
             // A write by someone other than root drops set-id bits, as the kernel would do
             // for that caller (we write with root's CAP_FSETID).

@@ -13,7 +13,10 @@ use ftnfs_core::access::Cred;
 use ftnfs_core::drc::{Drc, DrcKey, DrcLimits, Verdict};
 use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{ExportId, Millis, SeqNo};
-use ftnfs_core::mirror::Touch;
+use ftnfs_core::mirror::{Key, Touch};
+
+/// Granularity of the replication order inside a file's data.
+const WRITE_BLOCK: u64 = 1 << 20;
 use ftnfs_core::proc_table;
 use ftnfs_wire::mount::{self, ExportList, ExportNode, MntRes, MountList, MountStat3};
 use ftnfs_wire::nfs3::{self, Args, ArgsError, NfsFh3, NfsStat3};
@@ -510,12 +513,27 @@ fn first_handle(a: &Args) -> Option<&NfsFh3> {
 /// What an update touches for the replication order (Documentation/04-replication-order.md):
 /// data and attribute updates touch their file; namespace updates are barriers.
 fn touch_of(a: &Args) -> Touch {
-    let key = |fh: &NfsFh3| FileHandle::decode(&fh.0).map(|h| h.file.0).ok();
+    let file = |fh: &NfsFh3| FileHandle::decode(&fh.0).map(|h| h.file.0).ok();
     match a {
-        Args::SetAttr { obj: f, .. }
-        | Args::Write { file: f, .. }
-        | Args::Commit { file: f, .. } => Touch {
-            keys: key(f).into_iter().collect(),
+        // A WRITE touches the 1 MiB blocks it covers: writes to disjoint blocks of one file
+        // run in parallel (their mtime stamps commute: nfs3_procs keeps the latest).
+        Args::Write {
+            file: f,
+            offset,
+            count,
+            ..
+        } => {
+            let first = offset / WRITE_BLOCK;
+            let last = offset.saturating_add(u64::from(*count).max(1) - 1) / WRITE_BLOCK;
+            Touch {
+                keys: file(f)
+                    .map(|id| (first..=last).map(|b| Key::part(id, b)).collect())
+                    .unwrap_or_default(),
+                barrier: false,
+            }
+        }
+        Args::SetAttr { obj: f, .. } | Args::Commit { file: f, .. } => Touch {
+            keys: file(f).map(Key::whole).into_iter().collect(),
             barrier: false,
         },
         _ => Touch {

@@ -105,11 +105,36 @@ pub struct Dictated {
     pub time_ns: i64,
 }
 
+/// One object an update touches: the whole object, or one part of it (a block of a file's
+/// data). Two keys conflict when they name the same object and either is whole or both name
+/// the same part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The object (a file id).
+    pub object: u64,
+    /// The part (a block number), or `None` for the whole object.
+    pub part: Option<u64>,
+}
+
+impl Key {
+    /// The whole object.
+    pub fn whole(object: u64) -> Key {
+        Key { object, part: None }
+    }
+    /// One part of the object.
+    pub fn part(object: u64, part: u64) -> Key {
+        Key {
+            object,
+            part: Some(part),
+        }
+    }
+}
+
 /// What an update touches, as the primary's shell sees it before executing it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Touch {
-    /// Keys of the objects whose data or attributes it changes (file ids).
-    pub keys: Vec<u64>,
+    /// What it changes; updates with conflicting keys are applied in order everywhere.
+    pub keys: Vec<Key>,
     /// It changes the namespace: ordered after and before everything.
     pub barrier: bool,
 }

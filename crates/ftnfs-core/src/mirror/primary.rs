@@ -11,6 +11,17 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::order::{ready, Applied};
 use super::{FailReason, MemberSet, Touch, Update};
+
+/// Most dependencies an update carries; an update that would need more is sent as a
+/// barrier instead (which waits for everything, a superset).
+pub const MAX_DEPS: usize = 64;
+
+/// The last updates that touched one object.
+#[derive(Debug, Default)]
+struct ObjTouch {
+    whole: Option<SeqNo>,
+    parts: HashMap<u64, SeqNo>,
+}
 use crate::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
 
 /// Tuning of the primary.
@@ -115,7 +126,7 @@ pub struct Primary<P> {
     cfg: PrimaryConfig,
     live: MemberSet,
     next: SeqNo,
-    last_touch: HashMap<u64, SeqNo>,
+    last_touch: HashMap<u64, ObjTouch>,
     last_barrier: SeqNo,
     pending: BTreeMap<SeqNo, Pending<P>>,
     /// Executed here.
@@ -196,31 +207,62 @@ impl<P: Clone> Primary<P> {
         }
         let seq = self.next;
         self.next = seq.next();
+        let mut barrier = touch.barrier;
         let mut deps: Vec<SeqNo> = Vec::new();
-        if !touch.barrier {
-            for k in &touch.keys {
-                if let Some(&s) = self.last_touch.get(k) {
-                    if !self.released.contains(s) && !deps.contains(&s) {
+        if !barrier {
+            let released = &self.released;
+            let mut add = |s: Option<SeqNo>| {
+                if let Some(s) = s {
+                    if !released.contains(s) && !deps.contains(&s) {
                         deps.push(s);
                     }
                 }
+            };
+            for k in &touch.keys {
+                let Some(ot) = self.last_touch.get(&k.object) else {
+                    continue;
+                };
+                add(ot.whole);
+                match k.part {
+                    None => ot.parts.values().for_each(|s| add(Some(*s))),
+                    Some(p) => add(ot.parts.get(&p).copied()),
+                }
             }
-            if self.last_barrier.0 > 0 && !self.released.contains(self.last_barrier) {
-                deps.push(self.last_barrier);
+            if self.last_barrier.0 > 0 {
+                add(Some(self.last_barrier));
+            }
+            if deps.len() > MAX_DEPS {
+                barrier = true;
+                deps.clear();
             }
         }
-        if touch.barrier {
-            // Everything after it depends on it, and it on everything before: the keys
-            // recorded so far are covered.
+        if barrier {
+            // Everything after it depends on it, and it on everything before: what was
+            // recorded so far is covered.
             self.last_touch.clear();
             self.last_barrier = seq;
         } else {
             for k in &touch.keys {
-                self.last_touch.insert(*k, seq);
+                let ot = self.last_touch.entry(k.object).or_default();
+                match k.part {
+                    None => {
+                        ot.parts.clear();
+                        ot.whole = Some(seq);
+                    }
+                    Some(p) => {
+                        ot.parts.insert(p, seq);
+                    }
+                }
             }
             if self.last_touch.len() > 4 * self.cfg.max_pending {
                 let released = &self.released;
-                self.last_touch.retain(|_, s| !released.contains(*s));
+                self.last_touch.retain(|_, ot| {
+                    ot.parts.retain(|_, s| !released.contains(*s));
+                    if ot.whole.is_some_and(|s| released.contains(s)) {
+                        ot.whole = None;
+                    }
+                    ot.whole.is_some() || !ot.parts.is_empty()
+                });
             }
         }
         let update = Update {
@@ -228,7 +270,7 @@ impl<P: Clone> Primary<P> {
             epoch: self.epoch,
             seq,
             deps,
-            barrier: touch.barrier,
+            barrier,
             payload,
         };
         for m in self.live.iter() {
@@ -437,6 +479,7 @@ impl<P: Clone> Primary<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mirror::Key;
 
     const A: MemberId = MemberId(1);
     const B: MemberId = MemberId(2);
@@ -461,9 +504,50 @@ mod tests {
 
     fn write(k: u64) -> Touch {
         Touch {
-            keys: vec![k],
+            keys: vec![Key::whole(k)],
             barrier: false,
         }
+    }
+
+    fn block(k: u64, b: u64) -> Touch {
+        Touch {
+            keys: vec![Key::part(k, b)],
+            barrier: false,
+        }
+    }
+
+    fn runs(p: &mut Primary<u32>) -> Vec<u64> {
+        drain(p)
+            .into_iter()
+            .filter_map(|e| match e {
+                PrimaryEffect::Run { token, .. } => Some(token),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn disjoint_parts_run_in_parallel_and_the_whole_waits_for_every_part() {
+        let mut p = prim(&[]);
+        let s1 = p.submit(1, &block(5, 0), 0, Millis(0)).unwrap();
+        let s2 = p.submit(2, &block(5, 1), 0, Millis(0)).unwrap();
+        let _s3 = p.submit(3, &block(5, 0), 0, Millis(0)).unwrap();
+        let s4 = p.submit(4, &write(5), 0, Millis(0)).unwrap();
+        assert_eq!(
+            runs(&mut p),
+            vec![1, 2],
+            "block 0 twice is ordered; blocks 0 and 1 not"
+        );
+        p.local_done(s1, 0);
+        assert_eq!(runs(&mut p), vec![3]);
+        p.local_done(s2, 0);
+        assert!(
+            runs(&mut p).is_empty(),
+            "the whole file waits for block 0's second write"
+        );
+        p.local_done(SeqNo(3), 0);
+        assert_eq!(runs(&mut p), vec![4]);
+        let _ = s4;
     }
 
     #[test]
