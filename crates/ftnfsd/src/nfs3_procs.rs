@@ -26,7 +26,8 @@ use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags
 use crate::errors::Fail;
 use crate::fs::{check_name, is_dot, wcc_attr, ExportFs, Obj};
 
-/// Serializes the mtime stamping of mirrored WRITEs per file (striped by file id).
+/// Serializes WRITEs per file (striped by file id), which also makes the mtime stamping of
+/// mirrored WRITEs atomic.
 static STAMP_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
 
 /// Who is calling, from where.
@@ -356,6 +357,12 @@ impl<'a> Caller<'a> {
             ok_or(count as usize <= data.len(), NfsStat3::Inval)?;
             deny(access::may_write(&c.cred, &o.owner()))?;
             let f = o.open_file(OFlag::O_WRONLY)?;
+            // One writer per file at a time: concurrent buffered writes to one file only
+            // spin on the inode lock in the kernel (a quarter of the CPU of a 4-stream
+            // write, measured); sleeping here is cheaper.
+            let _g = STAMP_LOCKS[(o.id.0 % STAMP_LOCKS.len() as u64) as usize]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             match self.dictate {
                 None => f.write_all_at(&data[..count as usize], offset)?,
                 Some(d) => {
@@ -363,9 +370,6 @@ impl<'a> Caller<'a> {
                     // orders on different members (server.rs `touch_of`): the mtime they
                     // leave is the latest of their dictated times, the same in any order.
                     // The lock makes read-mtime, write, set-mtime atomic per file.
-                    let _g = STAMP_LOCKS[(o.id.0 % STAMP_LOCKS.len() as u64) as usize]
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
                     let st = nix::sys::stat::fstat(f.as_fd())?;
                     f.write_all_at(&data[..count as usize], offset)?;
                     let prev = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
