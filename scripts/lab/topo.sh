@@ -8,6 +8,7 @@
 #   topo_hub CMD...        run CMD in the hub namespace (qemu with -netdev tap, dumpcap)
 #   topo_in NAME CMD...    run CMD in member NAME's namespace
 #   topo_cut NAME / topo_heal NAME   take member NAME's link to the bridge down / up
+#   topo_host IP           the host itself on the bridge (veth from the root namespace)
 #   topo_cleanup           delete every namespace (and so every device) this topology made
 #
 # Every namespace is named "$TOPO-*" where TOPO is unique per run, so parallel runs and
@@ -17,6 +18,7 @@ TOPO_NS=()
 
 topo_cleanup() {
   local ns
+  ip link del "${TOPO}h" 2>/dev/null
   for ns in "${TOPO_NS[@]}"; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$ns" 2>/dev/null
@@ -56,3 +58,12 @@ topo_hub() { ip netns exec "$TOPO-hub" "$@"; }
 topo_in() { local n=$1; shift; ip netns exec "$TOPO-$n" "$@"; }
 topo_cut() { ip -n "$TOPO-hub" link set "v-$1" down; }
 topo_heal() { ip -n "$TOPO-hub" link set "v-$1" up; }
+
+# The host itself on the bridge (a veth from the root namespace), so that tools run on the
+# host reach the members: topo_host IP
+topo_host() {
+  ip link add "${TOPO}h" type veth peer name host0 netns "$TOPO-hub" || return 1
+  ip -n "$TOPO-hub" link set host0 master br0 up
+  ip addr add "$1/24" dev "${TOPO}h"
+  ip link set "${TOPO}h" up
+}
