@@ -12,6 +12,8 @@
 #      directly against each secondary with the same answers.
 #   2. Two members: a 32 MiB fsync write and read-back by the kernel client while the load
 #      generator runs; verify again.
+#   2b. Both members stopped cleanly (sealed) and started again: the secondary joins without
+#      a copy, and the mirrors stay identical.
 #   3. A member without the group secret is refused and never joins.
 # Prints "N passed, N failed".
 #   tests/mirror.sh TARGET_DIR      (holds release builds of ftnfsd, ftnfsctl, ftnfs-load)
@@ -125,6 +127,16 @@ check "kernel client 32 MiB fsync write + read-back on a 2-member group" "$([ "$
 check "nfs3_client load on a 2-member group" "$(grep -q rc=0 "$W/load3.out"; echo $?)" "$(cat "$W/load3.out")"
 quiet g2
 verify g2 b; check "ftnfsctl verify: two mirrors identical" $? "$(cat "$W/verify-g2")"
+
+# --- 2b. a clean stop seals both mirrors; the group resumes without a copy ----------------
+stop_member() { ip netns pids "$TOPO-$1" | xargs -r kill -TERM; for _ in $(seq 50); do [ -z "$(ip netns pids "$TOPO-$1")" ] && return; sleep 0.1; done; }
+stop_member a; stop_member b
+member g2 a "$W/secret" b x
+member g2 b "$W/secret" a
+formed g2 1; check "a cleanly stopped group resumes its update stream" $? "$(grep -h "seal\|refused\|joined" "$W/g2/a/log" "$W/g2/b/log" | tail -4)"
+load --ops 100 --seed 5 > "$W/load4.out" 2>&1
+quiet g2
+verify g2 b; check "ftnfsctl verify after the restart" $? "$(cat "$W/verify-g2")"
 
 # --- 3. a member without the secret is refused --------------------------------------------
 head -c 32 /dev/urandom | base64 > "$W/wrong"

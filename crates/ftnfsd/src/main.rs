@@ -198,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
         fss.push(fs);
     }
     let group = group_of(&cli)?;
-    let mirror = mirror::Mirror::new(group, &fss)?;
+    let mirror = mirror::Mirror::new(group, &fss, &cli.state_dir)?;
     if !mirror.is_empty() && mirror.group.secret.is_empty() {
         anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");
     }
@@ -267,6 +267,10 @@ async fn main() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    {
+        let s = server.clone();
+        let _ = tokio::task::spawn_blocking(move || s.mirror.seal()).await;
+    }
     if !cli.no_portmap {
         let _ = tokio::task::spawn_blocking(move || portmap::register(port, false)).await;
     }

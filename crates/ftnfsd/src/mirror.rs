@@ -129,6 +129,8 @@ struct PrimaryCore {
     p: Primary<Arc<UpdatePayload>>,
     waiters: HashMap<u64, SyncSender<Signal>>,
     next_token: u64,
+    /// Stopping: sealed or not, no new update is numbered.
+    closed: bool,
 }
 
 /// The secondary side of one export.
@@ -144,6 +146,8 @@ struct SecondaryCore {
     s: Secondary<Arc<UpdatePayload>>,
     history: u64,
     out: Link,
+    /// Stopping: no further update is applied (the seal must stay true).
+    closed: bool,
     /// Nothing applied since this member started (and the mirror was pristine then).
     pristine: bool,
 }
@@ -152,6 +156,7 @@ struct SecondaryCore {
 pub struct Mirror {
     /// The group.
     pub group: Group,
+    state_dir: std::path::PathBuf,
     roles: HashMap<ExportId, Role>,
     links: Mutex<HashMap<MemberId, Link>>,
     events: Mutex<VecDeque<Event>>,
@@ -176,7 +181,11 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 impl Mirror {
     /// Decides each mirrored export's role from its `-ftnfs=` list: the first member listed
     /// is the primary (failover comes later), the others are secondaries.
-    pub fn new(group: Group, exports: &[ExportFs]) -> anyhow::Result<Mirror> {
+    pub fn new(
+        group: Group,
+        exports: &[ExportFs],
+        state_dir: &std::path::Path,
+    ) -> anyhow::Result<Mirror> {
         let mut roles = HashMap::new();
         for e in exports {
             let members = match &e.cfg.mirroring {
@@ -203,6 +212,14 @@ impl Mirror {
                     )
                 })
             };
+            let seal = take_seal(state_dir, e.cfg.id)?;
+            if let Some(s) = &seal {
+                tracing::info!(
+                    export = e.cfg.path,
+                    seq = s.seq,
+                    "sealed at a clean stop; resuming that update stream"
+                );
+            }
             let role = if pos == 0 {
                 let secondaries = members[1..]
                     .iter()
@@ -211,13 +228,15 @@ impl Mirror {
                 Role::Primary(PrimarySide {
                     export: e.cfg.id,
                     secondaries,
-                    history: u64::from_be_bytes(random_bytes()),
+                    history: seal
+                        .map(|s| s.history)
+                        .unwrap_or_else(|| u64::from_be_bytes(random_bytes())),
                     pristine_at_start: e.pristine()?,
                     core: Mutex::new(PrimaryCore {
                         p: Primary::new(
                             e.cfg.id,
                             FIRST_EPOCH,
-                            SeqNo(0),
+                            SeqNo(seal.map(|s| s.seq).unwrap_or(0)),
                             MemberSet::EMPTY,
                             PrimaryConfig {
                                 max_pending: WINDOW as usize,
@@ -226,23 +245,70 @@ impl Mirror {
                         ),
                         waiters: HashMap::new(),
                         next_token: 0,
+                        closed: false,
                     }),
                 })
             } else {
                 Role::Secondary(SecondarySide {
                     export: e.cfg.id,
                     primary: id_of(&members[0])?,
-                    core: Mutex::new(None),
+                    // A seal says exactly where this mirror stands in the primary's stream.
+                    core: Mutex::new(seal.map(|s| SecondaryCore {
+                        s: Secondary::new(e.cfg.id, FIRST_EPOCH, SeqNo(s.seq), WINDOW),
+                        history: s.history,
+                        out: mpsc::channel(1).0,
+                        pristine: false,
+                        closed: false,
+                    })),
                 })
             };
             roles.insert(e.cfg.id, role);
         }
         Ok(Mirror {
             group,
+            state_dir: state_dir.to_path_buf(),
             roles,
             links: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
         })
+    }
+
+    /// At a clean stop: for each export whose mirror is certainly in step with the update
+    /// stream (primary: nothing in flight and every listed secondary live; secondary: joined
+    /// and nothing waiting), writes a seal (stream id and last update) to the state
+    /// directory. The next start resumes that stream, so a group stopped and started again
+    /// needs no copy. A start removes the seal before serving, so a crash never leaves one.
+    pub fn seal(&self) {
+        for (id, role) in &self.roles {
+            let at = match role {
+                Role::Primary(ps) => {
+                    let mut c = lock(&ps.core);
+                    c.closed = true;
+                    let all = ps.secondaries.iter().all(|m| c.p.live().contains(*m));
+                    (c.p.pending() == 0 && all).then(|| Seal {
+                        history: ps.history,
+                        seq: c.p.last_seq().0,
+                    })
+                }
+                Role::Secondary(ss) => lock(&ss.core).as_mut().and_then(|sc| {
+                    sc.closed = true;
+                    (sc.s.backlog() == 0).then(|| Seal {
+                        history: sc.history,
+                        seq: sc.s.watermark().0,
+                    })
+                }),
+            };
+            match at {
+                Some(s) => match write_seal(&self.state_dir, *id, s) {
+                    Ok(()) => tracing::info!(export = id.0, seq = s.seq, "mirror sealed"),
+                    Err(e) => tracing::warn!(export = id.0, error = %e, "cannot seal mirror"),
+                },
+                None => tracing::info!(
+                    export = id.0,
+                    "mirror not sealed (updates in flight or a member out): it will need a resync"
+                ),
+            }
+        }
     }
 
     /// This member's role for an export, if it is mirrored.
@@ -459,6 +525,9 @@ impl PrimarySide {
         now: Millis,
     ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
         let mut c = lock(&self.core);
+        if c.closed {
+            return Err(Busy);
+        }
         c.next_token += 1;
         let token = c.next_token;
         let (tx, rx) = sync_channel(2);
@@ -594,6 +663,7 @@ impl SecondarySide {
                         history,
                         out,
                         pristine: true,
+                        closed: false,
                     });
                 }
                 drop(c);
@@ -629,6 +699,9 @@ impl SecondarySide {
         let Some(sc) = c.as_mut() else {
             return; // not joined: the primary's Join was refused
         };
+        if sc.closed {
+            return;
+        }
         sc.s.on_update(update);
         self.drain(sc, server);
     }
@@ -680,4 +753,48 @@ impl SecondarySide {
             }
         }
     }
+}
+
+/// Where a cleanly stopped mirror stood in its primary's update stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seal {
+    history: u64,
+    seq: u64,
+}
+
+fn seal_path(dir: &std::path::Path, id: ExportId) -> std::path::PathBuf {
+    dir.join(format!("export-{}.seal", id.0))
+}
+
+fn write_seal(dir: &std::path::Path, id: ExportId, s: Seal) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("export-{}.seal.tmp", id.0));
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{:016x} {}", s.history, s.seq)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, seal_path(dir, id))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads and removes (durably) the seal of an export, if any.
+fn take_seal(dir: &std::path::Path, id: ExportId) -> anyhow::Result<Option<Seal>> {
+    let p = seal_path(dir, id);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    std::fs::remove_file(&p)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    let mut it = text.split_whitespace();
+    let seal = (|| {
+        Some(Seal {
+            history: u64::from_str_radix(it.next()?, 16).ok()?,
+            seq: it.next()?.parse().ok()?,
+        })
+    })();
+    if seal.is_none() {
+        tracing::warn!(path = %p.display(), "unreadable seal ignored");
+    }
+    Ok(seal)
 }
