@@ -140,18 +140,32 @@ pub struct ClientRule {
     pub options: ClientOptions,
 }
 
+/// How READs of a mirrored export are mirrored (DESIGN.md decision 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadMode {
+    /// The primary answers at once; reads are not forwarded (atime is each member's own).
+    #[default]
+    Async,
+    /// `AckRead`: reads are forwarded and the primary answers when the secondaries have
+    /// done them too (each sets its own atime).
+    Acknowledged,
+    /// `HighRead`: reads are forwarded with the primary's time; every member sets that atime
+    /// (the latest one, in any order), then acknowledges; the reply waits.
+    Serialized,
+}
+
 /// How the export is mirrored (patent Table II).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Mirroring {
     /// Not mirrored: served by this member alone.
     #[default]
     None,
-    /// `-ftnfs=A:B[:C…][,HighRead]`: the first live member in the list is primary.
+    /// `-ftnfs=A:B[:C…][,HighRead|,AckRead]`: the first live member in the list is primary.
     Group {
         /// Members, preferred primary first.
         members: Vec<String>,
-        /// Serialized reads (`HighRead`): the primary dictates atime.
-        high_read: bool,
+        /// How READs are mirrored (DESIGN.md decision 10).
+        read_mode: ReadMode,
     },
     /// `-ftnfsr=…,ftnfsw=…`: separate member orders for reads and writes.
     Split {
@@ -341,7 +355,7 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
     let ExportOptions {
         fsid,
         mut mirroring,
-        high_read,
+        read_mode: high_read,
         split_r,
         split_w,
     } = ex;
@@ -360,10 +374,10 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
         (None, None) => {}
         _ => return Err("ftnfsr= and ftnfsw= must be given together".into()),
     }
-    if high_read {
+    if high_read != ReadMode::Async {
         match &mut mirroring {
-            Mirroring::Group { high_read: h, .. } => *h = true,
-            _ => return Err("HighRead needs ftnfs=".into()),
+            Mirroring::Group { read_mode, .. } => *read_mode = high_read,
+            _ => return Err("HighRead/AckRead need ftnfs=".into()),
         }
     }
     let id = match fsid {
@@ -416,7 +430,7 @@ fn member_list(v: &str, opt: &str) -> Result<Vec<String>, String> {
 struct ExportOptions {
     fsid: Option<u32>,
     mirroring: Mirroring,
-    high_read: bool,
+    read_mode: ReadMode,
     split_r: Option<Vec<String>>,
     split_w: Option<Vec<String>>,
 }
@@ -448,12 +462,13 @@ fn apply_export_option(o: &str, ex: &mut ExportOptions) -> Result<bool, String> 
         ("ftnfs", Some(v)) => {
             ex.mirroring = Mirroring::Group {
                 members: member_list(v, "ftnfs")?,
-                high_read: false,
+                read_mode: ReadMode::Async,
             }
         }
         ("ftnfsr", Some(v)) => ex.split_r = Some(member_list(v, "ftnfsr")?),
         ("ftnfsw", Some(v)) => ex.split_w = Some(member_list(v, "ftnfsw")?),
-        ("HighRead", None) | ("highread", None) => ex.high_read = true,
+        ("HighRead", None) | ("highread", None) => ex.read_mode = ReadMode::Serialized,
+        ("AckRead", None) | ("ackread", None) => ex.read_mode = ReadMode::Acknowledged,
         _ => return Ok(false),
     }
     Ok(true)
@@ -554,14 +569,22 @@ mod tests {
 /srv/home3 -ftnfs=SvrAB-2:SvrAB-1 10.0.0.0/8(rw,no_root_squash) *(ro)
 /srv/home4 -ftnfsr=SvrAB-2:SvrAB-1,ftnfsw=SvrAB-1:SvrAB-2 \\
     *(rw)
+/srv/home5 -ftnfs=SvrAB-1:SvrAB-2,AckRead *(rw)
 ";
         let e = parse("exports", text).unwrap();
-        assert_eq!(e.len(), 4);
+        assert_eq!(e.len(), 5);
+        assert!(matches!(
+            e[4].mirroring,
+            Mirroring::Group {
+                read_mode: ReadMode::Acknowledged,
+                ..
+            }
+        ));
         assert_eq!(
             e[1].mirroring,
             Mirroring::Group {
                 members: vec!["SvrAB-1".into(), "SvrAB-2".into()],
-                high_read: true
+                read_mode: ReadMode::Serialized
             }
         );
         assert!(matches!(e[3].mirroring, Mirroring::Split { .. }));
@@ -587,7 +610,8 @@ mod tests {
             ("/a -ftnfs=A:A *(rw)", "listed twice"),
             ("/a -ftnfs=A:B:C:D:E:F:G:H:I:J *(rw)", "at most 9"),
             ("/a -ftnfsr=A:B *(rw)", "together"),
-            ("/a -HighRead *(rw)", "needs ftnfs"),
+            ("/a -HighRead *(rw)", "need ftnfs"),
+            ("/a -AckRead *(rw)", "need ftnfs"),
             ("/a 10.0.0.0/33(rw)", "too long"),
             ("/a @group(rw)", "netgroups"),
             ("/a *(anonuid=x)", "numeric"),

@@ -25,8 +25,8 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
         .map(|e| {
             let mirroring = match &e.cfg.mirroring {
                 Mirroring::None => json!(null),
-                Mirroring::Group { members, high_read } => {
-                    json!({"members": members, "high_read": high_read})
+                Mirroring::Group { members, read_mode } => {
+                    json!({"members": members, "read_mode": format!("{read_mode:?}")})
                 }
                 Mirroring::Split { read, write } => json!({"read": read, "write": write}),
             };

@@ -57,6 +57,8 @@ pub struct Dictation {
     /// The server time of the update: the mtime of what it changed (and the atime of what it
     /// creates), and what SET_TO_SERVER_TIME means.
     pub time: TimeSpec,
+    /// A READ of a `HighRead` export: it sets the file's atime to the latest dictated time.
+    pub atime: bool,
 }
 
 /// What a handle gives a request: the export, the object, and the caller's rights there.
@@ -306,6 +308,14 @@ impl<'a> Caller<'a> {
         let r = (|| -> Result<usize, Fail> {
             deny(access::may_read(&c.cred, &o.owner()))?;
             let f = o.open_file(OFlag::O_RDONLY)?;
+            // HighRead: atime = max(atime before, dictated time), the same on every member
+            // whatever order reads of disjoint blocks were applied in (cf. WRITE's mtime).
+            let stamp = self.dictate.filter(|d| d.atime).map(|d| {
+                let g = STAMP_LOCKS[(o.id.0 % STAMP_LOCKS.len() as u64) as usize]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                (g, d.time, nix::sys::stat::fstat(f.as_fd()))
+            });
             w.zeros(READ_HEAD);
             w.opaque_fill(count.min(MAX_IO) as usize, |buf| {
                 let mut n = 0;
@@ -316,6 +326,15 @@ impl<'a> Caller<'a> {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(Fail::from(e)),
                     }
+                }
+                Ok(n)
+            })
+            .and_then(|n| {
+                if let Some((_g, t, before)) = stamp {
+                    let st = before?;
+                    let prev = TimeSpec::new(st.st_atime, st.st_atime_nsec);
+                    let a = if prev > t { prev } else { t };
+                    nix::sys::stat::futimens(f.as_fd(), &a, &TimeSpec::UTIME_OMIT)?;
                 }
                 Ok(n)
             })

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use ftnfs_core::access::Cred;
 use ftnfs_core::drc::{Drc, DrcKey, DrcLimits, Verdict};
+use ftnfs_core::exports::{Mirroring, ReadMode};
 use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{ExportId, Millis, SeqNo};
 use ftnfs_core::mirror::{Key, Touch};
@@ -91,6 +92,14 @@ impl Server {
         self.exports.iter().find(|e| e.cfg.id == id)
     }
 
+    /// How READs of an export are mirrored.
+    fn read_mode(&self, id: ExportId) -> ReadMode {
+        match self.export(id).map(|e| &e.cfg.mirroring) {
+            Some(Mirroring::Group { read_mode, .. }) => *read_mode,
+            _ => ReadMode::Async,
+        }
+    }
+
     /// Milliseconds since start: the core's notion of time.
     pub fn now(&self) -> Millis {
         Millis(self.started.elapsed().as_millis() as u64)
@@ -159,11 +168,19 @@ impl Server {
         }
         let reply = match Args::decode(h.proc_, args) {
             Ok(a) => {
-                let export = if info.updates && !self.mirror.is_empty() {
+                let is_read = h.proc_ == nfs3::procs::READ;
+                let export = if (info.updates || is_read) && !self.mirror.is_empty() {
                     first_handle(&a).and_then(|fh| FileHandle::decode(&fh.0).ok())
                 } else {
                     None
                 };
+                // READs are mirrored only in the acknowledged and serialized read modes,
+                // and only by the primary; any member serves them otherwise.
+                let export = export.filter(|fh| {
+                    !is_read
+                        || (self.read_mode(fh.export) != ReadMode::Async
+                            && matches!(self.mirror.role(fh.export), Some(Role::Primary(_))))
+                });
                 match export.and_then(|fh| Some((fh, self.mirror.role(fh.export)?))) {
                     Some((fh, Role::Primary(ps))) => {
                         let origin = Origin {
@@ -286,6 +303,8 @@ impl Server {
             Dictation {
                 new_id,
                 time: nix::sys::time::TimeSpec::new(time.0, time.1 as i64),
+                atime: proc_ == nfs3::procs::READ
+                    && self.read_mode(fh.export) == ReadMode::Serialized,
             },
             seq,
             rx,
@@ -344,6 +363,7 @@ impl Server {
                 .new_id
                 .map(|(f, g)| (ftnfs_core::ids::FileId(f), ftnfs_core::ids::Generation(g))),
             time: nix::sys::time::TimeSpec::new(p.time.0, p.time.1 as i64),
+            atime: p.proc_ == nfs3::procs::READ && self.read_mode(export) == ReadMode::Serialized,
         };
         let xid = Xid(p.origin.xid);
         let reply = self.execute(xid, a, peer, cred, p.origin.anonymous, Some(dictate));
@@ -497,7 +517,7 @@ impl Server {
 fn first_handle(a: &Args) -> Option<&NfsFh3> {
     Some(match a {
         Args::SetAttr { obj, .. } => obj,
-        Args::Write { file, .. } => file,
+        Args::Write { file, .. } | Args::Read { file, .. } => file,
         Args::Create { where_, .. }
         | Args::Mkdir { where_, .. }
         | Args::Symlink { where_, .. }
@@ -515,13 +535,19 @@ fn first_handle(a: &Args) -> Option<&NfsFh3> {
 fn touch_of(a: &Args) -> Touch {
     let file = |fh: &NfsFh3| FileHandle::decode(&fh.0).map(|h| h.file.0).ok();
     match a {
-        // A WRITE touches the 1 MiB blocks it covers: writes to disjoint blocks of one file
-        // run in parallel (their mtime stamps commute: nfs3_procs keeps the latest).
+        // A WRITE (or a mirrored READ) touches the 1 MiB blocks it covers: writes to
+        // disjoint blocks of one file run in parallel (their mtime and atime stamps
+        // commute: nfs3_procs keeps the latest).
         Args::Write {
             file: f,
             offset,
             count,
             ..
+        }
+        | Args::Read {
+            file: f,
+            offset,
+            count,
         } => {
             let first = offset / WRITE_BLOCK;
             let last = offset.saturating_add(u64::from(*count).max(1) - 1) / WRITE_BLOCK;

@@ -48,13 +48,20 @@ impl Member {
     }
 }
 
-fn member(root: &Path, name: &str, other: &str, peer_port: u16, other_peer_port: u16) -> Member {
+fn member(
+    root: &Path,
+    name: &str,
+    other: &str,
+    peer_port: u16,
+    other_peer_port: u16,
+    opts: &str,
+) -> Member {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("export")).unwrap();
     std::fs::write(
         dir.join("exports"),
         format!(
-            "{} -ftnfs=a:b,fsid=4711 *(rw,insecure,no_root_squash)\n",
+            "{} -ftnfs=a:b{opts},fsid=4711 *(rw,insecure,no_root_squash)\n",
             dir.join("export").display()
         ),
     )
@@ -94,10 +101,14 @@ fn secondary_live(a: &Member) -> bool {
 }
 
 fn pair() -> (tempfile::TempDir, Member, Member) {
+    pair_with("")
+}
+
+fn pair_with(opts: &str) -> (tempfile::TempDir, Member, Member) {
     let t = tempfile::tempdir().unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let a = member(t.path(), "a", "b", pa, pb);
-    let b = member(t.path(), "b", "a", pb, pa);
+    let a = member(t.path(), "a", "b", pa, pb, opts);
+    let b = member(t.path(), "b", "a", pb, pa, opts);
     let start = Instant::now();
     while !secondary_live(&a) {
         assert!(
@@ -213,4 +224,46 @@ fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
     let (st, _) = create(&mut ca, 2, &ra, "y", CreateHow3::Guarded(Sattr3::default()));
     assert_eq!(st, 0);
     assert!(!b.export().join("y").exists());
+}
+
+#[test]
+fn high_read_gives_every_member_the_primarys_atime() {
+    // DESIGN.md decision 10, serialized reads: the primary dictates atime.
+    use std::os::unix::fs::MetadataExt;
+    let (_t, a, b) = pair_with(",HighRead");
+    let mut ca = Raw::connect(a.port);
+    let ra = mount_root(&mut ca, &a.export());
+    let (st, body) = create(&mut ca, 1, &ra, "r", CreateHow3::Guarded(Sattr3::default()));
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    let w = Args::Write {
+        file: f.clone(),
+        offset: 0,
+        count: 3,
+        stable: nfs3::StableHow::FileSync,
+        data: b"abc".to_vec(),
+    };
+    assert_eq!(
+        nfs_status(&ca.call(2, nfs3::PROGRAM, procs::WRITE, &w.to_bytes())).0,
+        0
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    let r = Args::Read {
+        file: f,
+        offset: 0,
+        count: 3,
+    };
+    assert_eq!(
+        nfs_status(&ca.call(3, nfs3::PROGRAM, procs::READ, &r.to_bytes())).0,
+        0
+    );
+    let (ma, mb) = (
+        std::fs::metadata(a.export().join("r")).unwrap(),
+        std::fs::metadata(b.export().join("r")).unwrap(),
+    );
+    assert_eq!((ma.atime(), ma.atime_nsec()), (mb.atime(), mb.atime_nsec()));
+    assert!(
+        (ma.atime(), ma.atime_nsec()) > (ma.mtime(), ma.mtime_nsec()),
+        "the read moved atime past the write's mtime"
+    );
 }
