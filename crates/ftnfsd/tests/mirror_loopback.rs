@@ -58,11 +58,14 @@ fn member(
 ) -> Member {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("export")).unwrap();
+    std::fs::create_dir_all(dir.join("export2")).unwrap();
     std::fs::write(
         dir.join("exports"),
         format!(
-            "{} -ftnfs=a:b{opts},fsid=4711 *(rw,insecure,no_root_squash)\n",
-            dir.join("export").display()
+            "{} -ftnfs=a:b{opts},fsid=4711 *(rw,insecure,no_root_squash)\n\
+             {} -ftnfs=b:a,fsid=4712 *(rw,insecure,no_root_squash)\n",
+            dir.join("export").display(),
+            dir.join("export2").display()
         ),
     )
     .unwrap();
@@ -95,9 +98,23 @@ fn member(
     Member { child, port, dir }
 }
 
+/// The member is primary of an export whose secondary is live.
 fn secondary_live(a: &Member) -> bool {
-    a.admin("status")["status"]["mirror"]["exports"][0]["secondaries"][0]["live"]
-        == serde_json::Value::Bool(true)
+    a.admin("status")["status"]["mirror"]["exports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["role"] == "primary" && e["secondaries"][0]["live"] == true)
+}
+
+fn primary_status(m: &Member) -> serde_json::Value {
+    m.admin("status")["status"]["mirror"]["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["role"] == "primary")
+        .unwrap()
+        .clone()
 }
 
 fn pair() -> (tempfile::TempDir, Member, Member) {
@@ -110,7 +127,7 @@ fn pair_with(opts: &str) -> (tempfile::TempDir, Member, Member) {
     let a = member(t.path(), "a", "b", pa, pb, opts);
     let b = member(t.path(), "b", "a", pb, pa, opts);
     let start = Instant::now();
-    while !secondary_live(&a) {
+    while !secondary_live(&a) || !secondary_live(&b) {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the group did not form"
@@ -216,7 +233,7 @@ fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
     let (st, _) = create(&mut ca, 1, &ra, "x", CreateHow3::Guarded(Sattr3::default()));
     assert_eq!(st, 0, "the primary's result is the client's");
     let s = a.admin("status");
-    let e = &s["status"]["mirror"]["exports"][0];
+    let e = primary_status(&a);
     assert_eq!(e["secondaries"][0]["live"], serde_json::Value::Bool(false));
     let events = s["status"]["mirror"]["events"].to_string();
     assert!(events.contains("diverged"), "{events}");
@@ -266,4 +283,43 @@ fn high_read_gives_every_member_the_primarys_atime() {
         (ma.atime(), ma.atime_nsec()) > (ma.mtime(), ma.mtime_nsec()),
         "the read moved atime past the write's mtime"
     );
+}
+
+#[test]
+fn one_member_is_primary_of_one_export_and_secondary_of_another() {
+    // export2 lists b first: b is its primary and a its secondary, while a is primary of
+    // export (DESIGN.md: several active groups on one host).
+    let (_t, a, b) = pair();
+    let mut cb = Raw::connect(b.port);
+    let rb = mount_root(&mut cb, &b.dir.join("export2"));
+    let (st, _) = create(
+        &mut cb,
+        1,
+        &rb,
+        "from-b",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    assert!(a.dir.join("export2/from-b").exists(), "b's update is on a");
+    let mut ca = Raw::connect(a.port);
+    let ra = mount_root(&mut ca, &a.export());
+    let (st, _) = create(
+        &mut ca,
+        2,
+        &ra,
+        "from-a",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    assert!(b.export().join("from-a").exists(), "a's update is on b");
+    // and each refuses client updates of the export it is secondary of
+    let ra2 = mount_root(&mut ca, &a.dir.join("export2"));
+    let (st, _) = create(
+        &mut ca,
+        3,
+        &ra2,
+        "nope",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 10008);
 }
