@@ -133,6 +133,18 @@ pub enum PeerMsg {
         history: u64,
         /// The primary's mirror holds nothing but an empty root.
         pristine: bool,
+        /// After a takeover: the stream the new primary was a secondary of (0 if none); a
+        /// secondary of that stream at exactly `base` may follow without a copy.
+        prev: u64,
+    },
+    /// Primary → secondary, every heartbeat interval on an idle link.
+    Heartbeat {
+        /// Export id.
+        export: u32,
+        /// The primary's epoch.
+        epoch: u64,
+        /// Its last update number.
+        seq: u64,
     },
     /// Secondary → primary: answer to `Join`.
     JoinReply {
@@ -187,6 +199,7 @@ const JOIN_REPLY: u32 = 4;
 const UPDATE: u32 = 5;
 const ACK: u32 = 6;
 const REFUSE: u32 = 7;
+const HEARTBEAT: u32 = 8;
 
 /// The frame of an `Update` built from borrowed parts (no copy of the payload's arguments
 /// into a message first: they can be a 1 MiB WRITE).
@@ -263,13 +276,18 @@ impl PeerMsg {
                 base,
                 history,
                 pristine,
+                prev,
             } => {
                 w.u32(JOIN)
                     .u32(*export)
                     .u64(*epoch)
                     .u64(*base)
                     .u64(*history)
-                    .bool(*pristine);
+                    .bool(*pristine)
+                    .u64(*prev);
+            }
+            PeerMsg::Heartbeat { export, epoch, seq } => {
+                w.u32(HEARTBEAT).u32(*export).u64(*epoch).u64(*seq);
             }
             PeerMsg::JoinReply { export, ok, reason } => {
                 w.u32(JOIN_REPLY)
@@ -321,6 +339,12 @@ impl PeerMsg {
                 base: r.u64()?,
                 history: r.u64()?,
                 pristine: r.bool()?,
+                prev: r.u64()?,
+            },
+            HEARTBEAT => PeerMsg::Heartbeat {
+                export: r.u32()?,
+                epoch: r.u64()?,
+                seq: r.u64()?,
             },
             JOIN_REPLY => PeerMsg::JoinReply {
                 export: r.u32()?,
@@ -434,6 +458,12 @@ mod tests {
             base: 77,
             history: 0xdead_beef,
             pristine: true,
+            prev: 7,
+        });
+        roundtrip(PeerMsg::Heartbeat {
+            export: 3,
+            epoch: 2,
+            seq: 1234,
         });
         roundtrip(PeerMsg::JoinReply {
             export: 3,

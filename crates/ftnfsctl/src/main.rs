@@ -26,6 +26,31 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Makes this member primary of a mirrored export (a secondary in step, or a member
+    /// standing by after a restart without a seal).
+    Promote {
+        /// The export (path or id); may be left out when there is only one mirrored export.
+        #[arg(long)]
+        export: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Makes this member step down from primary of an export (it stands by).
+    Demote {
+        /// The export (path or id).
+        #[arg(long)]
+        export: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The mirroring event log (failovers, members failed out, joins, refusals), newest first.
+    Events {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compares an export's mirrors across members: tree, file ids, generations, types,
     /// modes, owners, sizes, mtimes and content checksums. Lists every difference; exits 1
     /// if there is one. The other members are reached through their admin sockets (for a
@@ -158,7 +183,42 @@ fn verify(sockets: &[PathBuf], export: Option<&str>, json_out: bool) -> anyhow::
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let export_value = |e: &Option<String>| match e {
+        None => Value::Null,
+        Some(e) => match e.parse::<u64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => Value::from(e.as_str()),
+        },
+    };
+    let promote = matches!(cli.cmd, Cmd::Promote { .. });
     match cli.cmd {
+        Cmd::Promote { export, json } | Cmd::Demote { export, json } => {
+            let cmd = if promote { "promote" } else { "demote" };
+            let v = request(
+                &cli.socket,
+                &serde_json::json!({"cmd": cmd, "export": export_value(&export)}),
+            )?;
+            if json {
+                println!("{v}");
+            } else {
+                println!("{}", v["result"].as_str().unwrap_or("done"));
+            }
+        }
+        Cmd::Events { json } => {
+            let v = request(&cli.socket, &serde_json::json!({"cmd": "events"}))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v["events"])?);
+            } else {
+                for e in v["events"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:>10.3} s  export {}  {}",
+                        e["at_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                        e["export"],
+                        e["what"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
         Cmd::Verify { with, export, json } => {
             let mut sockets = vec![cli.socket.clone()];
             sockets.extend(with);

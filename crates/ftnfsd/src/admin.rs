@@ -72,7 +72,7 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
             "mount3": count(&server.counters.mount, &proc_table::MOUNT3),
             "rpc_errors": server.counters.rpc_errors.load(Ordering::Relaxed),
         },
-        "mirror": server.mirror.status(),
+        "mirror": server.mirror.status(server.now()),
         "drc": {
             "entries": drc.len(),
             "bytes": drc.bytes(),
@@ -81,6 +81,49 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
             "evictions": st.evictions,
         },
     })
+}
+
+/// `{"cmd":"promote"|"demote","export":PATH|ID}`: planned role changes.
+fn role_change(server: &Server, cmd: &str, want: &Value) -> Value {
+    let ex = match find_export(server, want) {
+        Ok(e) => e,
+        Err(e) => return json!({"ok": false, "error": e}),
+    };
+    let id = ex.cfg.id;
+    let now = server.now();
+    let r = if cmd == "promote" {
+        server.mirror.promote_by_operator(id, now)
+    } else {
+        match server.mirror.role(id).as_deref() {
+            Some(crate::mirror::Role::Primary(_)) => {
+                server.mirror.demote(id, now, "ftnfsctl demote".into());
+                Ok("demoted".into())
+            }
+            _ => Err("not primary of this export".to_string()),
+        }
+    };
+    match r {
+        Ok(what) => json!({"ok": true, "result": what}),
+        Err(e) => json!({"ok": false, "error": e}),
+    }
+}
+
+fn find_export<'a>(server: &'a Server, want: &Value) -> Result<&'a crate::fs::ExportFs, String> {
+    let found: Vec<&crate::fs::ExportFs> = server
+        .exports
+        .iter()
+        .filter(|e| match want {
+            Value::Null => !matches!(e.cfg.mirroring, Mirroring::None) || server.exports.len() == 1,
+            Value::String(p) => e.cfg.path == *p,
+            Value::Number(n) => n.as_u64() == Some(e.cfg.id.0 as u64),
+            _ => false,
+        })
+        .collect();
+    match found[..] {
+        [ex] => Ok(ex),
+        [] => Err(format!("no export {want}")),
+        _ => Err("several exports: name one with --export".into()),
+    }
 }
 
 /// `{"cmd":"manifest","export":PATH|ID}`: the export's manifest (`verify.rs`). Without
@@ -144,6 +187,17 @@ pub async fn serve(
                 let reply = match req.get("cmd").and_then(Value::as_str) {
                     Some("status") => {
                         json!({"ok": true, "status": status(&server, &transport, port)})
+                    }
+                    Some("events") => {
+                        json!({"ok": true, "events": server.mirror.events(1024)})
+                    }
+                    Some(cmd @ ("promote" | "demote")) => {
+                        let s = server.clone();
+                        let cmd = cmd.to_string();
+                        let want = req.get("export").cloned().unwrap_or(Value::Null);
+                        tokio::task::spawn_blocking(move || role_change(&s, &cmd, &want))
+                            .await
+                            .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
                     }
                     Some("manifest") => {
                         let s = server.clone();

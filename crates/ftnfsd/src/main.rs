@@ -19,6 +19,7 @@ mod portmap;
 mod server;
 mod transport;
 mod verify;
+mod vip;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -83,6 +84,19 @@ struct Cli {
     /// Sends of one update before a silent secondary is failed out of the export.
     #[arg(long, default_value_t = 5)]
     max_sends: u32,
+    /// Heartbeat interval between primary and secondaries, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    heartbeat_ms: u64,
+    /// Heartbeats missed before a peer counts as silent.
+    #[arg(long, default_value_t = 4)]
+    heartbeat_misses: u32,
+    /// The group's virtual IP (`ADDR/PREFIX`), held by the primary of the first mirrored
+    /// export; needs --vip-dev.
+    #[arg(long, requires = "vip_dev")]
+    vip: Option<String>,
+    /// Interface the virtual IP goes on.
+    #[arg(long)]
+    vip_dev: Option<String>,
 }
 
 fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
@@ -130,6 +144,14 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
             retry_ms: cli.retry_ms.max(1),
             max_sends: cli.max_sends.max(1),
             ..Default::default()
+        },
+        failover: ftnfs_core::mirror::failover::FailoverConfig {
+            heartbeat_ms: cli.heartbeat_ms.max(10),
+            misses: cli.heartbeat_misses.max(1),
+        },
+        vip: match (&cli.vip, &cli.vip_dev) {
+            (Some(v), Some(d)) => Some(Arc::new(vip::Vip::parse(v, d)?)),
+            _ => None,
         },
     })
 }
@@ -217,6 +239,15 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen for peers on {}", cli.peer_listen))?;
         tracing::info!(addr = %cli.peer_listen, me = server.mirror.group.me, "peer channel listening");
         tokio::spawn(peer::serve(server.clone(), l));
+        if let Some(v) = server.mirror.group.vip.clone() {
+            let mine = server
+                .mirror
+                .vip_export()
+                .and_then(|e| server.mirror.role(e))
+                .is_some_and(|r| matches!(&*r, mirror::Role::Primary(_)));
+            v.take(mine);
+            tokio::spawn(vip::keeper(v));
+        }
         peer::spawn_dialers(server.clone());
         let s = server.clone();
         tokio::spawn(async move {

@@ -19,10 +19,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ftnfs_core::exports::Mirroring;
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
+use ftnfs_core::mirror::failover::{decide, FailoverConfig, PrimaryWatch, Verdict};
 use ftnfs_core::mirror::primary::{Busy, Primary, PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::secondary::{Secondary, SecondaryEffect};
 use ftnfs_core::mirror::{FailReason, MemberSet, Touch};
@@ -33,8 +34,6 @@ use tokio::sync::mpsc;
 use crate::fs::ExportFs;
 use crate::server::Server;
 
-/// The epoch every group starts in (role changes come with the failover issue).
-pub const FIRST_EPOCH: Epoch = Epoch(1);
 /// Most updates a secondary holds beyond what it applied; the primary's `max_pending` is the
 /// same, so a resend is never too far ahead.
 pub const WINDOW: u64 = 1024;
@@ -66,6 +65,10 @@ pub struct Group {
     pub secret: Vec<u8>,
     /// Primary tuning.
     pub primary: PrimaryConfig,
+    /// Failure detection.
+    pub failover: FailoverConfig,
+    /// The virtual IP that follows the primary of the first mirrored export.
+    pub vip: Option<Arc<crate::vip::Vip>>,
 }
 
 impl Group {
@@ -110,6 +113,22 @@ pub enum Role {
     Primary(PrimarySide),
     /// It applies the primary's updates.
     Secondary(SecondarySide),
+    /// It serves no update of the export: a listed primary that restarted without a seal
+    /// (another member may have taken over), or a primary deposed by a newer epoch.
+    /// `ftnfsctl promote` makes it primary again; resync (next issue) a secondary.
+    Standby(StandbySide),
+}
+
+/// A member that must not act as primary or secondary of an export until told.
+pub struct StandbySide {
+    /// The export.
+    pub export: ExportId,
+    /// Why.
+    pub why: String,
+    /// The highest epoch known.
+    pub epoch: Epoch,
+    /// Every other listed member.
+    pub others: Vec<MemberId>,
 }
 
 /// The primary side of one export.
@@ -120,6 +139,8 @@ pub struct PrimarySide {
     pub secondaries: Vec<MemberId>,
     /// Identifies this incarnation's update stream (random, new at every start).
     pub history: u64,
+    /// The stream this member was a secondary of before it took over (0 if none).
+    pub prev_history: u64,
     /// Nothing but an empty root when this member started.
     pub pristine_at_start: bool,
     core: Mutex<PrimaryCore>,
@@ -139,6 +160,10 @@ pub struct SecondarySide {
     pub export: ExportId,
     /// The listed primary.
     pub primary: MemberId,
+    /// Secondaries listed before this member (they take over first).
+    pub ahead: Vec<MemberId>,
+    /// Every other listed member.
+    pub others: Vec<MemberId>,
     core: Mutex<Option<SecondaryCore>>,
 }
 
@@ -148,6 +173,8 @@ struct SecondaryCore {
     out: Link,
     /// Stopping: no further update is applied (the seal must stay true).
     closed: bool,
+    /// The member whose Join we accepted (`None` until one is, after a seal).
+    leader: Option<MemberId>,
     /// Nothing applied since this member started (and the mirror was pristine then).
     pristine: bool,
 }
@@ -156,10 +183,14 @@ struct SecondaryCore {
 pub struct Mirror {
     /// The group.
     pub group: Group,
-    state_dir: std::path::PathBuf,
-    roles: HashMap<ExportId, Role>,
+    /// Where seals and epochs are kept.
+    pub state_dir: std::path::PathBuf,
+    roles: HashMap<ExportId, RwLock<Arc<Role>>>,
     links: Mutex<HashMap<MemberId, Link>>,
     events: Mutex<VecDeque<Event>>,
+    /// What we know of each peer's liveness (failover evidence).
+    health: Mutex<HashMap<MemberId, PrimaryWatch>>,
+    last_heartbeat: Mutex<Millis>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -220,49 +251,57 @@ impl Mirror {
                     "sealed at a clean stop; resuming that update stream"
                 );
             }
-            let role = if pos == 0 {
-                let secondaries = members[1..]
+            let others: Vec<MemberId> = members
+                .iter()
+                .filter(|m| **m != group.me)
+                .map(|m| id_of(m))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let epoch =
+                Epoch(read_epoch(state_dir, e.cfg.id).max(seal.map(|s| s.epoch).unwrap_or(1)));
+            let pristine = e.pristine()?;
+            let role = if pos == 0 && (seal.is_some() || pristine) {
+                Role::Primary(PrimarySide::new(
+                    e.cfg.id,
+                    others,
+                    seal.map(|s| s.history)
+                        .unwrap_or_else(|| u64::from_be_bytes(random_bytes())),
+                    0,
+                    pristine,
+                    epoch,
+                    SeqNo(seal.map(|s| s.seq).unwrap_or(0)),
+                    &group,
+                ))
+            } else if pos == 0 {
+                Role::Standby(StandbySide {
+                    export: e.cfg.id,
+                    why: "restarted without a seal: another member may have taken over \
+                          (ftnfsctl promote to serve from this mirror)"
+                        .into(),
+                    epoch,
+                    others,
+                })
+            } else {
+                let ahead = members[1..pos]
                     .iter()
                     .map(|m| id_of(m))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                Role::Primary(PrimarySide {
-                    export: e.cfg.id,
-                    secondaries,
-                    history: seal
-                        .map(|s| s.history)
-                        .unwrap_or_else(|| u64::from_be_bytes(random_bytes())),
-                    pristine_at_start: e.pristine()?,
-                    core: Mutex::new(PrimaryCore {
-                        p: Primary::new(
-                            e.cfg.id,
-                            FIRST_EPOCH,
-                            SeqNo(seal.map(|s| s.seq).unwrap_or(0)),
-                            MemberSet::EMPTY,
-                            PrimaryConfig {
-                                max_pending: WINDOW as usize,
-                                ..group.primary
-                            },
-                        ),
-                        waiters: HashMap::new(),
-                        next_token: 0,
-                        closed: false,
-                    }),
-                })
-            } else {
                 Role::Secondary(SecondarySide {
                     export: e.cfg.id,
                     primary: id_of(&members[0])?,
+                    ahead,
+                    others,
                     // A seal says exactly where this mirror stands in the primary's stream.
                     core: Mutex::new(seal.map(|s| SecondaryCore {
-                        s: Secondary::new(e.cfg.id, FIRST_EPOCH, SeqNo(s.seq), WINDOW),
+                        s: Secondary::new(e.cfg.id, Epoch(s.epoch), SeqNo(s.seq), WINDOW),
                         history: s.history,
                         out: mpsc::channel(1).0,
                         pristine: false,
                         closed: false,
+                        leader: None,
                     })),
                 })
             };
-            roles.insert(e.cfg.id, role);
+            roles.insert(e.cfg.id, RwLock::new(Arc::new(role)));
         }
         Ok(Mirror {
             group,
@@ -270,7 +309,22 @@ impl Mirror {
             roles,
             links: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
+            health: Mutex::new(HashMap::new()),
+            last_heartbeat: Mutex::new(Millis(0)),
         })
+    }
+
+    fn roles(&self) -> Vec<Arc<Role>> {
+        self.roles
+            .values()
+            .map(|r| r.read().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    fn set_role(&self, export: ExportId, role: Role) {
+        if let Some(cell) = self.roles.get(&export) {
+            *cell.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(role);
+        }
     }
 
     /// At a clean stop: for each export whose mirror is certainly in step with the update
@@ -279,25 +333,33 @@ impl Mirror {
     /// directory. The next start resumes that stream, so a group stopped and started again
     /// needs no copy. A start removes the seal before serving, so a crash never leaves one.
     pub fn seal(&self) {
-        for (id, role) in &self.roles {
-            let at = match role {
+        for role in self.roles() {
+            let (id, at) = match &*role {
                 Role::Primary(ps) => {
                     let mut c = lock(&ps.core);
                     c.closed = true;
                     let all = ps.secondaries.iter().all(|m| c.p.live().contains(*m));
-                    (c.p.pending() == 0 && all).then(|| Seal {
+                    let s = (c.p.pending() == 0 && all).then(|| Seal {
                         history: ps.history,
                         seq: c.p.last_seq().0,
-                    })
+                        epoch: c.p.epoch().0,
+                    });
+                    (ps.export, s)
                 }
-                Role::Secondary(ss) => lock(&ss.core).as_mut().and_then(|sc| {
-                    sc.closed = true;
-                    (sc.s.backlog() == 0).then(|| Seal {
-                        history: sc.history,
-                        seq: sc.s.watermark().0,
-                    })
-                }),
+                Role::Secondary(ss) => {
+                    let s = lock(&ss.core).as_mut().and_then(|sc| {
+                        sc.closed = true;
+                        (sc.s.backlog() == 0).then(|| Seal {
+                            history: sc.history,
+                            seq: sc.s.watermark().0,
+                            epoch: sc.s.epoch().0,
+                        })
+                    });
+                    (ss.export, s)
+                }
+                Role::Standby(sb) => (sb.export, None),
             };
+            let id = &id;
             match at {
                 Some(s) => match write_seal(&self.state_dir, *id, s) {
                     Ok(()) => tracing::info!(export = id.0, seq = s.seq, "mirror sealed"),
@@ -312,13 +374,25 @@ impl Mirror {
     }
 
     /// This member's role for an export, if it is mirrored.
-    pub fn role(&self, export: ExportId) -> Option<&Role> {
-        self.roles.get(&export)
+    pub fn role(&self, export: ExportId) -> Option<Arc<Role>> {
+        self.roles
+            .get(&export)
+            .map(|r| r.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// Whether any export is mirrored.
     pub fn is_empty(&self) -> bool {
         self.roles.is_empty()
+    }
+
+    /// The newest `n` events, newest first.
+    pub fn events(&self, n: usize) -> Vec<Value> {
+        lock(&self.events)
+            .iter()
+            .rev()
+            .take(n)
+            .map(|e| json!({"at_ms": e.at.0, "export": e.export.0, "what": e.what}))
+            .collect()
     }
 
     /// Records an event (bounded) and logs it.
@@ -339,8 +413,9 @@ impl Mirror {
     /// export we are primary of that lists it (the `Join` goes first on the link).
     pub fn link_up(&self, peer: MemberId, link: Link, now: Millis) {
         lock(&self.links).insert(peer, link.clone());
-        for role in self.roles.values() {
-            if let Role::Primary(ps) = role {
+        self.heard(peer, now);
+        for role in self.roles() {
+            if let Role::Primary(ps) = &*role {
                 if ps.secondaries.contains(&peer) {
                     ps.add(self, peer, &link, now);
                 }
@@ -351,8 +426,8 @@ impl Mirror {
     /// The connection to `peer` is gone: it is out of every export we are primary of.
     pub fn link_down(&self, peer: MemberId, now: Millis) {
         lock(&self.links).remove(&peer);
-        for role in self.roles.values() {
-            if let Role::Primary(ps) = role {
+        for role in self.roles() {
+            if let Role::Primary(ps) = &*role {
                 let mut c = lock(&ps.core);
                 c.p.member_lost(peer);
                 ps.drain(&mut c, self, now);
@@ -360,23 +435,265 @@ impl Mirror {
         }
     }
 
-    /// Resends and fails out silent secondaries; call every few milliseconds.
+    /// Something came from `peer`: it is alive.
+    pub fn heard(&self, peer: MemberId, now: Millis) {
+        lock(&self.health).entry(peer).or_default().last_heard = Some(now);
+    }
+
+    /// `peer`'s host refused a connection to its peer port: nothing listens there now.
+    pub fn refused(&self, peer: MemberId, now: Millis) {
+        lock(&self.health).entry(peer).or_default().refused_at = Some(now);
+    }
+
+    fn watch(&self, peer: MemberId) -> PrimaryWatch {
+        lock(&self.health).get(&peer).copied().unwrap_or_default()
+    }
+
+    /// Timers: resends, heartbeats, silent secondaries, and the failover decision of every
+    /// secondary. Call every few milliseconds.
     pub fn tick(&self, now: Millis) {
-        for role in self.roles.values() {
-            if let Role::Primary(ps) = role {
-                let mut c = lock(&ps.core);
-                c.p.tick(now);
-                ps.drain(&mut c, self, now);
+        let beat = {
+            let mut last = lock(&self.last_heartbeat);
+            let due = now.since(*last) >= self.group.failover.heartbeat_ms;
+            if due {
+                *last = now;
+            }
+            due
+        };
+        for role in self.roles() {
+            match &*role {
+                Role::Primary(ps) => {
+                    let mut c = lock(&ps.core);
+                    c.p.tick(now);
+                    if beat {
+                        let hb = PeerMsg::Heartbeat {
+                            export: ps.export.0,
+                            epoch: c.p.epoch().0,
+                            seq: c.p.last_seq().0,
+                        }
+                        .to_frame();
+                        for m in c.p.live().iter() {
+                            if let Some(l) = lock(&self.links).get(&m) {
+                                let _ = l.try_send(hb.clone());
+                            }
+                            // A live secondary answers every heartbeat; one that stopped
+                            // (frozen, cut off) is failed out so replies do not wait on it.
+                            let w = self.watch(m);
+                            if w.last_heard
+                                .is_some_and(|h| now.since(h) > self.group.failover.silence_ms())
+                            {
+                                c.p.member_lost(m);
+                                self.event(
+                                    now,
+                                    ps.export,
+                                    format!(
+                                        "secondary {} failed out (silent for {} ms)",
+                                        self.group.name_of(m),
+                                        self.group.failover.silence_ms()
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    ps.drain(&mut c, self, now);
+                }
+                Role::Secondary(ss) => {
+                    let joined = lock(&ss.core)
+                        .as_ref()
+                        .is_some_and(|sc| sc.leader.is_some() && !sc.closed);
+                    let w = self.watch(ss.primary);
+                    let cfg = &self.group.failover;
+                    // first in line: every secondary listed before us is gone as well
+                    let first = ss.ahead.iter().all(|m| {
+                        matches!(
+                            decide(&self.watch(*m), cfg, now, true, true),
+                            Verdict::Promote(_)
+                        )
+                    });
+                    match decide(&w, cfg, now, joined, first) {
+                        Verdict::Follow => {}
+                        Verdict::HoldOff(why) => {
+                            // log once per silence
+                            let mut h = lock(&self.health);
+                            let e = h.entry(ss.primary).or_default();
+                            if e.last_heard.is_some() {
+                                drop(h);
+                                self.event(now, ss.export, format!("not taking over: {why}"));
+                                self.heard_reset(ss.primary);
+                            }
+                        }
+                        Verdict::Promote(why) => self.promote(ss, now, why),
+                    }
+                }
+                Role::Standby(_) => {}
             }
         }
     }
 
+    /// Forget when we last heard a peer (after deciding to hold off, so the decision is
+    /// made — and logged — once per silence).
+    fn heard_reset(&self, peer: MemberId) {
+        if let Some(w) = lock(&self.health).get_mut(&peer) {
+            w.last_heard = None;
+        }
+    }
+
+    /// Takes over an export we are a secondary of: a new epoch, our applied state as the
+    /// base, the other members invited to follow, the virtual IP moved here.
+    fn promote(&self, ss: &SecondarySide, now: Millis, why: &str) {
+        let (base, epoch, prev) = {
+            let mut c = lock(&ss.core);
+            let Some(sc) = c.as_mut() else { return };
+            if sc.s.running() > 0 {
+                return; // let local applies finish; next tick
+            }
+            sc.closed = true;
+            (sc.s.watermark(), sc.s.epoch(), sc.history)
+        };
+        let epoch = Epoch(epoch.0.max(read_epoch(&self.state_dir, ss.export)) + 1);
+        if let Err(e) = write_epoch(&self.state_dir, ss.export, epoch.0) {
+            self.event(
+                now,
+                ss.export,
+                format!("cannot take over: epoch not persisted: {e}"),
+            );
+            return;
+        }
+        let ps = PrimarySide::new(
+            ss.export,
+            ss.others.clone(),
+            u64::from_be_bytes(random_bytes()),
+            prev,
+            false,
+            epoch,
+            base,
+            &self.group,
+        );
+        self.set_role(ss.export, Role::Primary(ps));
+        self.event(
+            now,
+            ss.export,
+            format!(
+                "took over as primary at update {} in epoch {} ({why})",
+                base.0, epoch.0
+            ),
+        );
+        if let Some(v) = &self.group.vip {
+            v.take(self.vip_export() == Some(ss.export));
+        }
+        let links: Vec<(MemberId, Link)> = lock(&self.links)
+            .iter()
+            .map(|(m, l)| (*m, l.clone()))
+            .collect();
+        if let Some(role) = self.role(ss.export) {
+            if let Role::Primary(ps) = &*role {
+                for (m, l) in links {
+                    if ps.secondaries.contains(&m) {
+                        ps.add(self, m, &l, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes a standby or secondary member primary of an export on an operator's word
+    /// (`ftnfsctl promote`). A secondary in step keeps its state; a standby starts a new
+    /// stream from its own mirror.
+    pub fn promote_by_operator(&self, export: ExportId, now: Millis) -> Result<String, String> {
+        let role = self.role(export).ok_or("export is not mirrored")?;
+        match &*role {
+            Role::Primary(_) => Err("already primary".into()),
+            Role::Secondary(ss) => {
+                if lock(&ss.core).is_none() {
+                    return Err(
+                        "this secondary never joined its primary: its mirror may be stale".into(),
+                    );
+                }
+                self.promote(ss, now, "ftnfsctl promote");
+                Ok("promoted".into())
+            }
+            Role::Standby(sb) => {
+                let epoch = Epoch(sb.epoch.0.max(read_epoch(&self.state_dir, export)) + 1);
+                write_epoch(&self.state_dir, export, epoch.0).map_err(|e| e.to_string())?;
+                let ps = PrimarySide::new(
+                    export,
+                    sb.others.clone(),
+                    u64::from_be_bytes(random_bytes()),
+                    0,
+                    false,
+                    epoch,
+                    SeqNo(0),
+                    &self.group,
+                );
+                self.set_role(export, Role::Primary(ps));
+                self.event(
+                    now,
+                    export,
+                    format!("promoted by the operator in epoch {}", epoch.0),
+                );
+                if let Some(v) = &self.group.vip {
+                    v.take(self.vip_export() == Some(export));
+                }
+                let links: Vec<(MemberId, Link)> = lock(&self.links)
+                    .iter()
+                    .map(|(m, l)| (*m, l.clone()))
+                    .collect();
+                if let Some(role) = self.role(export) {
+                    if let Role::Primary(ps) = &*role {
+                        for (m, l) in links {
+                            if ps.secondaries.contains(&m) {
+                                ps.add(self, m, &l, now);
+                            }
+                        }
+                    }
+                }
+                Ok("promoted".into())
+            }
+        }
+    }
+
+    /// Steps down from primary (a newer epoch exists, or the operator said so): no update is
+    /// numbered any more, the virtual IP goes.
+    pub fn demote(&self, export: ExportId, now: Millis, why: String) {
+        let Some(role) = self.role(export) else {
+            return;
+        };
+        let Role::Primary(ps) = &*role else { return };
+        let epoch = {
+            let mut c = lock(&ps.core);
+            c.closed = true;
+            c.p.epoch()
+        };
+        self.set_role(
+            export,
+            Role::Standby(StandbySide {
+                export,
+                why: why.clone(),
+                epoch,
+                others: ps.secondaries.clone(),
+            }),
+        );
+        if let Some(v) = &self.group.vip {
+            if self.vip_export() == Some(export) {
+                v.give_up();
+            }
+        }
+        self.event(now, export, format!("stepped down from primary: {why}"));
+    }
+
+    /// The export whose primary holds the virtual IP: the first mirrored one.
+    pub fn vip_export(&self) -> Option<ExportId> {
+        self.roles.keys().min().copied()
+    }
+
     /// A message from the peer `from` on the link we dialed (we are its primary).
     pub fn on_primary_link_msg(&self, from: MemberId, msg: PeerMsg, now: Millis) {
+        self.heard(from, now);
         let export = match &msg {
             PeerMsg::Ack { export, .. }
             | PeerMsg::Refuse { export, .. }
-            | PeerMsg::JoinReply { export, .. } => ExportId(*export),
+            | PeerMsg::JoinReply { export, .. }
+            | PeerMsg::Heartbeat { export, .. } => ExportId(*export),
             other => {
                 tracing::warn!(
                     peer = self.group.name_of(from),
@@ -385,7 +702,10 @@ impl Mirror {
                 return;
             }
         };
-        let Some(Role::Primary(ps)) = self.roles.get(&export) else {
+        let Some(role) = self.role(export) else {
+            return;
+        };
+        let Role::Primary(ps) = &*role else {
             return;
         };
         let mut c = lock(&ps.core);
@@ -393,7 +713,22 @@ impl Mirror {
             PeerMsg::Ack {
                 epoch, seq, status, ..
             } => c.p.on_ack(from, Epoch(epoch), SeqNo(seq), status),
-            PeerMsg::Refuse { epoch, .. } => c.p.on_refused(from, Epoch(epoch)),
+            PeerMsg::Refuse { epoch, .. } => {
+                if epoch > c.p.epoch().0 {
+                    // A newer primary exists: we are deposed (never two primaries).
+                    drop(c);
+                    self.demote(
+                        export,
+                        now,
+                        format!(
+                            "{} follows epoch {epoch}, newer than ours",
+                            self.group.name_of(from)
+                        ),
+                    );
+                    return;
+                }
+                c.p.on_refused(from, Epoch(epoch))
+            }
             PeerMsg::JoinReply { ok: true, .. } => self.event(
                 now,
                 export,
@@ -416,11 +751,25 @@ impl Mirror {
     }
 
     /// Status of every mirrored export.
-    pub fn status(&self) -> Value {
+    pub fn status(&self, now: Millis) -> Value {
         let mut out = Vec::new();
-        for (id, role) in &self.roles {
-            let v = match role {
+        let mut roles = self.roles();
+        roles.sort_by_key(|r| match &**r {
+            Role::Primary(p) => p.export,
+            Role::Secondary(s) => s.export,
+            Role::Standby(s) => s.export,
+        });
+        let ago = |m: MemberId| self.watch(m).last_heard.map(|h| now.since(h));
+        for role in roles {
+            let v = match &*role {
+                Role::Standby(sb) => json!({
+                    "export": sb.export.0,
+                    "role": "standby",
+                    "epoch": sb.epoch.0,
+                    "why": sb.why,
+                }),
                 Role::Primary(ps) => {
+                    let id = ps.export;
                     let c = lock(&ps.core);
                     let st = c.p.stats();
                     json!({
@@ -430,7 +779,9 @@ impl Mirror {
                         "secondaries": ps.secondaries.iter().map(|m| json!({
                             "name": self.group.name_of(*m),
                             "live": c.p.live().contains(*m),
+                            "last_heard_ms_ago": ago(*m),
                         })).collect::<Vec<_>>(),
+                        "lag": c.p.last_seq().0 - c.p.released_watermark().0,
                         "last_seq": c.p.last_seq().0,
                         "released": c.p.released_watermark().0,
                         "pending": c.p.pending(),
@@ -440,6 +791,7 @@ impl Mirror {
                     })
                 }
                 Role::Secondary(ss) => {
+                    let id = ss.export;
                     let c = lock(&ss.core);
                     match &*c {
                         None => json!({
@@ -447,6 +799,7 @@ impl Mirror {
                             "role": "secondary",
                             "primary": self.group.name_of(ss.primary),
                             "joined": false,
+                            "primary_last_heard_ms_ago": ago(ss.primary),
                         }),
                         Some(sc) => {
                             let st = sc.s.stats();
@@ -455,6 +808,7 @@ impl Mirror {
                                 "role": "secondary",
                                 "primary": self.group.name_of(ss.primary),
                                 "joined": true,
+                                "primary_last_heard_ms_ago": ago(ss.primary),
                                 "epoch": sc.s.epoch().0,
                                 "applied": sc.s.watermark().0,
                                 "backlog": sc.s.backlog(),
@@ -467,12 +821,7 @@ impl Mirror {
             };
             out.push(v);
         }
-        let events: Vec<Value> = lock(&self.events)
-            .iter()
-            .rev()
-            .take(50)
-            .map(|e| json!({"at_ms": e.at.0, "export": e.export.0, "what": e.what}))
-            .collect();
+        let events: Vec<Value> = self.events(50);
         json!({
             "me": self.group.me,
             "peers": self.group.peers.iter().map(|p| json!({
@@ -487,6 +836,41 @@ impl Mirror {
 }
 
 impl PrimarySide {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        export: ExportId,
+        secondaries: Vec<MemberId>,
+        history: u64,
+        prev_history: u64,
+        pristine_at_start: bool,
+        epoch: Epoch,
+        base: SeqNo,
+        group: &Group,
+    ) -> PrimarySide {
+        PrimarySide {
+            export,
+            secondaries,
+            history,
+            prev_history,
+            pristine_at_start,
+            core: Mutex::new(PrimaryCore {
+                p: Primary::new(
+                    export,
+                    epoch,
+                    base,
+                    MemberSet::EMPTY,
+                    PrimaryConfig {
+                        max_pending: WINDOW as usize,
+                        ..group.primary
+                    },
+                ),
+                waiters: HashMap::new(),
+                next_token: 0,
+                closed: false,
+            }),
+        }
+    }
+
     fn add(&self, m: &Mirror, peer: MemberId, link: &Link, now: Millis) {
         let mut c = lock(&self.core);
         // The Join goes on the link before any update sent by add_member.
@@ -497,6 +881,7 @@ impl PrimarySide {
             base: base.0,
             history: self.history,
             pristine: self.pristine_at_start,
+            prev: self.prev_history,
         };
         if link.try_send(join.to_frame()).is_err() {
             return;
@@ -613,6 +998,7 @@ impl SecondarySide {
         base: u64,
         history: u64,
         primary_pristine: bool,
+        prev: u64,
         out: Link,
         now: Millis,
     ) -> PeerMsg {
@@ -621,7 +1007,15 @@ impl SecondarySide {
             ok,
             reason,
         };
-        if from != self.primary {
+        let known = read_epoch(&m.state_dir, self.export);
+        if epoch < known {
+            return reply(
+                false,
+                format!("epoch {epoch} is older than epoch {known} known here"),
+            );
+        }
+        let mut c = lock(&self.core);
+        if from != self.primary && !(prev != 0 && matches!(&*c, Some(sc) if sc.history == prev)) {
             return reply(
                 false,
                 format!(
@@ -630,8 +1024,19 @@ impl SecondarySide {
                 ),
             );
         }
-        let mut c = lock(&self.core);
         let accept = match &*c {
+            // a takeover: the new primary was our fellow secondary in the same stream, and we
+            // stand exactly where it starts
+            Some(sc) if prev != 0 && sc.history == prev => {
+                if sc.s.watermark().0 == base && sc.s.backlog() == 0 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the new primary starts at update {base}, this mirror is at {}; needs resync",
+                        sc.s.watermark().0
+                    ))
+                }
+            }
             Some(sc) if sc.history == history => {
                 if sc.s.watermark().0 >= base {
                     Ok(())
@@ -653,17 +1058,25 @@ impl SecondarySide {
         };
         match accept {
             Ok(()) => {
+                if epoch > known {
+                    if let Err(e) = write_epoch(&m.state_dir, self.export, epoch) {
+                        return reply(false, format!("cannot persist epoch: {e}"));
+                    }
+                }
                 let keep = matches!(&*c, Some(sc) if sc.history == history);
                 if keep {
                     let sc = c.as_mut().expect("checked above");
                     sc.out = out;
+                    sc.leader = Some(from);
                 } else {
+                    let pristine = c.as_ref().is_none_or(|sc| sc.pristine);
                     *c = Some(SecondaryCore {
                         s: Secondary::new(self.export, Epoch(epoch), SeqNo(base), WINDOW),
                         history,
                         out,
-                        pristine: true,
+                        pristine: pristine && prev == 0,
                         closed: false,
+                        leader: Some(from),
                     });
                 }
                 drop(c);
@@ -689,16 +1102,37 @@ impl SecondarySide {
         }
     }
 
-    /// An update from the primary.
+    /// A heartbeat from the primary: answered on the same link.
+    pub fn on_heartbeat(&self, epoch: u64, seq: u64) {
+        let c = lock(&self.core);
+        if let Some(sc) = c.as_ref() {
+            if epoch == sc.s.epoch().0 && !sc.closed {
+                let _ = sc.out.try_send(
+                    PeerMsg::Heartbeat {
+                        export: self.export.0,
+                        epoch,
+                        seq,
+                    }
+                    .to_frame(),
+                );
+            }
+        }
+    }
+
+    /// An update from `from`, accepted only from the primary whose Join we accepted.
     pub fn on_update(
         &self,
         server: &Arc<Server>,
+        from: MemberId,
         update: ftnfs_core::mirror::Update<Arc<UpdatePayload>>,
     ) {
         let mut c = lock(&self.core);
         let Some(sc) = c.as_mut() else {
             return; // not joined: the primary's Join was refused
         };
+        if sc.leader != Some(from) {
+            return;
+        }
         if sc.closed {
             return;
         }
@@ -724,8 +1158,10 @@ impl SecondarySide {
                     let export = self.export;
                     tokio::runtime::Handle::current().spawn_blocking(move || {
                         let status = server.apply_update(export, &u.payload);
-                        if let Some(Role::Secondary(ss)) = server.mirror.role(export) {
-                            ss.applied(&server, u.seq, status);
+                        if let Some(role) = server.mirror.role(export) {
+                            if let Role::Secondary(ss) = &*role {
+                                ss.applied(&server, u.seq, status);
+                            }
                         }
                     });
                 }
@@ -760,6 +1196,7 @@ impl SecondarySide {
 struct Seal {
     history: u64,
     seq: u64,
+    epoch: u64,
 }
 
 fn seal_path(dir: &std::path::Path, id: ExportId) -> std::path::PathBuf {
@@ -770,7 +1207,7 @@ fn write_seal(dir: &std::path::Path, id: ExportId, s: Seal) -> std::io::Result<(
     use std::io::Write;
     let tmp = dir.join(format!("export-{}.seal.tmp", id.0));
     let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "{:016x} {}", s.history, s.seq)?;
+    writeln!(f, "{:016x} {} {}", s.history, s.seq, s.epoch)?;
     f.sync_all()?;
     std::fs::rename(&tmp, seal_path(dir, id))?;
     std::fs::File::open(dir)?.sync_all()
@@ -791,10 +1228,30 @@ fn take_seal(dir: &std::path::Path, id: ExportId) -> anyhow::Result<Option<Seal>
         Some(Seal {
             history: u64::from_str_radix(it.next()?, 16).ok()?,
             seq: it.next()?.parse().ok()?,
+            epoch: it.next().and_then(|e| e.parse().ok()).unwrap_or(1),
         })
     })();
     if seal.is_none() {
         tracing::warn!(path = %p.display(), "unreadable seal ignored");
     }
     Ok(seal)
+}
+
+/// The highest epoch this member has followed or led for an export (1 if none): a primary of
+/// an older epoch is refused (fencing).
+pub fn read_epoch(dir: &std::path::Path, id: ExportId) -> u64 {
+    std::fs::read_to_string(dir.join(format!("export-{}.epoch", id.0)))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(1)
+}
+
+fn write_epoch(dir: &std::path::Path, id: ExportId, epoch: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("export-{}.epoch.tmp", id.0));
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{epoch}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(format!("export-{}.epoch", id.0)))?;
+    std::fs::File::open(dir)?.sync_all()
 }

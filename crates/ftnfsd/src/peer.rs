@@ -186,9 +186,17 @@ async fn dial_once(
     addr: std::net::SocketAddr,
     logged: &mut bool,
 ) -> Result<(), PeerError> {
-    let sock = tokio::time::timeout(HANDSHAKE, TcpStream::connect(addr))
-        .await
-        .map_err(|_| PeerError::Timeout)??;
+    let sock = match tokio::time::timeout(HANDSHAKE, TcpStream::connect(addr)).await {
+        Err(_) => return Err(PeerError::Timeout),
+        Ok(Err(e)) => {
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                // the host answered, nothing listens: the member's process is gone
+                server.mirror.refused(id, server.now());
+            }
+            return Err(e.into());
+        }
+        Ok(Ok(s)) => s,
+    };
     let _ = sock.set_nodelay(true);
     let (rd, mut wr) = sock.into_split();
     let mut rd = Reader {
@@ -262,6 +270,7 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
     let out = spawn_writer(wr);
     loop {
         let msg = rd.next().await?;
+        m.heard(from, server.now());
         match msg {
             PeerMsg::Join {
                 export,
@@ -269,8 +278,10 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
                 base,
                 history,
                 pristine,
+                prev,
             } => {
-                let reply = match (m.role(ExportId(export)), server.export(ExportId(export))) {
+                let role = m.role(ExportId(export));
+                let reply = match (role.as_deref(), server.export(ExportId(export))) {
                     (Some(Role::Secondary(ss)), Some(ex)) => ss.on_join(
                         m,
                         ex,
@@ -279,16 +290,44 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
                         base,
                         history,
                         pristine,
+                        prev,
                         out.clone(),
                         server.now(),
                     ),
+                    (Some(Role::Primary(_)), _)
+                        if epoch > crate::mirror::read_epoch(&m.state_dir, ExportId(export)) =>
+                    {
+                        // someone took over in a newer epoch while we were away: step down
+                        m.demote(
+                            ExportId(export),
+                            server.now(),
+                            format!("{name} leads epoch {epoch}"),
+                        );
+                        PeerMsg::JoinReply {
+                            export,
+                            ok: false,
+                            reason: "was primary; stepped down; needs resync".into(),
+                        }
+                    }
                     _ => PeerMsg::JoinReply {
                         export,
                         ok: false,
-                        reason: format!("{} is not a secondary of export {export}", m.group.me),
+                        reason: format!(
+                            "{} is not a secondary of export {export} (or needs resync)",
+                            m.group.me
+                        ),
                     },
                 };
                 let _ = out.try_send(reply.to_frame());
+            }
+            PeerMsg::Heartbeat { export, epoch, seq } => {
+                if let Some(role) = m.role(ExportId(export)) {
+                    if let Role::Secondary(ss) = &*role {
+                        if ss.primary == from || ss.others.contains(&from) {
+                            ss.on_heartbeat(epoch, seq);
+                        }
+                    }
+                }
             }
             PeerMsg::Update {
                 export,
@@ -298,22 +337,21 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
                 barrier,
                 payload,
             } => {
-                // only the export's listed primary may send it updates
-                if let Some(Role::Secondary(ss)) = m
-                    .role(ExportId(export))
-                    .filter(|r| matches!(r, Role::Secondary(ss) if ss.primary == from))
-                {
-                    ss.on_update(
-                        server,
-                        Update {
-                            export: ExportId(export),
-                            epoch: ftnfs_core::ids::Epoch(epoch),
-                            seq: SeqNo(seq),
-                            deps: deps.into_iter().map(SeqNo).collect(),
-                            barrier,
-                            payload: Arc::new(payload),
-                        },
-                    );
+                if let Some(role) = m.role(ExportId(export)) {
+                    if let Role::Secondary(ss) = &*role {
+                        ss.on_update(
+                            server,
+                            from,
+                            Update {
+                                export: ExportId(export),
+                                epoch: ftnfs_core::ids::Epoch(epoch),
+                                seq: SeqNo(seq),
+                                deps: deps.into_iter().map(SeqNo).collect(),
+                                barrier,
+                                payload: Arc::new(payload),
+                            },
+                        );
+                    }
                 }
             }
             other => {

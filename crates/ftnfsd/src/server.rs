@@ -179,9 +179,13 @@ impl Server {
                 let export = export.filter(|fh| {
                     !is_read
                         || (self.read_mode(fh.export) != ReadMode::Async
-                            && matches!(self.mirror.role(fh.export), Some(Role::Primary(_))))
+                            && matches!(
+                                self.mirror.role(fh.export).as_deref(),
+                                Some(Role::Primary(_))
+                            ))
                 });
-                match export.and_then(|fh| Some((fh, self.mirror.role(fh.export)?))) {
+                let role = export.and_then(|fh| Some((fh, self.mirror.role(fh.export)?)));
+                match role.as_ref().map(|(fh, r)| (*fh, &**r)) {
                     Some((fh, Role::Primary(ps))) => {
                         let origin = Origin {
                             ip: match peer.ip() {
@@ -209,9 +213,9 @@ impl Server {
                             }
                         }
                     }
-                    Some((_, Role::Secondary(_))) => {
+                    Some((_, Role::Secondary(_) | Role::Standby(_))) => {
                         // Clients update through the primary; one that reached a secondary
-                        // directly is told to try again later.
+                        // (or a member standing by) directly is told to try again later.
                         self.drc().abandon(&key);
                         return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
                     }

@@ -101,6 +101,11 @@ impl<P: Clone> Secondary<P> {
         self.stats
     }
 
+    /// Updates being applied right now.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
     /// Updates received but not yet applied.
     pub fn backlog(&self) -> usize {
         self.waiting.len() + self.running.len()
