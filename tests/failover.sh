@@ -7,6 +7,8 @@
 #      every acknowledged record is in b's mirror.
 #   2. kill -9 of the secondary under load: the primary fails it out and the guest goes on.
 #   3. a cut link between the members: never two primaries; the guest goes on with a.
+#   4. planned switch under load (ftnfsctl demote a, promote b): no client error, a follows b
+#      as its secondary, mirrors identical.
 # Prints "N passed, N failed".
 #   tests/failover.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
 set -uo pipefail
@@ -78,6 +80,63 @@ python3 "$LAB/check-acks.py" "$W/serial-r1-ackwrite" "$W/r1/b/export/ack" > "$W/
 check "every acknowledged record is on the survivor" $? "$(cat "$W/r1-acks")"
 ( guest r1 meta > "$W/r1-meta.out" ) ; check "metadata storm on the new primary" "$([ "$(cat "$W/r1-meta.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r1-meta.out")"
 kill9 b; sleep 3.5   # the virtual IP's lifetime runs out
+
+# --- 2. secondary killed ------------------------------------------------------------------
+member r2 a b; member r2 b a
+formed r2; check "second group formed" $?
+( guest r2 ackwrite ftnfs.n=60 > "$W/r2-ack.out" ) & G=$!
+wait_acks "$W/serial-r2-ackwrite" 10
+kill9 b
+wait $G
+check "guest went on when the secondary died" "$([ "$(cat "$W/r2-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r2-ack.out")"
+check "a still primary in epoch 1, b failed out" "$([ "$(role r2 a)" = "primary 1" ] && status r2 a | grep -q '"live": false'; echo $?)" "$(role r2 a)"
+python3 "$LAB/check-acks.py" "$W/serial-r2-ackwrite" "$W/r2/a/export/ack" > "$W/r2-acks" 2>&1
+check "acknowledged records on the primary" $? "$(cat "$W/r2-acks")"
+kill9 a; sleep 3.5
+
+# --- 3. cut link: never two primaries ------------------------------------------------------
+member r3 a b; member r3 b a
+formed r3; check "third group formed" $?
+( guest r3 ackwrite ftnfs.n=60 > "$W/r3-ack.out" ) & G=$!
+wait_acks "$W/serial-r3-ackwrite" 10
+topo_cut b
+two=0
+for _ in $(seq 30); do
+  ra=$(role r3 a); rb=$(role r3 b)
+  [ "${ra%% *}" = primary ] && [ "${rb%% *}" = primary ] && two=1
+  sleep 0.1
+done
+topo_heal b
+wait $G
+check "never two primaries while cut" "$two" "a: $(role r3 a), b: $(role r3 b)"
+check "guest went on with a during the cut" "$([ "$(cat "$W/r3-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r3-ack.out")"
+python3 "$LAB/check-acks.py" "$W/serial-r3-ackwrite" "$W/r3/a/export/ack" > "$W/r3-acks" 2>&1
+check "acknowledged records kept through the cut" $? "$(cat "$W/r3-acks")"
+grep -q "not taking over" "$W/r3/b/log"; check "b held off (logged why)" $? "$(tail -3 "$W/r3/b/log")"
+kill9 a; kill9 b; sleep 3.5
+
+# --- 4. planned switch under load: demote a, promote b ---------------------------------------
+member r4 a b; member r4 b a
+formed r4; check "fourth group formed" $?
+( guest r4 ackwrite ftnfs.n=60 > "$W/r4-ack.out" ) & G=$!
+wait_acks "$W/serial-r4-ackwrite" 10
+"$T/ftnfsctl" --socket "$W/r4/a/adm.sock" demote > "$W/r4-demote" 2>&1
+ok=1
+for _ in $(seq 40); do
+  "$T/ftnfsctl" --socket "$W/r4/b/adm.sock" promote > "$W/r4-promote" 2>&1 && { ok=0; break; }
+  sleep 0.1
+done
+check "ftnfsctl demote a, promote b" "$ok" "$(cat "$W/r4-demote" "$W/r4-promote")"
+wait $G
+check "guest saw no error across the planned switch" "$([ "$(cat "$W/r4-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r4-ack.out")"
+for _ in $(seq 50); do [ "$(role r4 a)" = "secondary 2" ] && break; sleep 0.1; done
+check "a follows b as its secondary" "$([ "$(role r4 a)" = "secondary 2" ]; echo $?)" "a: $(role r4 a), b: $(role r4 b)"
+python3 "$LAB/check-acks.py" "$W/serial-r4-ackwrite" "$W/r4/b/export/ack" "$W/r4/a/export/ack" > "$W/r4-acks" 2>&1
+check "acknowledged records on both" $? "$(cat "$W/r4-acks")"
+"$T/ftnfsctl" --socket "$W/r4/b/adm.sock" verify --with "$W/r4/a/adm.sock" > "$W/r4-verify" 2>&1
+check "mirrors identical after the switch" $? "$(cat "$W/r4-verify")"
+"$T/ftnfsctl" --socket "$W/r4/b/adm.sock" events > "$W/r4-events" 2>&1
+check "ftnfsctl events shows the switch" "$(grep -q "promoted\|took over" "$W/r4-events"; echo $?)" "$(cat "$W/r4-events")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

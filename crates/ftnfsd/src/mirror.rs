@@ -94,6 +94,9 @@ pub enum Signal {
     Run,
     /// The reply may go out.
     Release,
+    /// Send no reply: this member was deposed before the update was on every member; the
+    /// client retransmits to the new primary.
+    Drop,
 }
 
 /// One logged mirroring event.
@@ -129,6 +132,9 @@ pub struct StandbySide {
     pub epoch: Epoch,
     /// Every other listed member.
     pub others: Vec<MemberId>,
+    /// After a clean, planned step-down: the stream and update this mirror stands at, so
+    /// that the new primary (which was our secondary) can take it as its secondary.
+    pub clean_at: Option<(u64, SeqNo)>,
 }
 
 /// The primary side of one export.
@@ -152,6 +158,8 @@ struct PrimaryCore {
     next_token: u64,
     /// Stopping: sealed or not, no new update is numbered.
     closed: bool,
+    /// A planned step-down: once nothing is in flight, stand by (why).
+    stepping_down: Option<String>,
 }
 
 /// The secondary side of one export.
@@ -279,6 +287,7 @@ impl Mirror {
                         .into(),
                     epoch,
                     others,
+                    clean_at: None,
                 })
             } else {
                 let ahead = members[1..pos]
@@ -496,6 +505,11 @@ impl Mirror {
                         }
                     }
                     ps.drain(&mut c, self, now);
+                    let stepping = c.stepping_down.is_some();
+                    drop(c);
+                    if stepping {
+                        self.finish_step_down(ps, now);
+                    }
                 }
                 Role::Secondary(ss) => {
                     let joined = lock(&ss.core)
@@ -652,9 +666,60 @@ impl Mirror {
         }
     }
 
-    /// Steps down from primary (a newer epoch exists, or the operator said so): no update is
-    /// numbered any more, the virtual IP goes.
+    /// Steps down from primary on the operator's word: no new update is numbered; those in
+    /// flight finish normally (the secondaries still acknowledge them); then this member
+    /// stands by, exactly at its last update, ready to follow the member promoted next.
     pub fn demote(&self, export: ExportId, now: Millis, why: String) {
+        let Some(role) = self.role(export) else {
+            return;
+        };
+        let Role::Primary(ps) = &*role else { return };
+        {
+            let mut c = lock(&ps.core);
+            c.closed = true;
+            c.stepping_down = Some(why.clone());
+        }
+        self.event(now, export, format!("stepping down from primary: {why}"));
+        self.finish_step_down(ps, now);
+    }
+
+    fn finish_step_down(&self, ps: &PrimarySide, now: Millis) {
+        let (epoch, at, why) = {
+            let c = lock(&ps.core);
+            let Some(why) = c.stepping_down.clone() else {
+                return;
+            };
+            if c.p.pending() > 0 {
+                return; // next tick
+            }
+            (c.p.epoch(), (ps.history, c.p.last_seq()), why)
+        };
+        self.set_role(
+            ps.export,
+            Role::Standby(StandbySide {
+                export: ps.export,
+                why: why.clone(),
+                epoch,
+                others: ps.secondaries.clone(),
+                clean_at: Some(at),
+            }),
+        );
+        if let Some(v) = &self.group.vip {
+            if self.vip_export() == Some(ps.export) {
+                v.give_up();
+            }
+        }
+        self.event(
+            now,
+            ps.export,
+            format!("stood down at update {}: {why}", at.1 .0),
+        );
+    }
+
+    /// A newer epoch exists: this member is no longer primary (never two primaries).
+    /// Updates still in flight get no reply — they may not be on the new primary; their
+    /// clients retransmit to it.
+    pub fn deposed(&self, export: ExportId, now: Millis, why: String) {
         let Some(role) = self.role(export) else {
             return;
         };
@@ -662,6 +727,9 @@ impl Mirror {
         let epoch = {
             let mut c = lock(&ps.core);
             c.closed = true;
+            for (_, w) in c.waiters.drain() {
+                let _ = w.try_send(Signal::Drop);
+            }
             c.p.epoch()
         };
         self.set_role(
@@ -671,6 +739,7 @@ impl Mirror {
                 why: why.clone(),
                 epoch,
                 others: ps.secondaries.clone(),
+                clean_at: None,
             }),
         );
         if let Some(v) = &self.group.vip {
@@ -678,7 +747,66 @@ impl Mirror {
                 v.give_up();
             }
         }
-        self.event(now, export, format!("stepped down from primary: {why}"));
+        self.event(now, export, format!("deposed as primary: {why}"));
+    }
+
+    /// A member that stood down cleanly is asked to join the member promoted after it: it
+    /// becomes that member's secondary if it stands exactly where the new primary starts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn standby_join(
+        &self,
+        sb: &StandbySide,
+        from: MemberId,
+        epoch: u64,
+        base: u64,
+        history: u64,
+        prev: u64,
+        out: Link,
+        now: Millis,
+    ) -> PeerMsg {
+        let reply = |ok: bool, reason: String| PeerMsg::JoinReply {
+            export: sb.export.0,
+            ok,
+            reason,
+        };
+        if sb.clean_at != Some((prev, SeqNo(base))) || epoch <= sb.epoch.0 {
+            let why = format!("standing by ({}); needs resync", sb.why);
+            self.event(
+                now,
+                sb.export,
+                format!("refused join of {}: {why}", self.group.name_of(from)),
+            );
+            return reply(false, why);
+        }
+        if let Err(e) = write_epoch(&self.state_dir, sb.export, epoch) {
+            return reply(false, format!("cannot persist epoch: {e}"));
+        }
+        self.set_role(
+            sb.export,
+            Role::Secondary(SecondarySide {
+                export: sb.export,
+                primary: from,
+                ahead: Vec::new(),
+                others: sb.others.clone(),
+                core: Mutex::new(Some(SecondaryCore {
+                    s: Secondary::new(sb.export, Epoch(epoch), SeqNo(base), WINDOW),
+                    history,
+                    out,
+                    pristine: false,
+                    closed: false,
+                    leader: Some(from),
+                })),
+            }),
+        );
+        self.event(
+            now,
+            sb.export,
+            format!(
+                "follows {} as secondary from update {base} (epoch {epoch})",
+                self.group.name_of(from)
+            ),
+        );
+        reply(true, String::new())
     }
 
     /// The export whose primary holds the virtual IP: the first mirrored one.
@@ -717,7 +845,7 @@ impl Mirror {
                 if epoch > c.p.epoch().0 {
                     // A newer primary exists: we are deposed (never two primaries).
                     drop(c);
-                    self.demote(
+                    self.deposed(
                         export,
                         now,
                         format!(
@@ -767,6 +895,7 @@ impl Mirror {
                     "role": "standby",
                     "epoch": sb.epoch.0,
                     "why": sb.why,
+                    "clean_at": sb.clean_at.map(|c| c.1 .0),
                 }),
                 Role::Primary(ps) => {
                     let id = ps.export;
@@ -867,6 +996,7 @@ impl PrimarySide {
                 waiters: HashMap::new(),
                 next_token: 0,
                 closed: false,
+                stepping_down: None,
             }),
         }
     }

@@ -294,11 +294,21 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
                         out.clone(),
                         server.now(),
                     ),
+                    (Some(Role::Standby(sb)), Some(_)) => m.standby_join(
+                        sb,
+                        from,
+                        epoch,
+                        base,
+                        history,
+                        prev,
+                        out.clone(),
+                        server.now(),
+                    ),
                     (Some(Role::Primary(_)), _)
                         if epoch > crate::mirror::read_epoch(&m.state_dir, ExportId(export)) =>
                     {
                         // someone took over in a newer epoch while we were away: step down
-                        m.demote(
+                        m.deposed(
                             ExportId(export),
                             server.now(),
                             format!("{name} leads epoch {epoch}"),

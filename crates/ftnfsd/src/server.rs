@@ -202,7 +202,12 @@ impl Server {
                         match self.mirrored(ps, fh, &a, origin, h.proc_, args, info.creates) {
                             Some(d) => {
                                 let r = self.execute(h.xid, a, peer, cred, anonymous, Some(d.0));
-                                self.mirrored_done(ps, d.1, d.2, &r);
+                                if !self.mirrored_done(ps, d.1, d.2, &r) {
+                                    // deposed before every member had it: no reply; the
+                                    // client retransmits to the new primary
+                                    self.drc().abandon(&key);
+                                    return None;
+                                }
                                 r
                             }
                             None => {
@@ -296,6 +301,7 @@ impl Server {
         };
         match rx.recv_timeout(MAX_RUN_WAIT) {
             Ok(Signal::Run) => {}
+            Ok(Signal::Drop) => return None,
             other => {
                 // Cannot happen unless the core is wedged; never execute out of order.
                 tracing::error!(seq = seq.0, ?other, "mirrored update never got its turn");
@@ -316,19 +322,24 @@ impl Server {
     }
 
     /// Reports the local result of a mirrored update and holds the reply until every live
-    /// secondary has it (or was failed out).
+    /// secondary has it (or was failed out). `false`: send no reply (deposed).
     fn mirrored_done(
         &self,
         ps: &crate::mirror::PrimarySide,
         seq: SeqNo,
         rx: std::sync::mpsc::Receiver<Signal>,
         reply: &[u8],
-    ) {
+    ) -> bool {
         ps.local_done(&self.mirror, seq, reply_status(reply), self.now());
         // The core releases within retry × sends (then it fails silent members out); the
         // bound here only guards against a bug.
-        if rx.recv_timeout(MAX_RUN_WAIT) != Ok(Signal::Release) {
-            tracing::error!(seq = seq.0, "mirrored update never released");
+        match rx.recv_timeout(MAX_RUN_WAIT) {
+            Ok(Signal::Release) => true,
+            Ok(Signal::Drop) => false,
+            other => {
+                tracing::error!(seq = seq.0, ?other, "mirrored update never released");
+                false
+            }
         }
     }
 
