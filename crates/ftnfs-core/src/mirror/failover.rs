@@ -93,11 +93,14 @@ pub fn decide(
 mod tests {
     use super::*;
 
-    /// Scenario table: (last heard, refused at, now, joined, first) → verdict kind.
+    /// One row: (last heard, refused at, now, joined, first, verdict kind).
+    type Case = (Option<u64>, Option<u64>, u64, bool, bool, &'static str);
+
+    /// Scenario table (patent pp. 25–30; DESIGN.md "never two primaries").
     #[test]
     fn scenarios() {
         let cfg = FailoverConfig::default(); // silence after 400 ms
-        let cases: &[(Option<u64>, Option<u64>, u64, bool, bool, &str)] = &[
+        let cases: &[Case] = &[
             (Some(1000), None, 1100, true, true, "follow"), // heartbeats flowing
             (None, Some(500), 5000, true, true, "follow"),  // never heard it
             (Some(1000), Some(1500), 1500, false, true, "follow"), // not in step: no claim
