@@ -41,6 +41,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Continuous FILE_SYNC writes of 4 KiB for `seconds`, reconnecting (and remounting) on
+    /// any transport error while keeping the same file handle, as a hard-mounted client
+    /// does. Prints the longest gap between two completed writes (the stall a client sees).
+    Stall {
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 2049)]
+        port: u16,
+        #[arg(long)]
+        path: String,
+        #[arg(long, default_value_t = 6.0)]
+        seconds: f64,
+    },
     /// A handle from `host` used against `other`.
     Crosscheck {
         #[arg(long)]
@@ -281,9 +294,94 @@ async fn crosscheck(a: Target, b: Target, name: &str) -> Result<()> {
     Ok(())
 }
 
+async fn stall(t: Target, seconds: f64) -> Result<()> {
+    use std::time::{Duration, Instant};
+    let mut c = connect(&t).await?;
+    let root = c.root_nfs_fh3();
+    let fh = create(&mut c, &root, "stall").await?;
+    let data = vec![7u8; 4096];
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let (mut worst, mut ops, mut reconnects, mut errors) = (Duration::ZERO, 0u64, 0u32, 0u32);
+    let mut off = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        // A reply normally takes a few ms; after 500 ms the client gives up on this
+        // connection and reconnects (a kernel client notices a closed connection at once).
+        let r = tokio::time::timeout(
+            Duration::from_millis(500),
+            c.write(&WRITE3args {
+                file: fh.clone(),
+                offset: off,
+                count: 4096,
+                stable: stable_how::FILE_SYNC,
+                data: Opaque::borrowed(&data),
+            }),
+        )
+        .await;
+        match r {
+            Ok(Ok(Nfs3Result::Ok(_))) => {
+                let now = Instant::now();
+                worst = worst.max(now - last);
+                last = now;
+                ops += 1;
+                off += 4096;
+            }
+            Ok(Ok(Nfs3Result::Err((s, _)))) => {
+                // an NFS error is a client-visible error (JUKEBOX is retried, as clients do)
+                if s as u32 != 10008 {
+                    errors += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            _ => {
+                // connection lost or no answer: reconnect to the (virtual) address and go on
+                // with the same handle
+                reconnects += 1;
+                loop {
+                    if start.elapsed().as_secs_f64() > seconds + 30.0 {
+                        bail!("could not reconnect for 30 s");
+                    }
+                    match tokio::time::timeout(Duration::from_millis(500), connect(&t)).await {
+                        Ok(Ok(n)) => {
+                            c = n;
+                            break;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "{{\"max_gap_ms\":{:.1},\"ops\":{ops},\"reconnects\":{reconnects},\"errors\":{errors}}}",
+        worst.as_secs_f64() * 1000.0
+    );
+    if errors > 0 {
+        bail!("{errors} NFS errors seen by the client");
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Stall {
+            host,
+            port,
+            path,
+            seconds,
+        } => {
+            stall(
+                Target {
+                    host,
+                    port,
+                    mount_port: port,
+                    path,
+                },
+                seconds,
+            )
+            .await
+        }
         Cmd::Mixed {
             host,
             port,
