@@ -240,6 +240,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn print_human(st: &Value) {
+    print_mirror(&st["mirror"]);
     println!(
         "ftnfsd {} on port {}, up {} s, {} connection(s)",
         st["version"].as_str().unwrap_or("?"),
@@ -294,4 +295,71 @@ fn print_human(st: &Value) {
         "drc: {} entries, {} bytes, {} replays",
         st["drc"]["entries"], st["drc"]["bytes"], st["drc"]["replays"]
     );
+}
+
+fn print_mirror(m: &Value) {
+    let Some(exports) = m["exports"].as_array().filter(|e| !e.is_empty()) else {
+        return;
+    };
+    println!(
+        "mirroring: this member is {}",
+        m["me"].as_str().unwrap_or("?")
+    );
+    for p in m["peers"].as_array().into_iter().flatten() {
+        println!(
+            "  peer {} at {}: {}",
+            p["name"].as_str().unwrap_or("?"),
+            p["addr"].as_str().unwrap_or("?"),
+            if p["linked"] == Value::Bool(true) {
+                "linked"
+            } else {
+                "not linked"
+            }
+        );
+    }
+    for e in exports {
+        let role = e["role"].as_str().unwrap_or("?");
+        match role {
+            "primary" => {
+                let secs: Vec<String> = e["secondaries"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        format!(
+                            "{} {}",
+                            s["name"].as_str().unwrap_or("?"),
+                            if s["live"] == Value::Bool(true) {
+                                "live"
+                            } else {
+                                "OUT"
+                            }
+                        )
+                    })
+                    .collect();
+                println!(
+                    "  export {}: primary, epoch {}, update {}, lag {}, secondaries: {}",
+                    e["export"],
+                    e["epoch"],
+                    e["last_seq"],
+                    e["lag"],
+                    secs.join(", ")
+                );
+            }
+            "secondary" => println!(
+                "  export {}: secondary of {}, epoch {}, applied {}, primary heard {} ms ago",
+                e["export"],
+                e["primary"].as_str().unwrap_or("?"),
+                e["epoch"],
+                e["applied"],
+                e["primary_last_heard_ms_ago"]
+            ),
+            _ => println!(
+                "  export {}: {role}, epoch {}: {}",
+                e["export"],
+                e["epoch"],
+                e["why"].as_str().unwrap_or("")
+            ),
+        }
+    }
 }
