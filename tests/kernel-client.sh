@@ -65,6 +65,8 @@ if python3 "$LAB/capture-check.py" "$WORK/cap.pcapng" 2049; then
   check capture-clean "FTNFS-RESULT PASS"
 else
   check capture-clean "tshark found trouble"
+  mkdir -p "$HERE/../.lab-cache" && cp "$WORK/cap.pcapng" "$HERE/../.lab-cache/failed-capture.pcapng" \
+    && echo "capture kept in .lab-cache/failed-capture.pcapng"
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
