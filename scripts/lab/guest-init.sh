@@ -72,6 +72,28 @@ mixed)
     i=$((i+1))
   done
   ;;
+ackmeta)
+  # ackwrite and a metadata storm interleaved: each round writes one acknowledged record and
+  # creates, renames, links, symlinks, chmods, truncates, mkdirs/rmdirs and removes names.
+  N=$(arg n); N=${N:-50}
+  mkdir -p m || result "FAIL mkdir m"
+  i=0
+  while [ $i -lt $N ]; do
+    printf '%-63s\n' "seq=$i r=$RANDOM$RANDOM$RANDOM" > /tmp/rec
+    dd if=/tmp/rec of=/mnt/ack bs=64 seek=$i count=1 conv=notrunc,fsync 2>/dev/null || result "FAIL ack write $i"
+    echo "FTNFS-ACK $i $(md5sum < /tmp/rec | cut -d' ' -f1)"
+    echo $i > m/f$i || result "FAIL create $i"
+    mv m/f$i m/g$i || result "FAIL rename $i"
+    ln m/g$i m/h$i || result "FAIL link $i"
+    ln -s g$i m/s$i || result "FAIL symlink $i"
+    chmod 600 m/g$i || result "FAIL chmod $i"
+    : > m/h$i || result "FAIL truncate $i"
+    mkdir m/d$i && rmdir m/d$i || result "FAIL mkdir/rmdir $i"
+    rm m/g$i m/h$i m/s$i || result "FAIL remove $i"
+    i=$((i+1))
+  done
+  [ "$(ls m | wc -l)" = 0 ] || result "FAIL leftovers"
+  ;;
 ackwrite)
   # Writes N 64-byte records, each at offset 64*seq with conv=fsync, and prints
   # "FTNFS-ACK seq md5" only after the write returned: the host later proves that every
