@@ -14,24 +14,9 @@
 #   tests/failover.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
 set -uo pipefail
 T=$(realpath "$1")
-HERE=$(cd "$(dirname "$0")" && pwd)
-LAB=$HERE/../scripts/lab
-CACHE=$("$LAB/prepare-guest.sh" "${FTNFS_LAB_CACHE:-$HERE/../.lab-cache}" | tail -1) || exit 1
-# shellcheck source=../scripts/lab/topo.sh
-. "$LAB/topo.sh"
-W=$(mktemp -d)
-cleanup() { topo_cleanup; if [ -n "${KEEP:-}" ]; then echo "kept $W"; else rm -rf "$W"; fi; }
-trap cleanup EXIT
-topo_init || exit 1
-trap cleanup EXIT
-EXPORT=$W/export
+# shellcheck source=../scripts/lab/harness.sh
+. "$(dirname "$0")/../scripts/lab/harness.sh"
 VIP=10.99.0.50
-mkdir -p "$EXPORT"
-head -c 32 /dev/urandom | base64 > "$W/secret"
-pass=0; fail=0
-check() { # NAME OK(0/1) DETAIL
-  if [ "$2" = 0 ]; then pass=$((pass+1)); echo "ok   $1"; else fail=$((fail+1)); echo "FAIL $1: ${3:-}"; fi
-}
 declare -A IP=([a]=10.99.0.1 [b]=10.99.0.2)
 member() { # RUN NAME PEER
   local d=$W/$1/$2
@@ -52,11 +37,7 @@ formed() { # RUN
   return 1
 }
 guest() { # RUN WORKLOAD [ARGS]
-  topo_hub timeout 300 qemu-system-x86_64 -accel tcg -M pc -smp 1 -m 256 -nodefaults -nographic -no-reboot \
-    -serial file:"$W/serial-$1-$2" -monitor none -kernel "$CACHE/vmlinux" -initrd "$CACHE/initramfs.cpio.gz" \
-    -append "console=ttyS0 quiet panic=-1 ftnfs.srv=$VIP ftnfs.ip=10.99.0.100/24 ftnfs.path=$EXPORT ftnfs.port=2049 ftnfs.work=$2 ${3:-}" \
-    -netdev tap,id=n0,ifname=tg0,script=no,downscript=no -device virtio-net-pci,netdev=n0,romfile=
-  grep -ao "FTNFS-RESULT [A-Z].*" "$W/serial-$1-$2" | tr -d "\r" | tail -1
+  run_guest "$W/serial-$1-$2" "$VIP" "$2" "${3:-}"
 }
 wait_acks() { # SERIAL N
   for _ in $(seq 600); do grep -q "FTNFS-ACK $2 " "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
@@ -139,5 +120,4 @@ check "mirrors identical after the switch" $? "$(cat "$W/r4-verify")"
 "$T/ftnfsctl" --socket "$W/r4/b/adm.sock" events > "$W/r4-events" 2>&1
 check "ftnfsctl events shows the switch" "$(grep -q "promoted\|took over" "$W/r4-events"; echo $?)" "$(cat "$W/r4-events")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

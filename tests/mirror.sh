@@ -19,23 +19,8 @@
 #   tests/mirror.sh TARGET_DIR      (holds release builds of ftnfsd, ftnfsctl, ftnfs-load)
 set -uo pipefail
 T=$(realpath "$1")
-HERE=$(cd "$(dirname "$0")" && pwd)
-LAB=$HERE/../scripts/lab
-CACHE=$("$LAB/prepare-guest.sh" "${FTNFS_LAB_CACHE:-$HERE/../.lab-cache}" | tail -1) || exit 1
-# shellcheck source=../scripts/lab/topo.sh
-. "$LAB/topo.sh"
-W=$(mktemp -d)
-cleanup() { topo_cleanup; if [ -n "${KEEP:-}" ]; then echo "kept $W"; else rm -rf "$W"; fi; }
-trap cleanup EXIT
-topo_init || exit 1
-trap cleanup EXIT
-EXPORT=$W/export          # the path clients mount; each member binds its own directory here
-mkdir -p "$EXPORT"
-head -c 32 /dev/urandom | base64 > "$W/secret"
-pass=0; fail=0
-check() { # NAME OK(0/1) DETAIL
-  if [ "$2" = 0 ]; then pass=$((pass+1)); echo "ok   $1"; else fail=$((fail+1)); echo "FAIL $1: ${3:-}"; fi
-}
+# shellcheck source=../scripts/lab/harness.sh
+. "$(dirname "$0")/../scripts/lab/harness.sh"
 declare -A IP=([a]=10.99.0.1 [b]=10.99.0.2 [c]=10.99.0.3 [x]=10.99.0.9)
 member() { # GROUP NAME SECRETFILE PEERS...
   local g=$1 n=$2 sec=$3; shift 3
@@ -64,11 +49,7 @@ quiet() { # GROUP: wait until the primary has nothing in flight
   return 1
 }
 guest() { # WORKLOAD
-  topo_hub timeout 300 qemu-system-x86_64 -accel tcg -M pc -smp 1 -m 256 -nodefaults -nographic -no-reboot \
-    -serial file:"$W/serial-$1" -monitor none -kernel "$CACHE/vmlinux" -initrd "$CACHE/initramfs.cpio.gz" \
-    -append "console=ttyS0 quiet panic=-1 ftnfs.srv=10.99.0.1 ftnfs.ip=10.99.0.100/24 ftnfs.path=$EXPORT ftnfs.port=2049 ftnfs.work=$1" \
-    -netdev tap,id=n0,ifname=tg0,script=no,downscript=no -device virtio-net-pci,netdev=n0,romfile=
-  grep -ao "FTNFS-RESULT [A-Z].*" "$W/serial-$1" | tr -d "\r" | tail -1
+  run_guest "$W/serial-$1" 10.99.0.1 "$1"
 }
 load() { topo_hub "$T/ftnfs-load" mixed --host 10.99.0.1 --path "$EXPORT" "$@"; }
 verify() { # GROUP OTHERS...
@@ -148,5 +129,4 @@ grep -q "x does not know the group secret" "$W/g2/a/log"
 check "member with a wrong secret is refused" $? "$(tail -3 "$W/g2/a/log")"
 status g2 a | python3 -c 'import json,sys; d=json.load(sys.stdin); assert not [p for p in d["mirror"]["peers"] if p["name"]=="x" and p["linked"]]'
 check "refused member never linked" $?
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -15,6 +15,13 @@ SRV=$(arg srv); P=$(arg path); PORT=$(arg port); IP=$(arg ip); WORK=$(arg work)
 ip link set lo up; ip link set eth0 up
 if [ -n "$IP" ]; then ip addr add "$IP" dev eth0; else ip addr add 10.0.2.15/24 dev eth0; fi
 result() { echo "FTNFS-RESULT $1"; sync; poweroff -f; }
+# One acknowledged record: 64 bytes at offset 64*seq, written with conv=fsync; "FTNFS-ACK seq
+# md5" is printed only after the write returned (scripts/lab/check-acks.py checks them).
+ack_record() {
+  printf '%-63s\n' "seq=$1 r=$RANDOM$RANDOM$RANDOM" > /tmp/rec
+  dd if=/tmp/rec of=/mnt/ack bs=64 seek=$1 count=1 conv=notrunc,fsync 2>/dev/null || result "FAIL ack write $1"
+  echo "FTNFS-ACK $1 $(md5sum < /tmp/rec | cut -d' ' -f1)"
+}
 # No terminal for the workloads: busybox mv would ask "overwrite?" on the console when a
 # concurrent client removes its target between two checks, and wait forever.
 exec </dev/null
@@ -79,9 +86,7 @@ ackmeta)
   mkdir -p m || result "FAIL mkdir m"
   i=0
   while [ $i -lt $N ]; do
-    printf '%-63s\n' "seq=$i r=$RANDOM$RANDOM$RANDOM" > /tmp/rec
-    dd if=/tmp/rec of=/mnt/ack bs=64 seek=$i count=1 conv=notrunc,fsync 2>/dev/null || result "FAIL ack write $i"
-    echo "FTNFS-ACK $i $(md5sum < /tmp/rec | cut -d' ' -f1)"
+    ack_record $i
     echo $i > m/f$i || result "FAIL create $i"
     mv m/f$i m/g$i || result "FAIL rename $i"
     ln m/g$i m/h$i || result "FAIL link $i"
@@ -101,9 +106,7 @@ ackwrite)
   N=$(arg n); N=${N:-50}
   i=0
   while [ $i -lt $N ]; do
-    printf '%-63s\n' "seq=$i r=$RANDOM$RANDOM$RANDOM" > /tmp/rec
-    dd if=/tmp/rec of=/mnt/ack bs=64 seek=$i count=1 conv=notrunc,fsync 2>/dev/null || result "FAIL ack write $i"
-    echo "FTNFS-ACK $i $(md5sum < /tmp/rec | cut -d' ' -f1)"
+    ack_record $i
     i=$((i+1))
   done
   ;;
