@@ -10,6 +10,9 @@
 #   3. a cut link between the members: never two primaries; the guest goes on with a.
 #   4. planned switch under load (ftnfsctl demote a, promote b): no client error, a follows b
 #      as its secondary, mirrors identical.
+#   5. with a witness (ftnfsd --witness-mode): the primary's link cut (as a dead host would
+#      look): the primary fences itself, b takes over with the witness's vote, the guest goes
+#      on, every acknowledged record is on b.
 # Prints "N passed, N failed".
 #   tests/failover.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
 set -uo pipefail
@@ -17,7 +20,8 @@ T=$(realpath "$1")
 # shellcheck source=../scripts/lab/harness.sh
 . "$(dirname "$0")/../scripts/lab/harness.sh"
 VIP=10.99.0.50
-declare -A IP=([a]=10.99.0.1 [b]=10.99.0.2)
+declare -A IP=([a]=10.99.0.1 [b]=10.99.0.2 [w]=10.99.0.3)
+WITNESS=   # set to "--witness w=10.99.0.3:2050" for runs with a witness
 member() { # RUN NAME PEER
   local d=$W/$1/$2
   mkdir -p "$d/export"
@@ -25,7 +29,13 @@ member() { # RUN NAME PEER
   ip netns exec "$TOPO-$2" unshare -m sh -c "mount --bind '$d/export' '$EXPORT' && exec '$T/ftnfsd' \
     --exports '$d/exports' --state-dir '$d/state' --port 2049 --admin-socket '$d/adm.sock' \
     --no-portmap --name $2 --peer $3=${IP[$3]}:2050 --peer-listen ${IP[$2]}:2050 \
-    --secret-file '$W/secret' --vip $VIP/24 --vip-dev eth0" 2>>"$d/log" &
+    --secret-file '$W/secret' --vip $VIP/24 --vip-dev eth0 $WITNESS" 2>>"$d/log" &
+}
+witness() { # RUN
+  mkdir -p "$W/$1/w"
+  ip netns exec "$TOPO-w" "$T/ftnfsd" --witness-mode --name w --peer a=${IP[a]}:2050 \
+    --peer b=${IP[b]}:2050 --peer-listen ${IP[w]}:2050 --secret-file "$W/secret" \
+    --state-dir "$W/$1/w/state" --admin-socket "$W/$1/w/adm.sock" 2>>"$W/$1/w/log" &
 }
 status() { "$T/ftnfsctl" --socket "$W/$1/$2/adm.sock" status --json 2>/dev/null; }
 role() { status "$1" "$2" | python3 -c 'import json,sys; d=json.load(sys.stdin); e=d["mirror"]["exports"][0]; print(e["role"], e.get("epoch", ""))' 2>/dev/null; }
@@ -43,7 +53,7 @@ wait_acks() { # SERIAL N
   for _ in $(seq 600); do grep -q "FTNFS-ACK $2 " "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
 }
 kill9() { ip netns pids "$TOPO-$1" | xargs -r kill -9; }
-topo_member a 10.99.0.1 && topo_member b 10.99.0.2 || exit 1
+topo_member a 10.99.0.1 && topo_member b 10.99.0.2 && topo_member w 10.99.0.3 || exit 1
 topo_tap tg0 || exit 1
 
 # --- 1. primary killed -------------------------------------------------------------------
@@ -119,5 +129,30 @@ check "acknowledged records on both" $? "$(cat "$W/r4-acks")"
 check "mirrors identical after the switch" $? "$(cat "$W/r4-verify")"
 "$T/ftnfsctl" --socket "$W/r4/b/adm.sock" events > "$W/r4-events" 2>&1
 check "ftnfsctl events shows the switch" "$(grep -q "promoted\|took over" "$W/r4-events"; echo $?)" "$(cat "$W/r4-events")"
+
+kill9 a; kill9 b; sleep 3.5
+
+# --- 5. with a witness: the primary cut off from everyone is replaced -----------------------
+WITNESS="--witness w=10.99.0.3:2050"
+witness r5
+member r5 a b; member r5 b a
+formed r5; check "group with a witness formed" $?
+( guest r5 ackwrite ftnfs.n=60 > "$W/r5-ack.out" ) & G=$!
+wait_acks "$W/serial-r5-ackwrite" 10
+topo_cut a
+two=0; took=1
+for _ in $(seq 60); do
+  ra=$(role r5 a); rb=$(role r5 b)
+  [ "${ra%% *}" = primary ] && [ "${rb%% *}" = primary ] && two=1
+  [ "$rb" = "primary 2" ] && took=0
+  sleep 0.1
+done
+check "b took over from the cut-off primary (the witness agreed)" "$took" "b: $(role r5 b); $(grep -a "taking over\|took over" "$W/r5/b/log" | tail -2)"
+check "never two primaries: a fenced itself" "$two" "a: $(role r5 a), b: $(role r5 b)"
+wait $G
+check "guest went on through the host-level failure" "$([ "$(cat "$W/r5-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r5-ack.out")"
+python3 "$LAB/check-acks.py" "$W/serial-r5-ackwrite" "$W/r5/b/export/ack" > "$W/r5-acks" 2>&1
+check "acknowledged records on the new primary" $? "$(cat "$W/r5-acks")"
+topo_heal a
 
 finish

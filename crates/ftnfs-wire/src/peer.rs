@@ -137,6 +137,18 @@ pub enum PeerMsg {
         /// secondary of that stream at exactly `base` may follow without a copy.
         prev: u64,
     },
+    /// Member → witness: when did you last hear from member `about`?
+    WitnessQuery {
+        /// The member asked about.
+        about: String,
+    },
+    /// Witness → member: the answer (`u64::MAX`: never).
+    WitnessSeen {
+        /// The member asked about.
+        about: String,
+        /// Milliseconds since the witness last heard from it.
+        ms_ago: u64,
+    },
     /// Primary → secondary, every heartbeat interval on an idle link.
     Heartbeat {
         /// Export id.
@@ -200,6 +212,8 @@ const UPDATE: u32 = 5;
 const ACK: u32 = 6;
 const REFUSE: u32 = 7;
 const HEARTBEAT: u32 = 8;
+const WITNESS_QUERY: u32 = 9;
+const WITNESS_SEEN: u32 = 10;
 
 /// The frame of an `Update` built from borrowed parts (no copy of the payload's arguments
 /// into a message first: they can be a 1 MiB WRITE).
@@ -289,6 +303,12 @@ impl PeerMsg {
             PeerMsg::Heartbeat { export, epoch, seq } => {
                 w.u32(HEARTBEAT).u32(*export).u64(*epoch).u64(*seq);
             }
+            PeerMsg::WitnessQuery { about } => {
+                w.u32(WITNESS_QUERY).opaque(about.as_bytes());
+            }
+            PeerMsg::WitnessSeen { about, ms_ago } => {
+                w.u32(WITNESS_SEEN).opaque(about.as_bytes()).u64(*ms_ago);
+            }
             PeerMsg::JoinReply { export, ok, reason } => {
                 w.u32(JOIN_REPLY)
                     .u32(*export)
@@ -340,6 +360,13 @@ impl PeerMsg {
                 history: r.u64()?,
                 pristine: r.bool()?,
                 prev: r.u64()?,
+            },
+            WITNESS_QUERY => PeerMsg::WitnessQuery {
+                about: string(&mut r, MAX_NAME)?,
+            },
+            WITNESS_SEEN => PeerMsg::WitnessSeen {
+                about: string(&mut r, MAX_NAME)?,
+                ms_ago: r.u64()?,
             },
             HEARTBEAT => PeerMsg::Heartbeat {
                 export: r.u32()?,
@@ -464,6 +491,11 @@ mod tests {
             export: 3,
             epoch: 2,
             seq: 1234,
+        });
+        roundtrip(PeerMsg::WitnessQuery { about: "a".into() });
+        roundtrip(PeerMsg::WitnessSeen {
+            about: "a".into(),
+            ms_ago: u64::MAX,
         });
         roundtrip(PeerMsg::JoinReply {
             export: 3,

@@ -35,8 +35,8 @@ use ftnfs_core::exports::{self, ClientSpec};
 #[command(name = "ftnfsd", version, about = "Fault-tolerant NFSv3 server")]
 struct Cli {
     /// Exports file (exports(5) syntax plus ftnfs options).
-    #[arg(long)]
-    exports: PathBuf,
+    #[arg(long, required_unless_present = "witness_mode")]
+    exports: Option<PathBuf>,
     /// Directory for the identity tables and other state (kept outside the exports).
     #[arg(long)]
     state_dir: PathBuf,
@@ -97,6 +97,16 @@ struct Cli {
     /// Interface the virtual IP goes on.
     #[arg(long)]
     vip_dev: Option<String>,
+    /// The group's witness, `NAME=ADDR:PORT` (a member run with --witness-mode): with one, a
+    /// secondary may take over from a primary that is silent (host down, cut off) when the
+    /// witness lost it too, and a primary that loses both fences itself.
+    #[arg(long, value_name = "NAME=ADDR:PORT")]
+    witness: Option<String>,
+    /// Run as a witness only: no exports, no NFS; answers members' questions about each
+    /// other on the peer channel (needs --name, --peer for each member, --peer-listen,
+    /// --secret-file).
+    #[arg(long)]
+    witness_mode: bool,
 }
 
 fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
@@ -105,7 +115,8 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
     let mut peers = Vec::new();
-    for (i, p) in cli.peers.iter().enumerate() {
+    let all: Vec<&String> = cli.peers.iter().chain(cli.witness.iter()).collect();
+    for (i, p) in all.into_iter().enumerate() {
         let (name, addr) = p
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--peer {p}: expected NAME=ADDR:PORT"))?;
@@ -136,9 +147,17 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
         }
         None => Vec::new(),
     };
+    let witness = cli.witness.as_ref().and_then(|w| {
+        let name = w.split_once('=').map(|(n, _)| n)?;
+        peers
+            .iter()
+            .find(|p: &&mirror::PeerCfg| p.name == name)
+            .map(|p| p.id)
+    });
     Ok(mirror::Group {
         me,
         peers,
+        witness,
         secret,
         primary: ftnfs_core::mirror::primary::PrimaryConfig {
             retry_ms: cli.retry_ms.max(1),
@@ -199,9 +218,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let list = load_exports(&cli.exports)?;
+    let list = match &cli.exports {
+        Some(e) => load_exports(e)?,
+        None => Vec::new(),
+    };
     if cli.check {
-        println!("{}: {} exports OK", cli.exports.display(), list.len());
+        println!("{} exports OK", list.len());
         return Ok(());
     }
     // Modes of created objects are exactly what the client asked for.
@@ -221,7 +243,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let group = group_of(&cli)?;
     let mirror = mirror::Mirror::new(group, &fss, &cli.state_dir)?;
-    if !mirror.is_empty() && mirror.group.secret.is_empty() {
+    if (!mirror.is_empty() || cli.witness_mode) && mirror.group.secret.is_empty() {
         anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");
     }
     let server = Arc::new(server::Server::new(
@@ -233,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
         write_verifier(),
         mirror,
     ));
-    if !server.mirror.is_empty() {
+    if !server.mirror.is_empty() || cli.witness_mode {
         let l = tokio::net::TcpListener::bind(cli.peer_listen)
             .await
             .with_context(|| format!("cannot listen for peers on {}", cli.peer_listen))?;
@@ -248,7 +270,9 @@ async fn main() -> anyhow::Result<()> {
             v.take(mine);
             tokio::spawn(vip::keeper(v));
         }
-        peer::spawn_dialers(server.clone());
+        if !cli.witness_mode {
+            peer::spawn_dialers(server.clone());
+        }
         let s = server.clone();
         tokio::spawn(async move {
             let mut t = tokio::time::interval(std::time::Duration::from_millis(10));
@@ -266,6 +290,18 @@ async fn main() -> anyhow::Result<()> {
     };
     let transport = transport::Transport::new(server.clone(), limits);
     let addr = SocketAddr::new(cli.bind, cli.port);
+    if cli.witness_mode {
+        tracing::info!(
+            me = server.mirror.group.me,
+            "witness: answering members on the peer channel only"
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        return Ok(());
+    }
     let tcp = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on tcp {addr}"))?;

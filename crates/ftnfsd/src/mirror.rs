@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ftnfs_core::exports::Mirroring;
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
-use ftnfs_core::mirror::failover::{decide, FailoverConfig, PrimaryWatch, Verdict};
+use ftnfs_core::mirror::failover::{decide, isolated, FailoverConfig, PrimaryWatch, Verdict};
 use ftnfs_core::mirror::primary::{Busy, Primary, PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::secondary::{Secondary, SecondaryEffect};
 use ftnfs_core::mirror::{FailReason, MemberSet, Touch};
@@ -67,6 +67,8 @@ pub struct Group {
     pub primary: PrimaryConfig,
     /// Failure detection.
     pub failover: FailoverConfig,
+    /// The witness among the peers, if the group has one.
+    pub witness: Option<MemberId>,
     /// The virtual IP that follows the primary of the first mirrored export.
     pub vip: Option<Arc<crate::vip::Vip>>,
 }
@@ -199,6 +201,8 @@ pub struct Mirror {
     /// What we know of each peer's liveness (failover evidence).
     health: Mutex<HashMap<MemberId, PrimaryWatch>>,
     last_heartbeat: Mutex<Millis>,
+    /// When a "not taking over" was last logged, per export (once per 5 s).
+    holdoff_logged: Mutex<HashMap<ExportId, Millis>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -320,6 +324,7 @@ impl Mirror {
             events: Mutex::new(VecDeque::new()),
             health: Mutex::new(HashMap::new()),
             last_heartbeat: Mutex::new(Millis(0)),
+            holdoff_logged: Mutex::new(HashMap::new()),
         })
     }
 
@@ -469,9 +474,45 @@ impl Mirror {
             }
             due
         };
+        let witness_link = self
+            .group
+            .witness
+            .and_then(|w| lock(&self.links).get(&w).cloned());
+        if beat {
+            if let Some(l) = &witness_link {
+                // keeps the witness's view of us fresh
+                let _ = l.try_send(
+                    PeerMsg::Heartbeat {
+                        export: 0,
+                        epoch: 0,
+                        seq: 0,
+                    }
+                    .to_frame(),
+                );
+            }
+        }
         for role in self.roles() {
             match &*role {
                 Role::Primary(ps) => {
+                    if let Some(w) = self.group.witness {
+                        // cut off from the majority (the witness and every secondary): stop
+                        // before the majority replaces us
+                        let live = lock(&ps.core).p.live();
+                        let sec_heard = live.iter().filter_map(|m| self.watch(m).last_heard).max();
+                        if isolated(
+                            self.watch(w).last_heard,
+                            sec_heard,
+                            &self.group.failover,
+                            now,
+                        ) {
+                            self.deposed(
+                                ps.export,
+                                now,
+                                "isolated: neither the witness nor any secondary heard".into(),
+                            );
+                            continue;
+                        }
+                    }
                     let mut c = lock(&ps.core);
                     c.p.tick(now);
                     if beat {
@@ -524,16 +565,28 @@ impl Mirror {
                             Verdict::Promote(_)
                         )
                     });
+                    let silent = w
+                        .last_heard
+                        .is_some_and(|h| now.since(h) >= cfg.silence_ms());
+                    if silent && beat {
+                        if let Some(l) = &witness_link {
+                            let _ = l.try_send(
+                                PeerMsg::WitnessQuery {
+                                    about: self.group.name_of(ss.primary).to_string(),
+                                }
+                                .to_frame(),
+                            );
+                        }
+                    }
                     match decide(&w, cfg, now, joined, first) {
                         Verdict::Follow => {}
                         Verdict::HoldOff(why) => {
-                            // log once per silence
-                            let mut h = lock(&self.health);
-                            let e = h.entry(ss.primary).or_default();
-                            if e.last_heard.is_some() {
-                                drop(h);
+                            let mut logged = lock(&self.holdoff_logged);
+                            let last = logged.get(&ss.export).copied();
+                            if last.is_none_or(|l| now.since(l) > 5000) {
+                                logged.insert(ss.export, now);
+                                drop(logged);
                                 self.event(now, ss.export, format!("not taking over: {why}"));
-                                self.heard_reset(ss.primary);
                             }
                         }
                         Verdict::Promote(why) => self.promote(ss, now, why),
@@ -544,12 +597,20 @@ impl Mirror {
         }
     }
 
-    /// Forget when we last heard a peer (after deciding to hold off, so the decision is
-    /// made — and logged — once per silence).
-    fn heard_reset(&self, peer: MemberId) {
-        if let Some(w) = lock(&self.health).get_mut(&peer) {
-            w.last_heard = None;
+    /// The witness answered about `about`.
+    pub fn witness_says(&self, about: &str, ms_ago: u64, now: Millis) {
+        if let Some(p) = self.group.peer(about) {
+            lock(&self.health).entry(p.id).or_default().witness_says = Some((now, ms_ago));
         }
+    }
+
+    /// What we can tell about member `about` (the witness's answer to a query).
+    pub fn seen(&self, about: &str, now: Millis) -> u64 {
+        self.group
+            .peer(about)
+            .and_then(|p| self.watch(p.id).last_heard)
+            .map(|h| now.since(h))
+            .unwrap_or(u64::MAX)
     }
 
     /// Takes over an export we are a secondary of: a new epoch, our applied state as the
@@ -817,6 +878,10 @@ impl Mirror {
     /// A message from the peer `from` on the link we dialed (we are its primary).
     pub fn on_primary_link_msg(&self, from: MemberId, msg: PeerMsg, now: Millis) {
         self.heard(from, now);
+        if let PeerMsg::WitnessSeen { about, ms_ago } = &msg {
+            self.witness_says(about, *ms_ago, now);
+            return;
+        }
         let export = match &msg {
             PeerMsg::Ack { export, .. }
             | PeerMsg::Refuse { export, .. }

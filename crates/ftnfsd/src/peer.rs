@@ -330,6 +330,21 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
                 };
                 let _ = out.try_send(reply.to_frame());
             }
+            PeerMsg::WitnessQuery { about } => {
+                let ms_ago = m.seen(&about, server.now());
+                let _ = out.try_send(PeerMsg::WitnessSeen { about, ms_ago }.to_frame());
+            }
+            PeerMsg::Heartbeat { export: 0, .. } => {
+                // a member's liveness ping (to a witness, or any member): answer it
+                let _ = out.try_send(
+                    PeerMsg::Heartbeat {
+                        export: 0,
+                        epoch: 0,
+                        seq: 0,
+                    }
+                    .to_frame(),
+                );
+            }
             PeerMsg::Heartbeat { export, epoch, seq } => {
                 if let Some(role) = m.role(ExportId(export)) {
                     if let Role::Secondary(ss) = &*role {
