@@ -589,7 +589,9 @@ impl Mirror {
                                 self.event(now, ss.export, format!("not taking over: {why}"));
                             }
                         }
-                        Verdict::Promote(why) => self.promote(ss, now, why),
+                        Verdict::Promote(why) => {
+                            self.promote(ss, now, why);
+                        }
                     }
                 }
                 Role::Standby(_) => {}
@@ -615,12 +617,12 @@ impl Mirror {
 
     /// Takes over an export we are a secondary of: a new epoch, our applied state as the
     /// base, the other members invited to follow, the virtual IP moved here.
-    fn promote(&self, ss: &SecondarySide, now: Millis, why: &str) {
+    fn promote(&self, ss: &SecondarySide, now: Millis, why: &str) -> bool {
         let (base, epoch, prev) = {
             let mut c = lock(&ss.core);
-            let Some(sc) = c.as_mut() else { return };
+            let Some(sc) = c.as_mut() else { return false };
             if sc.s.running() > 0 {
-                return; // let local applies finish; next tick
+                return false; // let local applies finish; next tick
             }
             sc.closed = true;
             (sc.s.watermark(), sc.s.epoch(), sc.history)
@@ -632,7 +634,10 @@ impl Mirror {
                 ss.export,
                 format!("cannot take over: epoch not persisted: {e}"),
             );
-            return;
+            if let Some(sc) = lock(&ss.core).as_mut() {
+                sc.closed = false; // still a secondary
+            }
+            return false;
         }
         let ps = PrimarySide::new(
             ss.export,
@@ -669,6 +674,7 @@ impl Mirror {
                 }
             }
         }
+        true
     }
 
     /// Makes a standby or secondary member primary of an export on an operator's word
@@ -684,8 +690,20 @@ impl Mirror {
                         "this secondary never joined its primary: its mirror may be stale".into(),
                     );
                 }
-                self.promote(ss, now, "ftnfsctl promote");
-                Ok("promoted".into())
+                // Never two primaries: a primary still heard is asked to step down first
+                // (it drains what is in flight, then falls silent).
+                let heard = self.watch(ss.primary).last_heard;
+                if heard.is_some_and(|h| now.since(h) < self.group.failover.silence_ms()) {
+                    return Err(format!(
+                        "the primary {} is alive: `ftnfsctl demote` it first",
+                        self.group.name_of(ss.primary)
+                    ));
+                }
+                if self.promote(ss, now, "ftnfsctl promote") {
+                    Ok("promoted".into())
+                } else {
+                    Err("updates still being applied here; try again".into())
+                }
             }
             Role::Standby(sb) => {
                 let epoch = Epoch(sb.epoch.0.max(read_epoch(&self.state_dir, export)) + 1);
