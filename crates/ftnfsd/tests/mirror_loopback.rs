@@ -161,6 +161,7 @@ fn stable_attrs(c: &mut Raw, xid: u32, fh: &NfsFh3) -> Vec<u8> {
 
 #[test]
 fn secondary_answers_with_the_same_handles_and_the_original_reply() {
+    let _serial = serial();
     let (_t, a, b) = pair();
     let mut ca = Raw::connect(a.port);
     let mut cb = Raw::connect(b.port);
@@ -225,6 +226,7 @@ fn secondary_answers_with_the_same_handles_and_the_original_reply() {
 
 #[test]
 fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
+    let _serial = serial();
     let (_t, a, b) = pair();
     // Someone writes into b's mirror behind ftnfs's back.
     std::fs::write(b.export().join("x"), b"not through ftnfs").unwrap();
@@ -245,6 +247,7 @@ fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
 
 #[test]
 fn high_read_gives_every_member_the_primarys_atime() {
+    let _serial = serial();
     // DESIGN.md decision 10, serialized reads: the primary dictates atime.
     use std::os::unix::fs::MetadataExt;
     let (_t, a, b) = pair_with(",HighRead");
@@ -287,6 +290,7 @@ fn high_read_gives_every_member_the_primarys_atime() {
 
 #[test]
 fn one_member_is_primary_of_one_export_and_secondary_of_another() {
+    let _serial = serial();
     // export2 lists b first: b is its primary and a its secondary, while a is primary of
     // export (DESIGN.md: several active groups on one host).
     let (_t, a, b) = pair();

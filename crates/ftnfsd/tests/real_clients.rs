@@ -104,6 +104,7 @@ fn have(tool: &str) -> bool {
 
 #[test]
 fn libnfs_put_get_ls_and_refused_uid() {
+    let _serial = serial();
     if !have("nfs-cp") {
         eprintln!("SKIP: libnfs-utils not installed");
         return;
@@ -165,6 +166,7 @@ fn libnfs_put_get_ls_and_refused_uid() {
 
 #[test]
 fn retransmitted_non_idempotent_calls_get_the_original_reply() {
+    let _serial = serial();
     let (_t, d) = setup("rw,insecure,no_root_squash");
     let mut c = Raw::connect(d.port);
     let root = mount_root(&mut c, &d.export());
@@ -218,6 +220,7 @@ fn retransmitted_non_idempotent_calls_get_the_original_reply() {
 
 #[test]
 fn handles_survive_a_restart_and_removed_files_are_stale() {
+    let _serial = serial();
     let (t, d) = setup("rw,insecure,no_root_squash");
     let port = d.port;
     let mut c = Raw::connect(port);
@@ -287,6 +290,7 @@ fn handles_survive_a_restart_and_removed_files_are_stale() {
 
 #[test]
 fn bad_input_gets_rpc_errors_and_the_server_lives() {
+    let _serial = serial();
     let (_t, d) = setup("rw,insecure");
     let mut c = Raw::connect(d.port);
     let accept = |rep: &[u8]| ReplyHeader::decode(&mut XdrReader::new(rep)).unwrap().1;
@@ -391,6 +395,7 @@ fn call_as(c: &mut Raw, xid: u32, uid: u32, proc_: u32, a: &Args) -> u32 {
 /// RFC 1813 error statuses of the namespace procedures, through the whole daemon.
 #[test]
 fn error_paths_of_the_procedures() {
+    let _serial = serial();
     let (t, d) = setup("rw,insecure,no_root_squash");
     std::fs::create_dir(d.export().join("full")).unwrap();
     std::fs::write(d.export().join("full/f"), b"x").unwrap();

@@ -11,6 +11,15 @@ use ftnfs_wire::record::{encode_record, RecordDecoder};
 use ftnfs_wire::rpc::{flavor, AuthSys, CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
 use ftnfs_wire::{mount, XdrEncode, XdrReader, XdrWriter};
 
+/// Tests of one binary run one at a time: each picks free ports and starts daemons, and two
+/// tests picking the same port at once would talk to each other's daemon.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the test lock for the rest of the test (a failed test does not poison it).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
