@@ -46,6 +46,8 @@ pub struct Vip {
     /// The interface it goes on.
     pub dev: String,
     held: AtomicBool,
+    /// Wakes the keeper at once on a change (a takeover must not wait for the next refresh).
+    changed: tokio::sync::Notify,
 }
 
 impl Vip {
@@ -65,6 +67,7 @@ impl Vip {
             prefix,
             dev: dev.into(),
             held: AtomicBool::new(false),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -72,12 +75,14 @@ impl Vip {
     pub fn take(&self, mine: bool) {
         if mine {
             self.held.store(true, Ordering::SeqCst);
+            self.changed.notify_one();
         }
     }
 
     /// Stop holding the address (stepping down).
     pub fn give_up(&self) {
         self.held.store(false, Ordering::SeqCst);
+        self.changed.notify_one();
     }
 
     /// Whether this member holds it now.
@@ -129,7 +134,10 @@ pub async fn keeper(vip: Arc<Vip>) {
             }
             Err(e) => tracing::warn!(vip = %vip.addr, error = %e, "virtual IP update failed"),
         }
-        tokio::time::sleep(REFRESH).await;
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = vip.changed.notified() => {}
+        }
     }
 }
 

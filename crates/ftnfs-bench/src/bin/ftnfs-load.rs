@@ -305,10 +305,11 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
     let (mut worst, mut ops, mut reconnects, mut errors) = (Duration::ZERO, 0u64, 0u32, 0u32);
     let mut off = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
-        // A reply normally takes a few ms; after 500 ms the client gives up on this
-        // connection and reconnects (a kernel client notices a closed connection at once).
+        // A reply normally takes a few ms; after 250 ms the client gives up on this
+        // connection and reconnects (a kernel client notices a closed connection at once;
+        // this client cannot, so its timeout bounds what it can measure from below).
         let r = tokio::time::timeout(
-            Duration::from_millis(500),
+            Duration::from_millis(250),
             c.write(&WRITE3args {
                 file: fh.clone(),
                 offset: off,
