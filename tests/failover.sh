@@ -13,6 +13,8 @@
 #   5. with a witness (ftnfsd --witness-mode): the primary's link cut (as a dead host would
 #      look): the primary fences itself, b takes over with the witness's vote, the guest goes
 #      on, every acknowledged record is on b.
+#   6. with a witness, the secondary's link cut: it never promotes (the witness still hears
+#      the primary), the primary goes on alone.
 # Prints "N passed, N failed".
 #   tests/failover.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
 set -uo pipefail
@@ -154,5 +156,28 @@ check "guest went on through the host-level failure" "$([ "$(cat "$W/r5-ack.out"
 python3 "$LAB/check-acks.py" "$W/serial-r5-ackwrite" "$W/r5/b/export/ack" > "$W/r5-acks" 2>&1
 check "acknowledged records on the new primary" $? "$(cat "$W/r5-acks")"
 topo_heal a
+kill9 a; kill9 b; kill9 w; sleep 3.5
+
+# --- 6. with a witness: a secondary cut off does not take over -------------------------------
+witness r6
+member r6 a b; member r6 b a
+formed r6; check "sixth group formed (witness)" $?
+( guest r6 ackwrite ftnfs.n=60 > "$W/r6-ack.out" ) & G=$!
+wait_acks "$W/serial-r6-ackwrite" 10
+topo_cut b
+two=0
+for _ in $(seq 30); do
+  ra=$(role r6 a); rb=$(role r6 b)
+  [ "${ra%% *}" = primary ] && [ "${rb%% *}" = primary ] && two=1
+  [ "${rb%% *}" = primary ] && two=1
+  sleep 0.1
+done
+topo_heal b
+wait $G
+check "cut-off secondary never promoted (the witness still heard a)" "$two" "a: $(role r6 a), b: $(role r6 b)"
+check "a stayed primary in epoch 1" "$([ "$(role r6 a)" = "primary 1" ]; echo $?)" "a: $(role r6 a)"
+check "guest went on with a" "$([ "$(cat "$W/r6-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r6-ack.out")"
+python3 "$LAB/check-acks.py" "$W/serial-r6-ackwrite" "$W/r6/a/export/ack" > "$W/r6-acks" 2>&1
+check "acknowledged records on a" $? "$(cat "$W/r6-acks")"
 
 finish
