@@ -17,11 +17,12 @@ TOPO=${TOPO:-ftl$$}
 TOPO_NS=()
 
 topo_cleanup() {
+  # Safe under `set -e` (it runs from EXIT traps): no step may fail the function.
   local ns
-  ip link del "${TOPO}h" 2>/dev/null
+  ip link del "${TOPO}h" 2>/dev/null || true
   for ns in "${TOPO_NS[@]}"; do
-    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
   done
   TOPO_NS=()
 }
