@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::*;
 use ftnfs_wire::nfs3::{self, procs, Args, CreateHow3, DirOpArgs3, NfsFh3, Sattr3};
-use ftnfs_wire::rpc::{flavor, AuthSys, CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
+use ftnfs_wire::rpc::{CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
 use ftnfs_wire::{XdrEncode, XdrReader, XdrWriter};
 
 struct Daemon {
@@ -365,31 +365,7 @@ fn bad_input_gets_rpc_errors_and_the_server_lives() {
 }
 
 fn call_as(c: &mut Raw, xid: u32, uid: u32, proc_: u32, a: &Args) -> u32 {
-    let cred = AuthSys {
-        stamp: 0,
-        machine_name: b"t".to_vec(),
-        uid,
-        gid: uid,
-        gids: vec![],
-    }
-    .to_bytes();
-    let mut w = XdrWriter::new();
-    CallHeader {
-        xid: Xid(xid),
-        rpcvers: 2,
-        prog: nfs3::PROGRAM,
-        vers: 3,
-        proc_,
-        cred: OpaqueAuth {
-            flavor: flavor::SYS,
-            body: &cred,
-        },
-        verf: AUTH_NONE,
-    }
-    .encode(&mut w);
-    a.encode(&mut w);
-    c.send_raw(w.as_slice());
-    nfs_status(&c.recv().unwrap()).0
+    nfs_status(&c.call_as(xid, uid, uid, nfs3::PROGRAM, proc_, &a.to_bytes())).0
 }
 
 /// RFC 1813 error statuses of the namespace procedures, through the whole daemon.

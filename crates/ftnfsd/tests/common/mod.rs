@@ -62,12 +62,25 @@ impl Raw {
             self.buf.extend_from_slice(&b[..n]);
         }
     }
+    /// A call as root (AUTH_SYS uid 0, gid 0).
     pub fn call(&mut self, xid: u32, prog: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+        self.call_as(xid, 0, 0, prog, proc_, args)
+    }
+    /// A call with an AUTH_SYS credential for `uid`/`gid`; the whole reply record.
+    pub fn call_as(
+        &mut self,
+        xid: u32,
+        uid: u32,
+        gid: u32,
+        prog: u32,
+        proc_: u32,
+        args: &[u8],
+    ) -> Vec<u8> {
         let cred = AuthSys {
             stamp: 0,
             machine_name: b"t".to_vec(),
-            uid: 0,
-            gid: 0,
+            uid,
+            gid,
             gids: vec![],
         }
         .to_bytes();
