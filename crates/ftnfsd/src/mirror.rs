@@ -627,18 +627,20 @@ impl Mirror {
             sc.closed = true;
             (sc.s.watermark(), sc.s.epoch(), sc.history)
         };
-        let epoch = Epoch(epoch.0.max(read_epoch(&self.state_dir, ss.export)) + 1);
-        if let Err(e) = write_epoch(&self.state_dir, ss.export, epoch.0) {
-            self.event(
-                now,
-                ss.export,
-                format!("cannot take over: epoch not persisted: {e}"),
-            );
-            if let Some(sc) = lock(&ss.core).as_mut() {
-                sc.closed = false; // still a secondary
+        let epoch = match self.next_epoch(ss.export, epoch) {
+            Ok(e) => e,
+            Err(e) => {
+                self.event(
+                    now,
+                    ss.export,
+                    format!("cannot take over: epoch not persisted: {e}"),
+                );
+                if let Some(sc) = lock(&ss.core).as_mut() {
+                    sc.closed = false; // still a secondary
+                }
+                return false;
             }
-            return false;
-        }
+        };
         let ps = PrimarySide::new(
             ss.export,
             ss.others.clone(),
@@ -649,23 +651,39 @@ impl Mirror {
             base,
             &self.group,
         );
-        self.set_role(ss.export, Role::Primary(ps));
-        self.event(
+        self.install_primary(
+            ps,
             now,
-            ss.export,
             format!(
                 "took over as primary at update {} in epoch {} ({why})",
                 base.0, epoch.0
             ),
         );
+        true
+    }
+
+    /// The epoch after `seen` and after any epoch persisted for the export, persisted before
+    /// it is used (a member never leads an epoch it might forget).
+    fn next_epoch(&self, export: ExportId, seen: Epoch) -> std::io::Result<Epoch> {
+        let epoch = Epoch(seen.0.max(read_epoch(&self.state_dir, export)) + 1);
+        write_epoch(&self.state_dir, export, epoch.0)?;
+        Ok(epoch)
+    }
+
+    /// Makes `ps` this member's role for its export: logs `what`, takes the virtual IP, and
+    /// asks every linked listed member to join.
+    fn install_primary(&self, ps: PrimarySide, now: Millis, what: String) {
+        let export = ps.export;
+        self.set_role(export, Role::Primary(ps));
+        self.event(now, export, what);
         if let Some(v) = &self.group.vip {
-            v.take(self.vip_export() == Some(ss.export));
+            v.take(self.vip_export() == Some(export));
         }
         let links: Vec<(MemberId, Link)> = lock(&self.links)
             .iter()
             .map(|(m, l)| (*m, l.clone()))
             .collect();
-        if let Some(role) = self.role(ss.export) {
+        if let Some(role) = self.role(export) {
             if let Role::Primary(ps) = &*role {
                 for (m, l) in links {
                     if ps.secondaries.contains(&m) {
@@ -674,7 +692,35 @@ impl Mirror {
                 }
             }
         }
-        true
+    }
+
+    /// Replaces primary `ps` by a standby (stepped down cleanly at `clean_at`, or not) and
+    /// gives up the virtual IP.
+    fn stand_by(
+        &self,
+        ps: &PrimarySide,
+        epoch: Epoch,
+        why: String,
+        clean_at: Option<(u64, SeqNo)>,
+        now: Millis,
+        what: String,
+    ) {
+        self.set_role(
+            ps.export,
+            Role::Standby(StandbySide {
+                export: ps.export,
+                why,
+                epoch,
+                others: ps.secondaries.clone(),
+                clean_at,
+            }),
+        );
+        if let Some(v) = &self.group.vip {
+            if self.vip_export() == Some(ps.export) {
+                v.give_up();
+            }
+        }
+        self.event(now, ps.export, what);
     }
 
     /// Makes a standby or secondary member primary of an export on an operator's word
@@ -706,8 +752,9 @@ impl Mirror {
                 }
             }
             Role::Standby(sb) => {
-                let epoch = Epoch(sb.epoch.0.max(read_epoch(&self.state_dir, export)) + 1);
-                write_epoch(&self.state_dir, export, epoch.0).map_err(|e| e.to_string())?;
+                let epoch = self
+                    .next_epoch(export, sb.epoch)
+                    .map_err(|e| e.to_string())?;
                 let ps = PrimarySide::new(
                     export,
                     sb.others.clone(),
@@ -718,28 +765,11 @@ impl Mirror {
                     SeqNo(0),
                     &self.group,
                 );
-                self.set_role(export, Role::Primary(ps));
-                self.event(
+                self.install_primary(
+                    ps,
                     now,
-                    export,
                     format!("promoted by the operator in epoch {}", epoch.0),
                 );
-                if let Some(v) = &self.group.vip {
-                    v.take(self.vip_export() == Some(export));
-                }
-                let links: Vec<(MemberId, Link)> = lock(&self.links)
-                    .iter()
-                    .map(|(m, l)| (*m, l.clone()))
-                    .collect();
-                if let Some(role) = self.role(export) {
-                    if let Role::Primary(ps) = &*role {
-                        for (m, l) in links {
-                            if ps.secondaries.contains(&m) {
-                                ps.add(self, m, &l, now);
-                            }
-                        }
-                    }
-                }
                 Ok("promoted".into())
             }
         }
@@ -773,26 +803,8 @@ impl Mirror {
             }
             (c.p.epoch(), (ps.history, c.p.last_seq()), why)
         };
-        self.set_role(
-            ps.export,
-            Role::Standby(StandbySide {
-                export: ps.export,
-                why: why.clone(),
-                epoch,
-                others: ps.secondaries.clone(),
-                clean_at: Some(at),
-            }),
-        );
-        if let Some(v) = &self.group.vip {
-            if self.vip_export() == Some(ps.export) {
-                v.give_up();
-            }
-        }
-        self.event(
-            now,
-            ps.export,
-            format!("stood down at update {}: {why}", at.1 .0),
-        );
+        let what = format!("stood down at update {}: {why}", at.1 .0);
+        self.stand_by(ps, epoch, why, Some(at), now, what);
     }
 
     /// A newer epoch exists: this member is no longer primary (never two primaries).
@@ -811,22 +823,8 @@ impl Mirror {
             }
             c.p.epoch()
         };
-        self.set_role(
-            export,
-            Role::Standby(StandbySide {
-                export,
-                why: why.clone(),
-                epoch,
-                others: ps.secondaries.clone(),
-                clean_at: None,
-            }),
-        );
-        if let Some(v) = &self.group.vip {
-            if self.vip_export() == Some(export) {
-                v.give_up();
-            }
-        }
-        self.event(now, export, format!("deposed as primary: {why}"));
+        let what = format!("deposed as primary: {why}");
+        self.stand_by(ps, epoch, why, None, now, what);
     }
 
     /// A member that stood down cleanly is asked to join the member promoted after it: it
