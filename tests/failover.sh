@@ -55,6 +55,19 @@ wait_acks() { # SERIAL N
   for _ in $(seq 600); do grep -q "FTNFS-ACK $2 " "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
 }
 kill9() { ip netns pids "$TOPO-$1" | xargs -r kill -9; }
+watch_roles() { # RUN N: polls a's and b's roles N times, 0.1 s apart; sets
+  # two=1 if both were ever primary at once, b_primary=1 if b ever was, b_took=0 once b was
+  # "primary 2" (0/1 like exit statuses, for check)
+  two=0; b_primary=0; b_took=1
+  local ra rb
+  for _ in $(seq "$2"); do
+    ra=$(role "$1" a); rb=$(role "$1" b)
+    [ "${ra%% *}" = primary ] && [ "${rb%% *}" = primary ] && two=1
+    [ "${rb%% *}" = primary ] && b_primary=1
+    [ "$rb" = "primary 2" ] && b_took=0
+    sleep 0.1
+  done
+}
 topo_member a 10.99.0.1 && topo_member b 10.99.0.2 && topo_member w 10.99.0.3 || exit 1
 topo_tap tg0 || exit 1
 
@@ -94,12 +107,7 @@ formed r3; check "third group formed" $?
 ( guest r3 ackwrite ftnfs.n=60 > "$W/r3-ack.out" ) & G=$!
 wait_acks "$W/serial-r3-ackwrite" 10
 topo_cut b
-two=0
-for _ in $(seq 30); do
-  ra=$(role r3 a); rb=$(role r3 b)
-  [ "${ra%% *}" = primary ] && [ "${rb%% *}" = primary ] && two=1
-  sleep 0.1
-done
+watch_roles r3 30
 topo_heal b
 wait $G
 check "never two primaries while cut" "$two" "a: $(role r3 a), b: $(role r3 b)"
@@ -142,14 +150,8 @@ formed r5; check "group with a witness formed" $?
 ( guest r5 ackwrite ftnfs.n=60 > "$W/r5-ack.out" ) & G=$!
 wait_acks "$W/serial-r5-ackwrite" 10
 topo_cut a
-two=0; took=1
-for _ in $(seq 60); do
-  ra=$(role r5 a); rb=$(role r5 b)
-  [ "${ra%% *}" = primary ] && [ "${rb%% *}" = primary ] && two=1
-  [ "$rb" = "primary 2" ] && took=0
-  sleep 0.1
-done
-check "b took over from the cut-off primary (the witness agreed)" "$took" "b: $(role r5 b); $(grep -a "taking over\|took over" "$W/r5/b/log" | tail -2)"
+watch_roles r5 60
+check "b took over from the cut-off primary (the witness agreed)" "$b_took" "b: $(role r5 b); $(grep -a "taking over\|took over" "$W/r5/b/log" | tail -2)"
 check "never two primaries: a fenced itself" "$two" "a: $(role r5 a), b: $(role r5 b)"
 wait $G
 check "guest went on through the host-level failure" "$([ "$(cat "$W/r5-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r5-ack.out")"
@@ -165,16 +167,10 @@ formed r6; check "sixth group formed (witness)" $?
 ( guest r6 ackwrite ftnfs.n=60 > "$W/r6-ack.out" ) & G=$!
 wait_acks "$W/serial-r6-ackwrite" 10
 topo_cut b
-two=0
-for _ in $(seq 30); do
-  ra=$(role r6 a); rb=$(role r6 b)
-  [ "${ra%% *}" = primary ] && [ "${rb%% *}" = primary ] && two=1
-  [ "${rb%% *}" = primary ] && two=1
-  sleep 0.1
-done
+watch_roles r6 30
 topo_heal b
 wait $G
-check "cut-off secondary never promoted (the witness still heard a)" "$two" "a: $(role r6 a), b: $(role r6 b)"
+check "cut-off secondary never promoted (the witness still heard a)" "$b_primary" "a: $(role r6 a), b: $(role r6 b)"
 check "a stayed primary in epoch 1" "$([ "$(role r6 a)" = "primary 1" ]; echo $?)" "a: $(role r6 a)"
 check "guest went on with a" "$([ "$(cat "$W/r6-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r6-ack.out")"
 python3 "$LAB/check-acks.py" "$W/serial-r6-ackwrite" "$W/r6/a/export/ack" > "$W/r6-acks" 2>&1
