@@ -31,6 +31,14 @@ pub const MAX_NAME: u32 = 64;
 pub const MAX_DEPS: u32 = 256;
 /// Most supplementary groups in a forwarded credential (AUTH_SYS allows 16).
 pub const MAX_GIDS: u32 = 16;
+/// Most file ids a rejoining member reports from its own change log.
+pub const MAX_WANT_IDS: u32 = 65536;
+/// Most directory entries in one resync frame (a directory can span several).
+pub const MAX_SYNC_ENTRIES: u32 = 4096;
+/// Most objects one `SyncNeed` asks for.
+pub const MAX_SYNC_NEEDS: u32 = 4096;
+/// Longest entry name on the peer channel.
+pub const MAX_ENTRY_NAME: u32 = 255;
 
 /// Why a frame cannot be decoded; the connection is closed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -104,6 +112,75 @@ pub struct UpdatePayload {
     pub args: Vec<u8>,
 }
 
+/// What a member that refuses a `Join` needs before it can be a mirror again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// Nothing (the refusal has another cause: an older epoch, not a listed primary…).
+    Nothing,
+    /// A partial resync: this mirror holds every update of stream `history` up to `from`;
+    /// beyond that it may have applied some updates, all of which touched only `ids`.
+    Partial {
+        /// The stream it last applied.
+        history: u64,
+        /// Everything up to here is applied.
+        from: u64,
+        /// File ids its own change log shows touched after `from`.
+        ids: Vec<u64>,
+    },
+    /// A full resync: the state of this mirror is unknown (never synced, damaged, an
+    /// interrupted resync, a crash of its host).
+    Full,
+}
+
+/// One directory entry as a resync sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEntry {
+    /// Name.
+    pub name: Vec<u8>,
+    /// File id.
+    pub id: u64,
+    /// Generation.
+    pub gen: u32,
+}
+
+/// One object of a resync (or one piece of it): identity, where it lives, attributes, and a
+/// piece of its content (file data at `offset`, a symlink's target, or directory entries).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncObj {
+    /// File id of the directory holding the name below.
+    pub parent: u64,
+    /// Its name there (empty for the root).
+    pub name: Vec<u8>,
+    /// File id.
+    pub id: u64,
+    /// Generation.
+    pub gen: u32,
+    /// NFS type (ftype3).
+    pub ftype: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes (files).
+    pub size: u64,
+    /// Device numbers (character and block devices).
+    pub rdev: (u32, u32),
+    /// Access time.
+    pub atime: (i64, u32),
+    /// Modification time.
+    pub mtime: (i64, u32),
+    /// Where `data` goes in the file.
+    pub offset: u64,
+    /// File data, or a symlink's target.
+    pub data: Vec<u8>,
+    /// Directory entries (a directory spans several frames when it is big).
+    pub entries: Vec<SyncEntry>,
+    /// The last piece of this object.
+    pub last: bool,
+}
+
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerMsg {
@@ -166,6 +243,82 @@ pub enum PeerMsg {
         ok: bool,
         /// Why not.
         reason: String,
+        /// What the member needs to join.
+        want: Want,
+    },
+    /// Survivor → rejoining member: a resync starts (`full`: wipe the mirror first).
+    SyncBegin {
+        /// Export id.
+        export: u32,
+        /// The survivor's epoch.
+        epoch: u64,
+        /// Wipe the mirror and copy everything.
+        full: bool,
+    },
+    /// Survivor → rejoining member: one object (or piece of one).
+    SyncObject {
+        /// Export id.
+        export: u32,
+        /// The object.
+        obj: SyncObj,
+    },
+    /// Survivor → rejoining member: the end of a pass. `at` on the last pass: the mirror is
+    /// now exactly the survivor's at update `seq` of stream `history` (writes are held).
+    SyncRoundEnd {
+        /// Export id.
+        export: u32,
+        /// Pass number.
+        round: u64,
+        /// (history, seq) the mirror stands at after the last pass.
+        at: Option<(u64, u64)>,
+    },
+    /// Rejoining member → survivor: objects named in a directory that this mirror lacks.
+    SyncNeed {
+        /// Export id.
+        export: u32,
+        /// (directory id, name, file id) of each.
+        needs: Vec<(u64, Vec<u8>, u64)>,
+    },
+    /// Rejoining member → survivor: everything of pass `round` is applied (or it failed).
+    SyncRoundDone {
+        /// Export id.
+        export: u32,
+        /// Pass number.
+        round: u64,
+        /// Applied.
+        ok: bool,
+        /// Why not.
+        reason: String,
+    },
+    /// Listed primary (a secondary again after its resync) → primary: give the role back.
+    Handoff {
+        /// Export id.
+        export: u32,
+    },
+    /// Primary (stood down) → the member that asked for the role: take over now.
+    TakeOver {
+        /// Export id.
+        export: u32,
+    },
+    /// A member without a primary asks another what it is (startup negotiation).
+    Probe {
+        /// Export id.
+        export: u32,
+    },
+    /// The answer to `Probe`.
+    ProbeReply {
+        /// Export id.
+        export: u32,
+        /// 1 primary, 2 secondary in step, 3 waiting secondary, 4 standby.
+        state: u32,
+        /// Highest epoch known.
+        epoch: u64,
+        /// The mirror is complete (no resync interrupted, no crash of its host).
+        complete: bool,
+        /// The stream it last applied or led, and the last update of it in its log.
+        history: u64,
+        /// See `history`.
+        seq: u64,
     },
     /// Primary → secondary: one update.
     Update {
@@ -214,6 +367,15 @@ const REFUSE: u32 = 7;
 const HEARTBEAT: u32 = 8;
 const WITNESS_QUERY: u32 = 9;
 const WITNESS_SEEN: u32 = 10;
+const SYNC_BEGIN: u32 = 11;
+const SYNC_OBJECT: u32 = 12;
+const SYNC_ROUND_END: u32 = 13;
+const SYNC_NEED: u32 = 14;
+const SYNC_ROUND_DONE: u32 = 15;
+const HANDOFF: u32 = 16;
+const TAKE_OVER: u32 = 17;
+const PROBE: u32 = 18;
+const PROBE_REPLY: u32 = 19;
 
 /// The frame of an `Update` built from borrowed parts (no copy of the payload's arguments
 /// into a message first: they can be a 1 MiB WRITE).
@@ -267,6 +429,12 @@ impl PeerMsg {
     pub fn to_frame(&self) -> Vec<u8> {
         let mut w = XdrWriter::with_capacity(match self {
             PeerMsg::Update { payload, .. } => payload.args.len() + 256,
+            PeerMsg::SyncObject { obj, .. } => obj.data.len() + obj.entries.len() * 280 + 512,
+            PeerMsg::SyncNeed { needs, .. } => needs.len() * 280 + 64,
+            PeerMsg::JoinReply {
+                want: Want::Partial { ids, .. },
+                ..
+            } => ids.len() * 8 + 1200,
             _ => 128,
         });
         w.u32(0); // length, patched below
@@ -309,11 +477,113 @@ impl PeerMsg {
             PeerMsg::WitnessSeen { about, ms_ago } => {
                 w.u32(WITNESS_SEEN).opaque(about.as_bytes()).u64(*ms_ago);
             }
-            PeerMsg::JoinReply { export, ok, reason } => {
+            PeerMsg::JoinReply {
+                export,
+                ok,
+                reason,
+                want,
+            } => {
                 w.u32(JOIN_REPLY)
                     .u32(*export)
                     .bool(*ok)
                     .opaque(reason.as_bytes());
+                match want {
+                    Want::Nothing => {
+                        w.u32(0);
+                    }
+                    Want::Partial { history, from, ids } => {
+                        w.u32(1).u64(*history).u64(*from).u32(ids.len() as u32);
+                        for i in ids {
+                            w.u64(*i);
+                        }
+                    }
+                    Want::Full => {
+                        w.u32(2);
+                    }
+                }
+            }
+            PeerMsg::SyncBegin {
+                export,
+                epoch,
+                full,
+            } => {
+                w.u32(SYNC_BEGIN).u32(*export).u64(*epoch).bool(*full);
+            }
+            PeerMsg::SyncObject { export, obj: o } => {
+                w.u32(SYNC_OBJECT)
+                    .u32(*export)
+                    .u64(o.parent)
+                    .opaque(&o.name)
+                    .u64(o.id)
+                    .u32(o.gen)
+                    .u32(o.ftype)
+                    .u32(o.mode)
+                    .u32(o.uid)
+                    .u32(o.gid)
+                    .u64(o.size)
+                    .u32(o.rdev.0)
+                    .u32(o.rdev.1)
+                    .u64(o.atime.0 as u64)
+                    .u32(o.atime.1)
+                    .u64(o.mtime.0 as u64)
+                    .u32(o.mtime.1)
+                    .u64(o.offset)
+                    .opaque(&o.data)
+                    .u32(o.entries.len() as u32);
+                for e in &o.entries {
+                    w.opaque(&e.name).u64(e.id).u32(e.gen);
+                }
+                w.bool(o.last);
+            }
+            PeerMsg::SyncRoundEnd { export, round, at } => {
+                w.u32(SYNC_ROUND_END).u32(*export).u64(*round);
+                match at {
+                    Some((h, s)) => w.bool(true).u64(*h).u64(*s),
+                    None => w.bool(false),
+                };
+            }
+            PeerMsg::SyncNeed { export, needs } => {
+                w.u32(SYNC_NEED).u32(*export).u32(needs.len() as u32);
+                for (p, n, i) in needs {
+                    w.u64(*p).opaque(n).u64(*i);
+                }
+            }
+            PeerMsg::SyncRoundDone {
+                export,
+                round,
+                ok,
+                reason,
+            } => {
+                w.u32(SYNC_ROUND_DONE)
+                    .u32(*export)
+                    .u64(*round)
+                    .bool(*ok)
+                    .opaque(reason.as_bytes());
+            }
+            PeerMsg::Handoff { export } => {
+                w.u32(HANDOFF).u32(*export);
+            }
+            PeerMsg::TakeOver { export } => {
+                w.u32(TAKE_OVER).u32(*export);
+            }
+            PeerMsg::Probe { export } => {
+                w.u32(PROBE).u32(*export);
+            }
+            PeerMsg::ProbeReply {
+                export,
+                state,
+                epoch,
+                complete,
+                history,
+                seq,
+            } => {
+                w.u32(PROBE_REPLY)
+                    .u32(*export)
+                    .u32(*state)
+                    .u64(*epoch)
+                    .bool(*complete)
+                    .u64(*history)
+                    .u64(*seq);
             }
             PeerMsg::Update {
                 export,
@@ -377,6 +647,92 @@ impl PeerMsg {
                 export: r.u32()?,
                 ok: r.bool()?,
                 reason: string(&mut r, 1024)?,
+                want: match r.u32()? {
+                    0 => Want::Nothing,
+                    1 => {
+                        let history = r.u64()?;
+                        let from = r.u64()?;
+                        let n = r.array_len(MAX_WANT_IDS, 8)?;
+                        let mut ids = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            ids.push(r.u64()?);
+                        }
+                        Want::Partial { history, from, ids }
+                    }
+                    2 => Want::Full,
+                    k => return Err(PeerWireError::Kind(k)),
+                },
+            },
+            SYNC_BEGIN => PeerMsg::SyncBegin {
+                export: r.u32()?,
+                epoch: r.u64()?,
+                full: r.bool()?,
+            },
+            SYNC_OBJECT => {
+                let export = r.u32()?;
+                let mut o = SyncObj {
+                    parent: r.u64()?,
+                    name: r.opaque(MAX_ENTRY_NAME)?.to_vec(),
+                    id: r.u64()?,
+                    gen: r.u32()?,
+                    ftype: r.u32()?,
+                    mode: r.u32()?,
+                    uid: r.u32()?,
+                    gid: r.u32()?,
+                    size: r.u64()?,
+                    rdev: (r.u32()?, r.u32()?),
+                    atime: (r.u64()? as i64, r.u32()?),
+                    mtime: (r.u64()? as i64, r.u32()?),
+                    offset: r.u64()?,
+                    data: r.opaque(MAX_IO)?.to_vec(),
+                    ..SyncObj::default()
+                };
+                let n = r.array_len(MAX_SYNC_ENTRIES, 16)?;
+                o.entries.reserve(n);
+                for _ in 0..n {
+                    o.entries.push(SyncEntry {
+                        name: r.opaque(MAX_ENTRY_NAME)?.to_vec(),
+                        id: r.u64()?,
+                        gen: r.u32()?,
+                    });
+                }
+                o.last = r.bool()?;
+                PeerMsg::SyncObject { export, obj: o }
+            }
+            SYNC_ROUND_END => PeerMsg::SyncRoundEnd {
+                export: r.u32()?,
+                round: r.u64()?,
+                at: if r.bool()? {
+                    Some((r.u64()?, r.u64()?))
+                } else {
+                    None
+                },
+            },
+            SYNC_NEED => {
+                let export = r.u32()?;
+                let n = r.array_len(MAX_SYNC_NEEDS, 20)?;
+                let mut needs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    needs.push((r.u64()?, r.opaque(MAX_ENTRY_NAME)?.to_vec(), r.u64()?));
+                }
+                PeerMsg::SyncNeed { export, needs }
+            }
+            SYNC_ROUND_DONE => PeerMsg::SyncRoundDone {
+                export: r.u32()?,
+                round: r.u64()?,
+                ok: r.bool()?,
+                reason: string(&mut r, 1024)?,
+            },
+            HANDOFF => PeerMsg::Handoff { export: r.u32()? },
+            TAKE_OVER => PeerMsg::TakeOver { export: r.u32()? },
+            PROBE => PeerMsg::Probe { export: r.u32()? },
+            PROBE_REPLY => PeerMsg::ProbeReply {
+                export: r.u32()?,
+                state: r.u32()?,
+                epoch: r.u64()?,
+                complete: r.bool()?,
+                history: r.u64()?,
+                seq: r.u64()?,
             },
             UPDATE => {
                 let export = r.u32()?;
@@ -501,6 +857,80 @@ mod tests {
             export: 3,
             ok: false,
             reason: "needs resync".into(),
+            want: Want::Partial {
+                history: 9,
+                from: 100,
+                ids: vec![5, 6, 700],
+            },
+        });
+        for want in [Want::Nothing, Want::Full] {
+            roundtrip(PeerMsg::JoinReply {
+                export: 3,
+                ok: true,
+                reason: String::new(),
+                want,
+            });
+        }
+        roundtrip(PeerMsg::SyncBegin {
+            export: 1,
+            epoch: 4,
+            full: true,
+        });
+        roundtrip(PeerMsg::SyncObject {
+            export: 1,
+            obj: SyncObj {
+                parent: 1,
+                name: b"dir".to_vec(),
+                id: 40,
+                gen: 2,
+                ftype: 2,
+                mode: 0o755,
+                uid: 1000,
+                gid: 100,
+                size: 4096,
+                rdev: (0, 0),
+                atime: (1_700_000_000, 5),
+                mtime: (-3, 6),
+                offset: 0,
+                data: vec![],
+                entries: vec![SyncEntry {
+                    name: b"f".to_vec(),
+                    id: 41,
+                    gen: 2,
+                }],
+                last: true,
+            },
+        });
+        roundtrip(PeerMsg::SyncRoundEnd {
+            export: 1,
+            round: 3,
+            at: Some((77, 1000)),
+        });
+        roundtrip(PeerMsg::SyncRoundEnd {
+            export: 1,
+            round: 4,
+            at: None,
+        });
+        roundtrip(PeerMsg::SyncNeed {
+            export: 1,
+            needs: vec![(1, b"a".to_vec(), 9)],
+        });
+        roundtrip(PeerMsg::SyncRoundDone {
+            export: 1,
+            round: 3,
+            ok: false,
+            reason: "disk full".into(),
+        });
+        roundtrip(PeerMsg::Handoff { export: 2 });
+        roundtrip(PeerMsg::TakeOver { export: 2 });
+        roundtrip(PeerMsg::Probe { export: 2 });
+        roundtrip(PeerMsg::ProbeReply {
+            export: 2,
+            state: 4,
+            epoch: 3,
+            complete: false,
+            history: 8,
+            seq: 9,
         });
         roundtrip(PeerMsg::Update {
             export: 3,

@@ -22,6 +22,7 @@
 pub mod failover;
 pub mod order;
 pub mod primary;
+pub mod resync;
 pub mod secondary;
 
 use crate::ids::{Epoch, ExportId, FileId, Generation, MemberId, SeqNo};
