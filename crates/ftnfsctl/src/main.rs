@@ -20,6 +20,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Resyncs: progress (passes, objects, bytes, rate) of every resync to or from this
+    /// member; `--start` asks every listed secondary that is out to rejoin now; `--rate`
+    /// sets the rate limit.
+    Resync {
+        /// Ask the members that are out to rejoin (a resync follows when they need one).
+        #[arg(long)]
+        start: bool,
+        /// The export (path or id) for --start; all when left out.
+        #[arg(long)]
+        export: Option<String>,
+        /// Rate limit in MiB/s (0: none).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exports, clients, connections, per-procedure counters, DRC, mirroring.
     Status {
         /// Machine-readable output.
@@ -204,6 +221,27 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", v["result"].as_str().unwrap_or("done"));
             }
         }
+        Cmd::Resync {
+            start,
+            export,
+            rate,
+            json,
+        } => {
+            let mut req = serde_json::json!({"cmd": "resync", "start": start});
+            if let Some(r) = rate {
+                req["rate_mb"] = r.into();
+            }
+            if export.is_some() {
+                req["export"] = export_value(&export);
+            }
+            let v = request(&cli.socket, &req)?;
+            let r = &v["resync"];
+            if json {
+                println!("{}", serde_json::to_string_pretty(r)?);
+            } else {
+                print_resync(r);
+            }
+        }
         Cmd::Events { json } => {
             let v = request(&cli.socket, &serde_json::json!({"cmd": "events"}))?;
             if json {
@@ -295,6 +333,51 @@ fn print_human(st: &Value) {
         "drc: {} entries, {} bytes, {} replays",
         st["drc"]["entries"], st["drc"]["bytes"], st["drc"]["replays"]
     );
+}
+
+fn print_resync(r: &Value) {
+    let rate = r["rate_mib_per_s"].as_u64().unwrap_or(0);
+    println!(
+        "resync rate limit: {}; last pass holds writes at most {} ms",
+        if rate == 0 {
+            "none".to_string()
+        } else {
+            format!("{rate} MiB/s")
+        },
+        r["hold_ms"]
+    );
+    for a in r["started"]["asked"].as_array().into_iter().flatten() {
+        println!(
+            "asked {} to rejoin export {}",
+            a["member"].as_str().unwrap_or("?"),
+            a["export"]
+        );
+    }
+    let list = r["resyncs"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no resync running or recently finished");
+    }
+    for x in list {
+        let p = &x["progress"];
+        println!(
+            "export {} {} {}: {}, pass {}, {} objects, {} MiB in {} s ({} MiB/s) — {}{}",
+            x["export"],
+            if x["direction"] == "out" { "to" } else { "from" },
+            p["member"].as_str().unwrap_or("?"),
+            p["why"].as_str().unwrap_or(""),
+            p["pass"],
+            p["objects"],
+            p["bytes"].as_u64().unwrap_or(0) >> 20,
+            p["seconds"],
+            p["mib_per_s"],
+            p["phase"].as_str().unwrap_or(""),
+            if p["done"] == Value::Bool(true) {
+                " (finished)"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 fn print_mirror(m: &Value) {

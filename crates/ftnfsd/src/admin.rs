@@ -126,6 +126,10 @@ fn find_export<'a>(server: &'a Server, want: &Value) -> Result<&'a crate::fs::Ex
     }
 }
 
+fn return_error(v: &mut Value, e: String) {
+    v["error"] = Value::from(e);
+}
+
 /// `{"cmd":"manifest","export":PATH|ID}`: the export's manifest (`verify.rs`). Without
 /// `export`, the only export (or an error if there are several).
 fn manifest(server: &Server, want: &Value) -> Value {
@@ -198,6 +202,27 @@ pub async fn serve(
                         tokio::task::spawn_blocking(move || role_change(&s, &cmd, &want))
                             .await
                             .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
+                    }
+                    Some("resync") => {
+                        let rate = req.get("rate_mb").and_then(|r| r.as_u64());
+                        let mut v = server.mirror.resync_status(rate);
+                        if req.get("start") == Some(&Value::Bool(true)) {
+                            let export = match req.get("export") {
+                                None | Some(Value::Null) => None,
+                                Some(w) => match find_export(&server, w) {
+                                    Ok(e) => Some(e.cfg.id),
+                                    Err(e) => {
+                                        return_error(&mut v, e);
+                                        None
+                                    }
+                                },
+                            };
+                            if v.get("error").is_none() {
+                                v["started"] = server.mirror.resync_start(export, server.now());
+                            }
+                        }
+                        let ok = v.get("error").is_none();
+                        json!({"ok": ok, "resync": v})
                     }
                     Some("manifest") => {
                         let s = server.clone();

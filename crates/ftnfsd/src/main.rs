@@ -10,12 +10,14 @@
 //! ```
 
 mod admin;
+mod changelog;
 mod errors;
 mod fs;
 mod mirror;
 mod nfs3_procs;
 mod peer;
 mod portmap;
+mod resync;
 mod server;
 mod transport;
 mod verify;
@@ -107,6 +109,20 @@ struct Cli {
     /// --secret-file).
     #[arg(long)]
     witness_mode: bool,
+    /// Most bytes (MiB) of each export's change log; a member that was out longer than the
+    /// log reaches back is copied in full.
+    #[arg(long, default_value_t = 64)]
+    changelog_max_mb: u64,
+    /// Resync rate limit in MiB/s (0: none); `ftnfsctl resync --rate` changes it.
+    #[arg(long, default_value_t = 0)]
+    resync_rate_mb: u64,
+    /// Longest the last pass of a resync may hold clients' writes, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    resync_hold_ms: u64,
+    /// A member that finds no primary at start waits for `ftnfsctl promote` instead of
+    /// becoming primary when every other member is heard and none holds newer updates.
+    #[arg(long)]
+    manual_start: bool,
 }
 
 fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
@@ -171,6 +187,12 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
         vip: match (&cli.vip, &cli.vip_dev) {
             (Some(v), Some(d)) => Some(Arc::new(vip::Vip::parse(v, d)?)),
             _ => None,
+        },
+        rejoin: mirror::RejoinCfg {
+            changelog_max: cli.changelog_max_mb.max(1) << 20,
+            rate: cli.resync_rate_mb << 20,
+            hold_ms: cli.resync_hold_ms,
+            manual_start: cli.manual_start,
         },
     })
 }

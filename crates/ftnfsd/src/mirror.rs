@@ -16,22 +16,25 @@
 //! while a core lock is held: a frame that does not fit a full link queue is dropped and the
 //! core's resend timer sends it again (or fails the silent member out).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use ftnfs_core::exports::Mirroring;
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
 use ftnfs_core::mirror::failover::{decide, isolated, FailoverConfig, PrimaryWatch, Verdict};
 use ftnfs_core::mirror::primary::{Busy, Primary, PrimaryConfig, PrimaryEffect};
+use ftnfs_core::mirror::resync::{self as rules, Candidate, Peer, Plan, Stream};
 use ftnfs_core::mirror::secondary::{Secondary, SecondaryEffect};
 use ftnfs_core::mirror::{FailReason, MemberSet, Touch};
-use ftnfs_wire::peer::{update_frame, PeerMsg, UpdatePayload};
+use ftnfs_wire::peer::{update_frame, PeerMsg, UpdatePayload, Want};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::changelog::ChangeLog;
 use crate::fs::ExportFs;
+use crate::resync::{Incoming, Progress, Reply};
 use crate::server::Server;
 
 /// Most updates a secondary holds beyond what it applied; the primary's `max_pending` is the
@@ -71,6 +74,33 @@ pub struct Group {
     pub witness: Option<MemberId>,
     /// The virtual IP that follows the primary of the first mirrored export.
     pub vip: Option<Arc<crate::vip::Vip>>,
+    /// Rejoin and resync settings.
+    pub rejoin: RejoinCfg,
+}
+
+/// Rejoin and resync settings (`ftnfsd --changelog-max-mb --resync-rate-mb --resync-hold-ms
+/// --manual-start`).
+#[derive(Debug, Clone, Copy)]
+pub struct RejoinCfg {
+    /// Most bytes of each export's change log.
+    pub changelog_max: u64,
+    /// Bytes per second a resync sends (0: no limit).
+    pub rate: u64,
+    /// Longest the last pass of a resync holds writes, in milliseconds.
+    pub hold_ms: u64,
+    /// A member that finds no primary never starts as one by itself (`ftnfsctl promote`).
+    pub manual_start: bool,
+}
+
+impl Default for RejoinCfg {
+    fn default() -> Self {
+        RejoinCfg {
+            changelog_max: 64 << 20,
+            rate: 0,
+            hold_ms: 2000,
+            manual_start: false,
+        }
+    }
 }
 
 impl Group {
@@ -151,7 +181,20 @@ pub struct PrimarySide {
     pub prev_history: u64,
     /// Nothing but an empty root when this member started.
     pub pristine_at_start: bool,
+    /// The update of `prev_history` where this stream starts.
+    pub chain_base: SeqNo,
     core: Mutex<PrimaryCore>,
+    /// Writes held (the last pass of a resync): new updates wait to be numbered.
+    held: Mutex<bool>,
+    unheld: Condvar,
+    /// Resyncs running from here, by member.
+    resyncs: Mutex<HashMap<MemberId, (std::sync::mpsc::Sender<Reply>, Arc<Progress>)>>,
+    /// Finished resyncs (the newest few), for status.
+    finished: Mutex<VecDeque<Arc<Progress>>>,
+    /// When each listed secondary was last asked to join.
+    asked: Mutex<HashMap<MemberId, Millis>>,
+    /// Stepping down to give the role to this member (it takes over when we stood down).
+    handoff_to: Mutex<Option<MemberId>>,
 }
 
 struct PrimaryCore {
@@ -189,6 +232,33 @@ struct SecondaryCore {
     pristine: bool,
 }
 
+/// Rejoin state of this member that is not a role: change logs, resyncs into this mirror,
+/// startup negotiation.
+struct Rejoin {
+    /// Each mirrored export's change log.
+    logs: HashMap<ExportId, ChangeLog>,
+    /// Resyncs into this mirror, by export.
+    incoming: Mutex<HashMap<ExportId, Incoming>>,
+    /// One applying thread per export at a time.
+    apply_busy: HashMap<ExportId, Arc<Mutex<()>>>,
+    /// This member's place in each export's member list.
+    position: HashMap<ExportId, usize>,
+    /// Exports whose mirror was not sealed when the host went down (page cache lost).
+    damaged: HashSet<ExportId>,
+    /// What other members answered to `Probe`, by (export, member).
+    probes: Mutex<HashMap<(ExportId, MemberId), (Millis, Peer)>>,
+    /// When startup negotiation was last tried and logged.
+    negotiated: Mutex<HashMap<ExportId, (Millis, String)>>,
+    /// Members that asked us to take over (hand-back), by export.
+    take_over: Mutex<HashSet<ExportId>>,
+    /// When this member last asked for its role back, by export.
+    asked_back: Mutex<HashMap<ExportId, Millis>>,
+    /// First tick.
+    started: Mutex<Option<Millis>>,
+    /// When startup negotiation last ran, by export.
+    probed_at: Mutex<HashMap<ExportId, Millis>>,
+}
+
 /// All mirrored exports of this member.
 pub struct Mirror {
     /// The group.
@@ -203,6 +273,9 @@ pub struct Mirror {
     last_heartbeat: Mutex<Millis>,
     /// When a "not taking over" was last logged, per export (once per 5 s).
     holdoff_logged: Mutex<HashMap<ExportId, Millis>>,
+    /// Resync tunables.
+    pub resync: crate::resync::Settings,
+    rejoin: Rejoin,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -230,6 +303,20 @@ impl Mirror {
         state_dir: &std::path::Path,
     ) -> anyhow::Result<Mirror> {
         let mut roles = HashMap::new();
+        let rebooted = crate::resync::host_rebooted(state_dir);
+        let mut rejoin = Rejoin {
+            logs: HashMap::new(),
+            incoming: Mutex::new(HashMap::new()),
+            apply_busy: HashMap::new(),
+            position: HashMap::new(),
+            damaged: HashSet::new(),
+            probes: Mutex::new(HashMap::new()),
+            negotiated: Mutex::new(HashMap::new()),
+            take_over: Mutex::new(HashSet::new()),
+            asked_back: Mutex::new(HashMap::new()),
+            started: Mutex::new(None),
+            probed_at: Mutex::new(HashMap::new()),
+        };
         for e in exports {
             let members = match &e.cfg.mirroring {
                 Mirroring::None => continue,
@@ -271,17 +358,26 @@ impl Mirror {
             let epoch =
                 Epoch(read_epoch(state_dir, e.cfg.id).max(seal.map(|s| s.epoch).unwrap_or(1)));
             let pristine = e.pristine()?;
-            let role = if pos == 0 && (seal.is_some() || pristine) {
+            let log = ChangeLog::open(state_dir, e.cfg.id, group.rejoin.changelog_max)?;
+            if rebooted && seal.is_none() && !pristine {
+                tracing::warn!(
+                    export = e.cfg.path,
+                    "the host went down without a clean stop: this mirror may have lost \
+                     unsynced data and will be copied in full from the primary"
+                );
+                rejoin.damaged.insert(e.cfg.id);
+            }
+            rejoin.position.insert(e.cfg.id, pos);
+            rejoin.apply_busy.insert(e.cfg.id, Arc::new(Mutex::new(())));
+            let incomplete = crate::resync::has_marker(state_dir, e.cfg.id);
+            let role = if pos == 0 && !incomplete && (seal.is_some() || pristine) {
+                let history = seal
+                    .map(|s| s.history)
+                    .unwrap_or_else(|| u64::from_be_bytes(random_bytes()));
+                let base = SeqNo(seal.map(|s| s.seq).unwrap_or(0));
+                log.start(history, base.0);
                 Role::Primary(PrimarySide::new(
-                    e.cfg.id,
-                    others,
-                    seal.map(|s| s.history)
-                        .unwrap_or_else(|| u64::from_be_bytes(random_bytes())),
-                    0,
-                    pristine,
-                    epoch,
-                    SeqNo(seal.map(|s| s.seq).unwrap_or(0)),
-                    &group,
+                    e.cfg.id, others, history, 0, pristine, epoch, base, &group,
                 ))
             } else if pos == 0 {
                 Role::Standby(StandbySide {
@@ -315,8 +411,14 @@ impl Mirror {
                 })
             };
             roles.insert(e.cfg.id, RwLock::new(Arc::new(role)));
+            rejoin.logs.insert(e.cfg.id, log);
         }
         Ok(Mirror {
+            resync: crate::resync::Settings {
+                rate: std::sync::atomic::AtomicU64::new(group.rejoin.rate),
+                hold_ms: group.rejoin.hold_ms.max(10),
+            },
+            rejoin,
             group,
             state_dir: state_dir.to_path_buf(),
             roles,
@@ -547,15 +649,65 @@ impl Mirror {
                     }
                     ps.drain(&mut c, self, now);
                     let stepping = c.stepping_down.is_some();
+                    let live = c.p.live();
+                    let closed = c.closed;
                     drop(c);
                     if stepping {
                         self.finish_step_down(ps, now);
+                    } else if !closed {
+                        // a listed secondary linked but out (refused, failed, resync failed):
+                        // ask it again every few seconds
+                        for m in &ps.secondaries {
+                            let due = lock(&ps.asked).get(m).is_none_or(|t| now.since(*t) >= 3000);
+                            if due && !live.contains(*m) && !lock(&ps.resyncs).contains_key(m) {
+                                if let Some(l) = lock(&self.links).get(m).cloned() {
+                                    ps.add(self, *m, &l, now);
+                                }
+                            }
+                        }
+                    }
+                }
+                Role::Standby(sb) => {
+                    if sb.clean_at.is_none() && self.probe_due(sb.export, now) {
+                        self.negotiate(sb.export, sb.epoch, &sb.others, now);
                     }
                 }
                 Role::Secondary(ss) => {
-                    let joined = lock(&ss.core)
+                    let (joined, in_step, out) = lock(&ss.core)
                         .as_ref()
-                        .is_some_and(|sc| sc.leader.is_some() && !sc.closed);
+                        .map(|sc| {
+                            let j = sc.leader.is_some() && !sc.closed;
+                            (j, j && sc.s.backlog() == 0, Some(sc.out.clone()))
+                        })
+                        .unwrap_or((false, false, None));
+                    if lock(&self.rejoin.take_over).contains(&ss.export) {
+                        if self.promote(ss, now, "the primary handed the role back") {
+                            lock(&self.rejoin.take_over).remove(&ss.export);
+                        }
+                        continue;
+                    }
+                    if !joined {
+                        let incoming = lock(&self.rejoin.incoming).contains_key(&ss.export);
+                        if !incoming && self.probe_due(ss.export, now) {
+                            self.negotiate(ss.export, Epoch(0), &ss.others, now);
+                        }
+                    }
+                    // the listed primary, in step again after a resync: ask for the role back
+                    if in_step && self.rejoin.position.get(&ss.export) == Some(&0) {
+                        let mut asked = lock(&self.rejoin.asked_back);
+                        if asked.get(&ss.export).is_none_or(|t| now.since(*t) >= 2000) {
+                            asked.insert(ss.export, now);
+                            drop(asked);
+                            if let Some(o) = &out {
+                                let _ = o.try_send(
+                                    PeerMsg::Handoff {
+                                        export: ss.export.0,
+                                    }
+                                    .to_frame(),
+                                );
+                            }
+                        }
+                    }
                     let w = self.watch(ss.primary);
                     let cfg = &self.group.failover;
                     // first in line: every secondary listed before us is gone as well
@@ -594,7 +746,31 @@ impl Mirror {
                         }
                     }
                 }
-                Role::Standby(_) => {}
+            }
+        }
+    }
+
+    fn probe_due(&self, export: ExportId, now: Millis) -> bool {
+        let mut p = lock(&self.rejoin.probed_at);
+        let due = p.get(&export).is_none_or(|t| now.since(*t) >= 1000);
+        if due {
+            p.insert(export, now);
+        }
+        due
+    }
+
+    /// The primary stood down for us: take over at the next tick.
+    pub fn take_over_asked(&self, export: ExportId, from: MemberId, now: Millis) {
+        if let Some(role) = self.role(export) {
+            if let Role::Secondary(ss) = &*role {
+                if ss.primary == from {
+                    lock(&self.rejoin.take_over).insert(export);
+                    self.event(
+                        now,
+                        export,
+                        format!("{} stood down for us: taking the role back", self.group.name_of(from)),
+                    );
+                }
             }
         }
     }
@@ -674,6 +850,9 @@ impl Mirror {
     /// asks every linked listed member to join.
     fn install_primary(&self, ps: PrimarySide, now: Millis, what: String) {
         let export = ps.export;
+        if let Some(log) = self.log(export) {
+            log.start(ps.history, ps.chain_base.0);
+        }
         self.set_role(export, Role::Primary(ps));
         self.event(now, export, what);
         if let Some(v) = &self.group.vip {
@@ -752,25 +931,527 @@ impl Mirror {
                 }
             }
             Role::Standby(sb) => {
-                let epoch = self
-                    .next_epoch(export, sb.epoch)
-                    .map_err(|e| e.to_string())?;
-                let ps = PrimarySide::new(
+                if !self.complete(export) {
+                    return Err(
+                        "this mirror is incomplete (an interrupted resync or a host crash); \
+                         promote the member that has the data"
+                            .into(),
+                    );
+                }
+                self.start_primary(export, sb.epoch, sb.others.clone(), now, "promoted by the operator")
+            }
+        }
+    }
+
+    /// Starts a new stream from this member's own mirror (a standby or a secondary that
+    /// never joined): it continues from the last update its change log shows, so members of
+    /// that stream can rejoin with a partial resync.
+    fn start_primary(
+        &self,
+        export: ExportId,
+        seen: Epoch,
+        others: Vec<MemberId>,
+        now: Millis,
+        why: &str,
+    ) -> Result<String, String> {
+        let epoch = self.next_epoch(export, seen).map_err(|e| e.to_string())?;
+        let (prev, base) = self.last_logged(export);
+        let ps = PrimarySide::new(
+            export,
+            others,
+            u64::from_be_bytes(random_bytes()),
+            prev,
+            false,
+            epoch,
+            SeqNo(base),
+            &self.group,
+        );
+        self.install_primary(
+            ps,
+            now,
+            format!("{why}: primary in epoch {} from update {base}", epoch.0),
+        );
+        Ok("promoted".into())
+    }
+
+    /// The stream and update this member's change log ends with ((0, 0): none).
+    fn last_logged(&self, export: ExportId) -> (u64, u64) {
+        let entries = self
+            .log(export)
+            .and_then(|l| l.entries().ok())
+            .unwrap_or_default();
+        rules::position(&entries, 0)
+            .map(|(h, s, _)| (h, s))
+            .unwrap_or((0, 0))
+    }
+
+    /// The change log of an export.
+    pub fn log(&self, export: ExportId) -> Option<&ChangeLog> {
+        self.rejoin.logs.get(&export)
+    }
+
+    /// The mirror of `export` is complete: no resync into it was interrupted, and its host
+    /// did not go down under it.
+    pub fn complete(&self, export: ExportId) -> bool {
+        !self.rejoin.damaged.contains(&export)
+            && !crate::resync::has_marker(&self.state_dir, export)
+    }
+
+    /// What this member needs before it can follow a primary of `export` again.
+    pub fn want(&self, export: ExportId) -> Want {
+        if !self.complete(export) {
+            return Want::Full;
+        }
+        let entries = self
+            .log(export)
+            .and_then(|l| l.entries().ok())
+            .unwrap_or_default();
+        match rules::position(&entries, WINDOW) {
+            Some((history, from, ids)) if ids.len() <= ftnfs_wire::peer::MAX_WANT_IDS as usize => {
+                Want::Partial {
+                    history,
+                    from,
+                    ids: ids.into_iter().collect(),
+                }
+            }
+            _ => Want::Full,
+        }
+    }
+
+    /// The primary `from` sent a resync's first message: accept it when this member is not
+    /// following anyone (a standby, or a secondary that did not join) and the epoch is
+    /// current. Starts the applying thread.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync_begin(
+        &self,
+        server: &Arc<Server>,
+        from: MemberId,
+        export: ExportId,
+        epoch: u64,
+        full: bool,
+        out: Link,
+        now: Millis,
+    ) -> Result<(), String> {
+        let role = self.role(export).ok_or("export not mirrored here")?;
+        match &*role {
+            Role::Primary(_) => return Err("this member is primary".into()),
+            Role::Secondary(ss) => {
+                let mut c = lock(&ss.core);
+                if c.as_ref().is_some_and(|sc| sc.leader.is_some() && !sc.closed) {
+                    return Err("this member follows a primary".into());
+                }
+                *c = None; // the mirror is about to change under any old position
+            }
+            Role::Standby(sb) if sb.clean_at.is_some() && epoch <= sb.epoch.0 => {
+                return Err("standing by after a step-down in this epoch".into())
+            }
+            Role::Standby(_) => {}
+        }
+        let known = read_epoch(&self.state_dir, export);
+        if epoch < known {
+            return Err(format!("epoch {epoch} is older than epoch {known} known here"));
+        }
+        if epoch > known {
+            write_epoch(&self.state_dir, export, epoch).map_err(|e| e.to_string())?;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let at = Arc::new(Mutex::new(None));
+        let progress = Progress::new(
+            self.group.name_of(from).to_string(),
+            full,
+            if full { "full copy".into() } else { "partial".into() },
+        );
+        let busy = self
+            .rejoin
+            .apply_busy
+            .get(&export)
+            .cloned()
+            .ok_or("export not mirrored here")?;
+        lock(&self.rejoin.incoming).insert(
+            export,
+            Incoming {
+                tx,
+                from,
+                at: at.clone(),
+                progress: progress.clone(),
+            },
+        );
+        self.event(
+            now,
+            export,
+            format!(
+                "resync from {} started ({}): this mirror is incomplete until it ends",
+                self.group.name_of(from),
+                if full { "full copy" } else { "partial" }
+            ),
+        );
+        let server = server.clone();
+        std::thread::Builder::new()
+            .name("ftnfs-resync-in".into())
+            .stack_size(16 << 20)
+            .spawn(move || {
+                crate::resync::receive(server, export, full, rx, out, at, progress, busy)
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Where a resync message from `from` for `export` goes.
+    pub fn sync_tx(
+        &self,
+        export: ExportId,
+        from: MemberId,
+    ) -> Option<tokio::sync::mpsc::Sender<PeerMsg>> {
+        lock(&self.rejoin.incoming)
+            .get(&export)
+            .filter(|i| i.from == from)
+            .map(|i| i.tx.clone())
+    }
+
+    /// The link from `from` is gone: its resyncs into this mirror end (they restart, in full,
+    /// when it asks again).
+    pub fn sync_end(&self, from: MemberId) {
+        lock(&self.rejoin.incoming).retain(|_, i| i.from != from);
+    }
+
+    /// A Join that follows a finished resync: the mirror is exactly the primary's at `base`
+    /// of `history`, so this member becomes its secondary from there. `None`: not such a Join.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join_after_resync(
+        &self,
+        from: MemberId,
+        export: ExportId,
+        epoch: u64,
+        base: u64,
+        history: u64,
+        out: Link,
+        now: Millis,
+    ) -> Option<PeerMsg> {
+        {
+            let inc = lock(&self.rejoin.incoming);
+            let i = inc.get(&export)?;
+            let at = *lock(&i.at);
+            if i.from != from || at != Some((history, base)) {
+                return None;
+            }
+        }
+        let reply = |ok: bool, reason: String| PeerMsg::JoinReply {
+            export: export.0,
+            ok,
+            reason,
+            want: Want::Nothing,
+        };
+        let role = self.role(export)?;
+        let others = match &*role {
+            Role::Primary(_) => return None,
+            Role::Secondary(ss) => ss.others.clone(),
+            Role::Standby(sb) => sb.others.clone(),
+        };
+        if let Err(e) = crate::resync::clear_marker(&self.state_dir, export) {
+            return Some(reply(false, format!("cannot clear the resync marker: {e}")));
+        }
+        if let Some(i) = lock(&self.rejoin.incoming).remove(&export) {
+            i.progress.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(log) = self.log(export) {
+            log.start(history, base);
+        }
+        self.set_role(
+            export,
+            Role::Secondary(SecondarySide {
+                export,
+                primary: from,
+                ahead: Vec::new(),
+                others,
+                core: Mutex::new(Some(SecondaryCore {
+                    s: Secondary::new(export, Epoch(epoch), SeqNo(base), WINDOW),
+                    history,
+                    out,
+                    pristine: false,
+                    closed: false,
+                    leader: Some(from),
+                })),
+            }),
+        );
+        self.event(
+            now,
+            export,
+            format!(
+                "resync done: in step with {} at update {base}; secondary again",
+                self.group.name_of(from)
+            ),
+        );
+        Some(reply(true, String::new()))
+    }
+
+    /// The primary side: member `from` refused to join and needs `want`: starts its resync
+    /// (one at a time per member).
+    fn start_resync(
+        &self,
+        server: &Arc<Server>,
+        ps: &PrimarySide,
+        from: MemberId,
+        want: Want,
+        now: Millis,
+    ) {
+        if lock(&ps.resyncs).contains_key(&from) {
+            return;
+        }
+        let since = ps.released();
+        let plan = match want {
+            Want::Nothing => return,
+            Want::Full => Plan::Full("its mirror's state is unknown".into()),
+            Want::Partial { history, from: f, ids } => {
+                let entries = self
+                    .log(ps.export)
+                    .and_then(|l| l.entries().ok())
+                    .unwrap_or_default();
+                rules::plan(
+                    &entries,
+                    Stream {
+                        history: ps.history,
+                        prev: ps.prev_history,
+                        base: ps.chain_base.0,
+                    },
+                    history,
+                    f,
+                    &ids,
+                    WINDOW,
+                )
+            }
+        };
+        let Some(link) = lock(&self.links).get(&from).cloned() else {
+            return;
+        };
+        let name = self.group.name_of(from).to_string();
+        let (full, why) = match &plan {
+            Plan::Full(why) => (true, format!("full copy: {why}")),
+            Plan::Partial(ids) => (false, format!("partial: {} objects touched", ids.len())),
+        };
+        let progress = Progress::new(name.clone(), full, why.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        lock(&ps.resyncs).insert(from, (tx, progress.clone()));
+        self.event(now, ps.export, format!("resync of {name} started ({why})"));
+        let server2 = server.clone();
+        let (export, history) = (ps.export, ps.history);
+        let spawned = std::thread::Builder::new()
+            .name("ftnfs-resync-out".into())
+            .spawn(move || {
+                let r = crate::resync::send(
+                    server2.clone(),
                     export,
-                    sb.others.clone(),
-                    u64::from_be_bytes(random_bytes()),
-                    0,
-                    false,
-                    epoch,
-                    SeqNo(0),
-                    &self.group,
+                    history,
+                    from,
+                    link,
+                    plan,
+                    since,
+                    rx,
+                    progress.clone(),
                 );
-                self.install_primary(
-                    ps,
+                progress.done.store(true, std::sync::atomic::Ordering::Relaxed);
+                let m = &server2.mirror;
+                if let Some(role) = m.role(export) {
+                    if let Role::Primary(ps) = &*role {
+                        lock(&ps.resyncs).remove(&from);
+                        let mut f = lock(&ps.finished);
+                        if f.len() >= 8 {
+                            f.pop_front();
+                        }
+                        f.push_back(progress.clone());
+                    }
+                }
+                let what = match r {
+                    Ok(s) => format!("resync of {name} done: {s}"),
+                    Err(e) => {
+                        progress.phase(format!("failed: {e}"));
+                        format!("resync of {name} failed: {e}; it will be tried again")
+                    }
+                };
+                m.event(server2.now(), export, what);
+            });
+        if let Err(e) = spawned {
+            lock(&ps.resyncs).remove(&from);
+            self.event(now, ps.export, format!("cannot start a resync thread: {e}"));
+        }
+    }
+
+    /// `ftnfsctl resync`: progress of every resync, and the rate (MiB/s, 0: no limit) when
+    /// `rate` is given.
+    pub fn resync_status(&self, rate_mb: Option<u64>) -> Value {
+        if let Some(r) = rate_mb {
+            self.resync
+                .rate
+                .store(r << 20, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut out = Vec::new();
+        for role in self.roles() {
+            if let Role::Primary(ps) = &*role {
+                for (_, p) in lock(&ps.resyncs).values() {
+                    out.push(json!({"export": ps.export.0, "direction": "out", "progress": p.json()}));
+                }
+                for p in lock(&ps.finished).iter() {
+                    out.push(json!({"export": ps.export.0, "direction": "out", "progress": p.json()}));
+                }
+            }
+        }
+        for (e, i) in lock(&self.rejoin.incoming).iter() {
+            out.push(json!({"export": e.0, "direction": "in", "progress": i.progress.json()}));
+        }
+        json!({
+            "rate_mib_per_s": self.resync.rate.load(std::sync::atomic::Ordering::Relaxed) >> 20,
+            "hold_ms": self.resync.hold_ms,
+            "resyncs": out,
+        })
+    }
+
+    /// `ftnfsctl resync start`: asks every listed secondary that is linked but out to join
+    /// now (a resync follows if it needs one).
+    pub fn resync_start(&self, export: Option<ExportId>, now: Millis) -> Value {
+        let mut asked = Vec::new();
+        for role in self.roles() {
+            if let Role::Primary(ps) = &*role {
+                if export.is_some_and(|e| e != ps.export) {
+                    continue;
+                }
+                let live = lock(&ps.core).p.live();
+                for m in &ps.secondaries {
+                    if live.contains(*m) || lock(&ps.resyncs).contains_key(m) {
+                        continue;
+                    }
+                    if let Some(l) = lock(&self.links).get(m).cloned() {
+                        ps.add(self, *m, &l, now);
+                        asked.push(json!({"export": ps.export.0, "member": self.group.name_of(*m)}));
+                    }
+                }
+            }
+        }
+        json!({"asked": asked})
+    }
+
+    /// What this member answers a `Probe`.
+    pub fn probe_reply(&self, export: ExportId) -> PeerMsg {
+        let state = match self.role(export).as_deref() {
+            Some(Role::Primary(_)) => 1,
+            Some(Role::Secondary(ss)) => {
+                if lock(&ss.core).as_ref().is_some_and(|sc| sc.leader.is_some() && !sc.closed) {
+                    2
+                } else {
+                    3
+                }
+            }
+            _ => 4,
+        };
+        let (history, seq) = self.last_logged(export);
+        PeerMsg::ProbeReply {
+            export: export.0,
+            state,
+            epoch: read_epoch(&self.state_dir, export),
+            complete: self.complete(export),
+            history,
+            seq,
+        }
+    }
+
+    /// The other member's answer to our `Probe`.
+    fn probed(&self, from: MemberId, msg: &PeerMsg, now: Millis) {
+        if let PeerMsg::ProbeReply {
+            export,
+            state,
+            epoch,
+            complete,
+            history,
+            seq,
+        } = msg
+        {
+            let p = if matches!(state, 1 | 2) {
+                Peer::Primary
+            } else {
+                Peer::Member(Candidate {
+                    complete: *complete,
+                    epoch: *epoch,
+                    history: *history,
+                    seq: *seq,
+                    position: self.position_of(ExportId(*export), from),
+                })
+            };
+            lock(&self.rejoin.probes).insert((ExportId(*export), from), (now, p));
+        }
+    }
+
+    fn position_of(&self, export: ExportId, m: MemberId) -> usize {
+        // members are listed in the order of their `others` after our own place
+        let me = self.rejoin.position.get(&export).copied().unwrap_or(0);
+        let others = match self.role(export).as_deref() {
+            Some(Role::Secondary(ss)) => ss.others.clone(),
+            Some(Role::Standby(sb)) => sb.others.clone(),
+            Some(Role::Primary(ps)) => ps.secondaries.clone(),
+            None => Vec::new(),
+        };
+        let i = others.iter().position(|o| *o == m).unwrap_or(usize::MAX - 1);
+        if i < me {
+            i
+        } else {
+            i + 1
+        }
+    }
+
+    /// Startup negotiation for an export nobody here follows (tick, about once a second).
+    fn negotiate(&self, export: ExportId, seen: Epoch, others: &[MemberId], now: Millis) {
+        let started = *lock(&self.rejoin.started).get_or_insert(now);
+        for m in others {
+            if let Some(l) = lock(&self.links).get(m) {
+                let _ = l.try_send(PeerMsg::Probe { export: export.0 }.to_frame());
+            }
+        }
+        if now.since(started) < 2000 {
+            return; // give the group time to link up
+        }
+        let fresh = |t: Millis| now.since(t) <= 3000;
+        let probes = lock(&self.rejoin.probes).clone();
+        let view: Vec<(String, Peer)> = others
+            .iter()
+            .map(|m| {
+                let p = match probes.get(&(export, *m)) {
+                    Some((t, p)) if fresh(*t) && lock(&self.links).contains_key(m) => *p,
+                    _ if self.watch(*m).refused_at.is_some_and(fresh) => Peer::Down,
+                    _ => Peer::Unknown,
+                };
+                (self.group.name_of(*m).to_string(), p)
+            })
+            .collect();
+        let (history, seq) = self.last_logged(export);
+        let me = Candidate {
+            complete: self.complete(export),
+            epoch: seen.0.max(read_epoch(&self.state_dir, export)),
+            history,
+            seq,
+            position: self.rejoin.position.get(&export).copied().unwrap_or(0),
+        };
+        let verdict = rules::startup(&me, &view).and_then(|()| {
+            if self.group.rejoin.manual_start {
+                Err("--manual-start: waiting for ftnfsctl promote".into())
+            } else {
+                Ok(())
+            }
+        });
+        match verdict {
+            Ok(()) => {
+                let _ = self.start_primary(
+                    export,
+                    seen,
+                    others.to_vec(),
                     now,
-                    format!("promoted by the operator in epoch {}", epoch.0),
+                    "no primary, every other member heard and none newer",
                 );
-                Ok("promoted".into())
+            }
+            Err(why) => {
+                let mut n = lock(&self.rejoin.negotiated);
+                let last = n.get(&export).cloned();
+                if last.as_ref().is_none_or(|(t, w)| *w != why || now.since(*t) > 30_000) {
+                    n.insert(export, (now, why.clone()));
+                    drop(n);
+                    self.event(now, export, format!("not starting as primary: {why}"));
+                }
             }
         }
     }
@@ -804,7 +1485,18 @@ impl Mirror {
             (c.p.epoch(), (ps.history, c.p.last_seq()), why)
         };
         let what = format!("stood down at update {}: {why}", at.1 .0);
+        let to = lock(&ps.handoff_to).take();
         self.stand_by(ps, epoch, why, Some(at), now, what);
+        if let Some(to) = to {
+            if let Some(l) = lock(&self.links).get(&to) {
+                let _ = l.try_send(
+                    PeerMsg::TakeOver {
+                        export: ps.export.0,
+                    }
+                    .to_frame(),
+                );
+            }
+        }
     }
 
     /// A newer epoch exists: this member is no longer primary (never two primaries).
@@ -845,15 +1537,27 @@ impl Mirror {
             export: sb.export.0,
             ok,
             reason,
+            want: Want::Nothing,
         };
-        if sb.clean_at != Some((prev, SeqNo(base))) || epoch <= sb.epoch.0 {
+        if epoch < read_epoch(&self.state_dir, sb.export) {
+            return reply(false, format!("epoch {epoch} is older than the one known here"));
+        }
+        if sb.clean_at != Some((prev, SeqNo(base)))
+            || epoch <= sb.epoch.0
+            || !self.complete(sb.export)
+        {
             let why = format!("standing by ({}); needs resync", sb.why);
             self.event(
                 now,
                 sb.export,
                 format!("refused join of {}: {why}", self.group.name_of(from)),
             );
-            return reply(false, why);
+            return PeerMsg::JoinReply {
+                export: sb.export.0,
+                ok: false,
+                reason: why,
+                want: self.want(sb.export),
+            };
         }
         if let Err(e) = write_epoch(&self.state_dir, sb.export, epoch) {
             return reply(false, format!("cannot persist epoch: {e}"));
@@ -892,16 +1596,29 @@ impl Mirror {
     }
 
     /// A message from the peer `from` on the link we dialed (we are its primary).
-    pub fn on_primary_link_msg(&self, from: MemberId, msg: PeerMsg, now: Millis) {
+    pub fn on_primary_link_msg(
+        &self,
+        server: &Arc<Server>,
+        from: MemberId,
+        msg: PeerMsg,
+        now: Millis,
+    ) {
         self.heard(from, now);
         if let PeerMsg::WitnessSeen { about, ms_ago } = &msg {
             self.witness_says(about, *ms_ago, now);
+            return;
+        }
+        if let PeerMsg::ProbeReply { .. } = &msg {
+            self.probed(from, &msg, now);
             return;
         }
         let export = match &msg {
             PeerMsg::Ack { export, .. }
             | PeerMsg::Refuse { export, .. }
             | PeerMsg::JoinReply { export, .. }
+            | PeerMsg::SyncNeed { export, .. }
+            | PeerMsg::SyncRoundDone { export, .. }
+            | PeerMsg::Handoff { export }
             | PeerMsg::Heartbeat { export, .. } => ExportId(*export),
             other => {
                 tracing::warn!(
@@ -917,6 +1634,62 @@ impl Mirror {
         let Role::Primary(ps) = &*role else {
             return;
         };
+        match msg {
+            PeerMsg::SyncNeed { needs, .. } => {
+                if let Some((tx, _)) = lock(&ps.resyncs).get(&from) {
+                    let _ = tx.send(Reply::Need(needs));
+                }
+                return;
+            }
+            PeerMsg::SyncRoundDone {
+                round, ok, reason, ..
+            } => {
+                if let Some((tx, _)) = lock(&ps.resyncs).get(&from) {
+                    let _ = tx.send(Reply::Done { round, ok, reason });
+                }
+                return;
+            }
+            PeerMsg::Handoff { .. } => {
+                let live = lock(&ps.core).p.live().contains(from);
+                let mut h = lock(&ps.handoff_to);
+                if live && h.is_none() {
+                    *h = Some(from);
+                    drop(h);
+                    self.demote(
+                        export,
+                        now,
+                        format!(
+                            "giving the role back to the listed primary {}",
+                            self.group.name_of(from)
+                        ),
+                    );
+                }
+                return;
+            }
+            PeerMsg::JoinReply {
+                ok: false,
+                ref reason,
+                ref want,
+                ..
+            } if *want != Want::Nothing => {
+                self.event(
+                    now,
+                    export,
+                    format!(
+                        "{} refused to join as secondary: {reason}",
+                        self.group.name_of(from)
+                    ),
+                );
+                {
+                    let mut c = lock(&ps.core);
+                    c.p.member_lost(from);
+                    ps.drain(&mut c, self, now);
+                }
+                self.start_resync(server, ps, from, want.clone(), now);
+                return;
+            }
+            _ => {}
+        }
         let mut c = lock(&ps.core);
         match msg {
             PeerMsg::Ack {
@@ -1040,6 +1813,12 @@ impl Mirror {
                 "linked": lock(&self.links).contains_key(&p.id),
             })).collect::<Vec<_>>(),
             "exports": out,
+            "changelog": self.rejoin.logs.iter().map(|(e, l)| {
+                let (bytes, appended) = l.size();
+                json!({"export": e.0, "bytes": bytes, "records_since_start": appended,
+                       "complete": self.complete(*e)})
+            }).collect::<Vec<_>>(),
+            "resync": self.resync_status(None),
             "events": events,
         })
     }
@@ -1063,6 +1842,13 @@ impl PrimarySide {
             history,
             prev_history,
             pristine_at_start,
+            chain_base: base,
+            held: Mutex::new(false),
+            unheld: Condvar::new(),
+            resyncs: Mutex::new(HashMap::new()),
+            finished: Mutex::new(VecDeque::new()),
+            asked: Mutex::new(HashMap::new()),
+            handoff_to: Mutex::new(None),
             core: Mutex::new(PrimaryCore {
                 p: Primary::new(
                     export,
@@ -1082,7 +1868,41 @@ impl PrimarySide {
         }
     }
 
+    /// Holds (or releases) clients' writes: while held, `submit` waits before numbering.
+    pub fn hold(&self, on: bool) {
+        *lock(&self.held) = on;
+        if !on {
+            self.unheld.notify_all();
+        }
+    }
+
+    /// Updates numbered and not yet released.
+    pub fn pending(&self) -> usize {
+        lock(&self.core).p.pending()
+    }
+
+    /// Every update up to here is released (executed here and on every live secondary).
+    pub fn released(&self) -> SeqNo {
+        lock(&self.core).p.released_watermark()
+    }
+
+    /// The epoch this primary leads.
+    pub fn epoch(&self) -> Epoch {
+        lock(&self.core).p.epoch()
+    }
+
+    /// The last pass of a resync of `member` is applied (writes held, nothing in flight):
+    /// asks it to join at the current update. `true` if the Join went out.
+    pub fn join_resynced(&self, m: &Mirror, member: MemberId, now: Millis) -> bool {
+        let Some(link) = lock(&m.links).get(&member).cloned() else {
+            return false;
+        };
+        self.add(m, member, &link, now);
+        lock(&self.core).p.live().contains(member)
+    }
+
     fn add(&self, m: &Mirror, peer: MemberId, link: &Link, now: Millis) {
+        lock(&self.asked).insert(peer, now);
         let mut c = lock(&self.core);
         // The Join goes on the link before any update sent by add_member.
         let base = c.p.released_watermark();
@@ -1120,6 +1940,15 @@ impl PrimarySide {
         payload: Arc<UpdatePayload>,
         now: Millis,
     ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
+        {
+            // the last pass of a resync: wait (bounded by its hold limit, plus a margin)
+            let limit = std::time::Duration::from_millis(m.resync.hold_ms + 1000);
+            let held = lock(&self.held);
+            let (_g, _) = self
+                .unheld
+                .wait_timeout_while(held, limit, |h| *h)
+                .unwrap_or_else(|p| p.into_inner());
+        }
         let mut c = lock(&self.core);
         if c.closed {
             return Err(Busy);
@@ -1217,6 +2046,7 @@ impl SecondarySide {
             export: self.export.0,
             ok,
             reason,
+            want: Want::Nothing,
         };
         let known = read_epoch(&m.state_dir, self.export);
         if epoch < known {
@@ -1226,7 +2056,12 @@ impl SecondarySide {
             );
         }
         let mut c = lock(&self.core);
-        if from != self.primary && !(prev != 0 && matches!(&*c, Some(sc) if sc.history == prev)) {
+        // Only the listed primary leads the first epoch; any later one was won by a takeover
+        // (and older epochs are refused above).
+        if from != self.primary
+            && epoch <= 1
+            && !(prev != 0 && matches!(&*c, Some(sc) if sc.history == prev))
+        {
             return reply(
                 false,
                 format!(
@@ -1236,6 +2071,9 @@ impl SecondarySide {
             );
         }
         let accept = match &*c {
+            _ if !m.complete(self.export) => {
+                Err("this mirror is incomplete (an interrupted resync or a host crash); needs resync".into())
+            }
             // a takeover: the new primary was our fellow secondary in the same stream, and we
             // stand exactly where it starts
             Some(sc) if prev != 0 && sc.history == prev => {
@@ -1281,6 +2119,9 @@ impl SecondarySide {
                     sc.leader = Some(from);
                 } else {
                     let pristine = c.as_ref().is_none_or(|sc| sc.pristine);
+                    if let Some(log) = m.log(self.export) {
+                        log.start(history, base);
+                    }
                     *c = Some(SecondaryCore {
                         s: Secondary::new(self.export, Epoch(epoch), SeqNo(base), WINDOW),
                         history,
@@ -1308,7 +2149,12 @@ impl SecondarySide {
                     self.export,
                     format!("refused join of {}: {why}", m.group.name_of(from)),
                 );
-                reply(false, why)
+                PeerMsg::JoinReply {
+                    export: self.export.0,
+                    ok: false,
+                    reason: why,
+                    want: m.want(self.export),
+                }
             }
         }
     }
@@ -1367,8 +2213,9 @@ impl SecondarySide {
                 SecondaryEffect::Apply(u) => {
                     let server = server.clone();
                     let export = self.export;
+                    let history = sc.history;
                     tokio::runtime::Handle::current().spawn_blocking(move || {
-                        let status = server.apply_update(export, &u.payload);
+                        let status = server.apply_update(export, &u.payload, (history, u.seq));
                         if let Some(role) = server.mirror.role(export) {
                             if let Role::Secondary(ss) = &*role {
                                 ss.applied(&server, u.seq, status);

@@ -214,7 +214,7 @@ async fn dial_once(
     m.link_up(id, link, server.now());
     let r = loop {
         match rd.next().await {
-            Ok(msg) => m.on_primary_link_msg(id, msg, server.now()),
+            Ok(msg) => m.on_primary_link_msg(server, id, msg, server.now()),
             Err(e) => break e,
         }
     };
@@ -268,6 +268,19 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
         .ok_or_else(|| PeerError::Refused(format!("{name} is not a configured peer")))?;
     tracing::info!(peer = name, "peer link up (we receive)");
     let out = spawn_writer(wr);
+    let r = inbound_loop(server, &mut rd, from, &name, out).await;
+    m.sync_end(from);
+    r
+}
+
+async fn inbound_loop(
+    server: &Arc<Server>,
+    rd: &mut Reader,
+    from: MemberId,
+    name: &str,
+    out: crate::mirror::Link,
+) -> Result<(), PeerError> {
+    let m = &server.mirror;
     loop {
         let msg = rd.next().await?;
         m.heard(from, server.now());
@@ -280,6 +293,18 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
                 pristine,
                 prev,
             } => {
+                if let Some(reply) = m.join_after_resync(
+                    from,
+                    ExportId(export),
+                    epoch,
+                    base,
+                    history,
+                    out.clone(),
+                    server.now(),
+                ) {
+                    let _ = out.try_send(reply.to_frame());
+                    continue;
+                }
                 let role = m.role(ExportId(export));
                 let reply = match (role.as_deref(), server.export(ExportId(export))) {
                     (Some(Role::Secondary(ss)), Some(ex)) => ss.on_join(
@@ -317,6 +342,7 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
                             export,
                             ok: false,
                             reason: "was primary; stepped down; needs resync".into(),
+                            want: m.want(ExportId(export)),
                         }
                     }
                     _ => PeerMsg::JoinReply {
@@ -326,6 +352,7 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
                             "{} is not a secondary of export {export} (or needs resync)",
                             m.group.me
                         ),
+                        want: ftnfs_wire::peer::Want::Nothing,
                     },
                 };
                 let _ = out.try_send(reply.to_frame());
@@ -378,6 +405,54 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
                         );
                     }
                 }
+            }
+            PeerMsg::SyncBegin {
+                export,
+                epoch,
+                full,
+            } => {
+                if let Err(why) = m.sync_begin(
+                    server,
+                    from,
+                    ExportId(export),
+                    epoch,
+                    full,
+                    out.clone(),
+                    server.now(),
+                ) {
+                    m.event(
+                        server.now(),
+                        ExportId(export),
+                        format!("refused a resync from {name}: {why}"),
+                    );
+                    let _ = out.try_send(
+                        PeerMsg::SyncRoundDone {
+                            export,
+                            round: 0,
+                            ok: false,
+                            reason: why,
+                        }
+                        .to_frame(),
+                    );
+                }
+            }
+            msg @ (PeerMsg::SyncObject { .. } | PeerMsg::SyncRoundEnd { .. }) => {
+                let export = match &msg {
+                    PeerMsg::SyncObject { export, .. } | PeerMsg::SyncRoundEnd { export, .. } => {
+                        ExportId(*export)
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                // waits while the applying thread is behind: the survivor slows down
+                if let Some(tx) = m.sync_tx(export, from) {
+                    let _ = tx.send(msg).await;
+                }
+            }
+            PeerMsg::TakeOver { export } => {
+                m.take_over_asked(ExportId(export), from, server.now());
+            }
+            PeerMsg::Probe { export } => {
+                let _ = out.try_send(m.probe_reply(ExportId(export)).to_frame());
             }
             other => {
                 return Err(PeerError::Refused(format!(

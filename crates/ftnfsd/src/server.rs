@@ -299,6 +299,14 @@ impl Server {
                 return None;
             }
         };
+        // in the change log before it executes (it waits for Run below)
+        if let Some(log) = self.mirror.log(fh.export) {
+            log.update(
+                ps.history,
+                seq.0,
+                &touched_ids(a, new_id.map(|(f, _)| f.0)),
+            );
+        }
         match rx.recv_timeout(MAX_RUN_WAIT) {
             Ok(Signal::Run) => {}
             Ok(Signal::Drop) => return None,
@@ -345,7 +353,7 @@ impl Server {
 
     /// Applies an update the primary sent (we are a secondary of its export): executes it
     /// with the primary's decisions, records the reply in the DRC, returns its NFS status.
-    pub fn apply_update(&self, export: ExportId, p: &UpdatePayload) -> u32 {
+    pub fn apply_update(&self, export: ExportId, p: &UpdatePayload, at: (u64, SeqNo)) -> u32 {
         let ip = match p.origin.ip.len() {
             4 => {
                 let mut b = [0u8; 4];
@@ -364,6 +372,9 @@ impl Server {
             tracing::error!(export = export.0, "undecodable update from the primary");
             return u32::MAX - 1;
         };
+        if let Some(log) = self.mirror.log(export) {
+            log.update(at.0, at.1 .0, &touched_ids(&a, p.new_id.map(|(f, _)| f)));
+        }
         let cred = if p.origin.anonymous {
             Cred::anonymous(&Default::default())
         } else {
@@ -582,6 +593,30 @@ fn touch_of(a: &Args) -> Touch {
             barrier: true,
         },
     }
+}
+
+/// The file ids an update touches, for the change log: every object and directory its
+/// arguments name, and the object it creates. (A removed or renamed entry is covered by its
+/// directory: a resync sends that directory's entries.)
+pub fn touched_ids(a: &Args, new_id: Option<u64>) -> Vec<u64> {
+    let file = |fh: &NfsFh3| FileHandle::decode(&fh.0).map(|h| h.file.0).ok();
+    let mut out: Vec<u64> = match a {
+        Args::Write { file: f, .. }
+        | Args::Read { file: f, .. }
+        | Args::SetAttr { obj: f, .. }
+        | Args::Commit { file: f, .. } => file(f).into_iter().collect(),
+        Args::Create { where_, .. }
+        | Args::Mkdir { where_, .. }
+        | Args::Symlink { where_, .. }
+        | Args::Mknod { where_, .. }
+        | Args::Remove(where_)
+        | Args::Rmdir(where_) => file(&where_.dir).into_iter().collect(),
+        Args::Rename { from, to } => file(&from.dir).into_iter().chain(file(&to.dir)).collect(),
+        Args::Link { file: f, link } => file(f).into_iter().chain(file(&link.dir)).collect(),
+        _ => Vec::new(),
+    };
+    out.extend(new_id);
+    out
 }
 
 /// The NFS status of an accepted reply (the first word after the RPC reply header), or

@@ -88,6 +88,8 @@ pub struct IdTable {
     db: Database,
     gen: Generation,
     next: AtomicU64,
+    /// A resync is writing: commits are not synced one by one; [`IdTable::flush`] syncs them.
+    bulk: std::sync::atomic::AtomicBool,
 }
 
 impl IdTable {
@@ -133,11 +135,62 @@ impl IdTable {
             db,
             gen: Generation(gen),
             next: AtomicU64::new(next),
+            bulk: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Decides the id of an object about to be created (the primary, before it executes and
     /// mirrors a create). An id reserved and never used is simply skipped.
+    fn write(&self) -> Result<redb::WriteTransaction, IdError> {
+        let mut tx = self.db.begin_write()?;
+        if self.bulk.load(Ordering::Relaxed) {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|e| IdError::Io(e.to_string()))?;
+        }
+        Ok(tx)
+    }
+
+    /// Bulk mode (a resync writing into this mirror): commits skip their sync until
+    /// [`flush`](Self::flush). A crash meanwhile loses them, and the resync marker makes the
+    /// next start copy everything again.
+    pub fn set_bulk(&self, on: bool) {
+        self.bulk.store(on, Ordering::Relaxed);
+    }
+
+    /// Makes every commit so far durable.
+    pub fn flush(&self) -> Result<(), IdError> {
+        let tx = self.db.begin_write()?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets every object but the root (a full resync starts from an empty mirror).
+    pub fn clear(&self) -> Result<(), IdError> {
+        let tx = self.write()?;
+        {
+            let mut objects = tx.open_table(OBJECTS)?;
+            let root = objects.get(FileId::ROOT.0)?.map(|v| v.value());
+            objects.retain(|k, _| k == FileId::ROOT.0)?;
+            let mut inodes = tx.open_table(INODES)?;
+            inodes.retain(|_, v| v == FileId::ROOT.0)?;
+            if let Some((_, ino)) = root {
+                inodes.insert(ino, FileId::ROOT.0)?;
+            }
+            tx.open_table(LINKS)?.retain(|_, _| false)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets object `id` and every name recorded for it (the object itself is gone or is
+    /// about to be replaced).
+    pub fn forget(&self, id: FileId) -> Result<(), IdError> {
+        let tx = self.write()?;
+        unlink_in(&tx, id, FileId(0), &[], true)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn reserve(&self) -> FileId {
         FileId(self.next.fetch_add(1, Ordering::Relaxed))
     }
@@ -218,7 +271,7 @@ impl IdTable {
         ino: u64,
         dictated: Option<(FileId, Generation)>,
     ) -> Result<(FileId, Generation), IdError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.write()?;
         let out = {
             let (id, gen) = match dictated {
                 Some(d) => {
@@ -268,7 +321,7 @@ impl IdTable {
                 return Ok(out);
             }
         }
-        let tx = self.db.begin_write()?;
+        let tx = self.write()?;
         let mut out = Vec::with_capacity(entries.len());
         for (name, ino) in entries {
             let known = tx.open_table(INODES)?.get(*ino)?.map(|v| v.value());
@@ -307,7 +360,7 @@ impl IdTable {
 
     /// Adds a name for an existing object (LINK).
     pub fn add_link(&self, id: FileId, parent: FileId, name: &[u8]) -> Result<(), IdError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.write()?;
         tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
         tx.commit()?;
         Ok(())
@@ -321,7 +374,7 @@ impl IdTable {
         name: &[u8],
         last: bool,
     ) -> Result<(), IdError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.write()?;
         unlink_in(&tx, id, parent, name, last)?;
         tx.commit()?;
         Ok(())
@@ -336,7 +389,7 @@ impl IdTable {
         to: (FileId, &[u8]),
         replaced: Option<(FileId, bool)>,
     ) -> Result<(), IdError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.write()?;
         if let Some((victim, last)) = replaced {
             unlink_in(&tx, victim, to.0, to.1, last)?;
         }

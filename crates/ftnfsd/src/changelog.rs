@@ -1,0 +1,239 @@
+//! The change log of one export (DESIGN.md "Recovery"): for every update this member numbers
+//! or applies, the file ids it touched, appended *before* the update executes, so a process
+//! killed at any point has logged whatever it may have changed. A rejoining member's resync
+//! carries exactly the objects these records name (ftnfs_core::mirror::resync).
+//!
+//! Two segment files in the state directory, `export-<id>.log` and `export-<id>.log.old`:
+//! when the current one passes half the cap it becomes the old one (the previous old one is
+//! dropped), so the log never exceeds the cap and always holds the newest updates. A member
+//! whose point is older than the log reaches back gets a full copy instead.
+//!
+//! Records are appended with one `write` each and not synced: they survive a killed process
+//! (the kernel has them). A crash of the host loses the page cache of the mirror itself as
+//! well, which the boot id check in `resync.rs` treats as an unknown state (full copy).
+//!
+//! ```text
+//!  record: tag u8 (1 start, 2 update) ‖ history u64 ‖ seq u64 ‖ n u32 ‖ n × id u64   (LE)
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ftnfs_core::ids::ExportId;
+use ftnfs_core::mirror::resync::LogEntry;
+
+/// Most ids one record keeps (an update names at most a few objects).
+const MAX_IDS: usize = 16;
+
+/// One export's change log.
+pub struct ChangeLog {
+    cur: PathBuf,
+    old: PathBuf,
+    cap: u64,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    file: Option<File>,
+    len: u64,
+    /// Records appended since start (for status).
+    appended: u64,
+}
+
+impl ChangeLog {
+    /// Opens (or creates) the log of `export`, at most `cap` bytes.
+    pub fn open(dir: &Path, export: ExportId, cap: u64) -> std::io::Result<ChangeLog> {
+        let cur = dir.join(format!("export-{}.log", export.0));
+        let old = dir.join(format!("export-{}.log.old", export.0));
+        let file = OpenOptions::new().create(true).append(true).open(&cur)?;
+        let len = file.metadata()?.len();
+        Ok(ChangeLog {
+            cur,
+            old,
+            cap: cap.max(4096),
+            inner: Mutex::new(Inner {
+                file: Some(file),
+                len,
+                appended: 0,
+            }),
+        })
+    }
+
+    fn append(&self, rec: &[u8]) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.len + rec.len() as u64 > self.cap / 2 {
+            g.file = None;
+            let _ = std::fs::rename(&self.cur, &self.old);
+            g.len = 0;
+        }
+        if g.file.is_none() {
+            match OpenOptions::new()
+                .create(true)
+                .append(true)
+                .truncate(false)
+                .open(&self.cur)
+            {
+                Ok(f) => g.file = Some(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "change log: cannot open; a rejoin will need a full copy");
+                    return;
+                }
+            }
+        }
+        if let Some(f) = g.file.as_mut() {
+            if let Err(e) = f.write_all(rec) {
+                tracing::warn!(error = %e, "change log: append failed");
+                // a hole in the log: forget it, so nobody trusts it
+                g.file = None;
+                let _ = std::fs::remove_file(&self.cur);
+                let _ = std::fs::remove_file(&self.old);
+                g.len = 0;
+                return;
+            }
+            g.len += rec.len() as u64;
+            g.appended += 1;
+        }
+    }
+
+    /// From here on, every update of `history` after `base` is logged.
+    pub fn start(&self, history: u64, base: u64) {
+        let mut r = Vec::with_capacity(21);
+        r.push(1);
+        r.extend_from_slice(&history.to_le_bytes());
+        r.extend_from_slice(&base.to_le_bytes());
+        r.extend_from_slice(&0u32.to_le_bytes());
+        self.append(&r);
+    }
+
+    /// Update `seq` of `history` touches `ids` (call before executing it).
+    pub fn update(&self, history: u64, seq: u64, ids: &[u64]) {
+        let ids = &ids[..ids.len().min(MAX_IDS)];
+        let mut r = Vec::with_capacity(21 + 8 * ids.len());
+        r.push(2);
+        r.extend_from_slice(&history.to_le_bytes());
+        r.extend_from_slice(&seq.to_le_bytes());
+        r.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+        for i in ids {
+            r.extend_from_slice(&i.to_le_bytes());
+        }
+        self.append(&r);
+    }
+
+    /// Forgets everything (a full resync into this mirror starts).
+    pub fn clear(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.file = None;
+        let _ = std::fs::remove_file(&self.old);
+        let _ = std::fs::remove_file(&self.cur);
+        g.len = 0;
+    }
+
+    /// Bytes in the log now, and records appended since start.
+    pub fn size(&self) -> (u64, u64) {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let old = std::fs::metadata(&self.old).map(|m| m.len()).unwrap_or(0);
+        (old + g.len, g.appended)
+    }
+
+    /// Every record, oldest first (a torn last record is left out).
+    pub fn entries(&self) -> std::io::Result<Vec<LogEntry>> {
+        // hold the lock so no rotation happens between reading the two segments
+        let _g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for p in [&self.old, &self.cur] {
+            let mut buf = Vec::new();
+            match File::open(p) {
+                Ok(mut f) => {
+                    f.read_to_end(&mut buf)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            parse(&buf, &mut out);
+        }
+        Ok(out)
+    }
+}
+
+fn parse(mut b: &[u8], out: &mut Vec<LogEntry>) {
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    while b.len() >= 21 {
+        let tag = b[0];
+        let history = u64_at(b, 1);
+        let seq = u64_at(b, 9);
+        let n = u32::from_le_bytes(b[17..21].try_into().unwrap_or([0; 4])) as usize;
+        if n > MAX_IDS || b.len() < 21 + 8 * n {
+            return;
+        }
+        match tag {
+            1 => out.push(LogEntry::Start {
+                history,
+                base: seq,
+            }),
+            2 => out.push(LogEntry::Update {
+                history,
+                seq,
+                ids: (0..n).map(|i| u64_at(b, 21 + 8 * i)).collect(),
+            }),
+            _ => return,
+        }
+        b = &b[21 + 8 * n..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_the_cap_drops_the_oldest() {
+        let d = tempfile::tempdir().unwrap();
+        let log = ChangeLog::open(d.path(), ExportId(1), 4096).unwrap();
+        log.start(7, 0);
+        log.update(7, 1, &[10, 11]);
+        assert_eq!(
+            log.entries().unwrap(),
+            vec![
+                LogEntry::Start { history: 7, base: 0 },
+                LogEntry::Update {
+                    history: 7,
+                    seq: 1,
+                    ids: vec![10, 11]
+                }
+            ]
+        );
+        for s in 2..1000 {
+            log.update(7, s, &[s]);
+        }
+        let e = log.entries().unwrap();
+        assert!(log.size().0 <= 4096);
+        assert!(e.len() < 1000 && e.len() > 50);
+        assert_eq!(
+            e.last(),
+            Some(&LogEntry::Update {
+                history: 7,
+                seq: 999,
+                ids: vec![999]
+            })
+        );
+        // reopened, it still holds the same records
+        drop(log);
+        let log = ChangeLog::open(d.path(), ExportId(1), 4096).unwrap();
+        assert_eq!(log.entries().unwrap(), e);
+        log.clear();
+        assert!(log.entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_torn_tail_is_ignored() {
+        let mut out = Vec::new();
+        let mut b = vec![2];
+        b.extend_from_slice(&[0; 16]);
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&[0; 8]); // one id of two
+        parse(&b, &mut out);
+        assert!(out.is_empty());
+    }
+}

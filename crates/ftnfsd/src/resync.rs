@@ -1,0 +1,1154 @@
+//! Resync (DESIGN.md "Recovery"; patent pp. 36–38): a member that missed updates becomes a
+//! full mirror again while clients keep writing. The rules (what to send, when to hold) are
+//! in `ftnfs_core::mirror::resync`; this file moves the objects.
+//!
+//! ```text
+//!  survivor (primary)                                  rejoining member
+//!   Join ─────────────────────────────────────────────▶ refuses: Want{Partial{H,F,ids}|Full}
+//!   plan = ids from both change logs (or everything)
+//!   SyncBegin{full} ─────────────────────────────────▶ marker file written (durably) first;
+//!                                                      full: wipe mirror, identity table, log
+//!   pass 1: SyncObject… (one thread, throttled) ─────▶ apply: a directory's entries are
+//!            ◀──────────────────────── SyncNeed{…}     reconciled; what it lacks is asked for
+//!   SyncRoundEnd ────────────────────────────────────▶ SyncRoundDone
+//!   pass k+1: objects touched during pass k (log) …    (each pass shorter)
+//!   last pass: writes held, nothing in flight,
+//!   SyncRoundEnd{at: (H, seq)} ──────────────────────▶ "in step at (H, seq)"
+//!   Join{base: seq} ─────────────────────────────────▶ accepted; marker removed
+//!   writes released
+//! ```
+//! Objects are identified by file id everywhere (never by path), so a rename on the survivor
+//! during the resync cannot make the member create an object in the wrong place: the
+//! directory holding it is touched by the rename and sent again in the next pass.
+//!
+//! Safety: the member writes its marker before it changes anything and removes it only when
+//! it joins; a member with a marker is never in step, never promotes, and asks for a full
+//! copy. So a crash of either side at any moment leaves either a member that knows it is
+//! incomplete, or (if the survivor died) a survivor that still has everything.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ftnfs_core::handle::FileHandle;
+use ftnfs_core::ids::{ExportId, FileId, Generation, MemberId, SeqNo};
+use ftnfs_core::mirror::resync::{final_pass, LogEntry, Plan};
+use ftnfs_wire::nfs3::FType3;
+use ftnfs_wire::peer::{PeerMsg, SyncEntry, SyncObj, MAX_SYNC_NEEDS};
+use nix::errno::Errno;
+use nix::fcntl::{openat, readlinkat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, mknodat, FileStat, Mode, SFlag};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use serde_json::{json, Value};
+
+use crate::fs::{ftype_of, ExportFs, Obj};
+use crate::mirror::{Link, Role};
+use crate::server::Server;
+
+/// File data per frame.
+const CHUNK: usize = 256 * 1024;
+/// Directory entries per frame.
+const ENTRIES: usize = 2048;
+/// Frames a resync keeps queued on the link at most (the rest waits: bounded memory).
+const QUEUED: usize = 16;
+/// Longest the survivor waits for the member's answer at the end of a pass.
+const ANSWER: Duration = Duration::from_secs(60);
+
+/// Tunables shared by every resync of this member.
+pub struct Settings {
+    /// Bytes per second a resync may send (0: no limit). `ftnfsctl resync --rate` sets it.
+    pub rate: AtomicU64,
+    /// Longest the last pass may hold clients' writes, in milliseconds.
+    pub hold_ms: u64,
+}
+
+/// Progress of one resync, for `ftnfsctl status` and `ftnfsctl resync`.
+pub struct Progress {
+    /// The other member.
+    pub member: String,
+    /// A full copy.
+    pub full: bool,
+    /// Why full, or how many objects a partial one started with.
+    pub why: String,
+    /// Pass number.
+    pub pass: AtomicU64,
+    /// Objects sent or applied.
+    pub objects: AtomicU64,
+    /// File data bytes sent or applied.
+    pub bytes: AtomicU64,
+    /// When it started.
+    pub started: Instant,
+    /// Finished (either way).
+    pub done: AtomicBool,
+    /// What it is doing now.
+    pub phase: Mutex<String>,
+}
+
+impl Progress {
+    /// A new record.
+    pub fn new(member: String, full: bool, why: String) -> Arc<Progress> {
+        Arc::new(Progress {
+            member,
+            full,
+            why,
+            pass: AtomicU64::new(0),
+            objects: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            started: Instant::now(),
+            done: AtomicBool::new(false),
+            phase: Mutex::new("starting".into()),
+        })
+    }
+
+    /// Sets what it is doing now.
+    pub fn phase(&self, p: impl Into<String>) {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = p.into();
+    }
+
+    /// As JSON.
+    pub fn json(&self) -> Value {
+        let secs = self.started.elapsed().as_secs_f64();
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        json!({
+            "member": self.member,
+            "full": self.full,
+            "why": self.why,
+            "pass": self.pass.load(Ordering::Relaxed),
+            "objects": self.objects.load(Ordering::Relaxed),
+            "bytes": bytes,
+            "seconds": (secs * 10.0).round() / 10.0,
+            "mib_per_s": if secs > 0.0 { ((bytes as f64 / 1048576.0 / secs) * 10.0).round() / 10.0 } else { 0.0 },
+            "done": self.done.load(Ordering::Relaxed),
+            "phase": self.phase.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        })
+    }
+}
+
+/// What the member answers the survivor during a resync.
+pub enum Reply {
+    /// Objects it lacks: (directory id, name, file id).
+    Need(Vec<(u64, Vec<u8>, u64)>),
+    /// The end of a pass reached it.
+    Done {
+        /// Pass end number.
+        round: u64,
+        /// Applied.
+        ok: bool,
+        /// Why not.
+        reason: String,
+    },
+}
+
+// ------------------------------------------------------------------------------------------
+// Markers: "this mirror is incomplete" survives any crash.
+
+fn marker_path(dir: &Path, export: ExportId) -> PathBuf {
+    dir.join(format!("export-{}.resync", export.0))
+}
+
+/// Whether a resync into this mirror was started and never finished.
+pub fn has_marker(dir: &Path, export: ExportId) -> bool {
+    marker_path(dir, export).exists()
+}
+
+/// Records, durably, that a resync into this mirror has started.
+pub fn set_marker(dir: &Path, export: ExportId) -> std::io::Result<()> {
+    let f = std::fs::File::create(marker_path(dir, export))?;
+    f.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The resync is complete: the mirror is in step again.
+pub fn clear_marker(dir: &Path, export: ExportId) -> std::io::Result<()> {
+    match std::fs::remove_file(marker_path(dir, export)) {
+        Ok(()) => std::fs::File::open(dir)?.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the host rebooted since this state directory was last used (its page cache, and
+/// so unsynced data of the mirror and the change log, may be lost). Records the current boot.
+pub fn host_rebooted(dir: &Path) -> bool {
+    let now = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let p = dir.join("boot_id");
+    let before = std::fs::read_to_string(&p).ok();
+    if before.as_deref() != Some(now.as_str()) {
+        let _ = std::fs::write(&p, &now);
+    }
+    before.is_some_and(|b| b != now)
+}
+
+// ------------------------------------------------------------------------------------------
+// Survivor side.
+
+enum Item {
+    /// An object touched since the member's point.
+    Id(u64),
+    /// An object the member lacks, by where it asked for it.
+    Named(u64, Vec<u8>, u64),
+}
+
+fn primary_of(server: &Server, export: ExportId, history: u64) -> Result<Arc<Role>, String> {
+    match server.mirror.role(export) {
+        Some(r) if matches!(&*r, Role::Primary(ps) if ps.history == history) => Ok(r),
+        _ => Err("this member is no longer primary of the stream".into()),
+    }
+}
+
+fn dirty_since(server: &Server, export: ExportId, history: u64, since: SeqNo) -> Vec<u64> {
+    let Some(log) = server.mirror.log(export) else {
+        return Vec::new();
+    };
+    let mut out: HashSet<u64> = HashSet::new();
+    if let Ok(entries) = log.entries() {
+        for e in entries {
+            if let LogEntry::Update {
+                history: h,
+                seq,
+                ids,
+            } = e
+            {
+                if h == history && seq > since.0 {
+                    out.extend(ids);
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Sorts ids so that directories come before what they hold (by depth on this member).
+fn by_depth(ex: &ExportFs, ids: impl IntoIterator<Item = u64>) -> VecDeque<Item> {
+    let mut v: Vec<(usize, u64)> = ids
+        .into_iter()
+        .filter_map(|id| {
+            let p = ex.ids.path_of(FileId(id)).ok()?;
+            Some((p.components().count(), id))
+        })
+        .collect();
+    v.sort_unstable();
+    v.into_iter().map(|(_, id)| Item::Id(id)).collect()
+}
+
+struct Sender<'a> {
+    server: &'a Arc<Server>,
+    ex: &'a ExportFs,
+    export: ExportId,
+    link: Link,
+    rx: Receiver<Reply>,
+    progress: Arc<Progress>,
+    round: u64,
+    sent_bytes: u64,
+    since_start: Instant,
+}
+
+impl Sender<'_> {
+    fn push(&self, msg: &PeerMsg) -> Result<(), String> {
+        let t0 = Instant::now();
+        while self.link.capacity() + QUEUED < self.link.max_capacity() {
+            if self.link.is_closed() {
+                return Err("link to the member lost".into());
+            }
+            if t0.elapsed() > ANSWER {
+                return Err("link to the member stalled".into());
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.link
+            .try_send(msg.to_frame())
+            .map_err(|_| "link to the member lost".to_string())
+    }
+
+    fn throttle(&mut self, n: usize) {
+        self.sent_bytes += n as u64;
+        self.progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let rate = self.server.mirror.resync.rate.load(Ordering::Relaxed);
+        if rate > 0 {
+            let want = Duration::from_secs_f64(self.sent_bytes as f64 / rate as f64);
+            let have = self.since_start.elapsed();
+            if want > have {
+                std::thread::sleep((want - have).min(Duration::from_secs(1)));
+            }
+        }
+    }
+
+    fn obj(&self, o: SyncObj) -> PeerMsg {
+        PeerMsg::SyncObject {
+            export: self.export.0,
+            obj: o,
+        }
+    }
+
+    /// Sends one object as it is now, named (parent, name).
+    fn send(&mut self, o: &Obj, parent: u64, name: &[u8]) -> Result<(), String> {
+        let st = &o.st;
+        let mut base = SyncObj {
+            parent,
+            name: name.to_vec(),
+            id: o.id.0,
+            gen: o.gen.0,
+            ftype: o.ftype() as u32,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            rdev: (
+                nix::sys::stat::major(st.st_rdev) as u32,
+                nix::sys::stat::minor(st.st_rdev) as u32,
+            ),
+            atime: (st.st_atime, st.st_atime_nsec as u32),
+            mtime: (st.st_mtime, st.st_mtime_nsec as u32),
+            ..SyncObj::default()
+        };
+        self.progress.objects.fetch_add(1, Ordering::Relaxed);
+        match o.ftype() {
+            FType3::Dir => {
+                let fd = o.open_dir().map_err(|e| format!("open dir: {e:?}"))?;
+                let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| e.to_string())?;
+                let mut raw: Vec<(Vec<u8>, u64)> = Vec::new();
+                for e in d.iter() {
+                    let e = e.map_err(|e| e.to_string())?;
+                    let n = e.file_name().to_bytes();
+                    if n != b"." && n != b".." {
+                        raw.push((n.to_vec(), e.ino()));
+                    }
+                }
+                let mut chunks = raw.chunks(ENTRIES).peekable();
+                if chunks.peek().is_none() {
+                    base.last = true;
+                    return self.push(&self.obj(base));
+                }
+                while let Some(c) = chunks.next() {
+                    let pairs: Vec<(&[u8], u64)> =
+                        c.iter().map(|(n, i)| (n.as_slice(), *i)).collect();
+                    let ids = self.ex.ids.adopt(o.id, &pairs).map_err(|e| e.to_string())?;
+                    let mut piece = base.clone();
+                    piece.entries = c
+                        .iter()
+                        .zip(ids)
+                        .map(|((n, _), (id, gen))| SyncEntry {
+                            name: n.clone(),
+                            id: id.0,
+                            gen: gen.0,
+                        })
+                        .collect();
+                    piece.last = chunks.peek().is_none();
+                    self.push(&self.obj(piece))?;
+                    self.throttle(0);
+                }
+                Ok(())
+            }
+            FType3::Reg => {
+                let f = o
+                    .open_file(OFlag::O_RDONLY)
+                    .map_err(|e| format!("open: {e:?}"))?;
+                let mut off = 0u64;
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    let n = f.read_at(&mut buf, off).map_err(|e| e.to_string())?;
+                    let mut piece = base.clone();
+                    piece.offset = off;
+                    piece.data = buf[..n].to_vec();
+                    off += n as u64;
+                    piece.last = n < CHUNK;
+                    if piece.last {
+                        piece.size = off;
+                    }
+                    let last = piece.last;
+                    self.push(&self.obj(piece))?;
+                    self.throttle(n);
+                    if last {
+                        return Ok(());
+                    }
+                }
+            }
+            FType3::Lnk => {
+                base.data = readlinkat(o.dirfd.as_fd(), o.name_os())
+                    .map_err(|e| e.to_string())?
+                    .as_bytes()
+                    .to_vec();
+                base.last = true;
+                self.push(&self.obj(base))
+            }
+            _ => {
+                base.last = true;
+                self.push(&self.obj(base))
+            }
+        }
+    }
+
+    fn send_item(&mut self, item: Item) -> Result<(), String> {
+        match item {
+            Item::Id(id) => {
+                let Some(rec) = self.ex.ids.get(FileId(id)).map_err(|e| e.to_string())? else {
+                    return Ok(()); // gone here: its directory says so
+                };
+                let h = FileHandle {
+                    export: self.export,
+                    file: FileId(id),
+                    gen: rec.gen,
+                };
+                let Ok(o) = self.ex.locate(&h) else {
+                    return Ok(());
+                };
+                let (parent, name) = if id == FileId::ROOT.0 {
+                    (0, Vec::new())
+                } else {
+                    match self.ex.ids.first_link(FileId(id)).map_err(|e| e.to_string())? {
+                        Some((p, n)) => (p.0, n),
+                        None => return Ok(()),
+                    }
+                };
+                self.send(&o, parent, &name)
+            }
+            Item::Named(parent, name, id) => {
+                let Some(rec) = self.ex.ids.get(FileId(parent)).map_err(|e| e.to_string())? else {
+                    return Ok(());
+                };
+                let h = FileHandle {
+                    export: self.export,
+                    file: FileId(parent),
+                    gen: rec.gen,
+                };
+                let Ok(dir) = self.ex.locate(&h) else {
+                    return Ok(());
+                };
+                let Ok(dirfd) = dir.open_dir() else {
+                    return Ok(());
+                };
+                let Ok(o) = self.ex.child(&dir, &dirfd, &name) else {
+                    return Ok(()); // gone since: the directory is touched, sent again
+                };
+                if o.id.0 != id {
+                    return Ok(());
+                }
+                self.send(&o, parent, &name)
+            }
+        }
+    }
+
+    /// One pass: every queued object, then whatever the member asks for, until a pass end
+    /// finds nothing more to send. `at`: the last pass (writes held).
+    fn pass(
+        &mut self,
+        queue: &mut VecDeque<Item>,
+        at: Option<(u64, u64)>,
+        deadline: Option<Instant>,
+    ) -> Result<bool, String> {
+        let mut in_time = true;
+        loop {
+            while let Some(item) = queue.pop_front() {
+                while let Ok(r) = self.rx.try_recv() {
+                    self.reply(r, queue, None)?;
+                }
+                self.send_item(item)?;
+                if deadline.is_some_and(|d| Instant::now() > d) {
+                    in_time = false;
+                }
+            }
+            self.round += 1;
+            let round = self.round;
+            self.push(&PeerMsg::SyncRoundEnd {
+                export: self.export.0,
+                round,
+                at: at.filter(|_| in_time),
+            })?;
+            self.progress.phase(format!("waiting for pass end {round}"));
+            loop {
+                let r = match self.rx.recv_timeout(ANSWER) {
+                    Ok(r) => r,
+                    Err(RecvTimeoutError::Timeout) => {
+                        return Err("the member did not answer a pass end".into())
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Err("resync cancelled".into()),
+                };
+                if self.reply(r, queue, Some(round))? {
+                    break;
+                }
+            }
+            if queue.is_empty() {
+                return Ok(in_time);
+            }
+            self.progress.phase(format!("pass {}", self.progress.pass.load(Ordering::Relaxed)));
+        }
+    }
+
+    /// Handles one answer; `true` when it is the end of pass `want`.
+    fn reply(
+        &mut self,
+        r: Reply,
+        queue: &mut VecDeque<Item>,
+        want: Option<u64>,
+    ) -> Result<bool, String> {
+        match r {
+            Reply::Need(n) => {
+                queue.extend(n.into_iter().map(|(p, name, id)| Item::Named(p, name, id)));
+                Ok(false)
+            }
+            Reply::Done { ok: false, reason, .. } => Err(format!("the member failed: {reason}")),
+            Reply::Done { round, .. } => Ok(Some(round) == want),
+        }
+    }
+}
+
+/// Runs a resync of `member` (on its own thread): passes until one is short, then the last
+/// one with writes held, then the member joins. `since`: the released watermark taken before
+/// `plan` was made.
+#[allow(clippy::too_many_arguments)]
+pub fn send(
+    server: Arc<Server>,
+    export: ExportId,
+    history: u64,
+    member: MemberId,
+    link: Link,
+    plan: Plan,
+    since: SeqNo,
+    rx: Receiver<Reply>,
+    progress: Arc<Progress>,
+) -> Result<String, String> {
+    let ex = server.export(export).ok_or("no such export")?;
+    let full = matches!(plan, Plan::Full(_));
+    let mut s = Sender {
+        server: &server,
+        ex,
+        export,
+        link,
+        rx,
+        progress: progress.clone(),
+        round: 0,
+        sent_bytes: 0,
+        since_start: Instant::now(),
+    };
+    let epoch = match &*primary_of(&server, export, history)? {
+        Role::Primary(ps) => ps.epoch(),
+        _ => unreachable!("checked by primary_of"),
+    };
+    s.push(&PeerMsg::SyncBegin {
+        export: export.0,
+        epoch: epoch.0,
+        full,
+    })?;
+    let mut queue: VecDeque<Item> = match plan {
+        Plan::Full(_) => [Item::Id(FileId::ROOT.0)].into(),
+        Plan::Partial(ids) => by_depth(ex, ids),
+    };
+    let mut since = since;
+    let hold_ms = server.mirror.resync.hold_ms;
+    let mut pass = 1u64;
+    loop {
+        let role = primary_of(&server, export, history)?;
+        let Role::Primary(ps) = &*role else {
+            unreachable!("checked by primary_of")
+        };
+        let touched = dirty_since(&server, export, history, since);
+        progress.pass.store(pass, Ordering::Relaxed);
+        let last = final_pass(pass, queue.len() + touched.len());
+        let mut held = None;
+        if last {
+            progress.phase(format!("pass {pass} (last: writes held)"));
+            ps.hold(true);
+            let t0 = Instant::now();
+            while ps.pending() > 0 && t0.elapsed() < Duration::from_millis(hold_ms) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if ps.pending() == 0 {
+                held = Some(t0);
+            } else {
+                ps.hold(false);
+            }
+        } else {
+            progress.phase(format!("pass {pass}"));
+        }
+        let start = ps.released();
+        queue.extend(by_depth(
+            ex,
+            dirty_since(&server, export, history, since).into_iter(),
+        ));
+        let at = held.map(|_| (history, start.0));
+        let deadline = held.map(|t| t + Duration::from_millis(hold_ms));
+        let result = s.pass(&mut queue, at, deadline);
+        if let Some(t0) = held {
+            let joined = match &result {
+                Ok(true) => ps.join_resynced(&server.mirror, member, server.now()),
+                _ => false,
+            };
+            ps.hold(false);
+            let held_ms = t0.elapsed().as_millis();
+            result?;
+            if joined {
+                progress.phase("done");
+                return Ok(format!(
+                    "{} passes, {} objects, {} MiB in {:.1} s; the last pass held writes for {held_ms} ms",
+                    pass,
+                    progress.objects.load(Ordering::Relaxed),
+                    progress.bytes.load(Ordering::Relaxed) >> 20,
+                    progress.started.elapsed().as_secs_f64()
+                ));
+            }
+            server.mirror.event(
+                server.now(),
+                export,
+                format!("resync: the last pass took {held_ms} ms, over the {hold_ms} ms hold limit; writes released, another pass"),
+            );
+        } else {
+            result?;
+        }
+        since = start;
+        pass += 1;
+        if pass > 1000 {
+            return Err("no end in sight after 1000 passes".into());
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Rejoining side.
+
+/// A resync into this mirror, as the peer link sees it.
+pub struct Incoming {
+    /// Messages for the applying thread.
+    pub tx: tokio::sync::mpsc::Sender<PeerMsg>,
+    /// The survivor sending it.
+    pub from: MemberId,
+    /// After the last pass: the mirror is the survivor's at (history, seq).
+    pub at: Arc<Mutex<Option<(u64, u64)>>>,
+    /// Progress.
+    pub progress: Arc<Progress>,
+}
+
+struct Applier<'a> {
+    ex: &'a ExportFs,
+    export: ExportId,
+    /// The file being written: (id, file).
+    file: Option<(u64, std::fs::File)>,
+    /// A directory arriving in pieces: its entries so far.
+    dir: Option<(u64, Vec<SyncEntry>)>,
+    /// Directories whose times are set again at the pass end (adding entries changed them).
+    times: HashMap<u64, ((i64, u32), (i64, u32))>,
+    needs: Vec<(u64, Vec<u8>, u64)>,
+    out: Link,
+    progress: Arc<Progress>,
+}
+
+type R<T> = Result<T, String>;
+
+fn errs<E: std::fmt::Debug>(what: &'static str) -> impl Fn(E) -> String {
+    move |e| format!("{what}: {e:?}")
+}
+
+fn ts((s, n): (i64, u32)) -> TimeSpec {
+    TimeSpec::new(s, n as i64)
+}
+
+fn list(fd: &OwnedFd) -> R<Vec<Vec<u8>>> {
+    let dup = fd.try_clone().map_err(errs("dup"))?;
+    let mut d = nix::dir::Dir::from_fd(dup).map_err(errs("readdir"))?;
+    let mut out = Vec::new();
+    for e in d.iter() {
+        let e = e.map_err(errs("readdir"))?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push(n.to_vec());
+        }
+    }
+    Ok(out)
+}
+
+fn open_sub(dirfd: &OwnedFd, name: &[u8]) -> R<OwnedFd> {
+    openat(
+        dirfd.as_fd(),
+        OsStr::from_bytes(name),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errs("open dir"))
+}
+
+impl Applier<'_> {
+    fn find(&self, id: u64, gen: u32) -> Option<Obj> {
+        self.ex
+            .locate(&FileHandle {
+                export: self.export,
+                file: FileId(id),
+                gen: Generation(gen),
+            })
+            .ok()
+    }
+
+    fn find_any(&self, id: u64) -> Option<Obj> {
+        let rec = self.ex.ids.get(FileId(id)).ok()??;
+        self.find(id, rec.gen.0)
+    }
+
+    /// Removes `name` from directory `dir` (recursively), and from the identity table when
+    /// `track`.
+    fn remove(&self, dirfd: &OwnedFd, dir: u64, name: &[u8], track: bool) -> R<()> {
+        let os = OsStr::from_bytes(name);
+        let st = match fstatat(dirfd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(format!("stat: {e}")),
+        };
+        let lid = if track {
+            self.ex.ids.by_ino(st.st_ino).map_err(errs("ids"))?
+        } else {
+            None
+        };
+        let is_dir = ftype_of(&st) == FType3::Dir;
+        if is_dir {
+            let sub = open_sub(dirfd, name)?;
+            for n in list(&sub)? {
+                self.remove(&sub, lid.map(|i| i.0).unwrap_or(0), &n, track)?;
+            }
+            unlinkat(dirfd.as_fd(), os, UnlinkatFlags::RemoveDir).map_err(errs("rmdir"))?;
+        } else {
+            unlinkat(dirfd.as_fd(), os, UnlinkatFlags::NoRemoveDir).map_err(errs("unlink"))?;
+        }
+        if let Some(lid) = lid {
+            self.ex
+                .ids
+                .remove_link(lid, FileId(dir), name, is_dir || st.st_nlink <= 1)
+                .map_err(errs("ids"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes whatever object has id `id` here (another type, a stale generation).
+    fn drop_id(&self, id: u64) -> R<()> {
+        if let Some(o) = self.find_any(id) {
+            let parent = self
+                .ex
+                .ids
+                .first_link(FileId(id))
+                .map_err(errs("ids"))?
+                .map(|(p, _)| p.0)
+                .unwrap_or(0);
+            self.remove(&o.dirfd, parent, &o.name, true)?;
+        }
+        if self.ex.ids.get(FileId(id)).map_err(errs("ids"))?.is_some() {
+            self.ex.ids.forget(FileId(id)).map_err(errs("ids"))?;
+        }
+        Ok(())
+    }
+
+    /// The directory where `o` must be created, with its name cleared.
+    fn place(&self, o: &SyncObj) -> R<OwnedFd> {
+        let dir = self
+            .find_any(o.parent)
+            .ok_or_else(|| format!("directory {} of {:?} is missing", o.parent, o.name))?;
+        let fd = dir.open_dir().map_err(errs("open dir"))?;
+        crate::fs::check_name(&o.name).map_err(|_| "bad name".to_string())?;
+        self.remove(&fd, o.parent, &o.name, true)?;
+        Ok(fd)
+    }
+
+    fn record(&self, dirfd: &OwnedFd, o: &SyncObj) -> R<()> {
+        let st = fstatat(
+            dirfd.as_fd(),
+            OsStr::from_bytes(&o.name),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errs("stat"))?;
+        self.ex
+            .ids
+            .record_new(
+                FileId(o.parent),
+                &o.name,
+                st.st_ino,
+                Some((FileId(o.id), Generation(o.gen))),
+            )
+            .map_err(errs("ids"))?;
+        Ok(())
+    }
+
+    /// Owner, mode and times of the entry `name` in `dirfd`.
+    fn attrs_at(&self, dirfd: &OwnedFd, name: &[u8], o: &SyncObj, mode: bool) -> R<()> {
+        let os = OsStr::from_bytes(name);
+        match fchownat(
+            dirfd.as_fd(),
+            os,
+            Some(Uid::from_raw(o.uid)),
+            Some(Gid::from_raw(o.gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(()) | Err(Errno::EPERM) => {}
+            Err(e) => return Err(format!("chown: {e}")),
+        }
+        if mode {
+            nix::sys::stat::fchmodat(
+                dirfd.as_fd(),
+                os,
+                Mode::from_bits_truncate(o.mode),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .map_err(errs("chmod"))?;
+        }
+        nix::sys::stat::utimensat(
+            dirfd.as_fd(),
+            os,
+            &ts(o.atime),
+            &ts(o.mtime),
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(errs("utimes"))
+    }
+
+    fn apply(&mut self, o: SyncObj) -> R<()> {
+        match o.ftype {
+            t if t == FType3::Dir as u32 => {
+                match &mut self.dir {
+                    Some((id, acc)) if *id == o.id => acc.extend(o.entries.iter().cloned()),
+                    _ => self.dir = Some((o.id, o.entries.clone())),
+                }
+                if o.last {
+                    let (_, entries) = self.dir.take().unwrap_or_default();
+                    self.directory(&o, entries)?;
+                    self.progress.objects.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            t if t == FType3::Reg as u32 => {
+                if o.offset == 0 || self.file.as_ref().is_none_or(|(id, _)| *id != o.id) {
+                    let f = self.open_file(&o)?;
+                    self.file = Some((o.id, f));
+                }
+                let Some((_, f)) = &self.file else {
+                    return Err("no file".into());
+                };
+                f.write_all_at(&o.data, o.offset).map_err(errs("write"))?;
+                self.progress
+                    .bytes
+                    .fetch_add(o.data.len() as u64, Ordering::Relaxed);
+                if o.last {
+                    let (_, f) = self.file.take().ok_or("no file")?;
+                    f.set_len(o.size).map_err(errs("truncate"))?;
+                    match nix::unistd::fchown(
+                        f.as_fd(),
+                        Some(Uid::from_raw(o.uid)),
+                        Some(Gid::from_raw(o.gid)),
+                    ) {
+                        Ok(()) | Err(Errno::EPERM) => {}
+                        Err(e) => return Err(format!("chown: {e}")),
+                    }
+                    nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(o.mode))
+                        .map_err(errs("chmod"))?;
+                    nix::sys::stat::futimens(f.as_fd(), &ts(o.atime), &ts(o.mtime))
+                        .map_err(errs("utimes"))?;
+                    self.progress.objects.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            _ => {
+                self.special(&o)?;
+                self.progress.objects.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    fn open_file(&self, o: &SyncObj) -> R<std::fs::File> {
+        if let Some(have) = self.find(o.id, o.gen) {
+            if have.ftype() == FType3::Reg {
+                return have.open_file(OFlag::O_WRONLY).map_err(errs("open"));
+            }
+        }
+        self.drop_id(o.id)?;
+        let fd = self.place(o)?;
+        let f = openat(
+            fd.as_fd(),
+            OsStr::from_bytes(&o.name),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(errs("create"))?;
+        self.record(&fd, o)?;
+        Ok(std::fs::File::from(f))
+    }
+
+    fn special(&self, o: &SyncObj) -> R<()> {
+        let is_lnk = o.ftype == FType3::Lnk as u32;
+        if let Some(have) = self.find(o.id, o.gen) {
+            let same = have.ftype() as u32 == o.ftype
+                && (!is_lnk
+                    || readlinkat(have.dirfd.as_fd(), have.name_os())
+                        .is_ok_and(|t| t.as_bytes() == o.data.as_slice()));
+            if same {
+                return self.attrs_at(&have.dirfd, &have.name, o, !is_lnk);
+            }
+        }
+        self.drop_id(o.id)?;
+        let fd = self.place(o)?;
+        let name = OsStr::from_bytes(&o.name);
+        if is_lnk {
+            symlinkat(OsStr::from_bytes(&o.data), fd.as_fd(), name).map_err(errs("symlink"))?;
+        } else {
+            let kind = match o.ftype {
+                t if t == FType3::Blk as u32 => SFlag::S_IFBLK,
+                t if t == FType3::Chr as u32 => SFlag::S_IFCHR,
+                t if t == FType3::Sock as u32 => SFlag::S_IFSOCK,
+                t if t == FType3::Fifo as u32 => SFlag::S_IFIFO,
+                t => return Err(format!("unknown type {t}")),
+            };
+            mknodat(
+                fd.as_fd(),
+                name,
+                kind,
+                Mode::from_bits_truncate(o.mode),
+                nix::sys::stat::makedev(o.rdev.0 as u64, o.rdev.1 as u64),
+            )
+            .map_err(errs("mknod"))?;
+        }
+        self.record(&fd, o)?;
+        self.attrs_at(&fd, &o.name, o, !is_lnk)
+    }
+
+    /// Makes directory `o` hold exactly `entries`: removes what is not there, moves or links
+    /// what this mirror has elsewhere, and asks for the rest.
+    fn directory(&mut self, o: &SyncObj, entries: Vec<SyncEntry>) -> R<()> {
+        let dir = match self.find(o.id, o.gen) {
+            Some(d) if d.is_dir() => d,
+            _ => {
+                self.drop_id(o.id)?;
+                let fd = self.place(o)?;
+                nix::sys::stat::mkdirat(
+                    fd.as_fd(),
+                    OsStr::from_bytes(&o.name),
+                    Mode::from_bits_truncate(0o700),
+                )
+                .map_err(errs("mkdir"))?;
+                self.record(&fd, o)?;
+                self.find(o.id, o.gen).ok_or("directory vanished")?
+            }
+        };
+        let fd = dir.open_dir().map_err(errs("open dir"))?;
+        let wanted: HashMap<&[u8], (u64, u32)> = entries
+            .iter()
+            .map(|e| (e.name.as_slice(), (e.id, e.gen)))
+            .collect();
+        let mut present: HashSet<Vec<u8>> = HashSet::new();
+        for name in list(&fd)? {
+            let st: FileStat = fstatat(
+                fd.as_fd(),
+                OsStr::from_bytes(&name),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(errs("stat"))?;
+            let local = match self.ex.ids.by_ino(st.st_ino).map_err(errs("ids"))? {
+                Some(id) => self
+                    .ex
+                    .ids
+                    .get(id)
+                    .map_err(errs("ids"))?
+                    .map(|r| (id.0, r.gen.0)),
+                None => None,
+            };
+            if local.is_some() && wanted.get(name.as_slice()).copied() == local {
+                present.insert(name);
+            } else {
+                self.remove(&fd, o.id, &name, true)?;
+            }
+        }
+        for e in &entries {
+            if present.contains(&e.name) {
+                continue;
+            }
+            crate::fs::check_name(&e.name).map_err(|_| "bad name".to_string())?;
+            match self.find(e.id, e.gen) {
+                Some(have) if have.is_dir() => {
+                    let from = self
+                        .ex
+                        .ids
+                        .first_link(FileId(e.id))
+                        .map_err(errs("ids"))?
+                        .map(|(p, n)| (p, n))
+                        .ok_or("moved directory has no name")?;
+                    renameat(
+                        have.dirfd.as_fd(),
+                        have.name_os(),
+                        fd.as_fd(),
+                        OsStr::from_bytes(&e.name),
+                    )
+                    .map_err(errs("rename"))?;
+                    self.ex
+                        .ids
+                        .rename(FileId(e.id), (from.0, &from.1), (dir.id, &e.name), None)
+                        .map_err(errs("ids"))?;
+                }
+                Some(have) => {
+                    linkat(
+                        have.dirfd.as_fd(),
+                        have.name_os(),
+                        fd.as_fd(),
+                        OsStr::from_bytes(&e.name),
+                        AtFlags::empty(),
+                    )
+                    .map_err(errs("link"))?;
+                    self.ex
+                        .ids
+                        .add_link(FileId(e.id), dir.id, &e.name)
+                        .map_err(errs("ids"))?;
+                }
+                None => self.needs.push((o.id, e.name.clone(), e.id)),
+            }
+        }
+        match nix::unistd::fchown(
+            fd.as_fd(),
+            Some(Uid::from_raw(o.uid)),
+            Some(Gid::from_raw(o.gid)),
+        ) {
+            Ok(()) | Err(Errno::EPERM) => {}
+            Err(e) => return Err(format!("chown: {e}")),
+        }
+        nix::sys::stat::fchmod(fd.as_fd(), Mode::from_bits_truncate(o.mode))
+            .map_err(errs("chmod"))?;
+        self.times.insert(o.id, (o.atime, o.mtime));
+        if self.needs.len() >= MAX_SYNC_NEEDS as usize / 2 {
+            self.flush_needs();
+        }
+        Ok(())
+    }
+
+    fn flush_needs(&mut self) {
+        for c in std::mem::take(&mut self.needs).chunks(MAX_SYNC_NEEDS as usize) {
+            let _ = self.out.blocking_send(
+                PeerMsg::SyncNeed {
+                    export: self.export.0,
+                    needs: c.to_vec(),
+                }
+                .to_frame(),
+            );
+        }
+    }
+
+    /// At a pass end: directory times again (entries added since changed them).
+    fn fix_times(&mut self) {
+        for (id, (a, m)) in std::mem::take(&mut self.times) {
+            if let Some(d) = self.find_any(id) {
+                let _ = nix::sys::stat::utimensat(
+                    d.dirfd.as_fd(),
+                    d.name_os(),
+                    &ts(a),
+                    &ts(m),
+                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+                );
+            }
+        }
+    }
+}
+
+/// Empties the mirror and its identity table (a full resync starts).
+fn wipe(ex: &ExportFs) -> R<()> {
+    let root = ex.root_fd().try_clone_to_owned().map_err(errs("dup"))?;
+    let a = Applier {
+        ex,
+        export: ex.cfg.id,
+        file: None,
+        dir: None,
+        times: HashMap::new(),
+        needs: Vec::new(),
+        out: tokio::sync::mpsc::channel(1).0,
+        progress: Progress::new(String::new(), true, String::new()),
+    };
+    for n in list(&root)? {
+        a.remove(&root, FileId::ROOT.0, &n, false)?;
+    }
+    ex.ids.clear().map_err(errs("ids"))
+}
+
+/// Applies a resync into this mirror (on its own thread) until the session ends.
+#[allow(clippy::too_many_arguments)]
+pub fn receive(
+    server: Arc<Server>,
+    export: ExportId,
+    full: bool,
+    mut rx: tokio::sync::mpsc::Receiver<PeerMsg>,
+    out: Link,
+    at: Arc<Mutex<Option<(u64, u64)>>>,
+    progress: Arc<Progress>,
+    busy: Arc<Mutex<()>>,
+) {
+    let _one = busy.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(ex) = server.export(export) else {
+        return;
+    };
+    let m = &server.mirror;
+    let done = |round: u64, ok: bool, reason: String| {
+        let _ = out.blocking_send(
+            PeerMsg::SyncRoundDone {
+                export: export.0,
+                round,
+                ok,
+                reason,
+            }
+            .to_frame(),
+        );
+    };
+    let mut failed: Option<String> = None;
+    if let Err(e) = set_marker(&m.state_dir, export) {
+        failed = Some(format!("cannot write the resync marker: {e}"));
+    }
+    ex.ids.set_bulk(true);
+    if failed.is_none() && full {
+        progress.phase("wiping the mirror");
+        if let Some(log) = m.log(export) {
+            log.clear();
+        }
+        if let Err(e) = wipe(ex) {
+            failed = Some(format!("cannot empty the mirror: {e}"));
+        }
+    }
+    progress.phase("applying");
+    let mut a = Applier {
+        ex,
+        export,
+        file: None,
+        dir: None,
+        times: HashMap::new(),
+        needs: Vec::new(),
+        out: out.clone(),
+        progress: progress.clone(),
+    };
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            PeerMsg::SyncObject { obj, .. } => {
+                *at.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                if failed.is_none() {
+                    if let Err(e) = a.apply(obj) {
+                        failed = Some(e);
+                    }
+                }
+            }
+            PeerMsg::SyncRoundEnd { round, at: end, .. } => {
+                a.fix_times();
+                a.flush_needs();
+                if let Err(e) = ex.ids.flush() {
+                    failed.get_or_insert(format!("identity table: {e}"));
+                }
+                progress.pass.store(round, Ordering::Relaxed);
+                if failed.is_none() {
+                    if let Some(end) = end {
+                        // the survivor holds writes: nothing more changes before its Join
+                        *at.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
+                    }
+                }
+                done(round, failed.is_none(), failed.clone().unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    ex.ids.set_bulk(false);
+    let _ = ex.ids.flush();
+    progress.done.store(true, Ordering::Relaxed);
+    if let Some(e) = failed {
+        m.event(server.now(), export, format!("resync into this mirror failed: {e}"));
+    }
+}
