@@ -443,6 +443,7 @@ impl Sender<'_> {
         queue: &mut VecDeque<Item>,
         at: Option<(u64, u64)>,
         deadline: Option<Instant>,
+        release: &dyn Fn(),
     ) -> Result<bool, String> {
         let mut in_time = true;
         loop {
@@ -451,8 +452,10 @@ impl Sender<'_> {
                     self.reply(r, queue, None)?;
                 }
                 self.send_item(item)?;
-                if deadline.is_some_and(|d| Instant::now() > d) {
+                if in_time && deadline.is_some_and(|d| Instant::now() > d) {
+                    // over the hold limit: let clients write again; this pass is not the last
                     in_time = false;
+                    release();
                 }
             }
             self.round += 1;
@@ -551,7 +554,8 @@ pub fn send(
         };
         let touched = dirty_since(&server, export, history, since);
         progress.pass.store(pass, Ordering::Relaxed);
-        let last = final_pass(pass, queue.len() + touched.len());
+        // a full copy's first pass is as big as the export: never with writes held
+        let last = !(full && pass == 1) && final_pass(pass, queue.len() + touched.len());
         let mut held = None;
         if last {
             progress.phase(format!("pass {pass} (last: writes held)"));
@@ -575,7 +579,7 @@ pub fn send(
         ));
         let at = held.map(|_| (history, start.0));
         let deadline = held.map(|t| t + Duration::from_millis(hold_ms));
-        let result = s.pass(&mut queue, at, deadline);
+        let result = s.pass(&mut queue, at, deadline, &|| ps.hold(false));
         if let Some(t0) = held {
             let joined = match &result {
                 Ok(true) => ps.join_resynced(&server.mirror, member, server.now()),
@@ -632,8 +636,10 @@ struct Applier<'a> {
     file: Option<(u64, std::fs::File)>,
     /// A directory arriving in pieces: its entries so far.
     dir: Option<(u64, Vec<SyncEntry>)>,
-    /// Directories whose times are set again at the pass end (adding entries changed them).
+    /// Every directory's times as sent: set again at a pass end when entries were added or
+    /// removed since (`changed`).
     times: HashMap<u64, ((i64, u32), (i64, u32))>,
+    changed: HashSet<u64>,
     needs: Vec<(u64, Vec<u8>, u64)>,
     out: Link,
     progress: Arc<Progress>,
@@ -723,7 +729,7 @@ impl Applier<'_> {
     }
 
     /// Removes whatever object has id `id` here (another type, a stale generation).
-    fn drop_id(&self, id: u64) -> R<()> {
+    fn drop_id(&mut self, id: u64) -> R<()> {
         if let Some(o) = self.find_any(id) {
             let parent = self
                 .ex
@@ -732,6 +738,7 @@ impl Applier<'_> {
                 .map_err(errs("ids"))?
                 .map(|(p, _)| p.0)
                 .unwrap_or(0);
+            self.changed.insert(parent);
             self.remove(&o.dirfd, parent, &o.name, true)?;
         }
         if self.ex.ids.get(FileId(id)).map_err(errs("ids"))?.is_some() {
@@ -741,7 +748,8 @@ impl Applier<'_> {
     }
 
     /// The directory where `o` must be created, with its name cleared.
-    fn place(&self, o: &SyncObj) -> R<OwnedFd> {
+    fn place(&mut self, o: &SyncObj) -> R<OwnedFd> {
+        self.changed.insert(o.parent);
         let dir = self
             .find_any(o.parent)
             .ok_or_else(|| format!("directory {} of {:?} is missing", o.parent, o.name))?;
@@ -855,9 +863,37 @@ impl Applier<'_> {
         }
     }
 
-    fn open_file(&self, o: &SyncObj) -> R<std::fs::File> {
+    /// Makes sure `have` (found by id) is also named (o.parent, o.name): a hard link sent
+    /// under another of its names.
+    fn also_named(&mut self, have: &Obj, o: &SyncObj) -> R<()> {
+        if o.parent == 0 {
+            return Ok(());
+        }
+        let dir = self
+            .find_any(o.parent)
+            .ok_or_else(|| format!("directory {} of {:?} is missing", o.parent, o.name))?;
+        let fd = dir.open_dir().map_err(errs("open dir"))?;
+        let name = OsStr::from_bytes(&o.name);
+        match fstatat(fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_ino == have.st.st_ino => return Ok(()),
+            Ok(_) => self.remove(&fd, o.parent, &o.name, true)?,
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(format!("stat: {e}")),
+        }
+        crate::fs::check_name(&o.name).map_err(|_| "bad name".to_string())?;
+        linkat(have.dirfd.as_fd(), have.name_os(), fd.as_fd(), name, AtFlags::empty())
+            .map_err(errs("link"))?;
+        self.changed.insert(o.parent);
+        self.ex
+            .ids
+            .add_link(FileId(o.id), FileId(o.parent), &o.name)
+            .map_err(errs("ids"))
+    }
+
+    fn open_file(&mut self, o: &SyncObj) -> R<std::fs::File> {
         if let Some(have) = self.find(o.id, o.gen) {
             if have.ftype() == FType3::Reg {
+                self.also_named(&have, o)?;
                 return have.open_file(OFlag::O_WRONLY).map_err(errs("open"));
             }
         }
@@ -874,7 +910,7 @@ impl Applier<'_> {
         Ok(std::fs::File::from(f))
     }
 
-    fn special(&self, o: &SyncObj) -> R<()> {
+    fn special(&mut self, o: &SyncObj) -> R<()> {
         let is_lnk = o.ftype == FType3::Lnk as u32;
         if let Some(have) = self.find(o.id, o.gen) {
             let same = have.ftype() as u32 == o.ftype
@@ -882,6 +918,7 @@ impl Applier<'_> {
                     || readlinkat(have.dirfd.as_fd(), have.name_os())
                         .is_ok_and(|t| t.as_bytes() == o.data.as_slice()));
             if same {
+                self.also_named(&have, o)?;
                 return self.attrs_at(&have.dirfd, &have.name, o, !is_lnk);
             }
         }
@@ -930,6 +967,7 @@ impl Applier<'_> {
             }
         };
         let fd = dir.open_dir().map_err(errs("open dir"))?;
+        self.changed.insert(o.id);
         let wanted: HashMap<&[u8], (u64, u32)> = entries
             .iter()
             .map(|e| (e.name.as_slice(), (e.id, e.gen)))
@@ -971,6 +1009,7 @@ impl Applier<'_> {
                         .map_err(errs("ids"))?
                         .map(|(p, n)| (p, n))
                         .ok_or("moved directory has no name")?;
+                    self.changed.insert(from.0 .0);
                     renameat(
                         have.dirfd.as_fd(),
                         have.name_os(),
@@ -1031,7 +1070,10 @@ impl Applier<'_> {
 
     /// At a pass end: directory times again (entries added since changed them).
     fn fix_times(&mut self) {
-        for (id, (a, m)) in std::mem::take(&mut self.times) {
+        for id in std::mem::take(&mut self.changed) {
+            let Some((a, m)) = self.times.get(&id).copied() else {
+                continue;
+            };
             if let Some(d) = self.find_any(id) {
                 let _ = nix::sys::stat::utimensat(
                     d.dirfd.as_fd(),
@@ -1054,6 +1096,7 @@ fn wipe(ex: &ExportFs) -> R<()> {
         file: None,
         dir: None,
         times: HashMap::new(),
+        changed: HashSet::new(),
         needs: Vec::new(),
         out: tokio::sync::mpsc::channel(1).0,
         progress: Progress::new(String::new(), true, String::new()),
@@ -1113,6 +1156,7 @@ pub fn receive(
         file: None,
         dir: None,
         times: HashMap::new(),
+        changed: HashSet::new(),
         needs: Vec::new(),
         out: out.clone(),
         progress: progress.clone(),
