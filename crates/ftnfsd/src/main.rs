@@ -111,8 +111,8 @@ struct Cli {
     witness_mode: bool,
     /// Most bytes (MiB) of each export's change log; a member that was out longer than the
     /// log reaches back is copied in full.
-    #[arg(long, default_value_t = 64)]
-    changelog_max_mb: u64,
+    #[arg(long, default_value_t = 64.0)]
+    changelog_max_mb: f64,
     /// Resync rate limit in MiB/s (0: none); `ftnfsctl resync --rate` changes it.
     #[arg(long, default_value_t = 0)]
     resync_rate_mb: u64,
@@ -189,7 +189,7 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
             _ => None,
         },
         rejoin: mirror::RejoinCfg {
-            changelog_max: cli.changelog_max_mb.max(1) << 20,
+            changelog_max: (cli.changelog_max_mb.max(0.004) * 1048576.0) as u64,
             rate: cli.resync_rate_mb << 20,
             hold_ms: cli.resync_hold_ms,
             manual_start: cli.manual_start,
