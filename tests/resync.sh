@@ -80,19 +80,26 @@ topo_member a 10.99.0.1 && topo_member b 10.99.0.2 || exit 1
 topo_tap tg0 || exit 1
 
 # --- 1. partial resync after 10,000 updates ---------------------------------------------------
+preload r1 64
 member r1 a b; member r1 b a
-live r1 a 100; check "group formed" $? "$(role r1 a)"
+live r1 a 150; check "group formed (a 64 MiB tree; a starts as primary by negotiation)" $? "$(role r1 a)"
 load --ops 500 --seed 1 > "$W/r1-load0" 2>&1
 kill9 b
+( guest r1 mixed > "$W/r1-mixed.out" ) & G=$!
 load --ops 10000 --seed 2 > "$W/r1-load" 2>&1
 check "10,000 updates of every kind while b was away" $? "$(tail -3 "$W/r1-load")"
+wait $G
+check "and the kernel client's mixed workload" "$([ "$(cat "$W/r1-mixed.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r1-mixed.out")"
 ( guest r1 ackwrite ftnfs.n=60 > "$W/r1-ack.out" ) & G=$!
 wait_acks "$W/serial-r1-ackwrite" 5
 member r1 b a
 live r1 a 300; check "b resynced and joined while the guest wrote" $? "$(events r1 a | head -5)"
 events r1 a > "$W/r1-events"
 check "it was a partial resync" "$(grep -q "resync of b started (partial" "$W/r1-events"; echo $?)" "$(head -8 "$W/r1-events")"
-grep "resync of b done" "$W/r1-events" | head -1
+done1=$(grep "resync of b done" "$W/r1-events" | head -1)
+echo "$done1"
+mib=$(echo "$done1" | sed -n 's/.* objects, \([0-9]*\) MiB.*/\1/p')
+check "the partial resync carried only what changed (${mib:-?} MiB of a 64 MiB tree)" "$([ "${mib:-99}" -lt 8 ]; echo $?)" "$done1"
 wait $G
 check "the guest saw no error" "$([ "$(cat "$W/r1-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r1-ack.out")"
 verify r1 a b; check "verify: no difference after the partial resync" $? "$(tail -5 "$W/r1-verify")"

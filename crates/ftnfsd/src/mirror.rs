@@ -253,6 +253,9 @@ struct Rejoin {
     take_over: Mutex<HashSet<ExportId>>,
     /// When this member last asked for its role back, by export.
     asked_back: Mutex<HashMap<ExportId, Millis>>,
+    /// Exports whose role this member (the listed primary) wants back: it rejoined through a
+    /// resync. (After an operator's planned switch it does not.)
+    want_back: Mutex<HashSet<ExportId>>,
     /// First tick.
     started: Mutex<Option<Millis>>,
     /// When startup negotiation last ran, by export.
@@ -314,6 +317,7 @@ impl Mirror {
             negotiated: Mutex::new(HashMap::new()),
             take_over: Mutex::new(HashSet::new()),
             asked_back: Mutex::new(HashMap::new()),
+            want_back: Mutex::new(HashSet::new()),
             started: Mutex::new(None),
             probed_at: Mutex::new(HashMap::new()),
         };
@@ -683,6 +687,7 @@ impl Mirror {
                     if lock(&self.rejoin.take_over).contains(&ss.export) {
                         if self.promote(ss, now, "the primary handed the role back") {
                             lock(&self.rejoin.take_over).remove(&ss.export);
+                            lock(&self.rejoin.want_back).remove(&ss.export);
                         }
                         continue;
                     }
@@ -693,7 +698,7 @@ impl Mirror {
                         }
                     }
                     // the listed primary, in step again after a resync: ask for the role back
-                    if in_step && self.rejoin.position.get(&ss.export) == Some(&0) {
+                    if in_step && lock(&self.rejoin.want_back).contains(&ss.export) {
                         let mut asked = lock(&self.rejoin.asked_back);
                         if asked.get(&ss.export).is_none_or(|t| now.since(*t) >= 2000) {
                             asked.insert(ss.export, now);
@@ -1151,10 +1156,13 @@ impl Mirror {
             return Some(reply(false, format!("cannot clear the resync marker: {e}")));
         }
         if let Some(i) = lock(&self.rejoin.incoming).remove(&export) {
-            i.progress.done.store(true, std::sync::atomic::Ordering::Relaxed);
+            i.progress.finish();
         }
         if let Some(log) = self.log(export) {
             log.start(history, base);
+        }
+        if self.rejoin.position.get(&export) == Some(&0) {
+            lock(&self.rejoin.want_back).insert(export);
         }
         self.set_role(
             export,
@@ -1248,7 +1256,7 @@ impl Mirror {
                     rx,
                     progress.clone(),
                 );
-                progress.done.store(true, std::sync::atomic::Ordering::Relaxed);
+                progress.finish();
                 let m = &server2.mirror;
                 if let Some(role) = m.role(export) {
                     if let Role::Primary(ps) = &*role {

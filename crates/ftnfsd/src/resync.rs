@@ -88,6 +88,8 @@ pub struct Progress {
     pub started: Instant,
     /// Finished (either way).
     pub done: AtomicBool,
+    /// How long it took, once finished.
+    took: Mutex<Option<f64>>,
     /// What it is doing now.
     pub phase: Mutex<String>,
 }
@@ -104,6 +106,7 @@ impl Progress {
             bytes: AtomicU64::new(0),
             started: Instant::now(),
             done: AtomicBool::new(false),
+            took: Mutex::new(None),
             phase: Mutex::new("starting".into()),
         })
     }
@@ -113,9 +116,19 @@ impl Progress {
         *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = p.into();
     }
 
+    /// It ended (either way).
+    pub fn finish(&self) {
+        self.done.store(true, Ordering::Relaxed);
+        self.took
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(self.started.elapsed().as_secs_f64());
+    }
+
     /// As JSON.
     pub fn json(&self) -> Value {
-        let secs = self.started.elapsed().as_secs_f64();
+        let took = *self.took.lock().unwrap_or_else(|e| e.into_inner());
+        let secs = took.unwrap_or_else(|| self.started.elapsed().as_secs_f64());
         let bytes = self.bytes.load(Ordering::Relaxed);
         json!({
             "member": self.member,
@@ -1191,7 +1204,7 @@ pub fn receive(
     }
     ex.ids.set_bulk(false);
     let _ = ex.ids.flush();
-    progress.done.store(true, Ordering::Relaxed);
+    progress.finish();
     if let Some(e) = failed {
         m.event(server.now(), export, format!("resync into this mirror failed: {e}"));
     }

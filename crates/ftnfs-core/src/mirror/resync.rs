@@ -170,7 +170,7 @@ pub fn position(log: &[LogEntry], window: u64) -> Option<(u64, u64, BTreeSet<u64
 /// Passes after which the next one holds writes regardless of its size.
 pub const MAX_PASSES: u64 = 8;
 /// A pass with at most this many objects is short enough to hold writes for.
-pub const FINAL_OBJECTS: usize = 512;
+pub const FINAL_OBJECTS: usize = 128;
 
 /// Whether the next pass (number `pass`, carrying `objects`) is the last one, with writes
 /// held.
