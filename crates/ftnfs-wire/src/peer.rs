@@ -419,6 +419,49 @@ pub fn update_frame(
     w.into_inner()
 }
 
+/// The frame of a `SyncObject` carrying a piece of file data produced in place by `fill` (at
+/// most `max` bytes; no copy of the data). The piece is the last one when `fill` returns
+/// fewer than `max` bytes; then `size` is set to `obj.offset` plus that. `obj.data` and
+/// `obj.entries` are ignored. Returns the frame and the byte count.
+pub fn sync_data_frame<E>(
+    export: u32,
+    o: &SyncObj,
+    max: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+) -> Result<(Vec<u8>, usize), E> {
+    let max = max.min(MAX_IO as usize);
+    let mut w = XdrWriter::with_capacity(max + 256 + o.name.len());
+    w.u32(0);
+    w.u32(SYNC_OBJECT)
+        .u32(export)
+        .u64(o.parent)
+        .opaque(&o.name)
+        .u64(o.id)
+        .u32(o.gen)
+        .u32(o.ftype)
+        .u32(o.mode)
+        .u32(o.uid)
+        .u32(o.gid);
+    let size_at = w.len();
+    w.u64(o.size)
+        .u32(o.rdev.0)
+        .u32(o.rdev.1)
+        .u64(o.atime.0 as u64)
+        .u32(o.atime.1)
+        .u64(o.mtime.0 as u64)
+        .u32(o.mtime.1)
+        .u64(o.offset);
+    let n = w.opaque_fill(max, fill)?;
+    let last = n < max;
+    w.u32(0).bool(last);
+    if last {
+        w.patch(size_at, &(o.offset + n as u64).to_be_bytes());
+    }
+    let len = (w.len() - 4) as u32;
+    w.patch(0, &len.to_be_bytes());
+    Ok((w.into_inner(), n))
+}
+
 fn string(r: &mut XdrReader<'_>, max: u32) -> Result<String, XdrError> {
     let b = r.opaque(max)?;
     Ok(String::from_utf8_lossy(b).into_owned())
@@ -965,6 +1008,50 @@ mod tests {
             epoch: 4,
             seq: 99,
         });
+    }
+
+    #[test]
+    fn a_data_frame_filled_in_place_decodes_as_the_object() {
+        let o = SyncObj {
+            parent: 1,
+            name: b"f".to_vec(),
+            id: 9,
+            gen: 2,
+            ftype: 1,
+            mode: 0o644,
+            offset: 4096,
+            ..SyncObj::default()
+        };
+        let (f, n) = sync_data_frame::<()>(7, &o, 8, |b| {
+            b[..3].copy_from_slice(b"abc");
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        let want = SyncObj {
+            data: b"abc".to_vec(),
+            size: 4099,
+            last: true,
+            ..o.clone()
+        };
+        assert_eq!(
+            PeerMsg::decode(&f[4..]).unwrap(),
+            PeerMsg::SyncObject {
+                export: 7,
+                obj: want
+            }
+        );
+        // a full piece is not the last, and its size stays as given
+        let (f, _) = sync_data_frame::<()>(7, &o, 2, |b| {
+            b.copy_from_slice(b"ab");
+            Ok(2)
+        })
+        .unwrap();
+        let PeerMsg::SyncObject { obj, .. } = PeerMsg::decode(&f[4..]).unwrap() else {
+            panic!("not a SyncObject")
+        };
+        assert!(!obj.last);
+        assert_eq!(obj.size, 0);
     }
 
     #[test]

@@ -362,7 +362,11 @@ fn print_resync(r: &Value) {
         println!(
             "export {} {} {}: {}, pass {}, {} objects, {} MiB in {} s ({} MiB/s) — {}{}",
             x["export"],
-            if x["direction"] == "out" { "to" } else { "from" },
+            if x["direction"] == "out" {
+                "to"
+            } else {
+                "from"
+            },
             p["member"].as_str().unwrap_or("?"),
             p["why"].as_str().unwrap_or(""),
             p["pass"],

@@ -158,7 +158,8 @@ impl ChangeLog {
 }
 
 fn parse(mut b: &[u8], out: &mut Vec<LogEntry>) {
-    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    let u64_at =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
     while b.len() >= 21 {
         let tag = b[0];
         let history = u64_at(b, 1);
@@ -168,10 +169,7 @@ fn parse(mut b: &[u8], out: &mut Vec<LogEntry>) {
             return;
         }
         match tag {
-            1 => out.push(LogEntry::Start {
-                history,
-                base: seq,
-            }),
+            1 => out.push(LogEntry::Start { history, base: seq }),
             2 => out.push(LogEntry::Update {
                 history,
                 seq,
@@ -196,7 +194,10 @@ mod tests {
         assert_eq!(
             log.entries().unwrap(),
             vec![
-                LogEntry::Start { history: 7, base: 0 },
+                LogEntry::Start {
+                    history: 7,
+                    base: 0
+                },
                 LogEntry::Update {
                     history: 7,
                     seq: 1,

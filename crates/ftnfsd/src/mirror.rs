@@ -143,6 +143,8 @@ pub struct Event {
 }
 
 /// What this member does for one mirrored export.
+// One per export, always behind an Arc: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Role {
     /// It numbers, executes and forwards clients' updates.
     Primary(PrimarySide),
@@ -169,6 +171,9 @@ pub struct StandbySide {
     pub clean_at: Option<(u64, SeqNo)>,
 }
 
+/// A resync running from here: where the member's answers go, and its progress.
+type Outgoing = (std::sync::mpsc::Sender<Reply>, Arc<Progress>);
+
 /// The primary side of one export.
 pub struct PrimarySide {
     /// The export.
@@ -188,7 +193,7 @@ pub struct PrimarySide {
     held: Mutex<bool>,
     unheld: Condvar,
     /// Resyncs running from here, by member.
-    resyncs: Mutex<HashMap<MemberId, (std::sync::mpsc::Sender<Reply>, Arc<Progress>)>>,
+    resyncs: Mutex<HashMap<MemberId, Outgoing>>,
     /// Finished resyncs (the newest few), for status.
     finished: Mutex<VecDeque<Arc<Progress>>>,
     /// When each listed secondary was last asked to join.
@@ -773,7 +778,10 @@ impl Mirror {
                     self.event(
                         now,
                         export,
-                        format!("{} stood down for us: taking the role back", self.group.name_of(from)),
+                        format!(
+                            "{} stood down for us: taking the role back",
+                            self.group.name_of(from)
+                        ),
                     );
                 }
             }
@@ -943,7 +951,13 @@ impl Mirror {
                             .into(),
                     );
                 }
-                self.start_primary(export, sb.epoch, sb.others.clone(), now, "promoted by the operator")
+                self.start_primary(
+                    export,
+                    sb.epoch,
+                    sb.others.clone(),
+                    now,
+                    "promoted by the operator",
+                )
             }
         }
     }
@@ -1042,7 +1056,9 @@ impl Mirror {
             Role::Primary(_) => return Err("this member is primary".into()),
             Role::Secondary(ss) => {
                 let mut c = lock(&ss.core);
-                if c.as_ref().is_some_and(|sc| sc.leader.is_some() && !sc.closed) {
+                if c.as_ref()
+                    .is_some_and(|sc| sc.leader.is_some() && !sc.closed)
+                {
                     return Err("this member follows a primary".into());
                 }
                 *c = None; // the mirror is about to change under any old position
@@ -1054,7 +1070,9 @@ impl Mirror {
         }
         let known = read_epoch(&self.state_dir, export);
         if epoch < known {
-            return Err(format!("epoch {epoch} is older than epoch {known} known here"));
+            return Err(format!(
+                "epoch {epoch} is older than epoch {known} known here"
+            ));
         }
         if epoch > known {
             write_epoch(&self.state_dir, export, epoch).map_err(|e| e.to_string())?;
@@ -1064,7 +1082,11 @@ impl Mirror {
         let progress = Progress::new(
             self.group.name_of(from).to_string(),
             full,
-            if full { "full copy".into() } else { "partial".into() },
+            if full {
+                "full copy".into()
+            } else {
+                "partial".into()
+            },
         );
         let busy = self
             .rejoin
@@ -1209,7 +1231,11 @@ impl Mirror {
         let plan = match want {
             Want::Nothing => return,
             Want::Full => Plan::Full("its mirror's state is unknown".into()),
-            Want::Partial { history, from: f, ids } => {
+            Want::Partial {
+                history,
+                from: f,
+                ids,
+            } => {
                 let entries = self
                     .log(ps.export)
                     .and_then(|l| l.entries().ok())
@@ -1295,10 +1321,14 @@ impl Mirror {
         for role in self.roles() {
             if let Role::Primary(ps) = &*role {
                 for (_, p) in lock(&ps.resyncs).values() {
-                    out.push(json!({"export": ps.export.0, "direction": "out", "progress": p.json()}));
+                    out.push(
+                        json!({"export": ps.export.0, "direction": "out", "progress": p.json()}),
+                    );
                 }
                 for p in lock(&ps.finished).iter() {
-                    out.push(json!({"export": ps.export.0, "direction": "out", "progress": p.json()}));
+                    out.push(
+                        json!({"export": ps.export.0, "direction": "out", "progress": p.json()}),
+                    );
                 }
             }
         }
@@ -1328,7 +1358,8 @@ impl Mirror {
                     }
                     if let Some(l) = lock(&self.links).get(m).cloned() {
                         ps.add(self, *m, &l, now);
-                        asked.push(json!({"export": ps.export.0, "member": self.group.name_of(*m)}));
+                        asked
+                            .push(json!({"export": ps.export.0, "member": self.group.name_of(*m)}));
                     }
                 }
             }
@@ -1341,7 +1372,10 @@ impl Mirror {
         let state = match self.role(export).as_deref() {
             Some(Role::Primary(_)) => 1,
             Some(Role::Secondary(ss)) => {
-                if lock(&ss.core).as_ref().is_some_and(|sc| sc.leader.is_some() && !sc.closed) {
+                if lock(&ss.core)
+                    .as_ref()
+                    .is_some_and(|sc| sc.leader.is_some() && !sc.closed)
+                {
                     2
                 } else {
                     3
@@ -1395,7 +1429,10 @@ impl Mirror {
             Some(Role::Primary(ps)) => ps.secondaries.clone(),
             None => Vec::new(),
         };
-        let i = others.iter().position(|o| *o == m).unwrap_or(usize::MAX - 1);
+        let i = others
+            .iter()
+            .position(|o| *o == m)
+            .unwrap_or(usize::MAX - 1);
         if i < me {
             i
         } else {
@@ -1455,7 +1492,10 @@ impl Mirror {
             Err(why) => {
                 let mut n = lock(&self.rejoin.negotiated);
                 let last = n.get(&export).cloned();
-                if last.as_ref().is_none_or(|(t, w)| *w != why || now.since(*t) > 30_000) {
+                if last
+                    .as_ref()
+                    .is_none_or(|(t, w)| *w != why || now.since(*t) > 30_000)
+                {
                     n.insert(export, (now, why.clone()));
                     drop(n);
                     self.event(now, export, format!("not starting as primary: {why}"));
@@ -1548,7 +1588,10 @@ impl Mirror {
             want: Want::Nothing,
         };
         if epoch < read_epoch(&self.state_dir, sb.export) {
-            return reply(false, format!("epoch {epoch} is older than the one known here"));
+            return reply(
+                false,
+                format!("epoch {epoch} is older than the one known here"),
+            );
         }
         if sb.clean_at != Some((prev, SeqNo(base)))
             || epoch <= sb.epoch.0
@@ -2079,9 +2122,10 @@ impl SecondarySide {
             );
         }
         let accept = match &*c {
-            _ if !m.complete(self.export) => {
-                Err("this mirror is incomplete (an interrupted resync or a host crash); needs resync".into())
-            }
+            _ if !m.complete(self.export) => Err(
+                "this mirror is incomplete (an interrupted resync or a host crash); needs resync"
+                    .into(),
+            ),
             // a takeover: the new primary was our fellow secondary in the same stream, and we
             // stand exactly where it starts
             Some(sc) if prev != 0 && sc.history == prev => {

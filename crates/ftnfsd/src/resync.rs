@@ -41,7 +41,7 @@ use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{ExportId, FileId, Generation, MemberId, SeqNo};
 use ftnfs_core::mirror::resync::{final_pass, LogEntry, Plan};
 use ftnfs_wire::nfs3::FType3;
-use ftnfs_wire::peer::{PeerMsg, SyncEntry, SyncObj, MAX_SYNC_NEEDS};
+use ftnfs_wire::peer::{sync_data_frame, PeerMsg, SyncEntry, SyncObj, MAX_SYNC_NEEDS};
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, mknodat, FileStat, Mode, SFlag};
@@ -137,7 +137,7 @@ impl Progress {
             "pass": self.pass.load(Ordering::Relaxed),
             "objects": self.objects.load(Ordering::Relaxed),
             "bytes": bytes,
-            "seconds": (secs * 10.0).round() / 10.0,
+            "seconds": (secs * 1000.0).round() / 1000.0,
             "mib_per_s": if secs > 0.0 { ((bytes as f64 / 1048576.0 / secs) * 10.0).round() / 10.0 } else { 0.0 },
             "done": self.done.load(Ordering::Relaxed),
             "phase": self.phase.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -266,6 +266,10 @@ struct Sender<'a> {
 
 impl Sender<'_> {
     fn push(&self, msg: &PeerMsg) -> Result<(), String> {
+        self.push_frame(msg.to_frame())
+    }
+
+    fn push_frame(&self, frame: Vec<u8>) -> Result<(), String> {
         let t0 = Instant::now();
         while self.link.capacity() + QUEUED < self.link.max_capacity() {
             if self.link.is_closed() {
@@ -277,7 +281,7 @@ impl Sender<'_> {
             std::thread::sleep(Duration::from_micros(200));
         }
         self.link
-            .try_send(msg.to_frame())
+            .try_send(frame)
             .map_err(|_| "link to the member lost".to_string())
     }
 
@@ -365,21 +369,15 @@ impl Sender<'_> {
                     .open_file(OFlag::O_RDONLY)
                     .map_err(|e| format!("open: {e:?}"))?;
                 let mut off = 0u64;
-                let mut buf = vec![0u8; CHUNK];
                 loop {
-                    let n = f.read_at(&mut buf, off).map_err(|e| e.to_string())?;
-                    let mut piece = base.clone();
-                    piece.offset = off;
-                    piece.data = buf[..n].to_vec();
+                    base.offset = off;
+                    let (frame, n) =
+                        sync_data_frame(self.export.0, &base, CHUNK, |b| f.read_at(b, off))
+                            .map_err(|e| e.to_string())?;
                     off += n as u64;
-                    piece.last = n < CHUNK;
-                    if piece.last {
-                        piece.size = off;
-                    }
-                    let last = piece.last;
-                    self.push(&self.obj(piece))?;
+                    self.push_frame(frame)?;
                     self.throttle(n);
-                    if last {
+                    if n < CHUNK {
                         return Ok(());
                     }
                 }
@@ -416,7 +414,12 @@ impl Sender<'_> {
                 let (parent, name) = if id == FileId::ROOT.0 {
                     (0, Vec::new())
                 } else {
-                    match self.ex.ids.first_link(FileId(id)).map_err(|e| e.to_string())? {
+                    match self
+                        .ex
+                        .ids
+                        .first_link(FileId(id))
+                        .map_err(|e| e.to_string())?
+                    {
                         Some((p, n)) => (p.0, n),
                         None => return Ok(()),
                     }
@@ -494,7 +497,10 @@ impl Sender<'_> {
             if queue.is_empty() {
                 return Ok(in_time);
             }
-            self.progress.phase(format!("pass {}", self.progress.pass.load(Ordering::Relaxed)));
+            self.progress.phase(format!(
+                "pass {}",
+                self.progress.pass.load(Ordering::Relaxed)
+            ));
         }
     }
 
@@ -510,7 +516,9 @@ impl Sender<'_> {
                 queue.extend(n.into_iter().map(|(p, name, id)| Item::Named(p, name, id)));
                 Ok(false)
             }
-            Reply::Done { ok: false, reason, .. } => Err(format!("the member failed: {reason}")),
+            Reply::Done {
+                ok: false, reason, ..
+            } => Err(format!("the member failed: {reason}")),
             Reply::Done { round, .. } => Ok(Some(round) == want),
         }
     }
@@ -586,10 +594,7 @@ pub fn send(
             progress.phase(format!("pass {pass}"));
         }
         let start = ps.released();
-        queue.extend(by_depth(
-            ex,
-            dirty_since(&server, export, history, since).into_iter(),
-        ));
+        queue.extend(by_depth(ex, dirty_since(&server, export, history, since)));
         let at = held.map(|_| (history, start.0));
         let deadline = held.map(|t| t + Duration::from_millis(hold_ms));
         let result = s.pass(&mut queue, at, deadline, &|| ps.hold(false));
@@ -651,14 +656,22 @@ struct Applier<'a> {
     dir: Option<(u64, Vec<SyncEntry>)>,
     /// Every directory's times as sent: set again at a pass end when entries were added or
     /// removed since (`changed`).
-    times: HashMap<u64, ((i64, u32), (i64, u32))>,
+    times: HashMap<u64, (Time, Time)>,
     changed: HashSet<u64>,
     needs: Vec<(u64, Vec<u8>, u64)>,
     out: Link,
     progress: Arc<Progress>,
+    /// New objects not yet in the identity table (one commit for many): (parent, name,
+    /// inode, id, generation), and their ids.
+    pending: Vec<(FileId, Vec<u8>, u64, FileId, Generation)>,
+    pending_ids: HashSet<u64>,
+    /// Open directories by id (dropped whenever a directory is removed).
+    dirs: std::cell::RefCell<HashMap<u64, OwnedFd>>,
 }
 
 type R<T> = Result<T, String>;
+/// Seconds and nanoseconds.
+type Time = (i64, u32);
 
 fn errs<E: std::fmt::Debug>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("{what}: {e:?}")
@@ -693,7 +706,34 @@ fn open_sub(dirfd: &OwnedFd, name: &[u8]) -> R<OwnedFd> {
 }
 
 impl Applier<'_> {
-    fn find(&self, id: u64, gen: u32) -> Option<Obj> {
+    /// Commits the new objects recorded so far.
+    fn flush_records(&mut self) -> R<()> {
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_ids.clear();
+        self.ex.ids.record_many(&batch).map_err(errs("ids"))
+    }
+
+    /// Directory `id`, opened (cached).
+    fn dir_fd(&mut self, id: u64) -> R<OwnedFd> {
+        if let Some(fd) = self.dirs.borrow().get(&id) {
+            return fd.try_clone().map_err(errs("dup"));
+        }
+        let dir = self
+            .find_any(id)
+            .ok_or_else(|| format!("directory {id} is missing"))?;
+        let fd = dir.open_dir().map_err(errs("open dir"))?;
+        let mut dirs = self.dirs.borrow_mut();
+        if dirs.len() >= 4096 {
+            dirs.clear();
+        }
+        dirs.insert(id, fd.try_clone().map_err(errs("dup"))?);
+        Ok(fd)
+    }
+
+    fn find(&mut self, id: u64, gen: u32) -> Option<Obj> {
+        if self.pending_ids.contains(&id) {
+            self.flush_records().ok()?;
+        }
         self.ex
             .locate(&FileHandle {
                 export: self.export,
@@ -703,7 +743,10 @@ impl Applier<'_> {
             .ok()
     }
 
-    fn find_any(&self, id: u64) -> Option<Obj> {
+    fn find_any(&mut self, id: u64) -> Option<Obj> {
+        if self.pending_ids.contains(&id) {
+            self.flush_records().ok()?;
+        }
         let rec = self.ex.ids.get(FileId(id)).ok()??;
         self.find(id, rec.gen.0)
     }
@@ -724,6 +767,7 @@ impl Applier<'_> {
         };
         let is_dir = ftype_of(&st) == FType3::Dir;
         if is_dir {
+            self.dirs.borrow_mut().clear();
             let sub = open_sub(dirfd, name)?;
             for n in list(&sub)? {
                 self.remove(&sub, lid.map(|i| i.0).unwrap_or(0), &n, track)?;
@@ -763,31 +807,49 @@ impl Applier<'_> {
     /// The directory where `o` must be created, with its name cleared.
     fn place(&mut self, o: &SyncObj) -> R<OwnedFd> {
         self.changed.insert(o.parent);
-        let dir = self
-            .find_any(o.parent)
-            .ok_or_else(|| format!("directory {} of {:?} is missing", o.parent, o.name))?;
-        let fd = dir.open_dir().map_err(errs("open dir"))?;
+        let fd = self.dir_fd(o.parent)?;
         crate::fs::check_name(&o.name).map_err(|_| "bad name".to_string())?;
-        self.remove(&fd, o.parent, &o.name, true)?;
+        let name = OsStr::from_bytes(&o.name);
+        if fstatat(fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
+            // something else has the name: it goes, and the table must know it first
+            self.flush_records()?;
+            self.remove(&fd, o.parent, &o.name, true)?;
+        }
         Ok(fd)
     }
 
-    fn record(&self, dirfd: &OwnedFd, o: &SyncObj) -> R<()> {
+    fn record(&mut self, dirfd: &OwnedFd, o: &SyncObj) -> R<()> {
         let st = fstatat(
             dirfd.as_fd(),
             OsStr::from_bytes(&o.name),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(errs("stat"))?;
-        self.ex
-            .ids
-            .record_new(
-                FileId(o.parent),
-                &o.name,
-                st.st_ino,
-                Some((FileId(o.id), Generation(o.gen))),
-            )
-            .map_err(errs("ids"))?;
+        if o.ftype == FType3::Dir as u32 {
+            // a directory is looked up next (its entries), so it goes in at once
+            self.flush_records()?;
+            self.ex
+                .ids
+                .record_new(
+                    FileId(o.parent),
+                    &o.name,
+                    st.st_ino,
+                    Some((FileId(o.id), Generation(o.gen))),
+                )
+                .map_err(errs("ids"))?;
+            return Ok(());
+        }
+        self.pending.push((
+            FileId(o.parent),
+            o.name.clone(),
+            st.st_ino,
+            FileId(o.id),
+            Generation(o.gen),
+        ));
+        self.pending_ids.insert(o.id);
+        if self.pending.len() >= 512 {
+            self.flush_records()?;
+        }
         Ok(())
     }
 
@@ -882,10 +944,7 @@ impl Applier<'_> {
         if o.parent == 0 {
             return Ok(());
         }
-        let dir = self
-            .find_any(o.parent)
-            .ok_or_else(|| format!("directory {} of {:?} is missing", o.parent, o.name))?;
-        let fd = dir.open_dir().map_err(errs("open dir"))?;
+        let fd = self.dir_fd(o.parent)?;
         let name = OsStr::from_bytes(&o.name);
         match fstatat(fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if st.st_ino == have.st.st_ino => return Ok(()),
@@ -894,8 +953,14 @@ impl Applier<'_> {
             Err(e) => return Err(format!("stat: {e}")),
         }
         crate::fs::check_name(&o.name).map_err(|_| "bad name".to_string())?;
-        linkat(have.dirfd.as_fd(), have.name_os(), fd.as_fd(), name, AtFlags::empty())
-            .map_err(errs("link"))?;
+        linkat(
+            have.dirfd.as_fd(),
+            have.name_os(),
+            fd.as_fd(),
+            name,
+            AtFlags::empty(),
+        )
+        .map_err(errs("link"))?;
         self.changed.insert(o.parent);
         self.ex
             .ids
@@ -964,6 +1029,8 @@ impl Applier<'_> {
     /// Makes directory `o` hold exactly `entries`: removes what is not there, moves or links
     /// what this mirror has elsewhere, and asks for the rest.
     fn directory(&mut self, o: &SyncObj, entries: Vec<SyncEntry>) -> R<()> {
+        // the listing below looks entries up by inode: everything recorded must be in
+        self.flush_records()?;
         let dir = match self.find(o.id, o.gen) {
             Some(d) if d.is_dir() => d,
             _ => {
@@ -1020,7 +1087,6 @@ impl Applier<'_> {
                         .ids
                         .first_link(FileId(e.id))
                         .map_err(errs("ids"))?
-                        .map(|(p, n)| (p, n))
                         .ok_or("moved directory has no name")?;
                     self.changed.insert(from.0 .0);
                     renameat(
@@ -1113,6 +1179,9 @@ fn wipe(ex: &ExportFs) -> R<()> {
         needs: Vec::new(),
         out: tokio::sync::mpsc::channel(1).0,
         progress: Progress::new(String::new(), true, String::new()),
+        pending: Vec::new(),
+        pending_ids: HashSet::new(),
+        dirs: Default::default(),
     };
     for n in list(&root)? {
         a.remove(&root, FileId::ROOT.0, &n, false)?;
@@ -1173,6 +1242,9 @@ pub fn receive(
         needs: Vec::new(),
         out: out.clone(),
         progress: progress.clone(),
+        pending: Vec::new(),
+        pending_ids: HashSet::new(),
+        dirs: Default::default(),
     };
     while let Some(msg) = rx.blocking_recv() {
         match msg {
@@ -1185,6 +1257,9 @@ pub fn receive(
                 }
             }
             PeerMsg::SyncRoundEnd { round, at: end, .. } => {
+                if let Err(e) = a.flush_records() {
+                    failed.get_or_insert(e);
+                }
                 a.fix_times();
                 a.flush_needs();
                 if let Err(e) = ex.ids.flush() {
@@ -1202,10 +1277,17 @@ pub fn receive(
             _ => {}
         }
     }
+    if let Err(e) = a.flush_records() {
+        failed.get_or_insert(e);
+    }
     ex.ids.set_bulk(false);
     let _ = ex.ids.flush();
     progress.finish();
     if let Some(e) = failed {
-        m.event(server.now(), export, format!("resync into this mirror failed: {e}"));
+        m.event(
+            server.now(),
+            export,
+            format!("resync into this mirror failed: {e}"),
+        );
     }
 }

@@ -301,11 +301,7 @@ impl Server {
         };
         // in the change log before it executes (it waits for Run below)
         if let Some(log) = self.mirror.log(fh.export) {
-            log.update(
-                ps.history,
-                seq.0,
-                &touched_ids(a, new_id.map(|(f, _)| f.0)),
-            );
+            log.update(ps.history, seq.0, &touched_ids(a, new_id.map(|(f, _)| f.0)));
         }
         match rx.recv_timeout(MAX_RUN_WAIT) {
             Ok(Signal::Run) => {}

@@ -68,9 +68,9 @@ fn covered_from(log: &[LogEntry], history: u64, window: u64) -> Option<u64> {
     for e in log {
         match e {
             LogEntry::Start { history: h, base } if *h == history => return Some(*base),
-            LogEntry::Update { history: h, seq, .. } if *h == history => {
-                return Some(seq.saturating_sub(1).saturating_add(window))
-            }
+            LogEntry::Update {
+                history: h, seq, ..
+            } if *h == history => return Some(seq.saturating_sub(1).saturating_add(window)),
             _ => {}
         }
     }
@@ -141,7 +141,9 @@ pub fn position(log: &[LogEntry], window: u64) -> Option<(u64, u64, BTreeSet<u64
             let last = log
                 .iter()
                 .filter_map(|e| match e {
-                    LogEntry::Update { history: h, seq, .. } if h == history => Some(*seq),
+                    LogEntry::Update {
+                        history: h, seq, ..
+                    } if h == history => Some(*seq),
                     LogEntry::Start { history: h, base } if h == history => Some(*base),
                     _ => None,
                 })
@@ -157,9 +159,11 @@ pub fn position(log: &[LogEntry], window: u64) -> Option<(u64, u64, BTreeSet<u64
     let ids = log
         .iter()
         .filter_map(|e| match e {
-            LogEntry::Update { history: h, seq, ids } if *h == history && *seq > from => {
-                Some(ids.iter().copied())
-            }
+            LogEntry::Update {
+                history: h,
+                seq,
+                ids,
+            } if *h == history && *seq > from => Some(ids.iter().copied()),
             _ => None,
         })
         .flatten()
@@ -234,8 +238,8 @@ pub fn startup(me: &Candidate, others: &[(String, Peer)]) -> Result<(), String> 
             Peer::Primary => return Err(format!("{name} is primary")),
             Peer::Unknown => {
                 return Err(format!(
-                    "{name} is not heard and may hold newer updates (ftnfsctl promote to start anyway)"
-                ))
+                "{name} is not heard and may hold newer updates (ftnfsctl promote to start anyway)"
+            ))
             }
             Peer::Member(c) if c.beats(me) => {
                 return Err(format!("{name} holds a newer or preferred mirror"))
@@ -267,7 +271,10 @@ mod tests {
     #[test]
     fn a_failed_out_secondary_gets_what_was_touched_after_its_point() {
         let log = vec![
-            LogEntry::Start { history: 9, base: 0 },
+            LogEntry::Start {
+                history: 9,
+                base: 0,
+            },
             up(9, 1, &[10]),
             up(9, 2, &[11]),
             up(9, 3, &[12, 1]),
@@ -292,7 +299,10 @@ mod tests {
 
     #[test]
     fn another_stream_is_a_full_copy() {
-        let log = vec![LogEntry::Start { history: 9, base: 0 }];
+        let log = vec![LogEntry::Start {
+            history: 9,
+            base: 0,
+        }];
         assert!(matches!(plan(&log, NOW, 4, 0, &[], 1024), Plan::Full(_)));
     }
 
@@ -300,7 +310,10 @@ mod tests {
     fn the_old_primary_gets_the_rest_of_its_stream_and_all_of_the_new_one() {
         // survivor was secondary of 4 from update 0, took over at 100 with stream 9
         let log = vec![
-            LogEntry::Start { history: 4, base: 0 },
+            LogEntry::Start {
+                history: 4,
+                base: 0,
+            },
             up(4, 99, &[1]),
             up(4, 100, &[2]),
             LogEntry::Start {
@@ -325,7 +338,10 @@ mod tests {
 
     #[test]
     fn position_is_a_window_before_the_last_logged_update() {
-        let mut log = vec![LogEntry::Start { history: 9, base: 0 }];
+        let mut log = vec![LogEntry::Start {
+            history: 9,
+            base: 0,
+        }];
         for s in 1..=10 {
             log.push(up(9, s, &[s * 100]));
         }

@@ -294,6 +294,30 @@ impl IdTable {
 
     /// Finds or assigns the identities of entries found in directory `parent` (objects
     /// created outside ftnfs are adopted), in one transaction. Returns them in input order.
+    /// Records many new objects with dictated ids in one commit (a resync): (parent, name,
+    /// inode, id, generation) each.
+    pub fn record_many(
+        &self,
+        objs: &[(FileId, Vec<u8>, u64, FileId, Generation)],
+    ) -> Result<(), IdError> {
+        if objs.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        for (parent, name, ino, id, gen) in objs {
+            if tx.open_table(OBJECTS)?.get(id.0)?.is_some() {
+                return Err(IdError::Taken(*id));
+            }
+            self.next.fetch_max(id.0 + 1, Ordering::Relaxed);
+            insert_object(&tx, *id, *gen, *ino)?;
+            tx.open_table(LINKS)?
+                .insert((id.0, parent.0, name.as_slice()), ())?;
+        }
+        self.persist_next(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn adopt(
         &self,
         parent: FileId,
