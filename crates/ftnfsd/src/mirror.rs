@@ -284,6 +284,10 @@ pub struct Mirror {
     /// Resync tunables.
     pub resync: crate::resync::Settings,
     rejoin: Rejoin,
+    /// Bumped when every client connection must close (this member handed the primary role
+    /// over: clients reconnect to the virtual IP, now at the new primary, and resend what
+    /// got no reply here).
+    pub close_clients: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -423,6 +427,7 @@ impl Mirror {
             rejoin.logs.insert(e.cfg.id, log);
         }
         Ok(Mirror {
+            close_clients: tokio::sync::watch::Sender::new(0),
             resync: crate::resync::Settings {
                 rate: std::sync::atomic::AtomicU64::new(group.rejoin.rate),
                 hold_ms: group.rejoin.hold_ms.max(10),
@@ -496,6 +501,38 @@ impl Mirror {
                 ),
             }
         }
+    }
+
+    /// A client update reached this member while it hands the primary role over (stepping
+    /// down, or stood down and not yet following the new primary): waits up to 3 s for the
+    /// hand-over. `true`: it happened — send no reply; the client's connection is closed and
+    /// it resends to the new primary. `false`: answer JUKEBOX (try later).
+    pub fn hold_for_switch(&self, export: ExportId) -> bool {
+        if !self.moves_clients(export) {
+            return false; // no address moves: the client stays here, and must retry here
+        }
+        let handing_over = |r: &Role| match r {
+            Role::Primary(ps) => lock(&ps.core).stepping_down.is_some(),
+            Role::Standby(sb) => sb.clean_at.is_some(),
+            Role::Secondary(_) => false,
+        };
+        if !self.role(export).is_some_and(|r| handing_over(&r)) {
+            return false;
+        }
+        for _ in 0..300 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            match self.role(export).as_deref() {
+                Some(Role::Secondary(_)) => return true,
+                Some(r) if handing_over(r) => {}
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// A change of this export's primary moves the clients: the virtual IP follows it.
+    fn moves_clients(&self, export: ExportId) -> bool {
+        self.group.vip.is_some() && self.vip_export() == Some(export)
     }
 
     /// This member's role for an export, if it is mirrored.
@@ -1564,7 +1601,11 @@ impl Mirror {
             c.p.epoch()
         };
         let what = format!("deposed as primary: {why}");
+        let export = ps.export;
         self.stand_by(ps, epoch, why, None, now, what);
+        if self.moves_clients(export) {
+            self.close_clients.send_modify(|g| *g += 1);
+        }
     }
 
     /// A member that stood down cleanly is asked to join the member promoted after it: it
@@ -1638,6 +1679,11 @@ impl Mirror {
                 self.group.name_of(from)
             ),
         );
+        // the new primary holds the virtual IP now: clients still connected here reconnect
+        // to it and resend the requests held here without a reply
+        if self.moves_clients(sb.export) {
+            self.close_clients.send_modify(|g| *g += 1);
+        }
         reply(true, String::new())
     }
 

@@ -211,17 +211,25 @@ impl Server {
                                 r
                             }
                             None => {
-                                // could not be numbered (too many in flight): the client
-                                // retries later
+                                // could not be numbered: handing the role over (no reply; the
+                                // client resends to the new primary), or too many in flight
+                                // (the client retries later)
                                 self.drc().abandon(&key);
+                                if self.mirror.hold_for_switch(fh.export) {
+                                    return None;
+                                }
                                 return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
                             }
                         }
                     }
-                    Some((_, Role::Secondary(_) | Role::Standby(_))) => {
+                    Some((fh, Role::Secondary(_) | Role::Standby(_))) => {
                         // Clients update through the primary; one that reached a secondary
-                        // (or a member standing by) directly is told to try again later.
+                        // (or a member standing by) directly is told to try again later,
+                        // unless the role is being handed over from here right now.
                         self.drc().abandon(&key);
+                        if self.mirror.hold_for_switch(fh.export) {
+                            return None;
+                        }
                         return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
                     }
                     None => self.execute(h.xid, a, peer, cred, anonymous, None),

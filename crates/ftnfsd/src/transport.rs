@@ -108,10 +108,17 @@ impl Transport {
         let per_conn = Arc::new(Semaphore::new(self.limits.per_connection));
         let mut dec = RecordDecoder::new(MAX_RECORD);
         let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut close = self.server.mirror.close_clients.subscribe();
         'read: loop {
-            match rd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                },
+                _ = close.changed() => {
+                    tracing::info!(client = %peer, "closing connection: the primary role moved");
+                    break;
+                }
             }
             loop {
                 let rec = match dec.decode(&mut buf) {

@@ -327,3 +327,212 @@ fn one_member_is_primary_of_one_export_and_secondary_of_another() {
     );
     assert_eq!(st, 10008);
 }
+
+/// One NFS call that must succeed; the reply body after the status.
+fn ok(c: &mut Raw, xid: u32, proc_: u32, a: Args) -> Vec<u8> {
+    let (st, body) = nfs_status(&c.call(xid, nfs3::PROGRAM, proc_, &a.to_bytes()));
+    assert_eq!(st, 0, "procedure {proc_} (xid {xid})");
+    body
+}
+
+fn write_at(c: &mut Raw, xid: u32, f: &NfsFh3, offset: u64, data: Vec<u8>) {
+    ok(
+        c,
+        xid,
+        procs::WRITE,
+        Args::Write {
+            file: f.clone(),
+            offset,
+            count: data.len() as u32,
+            stable: nfs3::StableHow::FileSync,
+            data,
+        },
+    );
+}
+
+fn manifest(m: &Member) -> serde_json::Value {
+    let mut s = UnixStream::connect(m.dir.join("adm.sock")).unwrap();
+    s.write_all(b"{\"cmd\":\"manifest\",\"export\":4711}\n")
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    v["entries"].clone()
+}
+
+#[test]
+fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
+    let _serial = serial();
+    // Issue 6: b is killed, the primary goes on (data, a directory moved to another one,
+    // hard links, symlinks, removals, a mode change); b comes back, refuses the Join with
+    // what it needs, gets a partial resync and joins; then both mirrors list the same
+    // objects, ids, generations, modes, sizes, mtimes and contents.
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let a = member(t.path(), "a", "b", pa, pb, "");
+    let mut b = member(t.path(), "b", "a", pb, pa, "");
+    // export 4711 (a first): its secondary is live (4712, listed b first, has its own story)
+    let live = |a: &Member| {
+        let start = Instant::now();
+        let live_4711 = |a: &Member| {
+            a.admin("status")["status"]["mirror"]["exports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["export"] == 4711 && e["secondaries"][0]["live"] == true)
+        };
+        while !live_4711(a) {
+            assert!(start.elapsed() < Duration::from_secs(20), "b never joined");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    live(&a);
+    let mut c = Raw::connect(a.port);
+    let root = mount_root(&mut c, &a.export());
+    let sattr = Sattr3::default();
+    let mkdir = |c: &mut Raw, xid, dir: &NfsFh3, name: &str| {
+        fh_of_create(&ok(
+            c,
+            xid,
+            procs::MKDIR,
+            Args::Mkdir {
+                where_: dirop(dir, name),
+                attr: Sattr3::default(),
+            },
+        ))
+    };
+    let d1 = mkdir(&mut c, 10, &root, "d1");
+    let d2 = mkdir(&mut c, 11, &root, "d2");
+    let (st, body) = create(&mut c, 12, &d1, "f", CreateHow3::Guarded(sattr.clone()));
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    write_at(&mut c, 13, &f, 0, vec![7u8; 300_000]);
+    let (st, _) = create(&mut c, 14, &d1, "g", CreateHow3::Guarded(sattr.clone()));
+    assert_eq!(st, 0);
+    ok(
+        &mut c,
+        15,
+        procs::LINK,
+        Args::Link {
+            file: f.clone(),
+            link: dirop(&d2, "hard"),
+        },
+    );
+    ok(
+        &mut c,
+        16,
+        procs::SYMLINK,
+        Args::Symlink {
+            where_: dirop(&d2, "s"),
+            attr: sattr.clone(),
+            target: b"hard".to_vec(),
+        },
+    );
+    assert_eq!(manifest(&a), manifest(&b), "in step before the crash");
+
+    // b dies; a goes on alone
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let start = Instant::now();
+    while a.admin("status")["status"]["mirror"]["exports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["export"] == 4711 && e["secondaries"][0]["live"] == true)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "b never failed out"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    write_at(&mut c, 20, &f, 100_000, vec![9u8; 50_000]);
+    ok(
+        &mut c,
+        21,
+        procs::RENAME,
+        Args::Rename {
+            from: dirop(&root, "d1"),
+            to: dirop(&d2, "moved"),
+        },
+    );
+    ok(&mut c, 22, procs::REMOVE, Args::Remove(dirop(&d1, "g")));
+    let (st, body) = create(&mut c, 23, &d2, "new", CreateHow3::Guarded(sattr.clone()));
+    assert_eq!(st, 0);
+    let new = fh_of_create(&body);
+    write_at(&mut c, 24, &new, 0, b"fresh".to_vec());
+    ok(
+        &mut c,
+        25,
+        procs::SETATTR,
+        Args::SetAttr {
+            obj: new.clone(),
+            attr: Sattr3 {
+                mode: Some(0o600),
+                ..Sattr3::default()
+            },
+            guard: None,
+        },
+    );
+    let d3 = mkdir(&mut c, 26, &root, "d3");
+    let (st, _) = create(&mut c, 27, &d3, "x", CreateHow3::Guarded(sattr.clone()));
+    assert_eq!(st, 0);
+    ok(
+        &mut c,
+        28,
+        procs::RENAME,
+        Args::Rename {
+            from: dirop(&d2, "hard"),
+            to: dirop(&d2, "hard2"),
+        },
+    );
+    for i in 0..200u32 {
+        // a storm of short-lived names, so the change log holds more than the survivors
+        let name = format!("t{i}");
+        let (st, _) = create(
+            &mut c,
+            100 + 2 * i,
+            &d3,
+            &name,
+            CreateHow3::Unchecked(sattr.clone()),
+        );
+        assert_eq!(st, 0);
+        if i % 2 == 0 {
+            ok(
+                &mut c,
+                101 + 2 * i,
+                procs::REMOVE,
+                Args::Remove(dirop(&d3, &name)),
+            );
+        }
+    }
+    assert!(!b.export().join("d3").exists(), "b missed all of that");
+
+    // b comes back
+    b = member(t.path(), "b", "a", pb, pa, "");
+    live(&a);
+    let (ma, mb) = (manifest(&a), manifest(&b));
+    if ma != mb {
+        for m in [&a, &b] {
+            for e in m.admin("status")["status"]["mirror"]["events"]
+                .as_array()
+                .unwrap()
+            {
+                eprintln!("{}: {} {}", m.dir.display(), e["at_ms"], e["what"]);
+            }
+        }
+    }
+    assert!(ma == mb, "identical after the resync");
+    let events = a.admin("status")["status"]["mirror"]["events"].to_string();
+    assert!(events.contains("resync of b started (partial"), "{events}");
+    assert!(events.contains("resync of b done"), "{events}");
+    assert!(
+        !b.dir.join("state/export-4711.resync").exists(),
+        "the marker is gone once b joined"
+    );
+
+    // and b follows the stream from there
+    write_at(&mut c, 900, &new, 5, b" and more".to_vec());
+    assert_eq!(manifest(&a), manifest(&b), "in step after the rejoin");
+}
