@@ -303,6 +303,8 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
     let start = Instant::now();
     let mut last = Instant::now();
     let (mut worst, mut ops, mut reconnects, mut errors) = (Duration::ZERO, 0u64, 0u32, 0u32);
+    // JUKEBOX answers: this client retries them at once, the Linux client only after 5 s
+    let mut jukebox = 0u32;
     let mut off = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
         // A reply normally takes a few ms; after 250 ms the client gives up on this
@@ -331,6 +333,8 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
                 // an NFS error is a client-visible error (JUKEBOX is retried, as clients do)
                 if s as u32 != 10008 {
                     errors += 1;
+                } else {
+                    jukebox += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -354,7 +358,7 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
         }
     }
     println!(
-        "{{\"max_gap_ms\":{:.1},\"ops\":{ops},\"reconnects\":{reconnects},\"errors\":{errors}}}",
+        "{{\"max_gap_ms\":{:.1},\"ops\":{ops},\"reconnects\":{reconnects},\"errors\":{errors},\"jukebox\":{jukebox}}}",
         worst.as_secs_f64() * 1000.0
     );
     if errors > 0 {
