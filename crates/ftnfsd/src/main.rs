@@ -358,7 +358,14 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down");
     {
         let s = server.clone();
-        let _ = tokio::task::spawn_blocking(move || s.mirror.seal()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let flush = |id| match s.export(id) {
+                Some(ex) => nix::unistd::syncfs(ex.root_fd()).map_err(std::io::Error::from),
+                None => Ok(()),
+            };
+            s.mirror.seal(&flush)
+        })
+        .await;
     }
     if !cli.no_portmap {
         let _ = tokio::task::spawn_blocking(move || portmap::register(port, false)).await;

@@ -462,7 +462,9 @@ impl Mirror {
     /// and nothing waiting), writes a seal (stream id and last update) to the state
     /// directory. The next start resumes that stream, so a group stopped and started again
     /// needs no copy. A start removes the seal before serving, so a crash never leaves one.
-    pub fn seal(&self) {
+    /// `flush` makes an export's mirror durable (syncfs) before its seal is written: a seal
+    /// must never outlive data lost with the page cache.
+    pub fn seal(&self, flush: &dyn Fn(ExportId) -> std::io::Result<()>) {
         for role in self.roles() {
             let (id, at) = match &*role {
                 Role::Primary(ps) => {
@@ -490,6 +492,14 @@ impl Mirror {
                 Role::Standby(sb) => (sb.export, None),
             };
             let id = &id;
+            let at = match at.map(|s| (s, flush(*id))) {
+                Some((s, Ok(()))) => Some(s),
+                Some((_, Err(e))) => {
+                    tracing::warn!(export = id.0, error = %e, "cannot sync the mirror; not sealed");
+                    None
+                }
+                None => None,
+            };
             match at {
                 Some(s) => match write_seal(&self.state_dir, *id, s) {
                     Ok(()) => tracing::info!(export = id.0, seq = s.seq, "mirror sealed"),
