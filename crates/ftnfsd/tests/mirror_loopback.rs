@@ -404,11 +404,11 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
     };
     let d1 = mkdir(&mut c, 10, &root, "d1");
     let d2 = mkdir(&mut c, 11, &root, "d2");
-    let (st, body) = create(&mut c, 12, &d1, "f", CreateHow3::Guarded(sattr.clone()));
+    let (st, body) = create(&mut c, 12, &d1, "f", CreateHow3::Guarded(sattr));
     assert_eq!(st, 0);
     let f = fh_of_create(&body);
     write_at(&mut c, 13, &f, 0, vec![7u8; 300_000]);
-    let (st, _) = create(&mut c, 14, &d1, "g", CreateHow3::Guarded(sattr.clone()));
+    let (st, _) = create(&mut c, 14, &d1, "g", CreateHow3::Guarded(sattr));
     assert_eq!(st, 0);
     ok(
         &mut c,
@@ -425,7 +425,7 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
         procs::SYMLINK,
         Args::Symlink {
             where_: dirop(&d2, "s"),
-            attr: sattr.clone(),
+            attr: sattr,
             target: b"hard".to_vec(),
         },
     );
@@ -458,7 +458,7 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
         },
     );
     ok(&mut c, 22, procs::REMOVE, Args::Remove(dirop(&d1, "g")));
-    let (st, body) = create(&mut c, 23, &d2, "new", CreateHow3::Guarded(sattr.clone()));
+    let (st, body) = create(&mut c, 23, &d2, "new", CreateHow3::Guarded(sattr));
     assert_eq!(st, 0);
     let new = fh_of_create(&body);
     write_at(&mut c, 24, &new, 0, b"fresh".to_vec());
@@ -476,7 +476,7 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
         },
     );
     let d3 = mkdir(&mut c, 26, &root, "d3");
-    let (st, _) = create(&mut c, 27, &d3, "x", CreateHow3::Guarded(sattr.clone()));
+    let (st, _) = create(&mut c, 27, &d3, "x", CreateHow3::Guarded(sattr));
     assert_eq!(st, 0);
     ok(
         &mut c,
@@ -495,7 +495,7 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
             100 + 2 * i,
             &d3,
             &name,
-            CreateHow3::Unchecked(sattr.clone()),
+            CreateHow3::Unchecked(sattr),
         );
         assert_eq!(st, 0);
         if i % 2 == 0 {
