@@ -189,8 +189,9 @@ pub struct PrimarySide {
     /// The update of `prev_history` where this stream starts.
     pub chain_base: SeqNo,
     core: Mutex<PrimaryCore>,
-    /// Writes held (the last pass of a resync): new updates wait to be numbered.
-    held: Mutex<bool>,
+    /// Writes held by these members' resyncs (their last pass): new updates wait to be
+    /// numbered while any holds.
+    held: Mutex<HashSet<MemberId>>,
     unheld: Condvar,
     /// Resyncs running from here, by member.
     resyncs: Mutex<HashMap<MemberId, Outgoing>>,
@@ -1950,7 +1951,7 @@ impl PrimarySide {
             prev_history,
             pristine_at_start,
             chain_base: base,
-            held: Mutex::new(false),
+            held: Mutex::new(HashSet::new()),
             unheld: Condvar::new(),
             resyncs: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
@@ -1975,11 +1976,17 @@ impl PrimarySide {
         }
     }
 
-    /// Holds (or releases) clients' writes: while held, `submit` waits before numbering.
-    pub fn hold(&self, on: bool) {
-        *lock(&self.held) = on;
-        if !on {
-            self.unheld.notify_all();
+    /// Holds (or releases) clients' writes for the resync of `member`: while any resync
+    /// holds them, `submit` waits before numbering.
+    pub fn hold(&self, member: MemberId, on: bool) {
+        let mut h = lock(&self.held);
+        if on {
+            h.insert(member);
+        } else {
+            h.remove(&member);
+            if h.is_empty() {
+                self.unheld.notify_all();
+            }
         }
     }
 
@@ -2053,7 +2060,7 @@ impl PrimarySide {
             let held = lock(&self.held);
             let (_g, _) = self
                 .unheld
-                .wait_timeout_while(held, limit, |h| *h)
+                .wait_timeout_while(held, limit, |h| !h.is_empty())
                 .unwrap_or_else(|p| p.into_inner());
         }
         let mut c = lock(&self.core);

@@ -580,7 +580,7 @@ pub fn send(
         let mut held = None;
         if last {
             progress.phase(format!("pass {pass} (last: writes held)"));
-            ps.hold(true);
+            ps.hold(member, true);
             let t0 = Instant::now();
             while ps.pending() > 0 && t0.elapsed() < Duration::from_millis(hold_ms) {
                 std::thread::sleep(Duration::from_millis(1));
@@ -588,7 +588,7 @@ pub fn send(
             if ps.pending() == 0 {
                 held = Some(t0);
             } else {
-                ps.hold(false);
+                ps.hold(member, false);
             }
         } else {
             progress.phase(format!("pass {pass}"));
@@ -597,13 +597,13 @@ pub fn send(
         queue.extend(by_depth(ex, dirty_since(&server, export, history, since)));
         let at = held.map(|_| (history, start.0));
         let deadline = held.map(|t| t + Duration::from_millis(hold_ms));
-        let result = s.pass(&mut queue, at, deadline, &|| ps.hold(false));
+        let result = s.pass(&mut queue, at, deadline, &|| ps.hold(member, false));
         if let Some(t0) = held {
             let joined = match &result {
                 Ok(true) => ps.join_resynced(&server.mirror, member, server.now()),
                 _ => false,
             };
-            ps.hold(false);
+            ps.hold(member, false);
             let held_ms = t0.elapsed().as_millis();
             result?;
             if joined {

@@ -133,25 +133,29 @@ pub fn plan(
 }
 
 /// The position a member reports from its own log: its last stream, an update it surely
-/// applied (`window` before the last one it logged: nothing further back can still have
-/// been in flight), and every id touched after that.
+/// applied, and every id touched after that. Surely applied: everything up to `window`
+/// before the last update it logged (nothing further back can still have been in flight),
+/// and everything up to the latest `Start` of that stream (it was in step there).
 pub fn position(log: &[LogEntry], window: u64) -> Option<(u64, u64, BTreeSet<u64>)> {
-    let (history, last) = log.iter().rev().find_map(|e| match e {
-        LogEntry::Update { history, .. } | LogEntry::Start { history, .. } => {
-            let last = log
-                .iter()
-                .filter_map(|e| match e {
-                    LogEntry::Update {
-                        history: h, seq, ..
-                    } if h == history => Some(*seq),
-                    LogEntry::Start { history: h, base } if h == history => Some(*base),
-                    _ => None,
-                })
-                .max()?;
-            Some((*history, last))
+    let history = match log.last()? {
+        LogEntry::Update { history, .. } | LogEntry::Start { history, .. } => *history,
+    };
+    let mut last = None;
+    let mut start = None;
+    for e in log {
+        match e {
+            LogEntry::Update {
+                history: h, seq, ..
+            } if *h == history => last = Some(last.map_or(*seq, |l: u64| l.max(*seq))),
+            LogEntry::Start { history: h, base } if *h == history => {
+                last = Some(last.map_or(*base, |l: u64| l.max(*base)));
+                start = Some(*base);
+            }
+            _ => {}
         }
-    })?;
-    let from = last.saturating_sub(window);
+    }
+    let last = last?;
+    let from = last.saturating_sub(window).max(start.unwrap_or(0));
     // the log must reach back to `from` for the ids to be complete
     if covered_from(log, history, window)? > from {
         return None;
@@ -351,6 +355,19 @@ mod tests {
         assert_eq!(position(&[], 3), None);
         // a log cut short of the window: the position is unknown
         assert_eq!(position(&log[8..], 3), None);
+        // a member that joined a stream at 5000 and applied two updates: it surely has
+        // everything up to 5000, not just up to 5002 - window
+        let joined = vec![
+            LogEntry::Start {
+                history: 4,
+                base: 5000,
+            },
+            up(4, 5001, &[1]),
+            up(4, 5002, &[2]),
+        ];
+        let (h, from, ids) = position(&joined, 1024).unwrap();
+        assert_eq!((h, from), (4, 5000));
+        assert_eq!(ids, [1, 2].into());
     }
 
     #[test]
