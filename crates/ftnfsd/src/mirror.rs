@@ -2126,10 +2126,26 @@ impl PrimarySide {
                         FailReason::Lost => "out (link lost)",
                         FailReason::Refused { .. } => "failed out (refused)",
                     };
+                    // the instant the change log matters: what the member may lack starts here
+                    let log = m
+                        .log(self.export)
+                        .map(|l| {
+                            let (bytes, _) = l.size();
+                            format!(
+                                "; it misses updates after {} (change log {} KiB of {} KiB)",
+                                c.p.released_watermark().0,
+                                bytes >> 10,
+                                m.group.rejoin.changelog_max >> 10
+                            )
+                        })
+                        .unwrap_or_default();
                     m.event(
                         now,
                         self.export,
-                        format!("secondary {} {what}: {reason}", m.group.name_of(member)),
+                        format!(
+                            "secondary {} {what}: {reason}{log}",
+                            m.group.name_of(member)
+                        ),
                     );
                 }
             }

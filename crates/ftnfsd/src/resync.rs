@@ -262,6 +262,9 @@ struct Sender<'a> {
     round: u64,
     sent_bytes: u64,
     since_start: Instant,
+    /// The directory of the last object asked for by name, opened (the member asks for a
+    /// directory's missing entries together).
+    last_dir: Option<(u64, Obj, OwnedFd)>,
 }
 
 impl Sender<'_> {
@@ -427,21 +430,29 @@ impl Sender<'_> {
                 self.send(&o, parent, &name)
             }
             Item::Named(parent, name, id) => {
-                let Some(rec) = self.ex.ids.get(FileId(parent)).map_err(|e| e.to_string())? else {
+                if self.last_dir.as_ref().is_none_or(|(p, _, _)| *p != parent) {
+                    self.last_dir = None;
+                    let Some(rec) = self.ex.ids.get(FileId(parent)).map_err(|e| e.to_string())?
+                    else {
+                        return Ok(());
+                    };
+                    let h = FileHandle {
+                        export: self.export,
+                        file: FileId(parent),
+                        gen: rec.gen,
+                    };
+                    let Ok(dir) = self.ex.locate(&h) else {
+                        return Ok(());
+                    };
+                    let Ok(dirfd) = dir.open_dir() else {
+                        return Ok(());
+                    };
+                    self.last_dir = Some((parent, dir, dirfd));
+                }
+                let Some((_, dir, dirfd)) = &self.last_dir else {
                     return Ok(());
                 };
-                let h = FileHandle {
-                    export: self.export,
-                    file: FileId(parent),
-                    gen: rec.gen,
-                };
-                let Ok(dir) = self.ex.locate(&h) else {
-                    return Ok(());
-                };
-                let Ok(dirfd) = dir.open_dir() else {
-                    return Ok(());
-                };
-                let Ok(o) = self.ex.child(&dir, &dirfd, &name) else {
+                let Ok(o) = self.ex.child(dir, dirfd, &name) else {
                     return Ok(()); // gone since: the directory is touched, sent again
                 };
                 if o.id.0 != id {
@@ -551,6 +562,7 @@ pub fn send(
         round: 0,
         sent_bytes: 0,
         since_start: Instant::now(),
+        last_dir: None,
     };
     let epoch = match &*primary_of(&server, export, history)? {
         Role::Primary(ps) => ps.epoch(),

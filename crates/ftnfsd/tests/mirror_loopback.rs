@@ -536,3 +536,251 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
     write_at(&mut c, 900, &new, 5, b" and more".to_vec());
     assert_eq!(manifest(&a), manifest(&b), "in step after the rejoin");
 }
+
+/// A small deterministic generator (no dependency): xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// `n` random updates of every kind through `c` on a tree that starts at `root`; failures
+/// (a name already gone, a directory not empty) are part of the mix and ignored.
+fn random_updates(c: &mut Raw, rng: &mut Rng, root: &NfsFh3, xid: &mut u32, n: usize) {
+    let mut dirs = vec![root.clone()];
+    let mut files: Vec<NfsFh3> = Vec::new();
+    let name = |rng: &mut Rng| format!("n{}", rng.below(12));
+    for _ in 0..n {
+        *xid += 1;
+        let d = dirs[rng.below(dirs.len())].clone();
+        let call = |c: &mut Raw, proc_: u32, a: Args| {
+            nfs_status(&c.call(*xid, nfs3::PROGRAM, proc_, &a.to_bytes()))
+        };
+        match rng.below(10) {
+            0 => {
+                let (st, body) = call(
+                    c,
+                    procs::MKDIR,
+                    Args::Mkdir {
+                        where_: dirop(&d, &name(rng)),
+                        attr: Sattr3::default(),
+                    },
+                );
+                if st == 0 {
+                    dirs.push(fh_of_create(&body));
+                }
+            }
+            1 | 2 => {
+                let (st, body) = call(
+                    c,
+                    procs::CREATE,
+                    Args::Create {
+                        where_: dirop(&d, &name(rng)),
+                        how: CreateHow3::Unchecked(Sattr3::default()),
+                    },
+                );
+                if st == 0 {
+                    files.push(fh_of_create(&body));
+                }
+            }
+            3 | 4 if !files.is_empty() => {
+                let f = files[rng.below(files.len())].clone();
+                let len = 1 + rng.below(200_000);
+                let byte = rng.next() as u8;
+                call(
+                    c,
+                    procs::WRITE,
+                    Args::Write {
+                        file: f,
+                        offset: rng.below(100_000) as u64,
+                        count: len as u32,
+                        stable: nfs3::StableHow::Unstable,
+                        data: vec![byte; len],
+                    },
+                );
+            }
+            5 => {
+                let to = dirs[rng.below(dirs.len())].clone();
+                call(
+                    c,
+                    procs::RENAME,
+                    Args::Rename {
+                        from: dirop(&d, &name(rng)),
+                        to: dirop(&to, &name(rng)),
+                    },
+                );
+            }
+            6 => {
+                call(c, procs::REMOVE, Args::Remove(dirop(&d, &name(rng))));
+            }
+            7 => {
+                call(c, procs::RMDIR, Args::Rmdir(dirop(&d, &name(rng))));
+            }
+            8 if !files.is_empty() => {
+                let f = files[rng.below(files.len())].clone();
+                call(
+                    c,
+                    procs::LINK,
+                    Args::Link {
+                        file: f,
+                        link: dirop(&d, &name(rng)),
+                    },
+                );
+            }
+            8 => {}
+            _ if !files.is_empty() && rng.below(2) == 0 => {
+                let f = files[rng.below(files.len())].clone();
+                call(
+                    c,
+                    procs::SETATTR,
+                    Args::SetAttr {
+                        obj: f,
+                        attr: Sattr3 {
+                            mode: Some(0o600 + rng.below(0o100) as u32),
+                            size: (rng.below(3) == 0).then(|| rng.below(50_000) as u64),
+                            ..Sattr3::default()
+                        },
+                        guard: None,
+                    },
+                );
+            }
+            _ => {
+                call(
+                    c,
+                    procs::SYMLINK,
+                    Args::Symlink {
+                        where_: dirop(&d, &name(rng)),
+                        attr: Sattr3::default(),
+                        target: name(rng).into_bytes(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn random_histories_converge_after_a_resync() {
+    let _serial = serial();
+    // Seeded: b is killed after a random prefix of random updates, the primary applies more,
+    // b comes back; whatever the history, both mirrors end identical. FTNFS_RESYNC_SEEDS
+    // runs more seeds (default 4).
+    let seeds: u64 = std::env::var("FTNFS_RESYNC_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    for seed in 1..=seeds {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let t = tempfile::tempdir().unwrap();
+        let (pa, pb) = (free_port(), free_port());
+        let a = member(t.path(), "a", "b", pa, pb, "");
+        let mut b = member(t.path(), "b", "a", pb, pa, "");
+        let live = |a: &Member, want: bool| {
+            let start = Instant::now();
+            loop {
+                let l = a.admin("status")["status"]["mirror"]["exports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e["export"] == 4711 && e["secondaries"][0]["live"] == true);
+                if l == want {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "seed {seed}: live != {want}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        live(&a, true);
+        let mut c = Raw::connect(a.port);
+        let root = mount_root(&mut c, &a.export());
+        let mut xid = 1000;
+        let before = rng.below(150);
+        random_updates(&mut c, &mut rng, &root, &mut xid, before);
+        let _ = b.child.kill();
+        let _ = b.child.wait();
+        live(&a, false);
+        let after = 50 + rng.below(300);
+        random_updates(&mut c, &mut rng, &root, &mut xid, after);
+        b = member(t.path(), "b", "a", pb, pa, "");
+        live(&a, true);
+        let (ma, mb) = (manifest(&a), manifest(&b));
+        if ma != mb {
+            let (la, lb) = (ma.as_array().unwrap(), mb.as_array().unwrap());
+            let only_a: Vec<_> = la.iter().filter(|e| !lb.contains(e)).collect();
+            let only_b: Vec<_> = lb.iter().filter(|e| !la.contains(e)).collect();
+            panic!("seed {seed} ({before} + {after} updates): a has {only_a:?}, b has {only_b:?}");
+        }
+        // and b is a working mirror again
+        random_updates(&mut c, &mut rng, &root, &mut xid, 30);
+        assert_eq!(
+            manifest(&a),
+            manifest(&b),
+            "seed {seed}: in step after the rejoin"
+        );
+
+        // now the primary dies: b takes over (a's process is gone), more updates through b;
+        // a comes back, is resynced from b (the stream it led and b's new one) and takes
+        // its role back
+        drop(c);
+        let mut a = a;
+        let _ = a.child.kill();
+        let _ = a.child.wait();
+        let role_of = |m: &Member| {
+            m.admin("status")["status"]["mirror"]["exports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["export"] == 4711)
+                .map(|e| e["role"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default()
+        };
+        let start = Instant::now();
+        while role_of(&b) != "primary" {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "seed {seed}: b never took over"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut cb = Raw::connect(b.port);
+        let rootb = mount_root(&mut cb, &b.export());
+        let more = 50 + rng.below(200);
+        random_updates(&mut cb, &mut rng, &rootb, &mut xid, more);
+        drop(cb);
+        a = member(t.path(), "a", "b", pa, pb, "");
+        let start = Instant::now();
+        while role_of(&a) != "primary" || role_of(&b) != "secondary" {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "seed {seed}: a never took its role back ({} / {})",
+                role_of(&a),
+                role_of(&b)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        live(&a, true);
+        let (ma, mb) = (manifest(&a), manifest(&b));
+        if ma != mb {
+            let (la, lb) = (ma.as_array().unwrap(), mb.as_array().unwrap());
+            let only_a: Vec<_> = la.iter().filter(|e| !lb.contains(e)).collect();
+            let only_b: Vec<_> = lb.iter().filter(|e| !la.contains(e)).collect();
+            panic!("seed {seed}, after the primary's rejoin: a has {only_a:?}, b has {only_b:?}");
+        }
+        let events = a.admin("status")["status"]["mirror"]["events"].to_string();
+        assert!(
+            events.contains("resync from b started (partial)"),
+            "seed {seed}: {events}"
+        );
+    }
+}
