@@ -265,14 +265,17 @@ struct Sender<'a> {
     /// The directory of the last object asked for by name, opened (the member asks for a
     /// directory's missing entries together).
     last_dir: Option<(u64, Obj, OwnedFd)>,
+    /// Where the time went: waiting for room on the link, waiting at pass ends.
+    t_link: Duration,
+    t_ends: Duration,
 }
 
 impl Sender<'_> {
-    fn push(&self, msg: &PeerMsg) -> Result<(), String> {
+    fn push(&mut self, msg: &PeerMsg) -> Result<(), String> {
         self.push_frame(msg.to_frame())
     }
 
-    fn push_frame(&self, frame: Vec<u8>) -> Result<(), String> {
+    fn push_frame(&mut self, frame: Vec<u8>) -> Result<(), String> {
         let t0 = Instant::now();
         while self.link.capacity() + QUEUED < self.link.max_capacity() {
             if self.link.is_closed() {
@@ -283,6 +286,7 @@ impl Sender<'_> {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
+        self.t_link += t0.elapsed();
         self.link
             .try_send(frame)
             .map_err(|_| "link to the member lost".to_string())
@@ -493,6 +497,7 @@ impl Sender<'_> {
                 at: at.filter(|_| in_time),
             })?;
             self.progress.phase(format!("waiting for pass end {round}"));
+            let t0 = Instant::now();
             loop {
                 let r = match self.rx.recv_timeout(ANSWER) {
                     Ok(r) => r,
@@ -505,6 +510,7 @@ impl Sender<'_> {
                     break;
                 }
             }
+            self.t_ends += t0.elapsed();
             if queue.is_empty() {
                 return Ok(in_time);
             }
@@ -563,6 +569,8 @@ pub fn send(
         sent_bytes: 0,
         since_start: Instant::now(),
         last_dir: None,
+        t_link: Duration::ZERO,
+        t_ends: Duration::ZERO,
     };
     let epoch = match &*primary_of(&server, export, history)? {
         Role::Primary(ps) => ps.epoch(),
@@ -621,11 +629,14 @@ pub fn send(
             if joined {
                 progress.phase("done");
                 return Ok(format!(
-                    "{} passes, {} objects, {} MiB in {:.1} s; the last pass held writes for {held_ms} ms",
+                    "{} passes, {} objects, {} MiB in {:.2} s (waited {} ms for room on the \
+                     link, {} ms at pass ends); the last pass held writes for {held_ms} ms",
                     pass,
                     progress.objects.load(Ordering::Relaxed),
                     progress.bytes.load(Ordering::Relaxed) >> 20,
-                    progress.started.elapsed().as_secs_f64()
+                    progress.started.elapsed().as_secs_f64(),
+                    s.t_link.as_millis(),
+                    s.t_ends.as_millis(),
                 ));
             }
             server.mirror.event(
