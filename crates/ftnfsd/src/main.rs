@@ -301,7 +301,7 @@ async fn main() -> anyhow::Result<()> {
             loop {
                 t.tick().await;
                 let s = s.clone();
-                let _ = tokio::task::spawn_blocking(move || s.mirror.tick(s.now())).await;
+                let _ = tokio::task::spawn_blocking(move || s.mirror.tick(&s, s.now())).await;
             }
         });
     }

@@ -201,6 +201,9 @@ pub struct PrimarySide {
     asked: Mutex<HashMap<MemberId, Millis>>,
     /// Stepping down to give the role to this member (it takes over when we stood down).
     handoff_to: Mutex<Option<MemberId>>,
+    /// Members failed out because they computed another result: their mirror differs, so
+    /// they get a full copy before they serve again.
+    diverged: Mutex<HashSet<MemberId>>,
 }
 
 struct PrimaryCore {
@@ -541,6 +544,19 @@ impl Mirror {
         false
     }
 
+    /// Whether this member's mirror of `export` may answer reads: it is not mirrored, or
+    /// this member is its primary, or a secondary following one. A standby, a secondary that
+    /// has not joined and a mirror being resynced may be stale or half copied.
+    pub fn serves_reads(&self, export: ExportId) -> bool {
+        match self.role(export).as_deref() {
+            None | Some(Role::Primary(_)) => true,
+            Some(Role::Secondary(ss)) => lock(&ss.core)
+                .as_ref()
+                .is_some_and(|sc| sc.leader.is_some()),
+            Some(Role::Standby(_)) => false,
+        }
+    }
+
     /// A change of this export's primary moves the clients: the virtual IP follows it.
     fn moves_clients(&self, export: ExportId) -> bool {
         self.group.vip.is_some() && self.vip_export() == Some(export)
@@ -624,7 +640,7 @@ impl Mirror {
 
     /// Timers: resends, heartbeats, silent secondaries, and the failover decision of every
     /// secondary. Call every few milliseconds.
-    pub fn tick(&self, now: Millis) {
+    pub fn tick(&self, server: &Arc<Server>, now: Millis) {
         let beat = {
             let mut last = lock(&self.last_heartbeat);
             let due = now.since(*last) >= self.group.failover.heartbeat_ms;
@@ -717,7 +733,11 @@ impl Mirror {
                         for m in &ps.secondaries {
                             let due = lock(&ps.asked).get(m).is_none_or(|t| now.since(*t) >= 3000);
                             if due && !live.contains(*m) && !lock(&ps.resyncs).contains_key(m) {
-                                if let Some(l) = lock(&self.links).get(m).cloned() {
+                                if lock(&ps.diverged).contains(m) {
+                                    // it believes it is in step: no Join, a full copy
+                                    lock(&ps.asked).insert(*m, now);
+                                    self.start_resync(server, ps, *m, Want::Full, now);
+                                } else if let Some(l) = lock(&self.links).get(m).cloned() {
                                     ps.add(self, *m, &l, now);
                                 }
                             }
@@ -1104,10 +1124,11 @@ impl Mirror {
             Role::Primary(_) => return Err("this member is primary".into()),
             Role::Secondary(ss) => {
                 let mut c = lock(&ss.core);
+                // a primary orders a resync of its own secondary when that one diverged
                 if c.as_ref()
-                    .is_some_and(|sc| sc.leader.is_some() && !sc.closed)
+                    .is_some_and(|sc| sc.leader.is_some_and(|l| l != from) && !sc.closed)
                 {
-                    return Err("this member follows a primary".into());
+                    return Err("this member follows another primary".into());
                 }
                 *c = None; // the mirror is about to change under any old position
             }
@@ -1278,6 +1299,9 @@ impl Mirror {
         let since = ps.released();
         let plan = match want {
             Want::Nothing => return,
+            Want::Full if lock(&ps.diverged).contains(&from) => {
+                Plan::Full("it computed another result than this member (diverged)".into())
+            }
             Want::Full => Plan::Full("its mirror's state is unknown".into()),
             Want::Partial {
                 history,
@@ -1819,11 +1843,14 @@ impl Mirror {
                 }
                 c.p.on_refused(from, Epoch(epoch))
             }
-            PeerMsg::JoinReply { ok: true, .. } => self.event(
-                now,
-                export,
-                format!("{} joined as secondary", self.group.name_of(from)),
-            ),
+            PeerMsg::JoinReply { ok: true, .. } => {
+                lock(&ps.diverged).remove(&from);
+                self.event(
+                    now,
+                    export,
+                    format!("{} joined as secondary", self.group.name_of(from)),
+                )
+            }
             PeerMsg::JoinReply { reason, .. } => {
                 self.event(
                     now,
@@ -1957,6 +1984,7 @@ impl PrimarySide {
             finished: Mutex::new(VecDeque::new()),
             asked: Mutex::new(HashMap::new()),
             handoff_to: Mutex::new(None),
+            diverged: Mutex::new(HashSet::new()),
             core: Mutex::new(PrimaryCore {
                 p: Primary::new(
                     export,
@@ -2120,6 +2148,11 @@ impl PrimarySide {
                     }
                 }
                 PrimaryEffect::Failed { member, reason } => {
+                    if matches!(reason, FailReason::Diverged { .. }) {
+                        // copy it at the next tick: it stops serving reads when that starts
+                        lock(&self.diverged).insert(member);
+                        lock(&self.asked).remove(&member);
+                    }
                     let what = match &reason {
                         FailReason::Diverged { .. } => "failed out (diverged)",
                         FailReason::Silent { .. } => "failed out (silent)",

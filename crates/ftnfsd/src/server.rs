@@ -167,6 +167,13 @@ impl Server {
             }
         }
         let reply = match Args::decode(h.proc_, args) {
+            Ok(a) if !info.updates && !self.mirror.is_empty() && !self.serves_reads(&a) => {
+                // a mirror that is not in step (out, standing by, being resynced) would
+                // answer from stale or half-copied data: try later (the virtual IP leads
+                // clients to the primary)
+                self.drc().abandon(&key);
+                return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
+            }
             Ok(a) => {
                 let is_read = h.proc_ == nfs3::procs::READ;
                 let export = if (info.updates || is_read) && !self.mirror.is_empty() {
@@ -544,6 +551,30 @@ impl Server {
 }
 
 /// The handle that names the export of an update (the directory of a namespace update).
+impl Server {
+    /// Whether this member may answer a non-update call from its own mirror: the export is
+    /// not mirrored, or this member is its primary or a secondary following one.
+    fn serves_reads(&self, a: &Args) -> bool {
+        let fh = match a {
+            Args::GetAttr(f)
+            | Args::ReadLink(f)
+            | Args::FsStat(f)
+            | Args::FsInfo(f)
+            | Args::PathConf(f)
+            | Args::Access { obj: f, .. }
+            | Args::Read { file: f, .. }
+            | Args::ReadDir { dir: f, .. }
+            | Args::ReadDirPlus { dir: f, .. } => f,
+            Args::Lookup(d) => &d.dir,
+            _ => return true,
+        };
+        match FileHandle::decode(&fh.0) {
+            Ok(h) => self.mirror.serves_reads(h.export),
+            Err(_) => true, // a bad handle gets its own error
+        }
+    }
+}
+
 fn first_handle(a: &Args) -> Option<&NfsFh3> {
     Some(match a {
         Args::SetAttr { obj, .. } => obj,

@@ -243,6 +243,21 @@ fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
     let (st, _) = create(&mut ca, 2, &ra, "y", CreateHow3::Guarded(Sattr3::default()));
     assert_eq!(st, 0);
     assert!(!b.export().join("y").exists());
+    // and the primary gives it a full copy (it would accept a plain Join), then it is back
+    let start = Instant::now();
+    while !secondary_live(&a) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "b never came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(manifest(&a), manifest(&b), "b is a copy of a again");
+    let events = a.admin("status")["status"]["mirror"]["events"].to_string();
+    assert!(
+        events.contains("full copy: it computed another result"),
+        "{events}"
+    );
 }
 
 #[test]
