@@ -31,8 +31,10 @@ pub const MAX_NAME: u32 = 64;
 pub const MAX_DEPS: u32 = 256;
 /// Most supplementary groups in a forwarded credential (AUTH_SYS allows 16).
 pub const MAX_GIDS: u32 = 16;
-/// Most file ids a rejoining member reports from its own change log.
-pub const MAX_WANT_IDS: u32 = 65536;
+/// Most touches a rejoining member reports from its own change log.
+pub const MAX_WANT_IDS: u32 = 32768;
+/// `first` of a reported touch that names the whole object, not blocks of its data.
+pub const WHOLE: u64 = u64::MAX;
 /// Most directory entries in one resync frame (a directory can span several).
 pub const MAX_SYNC_ENTRIES: u32 = 4096;
 /// Most objects one `SyncNeed` asks for.
@@ -124,8 +126,9 @@ pub enum Want {
         history: u64,
         /// Everything up to here is applied.
         from: u64,
-        /// File ids its own change log shows touched after `from`.
-        ids: Vec<u64>,
+        /// What its own change log shows touched after `from`: (file id, first block, last
+        /// block) of file data, or (file id, [`WHOLE`], 0) for the whole object.
+        ids: Vec<(u64, u64, u64)>,
     },
     /// A full resync: the state of this mirror is unknown (never synced, damaged, an
     /// interrupted resync, a crash of its host).
@@ -179,6 +182,9 @@ pub struct SyncObj {
     pub entries: Vec<SyncEntry>,
     /// The last piece of this object.
     pub last: bool,
+    /// Only some blocks of a file's data are sent (the member has the rest): a member that
+    /// lacks the object asks for all of it instead.
+    pub partial: bool,
 }
 
 /// One message.
@@ -420,13 +426,14 @@ pub fn update_frame(
 }
 
 /// The frame of a `SyncObject` carrying a piece of file data produced in place by `fill` (at
-/// most `max` bytes; no copy of the data). The piece is the last one when `fill` returns
-/// fewer than `max` bytes; then `size` is set to `obj.offset` plus that. `obj.data` and
-/// `obj.entries` are ignored. Returns the frame and the byte count.
+/// most `max` bytes; no copy of the data). Unless `last` says otherwise, the piece is the
+/// last one when `fill` returns fewer than `max` bytes; then `size` is set to `obj.offset`
+/// plus that. `obj.data` and `obj.entries` are ignored. Returns the frame and the byte count.
 pub fn sync_data_frame<E>(
     export: u32,
     o: &SyncObj,
     max: usize,
+    last: Option<bool>,
     fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
 ) -> Result<(Vec<u8>, usize), E> {
     let max = max.min(MAX_IO as usize);
@@ -452,9 +459,10 @@ pub fn sync_data_frame<E>(
         .u32(o.mtime.1)
         .u64(o.offset);
     let n = w.opaque_fill(max, fill)?;
-    let last = n < max;
-    w.u32(0).bool(last);
-    if last {
+    let at_end = n < max;
+    let last = last.unwrap_or(at_end);
+    w.u32(0).bool(last).bool(o.partial);
+    if last && at_end {
         w.patch(size_at, &(o.offset + n as u64).to_be_bytes());
     }
     let len = (w.len() - 4) as u32;
@@ -477,7 +485,7 @@ impl PeerMsg {
             PeerMsg::JoinReply {
                 want: Want::Partial { ids, .. },
                 ..
-            } => ids.len() * 8 + 1200,
+            } => ids.len() * 24 + 1200,
             _ => 128,
         });
         w.u32(0); // length, patched below
@@ -536,8 +544,8 @@ impl PeerMsg {
                     }
                     Want::Partial { history, from, ids } => {
                         w.u32(1).u64(*history).u64(*from).u32(ids.len() as u32);
-                        for i in ids {
-                            w.u64(*i);
+                        for (i, a, b) in ids {
+                            w.u64(*i).u64(*a).u64(*b);
                         }
                     }
                     Want::Full => {
@@ -576,7 +584,7 @@ impl PeerMsg {
                 for e in &o.entries {
                     w.opaque(&e.name).u64(e.id).u32(e.gen);
                 }
-                w.bool(o.last);
+                w.bool(o.last).bool(o.partial);
             }
             PeerMsg::SyncRoundEnd { export, round, at } => {
                 w.u32(SYNC_ROUND_END).u32(*export).u64(*round);
@@ -695,10 +703,10 @@ impl PeerMsg {
                     1 => {
                         let history = r.u64()?;
                         let from = r.u64()?;
-                        let n = r.array_len(MAX_WANT_IDS, 8)?;
+                        let n = r.array_len(MAX_WANT_IDS, 24)?;
                         let mut ids = Vec::with_capacity(n);
                         for _ in 0..n {
-                            ids.push(r.u64()?);
+                            ids.push((r.u64()?, r.u64()?, r.u64()?));
                         }
                         Want::Partial { history, from, ids }
                     }
@@ -740,6 +748,7 @@ impl PeerMsg {
                     });
                 }
                 o.last = r.bool()?;
+                o.partial = r.bool()?;
                 PeerMsg::SyncObject { export, obj: o }
             }
             SYNC_ROUND_END => PeerMsg::SyncRoundEnd {
@@ -903,7 +912,7 @@ mod tests {
             want: Want::Partial {
                 history: 9,
                 from: 100,
-                ids: vec![5, 6, 700],
+                ids: vec![(5, WHOLE, 0), (6, 3, 4), (700, WHOLE, 0)],
             },
         });
         for want in [Want::Nothing, Want::Full] {
@@ -942,6 +951,7 @@ mod tests {
                     gen: 2,
                 }],
                 last: true,
+                partial: true,
             },
         });
         roundtrip(PeerMsg::SyncRoundEnd {
@@ -1022,7 +1032,7 @@ mod tests {
             offset: 4096,
             ..SyncObj::default()
         };
-        let (f, n) = sync_data_frame::<()>(7, &o, 8, |b| {
+        let (f, n) = sync_data_frame::<()>(7, &o, 8, None, |b| {
             b[..3].copy_from_slice(b"abc");
             Ok(3)
         })
@@ -1042,7 +1052,7 @@ mod tests {
             }
         );
         // a full piece is not the last, and its size stays as given
-        let (f, _) = sync_data_frame::<()>(7, &o, 2, |b| {
+        let (f, _) = sync_data_frame::<()>(7, &o, 2, None, |b| {
             b.copy_from_slice(b"ab");
             Ok(2)
         })

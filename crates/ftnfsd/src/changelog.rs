@@ -13,7 +13,10 @@
 //! well, which the boot id check in `resync.rs` treats as an unknown state (full copy).
 //!
 //! ```text
-//!  record: tag u8 (1 start, 2 update) ‖ history u64 ‖ seq u64 ‖ n u32 ‖ n × id u64   (LE)
+//!  record: tag u8 ‖ history u64 ‖ seq u64 ‖ n u32 ‖ n × …                         (LE)
+//!    1 start (n = 0)   2 update, n × id u64 (whole objects)
+//!    3 update, n × (id u64 ‖ first u64 ‖ last u64): blocks first..=last of a file's data,
+//!      or the whole object when first = u64::MAX
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -22,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ftnfs_core::ids::ExportId;
-use ftnfs_core::mirror::resync::LogEntry;
+use ftnfs_core::mirror::resync::{LogEntry, Touched};
 
 /// Most ids one record keeps (an update names at most a few objects).
 const MAX_IDS: usize = 16;
@@ -108,15 +111,18 @@ impl ChangeLog {
     }
 
     /// Update `seq` of `history` touches `ids` (call before executing it).
-    pub fn update(&self, history: u64, seq: u64, ids: &[u64]) {
+    pub fn update(&self, history: u64, seq: u64, ids: &[Touched]) {
         let ids = &ids[..ids.len().min(MAX_IDS)];
-        let mut r = Vec::with_capacity(21 + 8 * ids.len());
-        r.push(2);
+        let mut r = Vec::with_capacity(21 + 24 * ids.len());
+        r.push(3);
         r.extend_from_slice(&history.to_le_bytes());
         r.extend_from_slice(&seq.to_le_bytes());
         r.extend_from_slice(&(ids.len() as u32).to_le_bytes());
-        for i in ids {
-            r.extend_from_slice(&i.to_le_bytes());
+        for t in ids {
+            let (a, b) = t.blocks.unwrap_or((u64::MAX, 0));
+            r.extend_from_slice(&t.id.to_le_bytes());
+            r.extend_from_slice(&a.to_le_bytes());
+            r.extend_from_slice(&b.to_le_bytes());
         }
         self.append(&r);
     }
@@ -165,7 +171,8 @@ fn parse(mut b: &[u8], out: &mut Vec<LogEntry>) {
         let history = u64_at(b, 1);
         let seq = u64_at(b, 9);
         let n = u32::from_le_bytes(b[17..21].try_into().unwrap_or([0; 4])) as usize;
-        if n > MAX_IDS || b.len() < 21 + 8 * n {
+        let each = if tag == 3 { 24 } else { 8 };
+        if n > MAX_IDS || b.len() < 21 + each * n {
             return;
         }
         match tag {
@@ -173,11 +180,28 @@ fn parse(mut b: &[u8], out: &mut Vec<LogEntry>) {
             2 => out.push(LogEntry::Update {
                 history,
                 seq,
-                ids: (0..n).map(|i| u64_at(b, 21 + 8 * i)).collect(),
+                ids: (0..n)
+                    .map(|i| Touched::whole(u64_at(b, 21 + 8 * i)))
+                    .collect(),
+            }),
+            3 => out.push(LogEntry::Update {
+                history,
+                seq,
+                ids: (0..n)
+                    .map(|i| {
+                        let at = 21 + 24 * i;
+                        let (id, a, z) = (u64_at(b, at), u64_at(b, at + 8), u64_at(b, at + 16));
+                        if a == u64::MAX {
+                            Touched::whole(id)
+                        } else {
+                            Touched::blocks(id, a, z)
+                        }
+                    })
+                    .collect(),
             }),
             _ => return,
         }
-        b = &b[21 + 8 * n..];
+        b = &b[21 + each * n..];
     }
 }
 
@@ -190,7 +214,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let log = ChangeLog::open(d.path(), ExportId(1), 4096).unwrap();
         log.start(7, 0);
-        log.update(7, 1, &[10, 11]);
+        log.update(7, 1, &[Touched::whole(10), Touched::blocks(11, 2, 3)]);
         assert_eq!(
             log.entries().unwrap(),
             vec![
@@ -201,12 +225,12 @@ mod tests {
                 LogEntry::Update {
                     history: 7,
                     seq: 1,
-                    ids: vec![10, 11]
+                    ids: vec![Touched::whole(10), Touched::blocks(11, 2, 3)]
                 }
             ]
         );
         for s in 2..1000 {
-            log.update(7, s, &[s]);
+            log.update(7, s, &[Touched::whole(s)]);
         }
         let e = log.entries().unwrap();
         assert!(log.size().0 <= 4096);
@@ -216,7 +240,7 @@ mod tests {
             Some(&LogEntry::Update {
                 history: 7,
                 seq: 999,
-                ids: vec![999]
+                ids: vec![Touched::whole(999)]
             })
         );
         // reopened, it still holds the same records

@@ -1094,12 +1094,19 @@ impl Mirror {
             .and_then(|l| l.entries().ok())
             .unwrap_or_default();
         match rules::position(&entries, WINDOW) {
-            Some((history, from, ids)) if ids.len() <= ftnfs_wire::peer::MAX_WANT_IDS as usize => {
-                Want::Partial {
-                    history,
-                    from,
-                    ids: ids.into_iter().collect(),
+            Some((history, from, ids)) => {
+                let ids: Vec<(u64, u64, u64)> = ids
+                    .touched()
+                    .into_iter()
+                    .map(|t| match t.blocks {
+                        Some((a, b)) => (t.id, a, b),
+                        None => (t.id, ftnfs_wire::peer::WHOLE, 0),
+                    })
+                    .collect();
+                if ids.len() > ftnfs_wire::peer::MAX_WANT_IDS as usize {
+                    return Want::Full;
                 }
+                Want::Partial { history, from, ids }
             }
             _ => Want::Full,
         }
@@ -1321,7 +1328,15 @@ impl Mirror {
                     },
                     history,
                     f,
-                    &ids,
+                    &ids.iter()
+                        .map(|(id, a, b)| {
+                            if *a == ftnfs_wire::peer::WHOLE {
+                                rules::Touched::whole(*id)
+                            } else {
+                                rules::Touched::blocks(*id, *a, *b)
+                            }
+                        })
+                        .collect::<Vec<_>>(),
                     WINDOW,
                 )
             }

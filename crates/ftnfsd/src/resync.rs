@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{ExportId, FileId, Generation, MemberId, SeqNo};
-use ftnfs_core::mirror::resync::{final_pass, LogEntry, Plan};
+use ftnfs_core::mirror::resync::{final_pass, Dirty, DirtySet, LogEntry, Plan, BLOCK};
 use ftnfs_wire::nfs3::FType3;
 use ftnfs_wire::peer::{sync_data_frame, PeerMsg, SyncEntry, SyncObj, MAX_SYNC_NEEDS};
 use nix::errno::Errno;
@@ -204,8 +204,8 @@ pub fn host_rebooted(dir: &Path) -> bool {
 // Survivor side.
 
 enum Item {
-    /// An object touched since the member's point.
-    Id(u64),
+    /// An object touched since the member's point (whole, or blocks of its data).
+    Id(u64, Dirty),
     /// An object the member lacks, by where it asked for it.
     Named(u64, Vec<u8>, u64),
 }
@@ -217,11 +217,11 @@ fn primary_of(server: &Server, export: ExportId, history: u64) -> Result<Arc<Rol
     }
 }
 
-fn dirty_since(server: &Server, export: ExportId, history: u64, since: SeqNo) -> Vec<u64> {
+fn dirty_since(server: &Server, export: ExportId, history: u64, since: SeqNo) -> DirtySet {
     let Some(log) = server.mirror.log(export) else {
-        return Vec::new();
+        return DirtySet::default();
     };
-    let mut out: HashSet<u64> = HashSet::new();
+    let mut out = DirtySet::default();
     if let Ok(entries) = log.entries() {
         for e in entries {
             if let LogEntry::Update {
@@ -231,25 +231,28 @@ fn dirty_since(server: &Server, export: ExportId, history: u64, since: SeqNo) ->
             } = e
             {
                 if h == history && seq > since.0 {
-                    out.extend(ids);
+                    for t in ids {
+                        out.add(t);
+                    }
                 }
             }
         }
     }
-    out.into_iter().collect()
+    out
 }
 
 /// Sorts ids so that directories come before what they hold (by depth on this member).
-fn by_depth(ex: &ExportFs, ids: impl IntoIterator<Item = u64>) -> VecDeque<Item> {
-    let mut v: Vec<(usize, u64)> = ids
+fn by_depth(ex: &ExportFs, set: DirtySet) -> VecDeque<Item> {
+    let mut v: Vec<(usize, u64, Dirty)> = set
+        .0
         .into_iter()
-        .filter_map(|id| {
+        .filter_map(|(id, d)| {
             let p = ex.ids.path_of(FileId(id)).ok()?;
-            Some((p.components().count(), id))
+            Some((p.components().count(), id, d))
         })
         .collect();
-    v.sort_unstable();
-    v.into_iter().map(|(_, id)| Item::Id(id)).collect()
+    v.sort_unstable_by_key(|(depth, id, _)| (*depth, *id));
+    v.into_iter().map(|(_, id, d)| Item::Id(id, d)).collect()
 }
 
 struct Sender<'a> {
@@ -313,7 +316,7 @@ impl Sender<'_> {
     }
 
     /// Sends one object as it is now, named (parent, name).
-    fn send(&mut self, o: &Obj, parent: u64, name: &[u8]) -> Result<(), String> {
+    fn send(&mut self, o: &Obj, parent: u64, name: &[u8], dirty: &Dirty) -> Result<(), String> {
         let st = &o.st;
         let mut base = SyncObj {
             parent,
@@ -375,11 +378,45 @@ impl Sender<'_> {
                 let f = o
                     .open_file(OFlag::O_RDONLY)
                     .map_err(|e| format!("open: {e:?}"))?;
+                if let Dirty::Blocks(blocks) = dirty {
+                    // only the blocks written since the member's point: it has the rest
+                    base.partial = true;
+                    for b in blocks {
+                        let end = (b + 1).saturating_mul(BLOCK).min(st.st_size as u64);
+                        let mut off = b.saturating_mul(BLOCK);
+                        while off < end {
+                            base.offset = off;
+                            let max = CHUNK.min((end - off) as usize);
+                            let (frame, n) =
+                                sync_data_frame(self.export.0, &base, max, Some(false), |b| {
+                                    f.read_at(b, off)
+                                })
+                                .map_err(|e| e.to_string())?;
+                            self.push_frame(frame)?;
+                            self.throttle(n);
+                            if n < max {
+                                break; // shorter than when it was stat'ed: sent again later
+                            }
+                            off += n as u64;
+                        }
+                    }
+                    // the end: size and attributes as they are now
+                    let st = nix::sys::stat::fstat(f.as_fd()).map_err(|e| e.to_string())?;
+                    base.offset = st.st_size as u64;
+                    base.size = st.st_size as u64;
+                    base.mode = st.st_mode & 0o7777;
+                    base.uid = st.st_uid;
+                    base.gid = st.st_gid;
+                    base.atime = (st.st_atime, st.st_atime_nsec as u32);
+                    base.mtime = (st.st_mtime, st.st_mtime_nsec as u32);
+                    base.last = true;
+                    return self.push(&self.obj(base));
+                }
                 let mut off = 0u64;
                 loop {
                     base.offset = off;
                     let (frame, n) =
-                        sync_data_frame(self.export.0, &base, CHUNK, |b| f.read_at(b, off))
+                        sync_data_frame(self.export.0, &base, CHUNK, None, |b| f.read_at(b, off))
                             .map_err(|e| e.to_string())?;
                     off += n as u64;
                     self.push_frame(frame)?;
@@ -406,7 +443,7 @@ impl Sender<'_> {
 
     fn send_item(&mut self, item: Item) -> Result<(), String> {
         match item {
-            Item::Id(id) => {
+            Item::Id(id, dirty) => {
                 let Some(rec) = self.ex.ids.get(FileId(id)).map_err(|e| e.to_string())? else {
                     return Ok(()); // gone here: its directory says so
                 };
@@ -431,7 +468,7 @@ impl Sender<'_> {
                         None => return Ok(()),
                     }
                 };
-                self.send(&o, parent, &name)
+                self.send(&o, parent, &name, &dirty)
             }
             Item::Named(parent, name, id) => {
                 if self.last_dir.as_ref().is_none_or(|(p, _, _)| *p != parent) {
@@ -462,7 +499,7 @@ impl Sender<'_> {
                 if o.id.0 != id {
                     return Ok(());
                 }
-                self.send(&o, parent, &name)
+                self.send(&o, parent, &name, &Dirty::Whole)
             }
         }
     }
@@ -581,9 +618,13 @@ pub fn send(
         epoch: epoch.0,
         full,
     })?;
-    let mut queue: VecDeque<Item> = match plan {
-        Plan::Full(_) => [Item::Id(FileId::ROOT.0)].into(),
-        Plan::Partial(ids) => by_depth(ex, ids),
+    // the first pass: the plan's objects (a full copy: the root, and whatever it names)
+    let (mut queue, mut initial): (VecDeque<Item>, DirtySet) = match plan {
+        Plan::Full(_) => (
+            [Item::Id(FileId::ROOT.0, Dirty::Whole)].into(),
+            DirtySet::default(),
+        ),
+        Plan::Partial(set) => (VecDeque::new(), set),
     };
     let mut since = since;
     let hold_ms = server.mirror.resync.hold_ms;
@@ -596,7 +637,8 @@ pub fn send(
         let touched = dirty_since(&server, export, history, since);
         progress.pass.store(pass, Ordering::Relaxed);
         // a full copy's first pass is as big as the export: never with writes held
-        let last = !(full && pass == 1) && final_pass(pass, queue.len() + touched.len());
+        let last =
+            !(full && pass == 1) && final_pass(pass, queue.len() + initial.len() + touched.len());
         let mut held = None;
         if last {
             progress.phase(format!("pass {pass} (last: writes held)"));
@@ -614,7 +656,12 @@ pub fn send(
             progress.phase(format!("pass {pass}"));
         }
         let start = ps.released();
-        queue.extend(by_depth(ex, dirty_since(&server, export, history, since)));
+        // (read again: with writes held, this is everything up to `start`)
+        let mut set = std::mem::take(&mut initial);
+        for t in dirty_since(&server, export, history, since).touched() {
+            set.add(t);
+        }
+        queue.extend(by_depth(ex, set));
         let at = held.map(|_| (history, start.0));
         let deadline = held.map(|t| t + Duration::from_millis(hold_ms));
         let result = s.pass(&mut queue, at, deadline, &|| ps.hold(member, false));
@@ -690,6 +737,8 @@ struct Applier<'a> {
     pending_ids: HashSet<u64>,
     /// Open directories by id (dropped whenever a directory is removed).
     dirs: std::cell::RefCell<HashMap<u64, OwnedFd>>,
+    /// Blocks of a file this mirror lacks arrive: ignored (it asked for the whole file).
+    skip: Option<u64>,
 }
 
 type R<T> = Result<T, String>;
@@ -923,8 +972,30 @@ impl Applier<'_> {
                 Ok(())
             }
             t if t == FType3::Reg as u32 => {
+                if self.skip == Some(o.id) {
+                    if o.last {
+                        self.skip = None;
+                    }
+                    return Ok(());
+                }
                 if o.offset == 0 || self.file.as_ref().is_none_or(|(id, _)| *id != o.id) {
-                    let f = self.open_file(&o)?;
+                    let f = if o.partial {
+                        // some blocks only: this mirror must have the rest of the file
+                        match self.find(o.id, o.gen) {
+                            Some(have) if have.ftype() == FType3::Reg => {
+                                have.open_file(OFlag::O_WRONLY).map_err(errs("open"))?
+                            }
+                            _ => {
+                                self.needs.push((o.parent, o.name.clone(), o.id));
+                                if !o.last {
+                                    self.skip = Some(o.id);
+                                }
+                                return Ok(());
+                            }
+                        }
+                    } else {
+                        self.open_file(&o)?
+                    };
                     self.file = Some((o.id, f));
                 }
                 let Some((_, f)) = &self.file else {
@@ -1205,6 +1276,7 @@ fn wipe(ex: &ExportFs) -> R<()> {
         pending: Vec::new(),
         pending_ids: HashSet::new(),
         dirs: Default::default(),
+        skip: None,
     };
     for n in list(&root)? {
         a.remove(&root, FileId::ROOT.0, &n, false)?;
@@ -1268,6 +1340,7 @@ pub fn receive(
         pending: Vec::new(),
         pending_ids: HashSet::new(),
         dirs: Default::default(),
+        skip: None,
     };
     while let Some(msg) = rx.blocking_recv() {
         match msg {

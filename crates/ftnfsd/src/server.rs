@@ -633,24 +633,42 @@ fn touch_of(a: &Args) -> Touch {
 /// The file ids an update touches, for the change log: every object and directory its
 /// arguments name, and the object it creates. (A removed or renamed entry is covered by its
 /// directory: a resync sends that directory's entries.)
-pub fn touched_ids(a: &Args, new_id: Option<u64>) -> Vec<u64> {
+pub fn touched_ids(a: &Args, new_id: Option<u64>) -> Vec<ftnfs_core::mirror::resync::Touched> {
+    use ftnfs_core::mirror::resync::{Touched, BLOCK};
     let file = |fh: &NfsFh3| FileHandle::decode(&fh.0).map(|h| h.file.0).ok();
-    let mut out: Vec<u64> = match a {
-        Args::Write { file: f, .. }
-        | Args::Read { file: f, .. }
-        | Args::SetAttr { obj: f, .. }
-        | Args::Commit { file: f, .. } => file(f).into_iter().collect(),
+    let whole = |fh: &NfsFh3| file(fh).map(Touched::whole);
+    let mut out: Vec<Touched> = match a {
+        Args::Write {
+            file: f,
+            offset,
+            count,
+            ..
+        }
+        | Args::Read {
+            file: f,
+            offset,
+            count,
+        } => {
+            let last = offset.saturating_add(u64::from(*count).max(1) - 1) / BLOCK;
+            file(f)
+                .map(|id| Touched::blocks(id, offset / BLOCK, last))
+                .into_iter()
+                .collect()
+        }
+        Args::SetAttr { obj: f, .. } | Args::Commit { file: f, .. } => {
+            whole(f).into_iter().collect()
+        }
         Args::Create { where_, .. }
         | Args::Mkdir { where_, .. }
         | Args::Symlink { where_, .. }
         | Args::Mknod { where_, .. }
         | Args::Remove(where_)
-        | Args::Rmdir(where_) => file(&where_.dir).into_iter().collect(),
-        Args::Rename { from, to } => file(&from.dir).into_iter().chain(file(&to.dir)).collect(),
-        Args::Link { file: f, link } => file(f).into_iter().chain(file(&link.dir)).collect(),
+        | Args::Rmdir(where_) => whole(&where_.dir).into_iter().collect(),
+        Args::Rename { from, to } => whole(&from.dir).into_iter().chain(whole(&to.dir)).collect(),
+        Args::Link { file: f, link } => whole(f).into_iter().chain(whole(&link.dir)).collect(),
         _ => Vec::new(),
     };
-    out.extend(new_id);
+    out.extend(new_id.map(Touched::whole));
     out
 }
 

@@ -444,6 +444,23 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
             target: b"hard".to_vec(),
         },
     );
+    let (st, body) = create(&mut c, 17, &root, "big", CreateHow3::Guarded(sattr));
+    assert_eq!(st, 0);
+    let big = fh_of_create(&body);
+    for i in 0..8u64 {
+        write_at(
+            &mut c,
+            18 + i as u32 * 100,
+            &big,
+            i << 20,
+            vec![i as u8; 1 << 20],
+        );
+    }
+    // more than a window (1024) of updates: what b did before them is surely applied there,
+    // so its own log's uncertain part no longer covers the big file
+    for i in 0..1100u32 {
+        write_at(&mut c, 2000 + i, &f, 0, vec![i as u8; 16]);
+    }
     assert_eq!(manifest(&a), manifest(&b), "in step before the crash");
 
     // b dies; a goes on alone
@@ -490,6 +507,8 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
             guard: None,
         },
     );
+    // the big file written in one block while b was away: only that block goes
+    write_at(&mut c, 31, &big, 5 << 20, vec![3u8; 4096]);
     let d3 = mkdir(&mut c, 26, &root, "d3");
     let (st, _) = create(&mut c, 27, &d3, "x", CreateHow3::Guarded(sattr));
     assert_eq!(st, 0);
@@ -542,6 +561,20 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
     let events = a.admin("status")["status"]["mirror"]["events"].to_string();
     assert!(events.contains("resync of b started (partial"), "{events}");
     assert!(events.contains("resync of b done"), "{events}");
+    // of the 8 MiB file only the block written while b was away went over (1 MiB, plus the
+    // small files)
+    let done = events
+        .split("resync of b done: ")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let mib: u64 = done
+        .split(" MiB")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(99);
+    assert!(mib <= 2, "sent {mib} MiB: {done}");
     assert!(
         !b.dir.join("state/export-4711.resync").exists(),
         "the marker is gone once b joined"
@@ -615,7 +648,8 @@ fn random_updates(c: &mut Raw, rng: &mut Rng, root: &NfsFh3, xid: &mut u32, n: u
                     procs::WRITE,
                     Args::Write {
                         file: f,
-                        offset: rng.below(100_000) as u64,
+                        // spread over several 1 MiB blocks: resync sends written blocks only
+                        offset: rng.below(4 << 20) as u64,
                         count: len as u32,
                         stable: nfs3::StableHow::Unstable,
                         data: vec![byte; len],
@@ -722,6 +756,29 @@ fn random_histories_converge_after_a_resync() {
         let mut xid = 1000;
         let before = rng.below(150);
         random_updates(&mut c, &mut rng, &root, &mut xid, before);
+        if seed % 2 == 0 {
+            // more than a window of updates: b's own uncertain part no longer covers the
+            // files above, so what is written to them later goes by block
+            let (st, body) = create(
+                &mut c,
+                1,
+                &root,
+                "filler",
+                CreateHow3::Unchecked(Sattr3::default()),
+            );
+            assert_eq!(st, 0);
+            let filler = fh_of_create(&body);
+            for i in 0..1100u32 {
+                xid += 1;
+                write_at(
+                    &mut c,
+                    xid,
+                    &filler,
+                    u64::from(i % 7) << 20,
+                    vec![i as u8; 64],
+                );
+            }
+        }
         let _ = b.child.kill();
         let _ = b.child.wait();
         live(&a, false);

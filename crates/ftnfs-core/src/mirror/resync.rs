@@ -16,7 +16,101 @@
 //!            (or Full when its log does not reach back to F, or H is unknown to it)
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Granularity of a file's data in the change log (the replication order's WRITE block).
+pub const BLOCK: u64 = 1 << 20;
+/// Most blocks kept per object in a dirty set; past that the whole object is sent.
+pub const MAX_BLOCKS: usize = 4096;
+
+/// What an update touched of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Touched {
+    /// File id.
+    pub id: u64,
+    /// Blocks `first..=last` of its data only (a WRITE), or the whole object (`None`).
+    pub blocks: Option<(u64, u64)>,
+}
+
+impl Touched {
+    /// The whole object.
+    pub fn whole(id: u64) -> Touched {
+        Touched { id, blocks: None }
+    }
+    /// Blocks `first..=last` of a file's data.
+    pub fn blocks(id: u64, first: u64, last: u64) -> Touched {
+        Touched {
+            id,
+            blocks: Some((first.min(last), first.max(last))),
+        }
+    }
+}
+
+/// How much of an object a resync sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dirty {
+    /// All of it.
+    Whole,
+    /// These blocks of its data (and its attributes).
+    Blocks(BTreeSet<u64>),
+}
+
+/// The objects a resync sends, each whole or by block.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DirtySet(pub BTreeMap<u64, Dirty>);
+
+impl DirtySet {
+    /// Adds what one update touched (a whole object absorbs any blocks).
+    pub fn add(&mut self, t: Touched) {
+        let e = self
+            .0
+            .entry(t.id)
+            .or_insert_with(|| Dirty::Blocks(BTreeSet::new()));
+        match (t.blocks, &mut *e) {
+            (_, Dirty::Whole) => {}
+            (None, _) => *e = Dirty::Whole,
+            (Some((a, b)), Dirty::Blocks(set)) => {
+                if b - a >= MAX_BLOCKS as u64 || set.len() >= MAX_BLOCKS {
+                    *e = Dirty::Whole;
+                } else {
+                    set.extend(a..=b);
+                }
+            }
+        }
+    }
+
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No object.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// As a list of touches (one per whole object or per block).
+    pub fn touched(&self) -> Vec<Touched> {
+        let mut out = Vec::new();
+        for (id, d) in &self.0 {
+            match d {
+                Dirty::Whole => out.push(Touched::whole(*id)),
+                Dirty::Blocks(b) => out.extend(b.iter().map(|b| Touched::blocks(*id, *b, *b))),
+            }
+        }
+        out
+    }
+}
+
+impl FromIterator<Touched> for DirtySet {
+    fn from_iter<I: IntoIterator<Item = Touched>>(it: I) -> Self {
+        let mut d = DirtySet::default();
+        for t in it {
+            d.add(t);
+        }
+        d
+    }
+}
 
 /// One record of a member's change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +128,9 @@ pub enum LogEntry {
         history: u64,
         /// Its number.
         seq: u64,
-        /// File ids it touched (the objects and directories named, the object created).
-        ids: Vec<u64>,
+        /// What it touched (the objects and directories named, the object created; a
+        /// WRITE only the blocks it covers).
+        ids: Vec<Touched>,
     },
 }
 
@@ -55,7 +150,7 @@ pub struct Stream {
 pub enum Plan {
     /// Send these objects (and, through the member's requests, whatever they name that it
     /// lacks).
-    Partial(BTreeSet<u64>),
+    Partial(DirtySet),
     /// Wipe the member's mirror and copy everything.
     Full(String),
 }
@@ -86,10 +181,10 @@ pub fn plan(
     now: Stream,
     history: u64,
     from: u64,
-    its_ids: &[u64],
+    its_ids: &[Touched],
     window: u64,
 ) -> Plan {
-    let mut dirty: BTreeSet<u64> = its_ids.iter().copied().collect();
+    let mut dirty: DirtySet = its_ids.iter().copied().collect();
     let later_streams: &[u64] = if history == now.history {
         &[]
     } else if history == now.prev && now.prev != 0 {
@@ -125,7 +220,9 @@ pub fn plan(
         } = e
         {
             if (*h == history && *seq > from) || later_streams.contains(h) {
-                dirty.extend(ids.iter().copied());
+                for t in ids {
+                    dirty.add(*t);
+                }
             }
         }
     }
@@ -136,7 +233,7 @@ pub fn plan(
 /// applied, and every id touched after that. Surely applied: everything up to `window`
 /// before the last update it logged (nothing further back can still have been in flight),
 /// and everything up to the latest `Start` of that stream (it was in step there).
-pub fn position(log: &[LogEntry], window: u64) -> Option<(u64, u64, BTreeSet<u64>)> {
+pub fn position(log: &[LogEntry], window: u64) -> Option<(u64, u64, DirtySet)> {
     let history = match log.last()? {
         LogEntry::Update { history, .. } | LogEntry::Start { history, .. } => *history,
     };
@@ -262,8 +359,12 @@ mod tests {
         LogEntry::Update {
             history,
             seq,
-            ids: ids.to_vec(),
+            ids: ids.iter().map(|i| Touched::whole(*i)).collect(),
         }
+    }
+
+    fn whole(ids: &[u64]) -> DirtySet {
+        ids.iter().map(|i| Touched::whole(*i)).collect()
     }
 
     const NOW: Stream = Stream {
@@ -284,10 +385,10 @@ mod tests {
             up(9, 3, &[12, 1]),
         ];
         assert_eq!(
-            plan(&log, NOW, 9, 1, &[50], 1024),
-            Plan::Partial([1, 11, 12, 50].into())
+            plan(&log, NOW, 9, 1, &[Touched::whole(50)], 1024),
+            Plan::Partial(whole(&[1, 11, 12, 50]))
         );
-        assert_eq!(plan(&log, NOW, 9, 3, &[], 1024), Plan::Partial([].into()));
+        assert_eq!(plan(&log, NOW, 9, 3, &[], 1024), Plan::Partial(whole(&[])));
     }
 
     #[test]
@@ -333,8 +434,8 @@ mod tests {
         };
         // the old primary surely applied 98, its own log shows 7 touched after that
         assert_eq!(
-            plan(&log, now, 4, 98, &[7], 1024),
-            Plan::Partial([1, 2, 3, 7].into())
+            plan(&log, now, 4, 98, &[Touched::whole(7)], 1024),
+            Plan::Partial(whole(&[1, 2, 3, 7]))
         );
         // it claims more of the old stream than the survivor had: unknown territory
         assert!(matches!(plan(&log, now, 4, 150, &[], 1024), Plan::Full(_)));
@@ -351,7 +452,7 @@ mod tests {
         }
         let (h, from, ids) = position(&log, 3).unwrap();
         assert_eq!((h, from), (9, 7));
-        assert_eq!(ids, [800, 900, 1000].into());
+        assert_eq!(ids, whole(&[800, 900, 1000]));
         assert_eq!(position(&[], 3), None);
         // a log cut short of the window: the position is unknown
         assert_eq!(position(&log[8..], 3), None);
@@ -367,7 +468,22 @@ mod tests {
         ];
         let (h, from, ids) = position(&joined, 1024).unwrap();
         assert_eq!((h, from), (4, 5000));
-        assert_eq!(ids, [1, 2].into());
+        assert_eq!(ids, whole(&[1, 2]));
+    }
+
+    #[test]
+    fn writes_dirty_blocks_and_anything_else_the_whole_object() {
+        let mut d = DirtySet::default();
+        d.add(Touched::blocks(5, 3, 4));
+        d.add(Touched::blocks(5, 10, 10));
+        assert_eq!(d.0[&5], Dirty::Blocks([3, 4, 10].into()));
+        d.add(Touched::whole(5));
+        d.add(Touched::blocks(5, 1, 1));
+        assert_eq!(d.0[&5], Dirty::Whole, "a whole object absorbs blocks");
+        d.add(Touched::blocks(6, 0, MAX_BLOCKS as u64 + 5));
+        assert_eq!(d.0[&6], Dirty::Whole, "too many blocks: the whole file");
+        let back: DirtySet = d.touched().into_iter().collect();
+        assert_eq!(back, d);
     }
 
     #[test]
