@@ -655,9 +655,9 @@ pub fn touched_ids(a: &Args, new_id: Option<u64>) -> Vec<ftnfs_core::mirror::res
                 .into_iter()
                 .collect()
         }
-        Args::SetAttr { obj: f, .. } | Args::Commit { file: f, .. } => {
-            whole(f).into_iter().collect()
-        }
+        Args::SetAttr { obj: f, .. } => whole(f).into_iter().collect(),
+        // COMMIT changes no data and no attribute: the WRITEs it makes durable are logged
+        Args::Commit { .. } => Vec::new(),
         Args::Create { where_, .. }
         | Args::Mkdir { where_, .. }
         | Args::Symlink { where_, .. }
