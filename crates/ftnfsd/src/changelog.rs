@@ -144,26 +144,90 @@ impl ChangeLog {
     }
 
     /// Every record, oldest first (a torn last record is left out).
+    #[cfg(test)]
     pub fn entries(&self) -> std::io::Result<Vec<LogEntry>> {
+        self.scan(|_| true, false)
+    }
+
+    /// The records `keep` accepts, oldest first, read in pieces (the log can be large; only
+    /// what is kept is held in memory). With `firsts`, also every `Start` and the first
+    /// record of each stream (what tells how far back a stream is covered).
+    pub fn scan(
+        &self,
+        mut keep: impl FnMut(&LogEntry) -> bool,
+        firsts: bool,
+    ) -> std::io::Result<Vec<LogEntry>> {
         // hold the lock so no rotation happens between reading the two segments
         let _g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for p in [&self.old, &self.cur] {
-            let mut buf = Vec::new();
-            match File::open(p) {
-                Ok(mut f) => {
-                    f.read_to_end(&mut buf)?;
-                }
+            let mut f = match File::open(p) {
+                Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
+            };
+            let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+            let mut chunk = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut chunk)?;
+                buf.extend_from_slice(&chunk[..n]);
+                let used = parse(&buf, &mut |e| {
+                    let h = match &e {
+                        LogEntry::Start { history, .. } | LogEntry::Update { history, .. } => {
+                            *history
+                        }
+                    };
+                    let first = seen.insert(h);
+                    if keep(&e) || (firsts && (first || matches!(e, LogEntry::Start { .. }))) {
+                        out.push(e);
+                    }
+                });
+                match used {
+                    Some(used) => {
+                        buf.drain(..used);
+                    }
+                    None => {
+                        tracing::warn!(path = %p.display(), "change log: unreadable record; ignoring the rest");
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
             }
-            parse(&buf, &mut out);
         }
         Ok(out)
     }
+
+    /// The `Start` records, the first record of each stream, and the last `n` updates: all a
+    /// member needs to say where it stands.
+    pub fn tail(&self, n: usize) -> std::io::Result<Vec<LogEntry>> {
+        let mut last: std::collections::VecDeque<LogEntry> = std::collections::VecDeque::new();
+        let mut head = self.scan(
+            |e| {
+                if matches!(e, LogEntry::Update { .. }) {
+                    if last.len() == n {
+                        last.pop_front();
+                    }
+                    last.push_back(e.clone());
+                }
+                false
+            },
+            true,
+        )?;
+        // keep log order: the head records precede the tail unless they are among its records
+        head.retain(|e| !last.contains(e));
+        head.extend(last);
+        Ok(head)
+    }
 }
 
-fn parse(mut b: &[u8], out: &mut Vec<LogEntry>) {
+/// Parses whole records off the front of `buf`, handing each to `out`; returns how many bytes
+/// it used (a record cut at the end of `buf` waits for more), or `None` at bytes that are not
+/// a record (nothing after them can be trusted).
+fn parse(buf: &[u8], out: &mut impl FnMut(LogEntry)) -> Option<usize> {
+    let mut b = buf;
     let u64_at =
         |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
     while b.len() >= 21 {
@@ -172,19 +236,22 @@ fn parse(mut b: &[u8], out: &mut Vec<LogEntry>) {
         let seq = u64_at(b, 9);
         let n = u32::from_le_bytes(b[17..21].try_into().unwrap_or([0; 4])) as usize;
         let each = if tag == 3 { 24 } else { 8 };
-        if n > MAX_IDS || b.len() < 21 + each * n {
-            return;
+        if n > MAX_IDS || !matches!(tag, 1..=3) {
+            return None;
+        }
+        if b.len() < 21 + each * n {
+            break;
         }
         match tag {
-            1 => out.push(LogEntry::Start { history, base: seq }),
-            2 => out.push(LogEntry::Update {
+            1 => out(LogEntry::Start { history, base: seq }),
+            2 => out(LogEntry::Update {
                 history,
                 seq,
                 ids: (0..n)
                     .map(|i| Touched::whole(u64_at(b, 21 + 8 * i)))
                     .collect(),
             }),
-            3 => out.push(LogEntry::Update {
+            3 => out(LogEntry::Update {
                 history,
                 seq,
                 ids: (0..n)
@@ -199,10 +266,11 @@ fn parse(mut b: &[u8], out: &mut Vec<LogEntry>) {
                     })
                     .collect(),
             }),
-            _ => return,
+            _ => unreachable!("checked above"),
         }
         b = &b[21 + each * n..];
     }
+    Some(buf.len() - b.len())
 }
 
 #[cfg(test)]
@@ -252,13 +320,44 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_tail_is_ignored() {
+    fn a_torn_tail_waits_and_garbage_stops() {
         let mut out = Vec::new();
         let mut b = vec![2];
         b.extend_from_slice(&[0; 16]);
         b.extend_from_slice(&2u32.to_le_bytes());
         b.extend_from_slice(&[0; 8]); // one id of two
-        parse(&b, &mut out);
+        assert_eq!(parse(&b, &mut |e| out.push(e)), Some(0));
         assert!(out.is_empty());
+        assert_eq!(parse(&[9; 40], &mut |e| out.push(e)), None);
+    }
+
+    #[test]
+    fn tail_keeps_starts_firsts_and_the_last_updates() {
+        let d = tempfile::tempdir().unwrap();
+        let log = ChangeLog::open(d.path(), ExportId(1), 1 << 20).unwrap();
+        log.start(7, 0);
+        for s in 1..=100 {
+            log.update(7, s, &[Touched::whole(s)]);
+        }
+        log.start(8, 100);
+        for s in 101..=200 {
+            log.update(8, s, &[Touched::blocks(s, 0, 1)]);
+        }
+        let t = log.tail(10).unwrap();
+        let seqs: Vec<(u64, u64)> = t
+            .iter()
+            .map(|e| match e {
+                LogEntry::Start { history, base } => (*history, *base),
+                LogEntry::Update { history, seq, .. } => (*history, *seq),
+            })
+            .collect();
+        let mut want = vec![(7, 0), (8, 100)];
+        want.extend((191..=200).map(|s| (8, s)));
+        assert_eq!(seqs, want);
+        // scan keeps what it is asked for, plus the firsts when asked
+        let some = log
+            .scan(|e| matches!(e, LogEntry::Update { seq: 150, .. }), true)
+            .unwrap();
+        assert_eq!(some.len(), 3, "{some:?}");
     }
 }

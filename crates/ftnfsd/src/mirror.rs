@@ -1065,7 +1065,7 @@ impl Mirror {
     fn last_logged(&self, export: ExportId) -> (u64, u64) {
         let entries = self
             .log(export)
-            .and_then(|l| l.entries().ok())
+            .and_then(|l| l.tail(4 * WINDOW as usize).ok())
             .unwrap_or_default();
         rules::position(&entries, 0)
             .map(|(h, s, _)| (h, s))
@@ -1089,9 +1089,10 @@ impl Mirror {
         if !self.complete(export) {
             return Want::Full;
         }
+        // where it stands needs only the newest records (and each stream's first)
         let entries = self
             .log(export)
-            .and_then(|l| l.entries().ok())
+            .and_then(|l| l.tail(4 * WINDOW as usize).ok())
             .unwrap_or_default();
         match rules::position(&entries, WINDOW) {
             Some((history, from, ids)) => {
@@ -1315,9 +1316,22 @@ impl Mirror {
                 from: f,
                 ids,
             } => {
+                // only what the plan reads: the member's stream after its point, this
+                // member's own stream, and each stream's first record
                 let entries = self
                     .log(ps.export)
-                    .and_then(|l| l.entries().ok())
+                    .and_then(|l| {
+                        l.scan(
+                            |e| match e {
+                                rules::LogEntry::Update {
+                                    history: h, seq, ..
+                                } => (*h == history && *seq > f) || *h == ps.history,
+                                rules::LogEntry::Start { .. } => true,
+                            },
+                            true,
+                        )
+                        .ok()
+                    })
                     .unwrap_or_default();
                 rules::plan(
                     &entries,

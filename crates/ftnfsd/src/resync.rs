@@ -222,7 +222,8 @@ fn dirty_since(server: &Server, export: ExportId, history: u64, since: SeqNo) ->
         return DirtySet::default();
     };
     let mut out = DirtySet::default();
-    if let Ok(entries) = log.entries() {
+    let wanted = |e: &LogEntry| matches!(e, LogEntry::Update { history: h, seq, .. } if *h == history && *seq > since.0);
+    if let Ok(entries) = log.scan(wanted, false) {
         for e in entries {
             if let LogEntry::Update {
                 history: h,
