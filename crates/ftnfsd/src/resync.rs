@@ -57,6 +57,8 @@ use crate::server::Server;
 const CHUNK: usize = 256 * 1024;
 /// Directory entries per frame.
 const ENTRIES: usize = 2048;
+/// Files the survivor asks the kernel to read ahead of the one it sends.
+const READ_AHEAD: usize = 8;
 /// Frames a resync keeps queued on the link at most (the rest waits: bounded memory).
 const QUEUED: usize = 16;
 /// Longest the survivor waits for the member's answer at the end of a pass.
@@ -269,6 +271,8 @@ struct Sender<'a> {
     /// The directory of the last object asked for by name, opened (the member asks for a
     /// directory's missing entries together).
     last_dir: Option<(u64, Obj, OwnedFd)>,
+    /// Items at the front of the queue whose data the kernel was asked to read ahead.
+    ahead: usize,
     /// Where the time went: waiting for room on the link, waiting at pass ends.
     t_link: Duration,
     t_ends: Duration,
@@ -505,6 +509,47 @@ impl Sender<'_> {
         }
     }
 
+    /// Asks the kernel to read the file named (parent, name) ahead (best effort).
+    fn read_ahead(&mut self, parent: u64, name: &[u8]) {
+        let dirfd = match &self.last_dir {
+            Some((p, _, fd)) if *p == parent => fd.try_clone().ok(),
+            _ => self
+                .ex
+                .ids
+                .get(FileId(parent))
+                .ok()
+                .flatten()
+                .and_then(|rec| {
+                    let dir = self
+                        .ex
+                        .locate(&FileHandle {
+                            export: self.export,
+                            file: FileId(parent),
+                            gen: rec.gen,
+                        })
+                        .ok()?;
+                    dir.open_dir().ok()
+                }),
+        };
+        let Some(dirfd) = dirfd else { return };
+        let Ok(fd) = openat(
+            dirfd.as_fd(),
+            OsStr::from_bytes(name),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return;
+        };
+        if nix::sys::stat::fstat(fd.as_fd()).is_ok_and(|st| ftype_of(&st) == FType3::Reg) {
+            let _ = nix::fcntl::posix_fadvise(
+                fd.as_fd(),
+                0,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+            );
+        }
+    }
+
     /// One pass: every queued object, then whatever the member asks for, until a pass end
     /// finds nothing more to send. `at`: the last pass (writes held).
     fn pass(
@@ -519,6 +564,14 @@ impl Sender<'_> {
             while let Some(item) = queue.pop_front() {
                 while let Ok(r) = self.rx.try_recv() {
                     self.reply(r, queue, None)?;
+                }
+                // the disk reads the next files while this one goes out
+                self.ahead = self.ahead.saturating_sub(1);
+                while self.ahead < READ_AHEAD && self.ahead < queue.len() {
+                    if let Item::Named(p, n, _) = &queue[self.ahead] {
+                        self.read_ahead(*p, n);
+                    }
+                    self.ahead += 1;
                 }
                 self.send_item(item)?;
                 if in_time && deadline.is_some_and(|d| Instant::now() > d) {
@@ -607,6 +660,7 @@ pub fn send(
         sent_bytes: 0,
         since_start: Instant::now(),
         last_dir: None,
+        ahead: 0,
         t_link: Duration::ZERO,
         t_ends: Duration::ZERO,
     };
