@@ -44,7 +44,7 @@ pub const WINDOW: u64 = 1024;
 const MAX_EVENTS: usize = 1024;
 
 /// A frame queue towards one peer.
-pub type Link = mpsc::Sender<Vec<u8>>;
+pub type Link = mpsc::Sender<bytes::Bytes>;
 
 /// One configured peer.
 #[derive(Debug, Clone)]
@@ -662,7 +662,8 @@ impl Mirror {
                         epoch: 0,
                         seq: 0,
                     }
-                    .to_frame(),
+                    .to_frame()
+                    .into(),
                 );
             }
         }
@@ -691,12 +692,13 @@ impl Mirror {
                     let mut c = lock(&ps.core);
                     c.p.tick(now);
                     if beat {
-                        let hb = PeerMsg::Heartbeat {
+                        let hb: bytes::Bytes = PeerMsg::Heartbeat {
                             export: ps.export.0,
                             epoch: c.p.epoch().0,
                             seq: c.p.last_seq().0,
                         }
-                        .to_frame();
+                        .to_frame()
+                        .into();
                         for m in c.p.live().iter() {
                             if let Some(l) = lock(&self.links).get(&m) {
                                 let _ = l.try_send(hb.clone());
@@ -781,7 +783,8 @@ impl Mirror {
                                     PeerMsg::Handoff {
                                         export: ss.export.0,
                                     }
-                                    .to_frame(),
+                                    .to_frame()
+                                    .into(),
                                 );
                             }
                         }
@@ -804,7 +807,8 @@ impl Mirror {
                                 PeerMsg::WitnessQuery {
                                     about: self.group.name_of(ss.primary).to_string(),
                                 }
-                                .to_frame(),
+                                .to_frame()
+                                .into(),
                             );
                         }
                     }
@@ -1546,7 +1550,7 @@ impl Mirror {
         let started = *lock(&self.rejoin.started).get_or_insert(now);
         for m in others {
             if let Some(l) = lock(&self.links).get(m) {
-                let _ = l.try_send(PeerMsg::Probe { export: export.0 }.to_frame());
+                let _ = l.try_send(PeerMsg::Probe { export: export.0 }.to_frame().into());
             }
         }
         if now.since(started) < 2000 {
@@ -1642,7 +1646,8 @@ impl Mirror {
                     PeerMsg::TakeOver {
                         export: ps.export.0,
                     }
-                    .to_frame(),
+                    .to_frame()
+                    .into(),
                 );
             }
         }
@@ -2085,7 +2090,7 @@ impl PrimarySide {
             pristine: self.pristine_at_start,
             prev: self.prev_history,
         };
-        if link.try_send(join.to_frame()).is_err() {
+        if link.try_send(join.to_frame().into()).is_err() {
             return;
         }
         match c.p.add_member(peer, now) {
@@ -2148,20 +2153,29 @@ impl PrimarySide {
     }
 
     fn drain(&self, c: &mut PrimaryCore, m: &Mirror, now: Millis) {
+        // an update goes to every secondary in a row: encode it once, share the bytes
+        let mut last: Option<(SeqNo, Epoch, bytes::Bytes)> = None;
         while let Some(e) = c.p.poll_effect() {
             match e {
                 PrimaryEffect::Send { to, update } => {
                     let link = lock(&m.links).get(&to).cloned();
                     if let Some(link) = link {
-                        let deps: Vec<u64> = update.deps.iter().map(|d| d.0).collect();
-                        let frame = update_frame(
-                            update.export.0,
-                            update.epoch.0,
-                            update.seq.0,
-                            &deps,
-                            update.barrier,
-                            &update.payload,
-                        );
+                        let frame = match &last {
+                            Some((s, e, f)) if *s == update.seq && *e == update.epoch => f.clone(),
+                            _ => {
+                                let deps: Vec<u64> = update.deps.iter().map(|d| d.0).collect();
+                                let f = bytes::Bytes::from(update_frame(
+                                    update.export.0,
+                                    update.epoch.0,
+                                    update.seq.0,
+                                    &deps,
+                                    update.barrier,
+                                    &update.payload,
+                                ));
+                                last = Some((update.seq, update.epoch, f.clone()));
+                                f
+                            }
+                        };
                         // full queue or closed link: the resend timer tries again
                         let _ = link.try_send(frame);
                     }
@@ -2363,7 +2377,8 @@ impl SecondarySide {
                         epoch,
                         seq,
                     }
-                    .to_frame(),
+                    .to_frame()
+                    .into(),
                 );
             }
         }
@@ -2424,7 +2439,8 @@ impl SecondarySide {
                             seq: seq.0,
                             status,
                         }
-                        .to_frame(),
+                        .to_frame()
+                        .into(),
                     );
                 }
                 SecondaryEffect::Refuse { seq, ours } => {
@@ -2434,7 +2450,8 @@ impl SecondarySide {
                             epoch: ours.0,
                             seq: seq.0,
                         }
-                        .to_frame(),
+                        .to_frame()
+                        .into(),
                     );
                 }
             }

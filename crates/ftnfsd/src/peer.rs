@@ -145,7 +145,7 @@ async fn handshake(
 }
 
 fn spawn_writer(mut wr: OwnedWriteHalf) -> Link {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(LINK_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(LINK_QUEUE);
     tokio::spawn(async move {
         while let Some(f) = rx.recv().await {
             if wr.write_all(&f).await.is_err() {
@@ -302,7 +302,7 @@ async fn inbound_loop(
                     out.clone(),
                     server.now(),
                 ) {
-                    let _ = out.try_send(reply.to_frame());
+                    let _ = out.try_send(reply.to_frame().into());
                     continue;
                 }
                 let role = m.role(ExportId(export));
@@ -355,11 +355,11 @@ async fn inbound_loop(
                         want: ftnfs_wire::peer::Want::Nothing,
                     },
                 };
-                let _ = out.try_send(reply.to_frame());
+                let _ = out.try_send(reply.to_frame().into());
             }
             PeerMsg::WitnessQuery { about } => {
                 let ms_ago = m.seen(&about, server.now());
-                let _ = out.try_send(PeerMsg::WitnessSeen { about, ms_ago }.to_frame());
+                let _ = out.try_send(PeerMsg::WitnessSeen { about, ms_ago }.to_frame().into());
             }
             PeerMsg::Heartbeat { export: 0, .. } => {
                 // a member's liveness ping (to a witness, or any member): answer it
@@ -369,7 +369,8 @@ async fn inbound_loop(
                         epoch: 0,
                         seq: 0,
                     }
-                    .to_frame(),
+                    .to_frame()
+                    .into(),
                 );
             }
             PeerMsg::Heartbeat { export, epoch, seq } => {
@@ -432,7 +433,8 @@ async fn inbound_loop(
                             ok: false,
                             reason: why,
                         }
-                        .to_frame(),
+                        .to_frame()
+                        .into(),
                     );
                 }
             }
@@ -452,7 +454,7 @@ async fn inbound_loop(
                 m.take_over_asked(ExportId(export), from, server.now());
             }
             PeerMsg::Probe { export } => {
-                let _ = out.try_send(m.probe_reply(ExportId(export)).to_frame());
+                let _ = out.try_send(m.probe_reply(ExportId(export)).to_frame().into());
             }
             other => {
                 return Err(PeerError::Refused(format!(

@@ -296,7 +296,7 @@ impl Sender<'_> {
         }
         self.t_link += t0.elapsed();
         self.link
-            .try_send(frame)
+            .try_send(frame.into())
             .map_err(|_| "link to the member lost".to_string())
     }
 
@@ -1291,7 +1291,8 @@ impl Applier<'_> {
                     export: self.export.0,
                     needs: c.to_vec(),
                 }
-                .to_frame(),
+                .to_frame()
+                .into(),
             );
         }
     }
@@ -1364,7 +1365,8 @@ pub fn receive(
                 ok,
                 reason,
             }
-            .to_frame(),
+            .to_frame()
+            .into(),
         );
     };
     let mut failed: Option<String> = None;
