@@ -703,11 +703,8 @@ impl PeerMsg {
                     1 => {
                         let history = r.u64()?;
                         let from = r.u64()?;
-                        let n = r.array_len(MAX_WANT_IDS, 24)?;
-                        let mut ids = Vec::with_capacity(n);
-                        for _ in 0..n {
-                            ids.push((r.u64()?, r.u64()?, r.u64()?));
-                        }
+                        let ids =
+                            r.array(MAX_WANT_IDS, 24, |r| Ok((r.u64()?, r.u64()?, r.u64()?)))?;
                         Want::Partial { history, from, ids }
                     }
                     2 => Want::Full,
@@ -738,15 +735,13 @@ impl PeerMsg {
                     data: r.opaque(MAX_IO)?.to_vec(),
                     ..SyncObj::default()
                 };
-                let n = r.array_len(MAX_SYNC_ENTRIES, 16)?;
-                o.entries.reserve(n);
-                for _ in 0..n {
-                    o.entries.push(SyncEntry {
+                o.entries = r.array(MAX_SYNC_ENTRIES, 16, |r| {
+                    Ok(SyncEntry {
                         name: r.opaque(MAX_ENTRY_NAME)?.to_vec(),
                         id: r.u64()?,
                         gen: r.u32()?,
-                    });
-                }
+                    })
+                })?;
                 o.last = r.bool()?;
                 o.partial = r.bool()?;
                 PeerMsg::SyncObject { export, obj: o }
@@ -762,11 +757,9 @@ impl PeerMsg {
             },
             SYNC_NEED => {
                 let export = r.u32()?;
-                let n = r.array_len(MAX_SYNC_NEEDS, 20)?;
-                let mut needs = Vec::with_capacity(n);
-                for _ in 0..n {
-                    needs.push((r.u64()?, r.opaque(MAX_ENTRY_NAME)?.to_vec(), r.u64()?));
-                }
+                let needs = r.array(MAX_SYNC_NEEDS, 20, |r| {
+                    Ok((r.u64()?, r.opaque(MAX_ENTRY_NAME)?.to_vec(), r.u64()?))
+                })?;
                 PeerMsg::SyncNeed { export, needs }
             }
             SYNC_ROUND_DONE => PeerMsg::SyncRoundDone {
@@ -790,11 +783,7 @@ impl PeerMsg {
                 let export = r.u32()?;
                 let epoch = r.u64()?;
                 let seq = r.u64()?;
-                let n = r.array_len(MAX_DEPS, 8)?;
-                let mut deps = Vec::with_capacity(n);
-                for _ in 0..n {
-                    deps.push(r.u64()?);
-                }
+                let deps = r.array(MAX_DEPS, 8, |r| r.u64())?;
                 let barrier = r.bool()?;
                 let ip = r.opaque(16)?.to_vec();
                 let port = r.u32()? as u16;
@@ -802,11 +791,7 @@ impl PeerMsg {
                 let anonymous = r.bool()?;
                 let uid = r.u32()?;
                 let gid = r.u32()?;
-                let n = r.array_len(MAX_GIDS, 4)?;
-                let mut gids = Vec::with_capacity(n);
-                for _ in 0..n {
-                    gids.push(r.u32()?);
-                }
+                let gids = r.array(MAX_GIDS, 4, |r| r.u32())?;
                 let proc_ = r.u32()?;
                 let new_id = if r.bool()? {
                     Some((r.u64()?, r.u32()?))

@@ -155,6 +155,22 @@ impl<'a> XdrReader<'a> {
         }
         Ok(len as usize)
     }
+
+    /// A variable-length array of at most `max` elements of at least `min_elem_size` bytes
+    /// each (checked before anything is allocated), each decoded by `item`.
+    pub fn array<T>(
+        &mut self,
+        max: u32,
+        min_elem_size: usize,
+        mut item: impl FnMut(&mut Self) -> Result<T, XdrError>,
+    ) -> Result<Vec<T>, XdrError> {
+        let n = self.array_len(max, min_elem_size)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
 }
 
 /// Appends XDR items to a buffer.
