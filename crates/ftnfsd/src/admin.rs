@@ -218,7 +218,8 @@ pub async fn serve(
                                 },
                             };
                             if v.get("error").is_none() {
-                                v["started"] = server.mirror.resync_start(export, server.now());
+                                v["started"] =
+                                    server.mirror.resync_start(&server, export, server.now());
                             }
                         }
                         let ok = v.get("error").is_none();

@@ -735,13 +735,7 @@ impl Mirror {
                         for m in &ps.secondaries {
                             let due = lock(&ps.asked).get(m).is_none_or(|t| now.since(*t) >= 3000);
                             if due && !live.contains(*m) && !lock(&ps.resyncs).contains_key(m) {
-                                if lock(&ps.diverged).contains(m) {
-                                    // it believes it is in step: no Join, a full copy
-                                    lock(&ps.asked).insert(*m, now);
-                                    self.start_resync(server, ps, *m, Want::Full, now);
-                                } else if let Some(l) = lock(&self.links).get(m).cloned() {
-                                    ps.add(self, *m, &l, now);
-                                }
+                                self.ask_to_rejoin(server, ps, *m, now);
                             }
                         }
                     }
@@ -1449,7 +1443,12 @@ impl Mirror {
 
     /// `ftnfsctl resync start`: asks every listed secondary that is linked but out to join
     /// now (a resync follows if it needs one).
-    pub fn resync_start(&self, export: Option<ExportId>, now: Millis) -> Value {
+    pub fn resync_start(
+        &self,
+        server: &Arc<Server>,
+        export: Option<ExportId>,
+        now: Millis,
+    ) -> Value {
         let mut asked = Vec::new();
         for role in self.roles() {
             if let Role::Primary(ps) = &*role {
@@ -1461,8 +1460,7 @@ impl Mirror {
                     if live.contains(*m) || lock(&ps.resyncs).contains_key(m) {
                         continue;
                     }
-                    if let Some(l) = lock(&self.links).get(m).cloned() {
-                        ps.add(self, *m, &l, now);
+                    if self.ask_to_rejoin(server, ps, *m, now) {
                         asked
                             .push(json!({"export": ps.export.0, "member": self.group.name_of(*m)}));
                     }
@@ -1470,6 +1468,28 @@ impl Mirror {
             }
         }
         json!({"asked": asked})
+    }
+
+    /// Asks listed secondary `m`, linked but out, to rejoin: a Join (it answers with what it
+    /// needs), or — when it diverged and so believes it is in step — a full copy at once.
+    /// `false` if it is not linked.
+    fn ask_to_rejoin(
+        &self,
+        server: &Arc<Server>,
+        ps: &PrimarySide,
+        m: MemberId,
+        now: Millis,
+    ) -> bool {
+        let Some(l) = lock(&self.links).get(&m).cloned() else {
+            return false;
+        };
+        if lock(&ps.diverged).contains(&m) {
+            lock(&ps.asked).insert(m, now);
+            self.start_resync(server, ps, m, Want::Full, now);
+        } else {
+            ps.add(self, m, &l, now);
+        }
+        true
     }
 
     /// What this member answers a `Probe`.
