@@ -244,6 +244,19 @@ fn dirty_since(server: &Server, export: ExportId, history: u64, since: SeqNo) ->
     out
 }
 
+/// The object with file id `id` in `ex`, whatever its generation, if it still exists.
+fn locate_id(ex: &ExportFs, id: u64) -> Result<Option<Obj>, String> {
+    let Some(rec) = ex.ids.get(FileId(id)).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let h = FileHandle {
+        export: ex.cfg.id,
+        file: FileId(id),
+        gen: rec.gen,
+    };
+    Ok(ex.locate(&h).ok())
+}
+
 /// Sorts ids so that directories come before what they hold (by depth on this member).
 fn by_depth(ex: &ExportFs, set: DirtySet) -> VecDeque<Item> {
     let mut v: Vec<(usize, u64, Dirty)> = set
@@ -449,16 +462,8 @@ impl Sender<'_> {
     fn send_item(&mut self, item: Item) -> Result<(), String> {
         match item {
             Item::Id(id, dirty) => {
-                let Some(rec) = self.ex.ids.get(FileId(id)).map_err(|e| e.to_string())? else {
+                let Some(o) = locate_id(self.ex, id)? else {
                     return Ok(()); // gone here: its directory says so
-                };
-                let h = FileHandle {
-                    export: self.export,
-                    file: FileId(id),
-                    gen: rec.gen,
-                };
-                let Ok(o) = self.ex.locate(&h) else {
-                    return Ok(());
                 };
                 let (parent, name) = if id == FileId::ROOT.0 {
                     (0, Vec::new())
@@ -478,16 +483,7 @@ impl Sender<'_> {
             Item::Named(parent, name, id) => {
                 if self.last_dir.as_ref().is_none_or(|(p, _, _)| *p != parent) {
                     self.last_dir = None;
-                    let Some(rec) = self.ex.ids.get(FileId(parent)).map_err(|e| e.to_string())?
-                    else {
-                        return Ok(());
-                    };
-                    let h = FileHandle {
-                        export: self.export,
-                        file: FileId(parent),
-                        gen: rec.gen,
-                    };
-                    let Ok(dir) = self.ex.locate(&h) else {
+                    let Some(dir) = locate_id(self.ex, parent)? else {
                         return Ok(());
                     };
                     let Ok(dirfd) = dir.open_dir() else {
@@ -513,23 +509,10 @@ impl Sender<'_> {
     fn read_ahead(&mut self, parent: u64, name: &[u8]) {
         let dirfd = match &self.last_dir {
             Some((p, _, fd)) if *p == parent => fd.try_clone().ok(),
-            _ => self
-                .ex
-                .ids
-                .get(FileId(parent))
+            _ => locate_id(self.ex, parent)
                 .ok()
                 .flatten()
-                .and_then(|rec| {
-                    let dir = self
-                        .ex
-                        .locate(&FileHandle {
-                            export: self.export,
-                            file: FileId(parent),
-                            gen: rec.gen,
-                        })
-                        .ok()?;
-                    dir.open_dir().ok()
-                }),
+                .and_then(|dir| dir.open_dir().ok()),
         };
         let Some(dirfd) = dirfd else { return };
         let Ok(fd) = openat(
@@ -874,8 +857,7 @@ impl Applier<'_> {
         if self.pending_ids.contains(&id) {
             self.flush_records().ok()?;
         }
-        let rec = self.ex.ids.get(FileId(id)).ok()??;
-        self.find(id, rec.gen.0)
+        locate_id(self.ex, id).ok().flatten()
     }
 
     /// Removes `name` from directory `dir` (recursively), and from the identity table when
