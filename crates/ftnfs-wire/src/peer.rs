@@ -439,6 +439,21 @@ pub fn sync_data_frame<E>(
     let max = max.min(MAX_IO as usize);
     let mut w = XdrWriter::with_capacity(max + 256 + o.name.len());
     w.u32(0);
+    let size_at = sync_object_head(&mut w, export, o);
+    let n = w.opaque_fill(max, fill)?;
+    let at_end = n < max;
+    let last = last.unwrap_or(at_end);
+    w.u32(0).bool(last).bool(o.partial);
+    if last && at_end {
+        w.patch(size_at, &(o.offset + n as u64).to_be_bytes());
+    }
+    let len = (w.len() - 4) as u32;
+    w.patch(0, &len.to_be_bytes());
+    Ok((w.into_inner(), n))
+}
+
+/// A `SyncObject`'s fields up to its data; returns where `size` was written.
+fn sync_object_head(w: &mut XdrWriter, export: u32, o: &SyncObj) -> usize {
     w.u32(SYNC_OBJECT)
         .u32(export)
         .u64(o.parent)
@@ -458,16 +473,7 @@ pub fn sync_data_frame<E>(
         .u64(o.mtime.0 as u64)
         .u32(o.mtime.1)
         .u64(o.offset);
-    let n = w.opaque_fill(max, fill)?;
-    let at_end = n < max;
-    let last = last.unwrap_or(at_end);
-    w.u32(0).bool(last).bool(o.partial);
-    if last && at_end {
-        w.patch(size_at, &(o.offset + n as u64).to_be_bytes());
-    }
-    let len = (w.len() - 4) as u32;
-    w.patch(0, &len.to_be_bytes());
-    Ok((w.into_inner(), n))
+    size_at
 }
 
 fn string(r: &mut XdrReader<'_>, max: u32) -> Result<String, XdrError> {
@@ -561,26 +567,8 @@ impl PeerMsg {
                 w.u32(SYNC_BEGIN).u32(*export).u64(*epoch).bool(*full);
             }
             PeerMsg::SyncObject { export, obj: o } => {
-                w.u32(SYNC_OBJECT)
-                    .u32(*export)
-                    .u64(o.parent)
-                    .opaque(&o.name)
-                    .u64(o.id)
-                    .u32(o.gen)
-                    .u32(o.ftype)
-                    .u32(o.mode)
-                    .u32(o.uid)
-                    .u32(o.gid)
-                    .u64(o.size)
-                    .u32(o.rdev.0)
-                    .u32(o.rdev.1)
-                    .u64(o.atime.0 as u64)
-                    .u32(o.atime.1)
-                    .u64(o.mtime.0 as u64)
-                    .u32(o.mtime.1)
-                    .u64(o.offset)
-                    .opaque(&o.data)
-                    .u32(o.entries.len() as u32);
+                sync_object_head(&mut w, *export, o);
+                w.opaque(&o.data).u32(o.entries.len() as u32);
                 for e in &o.entries {
                     w.opaque(&e.name).u64(e.id).u32(e.gen);
                 }
