@@ -16,8 +16,8 @@ use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{ExportId, Millis, SeqNo};
 use ftnfs_core::mirror::{Key, Touch};
 
-/// Granularity of the replication order inside a file's data.
-const WRITE_BLOCK: u64 = 1 << 20;
+/// Granularity of the replication order inside a file's data: the change log's block.
+const WRITE_BLOCK: u64 = ftnfs_core::mirror::resync::BLOCK;
 use ftnfs_core::proc_table;
 use ftnfs_wire::mount::{self, ExportList, ExportNode, MntRes, MountList, MountStat3};
 use ftnfs_wire::nfs3::{self, Args, ArgsError, NfsFh3, NfsStat3};
@@ -591,10 +591,20 @@ fn first_handle(a: &Args) -> Option<&NfsFh3> {
     })
 }
 
+/// The file id a handle names, if it decodes.
+fn file_of(fh: &NfsFh3) -> Option<u64> {
+    FileHandle::decode(&fh.0).map(|h| h.file.0).ok()
+}
+
+/// The first and last block of a file's data that `count` bytes at `offset` cover.
+fn blocks_of(offset: u64, count: u32) -> (u64, u64) {
+    let last = offset.saturating_add(u64::from(count).max(1) - 1) / WRITE_BLOCK;
+    (offset / WRITE_BLOCK, last)
+}
+
 /// What an update touches for the replication order (Documentation/04-replication-order.md):
 /// data and attribute updates touch their file; namespace updates are barriers.
 fn touch_of(a: &Args) -> Touch {
-    let file = |fh: &NfsFh3| FileHandle::decode(&fh.0).map(|h| h.file.0).ok();
     match a {
         // A WRITE (or a mirrored READ) touches the 1 MiB blocks it covers: writes to
         // disjoint blocks of one file run in parallel (their mtime and atime stamps
@@ -610,17 +620,16 @@ fn touch_of(a: &Args) -> Touch {
             offset,
             count,
         } => {
-            let first = offset / WRITE_BLOCK;
-            let last = offset.saturating_add(u64::from(*count).max(1) - 1) / WRITE_BLOCK;
+            let (first, last) = blocks_of(*offset, *count);
             Touch {
-                keys: file(f)
+                keys: file_of(f)
                     .map(|id| (first..=last).map(|b| Key::part(id, b)).collect())
                     .unwrap_or_default(),
                 barrier: false,
             }
         }
         Args::SetAttr { obj: f, .. } | Args::Commit { file: f, .. } => Touch {
-            keys: file(f).map(Key::whole).into_iter().collect(),
+            keys: file_of(f).map(Key::whole).into_iter().collect(),
             barrier: false,
         },
         _ => Touch {
@@ -634,9 +643,8 @@ fn touch_of(a: &Args) -> Touch {
 /// arguments name, and the object it creates. (A removed or renamed entry is covered by its
 /// directory: a resync sends that directory's entries.)
 pub fn touched_ids(a: &Args, new_id: Option<u64>) -> Vec<ftnfs_core::mirror::resync::Touched> {
-    use ftnfs_core::mirror::resync::{Touched, BLOCK};
-    let file = |fh: &NfsFh3| FileHandle::decode(&fh.0).map(|h| h.file.0).ok();
-    let whole = |fh: &NfsFh3| file(fh).map(Touched::whole);
+    use ftnfs_core::mirror::resync::Touched;
+    let whole = |fh: &NfsFh3| file_of(fh).map(Touched::whole);
     let mut out: Vec<Touched> = match a {
         Args::Write {
             file: f,
@@ -649,9 +657,9 @@ pub fn touched_ids(a: &Args, new_id: Option<u64>) -> Vec<ftnfs_core::mirror::res
             offset,
             count,
         } => {
-            let last = offset.saturating_add(u64::from(*count).max(1) - 1) / BLOCK;
-            file(f)
-                .map(|id| Touched::blocks(id, offset / BLOCK, last))
+            let (first, last) = blocks_of(*offset, *count);
+            file_of(f)
+                .map(|id| Touched::blocks(id, first, last))
                 .into_iter()
                 .collect()
         }
