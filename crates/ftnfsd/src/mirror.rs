@@ -1261,22 +1261,14 @@ impl Mirror {
         if self.rejoin.position.get(&export) == Some(&0) {
             lock(&self.rejoin.want_back).insert(export);
         }
-        self.set_role(
+        self.follow(
             export,
-            Role::Secondary(SecondarySide {
-                export,
-                primary: from,
-                ahead: Vec::new(),
-                others,
-                core: Mutex::new(Some(SecondaryCore {
-                    s: Secondary::new(export, Epoch(epoch), SeqNo(base), WINDOW),
-                    history,
-                    out,
-                    pristine: false,
-                    closed: false,
-                    leader: Some(from),
-                })),
-            }),
+            from,
+            others,
+            Epoch(epoch),
+            SeqNo(base),
+            history,
+            out,
         );
         self.event(
             now,
@@ -1697,6 +1689,38 @@ impl Mirror {
         }
     }
 
+    /// Makes this member the secondary of `from` for `export`, in step at `base` of stream
+    /// `history` (after a clean step-down, or a finished resync).
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        &self,
+        export: ExportId,
+        from: MemberId,
+        others: Vec<MemberId>,
+        epoch: Epoch,
+        base: SeqNo,
+        history: u64,
+        out: Link,
+    ) {
+        self.set_role(
+            export,
+            Role::Secondary(SecondarySide {
+                export,
+                primary: from,
+                ahead: Vec::new(),
+                others,
+                core: Mutex::new(Some(SecondaryCore {
+                    s: Secondary::new(export, epoch, base, WINDOW),
+                    history,
+                    out,
+                    pristine: false,
+                    closed: false,
+                    leader: Some(from),
+                })),
+            }),
+        );
+    }
+
     /// A member that stood down cleanly is asked to join the member promoted after it: it
     /// becomes that member's secondary if it stands exactly where the new primary starts.
     #[allow(clippy::too_many_arguments)]
@@ -1743,22 +1767,14 @@ impl Mirror {
         if let Err(e) = write_epoch(&self.state_dir, sb.export, epoch) {
             return reply(false, format!("cannot persist epoch: {e}"));
         }
-        self.set_role(
+        self.follow(
             sb.export,
-            Role::Secondary(SecondarySide {
-                export: sb.export,
-                primary: from,
-                ahead: Vec::new(),
-                others: sb.others.clone(),
-                core: Mutex::new(Some(SecondaryCore {
-                    s: Secondary::new(sb.export, Epoch(epoch), SeqNo(base), WINDOW),
-                    history,
-                    out,
-                    pristine: false,
-                    closed: false,
-                    leader: Some(from),
-                })),
-            }),
+            from,
+            sb.others.clone(),
+            Epoch(epoch),
+            SeqNo(base),
+            history,
+            out,
         );
         self.event(
             now,
