@@ -117,6 +117,32 @@ fn primary_status(m: &Member) -> serde_json::Value {
         .clone()
 }
 
+/// Polls `done` every 20 ms; fails with `what` after `secs` seconds.
+fn wait_for(secs: u64, what: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{}", what());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Export 4711 (listed a first) as `m` sees it: its role here, and whether it is primary with
+/// its secondary live. (Export 4712, listed b first, has its own story.)
+fn export_4711(m: &Member) -> (String, bool) {
+    m.admin("status")["status"]["mirror"]["exports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["export"] == 4711)
+        .map(|e| {
+            (
+                e["role"].as_str().unwrap_or("").to_string(),
+                e["secondaries"][0]["live"] == true,
+            )
+        })
+        .unwrap_or_default()
+}
+
 fn pair() -> (tempfile::TempDir, Member, Member) {
     pair_with("")
 }
@@ -126,14 +152,11 @@ fn pair_with(opts: &str) -> (tempfile::TempDir, Member, Member) {
     let (pa, pb) = (free_port(), free_port());
     let a = member(t.path(), "a", "b", pa, pb, opts);
     let b = member(t.path(), "b", "a", pb, pa, opts);
-    let start = Instant::now();
-    while !secondary_live(&a) || !secondary_live(&b) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the group did not form"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        10,
+        || "the group did not form".into(),
+        || secondary_live(&a) && secondary_live(&b),
+    );
     (t, a, b)
 }
 
@@ -244,14 +267,7 @@ fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
     assert_eq!(st, 0);
     assert!(!b.export().join("y").exists());
     // and the primary gives it a full copy (it would accept a plain Join), then it is back
-    let start = Instant::now();
-    while !secondary_live(&a) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "b never came back"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(20, || "b never came back".into(), || secondary_live(&a));
     assert_eq!(manifest(&a), manifest(&b), "b is a copy of a again");
     let events = a.admin("status")["status"]["mirror"]["events"].to_string();
     assert!(
@@ -387,21 +403,7 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
     let (pa, pb) = (free_port(), free_port());
     let a = member(t.path(), "a", "b", pa, pb, "");
     let mut b = member(t.path(), "b", "a", pb, pa, "");
-    // export 4711 (a first): its secondary is live (4712, listed b first, has its own story)
-    let live = |a: &Member| {
-        let start = Instant::now();
-        let live_4711 = |a: &Member| {
-            a.admin("status")["status"]["mirror"]["exports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|e| e["export"] == 4711 && e["secondaries"][0]["live"] == true)
-        };
-        while !live_4711(a) {
-            assert!(start.elapsed() < Duration::from_secs(20), "b never joined");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let live = |a: &Member| wait_for(20, || "b never joined".into(), || export_4711(a).1);
     live(&a);
     let mut c = Raw::connect(a.port);
     let root = mount_root(&mut c, &a.export());
@@ -466,19 +468,7 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
     // b dies; a goes on alone
     let _ = b.child.kill();
     let _ = b.child.wait();
-    let start = Instant::now();
-    while a.admin("status")["status"]["mirror"]["exports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|e| e["export"] == 4711 && e["secondaries"][0]["live"] == true)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "b never failed out"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(10, || "b never failed out".into(), || !export_4711(&a).1);
     write_at(&mut c, 20, &f, 100_000, vec![9u8; 50_000]);
     ok(
         &mut c,
@@ -733,22 +723,11 @@ fn random_histories_converge_after_a_resync() {
         let a = member(t.path(), "a", "b", pa, pb, "");
         let mut b = member(t.path(), "b", "a", pb, pa, "");
         let live = |a: &Member, want: bool| {
-            let start = Instant::now();
-            loop {
-                let l = a.admin("status")["status"]["mirror"]["exports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|e| e["export"] == 4711 && e["secondaries"][0]["live"] == true);
-                if l == want {
-                    return;
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "seed {seed}: live != {want}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for(
+                20,
+                || format!("seed {seed}: live != {want}"),
+                || export_4711(a).1 == want,
+            )
         };
         live(&a, true);
         let mut c = Raw::connect(a.port);
@@ -808,39 +787,29 @@ fn random_histories_converge_after_a_resync() {
         let mut a = a;
         let _ = a.child.kill();
         let _ = a.child.wait();
-        let role_of = |m: &Member| {
-            m.admin("status")["status"]["mirror"]["exports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|e| e["export"] == 4711)
-                .map(|e| e["role"].as_str().unwrap_or("").to_string())
-                .unwrap_or_default()
-        };
-        let start = Instant::now();
-        while role_of(&b) != "primary" {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "seed {seed}: b never took over"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let role_of = |m: &Member| export_4711(m).0;
+        wait_for(
+            10,
+            || format!("seed {seed}: b never took over"),
+            || role_of(&b) == "primary",
+        );
         let mut cb = Raw::connect(b.port);
         let rootb = mount_root(&mut cb, &b.export());
         let more = 50 + rng.below(200);
         random_updates(&mut cb, &mut rng, &rootb, &mut xid, more);
         drop(cb);
         a = member(t.path(), "a", "b", pa, pb, "");
-        let start = Instant::now();
-        while role_of(&a) != "primary" || role_of(&b) != "secondary" {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "seed {seed}: a never took its role back ({} / {})",
-                role_of(&a),
-                role_of(&b)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(
+            20,
+            || {
+                format!(
+                    "seed {seed}: a never took its role back ({} / {})",
+                    role_of(&a),
+                    role_of(&b)
+                )
+            },
+            || role_of(&a) == "primary" && role_of(&b) == "secondary",
+        );
         live(&a, true);
         let (ma, mb) = (manifest(&a), manifest(&b));
         if ma != mb {
