@@ -1255,9 +1255,6 @@ impl Mirror {
         if let Some(i) = lock(&self.rejoin.incoming).remove(&export) {
             i.progress.finish();
         }
-        if let Some(log) = self.log(export) {
-            log.start(history, base);
-        }
         if self.rejoin.position.get(&export) == Some(&0) {
             lock(&self.rejoin.want_back).insert(export);
         }
@@ -1690,7 +1687,8 @@ impl Mirror {
     }
 
     /// Makes this member the secondary of `from` for `export`, in step at `base` of stream
-    /// `history` (after a clean step-down, or a finished resync).
+    /// `history` (after a clean step-down, or a finished resync), and says so in the change
+    /// log: a later rejoin knows it holds everything up to `base`.
     #[allow(clippy::too_many_arguments)]
     fn follow(
         &self,
@@ -1702,6 +1700,9 @@ impl Mirror {
         history: u64,
         out: Link,
     ) {
+        if let Some(log) = self.log(export) {
+            log.start(history, base.0);
+        }
         self.set_role(
             export,
             Role::Secondary(SecondarySide {
