@@ -43,7 +43,27 @@ struct Inner {
     len: u64,
     /// Records appended since start (for status).
     appended: u64,
+    /// The stream of the newest record, and the highest update logged for each stream: where
+    /// this member stands, without reading the files.
+    newest: Option<u64>,
+    streams: std::collections::HashMap<u64, u64>,
 }
+
+impl Inner {
+    fn note(&mut self, history: u64, seq: u64) {
+        let s = self.streams.entry(history).or_insert(seq);
+        *s = (*s).max(seq);
+        self.newest = Some(history);
+    }
+
+    fn forget(&mut self) {
+        self.newest = None;
+        self.streams.clear();
+    }
+}
+
+/// Records read at start to know where this member stands.
+const TAIL: usize = 4096;
 
 impl ChangeLog {
     /// Opens (or creates) the log of `export`, at most `cap` bytes.
@@ -52,7 +72,7 @@ impl ChangeLog {
         let old = dir.join(format!("export-{}.log.old", export.0));
         let file = OpenOptions::new().create(true).append(true).open(&cur)?;
         let len = file.metadata()?.len();
-        Ok(ChangeLog {
+        let log = ChangeLog {
             cur,
             old,
             cap: cap.max(4096),
@@ -60,8 +80,30 @@ impl ChangeLog {
                 file: Some(file),
                 len,
                 appended: 0,
+                newest: None,
+                streams: Default::default(),
             }),
-        })
+        };
+        for e in log.tail(TAIL)? {
+            let (h, s) = match e {
+                LogEntry::Start { history, base } => (history, base),
+                LogEntry::Update { history, seq, .. } => (history, seq),
+            };
+            log.inner
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .note(h, s);
+        }
+        Ok(log)
+    }
+
+    /// The stream of the newest record and the highest update logged for it ((0, 0): an
+    /// empty log).
+    pub fn last(&self) -> (u64, u64) {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.newest
+            .map(|h| (h, g.streams.get(&h).copied().unwrap_or(0)))
+            .unwrap_or((0, 0))
     }
 
     fn append(&self, rec: &[u8]) {
@@ -93,10 +135,13 @@ impl ChangeLog {
                 let _ = std::fs::remove_file(&self.cur);
                 let _ = std::fs::remove_file(&self.old);
                 g.len = 0;
+                g.forget();
                 return;
             }
             g.len += rec.len() as u64;
             g.appended += 1;
+            let word = |at: usize| u64::from_le_bytes(rec[at..at + 8].try_into().unwrap_or([0; 8]));
+            g.note(word(1), word(9));
         }
     }
 
@@ -134,6 +179,7 @@ impl ChangeLog {
         let _ = std::fs::remove_file(&self.old);
         let _ = std::fs::remove_file(&self.cur);
         g.len = 0;
+        g.forget();
     }
 
     /// Bytes in the log now, and records appended since start.
@@ -311,12 +357,17 @@ mod tests {
                 ids: vec![Touched::whole(999)]
             })
         );
-        // reopened, it still holds the same records
+        assert_eq!(log.last(), (7, 999));
+        // reopened, it still holds the same records and knows where it stands
         drop(log);
         let log = ChangeLog::open(d.path(), ExportId(1), 4096).unwrap();
         assert_eq!(log.entries().unwrap(), e);
+        assert_eq!(log.last(), (7, 999));
+        log.start(8, 5);
+        assert_eq!(log.last(), (8, 5));
         log.clear();
         assert!(log.entries().unwrap().is_empty());
+        assert_eq!(log.last(), (0, 0));
     }
 
     #[test]

@@ -1061,13 +1061,7 @@ impl Mirror {
 
     /// The stream and update this member's change log ends with ((0, 0): none).
     fn last_logged(&self, export: ExportId) -> (u64, u64) {
-        let entries = self
-            .log(export)
-            .and_then(|l| l.tail(4 * WINDOW as usize).ok())
-            .unwrap_or_default();
-        rules::position(&entries, 0)
-            .map(|(h, s, _)| (h, s))
-            .unwrap_or((0, 0))
+        self.log(export).map(|l| l.last()).unwrap_or((0, 0))
     }
 
     /// The change log of an export.
