@@ -42,7 +42,7 @@ witness() { # RUN
 status() { "$T/ftnfsctl" --socket "$W/$1/$2/adm.sock" status --json 2>/dev/null; }
 role() { status "$1" "$2" | python3 -c 'import json,sys; d=json.load(sys.stdin); e=d["mirror"]["exports"][0]; print(e["role"], e.get("epoch", ""))' 2>/dev/null; }
 formed() { # RUN
-  for _ in $(seq 100); do
+  for _ in $(seq 1200); do
     status "$1" a | grep -q '"live": true' && return 0
     sleep 0.1
   done
@@ -78,7 +78,7 @@ formed r1; check "group formed, a primary" $? "$(role r1 a)"
 wait_acks "$W/serial-r1-ackmeta" 15
 kill9 a
 t0=$(date +%s.%N)
-for _ in $(seq 100); do [ "$(role r1 b)" = "primary 2" ] && break; sleep 0.05; done
+for _ in $(seq 1200); do [ "$(role r1 b)" = "primary 2" ] && break; sleep 0.05; done
 t1=$(date +%s.%N)
 check "b took over in epoch 2 ($(python3 -c "print(round($t1-$t0,2))") s)" "$([ "$(role r1 b)" = "primary 2" ]; echo $?)" "$(role r1 b); $(tail -5 "$W/r1/b/log")"
 wait $G
@@ -124,14 +124,14 @@ formed r4; check "fourth group formed" $?
 wait_acks "$W/serial-r4-ackwrite" 10
 "$T/ftnfsctl" --socket "$W/r4/a/adm.sock" demote > "$W/r4-demote" 2>&1
 ok=1
-for _ in $(seq 40); do
+for _ in $(seq 300); do
   "$T/ftnfsctl" --socket "$W/r4/b/adm.sock" promote > "$W/r4-promote" 2>&1 && { ok=0; break; }
   sleep 0.1
 done
 check "ftnfsctl demote a, promote b" "$ok" "$(cat "$W/r4-demote" "$W/r4-promote")"
 wait $G
 check "guest saw no error across the planned switch" "$([ "$(cat "$W/r4-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r4-ack.out")"
-for _ in $(seq 50); do [ "$(role r4 a)" = "secondary 2" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ "$(role r4 a)" = "secondary 2" ] && break; sleep 0.1; done
 check "a follows b as its secondary" "$([ "$(role r4 a)" = "secondary 2" ]; echo $?)" "a: $(role r4 a), b: $(role r4 b)"
 python3 "$LAB/check-acks.py" "$W/serial-r4-ackwrite" "$W/r4/b/export/ack" "$W/r4/a/export/ack" > "$W/r4-acks" 2>&1
 check "acknowledged records on both" $? "$(cat "$W/r4-acks")"

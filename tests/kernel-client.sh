@@ -26,7 +26,7 @@ topo_tap tg0 || exit 1
 start() {
   topo_in srv "$BIN" --exports "$WORK/exports" --state-dir "$WORK/state" --port 2049 \
     --admin-socket "$WORK/adm.sock" --no-portmap 2>>"$WORK/log" & PID=$!
-  for _ in $(seq 100); do
+  for _ in $(seq 1200); do
     topo_in srv bash -c 'exec 3<>/dev/tcp/10.99.0.1/2049' 2>/dev/null && return
     sleep 0.1
   done

@@ -33,7 +33,7 @@ member() { # GROUP NAME SECRETFILE PEERS...
 }
 status() { "$T/ftnfsctl" --socket "$W/$1/$2/adm.sock" status --json 2>/dev/null; }
 formed() { # GROUP N_SECONDARIES: wait until the primary has every secondary live
-  for _ in $(seq 100); do
+  for _ in $(seq 1200); do
     n=$(status "$1" a | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(s["live"] for e in d["mirror"]["exports"] for s in e["secondaries"]))' 2>/dev/null)
     [ "${n:-0}" = "$2" ] && return 0
     sleep 0.1
@@ -41,7 +41,7 @@ formed() { # GROUP N_SECONDARIES: wait until the primary has every secondary liv
   return 1
 }
 quiet() { # GROUP: wait until the primary has nothing in flight
-  for _ in $(seq 100); do
+  for _ in $(seq 1200); do
     n=$(status "$1" a | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(e["pending"] for e in d["mirror"]["exports"]))' 2>/dev/null)
     [ "${n:-1}" = 0 ] && return 0
     sleep 0.1
@@ -110,7 +110,7 @@ quiet g2
 verify g2 b; check "ftnfsctl verify: two mirrors identical" $? "$(cat "$W/verify-g2")"
 
 # --- 2b. a clean stop seals both mirrors; the group resumes without a copy ----------------
-stop_member() { ip netns pids "$TOPO-$1" | xargs -r kill -TERM; for _ in $(seq 50); do [ -z "$(ip netns pids "$TOPO-$1")" ] && return; sleep 0.1; done; }
+stop_member() { ip netns pids "$TOPO-$1" | xargs -r kill -TERM; for _ in $(seq 600); do [ -z "$(ip netns pids "$TOPO-$1")" ] && return; sleep 0.1; done; }
 stop_member a; stop_member b
 member g2 a "$W/secret" b x
 member g2 b "$W/secret" a
@@ -124,7 +124,7 @@ head -c 32 /dev/urandom | base64 > "$W/wrong"
 mkdir -p "$W/gx"
 echo "$EXPORT -ftnfs=a:x *(rw,insecure,no_root_squash)" > "$W/gx/exports"
 member gx x "$W/wrong" a
-sleep 1.5
+for _ in $(seq 600); do grep -q "x does not know the group secret" "$W/g2/a/log" && break; sleep 0.1; done
 grep -q "x does not know the group secret" "$W/g2/a/log"
 check "member with a wrong secret is refused" $? "$(tail -3 "$W/g2/a/log")"
 status g2 a | python3 -c 'import json,sys; d=json.load(sys.stdin); assert not [p for p in d["mirror"]["peers"] if p["name"]=="x" and p["linked"]]'

@@ -16,9 +16,9 @@ ip netns exec "$NS" unshare -m bash -c "
   set -euo pipefail
   mount -t tmpfs none /run
   rpcbind -f -w & RPCB=\$!
-  for i in \$(seq 50); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
+  for i in \$(seq 600); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
   '$BIN' --exports '$WORK/exports' --state-dir '$WORK/state' --port 2049 --admin-socket '$WORK/adm.sock' 2>'$WORK/log' & D=\$!
-  for i in \$(seq 100); do rpcinfo -p 127.0.0.1 2>/dev/null | grep -q 100005 && break; sleep 0.1; done
+  for i in \$(seq 1200); do rpcinfo -p 127.0.0.1 2>/dev/null | grep -q 100005 && break; sleep 0.1; done
   rpcinfo -p 127.0.0.1 > '$WORK/rpcinfo'
   showmount -e 127.0.0.1 > '$WORK/showmount'
   kill \$D; wait \$D || true

@@ -15,52 +15,95 @@ pub struct ProcInfo {
     pub updates: bool,
     /// It creates a name that carries an identity decided by the primary.
     pub creates: bool,
+    /// What follows the status in its failure reply (RFC 1813 §3.3, the `resfail` arms).
+    pub fail_body: FailBody,
 }
 
-const fn p(name: &'static str, idempotent: bool, updates: bool, creates: bool) -> ProcInfo {
+/// The shape of a procedure's failure body: what a reply that carries only an error status
+/// must still hold after it. Every attribute in it may be absent, so the shortest valid body
+/// is a run of FALSE discriminants: [`FailBody::absent_words`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailBody {
+    /// Nothing (GETATTR; NULL has no status at all).
+    Empty,
+    /// One `post_op_attr` (LOOKUP, ACCESS, READLINK, READ, READDIR, READDIRPLUS, FSSTAT,
+    /// FSINFO, PATHCONF).
+    PostOp,
+    /// One `wcc_data` (SETATTR, WRITE, CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, COMMIT).
+    Wcc,
+    /// `post_op_attr` then `wcc_data` (LINK).
+    PostOpWcc,
+    /// Two `wcc_data` (RENAME).
+    TwoWcc,
+}
+
+impl FailBody {
+    /// Words of a failure body whose attributes are all absent: one FALSE per `post_op_attr`,
+    /// two per `wcc_data` (its `pre_op_attr` and `post_op_attr`).
+    pub const fn absent_words(self) -> usize {
+        match self {
+            FailBody::Empty => 0,
+            FailBody::PostOp => 1,
+            FailBody::Wcc => 2,
+            FailBody::PostOpWcc => 3,
+            FailBody::TwoWcc => 4,
+        }
+    }
+}
+
+const fn p(
+    name: &'static str,
+    idempotent: bool,
+    updates: bool,
+    creates: bool,
+    fail_body: FailBody,
+) -> ProcInfo {
     ProcInfo {
         name,
         idempotent,
         updates,
         creates,
+        fail_body,
     }
 }
+
+use FailBody::{Empty, PostOp, PostOpWcc, TwoWcc, Wcc};
 
 /// NFSv3, indexed by procedure number. SETATTR and WRITE are idempotent in effect but their
 /// wcc replies are not, and a replayed SETATTR with a guard could fail: we cache them too.
 pub static NFS3: [ProcInfo; 22] = [
-    p("NULL", true, false, false),
-    p("GETATTR", true, false, false),
-    p("SETATTR", false, true, false),
-    p("LOOKUP", true, false, false),
-    p("ACCESS", true, false, false),
-    p("READLINK", true, false, false),
-    p("READ", true, false, false),
-    p("WRITE", false, true, false),
-    p("CREATE", false, true, true),
-    p("MKDIR", false, true, true),
-    p("SYMLINK", false, true, true),
-    p("MKNOD", false, true, true),
-    p("REMOVE", false, true, false),
-    p("RMDIR", false, true, false),
-    p("RENAME", false, true, false),
-    p("LINK", false, true, true),
-    p("READDIR", true, false, false),
-    p("READDIRPLUS", true, false, false),
-    p("FSSTAT", true, false, false),
-    p("FSINFO", true, false, false),
-    p("PATHCONF", true, false, false),
-    p("COMMIT", true, true, false),
+    p("NULL", true, false, false, Empty),
+    p("GETATTR", true, false, false, Empty),
+    p("SETATTR", false, true, false, Wcc),
+    p("LOOKUP", true, false, false, PostOp),
+    p("ACCESS", true, false, false, PostOp),
+    p("READLINK", true, false, false, PostOp),
+    p("READ", true, false, false, PostOp),
+    p("WRITE", false, true, false, Wcc),
+    p("CREATE", false, true, true, Wcc),
+    p("MKDIR", false, true, true, Wcc),
+    p("SYMLINK", false, true, true, Wcc),
+    p("MKNOD", false, true, true, Wcc),
+    p("REMOVE", false, true, false, Wcc),
+    p("RMDIR", false, true, false, Wcc),
+    p("RENAME", false, true, false, TwoWcc),
+    p("LINK", false, true, true, PostOpWcc),
+    p("READDIR", true, false, false, PostOp),
+    p("READDIRPLUS", true, false, false, PostOp),
+    p("FSSTAT", true, false, false, PostOp),
+    p("FSINFO", true, false, false, PostOp),
+    p("PATHCONF", true, false, false, PostOp),
+    p("COMMIT", true, true, false, Wcc),
 ];
 
 /// MOUNT v3, indexed by procedure number.
 pub static MOUNT3: [ProcInfo; 6] = [
-    p("NULL", true, false, false),
-    p("MNT", true, false, false),
-    p("DUMP", true, false, false),
-    p("UMNT", true, false, false),
-    p("UMNTALL", true, false, false),
-    p("EXPORT", true, false, false),
+    p("NULL", true, false, false, Empty),
+    p("MNT", true, false, false, Empty),
+    p("DUMP", true, false, false, Empty),
+    p("UMNT", true, false, false, Empty),
+    p("UMNTALL", true, false, false, Empty),
+    p("EXPORT", true, false, false, Empty),
 ];
 
 /// Looks up a procedure of a program we serve.

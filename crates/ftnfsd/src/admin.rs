@@ -164,21 +164,37 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Serves the admin socket until the process ends.
+/// Binds the admin socket, first thing at start (before the exports and change logs are
+/// opened, which can be slow): a socket file left by a killed daemon is replaced, and from
+/// here on a client's connect succeeds and waits in the backlog until [`serve`] answers,
+/// instead of being refused by the stale file.
+pub fn bind(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed a stale admin socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context(format!("cannot remove {}", path.display())),
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot bind admin socket {}", path.display()))?;
+    // Only root may talk to the daemon.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Serves the admin socket (bound by [`bind`]) until the process ends.
 pub async fn serve(
-    path: &Path,
+    listener: std::os::unix::net::UnixListener,
     server: Arc<Server>,
     transport: Arc<Transport>,
     port: u16,
 ) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(path);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    // Only root may talk to the daemon.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = UnixListener::from_std(listener)?;
     loop {
         let (sock, _) = listener.accept().await?;
         let server = server.clone();

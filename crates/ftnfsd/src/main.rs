@@ -252,6 +252,11 @@ async fn main() -> anyhow::Result<()> {
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     std::fs::create_dir_all(&cli.state_dir)
         .with_context(|| format!("cannot create state dir {}", cli.state_dir.display()))?;
+    let admin_listener = if cli.witness_mode {
+        None
+    } else {
+        Some(admin::bind(&cli.admin_socket)?)
+    };
     let generation = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -342,10 +347,10 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::spawn(transport.clone().serve_tcp(tcp));
     tokio::spawn(transport.clone().serve_udp(udp));
-    {
+    if let Some(l) = admin_listener {
         let (s, t, p) = (server.clone(), transport.clone(), cli.admin_socket.clone());
         tokio::spawn(async move {
-            if let Err(e) = admin::serve(&p, s, t, port).await {
+            if let Err(e) = admin::serve(l, s, t, port).await {
                 tracing::error!(error = %e, path = %p.display(), "admin socket failed");
             }
         });

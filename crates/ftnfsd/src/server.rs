@@ -412,20 +412,20 @@ impl Server {
         reply_status(&reply)
     }
 
-    /// A reply with an NFS error status and the procedure's empty fail body.
+    /// A reply with an NFS error status and the procedure's failure body with every
+    /// attribute absent (its shape comes from the procedure table).
     fn nfs_error(&self, xid: Xid, proc_: u32, stat: NfsStat3) -> Vec<u8> {
         let mut w = XdrWriter::new();
         ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
-        w.u32(stat as u32);
-        // wcc_data (two absent attributes) for most updates; RENAME has two, LINK has
-        // post_op_attr + wcc_data.
-        let zeros = match proc_ {
-            nfs3::procs::RENAME => 4,
-            nfs3::procs::LINK => 3,
-            _ => 2,
+        let Some(info) = proc_table::NFS3.get(proc_ as usize) else {
+            return w.into_inner();
         };
-        for _ in 0..zeros {
-            w.u32(0);
+        if proc_ == nfs3::procs::NULL {
+            return w.into_inner(); // NULL's reply has no status
+        }
+        w.u32(stat as u32);
+        for _ in 0..info.fail_body.absent_words() {
+            w.bool(false);
         }
         w.into_inner()
     }
@@ -474,7 +474,13 @@ impl Server {
                 let Ok(path) = mount::decode_dirpath(args) else {
                     return garbage(self);
                 };
-                let path = String::from_utf8_lossy(&path).into_owned();
+                let path = match dirpath_parts(&path) {
+                    Some(p) if !p.is_empty() => p
+                        .iter()
+                        .map(|c| format!("/{}", String::from_utf8_lossy(c)))
+                        .collect(),
+                    _ => String::from_utf8_lossy(&path).into_owned(),
+                };
                 self.mounts
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -511,38 +517,58 @@ impl Server {
         w.into_inner()
     }
 
+    /// MNT: the export whose path is the longest prefix of `path`, then the directory below
+    /// it that the rest of `path` names (people mount `server:/srv/home/alice`). The walk
+    /// goes one component at a time through [`ExportFs::child`], which never leaves the
+    /// export: `..` is refused, and a symlink on the way is not followed (MNT3ERR_NOTDIR, as
+    /// for any component that is not a directory).
     fn mnt(&self, path: &[u8], peer: SocketAddr) -> MntRes {
-        let path = String::from_utf8_lossy(path);
-        let p = if path.len() > 1 {
-            path.trim_end_matches('/')
-        } else {
-            &path
-        };
-        let Some(ex) = self.exports.iter().find(|e| e.cfg.path == p) else {
+        let Some(parts) = dirpath_parts(path) else {
             return MntRes::Err(MountStat3::NoEnt);
         };
+        let Some((ex, below)) = self
+            .exports
+            .iter()
+            .filter_map(|e| {
+                let ep = dirpath_parts(e.cfg.path.as_bytes())?;
+                parts.starts_with(&ep).then(|| (e, ep.len()))
+            })
+            .max_by_key(|(_, n)| *n)
+        else {
+            return MntRes::Err(MountStat3::NoEnt);
+        };
+        let shown = if parts.is_empty() {
+            "/".to_string()
+        } else {
+            parts
+                .iter()
+                .map(|p| format!("/{}", String::from_utf8_lossy(p)))
+                .collect()
+        };
         let Some(opts) = ex.cfg.options_for(peer.ip()) else {
-            tracing::info!(client = %peer, path = p, "mount refused: client not in export list");
+            tracing::info!(client = %peer, path = shown, "mount refused: client not in export list");
             return MntRes::Err(MountStat3::Acces);
         };
         if opts.secure && peer.port() >= 1024 {
-            tracing::info!(client = %peer, path = p, "mount refused: unprivileged port on a secure export");
+            tracing::info!(client = %peer, path = shown, "mount refused: unprivileged port on a secure export");
             return MntRes::Err(MountStat3::Acces);
         }
-        let fh = ftnfs_core::handle::FileHandle {
-            export: ex.cfg.id,
-            file: ftnfs_core::ids::FileId::ROOT,
-            gen: crate::fs::idtable::ROOT_GEN,
+        let fh = match mount_point(ex, &parts[below..]) {
+            Ok(fh) => fh,
+            Err(st) => {
+                tracing::info!(client = %peer, path = shown, status = ?st, "mount refused");
+                return MntRes::Err(st);
+            }
         };
         let mut m = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = (peer.ip(), p.to_string());
+        let entry = (peer.ip(), shown.clone());
         if !m.contains(&entry) {
             if m.len() >= MAX_MOUNTS {
                 m.remove(0);
             }
             m.push(entry);
         }
-        tracing::info!(client = %peer, path = p, "mounted");
+        tracing::info!(client = %peer, path = shown, "mounted");
         MntRes::Ok {
             fh: fh.encode(),
             flavors: vec![flavor::SYS, flavor::NONE],
@@ -550,7 +576,51 @@ impl Server {
     }
 }
 
-/// The handle that names the export of an update (the directory of a namespace update).
+/// The components of a MOUNT dirpath (empty and `.` components dropped); `None` if it is not
+/// absolute or names `..`.
+fn dirpath_parts(path: &[u8]) -> Option<Vec<&[u8]>> {
+    if path.first() != Some(&b'/') {
+        return None;
+    }
+    let parts: Vec<&[u8]> = path
+        .split(|b| *b == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+        .collect();
+    (!parts.iter().any(|p| *p == b"..")).then_some(parts)
+}
+
+/// The handle of the directory `below` names under the export's root.
+fn mount_point(ex: &ExportFs, below: &[&[u8]]) -> Result<FileHandle, MountStat3> {
+    let root = FileHandle {
+        export: ex.cfg.id,
+        file: ftnfs_core::ids::FileId::ROOT,
+        gen: crate::fs::idtable::ROOT_GEN,
+    };
+    let as_mount = |f: crate::errors::Fail| match f.0 {
+        NfsStat3::NoEnt | NfsStat3::Stale => MountStat3::NoEnt,
+        NfsStat3::NotDir => MountStat3::NotDir,
+        NfsStat3::Acces => MountStat3::Acces,
+        NfsStat3::NameTooLong => MountStat3::NameTooLong,
+        _ => MountStat3::Io,
+    };
+    if below.is_empty() {
+        return Ok(root);
+    }
+    let mut obj = ex.locate(&root).map_err(as_mount)?;
+    for name in below {
+        let dirfd = obj.open_dir().map_err(as_mount)?;
+        obj = ex.child(&obj, &dirfd, name).map_err(as_mount)?;
+    }
+    if !obj.is_dir() {
+        return Err(MountStat3::NotDir);
+    }
+    Ok(FileHandle {
+        export: ex.cfg.id,
+        file: obj.id,
+        gen: obj.gen,
+    })
+}
+
 impl Server {
     /// Whether this member may answer a non-update call from its own mirror: the export is
     /// not mirrored, or this member is its primary or a secondary following one.

@@ -2,7 +2,7 @@
 //! others): mount, create, write, read back, list with READDIRPLUS.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
 use nfs3_client::nfs3_types::nfs3::{
     self, createhow3, diropargs3, sattr3, stable_how, CREATE3args, Nfs3Option, READ3args,
@@ -48,11 +48,7 @@ async fn nfs3_client_library_round_trip() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(port);
     let auth = auth_unix {
         stamp: 1,
         machinename: Opaque::borrowed(b"test"),

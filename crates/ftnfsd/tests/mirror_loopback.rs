@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,12 +37,10 @@ impl Member {
         self.dir.join("export")
     }
     fn admin(&self, cmd: &str) -> serde_json::Value {
-        let mut s = UnixStream::connect(self.dir.join("adm.sock")).unwrap();
-        s.write_all(format!("{{\"cmd\":\"{cmd}\"}}\n").as_bytes())
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(&s).read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap()
+        admin_call(
+            &self.dir.join("adm.sock"),
+            &format!("{{\"cmd\":\"{cmd}\"}}"),
+        )
     }
 }
 
@@ -55,6 +51,18 @@ fn member(
     peer_port: u16,
     other_peer_port: u16,
     opts: &str,
+) -> Member {
+    member_with(root, name, other, peer_port, other_peer_port, opts, &[])
+}
+
+fn member_with(
+    root: &Path,
+    name: &str,
+    other: &str,
+    peer_port: u16,
+    other_peer_port: u16,
+    opts: &str,
+    extra: &[&str],
 ) -> Member {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("export")).unwrap();
@@ -84,17 +92,11 @@ fn member(
         .args(["--peer-listen", &format!("127.0.0.1:{peer_port}")])
         .arg("--secret-file")
         .arg(root.join("secret"))
+        .args(extra)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "ftnfsd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port);
     Member { child, port, dir }
 }
 
@@ -153,7 +155,7 @@ fn pair_with(opts: &str) -> (tempfile::TempDir, Member, Member) {
     let a = member(t.path(), "a", "b", pa, pb, opts);
     let b = member(t.path(), "b", "a", pb, pa, opts);
     wait_for(
-        10,
+        120,
         || "the group did not form".into(),
         || secondary_live(&a) && secondary_live(&b),
     );
@@ -247,6 +249,36 @@ fn secondary_answers_with_the_same_handles_and_the_original_reply() {
     assert!(!b.export().join("g").exists());
 }
 
+/// A member that is not in step answers every procedure NFS3ERR_JUKEBOX, and each of those
+/// replies is exactly the procedure's failure body (RFC 1813 §3.3): here a member started
+/// alone with --manual-start, standing by.
+#[test]
+fn a_standby_answers_jukebox_with_each_procedures_failure_body() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let b = member_with(t.path(), "b", "a", pb, pa, "", &["--manual-start"]);
+    wait_for(
+        120,
+        || format!("b never held back: {}", b.admin("status")),
+        || {
+            b.admin("status")["status"]["mirror"]["events"]
+                .to_string()
+                .contains("--manual-start")
+        },
+    );
+    assert_ne!(export_4711(&b).0, "primary");
+    let mut c = Raw::connect(b.port);
+    let root = mount_root(&mut c, &b.export());
+    for (i, (p, args)) in every_procedure(&root).into_iter().enumerate() {
+        let (st, body) = nfs_status(&c.call(i as u32 + 1, nfs3::PROGRAM, p, &args));
+        assert_eq!(st, 10008, "procedure {p}: NFS3ERR_JUKEBOX");
+        if let Err(e) = check_fail_body(p, &body) {
+            panic!("procedure {p}: {e}");
+        }
+    }
+}
+
 #[test]
 fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
     let _serial = serial();
@@ -267,7 +299,7 @@ fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
     assert_eq!(st, 0);
     assert!(!b.export().join("y").exists());
     // and the primary gives it a full copy (it would accept a plain Join), then it is back
-    wait_for(20, || "b never came back".into(), || secondary_live(&a));
+    wait_for(120, || "b never came back".into(), || secondary_live(&a));
     assert_eq!(manifest(&a), manifest(&b), "b is a copy of a again");
     let events = a.admin("status")["status"]["mirror"]["events"].to_string();
     assert!(
@@ -382,12 +414,10 @@ fn write_at(c: &mut Raw, xid: u32, f: &NfsFh3, offset: u64, data: Vec<u8>) {
 }
 
 fn manifest(m: &Member) -> serde_json::Value {
-    let mut s = UnixStream::connect(m.dir.join("adm.sock")).unwrap();
-    s.write_all(b"{\"cmd\":\"manifest\",\"export\":4711}\n")
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let v = admin_call(
+        &m.dir.join("adm.sock"),
+        "{\"cmd\":\"manifest\",\"export\":4711}",
+    );
     assert_eq!(v["ok"], true, "{v}");
     v["entries"].clone()
 }
@@ -403,7 +433,7 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
     let (pa, pb) = (free_port(), free_port());
     let a = member(t.path(), "a", "b", pa, pb, "");
     let mut b = member(t.path(), "b", "a", pb, pa, "");
-    let live = |a: &Member| wait_for(20, || "b never joined".into(), || export_4711(a).1);
+    let live = |a: &Member| wait_for(120, || "b never joined".into(), || export_4711(a).1);
     live(&a);
     let mut c = Raw::connect(a.port);
     let root = mount_root(&mut c, &a.export());
@@ -468,7 +498,7 @@ fn a_secondary_back_from_a_crash_is_resynced_from_the_change_log() {
     // b dies; a goes on alone
     let _ = b.child.kill();
     let _ = b.child.wait();
-    wait_for(10, || "b never failed out".into(), || !export_4711(&a).1);
+    wait_for(120, || "b never failed out".into(), || !export_4711(&a).1);
     write_at(&mut c, 20, &f, 100_000, vec![9u8; 50_000]);
     ok(
         &mut c,
@@ -724,7 +754,7 @@ fn random_histories_converge_after_a_resync() {
         let mut b = member(t.path(), "b", "a", pb, pa, "");
         let live = |a: &Member, want: bool| {
             wait_for(
-                20,
+                120,
                 || format!("seed {seed}: live != {want}"),
                 || export_4711(a).1 == want,
             )
@@ -789,7 +819,7 @@ fn random_histories_converge_after_a_resync() {
         let _ = a.child.wait();
         let role_of = |m: &Member| export_4711(m).0;
         wait_for(
-            10,
+            120,
             || format!("seed {seed}: b never took over"),
             || role_of(&b) == "primary",
         );
@@ -800,7 +830,7 @@ fn random_histories_converge_after_a_resync() {
         drop(cb);
         a = member(t.path(), "a", "b", pa, pb, "");
         wait_for(
-            20,
+            120,
             || {
                 format!(
                     "seed {seed}: a never took its role back ({} / {})",

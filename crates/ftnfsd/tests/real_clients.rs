@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 use common::*;
@@ -37,14 +37,7 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "ftnfsd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port);
         Daemon {
             child,
             port,
@@ -540,4 +533,168 @@ fn error_paths_of_the_procedures() {
             ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
         )
     );
+}
+
+/// Every error reply of every procedure is exactly that procedure's failure body (RFC 1813
+/// §3.3), decoded by a decoder that rejects trailing bytes: for a handle that names nothing
+/// (STALE), a handle that is not ours (BADHANDLE), the root directory given where a file is
+/// meant (ISDIR, INVAL, …) and a read-only export (ROFS).
+#[test]
+fn every_error_reply_has_its_procedures_failure_body() {
+    let _serial = serial();
+    let (t, d) = setup("rw,insecure,no_root_squash");
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &d.export());
+    let export = u32::from_be_bytes(root.0[4..8].try_into().unwrap());
+    fn check(
+        c: &mut Raw,
+        fh: &NfsFh3,
+        what: &str,
+        seen: &mut std::collections::BTreeSet<(u32, u32)>,
+    ) {
+        for (i, (p, args)) in every_procedure(fh).into_iter().enumerate() {
+            let (st, body) = nfs_status(&c.call(1000 + i as u32, nfs3::PROGRAM, p, &args));
+            if st != 0 {
+                seen.insert((p, st));
+                if let Err(e) = check_fail_body(p, &body) {
+                    panic!("{what}: procedure {p} status {st}: {e}");
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    check(&mut c, &unknown_handle(export), "unknown handle", &mut seen);
+    check(&mut c, &NfsFh3(vec![9; 12]), "foreign handle", &mut seen);
+    check(&mut c, &root, "root directory", &mut seen);
+    // every procedure failed at least once (GETATTR fails only on the bad handles)
+    for p in 1..=21u32 {
+        assert!(
+            seen.iter().any(|(q, _)| *q == p),
+            "procedure {p} never failed"
+        );
+    }
+    assert!(
+        seen.contains(&(procs::READ, 21)),
+        "READ of a directory: ISDIR"
+    );
+    drop(c);
+    d.stop();
+    std::fs::write(
+        t.path().join("exports"),
+        format!("{} *(ro,insecure)\n", t.path().join("export").display()),
+    )
+    .unwrap();
+    let d = Daemon::start(t.path(), free_port());
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &d.export());
+    seen.clear();
+    check(&mut c, &root, "read-only export", &mut seen);
+    assert!(seen.contains(&(procs::CREATE, 30)), "{seen:?}");
+}
+
+fn mnt(c: &mut Raw, xid: u32, path: &str) -> (u32, Option<NfsFh3>) {
+    let mut w = XdrWriter::new();
+    w.opaque(path.as_bytes());
+    let (st, body) = nfs_status(&c.call(xid, ftnfs_wire::mount::PROGRAM, 1, w.as_slice()));
+    let fh = (st == 0).then(|| NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec()));
+    (st, fh)
+}
+
+/// MNT of a directory below an export hands out that directory's handle (the same LOOKUP
+/// gives), with the export's options; never a path outside it: `..` and symlinks on the way
+/// are refused; DUMP and `ftnfsctl status` list the mount; libnfs mounts such a URL.
+#[test]
+fn mount_a_directory_below_the_export() {
+    let _serial = serial();
+    let (_t, d) = setup("rw,insecure,no_root_squash");
+    let ex = d.export();
+    std::fs::create_dir_all(ex.join("sub/deeper")).unwrap();
+    std::fs::write(ex.join("sub/deeper/file"), b"below").unwrap();
+    std::fs::write(ex.join("f"), b"x").unwrap();
+    std::os::unix::fs::symlink("sub", ex.join("ln")).unwrap();
+    std::os::unix::fs::symlink("/", ex.join("out")).unwrap();
+    let e = ex.display().to_string();
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &ex);
+    let (st, sub) = mnt(&mut c, 2, &format!("{e}/sub"));
+    assert_eq!(st, 0);
+    let sub = sub.unwrap();
+    let (st, body) = nfs_status(
+        &c.call(
+            3,
+            nfs3::PROGRAM,
+            procs::LOOKUP,
+            &Args::Lookup(DirOpArgs3 {
+                dir: root.clone(),
+                name: b"sub".to_vec(),
+            })
+            .to_bytes(),
+        ),
+    );
+    assert_eq!(st, 0);
+    assert_eq!(
+        NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec()),
+        sub
+    );
+    assert_eq!(mnt(&mut c, 4, &format!("{e}//sub/./")).1, Some(sub.clone()));
+    let (st, deeper) = mnt(&mut c, 5, &format!("{e}/sub/deeper"));
+    assert_eq!(st, 0);
+    // the handle works: READDIR lists the file
+    let (st, body) = nfs_status(
+        &c.call(
+            6,
+            nfs3::PROGRAM,
+            procs::READDIR,
+            &Args::ReadDir {
+                dir: deeper.unwrap(),
+                cookie: 0,
+                verf: [0; 8],
+                count: 4096,
+            }
+            .to_bytes(),
+        ),
+    );
+    assert_eq!(st, 0);
+    assert!(body.windows(4).any(|w| w == b"file"));
+    const NOENT: u32 = 2;
+    const NOTDIR: u32 = 20;
+    for (path, want) in [
+        (format!("{e}/f"), NOTDIR),
+        (format!("{e}/nope"), NOENT),
+        (format!("{e}/ln"), NOTDIR),
+        (format!("{e}/ln/deeper"), NOTDIR),
+        (format!("{e}/out"), NOTDIR),
+        (format!("{e}/sub/../sub"), NOENT),
+        (format!("{e}/.."), NOENT),
+        (format!("{e}x"), NOENT),
+        ("relative".to_string(), NOENT),
+    ] {
+        assert_eq!(mnt(&mut c, 7, &path).0, want, "MNT {path}");
+    }
+    // DUMP lists the subdirectory's mount
+    let rep = c.call(8, ftnfs_wire::mount::PROGRAM, 2, &[]);
+    assert!(
+        rep.windows(e.len() + 11)
+            .any(|w| w == format!("{e}/sub/deeper").as_bytes()),
+        "DUMP"
+    );
+    let status = admin_call(&d.dir.join("admin.sock"), r#"{"cmd":"status"}"#);
+    assert!(
+        status.to_string().contains(&format!("{e}/sub/deeper")),
+        "{status}"
+    );
+    // libnfs mounts a URL that names the subdirectory
+    if have("nfs-cat") {
+        let url = format!(
+            "nfs://127.0.0.1{e}/sub/deeper/file?nfsport={p}&mountport={p}&version=3",
+            p = d.port
+        );
+        let out = Command::new("nfs-cat").arg(&url).output().unwrap();
+        assert_eq!(
+            out.stdout,
+            b"below",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -29,6 +29,47 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How long a whole-daemon test waits for a condition before it fails: generous, because CI
+/// runs on a loaded 2-core machine; a test waits for a condition, never for a fixed time.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Waits until a daemon listens on `port` of loopback (bounded by [`PATIENCE`]).
+pub fn wait_listening(port: u16) {
+    let t = std::time::Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < PATIENCE,
+            "ftnfsd did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One request on a daemon's admin socket; the reply as JSON. A socket that is not there yet,
+/// or a stale one that refuses, is retried (a restarted daemon binds it at start).
+pub fn admin_call(sock: &Path, request: &str) -> serde_json::Value {
+    use std::io::BufRead;
+    let t = std::time::Instant::now();
+    let s = loop {
+        match std::os::unix::net::UnixStream::connect(sock) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(
+                    t.elapsed() < PATIENCE,
+                    "admin socket {}: {e}",
+                    sock.display()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    (&s).write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("admin reply {line:?}: {e}"))
+}
+
 /// A minimal raw RPC client over TCP.
 pub struct Raw {
     s: TcpStream,
@@ -39,7 +80,7 @@ pub struct Raw {
 impl Raw {
     pub fn connect(port: u16) -> Raw {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
         Raw {
             s,
             dec: RecordDecoder::new(4 << 20),
@@ -141,4 +182,158 @@ pub fn fh_of_create(body: &[u8]) -> NfsFh3 {
     let mut r = XdrReader::new(body);
     assert!(r.bool().unwrap());
     NfsFh3(r.opaque(64).unwrap().to_vec())
+}
+
+/// A syntactically valid handle that names nothing (an unknown file id in export `export`).
+pub fn unknown_handle(export: u32) -> NfsFh3 {
+    ftnfs_core_handle(export, 0x00ff_ffff_ffff, 1)
+}
+
+fn ftnfs_core_handle(export: u32, file: u64, gen: u32) -> NfsFh3 {
+    let mut v = vec![1u8, 0, 0, 0];
+    v.extend_from_slice(&export.to_be_bytes());
+    v.extend_from_slice(&file.to_be_bytes());
+    v.extend_from_slice(&gen.to_be_bytes());
+    NfsFh3(v)
+}
+
+/// Arguments for every NFSv3 procedure but NULL, aimed at `fh` (and names in it), in
+/// procedure order: (procedure, encoded arguments).
+pub fn every_procedure(fh: &NfsFh3) -> Vec<(u32, Vec<u8>)> {
+    use ftnfs_wire::nfs3::{MknodData3, Sattr3, StableHow};
+    let d = |n: &str| DirOpArgs3 {
+        dir: fh.clone(),
+        name: n.into(),
+    };
+    let v = [
+        Args::GetAttr(fh.clone()),
+        Args::SetAttr {
+            obj: fh.clone(),
+            attr: Sattr3 {
+                mode: Some(0o600),
+                ..Sattr3::default()
+            },
+            guard: None,
+        },
+        Args::Lookup(d("x")),
+        Args::Access {
+            obj: fh.clone(),
+            access: 0x3f,
+        },
+        Args::ReadLink(fh.clone()),
+        Args::Read {
+            file: fh.clone(),
+            offset: 0,
+            count: 10,
+        },
+        Args::Write {
+            file: fh.clone(),
+            offset: 0,
+            count: 1,
+            stable: StableHow::FileSync,
+            data: b"x".to_vec(),
+        },
+        Args::Create {
+            where_: d("c"),
+            how: CreateHow3::Unchecked(Sattr3::default()),
+        },
+        Args::Mkdir {
+            where_: d("m"),
+            attr: Sattr3::default(),
+        },
+        Args::Symlink {
+            where_: d("s"),
+            attr: Sattr3::default(),
+            target: b"t".to_vec(),
+        },
+        Args::Mknod {
+            where_: d("n"),
+            what: MknodData3::Special {
+                ftype: ftnfs_wire::nfs3::FType3::Fifo,
+                attr: Sattr3::default(),
+            },
+        },
+        Args::Remove(d("r")),
+        Args::Rmdir(d("r")),
+        Args::Rename {
+            from: d("a"),
+            to: d("b"),
+        },
+        Args::Link {
+            file: fh.clone(),
+            link: d("l"),
+        },
+        Args::ReadDir {
+            dir: fh.clone(),
+            cookie: 0,
+            verf: [0; 8],
+            count: 4096,
+        },
+        Args::ReadDirPlus {
+            dir: fh.clone(),
+            cookie: 0,
+            verf: [0; 8],
+            dircount: 4096,
+            maxcount: 8192,
+        },
+        Args::FsStat(fh.clone()),
+        Args::FsInfo(fh.clone()),
+        Args::PathConf(fh.clone()),
+        Args::Commit {
+            file: fh.clone(),
+            offset: 0,
+            count: 0,
+        },
+    ];
+    v.iter().map(|a| (a.proc_num(), a.to_bytes())).collect()
+}
+
+/// Checks that `body` (what follows a non-zero status) is exactly procedure `proc_`'s failure
+/// body as RFC 1813 §3.3 writes it — attributes present or absent, nothing left over.
+/// Written from the RFC, not from the server's procedure table, so the two check each other.
+pub fn check_fail_body(proc_: u32, body: &[u8]) -> Result<(), String> {
+    fn post_op(r: &mut XdrReader<'_>) -> Result<(), String> {
+        if r.bool().map_err(|e| format!("post_op_attr: {e:?}"))? {
+            r.fixed::<84>().map_err(|e| format!("fattr3: {e:?}"))?;
+        }
+        Ok(())
+    }
+    fn wcc(r: &mut XdrReader<'_>) -> Result<(), String> {
+        if r.bool().map_err(|e| format!("pre_op_attr: {e:?}"))? {
+            r.fixed::<24>().map_err(|e| format!("wcc_attr: {e:?}"))?;
+        }
+        post_op(r)
+    }
+    let mut r = XdrReader::new(body);
+    match proc_ {
+        procs::GETATTR => {}
+        procs::LOOKUP
+        | procs::ACCESS
+        | procs::READLINK
+        | procs::READ
+        | procs::READDIR
+        | procs::READDIRPLUS
+        | procs::FSSTAT
+        | procs::FSINFO
+        | procs::PATHCONF => post_op(&mut r)?,
+        procs::SETATTR
+        | procs::WRITE
+        | procs::CREATE
+        | procs::MKDIR
+        | procs::SYMLINK
+        | procs::MKNOD
+        | procs::REMOVE
+        | procs::RMDIR
+        | procs::COMMIT => wcc(&mut r)?,
+        procs::RENAME => {
+            wcc(&mut r)?;
+            wcc(&mut r)?;
+        }
+        procs::LINK => {
+            post_op(&mut r)?;
+            wcc(&mut r)?;
+        }
+        p => return Err(format!("procedure {p} has no failure body")),
+    }
+    r.finish().map_err(|e| format!("{e:?}"))
 }
