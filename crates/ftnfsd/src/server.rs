@@ -531,7 +531,7 @@ impl Server {
             .iter()
             .filter_map(|e| {
                 let ep = dirpath_parts(e.cfg.path.as_bytes())?;
-                parts.starts_with(&ep).then(|| (e, ep.len()))
+                parts.starts_with(&ep).then_some((e, ep.len()))
             })
             .max_by_key(|(_, n)| *n)
         else {
