@@ -146,6 +146,14 @@ fn verify(sockets: &[PathBuf], export: Option<&str>, json_out: bool) -> anyhow::
     let mut diffs: Vec<String> = Vec::new();
     for p in &paths {
         let here: Vec<Option<&&Value>> = maps.iter().map(|m| m.get(*p)).collect();
+        // objects made outside ftnfs on a member are not mirrored: say where
+        let outside: Vec<&str> = names
+            .iter()
+            .zip(&here)
+            .filter(|(_, e)| e.is_some_and(|e| e["outside_ftnfs"] == true))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let before = diffs.len();
         if here.iter().any(|e| e.is_none()) {
             let has: Vec<&str> = names
                 .iter()
@@ -154,18 +162,25 @@ fn verify(sockets: &[PathBuf], export: Option<&str>, json_out: bool) -> anyhow::
                 .map(|(n, _)| n.as_str())
                 .collect();
             diffs.push(format!("{p}: only on {}", has.join(", ")));
-            continue;
-        }
-        for f in FIELDS {
-            let vals: Vec<&Value> = here.iter().map(|e| &e.expect("checked")[f]).collect();
-            if vals.iter().any(|v| *v != vals[0]) {
-                let shown: Vec<String> = names
-                    .iter()
-                    .zip(&vals)
-                    .map(|(n, v)| format!("{n}={v}"))
-                    .collect();
-                diffs.push(format!("{p}: {f} differs: {}", shown.join(" ")));
+        } else {
+            for f in FIELDS {
+                let vals: Vec<&Value> = here.iter().map(|e| &e.expect("checked")[f]).collect();
+                if vals.iter().any(|v| *v != vals[0]) {
+                    let shown: Vec<String> = names
+                        .iter()
+                        .zip(&vals)
+                        .map(|(n, v)| format!("{n}={v}"))
+                        .collect();
+                    diffs.push(format!("{p}: {f} differs: {}", shown.join(" ")));
+                }
             }
+        }
+        if diffs.len() > before && !outside.is_empty() {
+            // say why: a change made on one member's disk, not through ftnfs
+            diffs.push(format!(
+                "{p}: created or replaced outside ftnfs on {} (a local change, not mirrored)",
+                outside.join(", ")
+            ));
         }
     }
     if json_out {
@@ -199,6 +214,7 @@ fn verify(sockets: &[PathBuf], export: Option<&str>, json_out: bool) -> anyhow::
 }
 
 fn main() -> anyhow::Result<()> {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     let export_value = |e: &Option<String>| match e {
         None => Value::Null,
@@ -449,4 +465,24 @@ fn print_mirror(m: &Value) {
             ),
         }
     }
+}
+
+/// `ftnfsctl verify | head` must end quietly when the reader goes away. Rust ignores SIGPIPE,
+/// so a write to a closed pipe is an error that `println!` turns into a panic; a panic hook
+/// that sees that message exits quietly instead (status 141, as a shell tool killed by
+/// SIGPIPE would).
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") || msg.contains("failed printing to stdout") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

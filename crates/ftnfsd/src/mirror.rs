@@ -634,6 +634,11 @@ impl Mirror {
         lock(&self.health).entry(peer).or_default().refused_at = Some(now);
     }
 
+    /// When anything last came from `peer`.
+    pub fn last_heard(&self, peer: MemberId) -> Option<Millis> {
+        self.watch(peer).last_heard
+    }
+
     fn watch(&self, peer: MemberId) -> PrimaryWatch {
         lock(&self.health).get(&peer).copied().unwrap_or_default()
     }

@@ -24,7 +24,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::errors::Fail;
-use crate::fs::{check_name, is_dot, wcc_attr, ExportFs, Obj};
+use crate::fs::{check_name, is_dot, sync_dir, wcc_attr, ExportFs, Obj};
 
 /// Serializes WRITEs per file (striped by file id), which also makes the mtime stamping of
 /// mirrored WRITEs atomic.
@@ -219,7 +219,8 @@ impl<'a> Caller<'a> {
             if a.size.is_some() && a.mtime == SetTime::DontChange {
                 self.stamp(&o, false)?; // a truncate sets mtime
             }
-            Ok(())
+            // stable before the reply: size, mode, owner and times alike
+            o.make_stable()
         })();
         let _ = o.restat();
         let wcc = WccData {
@@ -459,6 +460,9 @@ impl<'a> Caller<'a> {
             if created {
                 self.stamp(&dir, false)?;
             }
+            // the new object and its entry are stable before the reply
+            o.make_stable()?;
+            sync_dir(&dirfd)?;
             Ok(o)
         })();
         let _ = dir.restat();
@@ -564,9 +568,12 @@ impl<'a> Caller<'a> {
     ) -> Result<Obj, Fail> {
         let st = fstatat(dirfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
         let dictated = self.dictate.and_then(|d| d.new_id);
-        let (id, gen) =
-            c.ex.ids
-                .record_new(dir.id, name_bytes(name), st.st_ino, dictated)?;
+        let (id, gen) = c.ex.ids.record_new(
+            dir.id,
+            name_bytes(name),
+            (st.st_ino, crate::fs::life::of(dirfd.as_fd(), name)),
+            dictated,
+        )?;
         Ok(Obj {
             id,
             gen,
@@ -703,7 +710,8 @@ impl<'a> Caller<'a> {
             }
             let last = victim.is_dir() || victim.st.st_nlink <= 1;
             c.ex.ids.remove_link(victim.id, dir.id, &d.name, last)?;
-            self.stamp(&dir, false)
+            self.stamp(&dir, false)?;
+            sync_dir(&dirfd)
         })();
         let _ = dir.restat();
         let wcc = WccData {
@@ -769,8 +777,9 @@ impl<'a> Caller<'a> {
             self.stamp(&fdir, false)?;
             if tdir.id != fdir.id {
                 self.stamp(&tdir, false)?;
+                sync_dir(&tfd)?;
             }
-            Ok(())
+            sync_dir(&ffd)
         })();
         let _ = fdir.restat();
         let _ = tdir.restat();
@@ -821,7 +830,10 @@ impl<'a> Caller<'a> {
                 AtFlags::empty(),
             )?;
             c.ex.ids.add_link(o.id, dir.id, &link.name)?;
-            self.stamp(&dir, false)
+            self.stamp(&dir, false)?;
+            // the new entry, and the object's link count
+            o.make_stable()?;
+            sync_dir(&dirfd)
         })();
         let _ = o.restat();
         let _ = dir.restat();
@@ -1136,7 +1148,7 @@ fn list_dir(
         .iter()
         .map(|(_, n, ino)| (n.as_slice(), *ino))
         .collect();
-    let ids = ex.ids.adopt(dir.id, &pairs)?;
+    let ids = ex.identify(dir.id, dirfd.as_fd(), &pairs)?;
     for ((ck, n, _), id) in names.into_iter().take(take).zip(ids) {
         all.push((ck, n, Some(id)));
     }

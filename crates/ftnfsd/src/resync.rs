@@ -276,6 +276,8 @@ struct Sender<'a> {
     ex: &'a ExportFs,
     export: ExportId,
     link: Link,
+    /// The member being resynced.
+    member: MemberId,
     rx: Receiver<Reply>,
     progress: Arc<Progress>,
     round: u64,
@@ -358,6 +360,7 @@ impl Sender<'_> {
         match o.ftype() {
             FType3::Dir => {
                 let fd = o.open_dir().map_err(|e| format!("open dir: {e:?}"))?;
+                let dirfd = fd.try_clone().map_err(|e| e.to_string())?;
                 let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| e.to_string())?;
                 let mut raw: Vec<(Vec<u8>, u64)> = Vec::new();
                 for e in d.iter() {
@@ -375,7 +378,10 @@ impl Sender<'_> {
                 while let Some(c) = chunks.next() {
                     let pairs: Vec<(&[u8], u64)> =
                         c.iter().map(|(n, i)| (n.as_slice(), *i)).collect();
-                    let ids = self.ex.ids.adopt(o.id, &pairs).map_err(|e| e.to_string())?;
+                    let ids = self
+                        .ex
+                        .identify(o.id, dirfd.as_fd(), &pairs)
+                        .map_err(|e| format!("{e:?}"))?;
                     let mut piece = base.clone();
                     piece.entries = c
                         .iter()
@@ -572,11 +578,49 @@ impl Sender<'_> {
             })?;
             self.progress.phase(format!("waiting for pass end {round}"));
             let t0 = Instant::now();
+            let fo = self.server.mirror.group.failover;
+            let beat = Duration::from_millis(fo.heartbeat_ms.max(10));
+            let mut unanswered = 0u32;
             loop {
-                let r = match self.rx.recv_timeout(ANSWER) {
+                let r = match self.rx.recv_timeout(beat) {
                     Ok(r) => r,
                     Err(RecvTimeoutError::Timeout) => {
-                        return Err("the member did not answer a pass end".into())
+                        // A member that lost power answers nothing and its link stays open:
+                        // ping it as the failure detector does everywhere else and give up
+                        // after as many unanswered pings as make a member silent there
+                        // (the member answers pings from its network task, also while its
+                        // disk is busy with the pass end).
+                        if self.link.is_closed() {
+                            return Err("link to the member lost".into());
+                        }
+                        let now = self.server.now();
+                        let heard = self.server.mirror.last_heard(self.member);
+                        if heard.is_some_and(|h| now.since(h) <= fo.heartbeat_ms) {
+                            unanswered = 0;
+                        } else {
+                            unanswered += 1;
+                        }
+                        if unanswered > fo.misses.max(1)
+                            && heard.is_none_or(|h| now.since(h) > fo.silence_ms())
+                        {
+                            return Err(format!(
+                                "the member went silent at a pass end (no answer for {} ms)",
+                                heard.map(|h| now.since(h)).unwrap_or(0)
+                            ));
+                        }
+                        let _ = self.link.try_send(
+                            PeerMsg::Heartbeat {
+                                export: 0,
+                                epoch: 0,
+                                seq: 0,
+                            }
+                            .to_frame()
+                            .into(),
+                        );
+                        if t0.elapsed() > ANSWER {
+                            return Err("the member did not answer a pass end".into());
+                        }
+                        continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => return Err("resync cancelled".into()),
                 };
@@ -637,6 +681,7 @@ pub fn send(
         ex,
         export,
         link,
+        member,
         rx,
         progress: progress.clone(),
         round: 0,
@@ -770,8 +815,8 @@ struct Applier<'a> {
     out: Link,
     progress: Arc<Progress>,
     /// New objects not yet in the identity table (one commit for many): (parent, name,
-    /// inode, id, generation), and their ids.
-    pending: Vec<(FileId, Vec<u8>, u64, FileId, Generation)>,
+    /// (inode, life), id, generation), and their ids.
+    pending: Vec<(FileId, Vec<u8>, (u64, u64), FileId, Generation)>,
     pending_ids: HashSet<u64>,
     /// Open directories by id (dropped whenever a directory is removed).
     dirs: std::cell::RefCell<HashMap<u64, OwnedFd>>,
@@ -934,6 +979,7 @@ impl Applier<'_> {
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(errs("stat"))?;
+        let life = crate::fs::life::of(dirfd.as_fd(), OsStr::from_bytes(&o.name));
         if o.ftype == FType3::Dir as u32 {
             // a directory is looked up next (its entries), so it goes in at once
             self.flush_records()?;
@@ -942,7 +988,7 @@ impl Applier<'_> {
                 .record_new(
                     FileId(o.parent),
                     &o.name,
-                    st.st_ino,
+                    (st.st_ino, life),
                     Some((FileId(o.id), Generation(o.gen))),
                 )
                 .map_err(errs("ids"))?;
@@ -951,7 +997,7 @@ impl Applier<'_> {
         self.pending.push((
             FileId(o.parent),
             o.name.clone(),
-            st.st_ino,
+            (st.st_ino, life),
             FileId(o.id),
             Generation(o.gen),
         ));
@@ -1399,6 +1445,16 @@ pub fn receive(
                 a.flush_needs();
                 if let Err(e) = ex.ids.flush() {
                     failed.get_or_insert(format!("identity table: {e}"));
+                }
+                // What this pass wrote (file data, directories, attributes) is on the disk
+                // before the pass counts: the last pass's end leads to the Join, after
+                // which this member is a mirror that must survive the loss of the other.
+                // syncfs(2) writes back and waits for every dirty page and inode of the
+                // export's filesystem and commits its journal (Documentation/08-rejoin.md).
+                if failed.is_none() {
+                    if let Err(e) = nix::unistd::syncfs(ex.root_fd()) {
+                        failed = Some(format!("cannot sync the mirror: {e}"));
+                    }
                 }
                 progress.pass.store(round, Ordering::Relaxed);
                 if failed.is_none() {

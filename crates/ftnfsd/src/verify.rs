@@ -136,10 +136,17 @@ fn entry(
     path: &str,
     st: &FileStat,
 ) -> Result<Value, VerifyError> {
-    let id = ex.ids.by_ino(st.st_ino)?;
+    // an object with no identity here (or whose inode number had another life when it got
+    // one) was created outside ftnfs on this member: a local change, not mirrored
+    let life = crate::fs::life::of(dir.as_fd(), std::ffi::OsStr::from_bytes(name));
+    let id = ex.ids.by_ino_life(st.st_ino, life)?;
     let gen = match id {
         Some(i) => ex.ids.get(i)?.map(|r| r.gen.0),
         None => None,
+    };
+    let outside = match id {
+        Some(i) => ex.ids.was_adopted(i)?,
+        None => true,
     };
     let os = std::ffi::OsStr::from_bytes(name);
     let sum = match kind(st) {
@@ -182,5 +189,6 @@ fn entry(
         "size": if kind(st) == "dir" { json!(null) } else { json!(st.st_size) },
         "mtime": format!("{}.{:09}", st.st_mtime, st.st_mtime_nsec),
         "sha256": sum,
+        "outside_ftnfs": outside,
     }))
 }

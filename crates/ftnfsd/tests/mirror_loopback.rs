@@ -855,3 +855,94 @@ fn random_histories_converge_after_a_resync() {
         );
     }
 }
+
+/// On a group, an object removed and created again outside ftnfs on the primary (often
+/// under the old inode number): the new object gets a new id, old handles are STALE, and the
+/// manifest (`ftnfsctl verify`) marks it as a local change that was not mirrored.
+#[test]
+fn objects_recreated_outside_ftnfs_on_a_member_are_named_by_verify() {
+    let _serial = serial();
+    let (_t, a, _b) = pair();
+    let mut c = Raw::connect(a.port);
+    let root = mount_root(&mut c, &a.export());
+    let ex = a.export();
+    let lookup = |c: &mut Raw, name: &str| {
+        let (st, body) = nfs_status(&c.call(
+            7,
+            nfs3::PROGRAM,
+            procs::LOOKUP,
+            &Args::Lookup(dirop(&root, name)).to_bytes(),
+        ));
+        assert_eq!(st, 0, "LOOKUP {name}");
+        NfsFh3(
+            ftnfs_wire::XdrReader::new(&body)
+                .opaque(64)
+                .unwrap()
+                .to_vec(),
+        )
+    };
+    let getattr = |c: &mut Raw, fh: &NfsFh3| {
+        nfs_status(&c.call(
+            8,
+            nfs3::PROGRAM,
+            procs::GETATTR,
+            &Args::GetAttr(fh.clone()).to_bytes(),
+        ))
+        .0
+    };
+    // made through ftnfs (mirrored): a file, a directory, a symlink
+    let (st, _) = create(
+        &mut c,
+        1,
+        &root,
+        "f",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    let mk = Args::Mkdir {
+        where_: dirop(&root, "d"),
+        attr: Sattr3::default(),
+    };
+    assert_eq!(
+        nfs_status(&c.call(2, nfs3::PROGRAM, procs::MKDIR, &mk.to_bytes())).0,
+        0
+    );
+    let sl = Args::Symlink {
+        where_: dirop(&root, "s"),
+        attr: Sattr3::default(),
+        target: b"t".to_vec(),
+    };
+    assert_eq!(
+        nfs_status(&c.call(3, nfs3::PROGRAM, procs::SYMLINK, &sl.to_bytes())).0,
+        0
+    );
+    let old: Vec<NfsFh3> = ["f", "d", "s"].iter().map(|n| lookup(&mut c, n)).collect();
+    // replaced behind ftnfs's back on the primary only
+    std::fs::remove_file(ex.join("f")).unwrap();
+    std::fs::write(ex.join("f2"), b"local").unwrap();
+    std::fs::remove_dir(ex.join("d")).unwrap();
+    std::fs::create_dir(ex.join("d2")).unwrap();
+    std::fs::remove_file(ex.join("s")).unwrap();
+    std::os::unix::fs::symlink("t2", ex.join("s2")).unwrap();
+    for (o, n) in old.iter().zip(["f2", "d2", "s2"]) {
+        let new = lookup(&mut c, n);
+        assert_ne!(&new, o, "{n}: a new identity");
+        assert_eq!(getattr(&mut c, &new), 0, "{n}: the new handle works");
+        assert_eq!(getattr(&mut c, o), 70, "{n}: the old handle is STALE");
+    }
+    let m = manifest(&a);
+    for n in ["f2", "d2", "s2"] {
+        let e = m
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == n)
+            .unwrap_or_else(|| panic!("{n} not in {m}"));
+        assert_eq!(e["outside_ftnfs"], true, "{e}");
+    }
+    assert!(m
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["outside_ftnfs"] == false || e["path"].as_str().unwrap().ends_with('2')));
+}

@@ -698,3 +698,165 @@ fn mount_a_directory_below_the_export() {
         );
     }
 }
+
+fn lookup(c: &mut Raw, dir: &NfsFh3, name: &str) -> (u32, Option<NfsFh3>) {
+    let (st, body) = nfs_status(
+        &c.call(
+            40,
+            nfs3::PROGRAM,
+            procs::LOOKUP,
+            &Args::Lookup(DirOpArgs3 {
+                dir: dir.clone(),
+                name: name.into(),
+            })
+            .to_bytes(),
+        ),
+    );
+    let fh = (st == 0).then(|| NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec()));
+    (st, fh)
+}
+
+fn getattr(c: &mut Raw, fh: &NfsFh3) -> u32 {
+    nfs_status(&c.call(
+        41,
+        nfs3::PROGRAM,
+        procs::GETATTR,
+        &Args::GetAttr(fh.clone()).to_bytes(),
+    ))
+    .0
+}
+
+/// READ of the first bytes: (status, data).
+fn read(c: &mut Raw, fh: &NfsFh3) -> (u32, Vec<u8>) {
+    let (st, body) = nfs_status(
+        &c.call(
+            42,
+            nfs3::PROGRAM,
+            procs::READ,
+            &Args::Read {
+                file: fh.clone(),
+                offset: 0,
+                count: 100,
+            }
+            .to_bytes(),
+        ),
+    );
+    if st != 0 {
+        return (st, vec![]);
+    }
+    let mut r = XdrReader::new(&body);
+    if r.bool().unwrap() {
+        r.fixed::<84>().unwrap();
+    }
+    let _count = r.u32().unwrap();
+    let _eof = r.bool().unwrap();
+    (st, r.opaque(100).unwrap().to_vec())
+}
+
+fn ino(p: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::symlink_metadata(p).unwrap())
+}
+
+/// Objects removed and created again outside ftnfs, often under the inode number of the old
+/// one: a new object gets a new id (a new LOOKUP always works), an old handle gets STALE and
+/// never another object's data; a hard link or rename made outside ftnfs keeps the handle.
+#[test]
+fn objects_recreated_outside_ftnfs_get_a_new_identity() {
+    let _serial = serial();
+    const STALE: u32 = 70;
+    let (_t, d) = setup("rw,insecure,no_root_squash");
+    let ex = d.export();
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &ex);
+    let mut reused = 0;
+    // 1. a file removed, another created under another name (the same inode number)
+    std::fs::write(ex.join("a"), b"old").unwrap();
+    let old = lookup(&mut c, &root, "a").1.unwrap();
+    let n = ino(&ex.join("a"));
+    std::fs::remove_file(ex.join("a")).unwrap();
+    std::fs::write(ex.join("b"), b"new").unwrap();
+    reused += (ino(&ex.join("b")) == n) as u32;
+    let (st, new) = lookup(&mut c, &root, "b");
+    assert_eq!(st, 0);
+    let new = new.unwrap();
+    assert_ne!(new, old, "a new object, a new handle");
+    assert_eq!(getattr(&mut c, &new), 0, "the new handle works");
+    assert_eq!(read(&mut c, &new), (0, b"new".to_vec()));
+    assert_eq!(getattr(&mut c, &old), STALE);
+    // READDIRPLUS hands out the new handle too
+    let (st, body) = nfs_status(
+        &c.call(
+            43,
+            nfs3::PROGRAM,
+            procs::READDIRPLUS,
+            &Args::ReadDirPlus {
+                dir: root.clone(),
+                cookie: 0,
+                verf: [0; 8],
+                dircount: 4096,
+                maxcount: 8192,
+            }
+            .to_bytes(),
+        ),
+    );
+    assert_eq!(st, 0);
+    assert!(body.windows(new.0.len()).any(|w| w == new.0.as_slice()));
+    assert!(!body.windows(old.0.len()).any(|w| w == old.0.as_slice()));
+
+    // 2. the same name: the old handle must not serve the new contents
+    std::fs::write(ex.join("c"), b"first").unwrap();
+    let old = lookup(&mut c, &root, "c").1.unwrap();
+    assert_eq!(read(&mut c, &old), (0, b"first".to_vec()));
+    let n = ino(&ex.join("c"));
+    std::fs::remove_file(ex.join("c")).unwrap();
+    std::fs::write(ex.join("c"), b"second").unwrap();
+    reused += (ino(&ex.join("c")) == n) as u32;
+    assert_eq!(read(&mut c, &old).0, STALE, "never another file's data");
+    let new = lookup(&mut c, &root, "c").1.unwrap();
+    assert_ne!(new, old);
+    assert_eq!(read(&mut c, &new), (0, b"second".to_vec()));
+
+    // 3. a directory
+    std::fs::create_dir(ex.join("d")).unwrap();
+    let old = lookup(&mut c, &root, "d").1.unwrap();
+    let n = ino(&ex.join("d"));
+    std::fs::remove_dir(ex.join("d")).unwrap();
+    std::fs::create_dir(ex.join("e")).unwrap();
+    reused += (ino(&ex.join("e")) == n) as u32;
+    let new = lookup(&mut c, &root, "e").1.unwrap();
+    assert_ne!(new, old);
+    assert_eq!(getattr(&mut c, &new), 0);
+    assert_eq!(getattr(&mut c, &old), STALE);
+
+    // 4. a symlink
+    std::os::unix::fs::symlink("t1", ex.join("s")).unwrap();
+    let old = lookup(&mut c, &root, "s").1.unwrap();
+    let n = ino(&ex.join("s"));
+    std::fs::remove_file(ex.join("s")).unwrap();
+    std::os::unix::fs::symlink("t2", ex.join("s2")).unwrap();
+    reused += (ino(&ex.join("s2")) == n) as u32;
+    let new = lookup(&mut c, &root, "s2").1.unwrap();
+    assert_ne!(new, old);
+    assert_eq!(getattr(&mut c, &new), 0);
+    assert_eq!(getattr(&mut c, &old), STALE);
+    assert!(
+        reused >= 2,
+        "the filesystem reused inode numbers only {reused} times"
+    );
+
+    // 5. a hard link made outside ftnfs is the same object; the handle outlives the first
+    // name, and follows a rename made outside ftnfs
+    std::fs::write(ex.join("h"), b"linked").unwrap();
+    let h = lookup(&mut c, &root, "h").1.unwrap();
+    std::fs::hard_link(ex.join("h"), ex.join("h2")).unwrap();
+    assert_eq!(lookup(&mut c, &root, "h2").1.unwrap(), h, "same object");
+    std::fs::remove_file(ex.join("h")).unwrap();
+    assert_eq!(read(&mut c, &h), (0, b"linked".to_vec()));
+    std::fs::rename(ex.join("h2"), ex.join("h3")).unwrap();
+    assert_eq!(
+        lookup(&mut c, &root, "h3").1.unwrap(),
+        h,
+        "renamed, same object"
+    );
+    assert_eq!(read(&mut c, &h), (0, b"linked".to_vec()));
+}

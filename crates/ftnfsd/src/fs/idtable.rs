@@ -7,8 +7,15 @@
 //!  objects : file id            → (generation, local inode)
 //!  links   : (file id, parent file id, name) → ()      every name of the object
 //!  inodes  : local inode        → file id              to name what READDIR/LOOKUP find
+//!  lives   : file id            → life of its inode    which object had that inode number
+//!  adopted : file id            → ()                   found here, made outside ftnfs
 //!  meta    : "next_id", "generation"
 //! ```
+//! A *life* ([`super::life`]) tells two objects that had the same inode number apart: an
+//! object removed and another created outside ftnfs often get the same number. An inode
+//! number found with another life than recorded is a new object: it gets a new id and the
+//! old id is forgotten (its handles are STALE). A record without a life (made before lives
+//! were kept) takes the first one it is seen with.
 //! Every change commits with `Durability::Immediate` before the client's reply is built: a
 //! handle we hand out is on disk, so it survives a crash of the server.
 //!
@@ -26,16 +33,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::life;
 use ftnfs_core::ids::{FileId, Generation};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 const OBJECTS: TableDefinition<u64, (u32, u64)> = TableDefinition::new("objects");
 const LINKS: TableDefinition<(u64, u64, &[u8]), ()> = TableDefinition::new("links");
 const INODES: TableDefinition<u64, u64> = TableDefinition::new("inodes");
+const LIVES: TableDefinition<u64, u64> = TableDefinition::new("lives");
+const ADOPTED: TableDefinition<u64, ()> = TableDefinition::new("adopted");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Deepest directory nesting we resolve; deeper trees give NFS3ERR_NAMETOOLONG.
 pub const MAX_DEPTH: usize = 1024;
+
+/// Most names of one object that [`IdTable::links`] returns.
+pub const MAX_LINKS: usize = 64;
 
 /// Errors of the identity table.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +91,21 @@ pub struct ObjRec {
     pub gen: Generation,
     /// Its local inode number on this member.
     pub ino: u64,
+    /// Which life of that inode number it is ([`super::life::UNKNOWN`] if not recorded).
+    pub life: u64,
+}
+
+/// What [`IdTable::adopt`] found for a list of directory entries.
+#[derive(Debug, Default)]
+pub struct Adoption {
+    /// The identity of each entry, in input order.
+    pub ids: Vec<(FileId, Generation)>,
+    /// Known objects found under a name not recorded for them (a hard link or a rename made
+    /// outside ftnfs): their other recorded names may no longer lead to them.
+    pub renamed: Vec<FileId>,
+    /// Entries that got a new identity here: (index in the input, whether their inode number
+    /// belonged to another object before — that object was removed outside ftnfs).
+    pub adopted: Vec<(usize, bool)>,
 }
 
 /// Generation of every export's root.
@@ -123,6 +151,8 @@ impl IdTable {
                 inodes.insert(root_ino, FileId::ROOT.0)?;
             }
             tx.open_table(LINKS)?;
+            tx.open_table(LIVES)?;
+            tx.open_table(ADOPTED)?;
         }
         tx.commit()?;
         let next = {
@@ -177,6 +207,8 @@ impl IdTable {
                 inodes.insert(ino, FileId::ROOT.0)?;
             }
             tx.open_table(LINKS)?.retain(|_, _| false)?;
+            tx.open_table(LIVES)?.retain(|k, _| k == FileId::ROOT.0)?;
+            tx.open_table(ADOPTED)?.retain(|_, _| false)?;
         }
         tx.commit()?;
         Ok(())
@@ -211,13 +243,37 @@ impl IdTable {
     pub fn get(&self, id: FileId) -> Result<Option<ObjRec>, IdError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(OBJECTS)?;
-        Ok(t.get(id.0)?.map(|v| {
-            let (g, ino) = v.value();
-            ObjRec {
-                gen: Generation(g),
-                ino,
-            }
+        let Some((g, ino)) = t.get(id.0)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let life = tx
+            .open_table(LIVES)?
+            .get(id.0)?
+            .map(|v| v.value())
+            .unwrap_or(life::UNKNOWN);
+        Ok(Some(ObjRec {
+            gen: Generation(g),
+            ino,
+            life,
         }))
+    }
+
+    /// The object was found here, made outside ftnfs, and adopted (not created through
+    /// ftnfs, so on a mirrored export the other members may not have it).
+    pub fn was_adopted(&self, id: FileId) -> Result<bool, IdError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ADOPTED)?;
+        Ok(t.get(id.0)?.is_some())
+    }
+
+    /// The file id of the object that has local inode `ino` in life `life`: `None` if the
+    /// number is unknown or belonged to another object (one removed outside ftnfs).
+    pub fn by_ino_life(&self, ino: u64, life: u64) -> Result<Option<FileId>, IdError> {
+        let Some(id) = self.by_ino(ino)? else {
+            return Ok(None);
+        };
+        let rec = self.get(id)?;
+        Ok(rec.filter(|r| life::same(r.life, life)).map(|_| id))
     }
 
     /// The file id of a local inode.
@@ -268,7 +324,7 @@ impl IdTable {
         &self,
         parent: FileId,
         name: &[u8],
-        ino: u64,
+        (ino, life): (u64, u64),
         dictated: Option<(FileId, Generation)>,
     ) -> Result<(FileId, Generation), IdError> {
         let tx = self.write()?;
@@ -284,7 +340,7 @@ impl IdTable {
                 None => (self.reserve(), self.gen),
             };
             self.persist_next(&tx)?;
-            insert_object(&tx, id, gen, ino)?;
+            insert_object(&tx, id, gen, ino, life)?;
             tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
             (id, gen)
         };
@@ -292,24 +348,23 @@ impl IdTable {
         Ok(out)
     }
 
-    /// Finds or assigns the identities of entries found in directory `parent` (objects
-    /// created outside ftnfs are adopted), in one transaction. Returns them in input order.
     /// Records many new objects with dictated ids in one commit (a resync): (parent, name,
-    /// inode, id, generation) each.
+    /// (inode, life), id, generation) each.
+    #[allow(clippy::type_complexity)]
     pub fn record_many(
         &self,
-        objs: &[(FileId, Vec<u8>, u64, FileId, Generation)],
+        objs: &[(FileId, Vec<u8>, (u64, u64), FileId, Generation)],
     ) -> Result<(), IdError> {
         if objs.is_empty() {
             return Ok(());
         }
         let tx = self.write()?;
-        for (parent, name, ino, id, gen) in objs {
+        for (parent, name, (ino, life), id, gen) in objs {
             if tx.open_table(OBJECTS)?.get(id.0)?.is_some() {
                 return Err(IdError::Taken(*id));
             }
             self.next.fetch_max(id.0 + 1, Ordering::Relaxed);
-            insert_object(&tx, *id, *gen, *ino)?;
+            insert_object(&tx, *id, *gen, *ino, *life)?;
             tx.open_table(LINKS)?
                 .insert((id.0, parent.0, name.as_slice()), ())?;
         }
@@ -318,57 +373,117 @@ impl IdTable {
         Ok(())
     }
 
+    /// Finds or assigns the identities of entries found in directory `parent`: (name,
+    /// inode, life) each. Objects created outside ftnfs are adopted with a fresh id; an inode
+    /// number met in another life than recorded is such an object too (the old one was
+    /// removed outside ftnfs and is forgotten). One transaction.
     pub fn adopt(
         &self,
         parent: FileId,
-        entries: &[(&[u8], u64)],
-    ) -> Result<Vec<(FileId, Generation)>, IdError> {
-        // Fast path: everything known and linked under this name.
+        entries: &[(&[u8], u64, u64)],
+    ) -> Result<Adoption, IdError> {
+        // Fast path: everything known, in the same life, and linked under this name.
         {
             let tx = self.db.begin_read()?;
             let inodes = tx.open_table(INODES)?;
             let links = tx.open_table(LINKS)?;
             let objects = tx.open_table(OBJECTS)?;
+            let lives = tx.open_table(LIVES)?;
             let mut out = Vec::with_capacity(entries.len());
-            for (name, ino) in entries {
-                match inodes.get(*ino)?.map(|v| v.value()) {
-                    Some(id) if links.get((id, parent.0, *name))?.is_some() => {
-                        match objects.get(id)?.map(|v| v.value().0) {
-                            Some(g) => out.push((FileId(id), Generation(g))),
-                            None => break,
-                        }
-                    }
-                    _ => break,
+            for (name, ino, life) in entries {
+                let Some(id) = inodes.get(*ino)?.map(|v| v.value()) else {
+                    break;
+                };
+                let had = lives.get(id)?.map(|v| v.value());
+                // a record without a life takes its first one (slow path)
+                if had.is_none() && *life != life::UNKNOWN
+                    || !life::same(had.unwrap_or(life::UNKNOWN), *life)
+                    || links.get((id, parent.0, *name))?.is_none()
+                {
+                    break;
+                }
+                match objects.get(id)?.map(|v| v.value().0) {
+                    Some(g) => out.push((FileId(id), Generation(g))),
+                    None => break,
                 }
             }
             if out.len() == entries.len() {
-                return Ok(out);
+                return Ok(Adoption {
+                    ids: out,
+                    ..Adoption::default()
+                });
             }
         }
         let tx = self.write()?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (name, ino) in entries {
+        let mut out = Adoption::default();
+        for (i, (name, ino, life)) in entries.iter().enumerate() {
             let known = tx.open_table(INODES)?.get(*ino)?.map(|v| v.value());
+            let mut reborn = false;
             let known = match known {
-                Some(id) => tx
-                    .open_table(OBJECTS)?
-                    .get(id)?
-                    .map(|v| (FileId(id), Generation(v.value().0))),
+                Some(id) => {
+                    let rec = tx.open_table(OBJECTS)?.get(id)?.map(|v| v.value().0);
+                    let had = tx.open_table(LIVES)?.get(id)?.map(|v| v.value());
+                    match (rec, had) {
+                        (Some(g), Some(h)) if life::same(h, *life) => {
+                            Some((FileId(id), Generation(g)))
+                        }
+                        (Some(g), None) => {
+                            if *life != life::UNKNOWN {
+                                tx.open_table(LIVES)?.insert(id, *life)?;
+                            }
+                            Some((FileId(id), Generation(g)))
+                        }
+                        (Some(_), Some(_)) => {
+                            // the number's old object is gone: so are its id and names
+                            reborn = true;
+                            unlink_in(&tx, FileId(id), FileId(0), &[], true)?;
+                            None
+                        }
+                        (None, _) => None,
+                    }
+                }
                 None => None,
             };
             let (id, gen) = match known {
-                Some(k) => k,
+                Some(k) => {
+                    if tx
+                        .open_table(LINKS)?
+                        .get((k.0 .0, parent.0, *name))?
+                        .is_none()
+                    {
+                        out.renamed.push(k.0);
+                    }
+                    k
+                }
                 None => {
                     let id = self.reserve();
-                    insert_object(&tx, id, self.gen, *ino)?;
+                    insert_object(&tx, id, self.gen, *ino, *life)?;
+                    tx.open_table(ADOPTED)?.insert(id.0, ())?;
+                    out.adopted.push((i, reborn));
                     (id, self.gen)
                 }
             };
             tx.open_table(LINKS)?.insert((id.0, parent.0, *name), ())?;
-            out.push((id, gen));
+            out.ids.push((id, gen));
         }
         self.persist_next(&tx)?;
         tx.commit()?;
+        Ok(out)
+    }
+
+    /// Every recorded name of an object: (parent, name). Bounded.
+    pub fn links(&self, id: FileId) -> Result<Vec<(FileId, Vec<u8>)>, IdError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(LINKS)?;
+        let mut out = Vec::new();
+        for e in t.range((id.0, 0, &[][..])..)? {
+            let (k, _) = e?;
+            let (fid, p, n) = k.value();
+            if fid != id.0 || out.len() >= MAX_LINKS {
+                break;
+            }
+            out.push((FileId(p), n.to_vec()));
+        }
         Ok(out)
     }
 
@@ -452,17 +567,24 @@ fn insert_object(
     id: FileId,
     gen: Generation,
     ino: u64,
+    life: u64,
 ) -> Result<(), IdError> {
-    let mut objects = tx.open_table(OBJECTS)?;
-    let mut inodes = tx.open_table(INODES)?;
-    // A reused local inode: the previous object is gone (removed outside ftnfs).
-    if let Some(old) = inodes.get(ino)?.map(|v| v.value()) {
-        if old != id.0 {
-            objects.remove(old)?;
+    // A reused local inode: the previous object is gone (removed outside ftnfs), with its
+    // names.
+    let old = tx.open_table(INODES)?.get(ino)?.map(|v| v.value());
+    if let Some(old) = old {
+        if old != id.0 && old != FileId::ROOT.0 {
+            unlink_in(tx, FileId(old), FileId(0), &[], true)?;
         }
     }
-    objects.insert(id.0, (gen.0, ino))?;
-    inodes.insert(ino, id.0)?;
+    tx.open_table(OBJECTS)?.insert(id.0, (gen.0, ino))?;
+    tx.open_table(INODES)?.insert(ino, id.0)?;
+    let mut lives = tx.open_table(LIVES)?;
+    if life == life::UNKNOWN {
+        lives.remove(id.0)?;
+    } else {
+        lives.insert(id.0, life)?;
+    }
     Ok(())
 }
 
@@ -482,6 +604,8 @@ fn unlink_in(
                 inodes.remove(ino)?;
             }
         }
+        tx.open_table(LIVES)?.remove(id.0)?;
+        tx.open_table(ADOPTED)?.remove(id.0)?;
         // drop any other names we still had for it
         let mut links = tx.open_table(LINKS)?;
         let stale: Vec<(u64, Vec<u8>)> = links
@@ -508,9 +632,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.redb");
         let t = IdTable::open(&p, 100, 7).unwrap();
-        let (d, g) = t.record_new(FileId::ROOT, b"d", 101, None).unwrap();
+        let (d, g) = t.record_new(FileId::ROOT, b"d", (101, 0), None).unwrap();
         assert_eq!(g, Generation(7));
-        let (f, _) = t.record_new(d, b"f", 102, None).unwrap();
+        let (f, _) = t.record_new(d, b"f", (102, 0), None).unwrap();
         assert_eq!(t.path_of(f).unwrap(), PathBuf::from("d/f"));
         drop(t);
         let t = IdTable::open(&p, 100, 99).unwrap();
@@ -521,7 +645,7 @@ mod tests {
         t.remove_link(f, FileId::ROOT, b"g", true).unwrap();
         assert_eq!(t.get(f).unwrap(), None);
         assert_eq!(t.by_ino(102).unwrap(), None);
-        let (f2, _) = t.record_new(d, b"f", 102, None).unwrap();
+        let (f2, _) = t.record_new(d, b"f", (102, 0), None).unwrap();
         assert!(f2.0 > f.0, "ids are never reused");
     }
 
@@ -529,13 +653,50 @@ mod tests {
     fn adopt_is_idempotent_and_links_hard_links() {
         let dir = tempfile::tempdir().unwrap();
         let t = IdTable::open(&dir.path().join("t.redb"), 1, 1).unwrap();
-        let a = t.adopt(FileId::ROOT, &[(b"x", 50), (b"y", 51)]).unwrap();
-        assert_eq!(t.adopt(FileId::ROOT, &[(b"x", 50), (b"y", 51)]).unwrap(), a);
+        let a = t
+            .adopt(FileId::ROOT, &[(b"x", 50, 7), (b"y", 51, 8)])
+            .unwrap()
+            .ids;
+        assert_eq!(
+            t.adopt(FileId::ROOT, &[(b"x", 50, 7), (b"y", 51, 8)])
+                .unwrap()
+                .ids,
+            a
+        );
         // a second name of inode 50
-        let b = t.adopt(FileId::ROOT, &[(b"x2", 50)]).unwrap();
-        assert_eq!(b[0], a[0]);
+        let b = t.adopt(FileId::ROOT, &[(b"x2", 50, 7)]).unwrap();
+        assert_eq!(b.ids[0], a[0]);
+        assert_eq!(b.renamed, vec![a[0].0], "a known object under a new name");
         t.remove_link(a[0].0, FileId::ROOT, b"x", false).unwrap();
         assert_eq!(t.path_of(a[0].0).unwrap(), PathBuf::from("x2"));
+    }
+
+    #[test]
+    fn an_inode_number_in_another_life_is_another_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = IdTable::open(&dir.path().join("t.redb"), 1, 1).unwrap();
+        let (f, _) = t.record_new(FileId::ROOT, b"f", (60, 100), None).unwrap();
+        assert_eq!(t.get(f).unwrap().unwrap().life, 100);
+        // same inode number, same life: the same object, also under a new name
+        let a = t.adopt(FileId::ROOT, &[(b"f", 60, 100)]).unwrap();
+        assert_eq!(a.ids[0].0, f);
+        assert!(a.adopted.is_empty());
+        // same number, another life, another name: a new object; the old id is gone
+        let a = t.adopt(FileId::ROOT, &[(b"g", 60, 200)]).unwrap();
+        let g = a.ids[0].0;
+        assert_ne!(g, f);
+        assert_eq!(a.adopted, vec![(0, true)]);
+        assert_eq!(t.get(f).unwrap(), None, "the old id is stale");
+        assert!(t.links(f).unwrap().is_empty());
+        assert_eq!(t.by_ino_life(60, 200).unwrap(), Some(g));
+        assert_eq!(t.by_ino_life(60, 100).unwrap(), None);
+        // same name again, another life: new again
+        let h = t.adopt(FileId::ROOT, &[(b"g", 60, 300)]).unwrap().ids[0].0;
+        assert!(h.0 > g.0);
+        // a record without a life (an older table) takes the first one it is seen with
+        let (k, _) = t.record_new(FileId::ROOT, b"k", (61, 0), None).unwrap();
+        assert_eq!(t.adopt(FileId::ROOT, &[(b"k", 61, 5)]).unwrap().ids[0].0, k);
+        assert_eq!(t.get(k).unwrap().unwrap().life, 5);
     }
 
     #[test]
@@ -546,12 +707,22 @@ mod tests {
         let t = IdTable::open(&p, 1, 3).unwrap();
         assert!(t.pristine().unwrap());
         let got = t
-            .record_new(FileId::ROOT, b"a", 10, Some((FileId(500), Generation(9))))
+            .record_new(
+                FileId::ROOT,
+                b"a",
+                (10, 0),
+                Some((FileId(500), Generation(9))),
+            )
             .unwrap();
         assert_eq!(got, (FileId(500), Generation(9)));
         assert!(!t.pristine().unwrap());
         assert!(matches!(
-            t.record_new(FileId::ROOT, b"b", 11, Some((FileId(500), Generation(9)))),
+            t.record_new(
+                FileId::ROOT,
+                b"b",
+                (11, 0),
+                Some((FileId(500), Generation(9)))
+            ),
             Err(IdError::Taken(FileId(500)))
         ));
         // the counter moved past the dictated id, also across a reopen

@@ -7,6 +7,7 @@
 //! against us.
 
 pub mod idtable;
+pub mod life;
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -22,7 +23,7 @@ use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
 use crate::errors::Fail;
-use idtable::IdTable;
+use idtable::{IdTable, ObjRec};
 
 /// Longest entry name (NAME_MAX).
 pub const NAME_MAX: usize = 255;
@@ -124,6 +125,23 @@ impl Obj {
         Ok(())
     }
 
+    /// Makes the object's inode stable (its attributes; a directory's entries too) before a
+    /// reply says so (RFC 1813: every update is stable before its reply). Regular files,
+    /// directories and FIFOs are opened and fsynced; a symlink, device or socket cannot be
+    /// opened for that without side effects, so the filesystem holding it is synced.
+    pub fn make_stable(&self) -> Result<(), Fail> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        match self.ftype() {
+            FType3::Reg | FType3::Dir | FType3::Fifo => {
+                let fd = openat(self.dirfd.as_fd(), self.name_os(), flags, Mode::empty())?;
+                self.check_same(&fd)?;
+                nix::unistd::fsync(fd.as_fd())?;
+            }
+            _ => nix::unistd::syncfs(self.dirfd.as_fd())?,
+        }
+        Ok(())
+    }
+
     /// The handle of this object in `ex`.
     pub fn handle(&self, ex: &ExportFs) -> Vec<u8> {
         FileHandle {
@@ -144,6 +162,12 @@ pub fn check_name(name: &[u8]) -> Result<&OsStr, Fail> {
         return Err(Fail(NfsStat3::NameTooLong));
     }
     Ok(OsStr::from_bytes(name))
+}
+
+/// Makes a directory's entries stable (after CREATE, REMOVE, RENAME, LINK changed them).
+pub fn sync_dir(dirfd: &OwnedFd) -> Result<(), Fail> {
+    nix::unistd::fsync(dirfd.as_fd())?;
+    Ok(())
 }
 
 /// `.` or `..`
@@ -212,18 +236,47 @@ impl ExportFs {
         if rec.gen != h.gen {
             return Err(Fail(NfsStat3::Stale));
         }
+        if h.file == FileId::ROOT {
+            let dirfd = self.root.try_clone().map_err(Fail::from)?;
+            return self.at(h, &rec, dirfd, b".".to_vec());
+        }
         let rel = self.ids.path_of(h.file)?;
-        let (dirfd, name) = if h.file == FileId::ROOT {
-            (self.root.try_clone().map_err(Fail::from)?, b".".to_vec())
-        } else {
-            let parent = rel.parent().unwrap_or(Path::new(""));
-            let name = rel
-                .file_name()
-                .ok_or(Fail(NfsStat3::Stale))?
-                .as_bytes()
-                .to_vec();
-            (self.open_beneath(parent)?, name)
-        };
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let name = rel
+            .file_name()
+            .ok_or(Fail(NfsStat3::Stale))?
+            .as_bytes()
+            .to_vec();
+        let first = self
+            .open_beneath(parent)
+            .and_then(|dirfd| self.at(h, &rec, dirfd, name));
+        match first {
+            Err(Fail(NfsStat3::Stale)) => {}
+            other => return other,
+        }
+        // The first recorded name is gone (removed or renamed outside ftnfs): another one
+        // (a hard link) may still lead to the object; the dead ones are dropped.
+        let links = self.ids.links(h.file)?;
+        if links.len() < 2 {
+            return Err(Fail(NfsStat3::Stale));
+        }
+        for (p, n) in links.iter().skip(1) {
+            let Ok(prel) = self.ids.path_of(*p) else {
+                continue;
+            };
+            let found = self
+                .open_beneath(&prel)
+                .and_then(|dirfd| self.at(h, &rec, dirfd, n.clone()));
+            if let Ok(o) = found {
+                self.prune_links(h.file);
+                return Ok(o);
+            }
+        }
+        Err(Fail(NfsStat3::Stale))
+    }
+
+    /// The object `h` names if it is `name` in `dirfd`: same inode number, same life.
+    fn at(&self, h: &FileHandle, rec: &ObjRec, dirfd: OwnedFd, name: Vec<u8>) -> Result<Obj, Fail> {
         let st = match fstatat(
             dirfd.as_fd(),
             OsStr::from_bytes(&name),
@@ -233,7 +286,12 @@ impl ExportFs {
             Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Err(Fail(NfsStat3::Stale)),
             Err(e) => return Err(e.into()),
         };
-        if st.st_ino != rec.ino {
+        if st.st_ino != rec.ino
+            || (rec.life != life::UNKNOWN
+                && !life::same(rec.life, life::of(dirfd.as_fd(), OsStr::from_bytes(&name))))
+        {
+            // another object has the inode number now (the old one was removed outside
+            // ftnfs): never serve it under the old handle
             return Err(Fail(NfsStat3::Stale));
         }
         Ok(Obj {
@@ -267,7 +325,7 @@ impl ExportFs {
     pub fn child(&self, dir: &Obj, dirfd: &OwnedFd, name: &[u8]) -> Result<Obj, Fail> {
         let os = check_name(name)?;
         let st = fstatat(dirfd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-        let (id, gen) = self.ids.adopt(dir.id, &[(name, st.st_ino)])?[0];
+        let (id, gen) = self.identify(dir.id, dirfd.as_fd(), &[(name, st.st_ino)])?[0];
         Ok(Obj {
             id,
             gen,
@@ -275,6 +333,93 @@ impl ExportFs {
             name: name.to_vec(),
             st,
         })
+    }
+
+    /// The identities of entries (name, inode) of directory `dir` (open as `dirfd`), adopting
+    /// what was created outside ftnfs. Each entry's life is read, so an object that replaced
+    /// a removed one under the same inode number gets a new id. Names that no longer lead to
+    /// a known object met under a new name (a rename outside ftnfs) are dropped, so its
+    /// handles follow it. On a mirrored export every adoption is logged: a local change is
+    /// not mirrored, and `ftnfsctl verify` shows the object as present on this member only.
+    pub fn identify(
+        &self,
+        dir: FileId,
+        dirfd: BorrowedFd<'_>,
+        entries: &[(&[u8], u64)],
+    ) -> Result<Vec<(FileId, Generation)>, Fail> {
+        let with_life: Vec<(&[u8], u64, u64)> = entries
+            .iter()
+            .map(|(n, ino)| (*n, *ino, life::of(dirfd, OsStr::from_bytes(n))))
+            .collect();
+        let a = self.ids.adopt(dir, &with_life)?;
+        for (i, reborn) in &a.adopted {
+            let name = String::from_utf8_lossy(entries[*i].0);
+            let what = if *reborn {
+                "replaces an object removed outside ftnfs (same inode number): it gets a new file id, old handles are STALE"
+            } else {
+                "was created outside ftnfs: it gets a file id here"
+            };
+            if matches!(
+                self.cfg.mirroring,
+                ftnfs_core::exports::Mirroring::Group { .. }
+            ) {
+                tracing::warn!(
+                    export = self.cfg.id.0,
+                    dir = dir.0,
+                    name = %name,
+                    file = a.ids[*i].0 .0,
+                    "{what}; a change made outside ftnfs is NOT mirrored: the other members do not have it (ftnfsctl verify lists it)"
+                );
+            } else {
+                tracing::info!(export = self.cfg.id.0, dir = dir.0, name = %name, file = a.ids[*i].0 .0, "{what}");
+            }
+        }
+        for id in &a.renamed {
+            self.prune_links(*id);
+        }
+        Ok(a.ids)
+    }
+
+    /// Drops the recorded names of `id` that no longer lead to it (renamed or removed
+    /// outside ftnfs). Best effort: a name that cannot be checked is kept.
+    fn prune_links(&self, id: FileId) {
+        let Ok(Some(rec)) = self.ids.get(id) else {
+            return;
+        };
+        let Ok(links) = self.ids.links(id) else {
+            return;
+        };
+        for (parent, name) in links {
+            let alive = (|| -> Result<bool, Fail> {
+                let pgen = match self.ids.get(parent)? {
+                    Some(p) => p.gen,
+                    None => return Ok(false),
+                };
+                let pdir = match self.locate(&FileHandle {
+                    export: self.cfg.id,
+                    file: parent,
+                    gen: pgen,
+                }) {
+                    Ok(p) => p,
+                    Err(Fail(NfsStat3::Stale)) => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                let fd = pdir.open_dir()?;
+                let os = OsStr::from_bytes(&name);
+                Ok(
+                    match fstatat(fd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                        Ok(st) => {
+                            st.st_ino == rec.ino && life::same(rec.life, life::of(fd.as_fd(), os))
+                        }
+                        Err(Errno::ENOENT) => false,
+                        Err(e) => return Err(e.into()),
+                    },
+                )
+            })();
+            if alive == Ok(false) {
+                let _ = self.ids.remove_link(id, parent, &name, false);
+            }
+        }
     }
 
     /// The parent directory of `dir` (the root is its own parent: `..` never leaves).
