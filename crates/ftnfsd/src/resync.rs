@@ -816,7 +816,7 @@ struct Applier<'a> {
     progress: Arc<Progress>,
     /// New objects not yet in the identity table (one commit for many): (parent, name,
     /// (inode, life), id, generation), and their ids.
-    pending: Vec<(FileId, Vec<u8>, (u64, u64), FileId, Generation)>,
+    pending: Vec<crate::fs::idtable::NewRecord>,
     pending_ids: HashSet<u64>,
     /// Open directories by id (dropped whenever a directory is removed).
     dirs: std::cell::RefCell<HashMap<u64, OwnedFd>>,

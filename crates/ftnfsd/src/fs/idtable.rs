@@ -108,6 +108,9 @@ pub struct Adoption {
     pub adopted: Vec<(usize, bool)>,
 }
 
+/// A new object with a dictated identity: (parent, name, (inode, life), id, generation).
+pub type NewRecord = (FileId, Vec<u8>, (u64, u64), FileId, Generation);
+
 /// Generation of every export's root.
 pub const ROOT_GEN: Generation = Generation(1);
 
@@ -348,13 +351,8 @@ impl IdTable {
         Ok(out)
     }
 
-    /// Records many new objects with dictated ids in one commit (a resync): (parent, name,
-    /// (inode, life), id, generation) each.
-    #[allow(clippy::type_complexity)]
-    pub fn record_many(
-        &self,
-        objs: &[(FileId, Vec<u8>, (u64, u64), FileId, Generation)],
-    ) -> Result<(), IdError> {
+    /// Records many new objects with dictated ids in one commit (a resync).
+    pub fn record_many(&self, objs: &[NewRecord]) -> Result<(), IdError> {
         if objs.is_empty() {
             return Ok(());
         }
