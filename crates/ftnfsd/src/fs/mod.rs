@@ -197,6 +197,16 @@ impl ExportFs {
         if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
             anyhow::bail!("export {} is not a directory", cfg.path);
         }
+        // The seal of a clean stop relies on syncfs(2) (Documentation/05-write-stability.md);
+        // FUSE does not pass it to the filesystem's daemon.
+        if let Ok(fs) = nix::sys::statfs::fstatfs(root.as_fd()) {
+            if fs.filesystem_type().0 == 0x6573_5546 {
+                tracing::warn!(
+                    export = cfg.path,
+                    "export on a FUSE filesystem: syncfs does not reach it, so a clean stop's seal cannot vouch for uncommitted UNSTABLE data (every stable update and every resync pass syncs its files itself)"
+                );
+            }
+        }
         let ids = IdTable::open(
             &state_dir.join(format!("export-{}.redb", cfg.id.0)),
             st.st_ino,

@@ -1,0 +1,477 @@
+//! Power loss of one member: its export lives on ftnfs-lazyfs (file data kept in memory until
+//! synced), and the member's ftnfsd is killed with `kill -9` at the instant its unsynced data
+//! is dropped. Every update that was acknowledged as stable must still be there, under the
+//! same handles; the write verifier changes so clients resend what was UNSTABLE.
+//!
+//! Needs root and /dev/fuse (skipped otherwise, unless FTNFS_REQUIRE_TOOLS is set). The
+//! state directory stays on the real disk: it is synced explicitly (redb, markers) and a real
+//! power loss is told by the boot id, which a test cannot change.
+
+#[path = "../../ftnfsd/tests/common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ftnfs_wire::nfs3::{self, procs, Args, CreateHow3, DirOpArgs3, NfsFh3, Sattr3, StableHow};
+use ftnfs_wire::{XdrEncode, XdrReader};
+
+/// The ftnfsd built beside this test's lazyfs binary (same target directory).
+fn ftnfsd() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_ftnfs-lazyfs")).with_file_name("ftnfsd");
+    assert!(p.exists(), "{} missing: build ftnfsd first", p.display());
+    p
+}
+
+fn runnable() -> bool {
+    let ok = nix::unistd::Uid::effective().is_root() && Path::new("/dev/fuse").exists();
+    if !ok {
+        assert!(
+            std::env::var("FTNFS_REQUIRE_TOOLS").is_err(),
+            "power-loss tests need root and /dev/fuse (FTNFS_REQUIRE_TOOLS is set)"
+        );
+        eprintln!("SKIP power loss: needs root and /dev/fuse");
+    }
+    ok
+}
+
+/// A mounted ftnfs-lazyfs.
+struct Lazy {
+    child: Child,
+    mnt: PathBuf,
+    disk: PathBuf,
+    ctl: PathBuf,
+}
+
+impl Lazy {
+    fn mount(dir: &Path) -> Lazy {
+        let (disk, mnt, ctl) = (dir.join("disk"), dir.join("mnt"), dir.join("lazy.sock"));
+        std::fs::create_dir_all(&disk).unwrap();
+        std::fs::create_dir_all(&mnt).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ftnfs-lazyfs"))
+            .arg(&disk)
+            .arg(&mnt)
+            .arg("--control")
+            .arg(&ctl)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let l = Lazy {
+            child,
+            mnt,
+            disk,
+            ctl,
+        };
+        let t = Instant::now();
+        while !mounted(&l.mnt) {
+            assert!(t.elapsed() < PATIENCE, "lazyfs did not mount");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        l
+    }
+
+    fn command(&self, c: &str) -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.ctl).unwrap();
+        s.write_all(format!("{c}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        assert!(line.starts_with("ok"), "{line}");
+        line
+    }
+
+    /// Drops everything not synced: a power cut.
+    fn crash(&self) -> String {
+        self.command("crash")
+    }
+}
+
+impl Drop for Lazy {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        if mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+fn mounted(p: &Path) -> bool {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(p.to_str().unwrap()))
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(dir: &Path, export: &Path, port: u16, extra: &[&str]) -> Daemon {
+        let child = Command::new(ftnfsd())
+            .arg("--exports")
+            .arg(dir.join("exports"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--admin-socket")
+            .arg(dir.join("adm.sock"))
+            .arg("--no-portmap")
+            .args(extra)
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let _ = export;
+        wait_listening(port);
+        Daemon { child, port }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn dirop(dir: &NfsFh3, name: &str) -> DirOpArgs3 {
+    DirOpArgs3 {
+        dir: dir.clone(),
+        name: name.into(),
+    }
+}
+
+fn ok(c: &mut Raw, xid: u32, a: &Args) -> Vec<u8> {
+    let (st, body) = nfs_status(&c.call(xid, nfs3::PROGRAM, a.proc_num(), &a.to_bytes()));
+    assert_eq!(st, 0, "{a:?}");
+    body
+}
+
+fn new_file(c: &mut Raw, xid: u32, dir: &NfsFh3, name: &str) -> NfsFh3 {
+    let (st, body) = create(c, xid, dir, name, CreateHow3::Guarded(Sattr3::default()));
+    assert_eq!(st, 0, "CREATE {name}");
+    fh_of_create(&body)
+}
+
+/// WRITE; the verifier of the reply.
+fn write(c: &mut Raw, xid: u32, f: &NfsFh3, off: u64, data: &[u8], stable: StableHow) -> [u8; 8] {
+    let body = ok(
+        c,
+        xid,
+        &Args::Write {
+            file: f.clone(),
+            offset: off,
+            count: data.len() as u32,
+            stable,
+            data: data.to_vec(),
+        },
+    );
+    let mut r = XdrReader::new(&body);
+    // wcc_data: pre_op_attr, post_op_attr
+    if r.bool().unwrap() {
+        r.fixed::<24>().unwrap();
+    }
+    if r.bool().unwrap() {
+        r.fixed::<84>().unwrap();
+    }
+    let _count = r.u32().unwrap();
+    let _committed = r.u32().unwrap();
+    r.fixed::<8>().unwrap()
+}
+
+fn set_size(c: &mut Raw, xid: u32, f: &NfsFh3, size: u64) {
+    ok(
+        c,
+        xid,
+        &Args::SetAttr {
+            obj: f.clone(),
+            attr: Sattr3 {
+                size: Some(size),
+                ..Sattr3::default()
+            },
+            guard: None,
+        },
+    );
+}
+
+/// (status, size, first bytes) of a file by handle.
+fn read_all(c: &mut Raw, xid: u32, f: &NfsFh3) -> (u32, u64, Vec<u8>) {
+    let (st, body) = nfs_status(&c.call(
+        xid,
+        nfs3::PROGRAM,
+        procs::GETATTR,
+        &Args::GetAttr(f.clone()).to_bytes(),
+    ));
+    if st != 0 {
+        return (st, 0, vec![]);
+    }
+    let size = u64::from_be_bytes(body[20..28].try_into().unwrap());
+    let (st, body) = nfs_status(
+        &c.call(
+            xid + 1,
+            nfs3::PROGRAM,
+            procs::READ,
+            &Args::Read {
+                file: f.clone(),
+                offset: 0,
+                count: 65536,
+            }
+            .to_bytes(),
+        ),
+    );
+    assert_eq!(st, 0);
+    let mut r = XdrReader::new(&body);
+    if r.bool().unwrap() {
+        r.fixed::<84>().unwrap();
+    }
+    let _ = r.u32().unwrap();
+    let _ = r.bool().unwrap();
+    (0, size, r.opaque(1 << 20).unwrap().to_vec())
+}
+
+fn lookup(c: &mut Raw, xid: u32, dir: &NfsFh3, name: &str) -> Option<NfsFh3> {
+    let (st, body) = nfs_status(&c.call(
+        xid,
+        nfs3::PROGRAM,
+        procs::LOOKUP,
+        &Args::Lookup(dirop(dir, name)).to_bytes(),
+    ));
+    (st == 0).then(|| NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec()))
+}
+
+/// One member on lazyfs: every kind of acknowledged stable update survives a power loss of
+/// the member (kill -9 of ftnfsd and the loss of everything not synced, at once).
+#[test]
+fn acknowledged_updates_survive_a_power_loss() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let lazy = Lazy::mount(t.path());
+    let export = lazy.mnt.join("export");
+    std::fs::create_dir(&export).unwrap();
+    std::fs::write(
+        t.path().join("exports"),
+        format!("{} *(rw,insecure,no_root_squash)\n", export.display()),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut d = Daemon::start(t.path(), &export, port, &[]);
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &export);
+    let big: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+    // WRITE FILE_SYNC and DATA_SYNC
+    let f1 = new_file(&mut c, 1, &root, "filesync");
+    let v1 = write(&mut c, 2, &f1, 0, b"file sync", StableHow::FileSync);
+    let f2 = new_file(&mut c, 3, &root, "datasync");
+    write(&mut c, 4, &f2, 0, b"data sync", StableHow::DataSync);
+    // UNSTABLE + COMMIT
+    let f3 = new_file(&mut c, 5, &root, "committed");
+    write(&mut c, 6, &f3, 0, &big, StableHow::Unstable);
+    ok(
+        &mut c,
+        7,
+        &Args::Commit {
+            file: f3.clone(),
+            offset: 0,
+            count: 0,
+        },
+    );
+    // SETATTR size: shrink, to zero, extend
+    let f4 = new_file(&mut c, 8, &root, "shrunk");
+    write(&mut c, 9, &f4, 0, &big, StableHow::FileSync);
+    set_size(&mut c, 10, &f4, 1000);
+    let f5 = new_file(&mut c, 11, &root, "emptied");
+    write(&mut c, 12, &f5, 0, &big, StableHow::FileSync);
+    set_size(&mut c, 13, &f5, 0);
+    let f6 = new_file(&mut c, 14, &root, "extended");
+    write(&mut c, 15, &f6, 0, b"0123456789", StableHow::FileSync);
+    set_size(&mut c, 16, &f6, 500_000);
+    // namespace: MKDIR, RENAME, LINK, SYMLINK, REMOVE
+    ok(
+        &mut c,
+        17,
+        &Args::Mkdir {
+            where_: dirop(&root, "dir"),
+            attr: Sattr3::default(),
+        },
+    );
+    let dir = lookup(&mut c, 18, &root, "dir").unwrap();
+    ok(
+        &mut c,
+        19,
+        &Args::Rename {
+            from: dirop(&root, "filesync"),
+            to: dirop(&dir, "moved"),
+        },
+    );
+    ok(
+        &mut c,
+        20,
+        &Args::Link {
+            file: f2.clone(),
+            link: dirop(&dir, "second-name"),
+        },
+    );
+    ok(
+        &mut c,
+        21,
+        &Args::Symlink {
+            where_: dirop(&root, "link"),
+            attr: Sattr3::default(),
+            target: b"dir/moved".to_vec(),
+        },
+    );
+    let gone = new_file(&mut c, 22, &root, "gone");
+    ok(&mut c, 23, &Args::Remove(dirop(&root, "gone")));
+    // an UNSTABLE write never committed may be lost: the verifier tells the client
+    let f7 = new_file(&mut c, 24, &root, "uncommitted");
+    write(&mut c, 25, &f7, 0, b"maybe", StableHow::Unstable);
+
+    // power loss
+    drop(c);
+    d.kill9();
+    let dropped = lazy.crash();
+    eprintln!("lazyfs: {dropped}");
+    let mut d = Daemon::start(t.path(), &export, port, &[]);
+    let mut c = Raw::connect(d.port);
+    let root2 = mount_root(&mut c, &export);
+    assert_eq!(root2, root);
+    assert_eq!(read_all(&mut c, 100, &f1), (0, 9, b"file sync".to_vec()));
+    assert_eq!(read_all(&mut c, 102, &f2), (0, 9, b"data sync".to_vec()));
+    let (st, size, data) = read_all(&mut c, 104, &f3);
+    assert_eq!((st, size), (0, big.len() as u64), "UNSTABLE + COMMIT");
+    assert_eq!(data, big);
+    let (st, size, data) = read_all(&mut c, 106, &f4);
+    assert_eq!((st, size), (0, 1000), "SETATTR shrink");
+    assert_eq!(data, big[..1000]);
+    assert_eq!(read_all(&mut c, 108, &f5), (0, 0, vec![]), "SETATTR to 0");
+    let (st, size, data) = read_all(&mut c, 110, &f6);
+    assert_eq!((st, size), (0, 500_000), "SETATTR extend");
+    assert_eq!(&data[..10], b"0123456789");
+    assert!(data[10..].iter().all(|b| *b == 0));
+    let dir2 = lookup(&mut c, 112, &root, "dir").unwrap();
+    assert_eq!(lookup(&mut c, 113, &dir2, "moved"), Some(f1.clone()));
+    assert_eq!(lookup(&mut c, 114, &dir2, "second-name"), Some(f2.clone()));
+    assert!(lookup(&mut c, 115, &root, "link").is_some());
+    assert!(lookup(&mut c, 116, &root, "gone").is_none());
+    assert_eq!(read_all(&mut c, 117, &gone).0, 70, "removed: STALE");
+    // a new verifier: the client resends its UNSTABLE writes
+    let v2 = write(&mut c, 118, &f7, 0, b"maybe", StableHow::Unstable);
+    assert_ne!(v1, v2, "the write verifier changes on every start");
+    drop(c);
+    d.kill9();
+}
+
+/// A member resynced onto lazyfs, then a power loss of it right after the resync: everything
+/// the resync copied is on its disk (the member counted as a mirror once it was done).
+#[test]
+fn what_a_resync_copied_survives_a_power_loss_of_the_member() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let (na, nb) = (free_port(), free_port());
+    let secret = t.path().join("secret");
+    std::fs::write(&secret, "a-long-enough-shared-secret\n").unwrap();
+    // a on the real disk, b on lazyfs
+    let (da, db) = (t.path().join("a"), t.path().join("b"));
+    std::fs::create_dir_all(da.join("export")).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let lazy = Lazy::mount(&db);
+    let eb = lazy.mnt.join("export");
+    std::fs::create_dir(&eb).unwrap();
+    let ea = da.join("export");
+    for (d, e) in [(&da, &ea), (&db, &eb)] {
+        std::fs::write(
+            d.join("exports"),
+            format!(
+                "{} -ftnfs=a:b,fsid=4711 *(rw,insecure,no_root_squash)\n",
+                e.display()
+            ),
+        )
+        .unwrap();
+    }
+    let args = |me: &str, other: &str, mine: u16, theirs: u16| -> Vec<String> {
+        vec![
+            "--name".into(),
+            me.into(),
+            "--peer".into(),
+            format!("{other}=127.0.0.1:{theirs}"),
+            "--peer-listen".into(),
+            format!("127.0.0.1:{mine}"),
+            "--secret-file".into(),
+            secret.display().to_string(),
+        ]
+    };
+    let aa = args("a", "b", pa, pb);
+    let ab = args("b", "a", pb, pa);
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let _a = Daemon::start(&da, &ea, na, &refs(&aa));
+    let mut b = Daemon::start(&db, &eb, nb, &refs(&ab));
+    let live = || {
+        admin_call(&da.join("adm.sock"), r#"{"cmd":"status"}"#)["status"]["mirror"]["exports"][0]
+            ["secondaries"][0]["live"]
+            == true
+    };
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < PATIENCE, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("the group did not form", &live);
+    let mut c = Raw::connect(na);
+    let root = mount_root(&mut c, &ea);
+    // b goes away; a goes on alone: b must be resynced
+    b.kill9();
+    wait("b never failed out", &|| !live());
+    let mut files = Vec::new();
+    for i in 0..40u32 {
+        let name = format!("f{i}");
+        let f = new_file(&mut c, 1000 + 10 * i, &root, &name);
+        let data: Vec<u8> = (0..(3000 + i * 997)).map(|k| (k ^ i) as u8).collect();
+        write(&mut c, 1001 + 10 * i, &f, 0, &data, StableHow::FileSync);
+        files.push((name, data));
+    }
+    let f0 = lookup(&mut c, 1999, &root, "f0").unwrap();
+    set_size(&mut c, 2000, &f0, 10);
+    files[0].1.truncate(10);
+    // b comes back and is resynced
+    let _b = Daemon::start(&db, &eb, nb, &refs(&ab));
+    wait("b was never resynced", &live);
+    // power loss of b right after: its disk holds every file the resync copied
+    drop(_b);
+    let dropped = lazy.crash();
+    eprintln!("lazyfs: {dropped}");
+    for (name, data) in &files {
+        let on_disk = std::fs::read(lazy.disk.join("export").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(on_disk.len(), data.len(), "{name}: size on b's disk");
+        assert!(on_disk == *data, "{name}: data on b's disk");
+    }
+}
