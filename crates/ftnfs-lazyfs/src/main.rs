@@ -75,7 +75,8 @@ struct State {
     next_ino: u64,
     dirty: HashMap<(u64, u64), Dirty>,
     files: HashMap<u64, (u64, OwnedFd)>,
-    dirs: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
+    /// Open directories: their inode and the listing read at offset 0.
+    dirs: HashMap<u64, (u64, Vec<(u64, FileType, Vec<u8>)>)>,
     next_fh: u64,
 }
 
@@ -325,6 +326,33 @@ impl State {
             }
         }
     }
+}
+
+/// The entries of a directory (by its O_PATH descriptor).
+fn list_dir(fd: &OwnedFd) -> R<Vec<(u64, FileType, Vec<u8>)>> {
+    let dfd = openat(
+        fd.as_fd(),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    let mut d = nix::dir::Dir::from_fd(dfd).map_err(errno)?;
+    let mut list = Vec::new();
+    for e in d.iter() {
+        let e = e.map_err(errno)?;
+        let k = match e.file_type() {
+            Some(nix::dir::Type::Directory) => FileType::Directory,
+            Some(nix::dir::Type::Symlink) => FileType::Symlink,
+            Some(nix::dir::Type::Fifo) => FileType::NamedPipe,
+            Some(nix::dir::Type::Socket) => FileType::Socket,
+            Some(nix::dir::Type::CharacterDevice) => FileType::CharDevice,
+            Some(nix::dir::Type::BlockDevice) => FileType::BlockDevice,
+            _ => FileType::RegularFile,
+        };
+        list.push((e.ino(), k, e.file_name().to_bytes().to_vec()));
+    }
+    Ok(list)
 }
 
 impl Lazy {
@@ -768,32 +796,10 @@ impl Filesystem for Lazy {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.with(|s| {
-            let fd = s.node(ino)?.fd.try_clone().map_err(io)?;
-            let dfd = openat(
-                fd.as_fd(),
-                ".",
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno)?;
-            let mut d = nix::dir::Dir::from_fd(dfd).map_err(errno)?;
-            let mut list = Vec::new();
-            for e in d.iter() {
-                let e = e.map_err(errno)?;
-                let k = match e.file_type() {
-                    Some(nix::dir::Type::Directory) => FileType::Directory,
-                    Some(nix::dir::Type::Symlink) => FileType::Symlink,
-                    Some(nix::dir::Type::Fifo) => FileType::NamedPipe,
-                    Some(nix::dir::Type::Socket) => FileType::Socket,
-                    Some(nix::dir::Type::CharacterDevice) => FileType::CharDevice,
-                    Some(nix::dir::Type::BlockDevice) => FileType::BlockDevice,
-                    _ => FileType::RegularFile,
-                };
-                list.push((e.ino(), k, e.file_name().to_bytes().to_vec()));
-            }
+            s.node(ino)?;
             s.next_fh += 1;
             let fh = s.next_fh;
-            s.dirs.insert(fh, list);
+            s.dirs.insert(fh, (ino.0, Vec::new()));
             Ok(fh)
         }) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -809,10 +815,20 @@ impl Filesystem for Lazy {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let s = lock(&self.st);
-        let Some(list) = s.dirs.get(&fh.0) else {
+        let mut s = lock(&self.st);
+        let Some((ino, _)) = s.dirs.get(&fh.0) else {
             return reply.error(Errno::EBADF);
         };
+        let ino = *ino;
+        if offset == 0 {
+            // a listing from the start (also after a rewind) reads the directory as it is now
+            let list = match s.node(INodeNo(ino)).and_then(|n| list_dir(&n.fd)) {
+                Ok(l) => l,
+                Err(e) => return reply.error(e),
+            };
+            s.dirs.insert(fh.0, (ino, list));
+        }
+        let (_, list) = &s.dirs[&fh.0];
         for (i, (ino, k, name)) in list.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(*ino), i as u64 + 1, *k, OsStr::from_bytes(name)) {
                 break;

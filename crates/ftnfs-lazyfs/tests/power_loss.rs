@@ -382,6 +382,230 @@ fn acknowledged_updates_survive_a_power_loss() {
     d.kill9();
 }
 
+/// Two members of export 4711 on loopback; `lazy_member` ("a" or "b") has its export on
+/// lazyfs, the other on the real disk.
+struct Pair {
+    t: tempfile::TempDir,
+    lazy: Lazy,
+    ports: [(u16, u16); 2],
+    members: [Option<Daemon>; 2],
+}
+
+impl Pair {
+    fn new(lazy_member: usize, extra: &str) -> Pair {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("secret"), "a-long-enough-shared-secret\n").unwrap();
+        let lazy_dir = t.path().join(["a", "b"][lazy_member]);
+        std::fs::create_dir_all(&lazy_dir).unwrap();
+        let lazy = Lazy::mount(&lazy_dir);
+        let p = Pair {
+            t,
+            lazy,
+            ports: [(free_port(), free_port()), (free_port(), free_port())],
+            members: [None, None],
+        };
+        for (i, name) in ["a", "b"].iter().enumerate() {
+            let d = p.t.path().join(name);
+            let e = p.export(i);
+            std::fs::create_dir_all(&e).unwrap();
+            std::fs::write(
+                d.join("exports"),
+                format!(
+                    "{} -ftnfs=a:b,fsid=4711{extra} *(rw,insecure,no_root_squash)\n",
+                    e.display()
+                ),
+            )
+            .unwrap();
+        }
+        p
+    }
+
+    fn dir(&self, i: usize) -> PathBuf {
+        self.t.path().join(["a", "b"][i])
+    }
+
+    fn export(&self, i: usize) -> PathBuf {
+        if self.lazy.mnt.starts_with(self.dir(i)) {
+            self.lazy.mnt.join("export")
+        } else {
+            self.dir(i).join("export")
+        }
+    }
+
+    fn start(&mut self, i: usize, extra: &[&str]) {
+        let (me, other) = (["a", "b"][i], ["a", "b"][1 - i]);
+        let mut args = vec![
+            "--name".to_string(),
+            me.into(),
+            "--peer".into(),
+            format!("{other}=127.0.0.1:{}", self.ports[1 - i].1),
+            "--peer-listen".into(),
+            format!("127.0.0.1:{}", self.ports[i].1),
+            "--secret-file".into(),
+            self.t.path().join("secret").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.members[i] = Some(Daemon::start(
+            &self.dir(i),
+            &self.export(i),
+            self.ports[i].0,
+            &refs,
+        ));
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut d) = self.members[i].take() {
+            d.kill9();
+        }
+    }
+
+    fn status(&self, i: usize) -> serde_json::Value {
+        admin_call(&self.dir(i).join("adm.sock"), r#"{"cmd":"status"}"#)["status"]["mirror"]
+            ["exports"][0]
+            .clone()
+    }
+
+    /// Member `i` is primary with its secondary live.
+    fn whole(&self, i: usize) -> bool {
+        let s = self.status(i);
+        s["role"] == "primary" && s["secondaries"][0]["live"] == true
+    }
+
+    /// Bytes sent so far by a running resync from member `i`.
+    fn resync_bytes(&self, i: usize) -> u64 {
+        let v = admin_call(&self.dir(i).join("adm.sock"), r#"{"cmd":"resync"}"#);
+        v["resync"]["resyncs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["progress"]["done"] == false)
+            .filter_map(|r| r["progress"]["bytes"].as_u64())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn manifest(&self, i: usize) -> serde_json::Value {
+        let v = admin_call(
+            &self.dir(i).join("adm.sock"),
+            r#"{"cmd":"manifest","export":4711}"#,
+        );
+        v["entries"].clone()
+    }
+
+    fn client(&self, i: usize) -> (Raw, NfsFh3) {
+        let mut c = Raw::connect(self.ports[i].0);
+        let root = mount_root(&mut c, &self.export(i));
+        (c, root)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in 0..2 {
+                let log = std::fs::read_to_string(self.dir(i).join("log")).unwrap_or_default();
+                eprintln!("=== log of {} ===\n{log}", ["a", "b"][i]);
+            }
+        }
+    }
+}
+
+fn wait(what: &str, f: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < PATIENCE, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Files written FILE_SYNC: (name, data).
+fn write_files(c: &mut Raw, root: &NfsFh3, xid: u32, n: u32, size: u32) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let name = format!("x{xid}-{i}");
+            let f = new_file(c, xid + 10 * i, root, &name);
+            let data: Vec<u8> = (0..size + i * 97).map(|k| (k ^ i ^ xid) as u8).collect();
+            write(c, xid + 10 * i + 1, &f, 0, &data, StableHow::FileSync);
+            (name, data)
+        })
+        .collect()
+}
+
+/// The primary loses power: the other member takes over with every acknowledged update, and
+/// the old primary comes back, is resynced and the mirrors are identical.
+#[test]
+fn a_primary_that_lost_power_is_replaced_and_rejoins() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let mut p = Pair::new(0, "");
+    p.start(0, &[]);
+    p.start(1, &[]);
+    wait("the group did not form", || p.whole(0));
+    let (mut c, root) = p.client(0);
+    let mut files = write_files(&mut c, &root, 1000, 20, 5000);
+    let f0 = lookup(&mut c, 5000, &root, &files[0].0).unwrap();
+    set_size(&mut c, 5001, &f0, 7);
+    files[0].1.truncate(7);
+    // an UNSTABLE write nobody committed: may be lost, but the mirrors must agree after
+    let u = new_file(&mut c, 5002, &root, "uncommitted");
+    write(&mut c, 5003, &u, 0, b"maybe", StableHow::Unstable);
+    drop(c);
+    p.kill9(0);
+    eprintln!("lazyfs: {}", p.lazy.crash());
+    wait("b never took over", || p.status(1)["role"] == "primary");
+    let (mut c, root) = p.client(1);
+    for (i, (name, data)) in files.iter().enumerate() {
+        let f = lookup(&mut c, 6000 + 3 * i as u32, &root, name).expect(name);
+        let (st, size, got) = read_all(&mut c, 6001 + 3 * i as u32, &f);
+        assert_eq!((st, size), (0, data.len() as u64), "{name} on b");
+        assert!(got == data[..got.len()], "{name} on b");
+    }
+    files.extend(write_files(&mut c, &root, 7000, 5, 3000));
+    drop(c);
+    // a comes back: resynced, takes its role back; the mirrors match
+    p.start(0, &[]);
+    wait("a never took its role back", || p.whole(0));
+    assert_eq!(p.manifest(0), p.manifest(1), "mirrors identical");
+}
+
+/// The member being resynced loses power in the middle of the resync: it comes back, is
+/// copied again, and then holds everything, also on its disk.
+#[test]
+fn a_power_loss_during_a_resync_is_repaired_by_the_next_one() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let mut p = Pair::new(1, "");
+    p.start(0, &["--resync-rate-mb", "2"]);
+    p.start(1, &[]);
+    wait("the group did not form", || p.whole(0));
+    let (mut c, root) = p.client(0);
+    p.kill9(1);
+    wait("b never failed out", || !p.whole(0));
+    let files = write_files(&mut c, &root, 1000, 24, 400_000);
+    // b comes back; the resync (about 10 MB at 2 MB/s) is cut by a power loss
+    p.start(1, &[]);
+    wait("the resync never started sending", || {
+        p.resync_bytes(0) > 1_000_000 || p.whole(0)
+    });
+    p.kill9(1);
+    eprintln!("lazyfs: {}", p.lazy.crash());
+    p.start(1, &[]);
+    wait("b was never resynced", || p.whole(0));
+    assert_eq!(p.manifest(0), p.manifest(1), "mirrors identical");
+    p.kill9(1);
+    eprintln!("lazyfs: {}", p.lazy.crash());
+    for (name, data) in &files {
+        let on_disk = std::fs::read(p.lazy.disk.join("export").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(on_disk == *data, "{name} on b's disk");
+    }
+}
+
 /// A member resynced onto lazyfs, then a power loss of it right after the resync: everything
 /// the resync copied is on its disk (the member counted as a mirror once it was done).
 #[test]
