@@ -76,7 +76,7 @@ struct State {
     dirty: HashMap<(u64, u64), Dirty>,
     files: HashMap<u64, (u64, OwnedFd)>,
     /// Open directories: their inode and the listing read at offset 0.
-    dirs: HashMap<u64, (u64, Vec<(u64, FileType, Vec<u8>)>)>,
+    dirs: HashMap<u64, (u64, Listing)>,
     next_fh: u64,
 }
 
@@ -328,8 +328,11 @@ impl State {
     }
 }
 
+/// A directory's entries: (inode, type, name).
+type Listing = Vec<(u64, FileType, Vec<u8>)>;
+
 /// The entries of a directory (by its O_PATH descriptor).
-fn list_dir(fd: &OwnedFd) -> R<Vec<(u64, FileType, Vec<u8>)>> {
+fn list_dir(fd: &OwnedFd) -> R<Listing> {
     let dfd = openat(
         fd.as_fd(),
         ".",
