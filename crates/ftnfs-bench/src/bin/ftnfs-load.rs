@@ -131,6 +131,7 @@ async fn mixed(t: Target, ops: u32, seed: u64) -> Result<()> {
         None => create(&mut c, &root, "shared").await?,
     };
     let mut errors = std::collections::BTreeMap::<u32, u32>::new();
+    let mut backoff = std::time::Duration::from_millis(50);
     for i in 0..ops {
         let st = match rng.below(8) {
             0..=2 => {
@@ -184,7 +185,9 @@ async fn mixed(t: Target, ops: u32, seed: u64) -> Result<()> {
                             .map_err(|e| anyhow!("{e:?}"))?;
                         status(r)
                     }
-                    Err(_) => 1000,
+                    // an NFS error of the CREATE is counted; a lost connection ends the run
+                    Err(e) if e.to_string().starts_with("CREATE") => 1000,
+                    Err(e) => return Err(e),
                 }
             }
             5 => {
@@ -232,6 +235,14 @@ async fn mixed(t: Target, ops: u32, seed: u64) -> Result<()> {
         };
         if st != 0 {
             *errors.entry(st).or_default() += 1;
+        }
+        // NFS3ERR_JUKEBOX: the server asks us to come back later (a member not in step, a
+        // group without a primary): back off as a kernel client does, never spin
+        if st == 10008 {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+        } else {
+            backoff = std::time::Duration::from_millis(50);
         }
     }
     println!(
