@@ -81,6 +81,11 @@ impl Transport {
                 }
             };
             let _ = sock.set_nodelay(true);
+            // Abortive close (RST, no FIN-WAIT orphan), also when the process is killed: the
+            // Linux client reconnects to the virtual IP from the same port, and an orphan of
+            // ours holding an unacknowledged reply would answer it with bare ACKs when the
+            // address comes back here (LAB.md "Learned under faults").
+            let _ = sock.set_zero_linger();
             let me = self.clone();
             tokio::spawn(async move {
                 me.open_connections.fetch_add(1, Ordering::Relaxed);

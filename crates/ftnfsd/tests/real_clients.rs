@@ -860,3 +860,104 @@ fn objects_recreated_outside_ftnfs_get_a_new_identity() {
     );
     assert_eq!(read(&mut c, &h), (0, b"linked".to_vec()));
 }
+
+/// Sockets of a member that is killed reset their clients instead of lingering: a client that
+/// reconnects from the same port (the Linux client does) must never meet an orphan of ours
+/// that answers with bare ACKs. Here a client stops reading, so replies pile up unacknowledged
+/// in the server's socket, and the server is killed: no socket may stay in FIN-WAIT.
+#[test]
+fn a_killed_member_leaves_no_orphaned_client_socket() {
+    let _serial = serial();
+    if !have("ss") {
+        return;
+    }
+    let (_t, d) = setup("rw,insecure,no_root_squash");
+    std::fs::write(d.export().join("big"), vec![7u8; 1 << 20]).unwrap();
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &d.export());
+    let (st, body) = nfs_status(
+        &c.call(
+            2,
+            nfs3::PROGRAM,
+            procs::LOOKUP,
+            &Args::Lookup(DirOpArgs3 {
+                dir: root,
+                name: b"big".to_vec(),
+            })
+            .to_bytes(),
+        ),
+    );
+    assert_eq!(st, 0);
+    let big = NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec());
+    // 48 READs of 1 MiB, never read: the client's window closes, the server's queue fills
+    let read = Args::Read {
+        file: big,
+        offset: 0,
+        count: 1 << 20,
+    }
+    .to_bytes();
+    let cred = ftnfs_wire::rpc::AuthSys {
+        stamp: 0,
+        machine_name: b"t".to_vec(),
+        uid: 0,
+        gid: 0,
+        gids: vec![],
+    }
+    .to_bytes();
+    for xid in 100..148u32 {
+        let mut w = XdrWriter::new();
+        CallHeader {
+            xid: Xid(xid),
+            rpcvers: 2,
+            prog: nfs3::PROGRAM,
+            vers: 3,
+            proc_: procs::READ,
+            cred: OpaqueAuth {
+                flavor: ftnfs_wire::rpc::flavor::SYS,
+                body: &cred,
+            },
+            verf: AUTH_NONE,
+        }
+        .encode(&mut w);
+        w.fixed(&read);
+        c.send_raw(w.as_slice());
+    }
+    let queued = || {
+        let out = Command::new("ss")
+            .args(["-tanH", "state", "established"])
+            .arg(format!("sport = :{}", d.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    let t = std::time::Instant::now();
+    while queued() < 100_000 {
+        assert!(t.elapsed() < PATIENCE, "replies never queued up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let port = d.port;
+    d.stop(); // kill -9; its sockets are closed once it is reaped
+    let out = Command::new("ss")
+        .args([
+            "-tanH",
+            "state",
+            "fin-wait-1",
+            "state",
+            "fin-wait-2",
+            "state",
+            "last-ack",
+        ])
+        .arg(format!("sport = :{port}"))
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        left.trim().is_empty(),
+        "orphaned sockets of the killed server:\n{left}"
+    );
+    drop(c);
+}
