@@ -231,6 +231,19 @@ impl Drc {
         self.finish(key, reply, true, now);
     }
 
+    /// Every finished reply kept, oldest first: a survivor hands them to a member it resyncs,
+    /// so a retransmission that reaches that member later (after a hand-back, or the
+    /// survivor's death) gets its original reply, not a second execution.
+    pub fn replies(&self) -> Vec<(DrcKey, Arc<[u8]>)> {
+        self.lru
+            .values()
+            .filter_map(|k| match &self.entries.get(k)?.state {
+                State::Done(r) => Some((*k, r.clone())),
+                State::InProgress => None,
+            })
+            .collect()
+    }
+
     /// Forgets a request that was not executed after all (e.g. its connection closed while it
     /// waited), so that a retransmission executes it.
     pub fn abandon(&mut self, key: &DrcKey) {
@@ -394,5 +407,33 @@ mod tests {
         assert_eq!(d.stats().untracked, 1);
         d.abandon(&key(1, b""));
         assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn replies_move_to_another_cache_and_are_replayed_there() {
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let mut a = Drc::new(DrcLimits::default());
+        let k1 = DrcKey::new(ip, Xid(1), 100003, 3, 12, b"remove x");
+        let k2 = DrcKey::new(ip, Xid(2), 100003, 3, 9, b"mkdir y");
+        let k3 = DrcKey::new(ip, Xid(3), 100003, 3, 9, b"mkdir z");
+        assert_eq!(a.begin(k1, Millis(1)), Verdict::Execute);
+        a.finish(k1, b"removed", true, Millis(2));
+        a.record(k2, b"made", Millis(3));
+        assert_eq!(a.begin(k3, Millis(4)), Verdict::Execute); // still executing: not handed
+        let got = a.replies();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0, &*got[0].1), (k1, &b"removed"[..]));
+        let mut b = Drc::new(DrcLimits::default());
+        for (k, r) in got {
+            b.record(k, &r, Millis(10));
+        }
+        assert_eq!(
+            b.begin(k1, Millis(11)),
+            Verdict::Replay(Arc::from(&b"removed"[..]))
+        );
+        assert_eq!(
+            b.begin(k2, Millis(11)),
+            Verdict::Replay(Arc::from(&b"made"[..]))
+        );
     }
 }

@@ -41,6 +41,30 @@ pub const MAX_SYNC_ENTRIES: u32 = 4096;
 pub const MAX_SYNC_NEEDS: u32 = 4096;
 /// Longest entry name on the peer channel.
 pub const MAX_ENTRY_NAME: u32 = 255;
+/// Most cached replies in one `SyncReplies`.
+pub const MAX_SYNC_REPLIES: u32 = 1024;
+/// Longest cached reply handed over (a non-idempotent reply is a few hundred bytes).
+pub const MAX_CACHED_REPLY: u32 = 4096;
+
+/// One entry of a duplicate request cache on the peer channel: the request's key and the
+/// reply it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedReply {
+    /// Client address: 4 or 16 bytes.
+    pub client: Vec<u8>,
+    /// Transaction id.
+    pub xid: u32,
+    /// Program.
+    pub prog: u32,
+    /// Version.
+    pub vers: u32,
+    /// Procedure.
+    pub proc_: u32,
+    /// Checksum of the arguments.
+    pub args_sum: u64,
+    /// The whole reply record.
+    pub reply: Vec<u8>,
+}
 
 /// Why a frame cannot be decoded; the connection is closed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -278,6 +302,15 @@ pub enum PeerMsg {
         /// (history, seq) the mirror stands at after the last pass.
         at: Option<(u64, u64)>,
     },
+    /// Survivor → rejoining member, before the last pass end (writes held): the replies of
+    /// the non-idempotent requests in its duplicate request cache, so a retransmission that
+    /// reaches the member later gets its original reply (exactly once across roles).
+    SyncReplies {
+        /// Export id (of the resync; the replies may be of any export).
+        export: u32,
+        /// The cached replies.
+        replies: Vec<CachedReply>,
+    },
     /// Rejoining member → survivor: objects named in a directory that this mirror lacks.
     SyncNeed {
         /// Export id.
@@ -382,6 +415,7 @@ const HANDOFF: u32 = 16;
 const TAKE_OVER: u32 = 17;
 const PROBE: u32 = 18;
 const PROBE_REPLY: u32 = 19;
+const SYNC_REPLIES: u32 = 20;
 
 /// The frame of an `Update` built from borrowed parts (no copy of the payload's arguments
 /// into a message first: they can be a 1 MiB WRITE).
@@ -488,6 +522,9 @@ impl PeerMsg {
             PeerMsg::Update { payload, .. } => payload.args.len() + 256,
             PeerMsg::SyncObject { obj, .. } => obj.data.len() + obj.entries.len() * 280 + 512,
             PeerMsg::SyncNeed { needs, .. } => needs.len() * 280 + 64,
+            PeerMsg::SyncReplies { replies, .. } => {
+                replies.iter().map(|r| r.reply.len() + 64).sum::<usize>() + 64
+            }
             PeerMsg::JoinReply {
                 want: Want::Partial { ids, .. },
                 ..
@@ -580,6 +617,18 @@ impl PeerMsg {
                     Some((h, s)) => w.bool(true).u64(*h).u64(*s),
                     None => w.bool(false),
                 };
+            }
+            PeerMsg::SyncReplies { export, replies } => {
+                w.u32(SYNC_REPLIES).u32(*export).u32(replies.len() as u32);
+                for r in replies {
+                    w.opaque(&r.client)
+                        .u32(r.xid)
+                        .u32(r.prog)
+                        .u32(r.vers)
+                        .u32(r.proc_)
+                        .u64(r.args_sum)
+                        .opaque(&r.reply);
+                }
             }
             PeerMsg::SyncNeed { export, needs } => {
                 w.u32(SYNC_NEED).u32(*export).u32(needs.len() as u32);
@@ -759,6 +808,21 @@ impl PeerMsg {
             HANDOFF => PeerMsg::Handoff { export: r.u32()? },
             TAKE_OVER => PeerMsg::TakeOver { export: r.u32()? },
             PROBE => PeerMsg::Probe { export: r.u32()? },
+            SYNC_REPLIES => {
+                let export = r.u32()?;
+                let replies = r.array(MAX_SYNC_REPLIES, 36, |r| {
+                    Ok(CachedReply {
+                        client: r.opaque(16)?.to_vec(),
+                        xid: r.u32()?,
+                        prog: r.u32()?,
+                        vers: r.u32()?,
+                        proc_: r.u32()?,
+                        args_sum: r.u64()?,
+                        reply: r.opaque(MAX_CACHED_REPLY)?.to_vec(),
+                    })
+                })?;
+                PeerMsg::SyncReplies { export, replies }
+            }
             PROBE_REPLY => PeerMsg::ProbeReply {
                 export: r.u32()?,
                 state: r.u32()?,
@@ -940,6 +1004,18 @@ mod tests {
         roundtrip(PeerMsg::SyncNeed {
             export: 1,
             needs: vec![(1, b"a".to_vec(), 9)],
+        });
+        roundtrip(PeerMsg::SyncReplies {
+            export: 1,
+            replies: vec![CachedReply {
+                client: vec![10, 0, 0, 1],
+                xid: 7,
+                prog: 100003,
+                vers: 3,
+                proc_: 9,
+                args_sum: 0xdead_beef,
+                reply: vec![1, 2, 3, 4],
+            }],
         });
         roundtrip(PeerMsg::SyncRoundDone {
             export: 1,

@@ -438,11 +438,13 @@ async fn inbound_loop(
                     );
                 }
             }
-            msg @ (PeerMsg::SyncObject { .. } | PeerMsg::SyncRoundEnd { .. }) => {
+            msg @ (PeerMsg::SyncObject { .. }
+            | PeerMsg::SyncRoundEnd { .. }
+            | PeerMsg::SyncReplies { .. }) => {
                 let export = match &msg {
-                    PeerMsg::SyncObject { export, .. } | PeerMsg::SyncRoundEnd { export, .. } => {
-                        ExportId(*export)
-                    }
+                    PeerMsg::SyncObject { export, .. }
+                    | PeerMsg::SyncRoundEnd { export, .. }
+                    | PeerMsg::SyncReplies { export, .. } => ExportId(*export),
                     _ => unreachable!("matched above"),
                 };
                 // waits while the applying thread is behind: the survivor slows down

@@ -946,3 +946,76 @@ fn objects_recreated_outside_ftnfs_on_a_member_are_named_by_verify() {
         .iter()
         .all(|e| e["outside_ftnfs"] == false || e["path"].as_str().unwrap().ends_with('2')));
 }
+
+/// Exactly once across roles (issue 12): a non-idempotent request executed by b while a was
+/// down, retransmitted to a after a rejoined through a resync and took its role back, gets
+/// its original reply from a — not a second execution (MKDIR would answer EXIST, RMDIR
+/// NOENT).
+#[test]
+fn a_retransmission_after_a_hand_back_gets_its_original_reply() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = member(t.path(), "a", "b", pa, pb, "");
+    let b = member(t.path(), "b", "a", pb, pa, "");
+    wait_for(
+        120,
+        || "the group did not form".into(),
+        || export_4711(&a).1,
+    );
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    wait_for(
+        120,
+        || "b never took over".into(),
+        || export_4711(&b).0 == "primary",
+    );
+    let mut cb = Raw::connect(b.port);
+    let root = mount_root(&mut cb, &b.export());
+    let mk = Args::Mkdir {
+        where_: dirop(&root, "once"),
+        attr: Sattr3::default(),
+    }
+    .to_bytes();
+    let rm = Args::Rmdir(dirop(&root, "gone")).to_bytes();
+    let mk_gone = Args::Mkdir {
+        where_: dirop(&root, "gone"),
+        attr: Sattr3::default(),
+    }
+    .to_bytes();
+    assert_eq!(
+        nfs_status(&cb.call(500, nfs3::PROGRAM, procs::MKDIR, &mk_gone)).0,
+        0
+    );
+    let first_mk = cb.call(501, nfs3::PROGRAM, procs::MKDIR, &mk);
+    assert_eq!(nfs_status(&first_mk).0, 0);
+    let first_rm = cb.call(502, nfs3::PROGRAM, procs::RMDIR, &rm);
+    assert_eq!(nfs_status(&first_rm).0, 0);
+    drop(cb);
+    // a comes back, is resynced from b and takes its role back
+    a = member(t.path(), "a", "b", pa, pb, "");
+    wait_for(
+        120,
+        || {
+            format!(
+                "a never took its role back: {:?} {:?}",
+                export_4711(&a),
+                export_4711(&b)
+            )
+        },
+        || export_4711(&a) == ("primary".to_string(), true),
+    );
+    // the client retransmits both to a (the virtual IP moved back)
+    let mut ca = Raw::connect(a.port);
+    let again_mk = ca.call(501, nfs3::PROGRAM, procs::MKDIR, &mk);
+    assert_eq!(nfs_status(&again_mk).0, 0, "MKDIR replayed, not EXIST");
+    let again_rm = ca.call(502, nfs3::PROGRAM, procs::RMDIR, &rm);
+    assert_eq!(nfs_status(&again_rm).0, 0, "RMDIR replayed, not NOENT");
+    assert!(
+        a.admin("status")["status"]["drc"]["replays"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2,
+        "answered from a's cache"
+    );
+}
