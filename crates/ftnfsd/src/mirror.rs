@@ -1481,13 +1481,18 @@ impl Mirror {
     }
 
     /// What this member answers a `Probe`.
-    pub fn probe_reply(&self, export: ExportId) -> PeerMsg {
+    pub fn probe_reply(&self, export: ExportId, asker: MemberId) -> PeerMsg {
         let state = match self.role(export).as_deref() {
             Some(Role::Primary(_)) => 1,
             Some(Role::Secondary(ss)) => {
+                // Following a live primary — unless that primary is the asker itself: a
+                // member asks because it is not primary (it stood down, was fenced, or
+                // restarted), so a secondary still joined to it follows nobody and is only
+                // a candidate. Taking it for a primary kept a group without one for good
+                // (issue 12: the fenced primary waited for its own secondary).
                 if lock(&ss.core)
                     .as_ref()
-                    .is_some_and(|sc| sc.leader.is_some() && !sc.closed)
+                    .is_some_and(|sc| sc.leader.is_some_and(|l| l != asker) && !sc.closed)
                 {
                     2
                 } else {

@@ -456,7 +456,7 @@ async fn inbound_loop(
                 m.take_over_asked(ExportId(export), from, server.now());
             }
             PeerMsg::Probe { export } => {
-                let _ = out.try_send(m.probe_reply(ExportId(export)).to_frame().into());
+                let _ = out.try_send(m.probe_reply(ExportId(export), from).to_frame().into());
             }
             other => {
                 return Err(PeerError::Refused(format!(

@@ -1019,3 +1019,85 @@ fn a_retransmission_after_a_hand_back_gets_its_original_reply() {
         "answered from a's cache"
     );
 }
+
+/// Liveness after a stall (issue 12 item 2): the secondary and the witness freeze, the primary
+/// finds itself isolated and stands down; once they resume, the group must converge to one
+/// primary with its secondary — the old primary must not take its own joined secondary for
+/// another primary.
+#[test]
+fn a_group_converges_after_its_primary_fenced_itself() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb, pw) = (free_port(), free_port(), free_port());
+    std::fs::write(t.path().join("secret"), "a-long-enough-shared-secret\n").unwrap();
+    /// Killed when the test ends, also when it fails.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let w = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
+        .args(["--witness-mode", "--name", "w"])
+        .args(["--peer", &format!("a=127.0.0.1:{pa}")])
+        .args(["--peer", &format!("b=127.0.0.1:{pb}")])
+        .args(["--peer-listen", &format!("127.0.0.1:{pw}")])
+        .arg("--secret-file")
+        .arg(t.path().join("secret"))
+        .arg("--state-dir")
+        .arg(t.path().join("w"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let w = Reaped(w);
+    let wit = format!("w=127.0.0.1:{pw}");
+    let a = member_with(t.path(), "a", "b", pa, pb, "", &["--witness", &wit]);
+    let b = member_with(t.path(), "b", "a", pb, pa, "", &["--witness", &wit]);
+    wait_for(
+        120,
+        || "the group did not form".into(),
+        || export_4711(&a).1,
+    );
+    let stop = |p: u32, s: &str| {
+        assert!(Command::new("kill")
+            .args([s, &p.to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    stop(b.child.id(), "-STOP");
+    stop(w.0.id(), "-STOP");
+    wait_for(
+        120,
+        || "a never found itself isolated".into(),
+        || {
+            a.admin("status")["status"]["mirror"]["events"]
+                .to_string()
+                .contains("isolated")
+        },
+    );
+    stop(w.0.id(), "-CONT");
+    stop(b.child.id(), "-CONT");
+    wait_for(
+        120,
+        || {
+            format!(
+                "no single primary with its secondary: a {:?}, b {:?}\na: {}\nb: {}",
+                export_4711(&a),
+                export_4711(&b),
+                a.admin("status")["status"]["mirror"]["events"],
+                b.admin("status")["status"]["mirror"]["events"]
+            )
+        },
+        || {
+            let (ra, la) = export_4711(&a);
+            let (rb, lb) = export_4711(&b);
+            (ra == "primary" && la && rb != "primary") || (rb == "primary" && lb && ra != "primary")
+        },
+    );
+    drop(w);
+}
