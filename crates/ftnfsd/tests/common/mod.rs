@@ -90,6 +90,17 @@ impl Raw {
     pub fn send_raw(&mut self, rec: &[u8]) {
         self.s.write_all(&encode_record(rec)).unwrap();
     }
+    /// Sends raw bytes (already record-marked).
+    pub fn send_bytes(&mut self, b: &[u8]) {
+        self.s.write_all(b).unwrap();
+    }
+    /// The next reply within `t`, or `None` (timeout, or the connection closed).
+    pub fn recv_for(&mut self, t: Duration) -> Option<Vec<u8>> {
+        self.s.set_read_timeout(Some(t)).unwrap();
+        let r = self.recv();
+        self.s.set_read_timeout(Some(PATIENCE)).unwrap();
+        r
+    }
     pub fn recv(&mut self) -> Option<Vec<u8>> {
         loop {
             if let Some(r) = self.dec.decode(&mut self.buf).unwrap() {
