@@ -204,6 +204,9 @@ pub struct PrimarySide {
     /// Members failed out because they computed another result: their mirror differs, so
     /// they get a full copy before they serve again.
     diverged: Mutex<HashSet<MemberId>>,
+    /// When each secondary last confirmed our epoch (its echo of our heartbeat, or an ack):
+    /// the read lease ([`Mirror::lease_ok`]).
+    confirmed: Mutex<HashMap<MemberId, Millis>>,
 }
 
 struct PrimaryCore {
@@ -560,6 +563,40 @@ impl Mirror {
     /// A change of this export's primary moves the clients: the virtual IP follows it.
     fn moves_clients(&self, export: ExportId) -> bool {
         self.group.vip.is_some() && self.vip_export() == Some(export)
+    }
+
+    /// The read lease of a primary: it may answer a client from its own mirror only while
+    /// every live secondary confirmed its epoch (echoed its heartbeat or acknowledged an
+    /// update) within half the silence time. A secondary takes over only after hearing
+    /// nothing from the primary for the whole silence time, so a primary frozen (SIGSTOP, a
+    /// stalled host) while another took over finds its lease expired when it resumes and
+    /// answers nobody until it is deposed — by construction, not by which message wins a
+    /// race. Neither the witness (it answers pings of a member it no longer backs) nor "heard
+    /// anything" (the new primary's Join is a message too) would do. Without live
+    /// secondaries nobody in step can have taken over: the lease holds.
+    pub fn lease_ok(&self, export: ExportId, now: Millis) -> bool {
+        let Some(role) = self.role(export) else {
+            return true;
+        };
+        let Role::Primary(ps) = &*role else {
+            return true; // not ours to lease: serves_reads decides
+        };
+        let live = lock(&ps.core).p.live();
+        let confirmed = lock(&ps.confirmed);
+        let lease = self.group.failover.silence_ms() / 2;
+        live.iter()
+            .all(|m| confirmed.get(&m).is_some_and(|t| now.since(*t) <= lease))
+    }
+
+    /// A secondary echoed our heartbeat of `epoch`: it still follows us.
+    pub fn echoed(&self, export: ExportId, from: MemberId, epoch: u64, now: Millis) {
+        if let Some(role) = self.role(export) {
+            if let Role::Primary(ps) = &*role {
+                if lock(&ps.core).p.epoch().0 == epoch {
+                    lock(&ps.confirmed).insert(from, now);
+                }
+            }
+        }
     }
 
     /// This member's role for an export, if it is mirrored.
@@ -1901,7 +1938,12 @@ impl Mirror {
         match msg {
             PeerMsg::Ack {
                 epoch, seq, status, ..
-            } => c.p.on_ack(from, Epoch(epoch), SeqNo(seq), status),
+            } => {
+                if epoch == c.p.epoch().0 {
+                    lock(&ps.confirmed).insert(from, now);
+                }
+                c.p.on_ack(from, Epoch(epoch), SeqNo(seq), status)
+            }
             PeerMsg::Refuse { epoch, .. } => {
                 if epoch > c.p.epoch().0 {
                     // A newer primary exists: we are deposed (never two primaries).
@@ -1920,6 +1962,7 @@ impl Mirror {
             }
             PeerMsg::JoinReply { ok: true, .. } => {
                 lock(&ps.diverged).remove(&from);
+                lock(&ps.confirmed).insert(from, now);
                 self.event(
                     now,
                     export,
@@ -2060,6 +2103,7 @@ impl PrimarySide {
             asked: Mutex::new(HashMap::new()),
             handoff_to: Mutex::new(None),
             diverged: Mutex::new(HashSet::new()),
+            confirmed: Mutex::new(HashMap::new()),
             core: Mutex::new(PrimaryCore {
                 p: Primary::new(
                     export,

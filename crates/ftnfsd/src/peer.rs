@@ -375,10 +375,15 @@ async fn inbound_loop(
             }
             PeerMsg::Heartbeat { export, epoch, seq } => {
                 if let Some(role) = m.role(ExportId(export)) {
-                    if let Role::Secondary(ss) = &*role {
-                        if ss.primary == from || ss.others.contains(&from) {
-                            ss.on_heartbeat(epoch, seq);
+                    match &*role {
+                        Role::Secondary(ss) => {
+                            if ss.primary == from || ss.others.contains(&from) {
+                                ss.on_heartbeat(epoch, seq);
+                            }
                         }
+                        // a secondary's echo of our heartbeat: it follows our epoch
+                        Role::Primary(_) => m.echoed(ExportId(export), from, epoch, server.now()),
+                        Role::Standby(_) => {}
                     }
                 }
             }

@@ -167,7 +167,7 @@ impl Server {
             }
         }
         let reply = match Args::decode(h.proc_, args) {
-            Ok(a) if !info.updates && !self.mirror.is_empty() && !self.serves_reads(&a) => {
+            Ok(a) if !info.updates && !self.mirror.is_empty() && !self.answers_reads(&a) => {
                 // a mirror that is not in step (out, standing by, being resynced) would
                 // answer from stale or half-copied data: try later (the virtual IP leads
                 // clients to the primary)
@@ -625,24 +625,61 @@ impl Server {
     /// Whether this member may answer a non-update call from its own mirror: the export is
     /// not mirrored, or this member is its primary or a secondary following one.
     fn serves_reads(&self, a: &Args) -> bool {
-        let fh = match a {
-            Args::GetAttr(f)
-            | Args::ReadLink(f)
-            | Args::FsStat(f)
-            | Args::FsInfo(f)
-            | Args::PathConf(f)
-            | Args::Access { obj: f, .. }
-            | Args::Read { file: f, .. }
-            | Args::ReadDir { dir: f, .. }
-            | Args::ReadDirPlus { dir: f, .. } => f,
-            Args::Lookup(d) => &d.dir,
-            _ => return true,
+        let Some(fh) = read_handle(a) else {
+            return true;
         };
         match FileHandle::decode(&fh.0) {
             Ok(h) => self.mirror.serves_reads(h.export),
             Err(_) => true, // a bad handle gets its own error
         }
     }
+}
+
+impl Server {
+    /// Whether this member may answer a read from its own mirror now: it serves reads for the
+    /// export (in step) and, as its primary, holds the read lease.
+    fn answers_reads(&self, a: &Args) -> bool {
+        self.leased(a) && self.serves_reads(a)
+    }
+
+    /// A primary answers from its mirror only under its read lease
+    /// ([`crate::mirror::Mirror::lease_ok`]); a call that finds it expired waits a little for
+    /// the secondaries' next confirmation, which a primary still in office gets within a
+    /// heartbeat. `false`: still not confirmed (frozen and replaced, most likely).
+    fn leased(&self, a: &Args) -> bool {
+        let Some(export) = read_handle(a)
+            .and_then(|fh| FileHandle::decode(&fh.0).ok())
+            .map(|h| h.export)
+        else {
+            return true;
+        };
+        let bound = std::time::Duration::from_millis(2 * self.mirror.group.failover.silence_ms());
+        let t0 = Instant::now();
+        while !self.mirror.lease_ok(export, self.now()) {
+            if t0.elapsed() > bound {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        true
+    }
+}
+
+/// The handle a non-update call reads through (its export is the one whose role counts).
+fn read_handle(a: &Args) -> Option<&NfsFh3> {
+    Some(match a {
+        Args::GetAttr(f)
+        | Args::ReadLink(f)
+        | Args::FsStat(f)
+        | Args::FsInfo(f)
+        | Args::PathConf(f)
+        | Args::Access { obj: f, .. }
+        | Args::Read { file: f, .. }
+        | Args::ReadDir { dir: f, .. }
+        | Args::ReadDirPlus { dir: f, .. } => f,
+        Args::Lookup(d) => &d.dir,
+        _ => return None,
+    })
 }
 
 fn first_handle(a: &Args) -> Option<&NfsFh3> {
