@@ -141,6 +141,16 @@ impl State {
         self.nodes.get(&ino.0).ok_or(Errno::ESTALE)
     }
 
+    /// The descriptor of an open file.
+    fn file(&self, fh: FileHandle) -> R<OwnedFd> {
+        self.files
+            .get(&fh.0)
+            .ok_or(Errno::EBADF)?
+            .1
+            .try_clone()
+            .map_err(io)
+    }
+
     fn attr(&self, ino: u64, st: &FileStat) -> FileAttr {
         let d = self.dirty.get(&(st.st_dev, st.st_ino));
         let mtime = d
@@ -211,16 +221,7 @@ impl State {
             let mut buf = vec![0u8; PAGE as usize];
             let start = p * PAGE;
             if start < d.floor {
-                let f = std::fs::File::from(fd.try_clone().map_err(io)?);
-                let mut got = 0usize;
-                while got < buf.len() {
-                    match f.read_at(&mut buf[got..], start + got as u64) {
-                        Ok(0) => break,
-                        Ok(n) => got += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(io(e)),
-                    }
-                }
+                read_full(fd, &mut buf, start)?;
                 let keep = (d.floor - start).min(PAGE) as usize;
                 buf[keep..].fill(0);
             }
@@ -326,6 +327,21 @@ impl State {
             }
         }
     }
+}
+
+/// Reads `buf.len()` bytes at `off` or up to the end of the file; the count read.
+fn read_full(fd: &OwnedFd, buf: &mut [u8], off: u64) -> R<usize> {
+    let f = std::fs::File::from(fd.try_clone().map_err(io)?);
+    let mut got = 0usize;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], off + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok(got)
 }
 
 /// A directory's entries: (inode, type, name).
@@ -672,25 +688,10 @@ impl Filesystem for Lazy {
     ) {
         match self.with(|s| {
             let key = s.node(ino)?.key;
-            let fd = s
-                .files
-                .get(&fh.0)
-                .ok_or(Errno::EBADF)?
-                .1
-                .try_clone()
-                .map_err(io)?;
+            let fd = s.file(fh)?;
             let Some(total) = s.dirty.get(&key).map(|d| d.size) else {
-                let f = std::fs::File::from(fd);
                 let mut buf = vec![0u8; size as usize];
-                let mut got = 0usize;
-                while got < buf.len() {
-                    match f.read_at(&mut buf[got..], offset + got as u64) {
-                        Ok(0) => break,
-                        Ok(n) => got += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(io(e)),
-                    }
-                }
+                let got = read_full(&fd, &mut buf, offset)?;
                 buf.truncate(got);
                 return Ok(buf);
             };
@@ -726,13 +727,7 @@ impl Filesystem for Lazy {
     ) {
         match self.with(|s| {
             let key = s.node(ino)?.key;
-            let fd = s
-                .files
-                .get(&fh.0)
-                .ok_or(Errno::EBADF)?
-                .1
-                .try_clone()
-                .map_err(io)?;
+            let fd = s.file(fh)?;
             s.dirty_of(key, &fd)?;
             let mut pos = offset;
             let mut rest = data;
@@ -783,13 +778,7 @@ impl Filesystem for Lazy {
     fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
         match self.with(|s| {
             let key = s.node(ino)?.key;
-            let fd = s
-                .files
-                .get(&fh.0)
-                .ok_or(Errno::EBADF)?
-                .1
-                .try_clone()
-                .map_err(io)?;
+            let fd = s.file(fh)?;
             s.sync(key, &fd)
         }) {
             Ok(()) => reply.ok(),

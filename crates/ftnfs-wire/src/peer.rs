@@ -417,6 +417,18 @@ const PROBE: u32 = 18;
 const PROBE_REPLY: u32 = 19;
 const SYNC_REPLIES: u32 = 20;
 
+impl PeerMsg {
+    /// A liveness ping (a heartbeat of no export), which any member and the witness answer
+    /// with another.
+    pub fn ping() -> PeerMsg {
+        PeerMsg::Heartbeat {
+            export: 0,
+            epoch: 0,
+            seq: 0,
+        }
+    }
+}
+
 /// The frame of an `Update` built from borrowed parts (no copy of the payload's arguments
 /// into a message first: they can be a 1 MiB WRITE).
 pub fn update_frame(

@@ -698,15 +698,7 @@ impl Mirror {
         if beat {
             if let Some(l) = &witness_link {
                 // keeps the witness's view of us fresh
-                let _ = l.try_send(
-                    PeerMsg::Heartbeat {
-                        export: 0,
-                        epoch: 0,
-                        seq: 0,
-                    }
-                    .to_frame()
-                    .into(),
-                );
+                let _ = l.try_send(PeerMsg::ping().to_frame().into());
             }
         }
         for role in self.roles() {

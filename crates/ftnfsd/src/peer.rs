@@ -363,15 +363,7 @@ async fn inbound_loop(
             }
             PeerMsg::Heartbeat { export: 0, .. } => {
                 // a member's liveness ping (to a witness, or any member): answer it
-                let _ = out.try_send(
-                    PeerMsg::Heartbeat {
-                        export: 0,
-                        epoch: 0,
-                        seq: 0,
-                    }
-                    .to_frame()
-                    .into(),
-                );
+                let _ = out.try_send(PeerMsg::ping().to_frame().into());
             }
             PeerMsg::Heartbeat { export, epoch, seq } => {
                 if let Some(role) = m.role(ExportId(export)) {

@@ -650,15 +650,7 @@ impl Sender<'_> {
                                 heard.map(|h| now.since(h)).unwrap_or(0)
                             ));
                         }
-                        let _ = self.link.try_send(
-                            PeerMsg::Heartbeat {
-                                export: 0,
-                                epoch: 0,
-                                seq: 0,
-                            }
-                            .to_frame()
-                            .into(),
-                        );
+                        let _ = self.link.try_send(PeerMsg::ping().to_frame().into());
                         if t0.elapsed() > ANSWER {
                             return Err("the member did not answer a pass end".into());
                         }
