@@ -699,3 +699,59 @@ fn what_a_resync_copied_survives_a_power_loss_of_the_member() {
         assert!(on_disk == *data, "{name}: data on b's disk");
     }
 }
+
+/// The secondary loses power in steady state: every update acknowledged to a client is on its
+/// disk (a secondary syncs what it applies before it acknowledges), and it rejoins.
+#[test]
+fn a_secondary_that_lost_power_holds_every_acknowledged_update() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let mut p = Pair::new(1, "");
+    p.start(0, &[]);
+    p.start(1, &[]);
+    wait("the group did not form", || p.whole(0));
+    let (mut c, root) = p.client(0);
+    let mut files = write_files(&mut c, &root, 1000, 10, 20_000);
+    // UNSTABLE + COMMIT, SETATTR size, RENAME
+    let u = new_file(&mut c, 2000, &root, "committed");
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
+    write(&mut c, 2001, &u, 0, &data, StableHow::Unstable);
+    ok(
+        &mut c,
+        2002,
+        &Args::Commit {
+            file: u,
+            offset: 0,
+            count: 0,
+        },
+    );
+    files.push(("committed".into(), data));
+    let f0 = lookup(&mut c, 2003, &root, &files[0].0).unwrap();
+    set_size(&mut c, 2004, &f0, 33);
+    files[0].1.truncate(33);
+    ok(
+        &mut c,
+        2005,
+        &Args::Rename {
+            from: dirop(&root, &files[1].0),
+            to: dirop(&root, "renamed"),
+        },
+    );
+    files[1].0 = "renamed".into();
+    p.kill9(1);
+    eprintln!("lazyfs: {}", p.lazy.crash());
+    for (name, data) in &files {
+        let on_disk = std::fs::read(p.lazy.disk.join("export").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            on_disk == *data,
+            "{name} on b's disk ({} bytes)",
+            on_disk.len()
+        );
+    }
+    p.start(1, &[]);
+    wait("b never rejoined", || p.whole(0));
+    assert_eq!(p.manifest(0), p.manifest(1), "mirrors identical");
+}
