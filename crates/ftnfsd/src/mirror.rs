@@ -567,7 +567,7 @@ impl Mirror {
 
     /// The read lease of a primary: it may answer a client from its own mirror only while
     /// every live secondary confirmed its epoch (echoed its heartbeat or acknowledged an
-    /// update) within half the silence time. A secondary takes over only after hearing
+    /// update) within the silence time less a heartbeat. A secondary takes over only after hearing
     /// nothing from the primary for the whole silence time, so a primary frozen (SIGSTOP, a
     /// stalled host) while another took over finds its lease expired when it resumes and
     /// answers nobody until it is deposed — by construction, not by which message wins a
@@ -575,6 +575,12 @@ impl Mirror {
     /// anything" (the new primary's Join is a message too) would do. Without live
     /// secondaries nobody in step can have taken over: the lease holds.
     pub fn lease_ok(&self, export: ExportId, now: Millis) -> bool {
+        if self.group.witness.is_none() {
+            // without a witness a secondary takes over only when the primary's process is
+            // provably gone (its host refuses connections): a live primary, even a frozen
+            // one, is never replaced, and needs no lease
+            return true;
+        }
         let Some(role) = self.role(export) else {
             return true;
         };

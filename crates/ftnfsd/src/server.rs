@@ -643,9 +643,9 @@ impl Server {
     }
 
     /// A primary answers from its mirror only under its read lease
-    /// ([`crate::mirror::Mirror::lease_ok`]); a call that finds it expired waits a little for
-    /// the secondaries' next confirmation, which a primary still in office gets within a
-    /// heartbeat. `false`: still not confirmed (frozen and replaced, most likely).
+    /// ([`crate::mirror::Mirror::lease_ok`]); a call that finds it expired waits for the
+    /// secondaries' next confirmation, which a primary still in office gets within a
+    /// heartbeat once a stall is over. `false`: still not confirmed (replaced, most likely).
     fn leased(&self, a: &Args) -> bool {
         let Some(export) = read_handle(a)
             .and_then(|fh| FileHandle::decode(&fh.0).ok())
@@ -653,7 +653,9 @@ impl Server {
         else {
             return true;
         };
-        let bound = std::time::Duration::from_millis(2 * self.mirror.group.failover.silence_ms());
+        // long enough for a host stall to pass and the next heartbeat to be echoed; a primary
+        // that was replaced is deposed well within it
+        let bound = std::time::Duration::from_millis(10 * self.mirror.group.failover.silence_ms());
         let t0 = Instant::now();
         while !self.mirror.lease_ok(export, self.now()) {
             if t0.elapsed() > bound {
