@@ -5,7 +5,8 @@
 //! the directory `BACKING` (the "disk"), but keeps **file data and sizes** (WRITE, truncate)
 //! in its own memory — a page cache the kernel cannot flush — until the file is `fsync`ed or
 //! `fdatasync`ed. The command `crash` on the control socket drops everything not synced, as
-//! a power cut drops the page cache; `dirty` tells how much is unsynced. Files are opened
+//! a power cut drops the page cache; `dirty` tells how much is unsynced; `slow-fsync MS`
+//! makes every file fsync take that long (a slow disk). Files are opened
 //! with `direct_io`, so the kernel keeps no copy either.
 //!
 //! What it does not model: a lost directory entry or attribute change (those reach the disk
@@ -75,6 +76,8 @@ struct State {
     next_ino: u64,
     dirty: HashMap<(u64, u64), Dirty>,
     files: HashMap<u64, (u64, OwnedFd)>,
+    /// Milliseconds every file `fsync` takes (a slow disk): `slow-fsync MS`.
+    fsync_delay_ms: u64,
     /// Open directories: their inode and the listing read at offset 0.
     dirs: HashMap<u64, (u64, Listing)>,
     next_fh: u64,
@@ -779,6 +782,9 @@ impl Filesystem for Lazy {
         match self.with(|s| {
             let key = s.node(ino)?.key;
             let fd = s.file(fh)?;
+            if s.fsync_delay_ms > 0 {
+                std::thread::sleep(Duration::from_millis(s.fsync_delay_ms));
+            }
             s.sync(key, &fd)
         }) {
             Ok(()) => reply.ok(),
@@ -935,7 +941,8 @@ impl Filesystem for Lazy {
     }
 }
 
-/// `crash`: drop every unsynced byte (a power loss); `dirty`: how much is unsynced.
+/// `crash`: drop every unsynced byte (a power loss); `dirty`: how much is unsynced;
+/// `slow-fsync MS`: every file fsync takes that long (a slow disk; 0 ends it).
 fn control(st: Arc<Mutex<State>>, l: std::os::unix::net::UnixListener) {
     for c in l.incoming() {
         let Ok(mut c) = c else { continue };
@@ -956,7 +963,14 @@ fn control(st: Arc<Mutex<State>>, l: std::os::unix::net::UnixListener) {
                 format!("ok dropped {files} files {bytes} bytes\n")
             }
             "dirty" => format!("ok {files} files {bytes} bytes\n"),
-            _ => "error: crash | dirty\n".to_string(),
+            cmd if cmd.starts_with("slow-fsync ") => match cmd[11..].trim().parse::<u64>() {
+                Ok(ms) => {
+                    s.fsync_delay_ms = ms.min(60_000);
+                    format!("ok fsync takes {ms} ms\n")
+                }
+                Err(_) => "error: slow-fsync MS\n".to_string(),
+            },
+            _ => "error: crash | dirty | slow-fsync MS\n".to_string(),
         };
         drop(s);
         let _ = c.write_all(reply.as_bytes());

@@ -472,6 +472,26 @@ impl Pair {
         s["role"] == "primary" && s["secondaries"][0]["live"] == true
     }
 
+    /// Member `i`'s events, as text.
+    fn events(&self, i: usize) -> String {
+        admin_call(&self.dir(i).join("adm.sock"), r#"{"cmd":"status"}"#)["status"]["mirror"]
+            ["events"]
+            .to_string()
+    }
+
+    /// The phase of a running resync from member `i` ("" if none).
+    fn resync_phase(&self, i: usize) -> String {
+        let v = admin_call(&self.dir(i).join("adm.sock"), r#"{"cmd":"resync"}"#);
+        v["resync"]["resyncs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["progress"]["done"] == false)
+            .filter_map(|r| r["progress"]["phase"].as_str().map(str::to_string))
+            .next()
+            .unwrap_or_default()
+    }
+
     /// Bytes sent so far by a running resync from member `i`.
     fn resync_bytes(&self, i: usize) -> u64 {
         let v = admin_call(&self.dir(i).join("adm.sock"), r#"{"cmd":"resync"}"#);
@@ -754,4 +774,63 @@ fn a_secondary_that_lost_power_holds_every_acknowledged_update() {
     p.start(1, &[]);
     wait("b never rejoined", || p.whole(0));
     assert_eq!(p.manifest(0), p.manifest(1), "mirrors identical");
+}
+
+/// A member that goes silent (frozen, or its power lost) while the survivor waits for the end
+/// of a resync pass is given up as fast as a silent secondary anywhere else — not after the
+/// 60 s pass timeout — and a member that is merely slow at its pass end (its disk syncing)
+/// is not: it answers the survivor's pings meanwhile.
+#[test]
+fn a_member_silent_at_a_pass_end_is_given_up_quickly() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let mut p = Pair::new(1, "");
+    p.start(0, &[]);
+    p.start(1, &[]);
+    wait("the group did not form", || p.whole(0));
+    let (mut c, root) = p.client(0);
+    p.kill9(1);
+    wait("b never failed out", || !p.whole(0));
+    write_files(&mut c, &root, 1000, 12, 10_000);
+    // b's disk syncs slowly: each file fsync takes 1.5 s, so its pass end takes ~18 s
+    p.lazy.command("slow-fsync 1500");
+    p.start(1, &[]);
+    wait("the survivor never waited for a pass end", || {
+        p.resync_phase(0).contains("waiting for pass end")
+    });
+    // slow but alive: for two seconds (five silence times) the survivor keeps waiting
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        assert!(
+            !p.events(0).contains("went silent"),
+            "a slow member was given up: {}",
+            p.events(0)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // now b freezes, as a member whose power is cut (its link stays open)
+    let pid = p.members[1].as_ref().unwrap().child.id();
+    let stop = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    stop("-STOP");
+    let t = Instant::now();
+    wait("the survivor never gave up the silent member", || {
+        p.events(0).contains("went silent at a pass end")
+    });
+    let took = t.elapsed();
+    eprintln!("silent member given up after {took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "given up only after {took:?} (the pass timeout is 60 s)"
+    );
+    stop("-CONT");
+    p.lazy.command("slow-fsync 0");
+    wait("b never rejoined", || p.whole(0));
 }
