@@ -362,27 +362,34 @@ impl ExportFs {
             .map(|(n, ino)| (*n, *ino, life::of(dirfd, OsStr::from_bytes(n))))
             .collect();
         let a = self.ids.adopt(dir, &with_life)?;
-        for (i, reborn) in &a.adopted {
+        // named one by one up to a few per listing, then counted: the first listing of a
+        // tree made outside ftnfs adopts all of it
+        const NAMED: usize = 4;
+        let mirrored = matches!(
+            self.cfg.mirroring,
+            ftnfs_core::exports::Mirroring::Group { .. }
+        );
+        for (i, reborn) in a.adopted.iter().take(NAMED) {
             let name = String::from_utf8_lossy(entries[*i].0);
+            let file = a.ids[*i].0 .0;
             let what = if *reborn {
                 "replaces an object removed outside ftnfs (same inode number): it gets a new file id, old handles are STALE"
             } else {
                 "was created outside ftnfs: it gets a file id here"
             };
-            if matches!(
-                self.cfg.mirroring,
-                ftnfs_core::exports::Mirroring::Group { .. }
-            ) {
-                tracing::warn!(
-                    export = self.cfg.id.0,
-                    dir = dir.0,
-                    name = %name,
-                    file = a.ids[*i].0 .0,
-                    "{what}; a change made outside ftnfs is NOT mirrored: the other members do not have it (ftnfsctl verify lists it)"
-                );
-            } else {
-                tracing::info!(export = self.cfg.id.0, dir = dir.0, name = %name, file = a.ids[*i].0 .0, "{what}");
+            if mirrored {
+                tracing::warn!(export = self.cfg.id.0, dir = dir.0, name = %name, file, "{what}; a change made outside ftnfs is NOT mirrored: the other members do not have it (ftnfsctl verify lists it)");
+            } else if *reborn {
+                tracing::info!(export = self.cfg.id.0, dir = dir.0, name = %name, file, "{what}");
             }
+        }
+        if a.adopted.len() > NAMED && mirrored {
+            tracing::warn!(
+                export = self.cfg.id.0,
+                dir = dir.0,
+                more = a.adopted.len() - NAMED,
+                "more objects made outside ftnfs in this directory (not mirrored)"
+            );
         }
         for id in &a.renamed {
             self.prune_links(*id);
