@@ -144,6 +144,11 @@ impl State {
         self.nodes.get(&ino.0).ok_or(Errno::ESTALE)
     }
 
+    /// A copy of a node's O_PATH descriptor.
+    fn fd(&self, ino: INodeNo) -> R<OwnedFd> {
+        self.node(ino)?.fd.try_clone().map_err(io)
+    }
+
     /// The descriptor of an open file.
     fn file(&self, fh: FileHandle) -> R<OwnedFd> {
         self.files
@@ -180,7 +185,7 @@ impl State {
 
     /// The node of `name` in `parent`, counted as one more lookup.
     fn child(&mut self, parent: INodeNo, name: &OsStr) -> R<FileAttr> {
-        let pfd = self.node(parent)?.fd.try_clone().map_err(io)?;
+        let pfd = self.fd(parent)?;
         let st = fstatat(pfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
         let key = (st.st_dev, st.st_ino);
         let ino = match self.by_key.get(&key) {
@@ -347,19 +352,23 @@ fn read_full(fd: &OwnedFd, buf: &mut [u8], off: u64) -> R<usize> {
     Ok(got)
 }
 
-/// A directory's entries: (inode, type, name).
-type Listing = Vec<(u64, FileType, Vec<u8>)>;
-
-/// The entries of a directory (by its O_PATH descriptor).
-fn list_dir(fd: &OwnedFd) -> R<Listing> {
-    let dfd = openat(
+/// A directory opened for reading from its O_PATH descriptor.
+fn open_dir(fd: &OwnedFd) -> R<OwnedFd> {
+    openat(
         fd.as_fd(),
         ".",
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(errno)?;
-    let mut d = nix::dir::Dir::from_fd(dfd).map_err(errno)?;
+    .map_err(errno)
+}
+
+/// A directory's entries: (inode, type, name).
+type Listing = Vec<(u64, FileType, Vec<u8>)>;
+
+/// The entries of a directory (by its O_PATH descriptor).
+fn list_dir(fd: &OwnedFd) -> R<Listing> {
+    let mut d = nix::dir::Dir::from_fd(open_dir(fd)?).map_err(errno)?;
     let mut list = Vec::new();
     for e in d.iter() {
         let e = e.map_err(errno)?;
@@ -516,7 +525,7 @@ impl Filesystem for Lazy {
         reply: ReplyEntry,
     ) {
         match self.with(|s| {
-            let pfd = s.node(parent)?.fd.try_clone().map_err(io)?;
+            let pfd = s.fd(parent)?;
             nix::sys::stat::mknodat(
                 pfd.as_fd(),
                 name,
@@ -542,7 +551,7 @@ impl Filesystem for Lazy {
         reply: ReplyEntry,
     ) {
         match self.with(|s| {
-            let pfd = s.node(parent)?.fd.try_clone().map_err(io)?;
+            let pfd = s.fd(parent)?;
             nix::sys::stat::mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(mode & 0o7777))
                 .map_err(errno)?;
             s.child(parent, name)
@@ -554,7 +563,7 @@ impl Filesystem for Lazy {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.with(|s| {
-            let pfd = s.node(parent)?.fd.try_clone().map_err(io)?;
+            let pfd = s.fd(parent)?;
             s.losing(&pfd, name);
             nix::unistd::unlinkat(pfd.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
                 .map_err(errno)
@@ -566,7 +575,7 @@ impl Filesystem for Lazy {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.with(|s| {
-            let pfd = s.node(parent)?.fd.try_clone().map_err(io)?;
+            let pfd = s.fd(parent)?;
             nix::unistd::unlinkat(pfd.as_fd(), name, nix::unistd::UnlinkatFlags::RemoveDir)
                 .map_err(errno)
         }) {
@@ -584,7 +593,7 @@ impl Filesystem for Lazy {
         reply: ReplyEntry,
     ) {
         match self.with(|s| {
-            let pfd = s.node(parent)?.fd.try_clone().map_err(io)?;
+            let pfd = s.fd(parent)?;
             nix::unistd::symlinkat(target, pfd.as_fd(), link_name).map_err(errno)?;
             s.child(parent, link_name)
         }) {
@@ -604,8 +613,8 @@ impl Filesystem for Lazy {
         reply: ReplyEmpty,
     ) {
         match self.with(|s| {
-            let pfd = s.node(parent)?.fd.try_clone().map_err(io)?;
-            let npfd = s.node(newparent)?.fd.try_clone().map_err(io)?;
+            let pfd = s.fd(parent)?;
+            let npfd = s.fd(newparent)?;
             let src = fstatat(pfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
             if let Ok(t) = fstatat(npfd.as_fd(), newname, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 if (t.st_dev, t.st_ino) != (src.st_dev, src.st_ino) {
@@ -635,8 +644,8 @@ impl Filesystem for Lazy {
         reply: ReplyEntry,
     ) {
         match self.with(|s| {
-            let fd = s.node(ino)?.fd.try_clone().map_err(io)?;
-            let npfd = s.node(newparent)?.fd.try_clone().map_err(io)?;
+            let fd = s.fd(ino)?;
+            let npfd = s.fd(newparent)?;
             nix::unistd::linkat(
                 fd.as_fd(),
                 "",
@@ -857,14 +866,7 @@ impl Filesystem for Lazy {
     ) {
         // entries are on the disk already; sync them there
         match self.with(|s| {
-            let fd = s.node(ino)?.fd.try_clone().map_err(io)?;
-            let dfd = openat(
-                fd.as_fd(),
-                ".",
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno)?;
+            let dfd = open_dir(&s.fd(ino)?)?;
             nix::unistd::fsync(dfd.as_fd()).map_err(errno)
         }) {
             Ok(()) => reply.ok(),
@@ -874,7 +876,7 @@ impl Filesystem for Lazy {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.with(|s| {
-            let fd = s.node(INodeNo::ROOT)?.fd.try_clone().map_err(io)?;
+            let fd = s.fd(INodeNo::ROOT)?;
             nix::sys::statvfs::fstatvfs(fd.as_fd()).map_err(errno)
         }) {
             Ok(v) => reply.statfs(
@@ -906,7 +908,7 @@ impl Filesystem for Lazy {
         reply: ReplyCreate,
     ) {
         match self.with(|s| {
-            let pfd = s.node(parent)?.fd.try_clone().map_err(io)?;
+            let pfd = s.fd(parent)?;
             let existed = fstatat(pfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok();
             let fd = openat(
                 pfd.as_fd(),

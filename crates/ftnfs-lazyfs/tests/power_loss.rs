@@ -115,7 +115,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path, export: &Path, port: u16, extra: &[&str]) -> Daemon {
+    fn start(dir: &Path, port: u16, extra: &[&str]) -> Daemon {
         let child = Command::new(ftnfsd())
             .arg("--exports")
             .arg(dir.join("exports"))
@@ -135,7 +135,6 @@ impl Daemon {
             )
             .spawn()
             .unwrap();
-        let _ = export;
         wait_listening(port);
         Daemon { child, port }
     }
@@ -247,16 +246,6 @@ fn read_all(c: &mut Raw, xid: u32, f: &NfsFh3) -> (u32, u64, Vec<u8>) {
     (0, size, r.opaque(1 << 20).unwrap().to_vec())
 }
 
-fn lookup(c: &mut Raw, xid: u32, dir: &NfsFh3, name: &str) -> Option<NfsFh3> {
-    let (st, body) = nfs_status(&c.call(
-        xid,
-        nfs3::PROGRAM,
-        procs::LOOKUP,
-        &Args::Lookup(dirop(dir, name)).to_bytes(),
-    ));
-    (st == 0).then(|| NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec()))
-}
-
 /// One member on lazyfs: every kind of acknowledged stable update survives a power loss of
 /// the member (kill -9 of ftnfsd and the loss of everything not synced, at once).
 #[test]
@@ -275,7 +264,7 @@ fn acknowledged_updates_survive_a_power_loss() {
     )
     .unwrap();
     let port = free_port();
-    let mut d = Daemon::start(t.path(), &export, port, &[]);
+    let mut d = Daemon::start(t.path(), port, &[]);
     let mut c = Raw::connect(d.port);
     let root = mount_root(&mut c, &export);
     let big: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
@@ -315,7 +304,7 @@ fn acknowledged_updates_survive_a_power_loss() {
             attr: Sattr3::default(),
         },
     );
-    let dir = lookup(&mut c, 18, &root, "dir").unwrap();
+    let dir = lookup(&mut c, &root, "dir").1.unwrap();
     ok(
         &mut c,
         19,
@@ -352,7 +341,7 @@ fn acknowledged_updates_survive_a_power_loss() {
     d.kill9();
     let dropped = lazy.crash();
     eprintln!("lazyfs: {dropped}");
-    let mut d = Daemon::start(t.path(), &export, port, &[]);
+    let mut d = Daemon::start(t.path(), port, &[]);
     let mut c = Raw::connect(d.port);
     let root2 = mount_root(&mut c, &export);
     assert_eq!(root2, root);
@@ -369,11 +358,11 @@ fn acknowledged_updates_survive_a_power_loss() {
     assert_eq!((st, size), (0, 500_000), "SETATTR extend");
     assert_eq!(&data[..10], b"0123456789");
     assert!(data[10..].iter().all(|b| *b == 0));
-    let dir2 = lookup(&mut c, 112, &root, "dir").unwrap();
-    assert_eq!(lookup(&mut c, 113, &dir2, "moved"), Some(f1.clone()));
-    assert_eq!(lookup(&mut c, 114, &dir2, "second-name"), Some(f2.clone()));
-    assert!(lookup(&mut c, 115, &root, "link").is_some());
-    assert!(lookup(&mut c, 116, &root, "gone").is_none());
+    let dir2 = lookup(&mut c, &root, "dir").1.unwrap();
+    assert_eq!(lookup(&mut c, &dir2, "moved").1, Some(f1.clone()));
+    assert_eq!(lookup(&mut c, &dir2, "second-name").1, Some(f2.clone()));
+    assert!(lookup(&mut c, &root, "link").1.is_some());
+    assert!(lookup(&mut c, &root, "gone").1.is_none());
     assert_eq!(read_all(&mut c, 117, &gone).0, 70, "removed: STALE");
     // a new verifier: the client resends its UNSTABLE writes
     let v2 = write(&mut c, 118, &f7, 0, b"maybe", StableHow::Unstable);
@@ -446,12 +435,7 @@ impl Pair {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.members[i] = Some(Daemon::start(
-            &self.dir(i),
-            &self.export(i),
-            self.ports[i].0,
-            &refs,
-        ));
+        self.members[i] = Some(Daemon::start(&self.dir(i), self.ports[i].0, &refs));
     }
 
     fn kill9(&mut self, i: usize) {
@@ -513,6 +497,20 @@ impl Pair {
         v["entries"].clone()
     }
 
+    /// Every file (name, data) is on the lazy member's disk, as it is.
+    fn assert_on_lazy_disk(&self, files: &[(String, Vec<u8>)]) {
+        for (name, data) in files {
+            let on_disk = std::fs::read(self.lazy.disk.join("export").join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                on_disk.len(),
+                data.len(),
+                "{name}: size on the lazy member's disk"
+            );
+            assert!(on_disk == *data, "{name}: data on the lazy member's disk");
+        }
+    }
+
     fn client(&self, i: usize) -> (Raw, NfsFh3) {
         let mut c = Raw::connect(self.ports[i].0);
         let root = mount_root(&mut c, &self.export(i));
@@ -566,7 +564,7 @@ fn a_primary_that_lost_power_is_replaced_and_rejoins() {
     wait("the group did not form", || p.whole(0));
     let (mut c, root) = p.client(0);
     let mut files = write_files(&mut c, &root, 1000, 20, 5000);
-    let f0 = lookup(&mut c, 5000, &root, &files[0].0).unwrap();
+    let f0 = lookup(&mut c, &root, &files[0].0).1.unwrap();
     set_size(&mut c, 5001, &f0, 7);
     files[0].1.truncate(7);
     // an UNSTABLE write nobody committed: may be lost, but the mirrors must agree after
@@ -578,7 +576,7 @@ fn a_primary_that_lost_power_is_replaced_and_rejoins() {
     wait("b never took over", || p.status(1)["role"] == "primary");
     let (mut c, root) = p.client(1);
     for (i, (name, data)) in files.iter().enumerate() {
-        let f = lookup(&mut c, 6000 + 3 * i as u32, &root, name).expect(name);
+        let f = lookup(&mut c, &root, name).1.expect(name);
         let (st, size, got) = read_all(&mut c, 6001 + 3 * i as u32, &f);
         assert_eq!((st, size), (0, data.len() as u64), "{name} on b");
         assert!(got == data[..got.len()], "{name} on b");
@@ -619,11 +617,7 @@ fn a_power_loss_during_a_resync_is_repaired_by_the_next_one() {
     assert_eq!(p.manifest(0), p.manifest(1), "mirrors identical");
     p.kill9(1);
     eprintln!("lazyfs: {}", p.lazy.crash());
-    for (name, data) in &files {
-        let on_disk = std::fs::read(p.lazy.disk.join("export").join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(on_disk == *data, "{name} on b's disk");
-    }
+    p.assert_on_lazy_disk(&files);
 }
 
 /// A member resynced onto lazyfs, then a power loss of it right after the resync: everything
@@ -634,90 +628,26 @@ fn what_a_resync_copied_survives_a_power_loss_of_the_member() {
         return;
     }
     let _serial = serial();
-    let t = tempfile::tempdir().unwrap();
-    let (pa, pb) = (free_port(), free_port());
-    let (na, nb) = (free_port(), free_port());
-    let secret = t.path().join("secret");
-    std::fs::write(&secret, "a-long-enough-shared-secret\n").unwrap();
     // a on the real disk, b on lazyfs
-    let (da, db) = (t.path().join("a"), t.path().join("b"));
-    std::fs::create_dir_all(da.join("export")).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
-    let lazy = Lazy::mount(&db);
-    let eb = lazy.mnt.join("export");
-    std::fs::create_dir(&eb).unwrap();
-    let ea = da.join("export");
-    for (d, e) in [(&da, &ea), (&db, &eb)] {
-        std::fs::write(
-            d.join("exports"),
-            format!(
-                "{} -ftnfs=a:b,fsid=4711 *(rw,insecure,no_root_squash)\n",
-                e.display()
-            ),
-        )
-        .unwrap();
-    }
-    let args = |me: &str, other: &str, mine: u16, theirs: u16| -> Vec<String> {
-        vec![
-            "--name".into(),
-            me.into(),
-            "--peer".into(),
-            format!("{other}=127.0.0.1:{theirs}"),
-            "--peer-listen".into(),
-            format!("127.0.0.1:{mine}"),
-            "--secret-file".into(),
-            secret.display().to_string(),
-        ]
-    };
-    let aa = args("a", "b", pa, pb);
-    let ab = args("b", "a", pb, pa);
-    fn refs(v: &[String]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
-    }
-    let _a = Daemon::start(&da, &ea, na, &refs(&aa));
-    let mut b = Daemon::start(&db, &eb, nb, &refs(&ab));
-    let live = || {
-        admin_call(&da.join("adm.sock"), r#"{"cmd":"status"}"#)["status"]["mirror"]["exports"][0]
-            ["secondaries"][0]["live"]
-            == true
-    };
-    let wait = |what: &str, f: &dyn Fn() -> bool| {
-        let t = Instant::now();
-        while !f() {
-            assert!(t.elapsed() < PATIENCE, "{what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    wait("the group did not form", &live);
-    let mut c = Raw::connect(na);
-    let root = mount_root(&mut c, &ea);
+    let mut p = Pair::new(1, "");
+    p.start(0, &[]);
+    p.start(1, &[]);
+    wait("the group did not form", || p.whole(0));
+    let (mut c, root) = p.client(0);
     // b goes away; a goes on alone: b must be resynced
-    b.kill9();
-    wait("b never failed out", &|| !live());
-    let mut files = Vec::new();
-    for i in 0..40u32 {
-        let name = format!("f{i}");
-        let f = new_file(&mut c, 1000 + 10 * i, &root, &name);
-        let data: Vec<u8> = (0..(3000 + i * 997)).map(|k| (k ^ i) as u8).collect();
-        write(&mut c, 1001 + 10 * i, &f, 0, &data, StableHow::FileSync);
-        files.push((name, data));
-    }
-    let f0 = lookup(&mut c, 1999, &root, "f0").unwrap();
+    p.kill9(1);
+    wait("b never failed out", || !p.whole(0));
+    let mut files = write_files(&mut c, &root, 1000, 40, 3000);
+    let f0 = lookup(&mut c, &root, &files[0].0).1.unwrap();
     set_size(&mut c, 2000, &f0, 10);
     files[0].1.truncate(10);
     // b comes back and is resynced
-    let _b = Daemon::start(&db, &eb, nb, &refs(&ab));
-    wait("b was never resynced", &live);
+    p.start(1, &[]);
+    wait("b was never resynced", || p.whole(0));
     // power loss of b right after: its disk holds every file the resync copied
-    drop(_b);
-    let dropped = lazy.crash();
-    eprintln!("lazyfs: {dropped}");
-    for (name, data) in &files {
-        let on_disk = std::fs::read(lazy.disk.join("export").join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(on_disk.len(), data.len(), "{name}: size on b's disk");
-        assert!(on_disk == *data, "{name}: data on b's disk");
-    }
+    p.kill9(1);
+    eprintln!("lazyfs: {}", p.lazy.crash());
+    p.assert_on_lazy_disk(&files);
 }
 
 /// The secondary loses power in steady state: every update acknowledged to a client is on its
@@ -748,7 +678,7 @@ fn a_secondary_that_lost_power_holds_every_acknowledged_update() {
         },
     );
     files.push(("committed".into(), data));
-    let f0 = lookup(&mut c, 2003, &root, &files[0].0).unwrap();
+    let f0 = lookup(&mut c, &root, &files[0].0).1.unwrap();
     set_size(&mut c, 2004, &f0, 33);
     files[0].1.truncate(33);
     ok(
@@ -762,15 +692,7 @@ fn a_secondary_that_lost_power_holds_every_acknowledged_update() {
     files[1].0 = "renamed".into();
     p.kill9(1);
     eprintln!("lazyfs: {}", p.lazy.crash());
-    for (name, data) in &files {
-        let on_disk = std::fs::read(p.lazy.disk.join("export").join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            on_disk == *data,
-            "{name} on b's disk ({} bytes)",
-            on_disk.len()
-        );
-    }
+    p.assert_on_lazy_disk(&files);
     p.start(1, &[]);
     wait("b never rejoined", || p.whole(0));
     assert_eq!(p.manifest(0), p.manifest(1), "mirrors identical");
@@ -812,14 +734,7 @@ fn a_member_silent_at_a_pass_end_is_given_up_quickly() {
     }
     // now b freezes, as a member whose power is cut (its link stays open)
     let pid = p.members[1].as_ref().unwrap().child.id();
-    let stop = |sig: &str| {
-        assert!(Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success())
-    };
-    stop("-STOP");
+    signal(pid, "-STOP");
     let t = Instant::now();
     wait("the survivor never gave up the silent member", || {
         p.events(0).contains("went silent at a pass end")
@@ -830,7 +745,7 @@ fn a_member_silent_at_a_pass_end_is_given_up_quickly() {
         took < Duration::from_secs(20),
         "given up only after {took:?} (the pass timeout is 60 s)"
     );
-    stop("-CONT");
+    signal(pid, "-CONT");
     p.lazy.command("slow-fsync 0");
     wait("b never rejoined", || p.whole(0));
 }

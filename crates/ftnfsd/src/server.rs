@@ -622,37 +622,21 @@ fn mount_point(ex: &ExportFs, below: &[&[u8]]) -> Result<FileHandle, MountStat3>
 }
 
 impl Server {
-    /// Whether this member may answer a non-update call from its own mirror: the export is
-    /// not mirrored, or this member is its primary or a secondary following one.
-    fn serves_reads(&self, a: &Args) -> bool {
-        let Some(fh) = read_handle(a) else {
-            return true;
-        };
-        match FileHandle::decode(&fh.0) {
-            Ok(h) => self.mirror.serves_reads(h.export),
-            Err(_) => true, // a bad handle gets its own error
-        }
-    }
-}
-
-impl Server {
-    /// Whether this member may answer a read from its own mirror now: it serves reads for the
-    /// export (in step) and, as its primary, holds the read lease.
+    /// Whether this member may answer a read from its own mirror now: the export is not
+    /// mirrored, or this member is its primary (holding the read lease) or a secondary
+    /// following one. A call with a bad handle gets that handle's own error.
     fn answers_reads(&self, a: &Args) -> bool {
-        self.leased(a) && self.serves_reads(a)
+        match read_handle(a).map(|fh| FileHandle::decode(&fh.0)) {
+            Some(Ok(h)) => self.leased(h.export) && self.mirror.serves_reads(h.export),
+            _ => true,
+        }
     }
 
     /// A primary answers from its mirror only under its read lease
     /// ([`crate::mirror::Mirror::lease_ok`]); a call that finds it expired waits for the
     /// secondaries' next confirmation, which a primary still in office gets within a
     /// heartbeat once a stall is over. `false`: still not confirmed (replaced, most likely).
-    fn leased(&self, a: &Args) -> bool {
-        let Some(export) = read_handle(a)
-            .and_then(|fh| FileHandle::decode(&fh.0).ok())
-            .map(|h| h.export)
-        else {
-            return true;
-        };
+    fn leased(&self, export: ExportId) -> bool {
         // long enough for a host stall to pass and the next heartbeat to be echoed; a primary
         // that was replaced is deposed well within it
         let bound = std::time::Duration::from_millis(10 * self.mirror.group.failover.silence_ms());

@@ -866,30 +866,7 @@ fn objects_recreated_outside_ftnfs_on_a_member_are_named_by_verify() {
     let mut c = Raw::connect(a.port);
     let root = mount_root(&mut c, &a.export());
     let ex = a.export();
-    let lookup = |c: &mut Raw, name: &str| {
-        let (st, body) = nfs_status(&c.call(
-            7,
-            nfs3::PROGRAM,
-            procs::LOOKUP,
-            &Args::Lookup(dirop(&root, name)).to_bytes(),
-        ));
-        assert_eq!(st, 0, "LOOKUP {name}");
-        NfsFh3(
-            ftnfs_wire::XdrReader::new(&body)
-                .opaque(64)
-                .unwrap()
-                .to_vec(),
-        )
-    };
-    let getattr = |c: &mut Raw, fh: &NfsFh3| {
-        nfs_status(&c.call(
-            8,
-            nfs3::PROGRAM,
-            procs::GETATTR,
-            &Args::GetAttr(fh.clone()).to_bytes(),
-        ))
-        .0
-    };
+    let lookup = |c: &mut Raw, name: &str| lookup(c, &root, name).1.expect(name);
     // made through ftnfs (mirrored): a file, a directory, a symlink
     let (st, _) = create(
         &mut c,
@@ -1109,14 +1086,6 @@ fn witnessed_pair(root: &Path) -> (Reaped, Member, Member) {
     (w, a, b)
 }
 
-fn signal(pid: u32, sig: &str) {
-    assert!(Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
 /// Never two primaries answering (issue 12 item 4): a primary frozen while the other member
 /// took over resumes with requests already queued on its client connections; it must answer
 /// none of them from its own (stale) mirror: its read lease expired while it was frozen
@@ -1138,30 +1107,8 @@ fn a_primary_resumed_after_a_freeze_answers_no_client() {
     let getattr = Args::GetAttr(root.clone()).to_bytes();
     let mut w = ftnfs_wire::XdrWriter::new();
     for xid in 900..910u32 {
-        let cred = ftnfs_wire::rpc::AuthSys {
-            stamp: 0,
-            machine_name: b"t".to_vec(),
-            uid: 0,
-            gid: 0,
-            gids: vec![],
-        }
-        .to_bytes();
-        let mut call = ftnfs_wire::XdrWriter::new();
-        ftnfs_wire::rpc::CallHeader {
-            xid: ftnfs_wire::rpc::Xid(xid),
-            rpcvers: 2,
-            prog: nfs3::PROGRAM,
-            vers: 3,
-            proc_: procs::GETATTR,
-            cred: ftnfs_wire::rpc::OpaqueAuth {
-                flavor: ftnfs_wire::rpc::flavor::SYS,
-                body: &cred,
-            },
-            verf: ftnfs_wire::rpc::AUTH_NONE,
-        }
-        .encode(&mut call);
-        call.fixed(&getattr);
-        w.fixed(&ftnfs_wire::record::encode_record(call.as_slice()));
+        let call = call_record(xid, 0, 0, nfs3::PROGRAM, procs::GETATTR, &getattr);
+        w.fixed(&ftnfs_wire::record::encode_record(&call));
     }
     c.send_bytes(w.as_slice());
     signal(a.child.id(), "-CONT");

@@ -699,33 +699,6 @@ fn mount_a_directory_below_the_export() {
     }
 }
 
-fn lookup(c: &mut Raw, dir: &NfsFh3, name: &str) -> (u32, Option<NfsFh3>) {
-    let (st, body) = nfs_status(
-        &c.call(
-            40,
-            nfs3::PROGRAM,
-            procs::LOOKUP,
-            &Args::Lookup(DirOpArgs3 {
-                dir: dir.clone(),
-                name: name.into(),
-            })
-            .to_bytes(),
-        ),
-    );
-    let fh = (st == 0).then(|| NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec()));
-    (st, fh)
-}
-
-fn getattr(c: &mut Raw, fh: &NfsFh3) -> u32 {
-    nfs_status(&c.call(
-        41,
-        nfs3::PROGRAM,
-        procs::GETATTR,
-        &Args::GetAttr(fh.clone()).to_bytes(),
-    ))
-    .0
-}
-
 /// READ of the first bytes: (status, data).
 fn read(c: &mut Raw, fh: &NfsFh3) -> (u32, Vec<u8>) {
     let (st, body) = nfs_status(
@@ -875,20 +848,7 @@ fn a_killed_member_leaves_no_orphaned_client_socket() {
     std::fs::write(d.export().join("big"), vec![7u8; 1 << 20]).unwrap();
     let mut c = Raw::connect(d.port);
     let root = mount_root(&mut c, &d.export());
-    let (st, body) = nfs_status(
-        &c.call(
-            2,
-            nfs3::PROGRAM,
-            procs::LOOKUP,
-            &Args::Lookup(DirOpArgs3 {
-                dir: root,
-                name: b"big".to_vec(),
-            })
-            .to_bytes(),
-        ),
-    );
-    assert_eq!(st, 0);
-    let big = NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec());
+    let big = lookup(&mut c, &root, "big").1.unwrap();
     // 48 READs of 1 MiB, never read: the client's window closes, the server's queue fills
     let read = Args::Read {
         file: big,
@@ -896,31 +856,8 @@ fn a_killed_member_leaves_no_orphaned_client_socket() {
         count: 1 << 20,
     }
     .to_bytes();
-    let cred = ftnfs_wire::rpc::AuthSys {
-        stamp: 0,
-        machine_name: b"t".to_vec(),
-        uid: 0,
-        gid: 0,
-        gids: vec![],
-    }
-    .to_bytes();
     for xid in 100..148u32 {
-        let mut w = XdrWriter::new();
-        CallHeader {
-            xid: Xid(xid),
-            rpcvers: 2,
-            prog: nfs3::PROGRAM,
-            vers: 3,
-            proc_: procs::READ,
-            cred: OpaqueAuth {
-                flavor: ftnfs_wire::rpc::flavor::SYS,
-                body: &cred,
-            },
-            verf: AUTH_NONE,
-        }
-        .encode(&mut w);
-        w.fixed(&read);
-        c.send_raw(w.as_slice());
+        c.send_raw(&call_record(xid, 0, 0, nfs3::PROGRAM, procs::READ, &read));
     }
     let queued = || {
         let out = Command::new("ss")

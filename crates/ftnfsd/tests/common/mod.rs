@@ -128,32 +128,37 @@ impl Raw {
         proc_: u32,
         args: &[u8],
     ) -> Vec<u8> {
-        let cred = AuthSys {
-            stamp: 0,
-            machine_name: b"t".to_vec(),
-            uid,
-            gid,
-            gids: vec![],
-        }
-        .to_bytes();
-        let mut w = XdrWriter::new();
-        CallHeader {
-            xid: Xid(xid),
-            rpcvers: 2,
-            prog,
-            vers: 3,
-            proc_,
-            cred: OpaqueAuth {
-                flavor: flavor::SYS,
-                body: &cred,
-            },
-            verf: AUTH_NONE,
-        }
-        .encode(&mut w);
-        w.fixed(args);
-        self.send_raw(w.as_slice());
+        self.send_raw(&call_record(xid, uid, gid, prog, proc_, args));
         self.recv().expect("reply")
     }
+}
+
+/// The bytes of a call (without record mark) with an AUTH_SYS credential for `uid`/`gid`.
+pub fn call_record(xid: u32, uid: u32, gid: u32, prog: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+    let cred = AuthSys {
+        stamp: 0,
+        machine_name: b"t".to_vec(),
+        uid,
+        gid,
+        gids: vec![],
+    }
+    .to_bytes();
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid: Xid(xid),
+        rpcvers: 2,
+        prog,
+        vers: 3,
+        proc_,
+        cred: OpaqueAuth {
+            flavor: flavor::SYS,
+            body: &cred,
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    w.fixed(args);
+    w.into_inner()
 }
 
 /// Splits a successful reply into (status, body after status).
@@ -193,6 +198,44 @@ pub fn fh_of_create(body: &[u8]) -> NfsFh3 {
     let mut r = XdrReader::new(body);
     assert!(r.bool().unwrap());
     NfsFh3(r.opaque(64).unwrap().to_vec())
+}
+
+/// LOOKUP of `name` in `dir`: (status, handle).
+pub fn lookup(c: &mut Raw, dir: &NfsFh3, name: &str) -> (u32, Option<NfsFh3>) {
+    let (st, body) = nfs_status(
+        &c.call(
+            40,
+            nfs3::PROGRAM,
+            procs::LOOKUP,
+            &Args::Lookup(DirOpArgs3 {
+                dir: dir.clone(),
+                name: name.into(),
+            })
+            .to_bytes(),
+        ),
+    );
+    let fh = (st == 0).then(|| NfsFh3(XdrReader::new(&body).opaque(64).unwrap().to_vec()));
+    (st, fh)
+}
+
+/// GETATTR: its status.
+pub fn getattr(c: &mut Raw, fh: &NfsFh3) -> u32 {
+    nfs_status(&c.call(
+        41,
+        nfs3::PROGRAM,
+        procs::GETATTR,
+        &Args::GetAttr(fh.clone()).to_bytes(),
+    ))
+    .0
+}
+
+/// Sends signal `sig` (as `kill` spells it: `-STOP`, `-CONT`) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    assert!(std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
 }
 
 /// A syntactically valid handle that names nothing (an unknown file id in export `export`).
