@@ -352,6 +352,14 @@ fn read_full(fd: &OwnedFd, buf: &mut [u8], off: u64) -> R<usize> {
     Ok(got)
 }
 
+/// Answers a request that names an object (lookup, mknod, mkdir, symlink, link).
+fn entry(reply: ReplyEntry, r: R<FileAttr>) {
+    match r {
+        Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+        Err(e) => reply.error(e),
+    }
+}
+
 /// A directory opened for reading from its O_PATH descriptor.
 fn open_dir(fd: &OwnedFd) -> R<OwnedFd> {
     openat(
@@ -394,10 +402,7 @@ impl Lazy {
 
 impl Filesystem for Lazy {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.with(|s| s.child(parent, name)) {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        entry(reply, self.with(|s| s.child(parent, name)));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -524,21 +529,21 @@ impl Filesystem for Lazy {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        match self.with(|s| {
-            let pfd = s.fd(parent)?;
-            nix::sys::stat::mknodat(
-                pfd.as_fd(),
-                name,
-                SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()),
-                Mode::from_bits_truncate(mode & 0o7777),
-                rdev as u64,
-            )
-            .map_err(errno)?;
-            s.child(parent, name)
-        }) {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        entry(
+            reply,
+            self.with(|s| {
+                let pfd = s.fd(parent)?;
+                nix::sys::stat::mknodat(
+                    pfd.as_fd(),
+                    name,
+                    SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()),
+                    Mode::from_bits_truncate(mode & 0o7777),
+                    rdev as u64,
+                )
+                .map_err(errno)?;
+                s.child(parent, name)
+            }),
+        );
     }
 
     fn mkdir(
@@ -550,15 +555,15 @@ impl Filesystem for Lazy {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.with(|s| {
-            let pfd = s.fd(parent)?;
-            nix::sys::stat::mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(mode & 0o7777))
-                .map_err(errno)?;
-            s.child(parent, name)
-        }) {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        entry(
+            reply,
+            self.with(|s| {
+                let pfd = s.fd(parent)?;
+                nix::sys::stat::mkdirat(pfd.as_fd(), name, Mode::from_bits_truncate(mode & 0o7777))
+                    .map_err(errno)?;
+                s.child(parent, name)
+            }),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -592,14 +597,14 @@ impl Filesystem for Lazy {
         target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        match self.with(|s| {
-            let pfd = s.fd(parent)?;
-            nix::unistd::symlinkat(target, pfd.as_fd(), link_name).map_err(errno)?;
-            s.child(parent, link_name)
-        }) {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        entry(
+            reply,
+            self.with(|s| {
+                let pfd = s.fd(parent)?;
+                nix::unistd::symlinkat(target, pfd.as_fd(), link_name).map_err(errno)?;
+                s.child(parent, link_name)
+            }),
+        );
     }
 
     fn rename(
@@ -643,22 +648,22 @@ impl Filesystem for Lazy {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match self.with(|s| {
-            let fd = s.fd(ino)?;
-            let npfd = s.fd(newparent)?;
-            nix::unistd::linkat(
-                fd.as_fd(),
-                "",
-                npfd.as_fd(),
-                newname,
-                AtFlags::AT_EMPTY_PATH,
-            )
-            .map_err(errno)?;
-            s.child(newparent, newname)
-        }) {
-            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        entry(
+            reply,
+            self.with(|s| {
+                let fd = s.fd(ino)?;
+                let npfd = s.fd(newparent)?;
+                nix::unistd::linkat(
+                    fd.as_fd(),
+                    "",
+                    npfd.as_fd(),
+                    newname,
+                    AtFlags::AT_EMPTY_PATH,
+                )
+                .map_err(errno)?;
+                s.child(newparent, newname)
+            }),
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

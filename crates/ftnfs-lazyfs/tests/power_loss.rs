@@ -381,7 +381,7 @@ struct Pair {
 }
 
 impl Pair {
-    fn new(lazy_member: usize, extra: &str) -> Pair {
+    fn new(lazy_member: usize) -> Pair {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("secret"), "a-long-enough-shared-secret\n").unwrap();
         let lazy_dir = t.path().join(["a", "b"][lazy_member]);
@@ -400,13 +400,28 @@ impl Pair {
             std::fs::write(
                 d.join("exports"),
                 format!(
-                    "{} -ftnfs=a:b,fsid=4711{extra} *(rw,insecure,no_root_squash)\n",
+                    "{} -ftnfs=a:b,fsid=4711 *(rw,insecure,no_root_squash)\n",
                     e.display()
                 ),
             )
             .unwrap();
         }
         p
+    }
+
+    /// Both members started (a with `a_extra`), a primary with b live.
+    fn formed(lazy_member: usize, a_extra: &[&str]) -> Pair {
+        let mut p = Pair::new(lazy_member);
+        p.start(0, a_extra);
+        p.start(1, &[]);
+        wait("the group did not form", || p.whole(0));
+        p
+    }
+
+    /// b is killed and a goes on alone (b will need a resync).
+    fn lose_b(&mut self) {
+        self.kill9(1);
+        wait("b never failed out", || !self.whole(0));
     }
 
     fn dir(&self, i: usize) -> PathBuf {
@@ -558,10 +573,7 @@ fn a_primary_that_lost_power_is_replaced_and_rejoins() {
         return;
     }
     let _serial = serial();
-    let mut p = Pair::new(0, "");
-    p.start(0, &[]);
-    p.start(1, &[]);
-    wait("the group did not form", || p.whole(0));
+    let mut p = Pair::formed(0, &[]);
     let (mut c, root) = p.client(0);
     let mut files = write_files(&mut c, &root, 1000, 20, 5000);
     let f0 = lookup(&mut c, &root, &files[0].0).1.unwrap();
@@ -597,13 +609,9 @@ fn a_power_loss_during_a_resync_is_repaired_by_the_next_one() {
         return;
     }
     let _serial = serial();
-    let mut p = Pair::new(1, "");
-    p.start(0, &["--resync-rate-mb", "2"]);
-    p.start(1, &[]);
-    wait("the group did not form", || p.whole(0));
+    let mut p = Pair::formed(1, &["--resync-rate-mb", "2"]);
     let (mut c, root) = p.client(0);
-    p.kill9(1);
-    wait("b never failed out", || !p.whole(0));
+    p.lose_b();
     let files = write_files(&mut c, &root, 1000, 24, 400_000);
     // b comes back; the resync (about 10 MB at 2 MB/s) is cut by a power loss
     p.start(1, &[]);
@@ -629,14 +637,10 @@ fn what_a_resync_copied_survives_a_power_loss_of_the_member() {
     }
     let _serial = serial();
     // a on the real disk, b on lazyfs
-    let mut p = Pair::new(1, "");
-    p.start(0, &[]);
-    p.start(1, &[]);
-    wait("the group did not form", || p.whole(0));
+    let mut p = Pair::formed(1, &[]);
     let (mut c, root) = p.client(0);
     // b goes away; a goes on alone: b must be resynced
-    p.kill9(1);
-    wait("b never failed out", || !p.whole(0));
+    p.lose_b();
     let mut files = write_files(&mut c, &root, 1000, 40, 3000);
     let f0 = lookup(&mut c, &root, &files[0].0).1.unwrap();
     set_size(&mut c, 2000, &f0, 10);
@@ -658,10 +662,7 @@ fn a_secondary_that_lost_power_holds_every_acknowledged_update() {
         return;
     }
     let _serial = serial();
-    let mut p = Pair::new(1, "");
-    p.start(0, &[]);
-    p.start(1, &[]);
-    wait("the group did not form", || p.whole(0));
+    let mut p = Pair::formed(1, &[]);
     let (mut c, root) = p.client(0);
     let mut files = write_files(&mut c, &root, 1000, 10, 20_000);
     // UNSTABLE + COMMIT, SETATTR size, RENAME
@@ -708,13 +709,9 @@ fn a_member_silent_at_a_pass_end_is_given_up_quickly() {
         return;
     }
     let _serial = serial();
-    let mut p = Pair::new(1, "");
-    p.start(0, &[]);
-    p.start(1, &[]);
-    wait("the group did not form", || p.whole(0));
+    let mut p = Pair::formed(1, &[]);
     let (mut c, root) = p.client(0);
-    p.kill9(1);
-    wait("b never failed out", || !p.whole(0));
+    p.lose_b();
     write_files(&mut c, &root, 1000, 12, 10_000);
     // b's disk syncs slowly: each file fsync takes 1.5 s, so its pass end takes ~18 s
     p.lazy.command("slow-fsync 1500");

@@ -82,6 +82,19 @@ fn setup(opts: &str) -> (tempfile::TempDir, Daemon) {
     (t, d)
 }
 
+/// The export of `setup` served again read-only: the daemon, a client and the root handle.
+fn read_only(dir: &Path) -> (Daemon, Raw, NfsFh3) {
+    std::fs::write(
+        dir.join("exports"),
+        format!("{} *(ro,insecure)\n", dir.join("export").display()),
+    )
+    .unwrap();
+    let d = Daemon::start(dir, free_port());
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &d.export());
+    (d, c, root)
+}
+
 fn have(tool: &str) -> bool {
     let ok = Command::new("sh")
         .arg("-c")
@@ -482,14 +495,7 @@ fn error_paths_of_the_procedures() {
     d.stop();
 
     // The same export read-only: ROFS for updates.
-    std::fs::write(
-        t.path().join("exports"),
-        format!("{} *(ro,insecure)\n", t.path().join("export").display()),
-    )
-    .unwrap();
-    let d = Daemon::start(t.path(), free_port());
-    let mut c = Raw::connect(d.port);
-    let root = mount_root(&mut c, &d.export());
+    let (d, mut c, root) = read_only(t.path());
     let dop = |n: &str| DirOpArgs3 {
         dir: root.clone(),
         name: n.into(),
@@ -579,14 +585,7 @@ fn every_error_reply_has_its_procedures_failure_body() {
     );
     drop(c);
     d.stop();
-    std::fs::write(
-        t.path().join("exports"),
-        format!("{} *(ro,insecure)\n", t.path().join("export").display()),
-    )
-    .unwrap();
-    let d = Daemon::start(t.path(), free_port());
-    let mut c = Raw::connect(d.port);
-    let root = mount_root(&mut c, &d.export());
+    let (_d, mut c, root) = read_only(t.path());
     seen.clear();
     check(&mut c, &root, "read-only export", &mut seen);
     assert!(seen.contains(&(procs::CREATE, 30)), "{seen:?}");
