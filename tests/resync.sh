@@ -45,6 +45,9 @@ live() { # RUN PRIMARY N: wait up to N/10 s until PRIMARY has its secondary live
 until_role() { # RUN NAME ROLE N
   for _ in $(seq "$4"); do [ "$(role "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done; return 1
 }
+until_event() { # RUN NAME TEXT N: waits up to N/10 s for an event containing TEXT
+  for _ in $(seq "$4"); do events "$1" "$2" | grep -q "$3" && return 0; sleep 0.1; done; return 1
+}
 guest() { # RUN WORKLOAD [ARGS]
   run_guest "$W/serial-$1-$2" "$VIP" "$2" "${3:-}"
 }
@@ -126,7 +129,11 @@ kill9 a; kill9 b; sleep 3.5
 OPTS="--resync-rate-mb 40"
 preload r3 128
 member r3 a b
-until_role r3 a "primary 2" 100; check "a alone starts as primary (b's process is down)" $? "$(role r3 a); $(events r3 a | head -3)"
+# b never ran: a waits for it (its process is down and might hold newer updates) until the
+# operator starts a
+until_event r3 a "process is down" 600; check "a alone waits for b (its process is down)" $? "$(events r3 a | head -3)"
+"$T/ftnfsctl" --socket "$W/r3/a/adm.sock" promote > /dev/null 2>&1
+until_role r3 a "primary 2" 100; check "ftnfsctl promote starts a alone" $? "$(role r3 a); $(events r3 a | head -3)"
 member r3 b a
 for _ in $(seq 100); do [ "$(resync_bytes r3 a)" -gt 30000000 ] 2>/dev/null && break; sleep 0.1; done
 kill9 b
@@ -140,7 +147,9 @@ kill9 a; kill9 b; sleep 3.5
 # --- 4. the survivor killed during a resync --------------------------------------------------
 preload r4 128
 member r4 a b
-until_role r4 a "primary 2" 100; check "a starts as primary" $?
+until_event r4 a "process is down" 600
+"$T/ftnfsctl" --socket "$W/r4/a/adm.sock" promote > /dev/null 2>&1
+until_role r4 a "primary 2" 100; check "a starts as primary (ftnfsctl promote)" $?
 member r4 b a
 for _ in $(seq 100); do [ "$(resync_bytes r4 a)" -gt 30000000 ] 2>/dev/null && break; sleep 0.1; done
 kill9 a

@@ -99,6 +99,8 @@ struct Entry {
     state: State,
     at: Millis,
     order: u64,
+    /// The mirrored export whose update this is (`tag`), if any.
+    export: Option<u32>,
 }
 
 /// Counters for `ftnfsctl status`.
@@ -171,6 +173,7 @@ impl Drc {
                 state: State::InProgress,
                 at: now,
                 order,
+                export: None,
             },
         );
         Verdict::Execute
@@ -218,6 +221,7 @@ impl Drc {
                     state: State::InProgress,
                     at: now,
                     order,
+                    export: None,
                 },
             );
         }
@@ -229,6 +233,15 @@ impl Drc {
             return; // already recorded (a re-applied duplicate cannot happen, but be safe)
         }
         self.finish(key, reply, true, now);
+    }
+
+    /// Records a reply another member holds for a request this member has no entry for (a
+    /// member joining a new primary hands it its replies: the new primary may have lost its
+    /// own with a restart). An entry here, finished or in progress, is kept as it is.
+    pub fn record_if_absent(&mut self, key: DrcKey, reply: &[u8], now: Millis) {
+        if !self.entries.contains_key(&key) {
+            self.record(key, reply, now);
+        }
     }
 
     /// Every finished reply kept, oldest first: a survivor hands them to a member it resyncs,
@@ -250,6 +263,35 @@ impl Drc {
         if let Some(e) = self.entries.get(key) {
             if matches!(e.state, State::InProgress) {
                 self.entries.remove(key);
+            }
+        }
+    }
+
+    /// Marks `key` as the reply of an update of mirrored export `export`
+    /// ([`clear_export`](Self::clear_export)).
+    pub fn tag(&mut self, key: &DrcKey, export: u32) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.export = Some(export);
+        }
+    }
+
+    /// Forgets the finished replies of `export`'s updates: a resync is about to replace that
+    /// mirror, and a reply kept for an update the resync undoes would answer a
+    /// retransmission for an update that no longer exists. The survivor's replies come at
+    /// the resync's last pass.
+    pub fn clear_export(&mut self, export: u32) {
+        let gone: Vec<DrcKey> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.export == Some(export) && matches!(e.state, State::Done(_)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            if let Some(e) = self.entries.remove(&k) {
+                self.lru.remove(&e.order);
+                if let State::Done(r) = e.state {
+                    self.bytes = self.bytes.saturating_sub(r.len());
+                }
             }
         }
     }
@@ -311,6 +353,32 @@ impl Drc {
 
 #[cfg(test)]
 mod tests {
+    /// A resync into one export forgets that export's replies, not another's.
+    #[test]
+    fn clear_export_forgets_one_exports_replies() {
+        let mut d = Drc::new(DrcLimits::default());
+        let k = |x: u32| {
+            DrcKey::new(
+                "10.0.0.1".parse().unwrap(),
+                Xid(x),
+                100003,
+                3,
+                9,
+                &[x as u8],
+            )
+        };
+        for x in 1..=3 {
+            d.record(k(x), b"reply", Millis(1));
+        }
+        d.tag(&k(1), 7);
+        d.tag(&k(2), 8);
+        d.clear_export(7);
+        assert!(matches!(d.begin(k(1), Millis(2)), Verdict::Execute));
+        assert!(matches!(d.begin(k(2), Millis(2)), Verdict::Replay(_)));
+        assert!(matches!(d.begin(k(3), Millis(2)), Verdict::Replay(_)));
+        assert_eq!(d.bytes(), 10);
+    }
+
     #[test]
     fn recorded_reply_of_a_mirrored_update_is_replayed() {
         let mut d = Drc::new(DrcLimits::default());

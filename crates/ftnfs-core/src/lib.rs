@@ -12,6 +12,8 @@
 //! - [`access`]: permission decisions for a caller's credential (the daemon runs as root).
 //! - [`exports`]: the exports file parser (exports(5) + ftnfs mirroring options).
 //! - [`dircookie`]: member-independent READDIR cookies.
+//! - [`mirror`]: the data path of mirroring (primary and secondary streams, order, resync plans).
+//! - [`member`]: who serves an export — takeover, fencing, startup, rejoin, hand-back.
 //!
 //! ```text
 //!  request ──▶ proc_table ──▶ drc.begin ──Execute──▶ (daemon executes) ──▶ drc.finish
@@ -26,5 +28,6 @@ pub mod drc;
 pub mod exports;
 pub mod handle;
 pub mod ids;
+pub mod member;
 pub mod mirror;
 pub mod proc_table;

@@ -339,6 +339,17 @@ pub enum PeerMsg {
         /// Export id.
         export: u32,
     },
+    /// Witness → a member whose primary role it reported lost to another member (that one
+    /// may have taken over): stop serving as primary now.
+    WitnessLost,
+    /// Primary → a secondary it failed out of its stream: replies go without it from now on,
+    /// so it no longer follows (and may never take over from) this stream.
+    FailedOut {
+        /// Export id.
+        export: u32,
+        /// The primary's epoch.
+        epoch: u64,
+    },
     /// A member without a primary asks another what it is (startup negotiation).
     Probe {
         /// Export id.
@@ -416,15 +427,23 @@ const TAKE_OVER: u32 = 17;
 const PROBE: u32 = 18;
 const PROBE_REPLY: u32 = 19;
 const SYNC_REPLIES: u32 = 20;
+const FAILED_OUT: u32 = 21;
+const WITNESS_LOST: u32 = 22;
 
 impl PeerMsg {
     /// A liveness ping (a heartbeat of no export), which any member and the witness answer
     /// with another.
     pub fn ping() -> PeerMsg {
+        PeerMsg::ping_at(0)
+    }
+
+    /// A liveness ping carrying `at` (the sender's clock), which the answer echoes: the
+    /// sender learns when the ping it got an answer to was sent.
+    pub fn ping_at(at: u64) -> PeerMsg {
         PeerMsg::Heartbeat {
             export: 0,
             epoch: 0,
-            seq: 0,
+            seq: at,
         }
     }
 }
@@ -666,6 +685,12 @@ impl PeerMsg {
             PeerMsg::TakeOver { export } => {
                 w.u32(TAKE_OVER).u32(*export);
             }
+            PeerMsg::FailedOut { export, epoch } => {
+                w.u32(FAILED_OUT).u32(*export).u64(*epoch);
+            }
+            PeerMsg::WitnessLost => {
+                w.u32(WITNESS_LOST);
+            }
             PeerMsg::Probe { export } => {
                 w.u32(PROBE).u32(*export);
             }
@@ -819,6 +844,11 @@ impl PeerMsg {
             },
             HANDOFF => PeerMsg::Handoff { export: r.u32()? },
             TAKE_OVER => PeerMsg::TakeOver { export: r.u32()? },
+            WITNESS_LOST => PeerMsg::WitnessLost,
+            FAILED_OUT => PeerMsg::FailedOut {
+                export: r.u32()?,
+                epoch: r.u64()?,
+            },
             PROBE => PeerMsg::Probe { export: r.u32()? },
             SYNC_REPLIES => {
                 let export = r.u32()?;
@@ -1037,6 +1067,11 @@ mod tests {
         });
         roundtrip(PeerMsg::Handoff { export: 2 });
         roundtrip(PeerMsg::TakeOver { export: 2 });
+        roundtrip(PeerMsg::WitnessLost);
+        roundtrip(PeerMsg::FailedOut {
+            export: 2,
+            epoch: 9,
+        });
         roundtrip(PeerMsg::Probe { export: 2 });
         roundtrip(PeerMsg::ProbeReply {
             export: 2,

@@ -95,10 +95,10 @@ fn role_change(server: &Server, cmd: &str, want: &Value) -> Value {
         server.mirror.promote_by_operator(id, now)
     } else {
         match server.mirror.role(id).as_deref() {
-            Some(crate::mirror::Role::Primary(_)) => {
-                server.mirror.demote(id, now, "ftnfsctl demote".into());
-                Ok("demoted".into())
-            }
+            Some(crate::mirror::Role::Primary(_)) => server
+                .mirror
+                .demote(id, now, "ftnfsctl demote".into())
+                .map(|()| "demoted".into()),
             _ => Err("not primary of this export".to_string()),
         }
     };

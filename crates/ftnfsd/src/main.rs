@@ -180,7 +180,7 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
             max_sends: cli.max_sends.max(1),
             ..Default::default()
         },
-        failover: ftnfs_core::mirror::failover::FailoverConfig {
+        failover: ftnfs_core::member::settings::FailoverConfig {
             heartbeat_ms: cli.heartbeat_ms.max(10),
             misses: cli.heartbeat_misses.max(1),
         },
@@ -300,15 +300,7 @@ async fn main() -> anyhow::Result<()> {
         if !cli.witness_mode {
             peer::spawn_dialers(server.clone());
         }
-        let s = server.clone();
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(std::time::Duration::from_millis(10));
-            loop {
-                t.tick().await;
-                let s = s.clone();
-                let _ = tokio::task::spawn_blocking(move || s.mirror.tick(&s, s.now())).await;
-            }
-        });
+        tokio::spawn(mirror::drive(server.clone()));
     }
     let limits = transport::Limits {
         max_connections: cli.max_connections,

@@ -23,9 +23,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use ftnfs_core::exports::Mirroring;
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
-use ftnfs_core::mirror::failover::{decide, isolated, FailoverConfig, PrimaryWatch, Verdict};
+use ftnfs_core::member::settings::{FailoverConfig, Settings as MemberSettings};
+use ftnfs_core::member::startup::{secondary_answer, ProbeState};
+use ftnfs_core::member::{fencing, rejoin as rules_rejoin, Effect, Facts, Member, Node, RoleView};
 use ftnfs_core::mirror::primary::{Busy, Primary, PrimaryConfig, PrimaryEffect};
-use ftnfs_core::mirror::resync::{self as rules, Candidate, Peer, Plan, Stream};
+use ftnfs_core::mirror::resync::{self as rules, Candidate, Plan, Stream};
 use ftnfs_core::mirror::secondary::{Secondary, SecondaryEffect};
 use ftnfs_core::mirror::{FailReason, MemberSet, Touch};
 use ftnfs_wire::peer::{update_frame, PeerMsg, UpdatePayload, Want};
@@ -169,6 +171,8 @@ pub struct StandbySide {
     /// After a clean, planned step-down: the stream and update this mirror stands at, so
     /// that the new primary (which was our secondary) can take it as its secondary.
     pub clean_at: Option<(u64, SeqNo)>,
+    /// When it began to stand by.
+    pub since: Millis,
 }
 
 /// A resync running from here: where the member's answers go, and its progress.
@@ -189,6 +193,10 @@ pub struct PrimarySide {
     /// The update of `prev_history` where this stream starts.
     pub chain_base: SeqNo,
     core: Mutex<PrimaryCore>,
+    /// Members asked to join when this member became primary whose answer (and cached
+    /// replies) is awaited, since when: they hold writes ([`Mirror::joined_answered`]) for at
+    /// most the silence time.
+    joining: Mutex<HashMap<MemberId, Millis>>,
     /// Writes held by these members' resyncs (their last pass): new updates wait to be
     /// numbered while any holds.
     held: Mutex<HashSet<MemberId>>,
@@ -197,8 +205,6 @@ pub struct PrimarySide {
     resyncs: Mutex<HashMap<MemberId, Outgoing>>,
     /// Finished resyncs (the newest few), for status.
     finished: Mutex<VecDeque<Arc<Progress>>>,
-    /// When each listed secondary was last asked to join.
-    asked: Mutex<HashMap<MemberId, Millis>>,
     /// Stepping down to give the role to this member (it takes over when we stood down).
     handoff_to: Mutex<Option<MemberId>>,
     /// Members failed out because they computed another result: their mirror differs, so
@@ -206,7 +212,7 @@ pub struct PrimarySide {
     diverged: Mutex<HashSet<MemberId>>,
     /// When each secondary last confirmed our epoch (its echo of our heartbeat, or an ack):
     /// the read lease ([`Mirror::lease_ok`]).
-    confirmed: Mutex<HashMap<MemberId, Millis>>,
+    confirmed: Mutex<std::collections::BTreeMap<MemberId, Millis>>,
 }
 
 struct PrimaryCore {
@@ -225,8 +231,6 @@ pub struct SecondarySide {
     pub export: ExportId,
     /// The listed primary.
     pub primary: MemberId,
-    /// Secondaries listed before this member (they take over first).
-    pub ahead: Vec<MemberId>,
     /// Every other listed member.
     pub others: Vec<MemberId>,
     core: Mutex<Option<SecondaryCore>>,
@@ -257,21 +261,6 @@ struct Rejoin {
     position: HashMap<ExportId, usize>,
     /// Exports whose mirror was not sealed when the host went down (page cache lost).
     damaged: HashSet<ExportId>,
-    /// What other members answered to `Probe`, by (export, member).
-    probes: Mutex<HashMap<(ExportId, MemberId), (Millis, Peer)>>,
-    /// When startup negotiation was last tried and logged.
-    negotiated: Mutex<HashMap<ExportId, (Millis, String)>>,
-    /// Members that asked us to take over (hand-back), by export.
-    take_over: Mutex<HashSet<ExportId>>,
-    /// When this member last asked for its role back, by export.
-    asked_back: Mutex<HashMap<ExportId, Millis>>,
-    /// Exports whose role this member (the listed primary) wants back: it rejoined through a
-    /// resync. (After an operator's planned switch it does not.)
-    want_back: Mutex<HashSet<ExportId>>,
-    /// First tick.
-    started: Mutex<Option<Millis>>,
-    /// When startup negotiation last ran, by export.
-    probed_at: Mutex<HashMap<ExportId, Millis>>,
 }
 
 /// All mirrored exports of this member.
@@ -283,11 +272,18 @@ pub struct Mirror {
     roles: HashMap<ExportId, RwLock<Arc<Role>>>,
     links: Mutex<HashMap<MemberId, Link>>,
     events: Mutex<VecDeque<Event>>,
-    /// What we know of each peer's liveness (failover evidence).
-    health: Mutex<HashMap<MemberId, PrimaryWatch>>,
-    last_heartbeat: Mutex<Millis>,
-    /// When a "not taking over" was last logged, per export (once per 5 s).
-    holdoff_logged: Mutex<HashMap<ExportId, Millis>>,
+    /// Who serves each export: the core's member machine (evidence, timers, decisions).
+    /// A leaf lock: held only while calling the core, which reads links and change logs.
+    node: Mutex<Node>,
+    /// The member machine's settings (a copy, read without the lock).
+    settings: MemberSettings,
+    /// Wakes the driver before its deadline (an input that may need a decision now).
+    pub wake: tokio::sync::Notify,
+    /// When the newest ping the witness answered was sent (ms; 0: never): the lease of a
+    /// primary without live secondaries ([`fencing::lease_ok`]).
+    witness_backed: std::sync::atomic::AtomicU64,
+    /// (A witness:) members reported lost to another member and not yet told.
+    lost_reported: Mutex<HashSet<MemberId>>,
     /// Resync tunables.
     pub resync: crate::resync::Settings,
     rejoin: Rejoin,
@@ -313,6 +309,23 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// The mirror driver: runs [`Mirror::tick`] (on the blocking pool: it takes the sides'
+/// locks) and sleeps until the deadline it returns, or until an input wakes it
+/// ([`Mirror::wake`]). No polling: with nothing due it sleeps a heartbeat.
+pub async fn drive(server: Arc<Server>) {
+    loop {
+        let s = server.clone();
+        let next = tokio::task::spawn_blocking(move || s.mirror.tick(&s, s.now()))
+            .await
+            .unwrap_or_else(|_| Millis(server.now().0 + 10));
+        let wait = next.since(server.now()).max(1);
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+            _ = server.mirror.wake.notified() => {}
+        }
+    }
+}
+
 impl Mirror {
     /// Decides each mirrored export's role from its `-ftnfs=` list: the first member listed
     /// is the primary (failover comes later), the others are secondaries.
@@ -322,20 +335,14 @@ impl Mirror {
         state_dir: &std::path::Path,
     ) -> anyhow::Result<Mirror> {
         let mut roles = HashMap::new();
+        let mut members_of = Vec::new();
         let rebooted = crate::resync::host_rebooted(state_dir);
         let mut rejoin = Rejoin {
             logs: HashMap::new(),
             incoming: Mutex::new(HashMap::new()),
             apply_busy: HashMap::new(),
-            position: HashMap::new(),
             damaged: HashSet::new(),
-            probes: Mutex::new(HashMap::new()),
-            negotiated: Mutex::new(HashMap::new()),
-            take_over: Mutex::new(HashSet::new()),
-            asked_back: Mutex::new(HashMap::new()),
-            want_back: Mutex::new(HashSet::new()),
-            started: Mutex::new(None),
-            probed_at: Mutex::new(HashMap::new()),
+            position: HashMap::new(),
         };
         for e in exports {
             let members = match &e.cfg.mirroring {
@@ -387,6 +394,7 @@ impl Mirror {
                 );
                 rejoin.damaged.insert(e.cfg.id);
             }
+            members_of.push(Member::new(e.cfg.id, pos, others.clone()));
             rejoin.position.insert(e.cfg.id, pos);
             rejoin.apply_busy.insert(e.cfg.id, Arc::new(Mutex::new(())));
             let incomplete = crate::resync::has_marker(state_dir, e.cfg.id);
@@ -408,16 +416,12 @@ impl Mirror {
                     epoch,
                     others,
                     clean_at: None,
+                    since: Millis(0),
                 })
             } else {
-                let ahead = members[1..pos]
-                    .iter()
-                    .map(|m| id_of(m))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
                 Role::Secondary(SecondarySide {
                     export: e.cfg.id,
                     primary: id_of(&members[0])?,
-                    ahead,
                     others,
                     // A seal says exactly where this mirror stands in the primary's stream.
                     core: Mutex::new(seal.map(|s| SecondaryCore {
@@ -433,6 +437,12 @@ impl Mirror {
             roles.insert(e.cfg.id, RwLock::new(Arc::new(role)));
             rejoin.logs.insert(e.cfg.id, log);
         }
+        let settings = MemberSettings {
+            failover: group.failover,
+            manual_start: group.rejoin.manual_start,
+            ..MemberSettings::default()
+        };
+        let node = Node::new(settings, group.witness, members_of);
         Ok(Mirror {
             close_clients: tokio::sync::watch::Sender::new(0),
             resync: crate::resync::Settings {
@@ -445,9 +455,11 @@ impl Mirror {
             roles,
             links: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
-            health: Mutex::new(HashMap::new()),
-            last_heartbeat: Mutex::new(Millis(0)),
-            holdoff_logged: Mutex::new(HashMap::new()),
+            node: Mutex::new(node),
+            settings,
+            wake: tokio::sync::Notify::new(),
+            witness_backed: std::sync::atomic::AtomicU64::new(0),
+            lost_reported: Mutex::new(HashSet::new()),
         })
     }
 
@@ -576,10 +588,7 @@ impl Mirror {
     /// secondaries nobody in step can have taken over: the lease holds.
     pub fn lease_ok(&self, export: ExportId, now: Millis) -> bool {
         if self.group.witness.is_none() {
-            // without a witness a secondary takes over only when the primary's process is
-            // provably gone (its host refuses connections): a live primary, even a frozen
-            // one, is never replaced, and needs no lease
-            return true;
+            return true; // no lease needed (fencing::lease_ok); skip the locks
         }
         let Some(role) = self.role(export) else {
             return true;
@@ -589,17 +598,21 @@ impl Mirror {
         };
         let live = lock(&ps.core).p.live();
         let confirmed = lock(&ps.confirmed);
-        let lease = self.group.failover.silence_ms() / 2;
-        live.iter()
-            .all(|m| confirmed.get(&m).is_some_and(|t| now.since(*t) <= lease))
+        let backed = self
+            .witness_backed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let backed = (backed > 0).then_some(Millis(backed));
+        fencing::lease_ok(true, live, &confirmed, backed, &self.settings, now)
     }
 
     /// A secondary echoed our heartbeat of `epoch`: it still follows us.
-    pub fn echoed(&self, export: ExportId, from: MemberId, epoch: u64, now: Millis) {
+    /// `sent`: when we sent the heartbeat it echoes (the lease counts from there: an echo
+    /// read after this member was frozen is old).
+    pub fn echoed(&self, export: ExportId, from: MemberId, epoch: u64, sent: u64) {
         if let Some(role) = self.role(export) {
             if let Role::Primary(ps) = &*role {
                 if lock(&ps.core).p.epoch().0 == epoch {
-                    lock(&ps.confirmed).insert(from, now);
+                    ps.confirm(from, Millis(sent));
                 }
             }
         }
@@ -669,245 +682,250 @@ impl Mirror {
 
     /// Something came from `peer`: it is alive.
     pub fn heard(&self, peer: MemberId, now: Millis) {
-        lock(&self.health).entry(peer).or_default().last_heard = Some(now);
+        lock(&self.node).heard(peer, now);
     }
 
     /// `peer`'s host refused a connection to its peer port: nothing listens there now.
     pub fn refused(&self, peer: MemberId, now: Millis) {
-        lock(&self.health).entry(peer).or_default().refused_at = Some(now);
+        lock(&self.node).refused(peer, now);
+        self.wake.notify_one(); // evidence for a takeover: decide now
     }
 
     /// When anything last came from `peer`.
     pub fn last_heard(&self, peer: MemberId) -> Option<Millis> {
-        self.watch(peer).last_heard
+        lock(&self.node).evidence.last_heard(peer)
     }
 
-    fn watch(&self, peer: MemberId) -> PrimaryWatch {
-        lock(&self.health).get(&peer).copied().unwrap_or_default()
-    }
-
-    /// Timers: resends, heartbeats, silent secondaries, and the failover decision of every
-    /// secondary. Call every few milliseconds.
-    pub fn tick(&self, server: &Arc<Server>, now: Millis) {
-        let beat = {
-            let mut last = lock(&self.last_heartbeat);
-            let due = now.since(*last) >= self.group.failover.heartbeat_ms;
-            if due {
-                *last = now;
-            }
-            due
-        };
-        let witness_link = self
-            .group
-            .witness
-            .and_then(|w| lock(&self.links).get(&w).cloned());
-        if beat {
-            if let Some(l) = &witness_link {
-                // keeps the witness's view of us fresh
-                let _ = l.try_send(PeerMsg::ping().to_frame().into());
-            }
-        }
+    /// What the data path knows of each export's role, for the member machine.
+    fn views(&self) -> HashMap<ExportId, RoleView> {
+        let mut views = HashMap::new();
         for role in self.roles() {
-            match &*role {
+            let (export, view) = match &*role {
                 Role::Primary(ps) => {
-                    if let Some(w) = self.group.witness {
-                        // cut off from the majority (the witness and every secondary): stop
-                        // before the majority replaces us
-                        let live = lock(&ps.core).p.live();
-                        let sec_heard = live.iter().filter_map(|m| self.watch(m).last_heard).max();
-                        if isolated(
-                            self.watch(w).last_heard,
-                            sec_heard,
-                            &self.group.failover,
-                            now,
-                        ) {
-                            self.deposed(
-                                ps.export,
-                                now,
-                                "isolated: neither the witness nor any secondary heard".into(),
-                            );
-                            continue;
-                        }
-                    }
-                    let mut c = lock(&ps.core);
-                    c.p.tick(now);
-                    if beat {
-                        let hb: bytes::Bytes = PeerMsg::Heartbeat {
-                            export: ps.export.0,
-                            epoch: c.p.epoch().0,
-                            seq: c.p.last_seq().0,
-                        }
-                        .to_frame()
-                        .into();
-                        for m in c.p.live().iter() {
-                            if let Some(l) = lock(&self.links).get(&m) {
-                                let _ = l.try_send(hb.clone());
-                            }
-                            // A live secondary answers every heartbeat; one that stopped
-                            // (frozen, cut off) is failed out so replies do not wait on it.
-                            let w = self.watch(m);
-                            if w.last_heard
-                                .is_some_and(|h| now.since(h) > self.group.failover.silence_ms())
-                            {
-                                c.p.member_lost(m);
-                                self.event(
-                                    now,
-                                    ps.export,
-                                    format!(
-                                        "secondary {} failed out (silent for {} ms)",
-                                        self.group.name_of(m),
-                                        self.group.failover.silence_ms()
-                                    ),
-                                );
-                            }
-                        }
-                    }
-                    ps.drain(&mut c, self, now);
-                    let stepping = c.stepping_down.is_some();
-                    let live = c.p.live();
-                    let closed = c.closed;
-                    drop(c);
-                    if stepping {
-                        self.finish_step_down(ps, now);
-                    } else if !closed {
-                        // a listed secondary linked but out (refused, failed, resync failed):
-                        // ask it again every few seconds
-                        for m in &ps.secondaries {
-                            let due = lock(&ps.asked).get(m).is_none_or(|t| now.since(*t) >= 3000);
-                            if due && !live.contains(*m) && !lock(&ps.resyncs).contains_key(m) {
-                                self.ask_to_rejoin(server, ps, *m, now);
-                            }
-                        }
-                    }
-                }
-                Role::Standby(sb) => {
-                    if sb.clean_at.is_none() && self.probe_due(sb.export, now) {
-                        self.negotiate(sb.export, sb.epoch, &sb.others, now);
-                    }
+                    let (live, stepping_down, closed) = {
+                        let c = lock(&ps.core);
+                        (c.p.live(), c.stepping_down.is_some(), c.closed)
+                    };
+                    let resyncing = lock(&ps.resyncs).keys().copied().collect();
+                    (
+                        ps.export,
+                        RoleView::Primary {
+                            live,
+                            stepping_down,
+                            closed,
+                            resyncing,
+                        },
+                    )
                 }
                 Role::Secondary(ss) => {
-                    let (joined, in_step, out) = lock(&ss.core)
+                    let (joined, in_step, leader) = lock(&ss.core)
                         .as_ref()
                         .map(|sc| {
                             let j = sc.leader.is_some() && !sc.closed;
-                            (j, j && sc.s.backlog() == 0, Some(sc.out.clone()))
+                            (j, j && sc.s.backlog() == 0, sc.leader)
                         })
                         .unwrap_or((false, false, None));
-                    if lock(&self.rejoin.take_over).contains(&ss.export) {
-                        if self.promote(ss, now, "the primary handed the role back") {
-                            lock(&self.rejoin.take_over).remove(&ss.export);
-                            lock(&self.rejoin.want_back).remove(&ss.export);
+                    let incoming = lock(&self.rejoin.incoming).contains_key(&ss.export);
+                    (
+                        ss.export,
+                        RoleView::Secondary {
+                            primary: leader.unwrap_or(ss.primary),
+                            joined,
+                            in_step,
+                            incoming,
+                        },
+                    )
+                }
+                Role::Standby(sb) => (
+                    sb.export,
+                    RoleView::Standby {
+                        clean: sb.clean_at.is_some(),
+                        epoch: sb.epoch,
+                        since: sb.since,
+                    },
+                ),
+            };
+            views.insert(export, view);
+        }
+        views
+    }
+
+    /// The driver's step: runs the data path's timers (resends), asks the member machine
+    /// what is due and carries it out. Returns when to run again (the earliest deadline).
+    pub fn tick(&self, server: &Arc<Server>, now: Millis) -> Millis {
+        // who serves first: a primary that must fence itself does so before its data path
+        // may fail a silent secondary out and release replies without it
+        let views = self.views();
+        let role = |e: ExportId| views.get(&e).cloned();
+        let effects = lock(&self.node).handle_timeout(now, &role, self);
+        for e in effects {
+            self.carry_out(server, e, now);
+        }
+        let mut next = Millis(now.0 + self.settings.failover.heartbeat_ms);
+        for role in self.roles() {
+            if let Role::Primary(ps) = &*role {
+                // a member that does not answer its Join holds writes for the silence time
+                // at most
+                let expired: Vec<MemberId> = lock(&ps.joining)
+                    .iter()
+                    .filter(|(_, t)| now.since(**t) >= self.settings.silence_ms())
+                    .map(|(m, _)| *m)
+                    .collect();
+                for m in expired {
+                    self.joined_answered(ps, m);
+                }
+                let mut c = lock(&ps.core);
+                c.p.tick(now);
+                ps.drain(&mut c, self, now);
+                if let Some(d) = c.p.next_deadline() {
+                    next = next.min(d);
+                }
+            }
+        }
+        let views = self.views();
+        let role = |e: ExportId| views.get(&e).cloned();
+        next.min(lock(&self.node).poll_timeout(&role))
+    }
+
+    /// Carries out one effect of the member machine.
+    fn carry_out(&self, server: &Arc<Server>, e: Effect, now: Millis) {
+        let send = |to: MemberId, msg: PeerMsg| {
+            if let Some(l) = lock(&self.links).get(&to) {
+                let _ = l.try_send(msg.to_frame().into());
+            }
+        };
+        let role = |export: ExportId| self.role(export);
+        match e {
+            Effect::WitnessPing => {
+                if let Some(w) = self.group.witness {
+                    send(w, PeerMsg::ping_at(now.0));
+                }
+            }
+            Effect::WitnessQuery { about, to } => {
+                let about = self.group.name_of(about).to_string();
+                send(to, PeerMsg::WitnessQuery { about });
+            }
+            Effect::Probe { export, to } => send(to, PeerMsg::Probe { export: export.0 }),
+            Effect::Event { export, what } => self.event(now, export, what),
+            Effect::Heartbeat { export, to } => {
+                if let Some(Role::Primary(ps)) = role(export).as_deref() {
+                    let hb = {
+                        let c = lock(&ps.core);
+                        // `seq` carries our clock: the echo tells when we sent it (lease)
+                        PeerMsg::Heartbeat {
+                            export: export.0,
+                            epoch: c.p.epoch().0,
+                            seq: now.0,
                         }
-                        continue;
+                    };
+                    send(to, hb);
+                }
+            }
+            Effect::FailOut {
+                export,
+                member,
+                why,
+            } => {
+                if let Some(Role::Primary(ps)) = role(export).as_deref() {
+                    let mut c = lock(&ps.core);
+                    if c.p.live().contains(member) {
+                        c.p.member_lost(member);
+                        ps.drain(&mut c, self, now);
+                        drop(c);
+                        self.event(now, export, why);
                     }
-                    if !joined {
-                        let incoming = lock(&self.rejoin.incoming).contains_key(&ss.export);
-                        if !incoming && self.probe_due(ss.export, now) {
-                            self.negotiate(ss.export, Epoch(0), &ss.others, now);
-                        }
-                    }
-                    // the listed primary, in step again after a resync: ask for the role back
-                    if in_step && lock(&self.rejoin.want_back).contains(&ss.export) {
-                        let mut asked = lock(&self.rejoin.asked_back);
-                        if asked.get(&ss.export).is_none_or(|t| now.since(*t) >= 2000) {
-                            asked.insert(ss.export, now);
-                            drop(asked);
-                            if let Some(o) = &out {
-                                let _ = o.try_send(
-                                    PeerMsg::Handoff {
-                                        export: ss.export.0,
-                                    }
-                                    .to_frame()
-                                    .into(),
-                                );
-                            }
-                        }
-                    }
-                    let w = self.watch(ss.primary);
-                    let cfg = &self.group.failover;
-                    // first in line: every secondary listed before us is gone as well
-                    let first = ss.ahead.iter().all(|m| {
-                        matches!(
-                            decide(&self.watch(*m), cfg, now, true, true),
-                            Verdict::Promote(_)
-                        )
-                    });
-                    let silent = w
-                        .last_heard
-                        .is_some_and(|h| now.since(h) >= cfg.silence_ms());
-                    if silent && beat {
-                        if let Some(l) = &witness_link {
-                            let _ = l.try_send(
-                                PeerMsg::WitnessQuery {
-                                    about: self.group.name_of(ss.primary).to_string(),
-                                }
-                                .to_frame()
-                                .into(),
-                            );
-                        }
-                    }
-                    match decide(&w, cfg, now, joined, first) {
-                        Verdict::Follow => {}
-                        Verdict::HoldOff(why) => {
-                            let mut logged = lock(&self.holdoff_logged);
-                            let last = logged.get(&ss.export).copied();
-                            if last.is_none_or(|l| now.since(l) > 5000) {
-                                logged.insert(ss.export, now);
-                                drop(logged);
-                                self.event(now, ss.export, format!("not taking over: {why}"));
-                            }
-                        }
-                        Verdict::Promote(why) => {
-                            self.promote(ss, now, why);
+                }
+            }
+            Effect::AskToRejoin { export, member } => {
+                if let Some(Role::Primary(ps)) = role(export).as_deref() {
+                    self.ask_to_rejoin(server, ps, member, now);
+                }
+            }
+            Effect::FinishStepDown { export } => {
+                if let Some(Role::Primary(ps)) = role(export).as_deref() {
+                    self.finish_step_down(ps, now);
+                }
+            }
+            Effect::Fence { export, why } => self.deposed(export, now, why),
+            Effect::Promote { export, why } => {
+                if let Some(Role::Secondary(ss)) = role(export).as_deref() {
+                    if self.promote(ss, now, &why) {
+                        if let Some(m) = lock(&self.node).member(export) {
+                            m.took_over();
                         }
                     }
                 }
             }
+            Effect::StartPrimary { export, why } => {
+                let (seen, others) = match role(export).as_deref() {
+                    Some(Role::Standby(sb)) => (sb.epoch, sb.others.clone()),
+                    Some(Role::Secondary(ss)) => (Epoch(0), ss.others.clone()),
+                    _ => return,
+                };
+                if let Err(e) = self.start_primary(export, seen, others, now, &why) {
+                    self.event(now, export, format!("cannot start as primary: {e}"));
+                }
+            }
+            Effect::AskRoleBack { export } => {
+                if let Some(Role::Secondary(ss)) = role(export).as_deref() {
+                    let out = lock(&ss.core).as_ref().map(|sc| sc.out.clone());
+                    if let Some(o) = out {
+                        let _ = o.try_send(PeerMsg::Handoff { export: export.0 }.to_frame().into());
+                    }
+                }
+            }
         }
-    }
-
-    fn probe_due(&self, export: ExportId, now: Millis) -> bool {
-        let mut p = lock(&self.rejoin.probed_at);
-        let due = p.get(&export).is_none_or(|t| now.since(*t) >= 1000);
-        if due {
-            p.insert(export, now);
-        }
-        due
     }
 
     /// The primary stood down for us: take over at the next tick.
     pub fn take_over_asked(&self, export: ExportId, from: MemberId, now: Millis) {
         if let Some(role) = self.role(export) {
             if let Role::Secondary(ss) = &*role {
-                if ss.primary == from {
-                    lock(&self.rejoin.take_over).insert(export);
-                    self.event(
-                        now,
-                        export,
-                        format!(
-                            "{} stood down for us: taking the role back",
-                            self.group.name_of(from)
-                        ),
-                    );
+                let leader = lock(&ss.core).as_ref().and_then(|sc| sc.leader);
+                if ss.primary == from || leader == Some(from) {
+                    let name = self.group.name_of(from).to_string();
+                    let ev = lock(&self.node)
+                        .member(export)
+                        .map(|m| m.take_over_asked(&name));
+                    if let Some(Effect::Event { export, what }) = ev {
+                        self.event(now, export, what);
+                    }
+                    self.wake.notify_one();
                 }
             }
         }
     }
 
-    /// The witness answered about `about`.
-    pub fn witness_says(&self, about: &str, ms_ago: u64, now: Millis) {
+    /// `voucher` (the witness or another member) answered when it last heard `about`.
+    pub fn vouched(&self, voucher: MemberId, about: &str, ms_ago: u64, now: Millis) {
         if let Some(p) = self.group.peer(about) {
-            lock(&self.health).entry(p.id).or_default().witness_says = Some((now, ms_ago));
+            lock(&self.node).says(voucher, p.id, ms_ago, now);
+            self.wake.notify_one();
         }
+    }
+
+    /// (The witness:) it answered a query about `about` with `ms_ago`: if that lets the
+    /// asker take over (twice the silence), `about` is told so when it is heard again.
+    pub fn reported_lost(&self, about: &str, ms_ago: u64) {
+        // only a witness (no export of its own) backs primaries with its pings
+        if self.roles.is_empty() && ms_ago >= 2 * self.settings.silence_ms() {
+            if let Some(p) = self.group.peer(about) {
+                lock(&self.lost_reported).insert(p.id);
+            }
+        }
+    }
+
+    /// (The witness:) whether `m` was reported lost since it was last told (and forgets it).
+    pub fn take_reported_lost(&self, m: MemberId) -> bool {
+        lock(&self.lost_reported).remove(&m)
     }
 
     /// What we can tell about member `about` (the witness's answer to a query).
     pub fn seen(&self, about: &str, now: Millis) -> u64 {
-        self.group
-            .peer(about)
-            .and_then(|p| self.watch(p.id).last_heard)
-            .map(|h| now.since(h))
-            .unwrap_or(u64::MAX)
+        match self.group.peer(about) {
+            Some(p) => lock(&self.node).evidence.ms_since_heard(p.id, now),
+            None => u64::MAX,
+        }
     }
 
     /// Takes over an export we are a secondary of: a new epoch, our applied state as the
@@ -916,6 +934,9 @@ impl Mirror {
         let (base, epoch, prev) = {
             let mut c = lock(&ss.core);
             let Some(sc) = c.as_mut() else { return false };
+            if sc.leader.is_none() || sc.closed {
+                return false; // not in step with any stream: nothing to take over from
+            }
             if sc.s.running() > 0 {
                 return false; // let local applies finish; next tick
             }
@@ -985,10 +1006,24 @@ impl Mirror {
             if let Role::Primary(ps) = &*role {
                 for (m, l) in links {
                     if ps.secondaries.contains(&m) {
+                        // Client updates wait (bounded) for its answer and cached replies:
+                        // this member may have lost its own with a restart, and a
+                        // retransmission executed before they arrive runs twice
+                        // (tests/sim_group.rs).
+                        lock(&ps.joining).insert(m, now);
+                        ps.hold(m, true);
                         ps.add(self, m, &l, now);
                     }
                 }
             }
+        }
+    }
+
+    /// `m` answered the Join of a new primary (refused, or joined and handed its replies):
+    /// client updates need not wait for it any more.
+    fn joined_answered(&self, ps: &PrimarySide, m: MemberId) {
+        if lock(&ps.joining).remove(&m).is_some() {
+            ps.hold(m, false);
         }
     }
 
@@ -1003,6 +1038,12 @@ impl Mirror {
         now: Millis,
         what: String,
     ) {
+        // clients follow the primary before anything else happens here (fencing.rs)
+        if let Some(v) = &self.group.vip {
+            if self.vip_export() == Some(ps.export) {
+                v.give_up();
+            }
+        }
         self.set_role(
             ps.export,
             Role::Standby(StandbySide {
@@ -1011,13 +1052,9 @@ impl Mirror {
                 epoch,
                 others: ps.secondaries.clone(),
                 clean_at,
+                since: now,
             }),
         );
-        if let Some(v) = &self.group.vip {
-            if self.vip_export() == Some(ps.export) {
-                v.give_up();
-            }
-        }
         self.event(now, ps.export, what);
     }
 
@@ -1036,14 +1073,20 @@ impl Mirror {
                 }
                 // Never two primaries: a primary still heard is asked to step down first
                 // (it drains what is in flight, then falls silent).
-                let heard = self.watch(ss.primary).last_heard;
-                if heard.is_some_and(|h| now.since(h) < self.group.failover.silence_ms()) {
+                let silence = self.settings.silence_ms();
+                if lock(&self.node)
+                    .evidence
+                    .heard_within(ss.primary, silence, now)
+                {
                     return Err(format!(
                         "the primary {} is alive: `ftnfsctl demote` it first",
                         self.group.name_of(ss.primary)
                     ));
                 }
                 if self.promote(ss, now, "ftnfsctl promote") {
+                    if let Some(m) = lock(&self.node).member(export) {
+                        m.took_over();
+                    }
                     Ok("promoted".into())
                 } else {
                     Err("updates still being applied here; try again".into())
@@ -1171,6 +1214,11 @@ impl Mirror {
                     return Err("this member follows another primary".into());
                 }
                 *c = None; // the mirror is about to change under any old position
+                drop(c);
+                // and so are the replies it executed: the survivor's come at the last pass
+                // (a reply kept here for an update the resync undoes would answer a
+                // retransmission for an update that no longer exists)
+                server.clear_replies(export);
             }
             Role::Standby(sb) if sb.clean_at.is_some() && epoch <= sb.epoch.0 => {
                 return Err("standing by after a step-down in this epoch".into())
@@ -1289,8 +1337,8 @@ impl Mirror {
         if let Some(i) = lock(&self.rejoin.incoming).remove(&export) {
             i.progress.finish();
         }
-        if self.rejoin.position.get(&export) == Some(&0) {
-            lock(&self.rejoin.want_back).insert(export);
+        if let Some(m) = lock(&self.node).member(export) {
+            m.resynced();
         }
         self.follow(
             export,
@@ -1507,7 +1555,6 @@ impl Mirror {
             return false;
         };
         if lock(&ps.diverged).contains(&m) {
-            lock(&ps.asked).insert(m, now);
             self.start_resync(server, ps, m, Want::Full, now);
         } else {
             ps.add(self, m, &l, now);
@@ -1515,31 +1562,42 @@ impl Mirror {
         true
     }
 
-    /// What this member answers a `Probe`.
-    pub fn probe_reply(&self, export: ExportId, asker: MemberId) -> PeerMsg {
+    /// A `Probe` from `asker`: what this member answers ([`secondary_answer`]). A probe
+    /// from the primary this member follows says that it is not primary any more (a member
+    /// asks only when it follows no primary): this member leaves its stream, so that it
+    /// negotiates too — else the two wait for each other for good (the fenced primary
+    /// defers to its joined secondary as the better candidate, which waits for it; found by
+    /// `tests/sim_group.rs`).
+    pub fn probe_reply(&self, export: ExportId, asker: MemberId, now: Millis) -> PeerMsg {
         let state = match self.role(export).as_deref() {
-            Some(Role::Primary(_)) => 1,
+            Some(Role::Primary(_)) => ProbeState::Primary,
             Some(Role::Secondary(ss)) => {
-                // Following a live primary — unless that primary is the asker itself: a
-                // member asks because it is not primary (it stood down, was fenced, or
-                // restarted), so a secondary still joined to it follows nobody and is only
-                // a candidate. Taking it for a primary kept a group without one for good
-                // (issue 12: the fenced primary waited for its own secondary).
-                if lock(&ss.core)
+                let mut c = lock(&ss.core);
+                let leader = c
                     .as_ref()
-                    .is_some_and(|sc| sc.leader.is_some_and(|l| l != asker) && !sc.closed)
-                {
-                    2
-                } else {
-                    3
+                    .and_then(|sc| if sc.closed { None } else { sc.leader });
+                if leader == Some(asker) {
+                    if let Some(sc) = c.as_mut() {
+                        sc.leader = None;
+                    }
+                    drop(c);
+                    self.event(
+                        now,
+                        export,
+                        format!(
+                            "{} is not primary any more (it asks what we are): negotiating",
+                            self.group.name_of(asker)
+                        ),
+                    );
                 }
+                secondary_answer(leader, asker)
             }
-            _ => 4,
+            _ => ProbeState::Standby,
         };
         let (history, seq) = self.last_logged(export);
         PeerMsg::ProbeReply {
             export: export.0,
-            state,
+            state: state.code(),
             epoch: read_epoch(&self.state_dir, export),
             complete: self.complete(export),
             history,
@@ -1558,120 +1616,55 @@ impl Mirror {
             seq,
         } = msg
         {
-            let p = if matches!(state, 1 | 2) {
-                Peer::Primary
-            } else {
-                Peer::Member(Candidate {
-                    complete: *complete,
-                    epoch: *epoch,
-                    history: *history,
-                    seq: *seq,
-                    position: self.position_of(ExportId(*export), from),
-                })
+            let claim = Candidate {
+                complete: *complete,
+                epoch: *epoch,
+                history: *history,
+                seq: *seq,
+                position: 0, // the member machine knows the list
             };
-            lock(&self.rejoin.probes).insert((ExportId(*export), from), (now, p));
-        }
-    }
-
-    fn position_of(&self, export: ExportId, m: MemberId) -> usize {
-        // members are listed in the order of their `others` after our own place
-        let me = self.rejoin.position.get(&export).copied().unwrap_or(0);
-        let others = match self.role(export).as_deref() {
-            Some(Role::Secondary(ss)) => ss.others.clone(),
-            Some(Role::Standby(sb)) => sb.others.clone(),
-            Some(Role::Primary(ps)) => ps.secondaries.clone(),
-            None => Vec::new(),
-        };
-        let i = others
-            .iter()
-            .position(|o| *o == m)
-            .unwrap_or(usize::MAX - 1);
-        if i < me {
-            i
-        } else {
-            i + 1
-        }
-    }
-
-    /// Startup negotiation for an export nobody here follows (tick, about once a second).
-    fn negotiate(&self, export: ExportId, seen: Epoch, others: &[MemberId], now: Millis) {
-        let started = *lock(&self.rejoin.started).get_or_insert(now);
-        for m in others {
-            if let Some(l) = lock(&self.links).get(m) {
-                let _ = l.try_send(PeerMsg::Probe { export: export.0 }.to_frame().into());
-            }
-        }
-        if now.since(started) < 2000 {
-            return; // give the group time to link up
-        }
-        let fresh = |t: Millis| now.since(t) <= 3000;
-        let probes = lock(&self.rejoin.probes).clone();
-        let view: Vec<(String, Peer)> = others
-            .iter()
-            .map(|m| {
-                let p = match probes.get(&(export, *m)) {
-                    Some((t, p)) if fresh(*t) && lock(&self.links).contains_key(m) => *p,
-                    _ if self.watch(*m).refused_at.is_some_and(fresh) => Peer::Down,
-                    _ => Peer::Unknown,
-                };
-                (self.group.name_of(*m).to_string(), p)
-            })
-            .collect();
-        let (history, seq) = self.last_logged(export);
-        let me = Candidate {
-            complete: self.complete(export),
-            epoch: seen.0.max(read_epoch(&self.state_dir, export)),
-            history,
-            seq,
-            position: self.rejoin.position.get(&export).copied().unwrap_or(0),
-        };
-        let verdict = rules::startup(&me, &view).and_then(|()| {
-            if self.group.rejoin.manual_start {
-                Err("--manual-start: waiting for ftnfsctl promote".into())
-            } else {
-                Ok(())
-            }
-        });
-        match verdict {
-            Ok(()) => {
-                let _ = self.start_primary(
-                    export,
-                    seen,
-                    others.to_vec(),
-                    now,
-                    "no primary, every other member heard and none newer",
-                );
-            }
-            Err(why) => {
-                let mut n = lock(&self.rejoin.negotiated);
-                let last = n.get(&export).cloned();
-                if last
-                    .as_ref()
-                    .is_none_or(|(t, w)| *w != why || now.since(*t) > 30_000)
-                {
-                    n.insert(export, (now, why.clone()));
-                    drop(n);
-                    self.event(now, export, format!("not starting as primary: {why}"));
-                }
+            if let Some(m) = lock(&self.node).member(ExportId(*export)) {
+                m.probe_answered(from, ProbeState::from_code(*state), claim, now);
             }
         }
     }
 
-    /// Steps down from primary on the operator's word: no new update is numbered; those in
-    /// flight finish normally (the secondaries still acknowledge them); then this member
-    /// stands by, exactly at its last update, ready to follow the member promoted next.
-    pub fn demote(&self, export: ExportId, now: Millis, why: String) {
+    /// Steps down from primary (the operator's word, or a hand-back): no new update is
+    /// numbered; those in flight finish normally (the secondaries still acknowledge them);
+    /// then this member stands by, exactly at its last update, and tells the first live
+    /// secondary to take over; it follows that one as its secondary.
+    pub fn demote(&self, export: ExportId, now: Millis, why: String) -> Result<(), String> {
         let Some(role) = self.role(export) else {
-            return;
+            return Err("export is not mirrored".into());
         };
-        let Role::Primary(ps) = &*role else { return };
+        let Role::Primary(ps) = &*role else {
+            return Err("not primary of this export".into());
+        };
         {
             let mut c = lock(&ps.core);
+            if c.stepping_down.is_some() {
+                return Ok(());
+            }
+            // Hand the role to the first listed secondary that is live in our stream: only
+            // we know it holds every released update. (An operator's promote of a secondary
+            // cannot know that: one failed out earlier still believes it is in step, and
+            // the sim_group simulation lost acknowledged updates that way.) With none, the
+            // group would be left without a primary: refused.
+            let live = c.p.live();
+            let mut to = lock(&ps.handoff_to);
+            if to.is_none() {
+                *to = ps.secondaries.iter().copied().find(|m| live.contains(*m));
+            }
+            if to.is_none() {
+                return Err("no secondary is in step to take over: not stepping down".into());
+            }
             c.closed = true;
             c.stepping_down = Some(why.clone());
         }
         self.event(now, export, format!("stepping down from primary: {why}"));
         self.finish_step_down(ps, now);
+        self.wake.notify_one();
+        Ok(())
     }
 
     fn finish_step_down(&self, ps: &PrimarySide, now: Millis) {
@@ -1686,7 +1679,23 @@ impl Mirror {
             (c.p.epoch(), (ps.history, c.p.last_seq()), why)
         };
         let what = format!("stood down at update {}: {why}", at.1 .0);
-        let to = lock(&ps.handoff_to).take();
+        // only a member still live in our stream holds every released update
+        let live = lock(&ps.core).p.live();
+        let to = lock(&ps.handoff_to).take().filter(|m| live.contains(*m));
+        if to.is_none() {
+            // the member it was for fell out meanwhile: standing down now would leave the
+            // group without a primary (the simulation's "0 primaries"); serve on
+            let mut c = lock(&ps.core);
+            c.closed = false;
+            c.stepping_down = None;
+            drop(c);
+            self.event(
+                now,
+                ps.export,
+                "step-down cancelled: the member to take over is not in step any more".into(),
+            );
+            return;
+        }
         self.stand_by(ps, epoch, why, Some(at), now, what);
         if let Some(to) = to {
             if let Some(l) = lock(&self.links).get(&to) {
@@ -1718,11 +1727,12 @@ impl Mirror {
             c.p.epoch()
         };
         let what = format!("deposed as primary: {why}");
-        let export = ps.export;
-        self.stand_by(ps, epoch, why, None, now, what);
-        if self.moves_clients(export) {
+        if self.moves_clients(ps.export) {
+            // reset before standing by: no client waits on this member for a reply it will
+            // never send (the virtual IP goes in stand_by, first thing)
             self.close_clients.send_modify(|g| *g += 1);
         }
+        self.stand_by(ps, epoch, why, None, now, what);
     }
 
     /// Makes this member the secondary of `from` for `export`, in step at `base` of stream
@@ -1747,7 +1757,6 @@ impl Mirror {
             Role::Secondary(SecondarySide {
                 export,
                 primary: from,
-                ahead: Vec::new(),
                 others,
                 core: Mutex::new(Some(SecondaryCore {
                     s: Secondary::new(export, epoch, base, WINDOW),
@@ -1781,16 +1790,21 @@ impl Mirror {
             reason,
             want: Want::Nothing,
         };
-        if epoch < read_epoch(&self.state_dir, sb.export) {
+        let verdict = rules_rejoin::standby_join(
+            Epoch(read_epoch(&self.state_dir, sb.export)),
+            sb.epoch,
+            sb.clean_at,
+            Epoch(epoch),
+            (prev, SeqNo(base)),
+            self.complete(sb.export),
+        );
+        if verdict == Err(rules_rejoin::JoinRefusal::OlderEpoch) {
             return reply(
                 false,
                 format!("epoch {epoch} is older than the one known here"),
             );
         }
-        if sb.clean_at != Some((prev, SeqNo(base)))
-            || epoch <= sb.epoch.0
-            || !self.complete(sb.export)
-        {
+        if verdict.is_err() {
             let why = format!("standing by ({}); needs resync", sb.why);
             self.event(
                 now,
@@ -1832,6 +1846,27 @@ impl Mirror {
         reply(true, String::new())
     }
 
+    /// Whether this member, leading `export` in `ours`, must yield to `from`, which leads or
+    /// follows `theirs` ([`fencing::yields_to`]).
+    pub fn yields(&self, export: ExportId, ours: Epoch, from: MemberId, theirs: Epoch) -> bool {
+        let me = self.rejoin.position.get(&export).copied().unwrap_or(0);
+        let others = match self.role(export).as_deref() {
+            Some(Role::Primary(ps)) => ps.secondaries.clone(),
+            Some(Role::Secondary(ss)) => ss.others.clone(),
+            Some(Role::Standby(sb)) => sb.others.clone(),
+            None => Vec::new(),
+        };
+        let them = ftnfs_core::member::startup::position_of(&others, me, from);
+        fencing::yields_to(ours, me, theirs, them)
+    }
+
+    /// Whether `from`, leading or following `theirs`, must yield to this member, which
+    /// leads `export` in `ours`: it is answered with a `Refuse` of ours.
+    pub fn outranks(&self, export: ExportId, ours: Epoch, from: MemberId, theirs: Epoch) -> bool {
+        // two members never share a place: exactly one of two yields
+        !self.yields(export, ours, from, theirs)
+    }
+
     /// The export whose primary holds the virtual IP: the first mirrored one.
     pub fn vip_export(&self) -> Option<ExportId> {
         self.roles.keys().min().copied()
@@ -1847,12 +1882,36 @@ impl Mirror {
     ) {
         self.heard(from, now);
         if let PeerMsg::WitnessSeen { about, ms_ago } = &msg {
-            self.witness_says(about, *ms_ago, now);
+            self.vouched(from, about, *ms_ago, now);
             return;
         }
         if let PeerMsg::ProbeReply { .. } = &msg {
             self.probed(from, &msg, now);
             return;
+        }
+        if Some(from) == self.group.witness {
+            match msg {
+                PeerMsg::Heartbeat { export: 0, seq, .. } if seq > 0 => {
+                    // it answered our ping sent at `seq`: it backs us
+                    lock(&self.node).witness_backs(Millis(seq));
+                    self.witness_backed
+                        .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+                PeerMsg::WitnessLost => {
+                    // it reported us lost to another member, which may have taken over
+                    self.witness_backed
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                    let views = self.views();
+                    let role = |e: ExportId| views.get(&e).cloned();
+                    let effects = lock(&self.node).witness_lost_us(&role);
+                    for e in effects {
+                        self.carry_out(server, e, now);
+                    }
+                    return;
+                }
+                _ => {}
+            }
         }
         let export = match &msg {
             PeerMsg::Ack { export, .. }
@@ -1861,6 +1920,7 @@ impl Mirror {
             | PeerMsg::SyncNeed { export, .. }
             | PeerMsg::SyncRoundDone { export, .. }
             | PeerMsg::Handoff { export }
+            | PeerMsg::SyncReplies { export, .. }
             | PeerMsg::Heartbeat { export, .. } => ExportId(*export),
             other => {
                 tracing::warn!(
@@ -1877,6 +1937,12 @@ impl Mirror {
             return;
         };
         match msg {
+            PeerMsg::SyncReplies { replies, .. } => {
+                // a member that joined hands us its cached replies (we may have lost ours)
+                server.adopt_replies(export, &replies, false);
+                self.joined_answered(ps, from);
+                return;
+            }
             PeerMsg::SyncNeed { needs, .. } => {
                 if let Some((tx, _)) = lock(&ps.resyncs).get(&from) {
                     let _ = tx.send(Reply::Need(needs));
@@ -1894,17 +1960,16 @@ impl Mirror {
             PeerMsg::Handoff { .. } => {
                 let live = lock(&ps.core).p.live().contains(from);
                 let mut h = lock(&ps.handoff_to);
-                if live && h.is_none() {
+                if rules_rejoin::accept_handback(live, h.is_some()) {
                     *h = Some(from);
                     drop(h);
-                    self.demote(
-                        export,
-                        now,
-                        format!(
-                            "giving the role back to the listed primary {}",
-                            self.group.name_of(from)
-                        ),
+                    let why = format!(
+                        "giving the role back to the listed primary {}",
+                        self.group.name_of(from)
                     );
+                    if let Err(e) = self.demote(export, now, why) {
+                        self.event(now, export, format!("not giving the role back: {e}"));
+                    }
                 }
                 return;
             }
@@ -1927,6 +1992,7 @@ impl Mirror {
                     c.p.member_lost(from);
                     ps.drain(&mut c, self, now);
                 }
+                self.joined_answered(ps, from);
                 self.start_resync(server, ps, from, want.clone(), now);
                 return;
             }
@@ -1938,12 +2004,14 @@ impl Mirror {
                 epoch, seq, status, ..
             } => {
                 if epoch == c.p.epoch().0 {
-                    lock(&ps.confirmed).insert(from, now);
+                    if let Some(sent) = c.p.first_sent(SeqNo(seq)) {
+                        ps.confirm(from, sent);
+                    }
                 }
                 c.p.on_ack(from, Epoch(epoch), SeqNo(seq), status)
             }
             PeerMsg::Refuse { epoch, .. } => {
-                if epoch > c.p.epoch().0 {
+                if self.yields(export, c.p.epoch(), from, Epoch(epoch)) {
                     // A newer primary exists: we are deposed (never two primaries).
                     drop(c);
                     self.deposed(
@@ -1960,7 +2028,12 @@ impl Mirror {
             }
             PeerMsg::JoinReply { ok: true, .. } => {
                 lock(&ps.diverged).remove(&from);
-                lock(&ps.confirmed).insert(from, now);
+                let asked = lock(&self.node)
+                    .member(export)
+                    .and_then(|m| m.asked_at(from));
+                if let Some(t) = asked {
+                    ps.confirm(from, t);
+                }
                 self.event(
                     now,
                     export,
@@ -1977,6 +2050,9 @@ impl Mirror {
                     ),
                 );
                 c.p.member_lost(from);
+                drop(c);
+                self.joined_answered(ps, from);
+                c = lock(&ps.core);
             }
             _ => {}
         }
@@ -1992,7 +2068,8 @@ impl Mirror {
             Role::Secondary(s) => s.export,
             Role::Standby(s) => s.export,
         });
-        let ago = |m: MemberId| self.watch(m).last_heard.map(|h| now.since(h));
+        let evidence = lock(&self.node).evidence.clone();
+        let ago = |m: MemberId| evidence.last_heard(m).map(|h| now.since(h));
         for role in roles {
             let v = match &*role {
                 Role::Standby(sb) => json!({
@@ -2075,6 +2152,29 @@ impl Mirror {
     }
 }
 
+/// What the member machine asks the daemon. Takes only leaf locks (links, change logs): it
+/// runs under the node lock.
+impl Facts for Mirror {
+    fn linked(&self, m: MemberId) -> bool {
+        lock(&self.links).contains_key(&m)
+    }
+
+    fn candidate(&self, export: ExportId, seen: Epoch) -> Candidate {
+        let (history, seq) = self.last_logged(export);
+        Candidate {
+            complete: self.complete(export),
+            epoch: seen.0.max(read_epoch(&self.state_dir, export)),
+            history,
+            seq,
+            position: self.rejoin.position.get(&export).copied().unwrap_or(0),
+        }
+    }
+
+    fn name(&self, m: MemberId) -> String {
+        self.group.name_of(m).to_string()
+    }
+}
+
 impl PrimarySide {
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -2095,13 +2195,13 @@ impl PrimarySide {
             pristine_at_start,
             chain_base: base,
             held: Mutex::new(HashSet::new()),
+            joining: Mutex::new(HashMap::new()),
             unheld: Condvar::new(),
             resyncs: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
-            asked: Mutex::new(HashMap::new()),
             handoff_to: Mutex::new(None),
             diverged: Mutex::new(HashSet::new()),
-            confirmed: Mutex::new(HashMap::new()),
+            confirmed: Mutex::new(std::collections::BTreeMap::new()),
             core: Mutex::new(PrimaryCore {
                 p: Primary::new(
                     export,
@@ -2119,6 +2219,13 @@ impl PrimarySide {
                 stepping_down: None,
             }),
         }
+    }
+
+    /// `m` confirmed our epoch as of `at` (when we sent what it answered).
+    fn confirm(&self, m: MemberId, at: Millis) {
+        let mut c = lock(&self.confirmed);
+        let t = c.entry(m).or_insert(at);
+        *t = (*t).max(at);
     }
 
     /// Holds (or releases) clients' writes for the resync of `member`: while any resync
@@ -2161,7 +2268,9 @@ impl PrimarySide {
     }
 
     fn add(&self, m: &Mirror, peer: MemberId, link: &Link, now: Millis) {
-        lock(&self.asked).insert(peer, now);
+        if let Some(me) = lock(&m.node).member(self.export) {
+            me.asked(peer, now);
+        }
         let mut c = lock(&self.core);
         // The Join goes on the link before any update sent by add_member.
         let base = c.p.released_watermark();
@@ -2216,9 +2325,13 @@ impl PrimarySide {
         let token = c.next_token;
         let (tx, rx) = sync_channel(2);
         c.waiters.insert(token, tx);
+        let idle = c.p.pending() == 0;
         match c.p.submit(token, touch, payload, now) {
             Ok(seq) => {
                 self.drain(&mut c, m, now);
+                if idle {
+                    m.wake.notify_one(); // a resend deadline now exists
+                }
                 Ok((seq, rx))
             }
             Err(b) => {
@@ -2274,10 +2387,24 @@ impl PrimarySide {
                     }
                 }
                 PrimaryEffect::Failed { member, reason } => {
+                    // tell it (best effort: a cut link loses it; the takeover window covers
+                    // that): it no longer follows this stream
+                    if let Some(l) = lock(&m.links).get(&member) {
+                        let _ = l.try_send(
+                            PeerMsg::FailedOut {
+                                export: self.export.0,
+                                epoch: c.p.epoch().0,
+                            }
+                            .to_frame()
+                            .into(),
+                        );
+                    }
                     if matches!(reason, FailReason::Diverged { .. }) {
                         // copy it at the next tick: it stops serving reads when that starts
                         lock(&self.diverged).insert(member);
-                        lock(&self.asked).remove(&member);
+                        if let Some(me) = lock(&m.node).member(self.export) {
+                            me.ask_soon(member);
+                        }
                     }
                     let what = match &reason {
                         FailReason::Diverged { .. } => "failed out (diverged)",
@@ -2309,6 +2436,9 @@ impl PrimarySide {
                 }
             }
         }
+        if c.stepping_down.is_some() && c.p.pending() == 0 {
+            m.wake.notify_one(); // the planned step-down can complete now
+        }
     }
 }
 
@@ -2338,71 +2468,59 @@ impl SecondarySide {
             want: Want::Nothing,
         };
         let known = read_epoch(&m.state_dir, self.export);
-        if epoch < known {
-            return reply(
-                false,
-                format!("epoch {epoch} is older than epoch {known} known here"),
-            );
-        }
         let mut c = lock(&self.core);
-        // Only the listed primary leads the first epoch; any later one was won by a takeover
-        // (and older epochs are refused above).
-        if from != self.primary
-            && epoch <= 1
-            && !(prev != 0 && matches!(&*c, Some(sc) if sc.history == prev))
-        {
-            return reply(
-                false,
-                format!(
-                    "{} is not the listed primary of this export",
-                    m.group.name_of(from)
-                ),
-            );
-        }
-        let accept = match &*c {
-            _ if !m.complete(self.export) => Err(
-                "this mirror is incomplete (an interrupted resync or a host crash); needs resync"
-                    .into(),
-            ),
-            // a takeover: the new primary was our fellow secondary in the same stream, and we
-            // stand exactly where it starts
-            Some(sc) if prev != 0 && sc.history == prev => {
-                if sc.s.watermark().0 == base && sc.s.backlog() == 0 {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "the new primary starts at update {base}, this mirror is at {}; needs resync",
-                        sc.s.watermark().0
-                    ))
-                }
-            }
-            Some(sc) if sc.history == history => {
-                if sc.s.watermark().0 >= base {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "missed updates: applied up to {}, primary released up to {base}; needs resync",
-                        sc.s.watermark().0
-                    ))
-                }
-            }
-            Some(sc) if sc.pristine && primary_pristine && base == 0 => Ok(()),
-            Some(_) => Err("another update stream than the one applied here; needs resync".into()),
+        let applied_epoch = c.as_ref().map(|sc| sc.s.epoch());
+        let applied = c.as_ref().map(|sc| rules_rejoin::Applied {
+            history: sc.history,
+            watermark: sc.s.watermark(),
+            backlog: sc.s.backlog(),
+            pristine: sc.pristine,
+        });
+        let mirror_pristine = match applied {
+            Some(_) => false, // not asked: a stream is applied here
             None => match ex.pristine() {
-                Ok(true) if primary_pristine && base == 0 => Ok(()),
-                Ok(true) => Err("primary mirror is not empty; needs resync".into()),
-                Ok(false) => Err("this mirror is not empty; needs resync".into()),
-                Err(e) => Err(format!("cannot inspect this mirror: {e}")),
+                Ok(p) => p,
+                Err(e) => {
+                    drop(c);
+                    return reply(false, format!("cannot inspect this mirror: {e}"));
+                }
             },
         };
+        let offer = rules_rejoin::Offer {
+            from_listed_primary: from == self.primary,
+            epoch: Epoch(epoch),
+            base: SeqNo(base),
+            history,
+            prev,
+            pristine: primary_pristine,
+        };
+        let accept = rules_rejoin::secondary_join(
+            &offer,
+            Epoch(known),
+            m.complete(self.export),
+            applied,
+            mirror_pristine,
+        );
+        if let Err(r) = &accept {
+            if !r.needs_resync() {
+                drop(c);
+                let why = match r {
+                    rules_rejoin::Refusal::NotListed => format!(
+                        "{} is not the listed primary of this export",
+                        m.group.name_of(from)
+                    ),
+                    r => format!("epoch {epoch}: {r}"),
+                };
+                return reply(false, why);
+            }
+        }
         match accept {
-            Ok(()) => {
+            Ok(keep) => {
                 if epoch > known {
                     if let Err(e) = write_epoch(&m.state_dir, self.export, epoch) {
                         return reply(false, format!("cannot persist epoch: {e}"));
                     }
                 }
-                let keep = matches!(&*c, Some(sc) if sc.history == history);
                 if keep {
                     let sc = c.as_mut().expect("checked above");
                     sc.out = out;
@@ -2433,7 +2551,21 @@ impl SecondarySide {
                 reply(true, String::new())
             }
             Err(why) => {
+                // A newer epoch asks: whoever we followed was replaced. Stop following it
+                // (so the new primary's resync is accepted, and we never take over from a
+                // stream that moved on without us). The epoch is not persisted: it would
+                // make this stale mirror's claim look newer in startup negotiation.
+                if rules_rejoin::leaves_old_stream(Epoch(known), applied_epoch, Epoch(epoch)) {
+                    *c = None;
+                } else if let Some(sc) = c.as_mut() {
+                    // a Join from the primary we follow says it failed us out (it asks only
+                    // members that are out): we are not in step with it any more
+                    if sc.leader == Some(from) {
+                        sc.leader = None;
+                    }
+                }
                 drop(c);
+                let why = why.to_string();
                 m.event(
                     now,
                     self.export,
@@ -2445,6 +2577,25 @@ impl SecondarySide {
                     reason: why,
                     want: m.want(self.export),
                 }
+            }
+        }
+    }
+
+    /// The primary `from` failed this member out of its stream (`epoch`).
+    pub fn failed_out(&self, m: &Mirror, from: MemberId, epoch: u64, now: Millis) {
+        let mut c = lock(&self.core);
+        if let Some(sc) = c.as_mut() {
+            if rules_rejoin::failed_out_applies(sc.leader, sc.s.epoch(), from, Epoch(epoch)) {
+                sc.leader = None;
+                drop(c);
+                m.event(
+                    now,
+                    self.export,
+                    format!(
+                        "failed out by {}: not in step any more (a resync follows)",
+                        m.group.name_of(from)
+                    ),
+                );
             }
         }
     }

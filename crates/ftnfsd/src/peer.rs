@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ftnfs_core::ids::{ExportId, MemberId, SeqNo};
+use ftnfs_core::ids::{Epoch, ExportId, MemberId, SeqNo};
 use ftnfs_core::mirror::Update;
 use ftnfs_wire::peer::{FrameDecoder, PeerMsg, VERSION};
 use hmac::{Hmac, Mac};
@@ -330,7 +330,12 @@ async fn inbound_loop(
                         server.now(),
                     ),
                     (Some(Role::Primary(_)), _)
-                        if epoch > crate::mirror::read_epoch(&m.state_dir, ExportId(export)) =>
+                        if m.yields(
+                            ExportId(export),
+                            Epoch(crate::mirror::read_epoch(&m.state_dir, ExportId(export))),
+                            from,
+                            Epoch(epoch),
+                        ) =>
                     {
                         // someone took over in a newer epoch while we were away: step down
                         m.deposed(
@@ -355,15 +360,31 @@ async fn inbound_loop(
                         want: ftnfs_wire::peer::Want::Nothing,
                     },
                 };
+                let joined = matches!(reply, PeerMsg::JoinReply { ok: true, .. });
                 let _ = out.try_send(reply.to_frame().into());
+                if joined {
+                    // our cached replies go to the primary we now follow: it may have lost its
+                    // own (a restart), and a retransmission reaching it must be answered, not
+                    // executed again (tests/sim_group.rs)
+                    send_replies(server, &out, export);
+                }
             }
             PeerMsg::WitnessQuery { about } => {
                 let ms_ago = m.seen(&about, server.now());
+                // an answer that lets the asker take over: the member asked about must not
+                // serve alone any more once it is heard again (WitnessLost)
+                m.reported_lost(&about, ms_ago);
                 let _ = out.try_send(PeerMsg::WitnessSeen { about, ms_ago }.to_frame().into());
             }
-            PeerMsg::Heartbeat { export: 0, .. } => {
-                // a member's liveness ping (to a witness, or any member): answer it
-                let _ = out.try_send(PeerMsg::ping().to_frame().into());
+            PeerMsg::Heartbeat { export: 0, seq, .. } => {
+                // a member's liveness ping (to a witness, or any member): answer it with its
+                // own time, or, if this witness reported it lost since, with WitnessLost
+                let answer = if m.take_reported_lost(from) {
+                    PeerMsg::WitnessLost
+                } else {
+                    PeerMsg::ping_at(seq)
+                };
+                let _ = out.try_send(answer.to_frame().into());
             }
             PeerMsg::Heartbeat { export, epoch, seq } => {
                 if let Some(role) = m.role(ExportId(export)) {
@@ -373,8 +394,18 @@ async fn inbound_loop(
                                 ss.on_heartbeat(epoch, seq);
                             }
                         }
+                        // an older primary's heartbeat: it has not noticed the takeover
+                        // (strictly older only: a heartbeat of our own epoch is an echo)
+                        Role::Primary(ps)
+                            if ftnfs_core::member::fencing::deposed_by(
+                                Epoch(epoch),
+                                ps.epoch(),
+                            ) =>
+                        {
+                            refuse_older(&out, export, ps.epoch(), seq)
+                        }
                         // a secondary's echo of our heartbeat: it follows our epoch
-                        Role::Primary(_) => m.echoed(ExportId(export), from, epoch, server.now()),
+                        Role::Primary(_) => m.echoed(ExportId(export), from, epoch, seq),
                         Role::Standby(_) => {}
                     }
                 }
@@ -388,6 +419,14 @@ async fn inbound_loop(
                 payload,
             } => {
                 if let Some(role) = m.role(ExportId(export)) {
+                    if let Role::Primary(ps) = &*role {
+                        // an update of an older primary that missed the takeover: tell it at
+                        // once (a Refuse of a newer epoch deposes it) instead of letting it
+                        // wait for an acknowledgement, fail us out and release alone
+                        if m.outranks(ExportId(export), ps.epoch(), from, Epoch(epoch)) {
+                            refuse_older(&out, export, ps.epoch(), seq);
+                        }
+                    }
                     if let Role::Secondary(ss) = &*role {
                         ss.on_update(
                             server,
@@ -452,14 +491,50 @@ async fn inbound_loop(
             PeerMsg::TakeOver { export } => {
                 m.take_over_asked(ExportId(export), from, server.now());
             }
+            PeerMsg::FailedOut { export, epoch } => {
+                if let Some(role) = m.role(ExportId(export)) {
+                    if let Role::Secondary(ss) = &*role {
+                        ss.failed_out(m, from, epoch, server.now());
+                    }
+                }
+            }
             PeerMsg::Probe { export } => {
-                let _ = out.try_send(m.probe_reply(ExportId(export), from).to_frame().into());
+                let reply = m.probe_reply(ExportId(export), from, server.now());
+                let _ = out.try_send(reply.to_frame().into());
             }
             other => {
                 return Err(PeerError::Refused(format!(
                     "unexpected message on a secondary link: {other:?}"
                 )))
             }
+        }
+    }
+}
+
+/// Answers a message of an older epoch with a `Refuse` of ours (it deposes the sender).
+fn refuse_older(out: &crate::mirror::Link, export: u32, ours: Epoch, seq: u64) {
+    let _ = out.try_send(
+        PeerMsg::Refuse {
+            export,
+            epoch: ours.0,
+            seq,
+        }
+        .to_frame()
+        .into(),
+    );
+}
+
+/// Hands every cached reply of this member to the peer on `out` (bounded chunks; best effort:
+/// a full queue drops the rest).
+fn send_replies(server: &Arc<Server>, out: &crate::mirror::Link, export: u32) {
+    let replies = server.cached_replies();
+    for chunk in replies.chunks(ftnfs_wire::peer::MAX_SYNC_REPLIES as usize) {
+        let msg = PeerMsg::SyncReplies {
+            export,
+            replies: chunk.to_vec(),
+        };
+        if out.try_send(msg.to_frame().into()).is_err() {
+            break;
         }
     }
 }

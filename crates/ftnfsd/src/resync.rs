@@ -42,8 +42,7 @@ use ftnfs_core::ids::{ExportId, FileId, Generation, MemberId, SeqNo};
 use ftnfs_core::mirror::resync::{final_pass, Dirty, DirtySet, LogEntry, Plan, BLOCK};
 use ftnfs_wire::nfs3::FType3;
 use ftnfs_wire::peer::{
-    sync_data_frame, CachedReply, PeerMsg, SyncEntry, SyncObj, MAX_CACHED_REPLY, MAX_SYNC_NEEDS,
-    MAX_SYNC_REPLIES,
+    sync_data_frame, PeerMsg, SyncEntry, SyncObj, MAX_SYNC_NEEDS, MAX_SYNC_REPLIES,
 };
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, renameat, AtFlags, OFlag};
@@ -322,27 +321,7 @@ impl Sender<'_> {
 
     /// The duplicate request cache's replies, in frames of at most [`MAX_SYNC_REPLIES`].
     fn send_replies(&mut self) -> Result<(), String> {
-        let replies: Vec<CachedReply> = self
-            .server
-            .drc
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replies()
-            .into_iter()
-            .filter(|(_, r)| r.len() <= MAX_CACHED_REPLY as usize)
-            .map(|(k, r)| CachedReply {
-                client: match k.client {
-                    std::net::IpAddr::V4(a) => a.octets().to_vec(),
-                    std::net::IpAddr::V6(a) => a.octets().to_vec(),
-                },
-                xid: k.xid.0,
-                prog: k.prog,
-                vers: k.vers,
-                proc_: k.proc_,
-                args_sum: k.args_sum,
-                reply: r.to_vec(),
-            })
-            .collect();
+        let replies = self.server.cached_replies();
         for chunk in replies.chunks(MAX_SYNC_REPLIES as usize) {
             self.push(&PeerMsg::SyncReplies {
                 export: self.export.0,
@@ -1511,30 +1490,7 @@ pub fn receive(
             }
             PeerMsg::SyncReplies { replies, .. } => {
                 // the survivor's replies: a retransmission reaching this member gets them
-                let now = server.now();
-                let mut drc = server.drc.lock().unwrap_or_else(|p| p.into_inner());
-                for r in replies {
-                    let client = match r.client.len() {
-                        4 => <[u8; 4]>::try_from(&r.client[..])
-                            .map(std::net::IpAddr::from)
-                            .ok(),
-                        16 => <[u8; 16]>::try_from(&r.client[..])
-                            .map(std::net::IpAddr::from)
-                            .ok(),
-                        _ => None,
-                    };
-                    if let Some(client) = client {
-                        let key = ftnfs_core::drc::DrcKey {
-                            client,
-                            xid: ftnfs_core::ids::Xid(r.xid),
-                            prog: r.prog,
-                            vers: r.vers,
-                            proc_: r.proc_,
-                            args_sum: r.args_sum,
-                        };
-                        drc.record(key, &r.reply, now);
-                    }
-                }
+                server.adopt_replies(export, &replies, true);
             }
             PeerMsg::SyncRoundEnd { round, at: end, .. } => {
                 if let Err(e) = a.flush_records() {

@@ -166,6 +166,8 @@ impl Server {
                 return Some(r.to_vec());
             }
         }
+        // the mirrored export whose update this is: its reply is tagged in the DRC
+        let mut mirrored_export = None;
         let reply = match Args::decode(h.proc_, args) {
             Ok(a) if !info.updates && !self.mirror.is_empty() && !self.answers_reads(&a) => {
                 // a mirror that is not in step (out, standing by, being resynced) would
@@ -211,10 +213,27 @@ impl Server {
                                 let r = self.execute(h.xid, a, peer, cred, anonymous, Some(d.0));
                                 if !self.mirrored_done(ps, d.1, d.2, &r) {
                                     // deposed before every member had it: no reply; the
-                                    // client retransmits to the new primary
-                                    self.drc().abandon(&key);
+                                    // client retransmits to the new primary. But it *was*
+                                    // executed here: keep its reply, so that a resend that
+                                    // reaches this member again (it may serve again from
+                                    // this very mirror, after a stall or a restart of the
+                                    // group) is answered, not executed twice
+                                    // (tests/sim_group.rs found the second execution).
+                                    let mut drc = self.drc();
+                                    drc.finish(key, &r, !info.idempotent, self.now());
+                                    drc.tag(&key, fh.export.0);
                                     return None;
                                 }
+                                if !self.leased(fh.export) {
+                                    // released, but this member's lease ran out (it was
+                                    // frozen; another may serve now): no reply from here, the
+                                    // client resends to whoever holds the address
+                                    let mut drc = self.drc();
+                                    drc.finish(key, &r, !info.idempotent, self.now());
+                                    drc.tag(&key, fh.export.0);
+                                    return None;
+                                }
+                                mirrored_export = Some(fh.export.0);
                                 r
                             }
                             None => {
@@ -250,7 +269,12 @@ impl Server {
                 self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::GarbageArgs))
             }
         };
-        self.drc().finish(key, &reply, !info.idempotent, self.now());
+        let mut drc = self.drc();
+        drc.finish(key, &reply, !info.idempotent, self.now());
+        if let Some(e) = mirrored_export {
+            drc.tag(&key, e);
+        }
+        drop(drc);
         Some(reply)
     }
 
@@ -407,7 +431,9 @@ impl Server {
         let key = DrcKey::new(ip, xid, nfs3::PROGRAM, 3, p.proc_, &p.args);
         let keep = proc_table::lookup(nfs3::PROGRAM, p.proc_).is_some_and(|i| !i.idempotent);
         if keep {
-            self.drc().record(key, &reply, self.now());
+            let mut drc = self.drc();
+            drc.record(key, &reply, self.now());
+            drc.tag(&key, export.0);
         }
         reply_status(&reply)
     }
@@ -428,6 +454,69 @@ impl Server {
             w.bool(false);
         }
         w.into_inner()
+    }
+
+    /// Every finished reply in the DRC small enough to hand to another member (a resync's
+    /// last pass, a join).
+    pub fn cached_replies(&self) -> Vec<ftnfs_wire::peer::CachedReply> {
+        self.drc()
+            .replies()
+            .into_iter()
+            .filter(|(_, r)| r.len() <= ftnfs_wire::peer::MAX_CACHED_REPLY as usize)
+            .map(|(k, r)| ftnfs_wire::peer::CachedReply {
+                client: match k.client {
+                    IpAddr::V4(a) => a.octets().to_vec(),
+                    IpAddr::V6(a) => a.octets().to_vec(),
+                },
+                xid: k.xid.0,
+                prog: k.prog,
+                vers: k.vers,
+                proc_: k.proc_,
+                args_sum: k.args_sum,
+                reply: r.to_vec(),
+            })
+            .collect()
+    }
+
+    /// Takes another member's cached replies of `export`'s updates into the DRC: `replace`
+    /// (a resync makes this mirror the survivor's) or only where this member has no entry (a
+    /// joining member's).
+    pub fn adopt_replies(
+        &self,
+        export: ExportId,
+        replies: &[ftnfs_wire::peer::CachedReply],
+        replace: bool,
+    ) {
+        let now = self.now();
+        let mut drc = self.drc();
+        for r in replies {
+            let client = match r.client.len() {
+                4 => <[u8; 4]>::try_from(&r.client[..]).map(IpAddr::from).ok(),
+                16 => <[u8; 16]>::try_from(&r.client[..]).map(IpAddr::from).ok(),
+                _ => None,
+            };
+            let Some(client) = client else { continue };
+            let key = ftnfs_core::drc::DrcKey {
+                client,
+                xid: ftnfs_core::ids::Xid(r.xid),
+                prog: r.prog,
+                vers: r.vers,
+                proc_: r.proc_,
+                args_sum: r.args_sum,
+            };
+            if replace {
+                drc.record(key, &r.reply, now);
+            } else {
+                drc.record_if_absent(key, &r.reply, now);
+            }
+            drc.tag(&key, export.0);
+        }
+    }
+
+    /// Forgets the cached replies of `export`'s updates (a resync is about to replace its
+    /// mirror).
+    pub fn clear_replies(&self, export: ExportId) {
+        self.drc().clear_export(export.0);
     }
 
     fn drc(&self) -> std::sync::MutexGuard<'_, Drc> {

@@ -262,9 +262,10 @@ fn a_standby_answers_jukebox_with_each_procedures_failure_body() {
         120,
         || format!("b never held back: {}", b.admin("status")),
         || {
+            // (its partner's process is down: it waits for it, or for the operator)
             b.admin("status")["status"]["mirror"]["events"]
                 .to_string()
-                .contains("--manual-start")
+                .contains("not starting as primary")
         },
     );
     assert_ne!(export_4711(&b).0, "primary");

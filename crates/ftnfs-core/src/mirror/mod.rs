@@ -19,7 +19,6 @@
 //! got a different result has diverged and is failed out of the export, never kept silently
 //! (decision 5).
 
-pub mod failover;
 pub mod order;
 pub mod primary;
 pub mod resync;

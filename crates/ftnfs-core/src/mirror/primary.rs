@@ -101,6 +101,9 @@ struct Pending<P> {
     early: Vec<(MemberId, u32)>,
     local: Option<u32>,
     started: bool,
+    /// When it was first sent: an acknowledgement of it proves the secondary followed our
+    /// epoch at that time at the latest (the read lease).
+    first_send: Millis,
     last_send: Millis,
     sends: u32,
 }
@@ -289,6 +292,7 @@ impl<P: Clone> Primary<P> {
                 early: Vec::new(),
                 local: None,
                 started: false,
+                first_send: now,
                 last_send: now,
                 sends: 1,
             },
@@ -413,6 +417,12 @@ impl<P: Clone> Primary<P> {
             self.fail(m, FailReason::Silent { seq, sends });
         }
         self.release_ready();
+    }
+
+    /// When update `seq` was first sent, while it is pending: the confirmation time of its
+    /// acknowledgement (an ack read after a freeze was sent before it).
+    pub fn first_sent(&self, seq: SeqNo) -> Option<Millis> {
+        self.pending.get(&seq).map(|p| p.first_send)
     }
 
     /// When `tick` has something to do next.

@@ -328,8 +328,9 @@ impl Candidate {
 }
 
 /// Startup negotiation of a member that finds no primary: it starts as primary only when it
-/// heard every other member (or saw its process gone), none is primary, and its own mirror
-/// is the best; otherwise it waits (for a primary to ask it to join, or for the operator).
+/// heard every other member, none is primary, and its own mirror is the best; otherwise it
+/// waits (for a primary to ask it to join, for the others to come back, or for the
+/// operator).
 pub fn startup(me: &Candidate, others: &[(String, Peer)]) -> Result<(), String> {
     if !me.complete {
         return Err("this mirror is incomplete (an interrupted resync or a host crash)".into());
@@ -340,6 +341,15 @@ pub fn startup(me: &Candidate, others: &[(String, Peer)]) -> Result<(), String> 
             Peer::Unknown => {
                 return Err(format!(
                 "{name} is not heard and may hold newer updates (ftnfsctl promote to start anyway)"
+            ))
+            }
+            // A member whose process is down may hold newer updates too: a member that
+            // follows nobody is here because it is not in step (restarted, failed out,
+            // resynced), and starting from its mirror would lose what the other one
+            // acknowledged (tests/sim_group.rs found exactly that).
+            Peer::Down => {
+                return Err(format!(
+                "{name}'s process is down and it may hold newer updates (ftnfsctl promote to start anyway)"
             ))
             }
             Peer::Member(c) if c.beats(me) => {
@@ -506,7 +516,7 @@ mod tests {
     #[test]
     fn startup_waits_for_every_member_and_picks_the_newest() {
         let me = cand(true, 2, 10, 0);
-        assert!(startup(&me, &[("b".into(), Peer::Down)]).is_ok());
+        assert!(startup(&me, &[("b".into(), Peer::Down)]).is_err());
         assert!(startup(&me, &[("b".into(), Peer::Unknown)]).is_err());
         assert!(startup(&me, &[("b".into(), Peer::Primary)]).is_err());
         assert!(startup(&me, &[("b".into(), Peer::Member(cand(false, 3, 99, 1)))]).is_ok());

@@ -1,0 +1,222 @@
+//! Takeover: when does a secondary take an export over from its primary (DESIGN.md "Failure
+//! handling"; patent pp. 25–30, Figures 4 and 5).
+//!
+//! The rule that matters most is **never two primaries**: silence alone does not prove that
+//! the primary is dead — the secondary may be the one cut off. So a secondary promotes only
+//! on evidence:
+//! - the primary *process* is gone while its *host* still answers: after its heartbeats
+//!   stopped, the primary's host refused a new peer connection (TCP RST: nothing listens);
+//! - or a **witness** (a third vote, `ftnfsd --witness-mode`) has not heard the primary for
+//!   twice the silence time either, so the secondary and the witness are a majority. A
+//!   primary that hears neither the witness nor any secondary for the silence time fences
+//!   itself first ([`super::fencing::isolated`]) — it is the minority — so it has stopped
+//!   before the majority replaces it.
+//!
+//! A primary that is merely unreachable without a witness is not replaced; the secondary
+//! waits and says why.
+//!
+//! Only the first listed secondary promotes; the others follow the new primary when it
+//! asks them to join (its `Join` names the stream they were in).
+
+use super::evidence::Evidence;
+use super::settings::FailoverConfig;
+use crate::ids::{MemberId, Millis};
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The primary is alive (or we never followed it): nothing to do.
+    Follow,
+    /// The primary is silent but there is no proof it is dead: do not promote.
+    HoldOff(&'static str),
+    /// Take over.
+    Promote(&'static str),
+}
+
+/// Decides for a secondary that is in step with its primary (`joined`) and is `first` among
+/// the live secondaries listed for the export. `vouchers`: the witness and every other
+/// member (not us, not the primary); with a witness, the primary counts as lost when every
+/// voucher lost it too (or its own process is proven gone) — the primary is then cut off
+/// from all of them and has fenced itself. The witness alone is not enough once a third
+/// member exists: the primary may go on with it (the simulation found exactly that).
+pub fn decide(
+    primary: MemberId,
+    ev: &Evidence,
+    vouchers: &[MemberId],
+    cfg: &FailoverConfig,
+    now: Millis,
+    joined: bool,
+    first: bool,
+) -> Verdict {
+    let w = ev.of(primary);
+    let Some(heard) = w.last_heard else {
+        return Verdict::Follow; // never followed: nothing to take over from
+    };
+    if !joined {
+        return Verdict::Follow;
+    }
+    if now.since(heard) < cfg.silence_ms() {
+        return Verdict::Follow;
+    }
+    // The primary went silent to us close enough to its end that it cannot have failed us
+    // out and released replies without us first (a secondary cut off earlier holds a mirror
+    // the group moved on from: it must wait for a resync or the operator).
+    let in_window = |gone: u64| gone.saturating_sub(heard.0) <= cfg.takeover_window_ms();
+    let in_vouched_window = |gone: u64| gone.saturating_sub(heard.0) <= cfg.vouched_window_ms();
+    let refused_after = w.refused_at.filter(|r| *r > heard);
+    let process_gone = refused_after.is_some_and(|r| in_window(r.0));
+    // a fresh answer (within two heartbeats) saying the voucher lost the primary too, long
+    // enough ago that an isolated primary has fenced itself; or the voucher is down itself
+    let lost_by = |v: MemberId, windowed: bool| {
+        ev.said(v, primary).is_some_and(|(at, ago)| {
+            now.since(at) <= 2 * cfg.heartbeat_ms
+                && ago >= 2 * cfg.silence_ms()
+                && (!windowed || in_vouched_window(at.0.saturating_sub(ago)))
+        }) || is_down(v, ev, cfg, now)
+    };
+    let majority = !vouchers.is_empty() && vouchers.iter().all(|v| lost_by(*v, true));
+    let gone_long_after_us = !process_gone
+        && !majority
+        && (refused_after.is_some()
+            || (!vouchers.is_empty() && vouchers.iter().all(|v| lost_by(*v, false))));
+    if gone_long_after_us {
+        return Verdict::HoldOff(
+            "the primary is gone, but it fell silent to us long before: it may have \
+             released updates without us (resync, or ftnfsctl promote the member that has them)",
+        );
+    }
+    match (process_gone || majority, first) {
+        (true, true) if process_gone => Verdict::Promote(
+            "primary process gone (heartbeats stopped, its host refuses connections)",
+        ),
+        (true, true) => Verdict::Promote("the witness and every other member lost the primary too"),
+        (true, false) => Verdict::HoldOff("primary gone; the first listed secondary takes over"),
+        (false, _) => Verdict::HoldOff(
+            "primary silent but not proven dead (partition or host down?): not promoting",
+        ),
+    }
+}
+
+/// Whether member `m` is proven down now: silent, and its host refused a connection since —
+/// recently (dialers retry a refused peer every 200 ms: an old refusal is of a member that
+/// may have come back, and two secondaries promoted at once in the simulation on one).
+fn is_down(m: MemberId, ev: &Evidence, cfg: &FailoverConfig, now: Millis) -> bool {
+    let w = ev.of(m);
+    w.refused_at.is_some_and(|r| {
+        now.since(r) <= cfg.silence_ms()
+            && w.last_heard
+                .is_none_or(|h| r > h && now.since(h) >= cfg.silence_ms())
+    })
+}
+
+/// Whether this secondary is first in line: every member listed before it (but the primary
+/// it follows) is proven down.
+pub fn first_in_line(ahead: &[MemberId], ev: &Evidence, cfg: &FailoverConfig, now: Millis) -> bool {
+    ahead.iter().all(|m| is_down(*m, ev, cfg, now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One row: (last heard, refused at, now, joined, first, verdict kind).
+    type Case = (Option<u64>, Option<u64>, u64, bool, bool, &'static str);
+
+    const P: MemberId = MemberId(1);
+    const W: MemberId = MemberId(9);
+    const C: MemberId = MemberId(3);
+
+    /// Scenario table (patent pp. 25–30; DESIGN.md "never two primaries").
+    #[test]
+    fn scenarios() {
+        let cfg = FailoverConfig::default(); // silence after 400 ms
+        let cases: &[Case] = &[
+            (Some(1000), None, 1100, true, true, "follow"), // heartbeats flowing
+            (None, Some(500), 5000, true, true, "follow"),  // never heard it
+            (Some(1000), Some(1500), 1500, false, true, "follow"), // not in step: no claim
+            (Some(1000), None, 2000, true, true, "hold"),   // silence only: partition?
+            (Some(1000), Some(900), 2000, true, true, "hold"), // refusal is older than contact
+            (Some(1000), Some(1450), 1450, true, true, "promote"), // silent and refused
+            (Some(1000), Some(1450), 1300, true, true, "follow"), // refused but not silent yet
+            (Some(1000), Some(1450), 1450, true, false, "hold"), // not first in line
+            (Some(1000), Some(1700), 1700, true, true, "promote"), // refused within the window
+            (Some(1000), Some(1701), 1701, true, true, "hold"), // silent to us for too long
+        ];
+        for (i, &(heard, refused, now, joined, first, want)) in cases.iter().enumerate() {
+            let mut ev = Evidence::default();
+            if let Some(h) = heard {
+                ev.heard(P, Millis(h));
+            }
+            if let Some(r) = refused {
+                ev.refused(P, Millis(r));
+            }
+            let got = match decide(P, &ev, &[], &cfg, Millis(now), joined, first) {
+                Verdict::Follow => "follow",
+                Verdict::HoldOff(_) => "hold",
+                Verdict::Promote(_) => "promote",
+            };
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    fn kind(v: Verdict) -> &'static str {
+        match v {
+            Verdict::Follow => "follow",
+            Verdict::HoldOff(_) => "hold",
+            Verdict::Promote(_) => "promote",
+        }
+    }
+
+    #[test]
+    fn witness_majority() {
+        let cfg = FailoverConfig::default(); // silence 400 ms, witness must say >= 800 ms
+        let mut ev = Evidence::default();
+        ev.heard(P, Millis(1000));
+        let d = |ev: &Evidence, v: &[MemberId], now| {
+            kind(decide(P, ev, v, &cfg, Millis(now), true, true))
+        };
+        // the witness still heard it recently: hold off
+        ev.says(W, P, 500, Millis(1950));
+        assert_eq!(d(&ev, &[W], 2000), "hold");
+        ev.says(W, P, 900, Millis(1950));
+        assert_eq!(d(&ev, &[W], 2000), "promote");
+        // a stale answer does not count
+        assert_eq!(d(&ev, &[W], 2400), "hold");
+        // the witness heard the primary long after we did: we may have been failed out
+        ev.says(W, P, 900, Millis(3950)); // it heard it at 3050, we at 1000
+        assert_eq!(d(&ev, &[W], 4000), "hold");
+    }
+
+    /// With a third member the witness alone is no majority: the primary may go on with
+    /// that member (cut off from the witness only). Every voucher must have lost it.
+    #[test]
+    fn a_third_member_must_have_lost_the_primary_too() {
+        let cfg = FailoverConfig::default();
+        let mut ev = Evidence::default();
+        ev.heard(P, Millis(1000));
+        ev.says(W, P, 900, Millis(1950));
+        let d = |ev: &Evidence, now| kind(decide(P, ev, &[W, C], &cfg, Millis(now), true, true));
+        assert_eq!(d(&ev, 2000), "hold");
+        ev.says(C, P, 850, Millis(1960));
+        assert_eq!(d(&ev, 2000), "promote");
+        // or that member is down itself
+        let mut ev2 = Evidence::default();
+        ev2.heard(P, Millis(1000));
+        ev2.says(W, P, 900, Millis(1950));
+        ev2.heard(C, Millis(1000));
+        ev2.refused(C, Millis(1900));
+        assert_eq!(d(&ev2, 2000), "promote");
+    }
+
+    #[test]
+    fn second_in_line_waits_for_the_first_to_be_proven_gone() {
+        let cfg = FailoverConfig::default();
+        let mut ev = Evidence::default();
+        let first = MemberId(1);
+        ev.heard(first, Millis(1000));
+        assert!(!first_in_line(&[first], &ev, &cfg, Millis(1200)));
+        ev.refused(first, Millis(1450));
+        assert!(first_in_line(&[first], &ev, &cfg, Millis(1450)));
+        assert!(first_in_line(&[], &ev, &cfg, Millis(0)));
+    }
+}

@@ -1,0 +1,2108 @@
+//! Seeded simulation of whole groups in virtual time (issue 12): 2–3 members and, in most
+//! runs, a witness, each member driven by the core's member machine (`ftnfs_core::member`:
+//! takeover, fencing, startup negotiation, rejoin, hand-back) and the data path
+//! (`mirror::primary` / `mirror::secondary`), with clients that retransmit, and a campaign of
+//! combined faults: crash and restart (losing memory), pause and resume (SIGSTOP, a stalled
+//! host), link cuts between two members or of one member from everybody, and planned
+//! switches by the operator.
+//!
+//! Peer links behave like TCP: per link, messages arrive in order or not at all (a cut or a
+//! crash loses what is in flight and ends the link); different links reorder freely. Clients
+//! talk to whoever holds the virtual IP.
+//!
+//! Checked at every step, or where it happens:
+//! - **never two serving**: at no instant do two running members each hold the primary role
+//!   with a valid read lease; a reply an older primary releases late (it was paused) is for
+//!   an update the newer primary holds;
+//! - **exactly once**: a retransmitted update gets its original reply (each client's updates
+//!   succeed the first time, so any EXIST/NOENT or a record appended twice is a second
+//!   execution);
+//! - **nothing acknowledged lost**: a member that becomes primary holds every acknowledged
+//!   update, and so does the final primary;
+//! - **liveness**: once faults stop, within a bound, exactly one primary, every other member
+//!   its joined secondary with the same data, and every client's last update answered.
+//!
+//! `FTNFS_SIM_SEED=N` replays one seed (with a trace: `FTNFS_SIM_TRACE=1`);
+//! `FTNFS_SIM_SEEDS=N` runs N seeds (default 200); `scripts/sim` runs many more.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
+use ftnfs_core::member::rejoin::{self, Applied, Offer};
+use ftnfs_core::member::settings::Settings;
+use ftnfs_core::member::startup::{secondary_answer, ProbeState};
+use ftnfs_core::member::{fencing, Effect, Facts, Member, Node, RoleView};
+use ftnfs_core::mirror::primary::{Primary, PrimaryConfig, PrimaryEffect};
+use ftnfs_core::mirror::resync::Candidate;
+use ftnfs_core::mirror::secondary::{Secondary, SecondaryEffect};
+use ftnfs_core::mirror::{FailReason, Key, MemberSet, Touch, Update};
+
+const E: ExportId = ExportId(1);
+const WITNESS: MemberId = MemberId(9);
+/// Bound on the time from the last fault's end to a converged group.
+const CONVERGE_MS: u64 = 30_000;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+// ---- the export's data, and what clients do to it ---------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    /// Appends record `rec` to client `file`'s log (like the kernel-client campaign's
+    /// acknowledged records).
+    Append { file: u32, rec: u64 },
+    /// Creates a name (EXIST if it is there: a second execution).
+    Create(u64),
+    /// Removes a name (NOENT if it is gone: a second execution).
+    Remove(u64),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Data {
+    logs: BTreeMap<u32, Vec<u64>>,
+    names: BTreeSet<u64>,
+}
+
+impl Data {
+    fn apply(&mut self, op: &Op) -> u32 {
+        match op {
+            Op::Append { file, rec } => {
+                self.logs.entry(*file).or_default().push(*rec);
+                0
+            }
+            Op::Create(n) => {
+                if self.names.insert(*n) {
+                    0
+                } else {
+                    17
+                }
+            }
+            Op::Remove(n) => {
+                if self.names.remove(n) {
+                    0
+                } else {
+                    2
+                }
+            }
+        }
+    }
+}
+
+fn touch(op: &Op) -> Touch {
+    match op {
+        Op::Append { file, .. } => Touch {
+            keys: vec![Key::whole(u64::from(*file))],
+            barrier: false,
+        },
+        _ => Touch {
+            keys: vec![],
+            barrier: true,
+        },
+    }
+}
+
+/// An update as it travels: the client's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Req {
+    client: u32,
+    xid: u64,
+    op: Op,
+}
+
+type Drc = BTreeMap<(u32, u64), u32>;
+
+// ---- messages -----------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Msg {
+    Update(Update<Req>),
+    Ack {
+        epoch: Epoch,
+        seq: SeqNo,
+        status: u32,
+    },
+    Refuse {
+        epoch: Epoch,
+    },
+    /// `at`: the primary's clock when sent; the echo carries it back (the lease counts
+    /// from there).
+    Heartbeat {
+        epoch: Epoch,
+        at: Millis,
+    },
+    Echo {
+        epoch: Epoch,
+        at: Millis,
+    },
+    Join {
+        offer: Offer,
+    },
+    JoinReply {
+        ok: bool,
+        copy: bool,
+    },
+    /// A whole resync in one message (the last pass with writes held): data and replies.
+    Copy {
+        epoch: Epoch,
+        base: SeqNo,
+        history: u64,
+        data: Data,
+        drc: Drc,
+    },
+    Probe,
+    ProbeReply {
+        state: ProbeState,
+        claim: Candidate,
+    },
+    /// A liveness ping to the witness, carrying the sender's time; the answer echoes it.
+    Ping {
+        at: Millis,
+    },
+    Pong {
+        at: Millis,
+    },
+    /// The witness to a member it reported lost: stop serving as primary.
+    WitnessLost,
+    WitnessQuery {
+        about: MemberId,
+    },
+    WitnessSeen {
+        about: MemberId,
+        ago: u64,
+    },
+    TakeOver,
+    Handoff,
+    FailedOut {
+        epoch: Epoch,
+    },
+    /// A member that joined hands the primary its cached replies.
+    Replies {
+        drc: Drc,
+    },
+}
+
+#[derive(Debug)]
+enum Ev {
+    Peer {
+        from: MemberId,
+        to: MemberId,
+        gen: u64,
+        msg: Msg,
+    },
+    Request {
+        to: MemberId,
+        req: Req,
+    },
+    Reply {
+        from: MemberId,
+        client: u32,
+        xid: u64,
+        status: u32,
+        epoch: Epoch,
+    },
+    Tick {
+        m: MemberId,
+        at: u64,
+    },
+    ClientTimer {
+        client: u32,
+        xid: u64,
+    },
+    Fault(Fault),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Crash(MemberId),
+    Restart(MemberId),
+    Pause(MemberId),
+    Resume(MemberId),
+    Cut(MemberId, MemberId),
+    Heal(MemberId, MemberId),
+    Isolate(MemberId),
+    Rejoin(MemberId),
+    Demote,
+}
+
+// ---- members ------------------------------------------------------------------------------
+
+struct Prim {
+    p: Primary<Req>,
+    history: u64,
+    confirmed: BTreeMap<MemberId, Millis>,
+    /// Submitted requests by token, and the local results not yet released.
+    reqs: BTreeMap<u64, Req>,
+    statuses: BTreeMap<u64, u32>,
+    next_token: u64,
+    closed: bool,
+    stepping_down: bool,
+    handoff_to: Option<MemberId>,
+    /// Members waiting for a copy (writes held until it is sent).
+    copy_for: BTreeSet<MemberId>,
+    /// Members asked to join when this member became primary whose answer and cached
+    /// replies are awaited (writes held for the silence time at most).
+    joining: BTreeMap<MemberId, u64>,
+}
+
+struct SecCore {
+    s: Secondary<Req>,
+    leader: Option<MemberId>,
+    history: u64,
+    closed: bool,
+}
+
+enum Role {
+    Primary(Box<Prim>),
+    /// `primary`: the listed primary, or the member it last followed (the daemon's
+    /// `follow`).
+    Secondary {
+        primary: MemberId,
+        core: Option<SecCore>,
+    },
+    Standby {
+        epoch: Epoch,
+        clean_at: Option<(u64, SeqNo)>,
+        since: Millis,
+    },
+}
+
+struct Mem {
+    id: MemberId,
+    pos: usize,
+    others: Vec<MemberId>,
+    up: bool,
+    paused: bool,
+    deferred: Vec<Ev>,
+    node: Node,
+    role: Role,
+    // durable
+    data: Data,
+    epoch_disk: Epoch,
+    log: (u64, u64),
+    // memory only
+    drc: Drc,
+    next_tick: u64,
+    /// The stream this member applied before it became primary (its `Join`s name it).
+    prev_history: u64,
+}
+
+struct Witness {
+    heard: BTreeMap<MemberId, u64>,
+    /// Members it reported lost (an answer that lets the asker take over), not yet told.
+    reported: BTreeSet<MemberId>,
+}
+
+struct Client {
+    next_rec: u64,
+    next_name: u64,
+    /// The update in flight: (xid, op, first sent).
+    current: Option<(u64, Op, u64)>,
+    next_xid: u64,
+    /// The first reply to every xid.
+    replies: BTreeMap<u64, u32>,
+    /// Acknowledged appends, in order.
+    acked: Vec<u64>,
+    /// The request that carried each record.
+    xid_of_rec: BTreeMap<u64, u64>,
+    /// Names whose create was acknowledged and whose remove was not.
+    live_names: BTreeSet<u64>,
+    /// Names created and removed, both acknowledged.
+    gone_names: BTreeSet<u64>,
+    longest_wait: u64,
+}
+
+struct World {
+    rng: Rng,
+    now: u64,
+    order: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Ev>,
+    settings: Settings,
+    has_witness: bool,
+    members: Vec<Mem>,
+    witness: Witness,
+    clients: Vec<Client>,
+    /// Link generations (a cut or a crash ends a link: what is in flight is lost).
+    gen: BTreeMap<(MemberId, MemberId), u64>,
+    link_free: BTreeMap<(MemberId, MemberId), u64>,
+    cuts: BTreeSet<(MemberId, MemberId)>,
+    isolated: BTreeSet<MemberId>,
+    vip: Option<MemberId>,
+    max_reply_epoch: Epoch,
+    histories: u64,
+    trace: bool,
+    faults_until: u64,
+    /// Acknowledged appends so far (client, rec), for the takeover check.
+    acked_appends: Vec<(u32, u64)>,
+    /// Requests whose cached reply died with every member that had it (the DRC is kept in
+    /// memory: a crash of all of them forgets it, as a cold restart of knfsd or Ganesha
+    /// does). A second execution of one of these is counted, not failed: it is the known
+    /// gap of a memory-only DRC, not a rule of the group broken.
+    drc_lost: BTreeSet<(u32, u64)>,
+    /// Every local execution of a request by a primary: (member, when).
+    runs: BTreeMap<(u32, u64), Vec<(MemberId, u64)>>,
+    /// When each member crashed (lost its memory).
+    crashed_at: BTreeMap<MemberId, Vec<u64>>,
+    second_runs_after_drc_loss: usize,
+}
+
+fn pair(a: MemberId, b: MemberId) -> (MemberId, MemberId) {
+    (a.min(b), a.max(b))
+}
+
+fn name(m: MemberId) -> String {
+    if m == WITNESS {
+        "w".into()
+    } else {
+        format!("m{}", m.0)
+    }
+}
+
+/// What the member machine may ask of a member.
+struct View<'a> {
+    w: &'a World,
+    me: MemberId,
+}
+
+impl Facts for View<'_> {
+    fn linked(&self, m: MemberId) -> bool {
+        self.w.reachable(self.me, m)
+    }
+    fn candidate(&self, _: ExportId, seen: Epoch) -> Candidate {
+        let m = self.w.mem(self.me);
+        Candidate {
+            complete: true,
+            epoch: seen.0.max(m.epoch_disk.0),
+            history: m.log.0,
+            seq: m.log.1,
+            position: m.pos,
+        }
+    }
+    fn name(&self, m: MemberId) -> String {
+        name(m)
+    }
+}
+
+impl World {
+    fn mem(&self, id: MemberId) -> &Mem {
+        &self.members[usize::from(id.0) - 1]
+    }
+    fn mem_mut(&mut self, id: MemberId) -> &mut Mem {
+        &mut self.members[usize::from(id.0) - 1]
+    }
+    fn ids(&self) -> Vec<MemberId> {
+        self.members.iter().map(|m| m.id).collect()
+    }
+    fn up(&self, id: MemberId) -> bool {
+        id == WITNESS || self.mem(id).up
+    }
+
+    /// Whether a link between `a` and `b` can carry messages now (TCP connects even to a
+    /// paused process: its kernel answers).
+    fn reachable(&self, a: MemberId, b: MemberId) -> bool {
+        self.up(a)
+            && self.up(b)
+            && !self.cuts.contains(&pair(a, b))
+            && !self.isolated.contains(&a)
+            && !self.isolated.contains(&b)
+    }
+
+    fn at(&mut self, delay: u64, ev: Ev) {
+        self.order += 1;
+        self.queue.push(Reverse((self.now + delay, self.order)));
+        self.events.insert(self.order, ev);
+    }
+
+    fn log(&self, what: impl FnOnce() -> String) {
+        if self.trace {
+            eprintln!("{:>7} {}", self.now, what());
+        }
+    }
+
+    /// Sends on the link `from → to`: in order, 1–15 ms, lost if the link ends first.
+    fn send(&mut self, from: MemberId, to: MemberId, msg: Msg) {
+        if !self.reachable(from, to) {
+            return;
+        }
+        let gen = *self.gen.get(&pair(from, to)).unwrap_or(&0);
+        let d = self.rng.range(1, 15);
+        let free = self.link_free.entry((from, to)).or_insert(0);
+        let t = (self.now + d).max(*free);
+        *free = t;
+        let delay = t - self.now;
+        self.at(delay, Ev::Peer { from, to, gen, msg });
+    }
+
+    /// Ends links of `m`: what is in flight is lost. A crash also resets them (the host
+    /// answers for the dead process), so primaries lose it as a live secondary at once; a
+    /// cut does not (TCP notices nothing; silence decides).
+    fn end_links(&mut self, m: MemberId, other: Option<MemberId>, reset: bool) {
+        let all: Vec<MemberId> = self.ids().into_iter().chain([WITNESS]).collect();
+        for o in all {
+            if o == m || other.is_some_and(|x| x != o) {
+                continue;
+            }
+            *self.gen.entry(pair(m, o)).or_insert(0) += 1;
+            if !reset {
+                continue;
+            }
+            for (a, b) in [(m, o), (o, m)] {
+                if a == WITNESS || !self.up(a) {
+                    continue;
+                }
+                let now = Millis(self.now);
+                if let Role::Primary(p) = &mut self.mem_mut(a).role {
+                    p.p.member_lost(b);
+                }
+                self.pump(a, now);
+            }
+        }
+    }
+
+    fn schedule_tick(&mut self, id: MemberId) {
+        let m = self.mem(id);
+        if !m.up {
+            return;
+        }
+        let views = role_view(m);
+        let mut t = m.node.poll_timeout(&|_| Some(views.clone())).0;
+        if let Role::Primary(p) = &m.role {
+            if let Some(d) = p.p.next_deadline() {
+                t = t.min(d.0);
+            }
+        }
+        let t = t.max(self.now + 1);
+        if m.next_tick == 0 || t < m.next_tick || m.next_tick <= self.now {
+            self.mem_mut(id).next_tick = t;
+            let delay = t - self.now;
+            self.at(delay, Ev::Tick { m: id, at: t });
+        }
+    }
+
+    // ---- the member's shell: carries out the core's effects -----------------------------
+
+    fn tick(&mut self, id: MemberId) {
+        let now = Millis(self.now);
+        // the dialer: a crashed member's host refuses connections
+        for o in self.ids() {
+            if o != id
+                && !self.mem(o).up
+                && !self.cuts.contains(&pair(id, o))
+                && !self.isolated.contains(&id)
+            {
+                self.mem_mut(id).node.refused(o, now);
+            }
+        }
+        let view = role_view(self.mem(id));
+        let blank = Node::new(self.settings, None, vec![]);
+        let mut node = std::mem::replace(&mut self.mem_mut(id).node, blank);
+        let effects = node.handle_timeout(now, &|_| Some(view.clone()), &View { w: self, me: id });
+        self.mem_mut(id).node = node;
+        for e in effects {
+            self.carry_out(id, e);
+        }
+        if let Role::Primary(p) = &mut self.mem_mut(id).role {
+            p.p.tick(now);
+        }
+        self.pump(id, now);
+    }
+
+    fn carry_out(&mut self, id: MemberId, e: Effect) {
+        let now = Millis(self.now);
+        self.log(|| format!("{} effect {e:?}", name(id)));
+        match e {
+            Effect::WitnessPing => {
+                let at = Millis(self.now);
+                self.send(id, WITNESS, Msg::Ping { at });
+            }
+            Effect::WitnessQuery { about, to } => self.send(id, to, Msg::WitnessQuery { about }),
+            Effect::Probe { to, .. } => self.send(id, to, Msg::Probe),
+            Effect::Event { .. } => {}
+            Effect::Heartbeat { to, .. } => {
+                if let Role::Primary(p) = &self.mem(id).role {
+                    let epoch = p.p.epoch();
+                    let at = Millis(self.now);
+                    self.send(id, to, Msg::Heartbeat { epoch, at });
+                }
+            }
+            Effect::FailOut { member, .. } => {
+                if let Role::Primary(p) = &mut self.mem_mut(id).role {
+                    p.p.member_lost(member);
+                }
+                self.pump(id, now);
+            }
+            Effect::AskToRejoin { member, .. } => self.ask_to_join(id, member),
+            Effect::FinishStepDown { .. } => self.finish_step_down(id),
+            Effect::Fence { why, .. } => self.depose(id, &why),
+            Effect::Promote { why, .. } => self.promote(id, &why),
+            Effect::StartPrimary { why, .. } => {
+                let m = self.mem(id);
+                let seen = match &m.role {
+                    Role::Standby { epoch, .. } => *epoch,
+                    Role::Secondary { .. } => Epoch(0),
+                    Role::Primary(_) => return,
+                };
+                let (prev, base) = m.log;
+                let epoch = Epoch(seen.0.max(m.epoch_disk.0) + 1);
+                self.become_primary(id, epoch, prev, SeqNo(base), &why);
+            }
+            Effect::AskRoleBack { .. } => {
+                if let Role::Secondary { core: Some(c), .. } = &self.mem(id).role {
+                    if let Some(l) = c.leader {
+                        self.send(id, l, Msg::Handoff);
+                    }
+                }
+            }
+        }
+    }
+
+    fn ask_to_join(&mut self, id: MemberId, m: MemberId) {
+        let now = Millis(self.now);
+        let me = self.mem(id);
+        let pos0 = me.pos == 0;
+        let Role::Primary(p) = &me.role else { return };
+        if p.closed || p.p.live().contains(m) {
+            return;
+        }
+        let offer = Offer {
+            from_listed_primary: pos0,
+            epoch: p.p.epoch(),
+            base: p.p.released_watermark(),
+            history: p.history,
+            prev: self.mem(id).log_prev(),
+            pristine: false,
+        };
+        let Role::Primary(p) = &mut self.mem_mut(id).role else {
+            return;
+        };
+        if p.p.add_member(m, now).is_err() {
+            return;
+        }
+        if let Some(mm) = self.mem_mut(id).node.member(E) {
+            mm.asked(m, now);
+        }
+        // the Join goes on the link before any update add_member queued
+        self.send(id, m, Msg::Join { offer });
+        self.pump(id, now);
+    }
+
+    fn finish_step_down(&mut self, id: MemberId) {
+        let Role::Primary(p) = &self.mem(id).role else {
+            return;
+        };
+        if !p.stepping_down || p.p.pending() > 0 {
+            return;
+        }
+        let live = p.p.live();
+        let (epoch, at) = (p.p.epoch(), (p.history, p.p.last_seq()));
+        let to = p.handoff_to.filter(|m| live.contains(*m));
+        if to.is_none() {
+            // the member it was for fell out: serve on (the daemon cancels the step-down)
+            if let Role::Primary(p) = &mut self.mem_mut(id).role {
+                p.closed = false;
+                p.stepping_down = false;
+                p.handoff_to = None;
+            }
+            return;
+        }
+        self.give_up_vip(id);
+        let now = Millis(self.now);
+        self.mem_mut(id).role = Role::Standby {
+            epoch,
+            clean_at: Some(at),
+            since: now,
+        };
+        self.log(|| format!("{} stood down at {at:?}", name(id)));
+        if let Some(to) = to {
+            self.send(id, to, Msg::TakeOver);
+        }
+    }
+
+    /// The daemon's `Mirror::yields`: `id`, leading in `ours`, yields to `from` of `theirs`.
+    fn yields(&self, id: MemberId, ours: Epoch, from: MemberId, theirs: Epoch) -> bool {
+        let m = self.mem(id);
+        let them = ftnfs_core::member::startup::position_of(&m.others, m.pos, from);
+        fencing::yields_to(ours, m.pos, theirs, them)
+    }
+
+    /// A second execution of `key` is the known gap of the memory-only DRC when every cached
+    /// copy of its reply died with a crash, or when the member that ran it again had lost its
+    /// own with a crash since the first run (the copy another member held did not reach it
+    /// in time: that member was frozen).
+    fn drc_gap(&self, key: (u32, u64)) -> bool {
+        if self.drc_lost.contains(&key) {
+            return true;
+        }
+        let Some(runs) = self.runs.get(&key) else {
+            return false;
+        };
+        let Some(&(_, first)) = runs.first() else {
+            return false;
+        };
+        runs.iter().skip(1).any(|(m, t)| {
+            self.crashed_at
+                .get(m)
+                .is_some_and(|cs| cs.iter().any(|c| *c >= first && *c <= *t))
+        })
+    }
+
+    fn give_up_vip(&mut self, id: MemberId) {
+        if self.vip == Some(id) {
+            self.vip = None;
+        }
+    }
+
+    fn depose(&mut self, id: MemberId, why: &str) {
+        let Role::Primary(p) = &self.mem(id).role else {
+            return;
+        };
+        let epoch = p.p.epoch();
+        self.log(|| format!("{} deposed: {why}", name(id)));
+        // unreleased replies are dropped; the virtual IP goes first
+        self.give_up_vip(id);
+        let now = Millis(self.now);
+        self.mem_mut(id).role = Role::Standby {
+            epoch,
+            clean_at: None,
+            since: now,
+        };
+    }
+
+    fn promote(&mut self, id: MemberId, why: &str) {
+        let m = self.mem(id);
+        let Role::Secondary { core: Some(c), .. } = &m.role else {
+            return;
+        };
+        if c.leader.is_none() || c.closed || c.s.running() > 0 {
+            return;
+        }
+        let epoch = Epoch(c.s.epoch().0.max(m.epoch_disk.0) + 1);
+        let (prev, base) = (c.history, c.s.watermark());
+        self.become_primary(id, epoch, prev, base, why);
+        if let Some(mm) = self.mem_mut(id).node.member(E) {
+            mm.took_over();
+        }
+    }
+
+    fn become_primary(&mut self, id: MemberId, epoch: Epoch, prev: u64, base: SeqNo, why: &str) {
+        let now = Millis(self.now);
+        self.histories += 1;
+        let history = self.histories;
+        // every acknowledged update must be here before this member serves
+        let missing: Vec<(u32, u64)> = {
+            let d = &self.mem(id).data;
+            self.acked_appends
+                .iter()
+                .filter(|(c, r)| !d.logs.get(c).is_some_and(|l| l.contains(r)))
+                .copied()
+                .collect()
+        };
+        assert!(
+            missing.is_empty(),
+            "{} became primary ({why}) without acknowledged updates {missing:?}",
+            name(id)
+        );
+        let m = self.mem_mut(id);
+        m.epoch_disk = epoch; // persisted before anything of the epoch is sent
+        m.log = (history, base.0);
+        m.role = Role::Primary(Box::new(Prim {
+            p: Primary::new(
+                E,
+                epoch,
+                base,
+                MemberSet::EMPTY,
+                PrimaryConfig {
+                    retry_ms: 200,
+                    max_sends: 5,
+                    max_pending: 1024,
+                },
+            ),
+            history,
+            confirmed: BTreeMap::new(),
+            reqs: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            next_token: 0,
+            closed: false,
+            stepping_down: false,
+            handoff_to: None,
+            copy_for: BTreeSet::new(),
+            joining: BTreeMap::new(),
+        }));
+        m.prev_history_set(prev);
+        self.vip = Some(id);
+        self.log(|| format!("{} primary in {epoch:?} from {base:?} ({why})", name(id)));
+        for o in self.mem(id).others.clone() {
+            if self.reachable(id, o) {
+                let t = self.now;
+                if let Role::Primary(p) = &mut self.mem_mut(id).role {
+                    p.joining.insert(o, t);
+                }
+                self.ask_to_join(id, o);
+            }
+        }
+        let _ = now;
+    }
+
+    /// Carries out the data path's effects of member `id`.
+    fn pump(&mut self, id: MemberId, now: Millis) {
+        loop {
+            enum Next {
+                P(PrimaryEffect<Req>),
+                S(SecondaryEffect<Req>),
+            }
+            let next = match &mut self.mem_mut(id).role {
+                Role::Primary(p) => p.p.poll_effect().map(Next::P),
+                Role::Secondary { core: Some(c), .. } => c.s.poll_effect().map(Next::S),
+                _ => None,
+            };
+            let Some(next) = next else { break };
+            match next {
+                Next::P(PrimaryEffect::Send { to, update }) => {
+                    self.send(id, to, Msg::Update(update))
+                }
+                Next::P(PrimaryEffect::Run { seq, token }) => {
+                    let m = self.mem_mut(id);
+                    let Role::Primary(p) = &mut m.role else {
+                        unreachable!()
+                    };
+                    let req = p
+                        .reqs
+                        .get(&token)
+                        .cloned()
+                        .expect("a running update was submitted");
+                    let status = m.data.apply(&req.op);
+                    m.log.1 = m.log.1.max(seq.0);
+                    if self.trace {
+                        eprintln!(
+                            "{:>7} {} runs {seq:?} {req:?} -> {status}",
+                            self.now,
+                            name(id)
+                        );
+                    }
+                    let t = self.now;
+                    self.runs
+                        .entry((req.client, req.xid))
+                        .or_default()
+                        .push((id, t));
+                    let m = self.mem_mut(id);
+                    let Role::Primary(p) = &mut m.role else {
+                        unreachable!()
+                    };
+                    // executed here: its reply is cached even if this member is deposed
+                    // before releasing it (the daemon's drc.finish on Drop)
+                    m.drc.insert((req.client, req.xid), status);
+                    p.statuses.insert(token, status);
+                    p.p.local_done(seq, status);
+                }
+                Next::P(PrimaryEffect::Release { token, .. }) => {
+                    let (has_witness, settings) = (self.has_witness, self.settings);
+                    let m = self.mem_mut(id);
+                    let Role::Primary(p) = &mut m.role else {
+                        unreachable!()
+                    };
+                    let Some(req) = p.reqs.remove(&token) else {
+                        continue;
+                    };
+                    let status = p.statuses.remove(&token).unwrap_or(0);
+                    let epoch = p.p.epoch();
+                    m.drc.insert((req.client, req.xid), status);
+                    // released, but a primary whose lease ran out answers nobody (the
+                    // daemon's `leased` before the reply)
+                    let leased = fencing::lease_ok(
+                        has_witness,
+                        p.p.live(),
+                        &p.confirmed,
+                        m.node.witness_backed,
+                        &settings,
+                        now,
+                    );
+                    if leased {
+                        self.reply(id, req.client, req.xid, status, epoch);
+                    }
+                }
+                Next::P(PrimaryEffect::Failed { member, reason }) => {
+                    if let FailReason::Diverged { .. } = reason {
+                        panic!("{} diverged from {}: {reason}", name(member), name(id));
+                    }
+                    if let Role::Primary(p) = &self.mem(id).role {
+                        let epoch = p.p.epoch();
+                        self.send(id, member, Msg::FailedOut { epoch });
+                    }
+                }
+                Next::S(SecondaryEffect::Apply(u)) => {
+                    let m = self.mem_mut(id);
+                    let status = m.data.apply(&u.payload.op);
+                    if self.trace {
+                        eprintln!(
+                            "{:>7} {} applies {:?} {:?} -> {status}",
+                            self.now,
+                            name(id),
+                            u.seq,
+                            u.payload
+                        );
+                    }
+                    let m = self.mem_mut(id);
+                    m.drc.insert((u.payload.client, u.payload.xid), status);
+                    let Role::Secondary { core: Some(c), .. } = &mut m.role else {
+                        unreachable!()
+                    };
+                    m.log = (c.history, m.log.1.max(u.seq.0));
+                    c.s.applied(u.seq, status);
+                }
+                Next::S(SecondaryEffect::Ack { epoch, seq, status }) => {
+                    if let Some(l) = self.leader(id) {
+                        self.send(id, l, Msg::Ack { epoch, seq, status });
+                    }
+                }
+                Next::S(SecondaryEffect::Refuse { ours, .. }) => {
+                    if let Some(l) = self.leader(id) {
+                        self.send(id, l, Msg::Refuse { epoch: ours });
+                    }
+                }
+            }
+        }
+        self.try_copies(id);
+    }
+
+    fn leader(&self, id: MemberId) -> Option<MemberId> {
+        match &self.mem(id).role {
+            Role::Secondary { core: Some(c), .. } => c.leader,
+            _ => None,
+        }
+    }
+
+    /// A primary with members waiting for a copy sends it once nothing is in flight (the
+    /// last pass of a resync holds writes), and adds them at that point.
+    fn try_copies(&mut self, id: MemberId) {
+        let now = Millis(self.now);
+        let m = self.mem(id);
+        let Role::Primary(p) = &m.role else { return };
+        if p.copy_for.is_empty() || p.p.pending() > 0 || p.closed {
+            return;
+        }
+        let (data, drc, epoch, history) = (m.data.clone(), m.drc.clone(), p.p.epoch(), p.history);
+        let base = p.p.released_watermark();
+        let targets: Vec<MemberId> = p.copy_for.iter().copied().collect();
+        for t in targets {
+            let Role::Primary(p) = &mut self.mem_mut(id).role else {
+                return;
+            };
+            p.copy_for.remove(&t);
+            if !self.reachable(id, t) {
+                continue;
+            }
+            let Role::Primary(p) = &mut self.mem_mut(id).role else {
+                return;
+            };
+            if p.p.add_member(t, now).is_err() {
+                continue;
+            }
+            if let Some(mm) = self.mem_mut(id).node.member(E) {
+                mm.asked(t, now);
+            }
+            self.send(
+                id,
+                t,
+                Msg::Copy {
+                    epoch,
+                    base,
+                    history,
+                    data: data.clone(),
+                    drc: drc.clone(),
+                },
+            );
+        }
+    }
+
+    fn reply(&mut self, from: MemberId, client: u32, xid: u64, status: u32, epoch: Epoch) {
+        if self.isolated.contains(&from) {
+            return;
+        }
+        let d = self.rng.range(1, 5);
+        self.at(
+            d,
+            Ev::Reply {
+                from,
+                client,
+                xid,
+                status,
+                epoch,
+            },
+        );
+    }
+
+    // ---- inputs ----------------------------------------------------------------------------
+
+    fn on_peer(&mut self, from: MemberId, to: MemberId, msg: Msg) {
+        let now = Millis(self.now);
+        if to == WITNESS {
+            self.witness.heard.insert(from, self.now);
+            match msg {
+                Msg::Ping { at } => {
+                    let answer = if self.witness.reported.remove(&from) {
+                        Msg::WitnessLost
+                    } else {
+                        Msg::Pong { at }
+                    };
+                    self.send(WITNESS, from, answer);
+                }
+                Msg::WitnessQuery { about } => {
+                    let ago = self
+                        .witness
+                        .heard
+                        .get(&about)
+                        .map(|h| self.now - h)
+                        .unwrap_or(u64::MAX);
+                    if ago >= 2 * self.settings.silence_ms() {
+                        self.witness.reported.insert(about);
+                    }
+                    self.send(WITNESS, from, Msg::WitnessSeen { about, ago });
+                }
+                _ => {}
+            }
+            return;
+        }
+        self.log(|| format!("{} <- {} {}", name(to), name(from), short(&msg)));
+        self.mem_mut(to).node.heard(from, now);
+        match msg {
+            Msg::Pong { at } => self.mem_mut(to).node.witness_backs(at),
+            Msg::WitnessLost => {
+                let view = role_view(self.mem(to));
+                let effects = self
+                    .mem_mut(to)
+                    .node
+                    .witness_lost_us(&|_| Some(view.clone()));
+                for e in effects {
+                    self.carry_out(to, e);
+                }
+            }
+            Msg::WitnessSeen { about, ago } => self.mem_mut(to).node.says(from, about, ago, now),
+            Msg::Probe => {
+                // a probe from the primary followed: it is not primary any more
+                if let Role::Secondary { core: Some(c), .. } = &mut self.mem_mut(to).role {
+                    if c.leader == Some(from) && !c.closed {
+                        c.leader = None;
+                        self.log(|| {
+                            format!("{} leaves {}'s stream (it probes)", name(to), name(from))
+                        });
+                    }
+                }
+                let m = self.mem(to);
+                let state = match &m.role {
+                    Role::Primary(_) => ProbeState::Primary,
+                    Role::Secondary { core, .. } => secondary_answer(
+                        core.as_ref()
+                            .and_then(|c| if c.closed { None } else { c.leader }),
+                        from,
+                    ),
+                    Role::Standby { .. } => ProbeState::Standby,
+                };
+                let claim = Candidate {
+                    complete: true,
+                    epoch: m.epoch_disk.0,
+                    history: m.log.0,
+                    seq: m.log.1,
+                    position: 0,
+                };
+                self.send(to, from, Msg::ProbeReply { state, claim });
+            }
+            Msg::ProbeReply { state, claim } => {
+                if let Some(mm) = self.mem_mut(to).node.member(E) {
+                    mm.probe_answered(from, state, claim, now);
+                }
+            }
+            Msg::Heartbeat { epoch, at } => match &self.mem(to).role {
+                Role::Secondary { core: Some(c), .. }
+                    if c.leader == Some(from) && c.s.epoch() == epoch && !c.closed =>
+                {
+                    self.send(to, from, Msg::Echo { epoch, at });
+                }
+                Role::Primary(p) if fencing::deposed_by(epoch, p.p.epoch()) => {
+                    let ours = p.p.epoch();
+                    self.send(to, from, Msg::Refuse { epoch: ours });
+                }
+                _ => {}
+            },
+            Msg::Echo { epoch, at } => {
+                if let Role::Primary(p) = &mut self.mem_mut(to).role {
+                    if p.p.epoch() == epoch {
+                        confirm(&mut p.confirmed, from, at);
+                    }
+                }
+            }
+            Msg::Update(u) => {
+                match &mut self.mem_mut(to).role {
+                    Role::Secondary { core: Some(c), .. }
+                        if c.leader == Some(from) && !c.closed =>
+                    {
+                        c.s.on_update(u);
+                    }
+                    Role::Primary(p) => {
+                        let ours = p.p.epoch();
+                        if !self.yields(to, ours, from, u.epoch) {
+                            self.send(to, from, Msg::Refuse { epoch: ours });
+                        }
+                    }
+                    _ => {}
+                }
+                self.pump(to, now);
+            }
+            Msg::Ack { epoch, seq, status } => {
+                if let Role::Primary(p) = &mut self.mem_mut(to).role {
+                    if epoch == p.p.epoch() {
+                        if let Some(sent) = p.p.first_sent(seq) {
+                            confirm(&mut p.confirmed, from, sent);
+                        }
+                    }
+                    p.p.on_ack(from, epoch, seq, status);
+                }
+                self.pump(to, now);
+            }
+            Msg::Refuse { epoch } => {
+                let Role::Primary(p) = &self.mem(to).role else {
+                    return;
+                };
+                let ours = p.p.epoch();
+                let yields = self.yields(to, ours, from, epoch);
+                let Role::Primary(p) = &mut self.mem_mut(to).role else {
+                    return;
+                };
+                if yields {
+                    self.depose(to, "a member follows a newer epoch");
+                } else {
+                    p.p.on_refused(from, epoch);
+                    self.pump(to, now);
+                }
+            }
+            Msg::Join { offer } => self.on_join(to, from, offer),
+            Msg::JoinReply { ok, copy } => {
+                let asked = self
+                    .mem_mut(to)
+                    .node
+                    .member(E)
+                    .and_then(|m| m.asked_at(from));
+                let Role::Primary(p) = &mut self.mem_mut(to).role else {
+                    return;
+                };
+                if ok {
+                    if let Some(t) = asked {
+                        confirm(&mut p.confirmed, from, t);
+                    }
+                } else {
+                    p.joining.remove(&from);
+                    p.p.member_lost(from);
+                    if copy {
+                        p.copy_for.insert(from);
+                    }
+                }
+                self.pump(to, now);
+            }
+            Msg::Copy {
+                epoch,
+                base,
+                history,
+                data,
+                drc,
+            } => {
+                let m = self.mem_mut(to);
+                // as the daemon's sync_begin: refused while following another primary
+                let following = matches!(&m.role, Role::Secondary { core: Some(c), .. }
+                    if c.leader.is_some_and(|l| l != from) && !c.closed);
+                if epoch < m.epoch_disk || matches!(m.role, Role::Primary(_)) || following {
+                    return;
+                }
+                m.epoch_disk = epoch;
+                m.data = data;
+                // the survivor's replies replace ours (the daemon's clear_export + adopt): one
+                // we had that the survivor lost with a crash is gone now too
+                let dropped: Vec<(u32, u64)> = m
+                    .drc
+                    .keys()
+                    .filter(|k| !drc.contains_key(k))
+                    .copied()
+                    .collect();
+                m.drc = drc;
+                for k in dropped {
+                    if !self.members.iter().any(|o| o.up && o.drc.contains_key(&k)) {
+                        self.drc_lost.insert(k);
+                    }
+                }
+                let m = self.mem_mut(to);
+                m.log = (history, base.0);
+                m.role = Role::Secondary {
+                    primary: from,
+                    core: Some(SecCore {
+                        s: Secondary::new(E, epoch, base, 1024),
+                        leader: Some(from),
+                        history,
+                        closed: false,
+                    }),
+                };
+                if let Some(mm) = m.node.member(E) {
+                    mm.resynced();
+                }
+                self.send(
+                    to,
+                    from,
+                    Msg::JoinReply {
+                        ok: true,
+                        copy: false,
+                    },
+                );
+            }
+            Msg::TakeOver => {
+                if let Role::Secondary { primary, core } = &self.mem(to).role {
+                    if *primary == from || core.as_ref().and_then(|c| c.leader) == Some(from) {
+                        if let Some(mm) = self.mem_mut(to).node.member(E) {
+                            let _ = mm.take_over_asked(&name(from));
+                        }
+                    }
+                }
+            }
+            Msg::Handoff => {
+                let Role::Primary(p) = &mut self.mem_mut(to).role else {
+                    return;
+                };
+                if rejoin::accept_handback(p.p.live().contains(from), p.handoff_to.is_some()) {
+                    p.handoff_to = Some(from);
+                    p.closed = true;
+                    p.stepping_down = true;
+                    self.finish_step_down(to);
+                }
+            }
+            Msg::FailedOut { epoch } => {
+                if let Role::Secondary { core: Some(c), .. } = &mut self.mem_mut(to).role {
+                    if rejoin::failed_out_applies(c.leader, c.s.epoch(), from, epoch) {
+                        c.leader = None;
+                    }
+                }
+            }
+            Msg::Replies { drc } => {
+                let m = self.mem_mut(to);
+                if let Role::Primary(p) = &mut m.role {
+                    p.joining.remove(&from);
+                    for (k, v) in drc {
+                        m.drc.entry(k).or_insert(v);
+                    }
+                }
+            }
+            Msg::WitnessQuery { about } => {
+                // a member vouches too: when it last heard `about`
+                let ago = self.mem(to).node.evidence.ms_since_heard(about, now);
+                self.send(to, from, Msg::WitnessSeen { about, ago });
+            }
+            Msg::Ping { .. } => {}
+        }
+    }
+
+    fn on_join(&mut self, to: MemberId, from: MemberId, offer: Offer) {
+        let m = self.mem(to);
+        let listed_primary = m.listing();
+        let reply = match &m.role {
+            Role::Primary(p) => {
+                if self.yields(to, m.epoch_disk.max(p.p.epoch()), from, offer.epoch) {
+                    self.depose(to, "a newer epoch asks us to join");
+                    Msg::JoinReply {
+                        ok: false,
+                        copy: true,
+                    }
+                } else {
+                    Msg::JoinReply {
+                        ok: false,
+                        copy: false,
+                    }
+                }
+            }
+            Role::Standby {
+                epoch, clean_at, ..
+            } => {
+                match rejoin::standby_join(
+                    m.epoch_disk,
+                    *epoch,
+                    *clean_at,
+                    offer.epoch,
+                    (offer.prev, offer.base),
+                    true,
+                ) {
+                    Ok(()) => {
+                        let mm = self.mem_mut(to);
+                        mm.epoch_disk = offer.epoch;
+                        mm.log = (offer.history, offer.base.0);
+                        mm.role = Role::Secondary {
+                            primary: from,
+                            core: Some(SecCore {
+                                s: Secondary::new(E, offer.epoch, offer.base, 1024),
+                                leader: Some(from),
+                                history: offer.history,
+                                closed: false,
+                            }),
+                        };
+                        Msg::JoinReply {
+                            ok: true,
+                            copy: false,
+                        }
+                    }
+                    Err(rejoin::JoinRefusal::OlderEpoch) => Msg::JoinReply {
+                        ok: false,
+                        copy: false,
+                    },
+                    Err(rejoin::JoinRefusal::NeedsResync) => Msg::JoinReply {
+                        ok: false,
+                        copy: true,
+                    },
+                }
+            }
+            Role::Secondary { core, .. } => {
+                let applied = core.as_ref().map(|c| Applied {
+                    history: c.history,
+                    watermark: c.s.watermark(),
+                    backlog: c.s.backlog(),
+                    pristine: false,
+                });
+                let offer = Offer {
+                    from_listed_primary: from == listed_primary,
+                    ..offer
+                };
+                match rejoin::secondary_join(&offer, m.epoch_disk, true, applied, false) {
+                    Ok(keep) => {
+                        let mm = self.mem_mut(to);
+                        mm.epoch_disk = mm.epoch_disk.max(offer.epoch);
+                        let Role::Secondary { core, .. } = &mut mm.role else {
+                            unreachable!()
+                        };
+                        match core {
+                            Some(c) if keep => {
+                                c.leader = Some(from);
+                                // a new epoch of the same stream: the core follows it
+                                if c.s.epoch() != offer.epoch {
+                                    let w = c.s.watermark();
+                                    c.s = Secondary::new(E, offer.epoch, w, 1024);
+                                }
+                            }
+                            _ => {
+                                *core = Some(SecCore {
+                                    s: Secondary::new(E, offer.epoch, offer.base, 1024),
+                                    leader: Some(from),
+                                    history: offer.history,
+                                    closed: false,
+                                });
+                                mm.log = (offer.history, offer.base.0);
+                            }
+                        }
+                        Msg::JoinReply {
+                            ok: true,
+                            copy: false,
+                        }
+                    }
+                    Err(r) => {
+                        let applied_epoch = core.as_ref().map(|c| c.s.epoch());
+                        let leaves =
+                            rejoin::leaves_old_stream(m.epoch_disk, applied_epoch, offer.epoch);
+                        let mm = self.mem_mut(to);
+                        if let Role::Secondary { core, .. } = &mut mm.role {
+                            if leaves {
+                                *core = None;
+                            } else if let Some(c) = core.as_mut() {
+                                // a Join from our own leader: it failed us out
+                                if c.leader == Some(from) {
+                                    c.leader = None;
+                                }
+                            }
+                        }
+                        Msg::JoinReply {
+                            ok: false,
+                            copy: r.needs_resync(),
+                        }
+                    }
+                }
+            }
+        };
+        let joined = matches!(reply, Msg::JoinReply { ok: true, .. });
+        self.send(to, from, reply);
+        if joined {
+            let drc = self.mem(to).drc.clone();
+            self.send(to, from, Msg::Replies { drc });
+        }
+    }
+
+    fn on_request(&mut self, to: MemberId, req: Req) {
+        let now = Millis(self.now);
+        let has_witness = self.has_witness;
+        let settings = self.settings;
+        let m = self.mem_mut(to);
+        let Role::Primary(p) = &mut m.role else {
+            return;
+        };
+        let silence = settings.silence_ms();
+        let now_ms = now.0;
+        p.joining.retain(|_, t| now_ms.saturating_sub(*t) < silence);
+        if p.closed || !p.copy_for.is_empty() || !p.joining.is_empty() {
+            return; // handing over, writes held for a copy or for joiners' replies: retry
+        }
+        if p.reqs
+            .values()
+            .any(|r| (r.client, r.xid) == (req.client, req.xid))
+        {
+            return; // in progress (its reply waits for the secondaries)
+        }
+        if let Some(&status) = m.drc.get(&(req.client, req.xid)) {
+            let epoch = p.p.epoch();
+            if fencing::lease_ok(
+                has_witness,
+                p.p.live(),
+                &p.confirmed,
+                m.node.witness_backed,
+                &settings,
+                now,
+            ) {
+                self.reply(to, req.client, req.xid, status, epoch);
+            }
+            return;
+        }
+        p.next_token += 1;
+        let token = p.next_token;
+        let t = touch(&req.op);
+        if p.p.submit(token, &t, req.clone(), now).is_ok() {
+            p.reqs.insert(token, req);
+        }
+        self.pump(to, now);
+        self.schedule_tick(to);
+    }
+
+    fn on_reply(&mut self, from: MemberId, client: u32, xid: u64, status: u32, epoch: Epoch) {
+        if epoch < self.max_reply_epoch {
+            // An older primary released late (it was paused): harmless only if the update
+            // is in the newer primary's history (every member it waited for had it).
+            if let Some((_, Op::Append { rec, .. }, _)) = self.clients[client as usize]
+                .current
+                .clone()
+                .filter(|c| c.0 == xid)
+            {
+                let newest = self.members.iter().find(|m| {
+                    m.up && matches!(&m.role, Role::Primary(p) if p.p.epoch() >= self.max_reply_epoch)
+                });
+                if let Some(n) = newest {
+                    assert!(
+                        n.data.logs.get(&client).is_some_and(|l| l.contains(&rec)),
+                        "{} acknowledged record {rec} in {epoch:?}, which the primary of {:?} lacks: two members serving",
+                        name(from),
+                        self.max_reply_epoch
+                    );
+                }
+            }
+        }
+        self.max_reply_epoch = self.max_reply_epoch.max(epoch);
+        let now = self.now;
+        let c = &mut self.clients[client as usize];
+        if let Some(first) = c.replies.get(&xid) {
+            assert_eq!(
+                *first, status,
+                "client {client} xid {xid}: a second, different reply"
+            );
+            return;
+        }
+        c.replies.insert(xid, status);
+        let Some((cur, op, sent)) = c.current.clone() else {
+            return;
+        };
+        if cur != xid {
+            return;
+        }
+        let gap = status != 0 && self.drc_gap((client, xid));
+        if gap {
+            self.second_runs_after_drc_loss += 1;
+        } else {
+            assert_eq!(
+                status, 0,
+                "client {client} xid {xid} {op:?} answered {status}: executed twice (seed replays)"
+            );
+        }
+        let c = &mut self.clients[client as usize];
+        c.longest_wait = c.longest_wait.max(now - sent);
+        match op {
+            Op::Append { rec, .. } => {
+                c.acked.push(rec);
+                self.acked_appends.push((client, rec));
+            }
+            Op::Create(n) => {
+                c.live_names.insert(n);
+            }
+            Op::Remove(n) => {
+                c.live_names.remove(&n);
+                c.gone_names.insert(n);
+            }
+        }
+        self.clients[client as usize].current = None;
+        self.next_request(client);
+    }
+
+    fn next_request(&mut self, client: u32) {
+        if self.now > self.faults_until + CONVERGE_MS / 2 {
+            return; // the run is winding down
+        }
+        let pick = self.rng.below(4);
+        let c = &mut self.clients[client as usize];
+        let op = match (pick, c.live_names.iter().next().copied()) {
+            (0, _) => {
+                c.next_name += 1;
+                Op::Create(u64::from(client) * 1_000_000 + c.next_name)
+            }
+            (1, Some(n)) => Op::Remove(n),
+            _ => {
+                c.next_rec += 1;
+                Op::Append {
+                    file: client,
+                    rec: c.next_rec,
+                }
+            }
+        };
+        c.next_xid += 1;
+        let xid = c.next_xid;
+        if let Op::Append { rec, .. } = &op {
+            c.xid_of_rec.insert(*rec, xid);
+        }
+        c.current = Some((xid, op, self.now));
+        self.transmit(client);
+    }
+
+    fn transmit(&mut self, client: u32) {
+        let c = &self.clients[client as usize];
+        let Some((xid, op, _)) = c.current.clone() else {
+            return;
+        };
+        if let Some(to) = self.vip {
+            if !self.isolated.contains(&to) {
+                let d = self.rng.range(1, 5);
+                self.at(
+                    d,
+                    Ev::Request {
+                        to,
+                        req: Req { client, xid, op },
+                    },
+                );
+            }
+        }
+        self.at(300, Ev::ClientTimer { client, xid });
+    }
+
+    // ---- invariants ------------------------------------------------------------------------
+
+    /// At no instant two running members each serve (primary, not stopping, lease valid).
+    fn check_one_serving(&self) {
+        let now = Millis(self.now);
+        let serving: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|m| m.up && !m.paused)
+            .filter(|m| match &m.role {
+                Role::Primary(p) => {
+                    !p.closed
+                        && fencing::lease_ok(
+                            self.has_witness,
+                            p.p.live(),
+                            &p.confirmed,
+                            m.node.witness_backed,
+                            &self.settings,
+                            now,
+                        )
+                }
+                _ => false,
+            })
+            .map(|m| m.id)
+            .collect();
+        assert!(
+            serving.len() <= 1,
+            "two members serving at once: {serving:?}"
+        );
+    }
+
+    fn converged(&self) -> Result<(), String> {
+        let prims: Vec<&Mem> = self
+            .members
+            .iter()
+            .filter(|m| matches!(m.role, Role::Primary(_)))
+            .collect();
+        if prims.len() != 1 {
+            return Err(format!("{} primaries", prims.len()));
+        }
+        let p = prims[0];
+        let Role::Primary(pr) = &p.role else {
+            unreachable!()
+        };
+        if pr.p.pending() > 0 || self.vip != Some(p.id) {
+            return Err("primary busy or without the virtual IP".into());
+        }
+        for m in &self.members {
+            if m.id == p.id {
+                continue;
+            }
+            if !pr.p.live().contains(m.id) {
+                return Err(format!("{} not live", name(m.id)));
+            }
+            match &m.role {
+                Role::Secondary { core: Some(c), .. }
+                    if c.leader == Some(p.id) && c.s.backlog() == 0 => {}
+                _ => return Err(format!("{} not a joined secondary", name(m.id))),
+            }
+            if m.data != p.data {
+                return Err(format!("{} differs from the primary", name(m.id)));
+            }
+        }
+        if self.clients.iter().any(|c| c.current.is_some()) {
+            return Err("a client still waits".into());
+        }
+        Ok(())
+    }
+
+    fn check_final(&self) {
+        let p = self
+            .members
+            .iter()
+            .find(|m| matches!(m.role, Role::Primary(_)))
+            .expect("converged");
+        for (i, c) in self.clients.iter().enumerate() {
+            let log = p.data.logs.get(&(i as u32)).cloned().unwrap_or_default();
+            let mut seen = BTreeSet::new();
+            for r in &log {
+                if !seen.insert(*r) {
+                    let xid = c.xid_of_rec.get(r).copied().unwrap_or(0);
+                    assert!(
+                        self.drc_gap((i as u32, xid)),
+                        "client {i}: record {r} appended twice"
+                    );
+                }
+            }
+            for r in &c.acked {
+                assert!(seen.contains(r), "client {i}: acknowledged record {r} lost");
+            }
+            for n in &c.live_names {
+                assert!(
+                    p.data.names.contains(n),
+                    "client {i}: acknowledged create of {n} lost"
+                );
+            }
+            for n in &c.gone_names {
+                assert!(
+                    !p.data.names.contains(n),
+                    "client {i}: acknowledged remove of {n} lost"
+                );
+            }
+        }
+    }
+
+    // ---- faults ----------------------------------------------------------------------------
+
+    fn fault(&mut self, f: Fault) {
+        self.log(|| format!("FAULT {f:?}"));
+        match f {
+            Fault::Crash(m) => {
+                if !self.mem(m).up {
+                    return;
+                }
+                self.give_up_vip_if_dead(m);
+                let keys: Vec<(u32, u64)> = self.mem(m).drc.keys().copied().collect();
+                for k in keys {
+                    let elsewhere = self
+                        .members
+                        .iter()
+                        .any(|o| o.id != m && o.up && o.drc.contains_key(&k));
+                    if !elsewhere {
+                        self.drc_lost.insert(k);
+                    }
+                }
+                self.crashed_at.entry(m).or_default().push(self.now);
+                self.mem_mut(m).up = false;
+                self.mem_mut(m).paused = false;
+                self.mem_mut(m).deferred.clear();
+                self.end_links(m, None, true);
+            }
+            Fault::Restart(m) => {
+                if self.mem(m).up {
+                    return;
+                }
+                let self_now = self.now;
+                let mm = self.mem_mut(m);
+                mm.up = true;
+                mm.drc.clear();
+                mm.next_tick = 0;
+                mm.node = Node::new(
+                    mm.node.settings,
+                    mm.node.witness,
+                    vec![Member::new(E, mm.pos, mm.others.clone())],
+                );
+                // no seal after a crash: the listed primary stands by, the others wait
+                mm.role = if mm.pos == 0 {
+                    Role::Standby {
+                        epoch: mm.epoch_disk,
+                        clean_at: None,
+                        since: Millis(self_now),
+                    }
+                } else {
+                    Role::Secondary {
+                        primary: mm.listing(),
+                        core: None,
+                    }
+                };
+                self.schedule_tick(m);
+            }
+            Fault::Pause(m) => {
+                if self.mem(m).up {
+                    self.mem_mut(m).paused = true;
+                }
+            }
+            Fault::Resume(m) => {
+                if !self.mem(m).paused {
+                    return;
+                }
+                self.mem_mut(m).paused = false;
+                let evs = std::mem::take(&mut self.mem_mut(m).deferred);
+                // a resumed process runs its timers and reads its sockets in no fixed order
+                let timer_first = self.rng.chance(50);
+                if timer_first {
+                    self.tick(m);
+                }
+                for e in evs {
+                    self.handle(e);
+                }
+                self.mem_mut(m).next_tick = 0;
+                self.tick(m);
+                self.schedule_tick(m);
+            }
+            Fault::Cut(a, b) => {
+                self.cuts.insert(pair(a, b));
+                self.end_links(a, Some(b), false);
+            }
+            Fault::Heal(a, b) => {
+                self.cuts.remove(&pair(a, b));
+            }
+            Fault::Isolate(m) => {
+                self.isolated.insert(m);
+                self.end_links(m, None, false);
+            }
+            Fault::Rejoin(m) => {
+                self.isolated.remove(&m);
+            }
+            Fault::Demote => {
+                // ftnfsctl demote: the primary hands the role to its first live secondary
+                let p = self
+                    .members
+                    .iter()
+                    .find(|m| m.up && !m.paused && matches!(m.role, Role::Primary(_)));
+                if let Some(id) = p.map(|m| m.id) {
+                    let others = self.mem(id).others.clone();
+                    if let Role::Primary(p) = &mut self.mem_mut(id).role {
+                        if p.handoff_to.is_none() {
+                            p.handoff_to = others.into_iter().find(|o| p.p.live().contains(*o));
+                        }
+                        if p.handoff_to.is_none() {
+                            return; // refused: nobody in step to take over
+                        }
+                        p.closed = true;
+                        p.stepping_down = true;
+                    }
+                    self.finish_step_down(id);
+                }
+            }
+        }
+    }
+
+    fn give_up_vip_if_dead(&mut self, m: MemberId) {
+        // a dead member's address lifetime runs out; the next primary takes it
+        self.give_up_vip(m);
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let target = match &ev {
+            Ev::Peer { to, .. } | Ev::Request { to, .. } => Some(*to),
+            Ev::Tick { m, .. } => Some(*m),
+            _ => None,
+        };
+        if let Some(t) = target.filter(|t| *t != WITNESS) {
+            if !self.mem(t).up {
+                return;
+            }
+            if self.mem(t).paused {
+                if !matches!(ev, Ev::Tick { .. }) {
+                    self.mem_mut(t).deferred.push(ev);
+                }
+                return;
+            }
+        }
+        match ev {
+            Ev::Peer { from, to, gen, msg } => {
+                if *self.gen.get(&pair(from, to)).unwrap_or(&0) != gen || !self.reachable(from, to)
+                {
+                    return;
+                }
+                if from != WITNESS && !self.mem(from).up {
+                    return;
+                }
+                self.on_peer(from, to, msg);
+                if to != WITNESS {
+                    self.schedule_tick(to);
+                }
+            }
+            Ev::Request { to, req } => self.on_request(to, req),
+            Ev::Reply {
+                from,
+                client,
+                xid,
+                status,
+                epoch,
+            } => self.on_reply(from, client, xid, status, epoch),
+            Ev::Tick { m, at } => {
+                if self.mem(m).next_tick != at {
+                    return;
+                }
+                self.mem_mut(m).next_tick = 0;
+                self.tick(m);
+                self.schedule_tick(m);
+            }
+            Ev::ClientTimer { client, xid } => {
+                if self.clients[client as usize]
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.0 == xid)
+                {
+                    self.transmit(client);
+                }
+            }
+            Ev::Fault(f) => self.fault(f),
+        }
+    }
+}
+
+impl Mem {
+    /// The listed primary.
+    fn listing(&self) -> MemberId {
+        if self.pos == 0 {
+            self.id
+        } else {
+            self.others[0]
+        }
+    }
+    fn log_prev(&self) -> u64 {
+        self.prev_history
+    }
+    fn prev_history_set(&mut self, prev: u64) {
+        self.prev_history = prev;
+    }
+}
+
+fn role_view(m: &Mem) -> RoleView {
+    match &m.role {
+        Role::Primary(p) => RoleView::Primary {
+            live: p.p.live(),
+            stepping_down: p.stepping_down,
+            closed: p.closed,
+            resyncing: p.copy_for.iter().copied().collect(),
+        },
+        Role::Secondary { primary, core } => {
+            let joined = core
+                .as_ref()
+                .is_some_and(|c| c.leader.is_some() && !c.closed);
+            RoleView::Secondary {
+                primary: core.as_ref().and_then(|c| c.leader).unwrap_or(*primary),
+                joined,
+                in_step: joined && core.as_ref().is_some_and(|c| c.s.backlog() == 0),
+                incoming: false,
+            }
+        }
+        Role::Standby {
+            clean_at,
+            epoch,
+            since,
+        } => RoleView::Standby {
+            clean: clean_at.is_some(),
+            epoch: *epoch,
+            since: *since,
+        },
+    }
+}
+
+/// `m` confirmed our epoch as of `at` (when we sent what it answered).
+fn confirm(c: &mut BTreeMap<MemberId, Millis>, m: MemberId, at: Millis) {
+    let t = c.entry(m).or_insert(at);
+    *t = (*t).max(at);
+}
+
+fn short(m: &Msg) -> String {
+    match m {
+        Msg::Copy {
+            epoch,
+            base,
+            history,
+            ..
+        } => format!("Copy {epoch:?} {base:?} h{history}"),
+        Msg::Update(u) => format!("Update {:?} {:?}", u.epoch, u.seq),
+        other => format!("{other:?}"),
+    }
+}
+
+struct Outcome {
+    second_runs_after_drc_loss: usize,
+    faults: usize,
+    converged_after: u64,
+    acked: usize,
+    longest_wait: u64,
+}
+
+fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
+    let mut rng = Rng(seed);
+    let n = 2 + rng.below(2) as u8;
+    let has_witness = rng.chance(70);
+    let n_clients = 1 + rng.below(3) as u32;
+    let settings = Settings::default();
+    let ids: Vec<MemberId> = (1..=n).map(MemberId).collect();
+    let mut members = Vec::new();
+    for (pos, id) in ids.iter().enumerate() {
+        let others: Vec<MemberId> = ids.iter().copied().filter(|o| o != id).collect();
+        let node = Node::new(
+            settings,
+            has_witness.then_some(WITNESS),
+            vec![Member::new(E, pos, others.clone())],
+        );
+        // a formed group: the listed primary in epoch 1, the others joined at update 0
+        let role = if pos == 0 {
+            Role::Standby {
+                epoch: Epoch(1),
+                clean_at: None,
+                since: Millis(0),
+            }
+        } else {
+            Role::Secondary {
+                primary: ids[0],
+                core: None,
+            }
+        };
+        members.push(Mem {
+            id: *id,
+            pos,
+            others,
+            up: true,
+            paused: false,
+            deferred: Vec::new(),
+            node,
+            role,
+            data: Data::default(),
+            epoch_disk: Epoch(1),
+            log: (1, 0),
+            drc: Drc::new(),
+            next_tick: 0,
+            prev_history: 0,
+        });
+    }
+    let faults_for = rng.range(15_000, 40_000);
+    let mut w = World {
+        rng,
+        now: 0,
+        order: 0,
+        queue: BinaryHeap::new(),
+        events: BTreeMap::new(),
+        settings,
+        has_witness,
+        members,
+        witness: Witness {
+            heard: BTreeMap::new(),
+            reported: BTreeSet::new(),
+        },
+        clients: (0..n_clients)
+            .map(|_| Client {
+                next_rec: 0,
+                next_name: 0,
+                current: None,
+                next_xid: 0,
+                replies: BTreeMap::new(),
+                acked: Vec::new(),
+                xid_of_rec: BTreeMap::new(),
+                live_names: BTreeSet::new(),
+                gone_names: BTreeSet::new(),
+                longest_wait: 0,
+            })
+            .collect(),
+        gen: BTreeMap::new(),
+        link_free: BTreeMap::new(),
+        cuts: BTreeSet::new(),
+        isolated: BTreeSet::new(),
+        vip: None,
+        max_reply_epoch: Epoch(0),
+        histories: 1,
+        trace,
+        faults_until: 1000 + faults_for,
+        acked_appends: Vec::new(),
+        drc_lost: BTreeSet::new(),
+        runs: BTreeMap::new(),
+        crashed_at: BTreeMap::new(),
+        second_runs_after_drc_loss: 0,
+    };
+    // the first primary
+    let first = ids[0];
+    w.become_primary(first, Epoch(1), 0, SeqNo(0), "formed");
+    for id in &ids {
+        w.schedule_tick(*id);
+    }
+    for c in 0..n_clients {
+        w.next_request(c);
+    }
+    // the campaign: a fault every 0.5–4 s, each undone after 0.3–4 s; they overlap
+    let mut t = 1000;
+    let mut faults = 0;
+    let everyone: Vec<MemberId> = ids
+        .iter()
+        .copied()
+        .chain(has_witness.then_some(WITNESS))
+        .collect();
+    while t < w.faults_until {
+        let dur = w.rng.range(300, 4000);
+        let m = ids[w.rng.below(ids.len() as u64) as usize];
+        let (f, undo) = match w.rng.below(6) {
+            0 => (Fault::Crash(m), Some(Fault::Restart(m))),
+            1 => (Fault::Pause(m), Some(Fault::Resume(m))),
+            2 => {
+                let o = everyone[w.rng.below(everyone.len() as u64) as usize];
+                if o == m {
+                    continue;
+                }
+                (Fault::Cut(m, o), Some(Fault::Heal(m, o)))
+            }
+            3 => (Fault::Isolate(m), Some(Fault::Rejoin(m))),
+            4 => (Fault::Demote, None),
+            _ => {
+                // a host stall: a short pause
+                let d = w.rng.range(200, 700);
+                w.at(t, Ev::Fault(Fault::Pause(m)));
+                w.at(t + d, Ev::Fault(Fault::Resume(m)));
+                faults += 1;
+                t += w.rng.range(500, 4000);
+                continue;
+            }
+        };
+        w.at(t, Ev::Fault(f));
+        if let Some(u) = undo {
+            w.at((t + dur).min(w.faults_until), Ev::Fault(u));
+        }
+        faults += 1;
+        t += w.rng.range(500, 4000);
+    }
+    // heal everything at the end of the campaign
+    let end = w.faults_until;
+    for id in &ids {
+        w.at(end + 1, Ev::Fault(Fault::Restart(*id)));
+        w.at(end + 1, Ev::Fault(Fault::Resume(*id)));
+        w.at(end + 1, Ev::Fault(Fault::Rejoin(*id)));
+        for o in &everyone {
+            w.at(end + 1, Ev::Fault(Fault::Heal(*id, *o)));
+        }
+    }
+    let deadline = end + CONVERGE_MS;
+    let mut converged_at = None;
+    while let Some(Reverse((t, order))) = w.queue.pop() {
+        if t > deadline {
+            break;
+        }
+        w.now = t;
+        let ev = w.events.remove(&order).expect("event");
+        w.handle(ev);
+        w.check_one_serving();
+        if w.now > end + 2 && w.converged().is_ok() && w.now > end + CONVERGE_MS / 2 + 1000 {
+            converged_at = Some(w.now);
+            break;
+        }
+    }
+    if converged_at.is_none() {
+        return Err(format!(
+            "not converged {} ms after the faults: {}",
+            CONVERGE_MS,
+            w.converged().err().unwrap_or_default()
+        ));
+    }
+    w.check_final();
+    Ok(Outcome {
+        second_runs_after_drc_loss: w.second_runs_after_drc_loss,
+        faults,
+        converged_after: converged_at.unwrap_or(0) - end,
+        acked: w.clients.iter().map(|c| c.acked.len()).sum(),
+        longest_wait: w.clients.iter().map(|c| c.longest_wait).max().unwrap_or(0),
+    })
+}
+
+fn run_seed(seed: u64, trace: bool) -> Result<Outcome, String> {
+    match std::panic::catch_unwind(|| run(seed, trace)) {
+        Ok(r) => r,
+        Err(p) => Err(p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into())),
+    }
+}
+
+#[test]
+fn whole_groups_under_combined_faults() {
+    let trace = std::env::var("FTNFS_SIM_TRACE").is_ok();
+    if let Ok(s) = std::env::var("FTNFS_SIM_SEED") {
+        let seed: u64 = s.parse().expect("FTNFS_SIM_SEED is a number");
+        match run_seed(seed, trace) {
+            Ok(o) => eprintln!(
+                "seed {seed}: ok, {} faults, {} acknowledged, converged {} ms after, longest client wait {} ms, \
+                 {} second runs after the DRC died with every member that had it",
+                o.faults, o.acked, o.converged_after, o.longest_wait, o.second_runs_after_drc_loss
+            ),
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+        return;
+    }
+    let seeds: u64 = std::env::var("FTNFS_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let base: u64 = std::env::var("FTNFS_SIM_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (mut faults, mut acked, mut worst, mut lost, mut waits) = (0, 0, 0, 0, Vec::new());
+    for seed in base..base + seeds {
+        match run_seed(seed, false) {
+            Ok(o) => {
+                faults += o.faults;
+                acked += o.acked;
+                worst = worst.max(o.converged_after);
+                lost += o.second_runs_after_drc_loss;
+                waits.push(o.longest_wait);
+            }
+            Err(e) => panic!(
+                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
+            ),
+        }
+    }
+    waits.sort_unstable();
+    let pct = |p: usize| waits.get(waits.len() * p / 100).copied().unwrap_or(0);
+    eprintln!(
+        "sim_group: {seeds} seeds from {base}: {faults} faults, {acked} acknowledged updates, \
+         slowest convergence {worst} ms after the faults; longest client wait per run: \
+         median {} ms, p90 {} ms, max {} ms; {lost} second runs after the DRC died with every \
+         member that had it (the memory-only DRC)",
+        pct(50),
+        pct(90),
+        waits.last().copied().unwrap_or(0)
+    );
+}
