@@ -101,6 +101,9 @@ struct Entry {
     order: u64,
     /// The mirrored export whose update this is (`tag`), if any.
     export: Option<u32>,
+    /// Its reply went to the client: the update was on every live member then, so every
+    /// later primary holds it (a resync keeps such a reply).
+    released: bool,
 }
 
 /// Counters for `ftnfsctl status`.
@@ -174,6 +177,7 @@ impl Drc {
                 at: now,
                 order,
                 export: None,
+                released: false,
             },
         );
         Verdict::Execute
@@ -222,6 +226,7 @@ impl Drc {
                     at: now,
                     order,
                     export: None,
+                    released: false,
                 },
             );
         }
@@ -269,21 +274,26 @@ impl Drc {
 
     /// Marks `key` as the reply of an update of mirrored export `export`
     /// ([`clear_export`](Self::clear_export)).
-    pub fn tag(&mut self, key: &DrcKey, export: u32) {
+    pub fn tag(&mut self, key: &DrcKey, export: u32, released: bool) {
         if let Some(e) = self.entries.get_mut(key) {
             e.export = Some(export);
+            e.released |= released;
         }
     }
 
-    /// Forgets the finished replies of `export`'s updates: a resync is about to replace that
-    /// mirror, and a reply kept for an update the resync undoes would answer a
-    /// retransmission for an update that no longer exists. The survivor's replies come at
-    /// the resync's last pass.
+    /// Forgets the finished replies of `export`'s updates that were not released to their
+    /// client: a resync is about to replace that mirror, and a reply kept for an update the
+    /// resync undoes would answer a retransmission for an update that no longer exists. A
+    /// released one stays (its update is on every later primary; dropping it let the
+    /// simulation execute a retransmission twice). The survivor's replies come at the
+    /// resync's last pass.
     pub fn clear_export(&mut self, export: u32) {
         let gone: Vec<DrcKey> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.export == Some(export) && matches!(e.state, State::Done(_)))
+            .filter(|(_, e)| {
+                e.export == Some(export) && !e.released && matches!(e.state, State::Done(_))
+            })
             .map(|(k, _)| *k)
             .collect();
         for k in gone {
@@ -370,13 +380,17 @@ mod tests {
         for x in 1..=3 {
             d.record(k(x), b"reply", Millis(1));
         }
-        d.tag(&k(1), 7);
-        d.tag(&k(2), 8);
+        d.record(k(4), b"reply", Millis(1));
+        d.tag(&k(1), 7, false);
+        d.tag(&k(2), 8, false);
+        d.tag(&k(4), 7, true);
         d.clear_export(7);
         assert!(matches!(d.begin(k(1), Millis(2)), Verdict::Execute));
         assert!(matches!(d.begin(k(2), Millis(2)), Verdict::Replay(_)));
         assert!(matches!(d.begin(k(3), Millis(2)), Verdict::Replay(_)));
-        assert_eq!(d.bytes(), 10);
+        // released to its client: kept
+        assert!(matches!(d.begin(k(4), Millis(2)), Verdict::Replay(_)));
+        assert_eq!(d.bytes(), 15);
     }
 
     #[test]

@@ -300,6 +300,8 @@ struct Mem {
     log: (u64, u64),
     // memory only
     drc: Drc,
+    /// Requests whose reply this member released to the client as primary.
+    released: BTreeSet<(u32, u64)>,
     next_tick: u64,
     /// The stream this member applied before it became primary (its `Join`s name it).
     prev_history: u64,
@@ -799,10 +801,23 @@ impl World {
                         );
                     }
                     let t = self.now;
-                    self.runs
-                        .entry((req.client, req.xid))
-                        .or_default()
-                        .push((id, t));
+                    let key = (req.client, req.xid);
+                    if self.runs.contains_key(&key) {
+                        // a second run: the known gap of the memory-only DRC if no running
+                        // member could have handed its reply here (every copy died with a
+                        // crash, or the only ones left are on a frozen or cut-off member)
+                        let held = self.members.iter().any(|o| {
+                            o.id != id
+                                && o.up
+                                && !o.paused
+                                && self.reachable(id, o.id)
+                                && o.drc.contains_key(&key)
+                        });
+                        if !held {
+                            self.drc_lost.insert(key);
+                        }
+                    }
+                    self.runs.entry(key).or_default().push((id, t));
                     let m = self.mem_mut(id);
                     let Role::Primary(p) = &mut m.role else {
                         unreachable!()
@@ -836,6 +851,7 @@ impl World {
                         now,
                     );
                     if leased {
+                        m.released.insert((req.client, req.xid));
                         self.reply(id, req.client, req.xid, status, epoch);
                     }
                 }
@@ -1134,13 +1150,21 @@ impl World {
                 m.data = data;
                 // the survivor's replies replace ours (the daemon's clear_export + adopt): one
                 // we had that the survivor lost with a crash is gone now too
+                // (a reply this member released stays: its update is on every later primary)
+                let kept: Drc = m
+                    .drc
+                    .iter()
+                    .filter(|(k, _)| m.released.contains(k))
+                    .map(|(k, v)| (*k, *v))
+                    .collect();
                 let dropped: Vec<(u32, u64)> = m
                     .drc
                     .keys()
-                    .filter(|k| !drc.contains_key(k))
+                    .filter(|k| !drc.contains_key(k) && !kept.contains_key(k))
                     .copied()
                     .collect();
                 m.drc = drc;
+                m.drc.extend(kept);
                 for k in dropped {
                     if !self.members.iter().any(|o| o.up && o.drc.contains_key(&k)) {
                         self.drc_lost.insert(k);
@@ -1643,6 +1667,7 @@ impl World {
                 let mm = self.mem_mut(m);
                 mm.up = true;
                 mm.drc.clear();
+                mm.released.clear();
                 mm.next_tick = 0;
                 mm.node = Node::new(
                     mm.node.settings,
@@ -1907,6 +1932,7 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
             epoch_disk: Epoch(1),
             log: (1, 0),
             drc: Drc::new(),
+            released: BTreeSet::new(),
             next_tick: 0,
             prev_history: 0,
         });

@@ -221,7 +221,7 @@ impl Server {
                                     // (tests/sim_group.rs found the second execution).
                                     let mut drc = self.drc();
                                     drc.finish(key, &r, !info.idempotent, self.now());
-                                    drc.tag(&key, fh.export.0);
+                                    drc.tag(&key, fh.export.0, false);
                                     return None;
                                 }
                                 if !self.leased(fh.export) {
@@ -230,7 +230,7 @@ impl Server {
                                     // client resends to whoever holds the address
                                     let mut drc = self.drc();
                                     drc.finish(key, &r, !info.idempotent, self.now());
-                                    drc.tag(&key, fh.export.0);
+                                    drc.tag(&key, fh.export.0, false);
                                     return None;
                                 }
                                 mirrored_export = Some(fh.export.0);
@@ -272,7 +272,7 @@ impl Server {
         let mut drc = self.drc();
         drc.finish(key, &reply, !info.idempotent, self.now());
         if let Some(e) = mirrored_export {
-            drc.tag(&key, e);
+            drc.tag(&key, e, true); // the reply goes out now
         }
         drop(drc);
         Some(reply)
@@ -433,7 +433,7 @@ impl Server {
         if keep {
             let mut drc = self.drc();
             drc.record(key, &reply, self.now());
-            drc.tag(&key, export.0);
+            drc.tag(&key, export.0, false);
         }
         reply_status(&reply)
     }
@@ -509,7 +509,7 @@ impl Server {
             } else {
                 drc.record_if_absent(key, &r.reply, now);
             }
-            drc.tag(&key, export.0);
+            drc.tag(&key, export.0, false);
         }
     }
 
