@@ -1937,6 +1937,17 @@ impl Mirror {
             return;
         };
         match msg {
+            PeerMsg::Heartbeat { epoch, seq, .. } => {
+                // a secondary's echo of our heartbeat (it answers on the link we dialed):
+                // it followed our epoch when we sent it (`seq` carries our clock) — the lease.
+                // (Echoes were dropped here before: an idle group with a witness answered
+                // every read JUKEBOX once the join's confirmation aged; tests/chaos.sh found
+                // it with a guest mounting after the faults.)
+                if lock(&ps.core).p.epoch().0 == epoch {
+                    ps.confirm(from, Millis(seq));
+                }
+                return;
+            }
             PeerMsg::SyncReplies { replies, .. } => {
                 // a member that joined hands us its cached replies (we may have lost ours)
                 server.adopt_replies(export, &replies, false);

@@ -1087,6 +1087,32 @@ fn witnessed_pair(root: &Path) -> (Reaped, Member, Member) {
     (w, a, b)
 }
 
+/// The lease of an idle primary is kept by its secondary's heartbeat echoes: a read long
+/// after the last update is answered at once (07-failover.md "Fencing"). The echoes were
+/// dropped before, so an idle group with a witness answered every read JUKEBOX
+/// (tests/chaos.sh: a guest could not mount after the faults).
+#[test]
+fn an_idle_primary_keeps_its_lease() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let (_w, a, _b) = witnessed_pair(t.path());
+    let mut c = Raw::connect(a.port);
+    let root = mount_root(&mut c, &a.export());
+    // idle for many lease times (200 ms each)
+    std::thread::sleep(Duration::from_secs(2));
+    let rep = c.call(
+        7,
+        nfs3::PROGRAM,
+        procs::GETATTR,
+        &Args::GetAttr(root).to_bytes(),
+    );
+    let (st, _) = nfs_status(&rep);
+    assert_eq!(
+        st, 0,
+        "GETATTR of the root on an idle primary (10008: JUKEBOX)"
+    );
+}
+
 /// Never two primaries answering (issue 12 item 4): a primary frozen while the other member
 /// took over resumes with requests already queued on its client connections; it must answer
 /// none of them from its own (stale) mirror: its read lease expired while it was frozen
