@@ -102,7 +102,11 @@ pub async fn keeper(vip: Arc<Vip>) {
         }
     };
     tokio::spawn(conn);
-    let mut had = false;
+    // As if held: a member that does not start as primary removes the address at once — a
+    // previous incarnation of this member (killed) may have left it, with up to its lifetime
+    // to run, and this member's kernel would take the clients' connections to it (the
+    // campaign's ~3 s stalls after a killed primary was restarted, tests/chaos.sh).
+    let mut had = true;
     loop {
         let want = vip.held();
         let r = if want {
