@@ -43,25 +43,8 @@ const WITNESS: MemberId = MemberId(9);
 /// Bound on the time from the last fault's end to a converged group.
 const CONVERGE_MS: u64 = 30_000;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+mod common;
+use common::Rng;
 
 // ---- the export's data, and what clients do to it ---------------------------------------
 
@@ -593,18 +576,27 @@ impl World {
             prev: self.mem(id).log_prev(),
             pristine: false,
         };
-        let Role::Primary(p) = &mut self.mem_mut(id).role else {
+        if !self.admit(id, m, now) {
             return;
-        };
-        if p.p.add_member(m, now).is_err() {
-            return;
-        }
-        if let Some(mm) = self.mem_mut(id).node.member(E) {
-            mm.asked(m, now);
         }
         // the Join goes on the link before any update add_member queued
         self.send(id, m, Msg::Join { offer });
         self.pump(id, now);
+    }
+
+    /// Primary `id` adds `m` to its stream (the data path must be quiet enough) and notes
+    /// that it asked `m` to join. `false`: not primary, or not now.
+    fn admit(&mut self, id: MemberId, m: MemberId, now: Millis) -> bool {
+        let Role::Primary(p) = &mut self.mem_mut(id).role else {
+            return false;
+        };
+        if p.p.add_member(m, now).is_err() {
+            return false;
+        }
+        if let Some(mm) = self.mem_mut(id).node.member(E) {
+            mm.asked(m, now);
+        }
+        true
     }
 
     fn finish_step_down(&mut self, id: MemberId) {
@@ -926,14 +918,8 @@ impl World {
             if !self.reachable(id, t) {
                 continue;
             }
-            let Role::Primary(p) = &mut self.mem_mut(id).role else {
-                return;
-            };
-            if p.p.add_member(t, now).is_err() {
+            if !self.admit(id, t, now) {
                 continue;
-            }
-            if let Some(mm) = self.mem_mut(id).node.member(E) {
-                mm.asked(t, now);
             }
             self.send(
                 id,

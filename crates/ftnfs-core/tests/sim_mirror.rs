@@ -19,23 +19,8 @@ use ftnfs_core::mirror::primary::{Primary, PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::secondary::{Secondary, SecondaryEffect};
 use ftnfs_core::mirror::{FailReason, Key, MemberSet, Touch, Update};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+mod common;
+use common::Rng;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {

@@ -219,18 +219,14 @@ impl Server {
                                     // this very mirror, after a stall or a restart of the
                                     // group) is answered, not executed twice
                                     // (tests/sim_group.rs found the second execution).
-                                    let mut drc = self.drc();
-                                    drc.finish(key, &r, !info.idempotent, self.now());
-                                    drc.tag(&key, fh.export.0, false);
+                                    self.keep_unsent(key, &r, info.idempotent, fh.export);
                                     return None;
                                 }
                                 if !self.leased(fh.export) {
                                     // released, but this member's lease ran out (it was
                                     // frozen; another may serve now): no reply from here, the
                                     // client resends to whoever holds the address
-                                    let mut drc = self.drc();
-                                    drc.finish(key, &r, !info.idempotent, self.now());
-                                    drc.tag(&key, fh.export.0, false);
+                                    self.keep_unsent(key, &r, info.idempotent, fh.export);
                                     return None;
                                 }
                                 mirrored_export = Some(fh.export.0);
@@ -511,6 +507,14 @@ impl Server {
             }
             drc.tag(&key, export.0, false);
         }
+    }
+
+    /// Caches the reply of a mirrored update executed here but not sent (deposed, or the
+    /// lease ran out): tagged with its export, not released.
+    fn keep_unsent(&self, key: DrcKey, reply: &[u8], idempotent: bool, export: ExportId) {
+        let mut drc = self.drc();
+        drc.finish(key, reply, !idempotent, self.now());
+        drc.tag(&key, export.0, false);
     }
 
     /// Forgets the cached replies of `export`'s updates (a resync is about to replace its

@@ -781,6 +781,16 @@ mod tests {
         }
     }
 
+    /// A primary with these live secondaries, serving.
+    fn primary(live: MemberSet) -> RoleView {
+        RoleView::Primary {
+            live,
+            stepping_down: false,
+            closed: false,
+            resyncing: MemberSet::EMPTY,
+        }
+    }
+
     fn kinds(e: &[Effect]) -> Vec<&'static str> {
         e.iter()
             .map(|e| match e {
@@ -834,14 +844,7 @@ mod tests {
         n.heard(W, Millis(1000));
         n.heard(B, Millis(1000));
         let live: MemberSet = [B].into_iter().collect();
-        let view = |_| {
-            Some(RoleView::Primary {
-                live,
-                stepping_down: false,
-                closed: false,
-                resyncing: MemberSet::EMPTY,
-            })
-        };
+        let view = |_| Some(primary(live));
         assert_eq!(
             kinds(&n.handle_timeout(Millis(1000), &view, &w)),
             ["ping", "beat"]
@@ -863,14 +866,7 @@ mod tests {
         n.heard(A, Millis(0));
         n.heard(B, Millis(1000));
         let live: MemberSet = [A].into_iter().collect();
-        let view = |_| {
-            Some(RoleView::Primary {
-                live,
-                stepping_down: false,
-                closed: false,
-                resyncing: MemberSet::EMPTY,
-            })
-        };
+        let view = |_| Some(primary(live));
         let e = n.handle_timeout(Millis(1000), &view, &w);
         assert_eq!(kinds(&e), ["beat", "failout", "ask"]);
         let e = n.handle_timeout(Millis(1100), &view, &w);
@@ -892,14 +888,7 @@ mod tests {
         n.heard(A, Millis(0));
         n.member(E).expect("mirrored").asked(A, Millis(5000));
         let live: MemberSet = [A].into_iter().collect();
-        let view = |_| {
-            Some(RoleView::Primary {
-                live,
-                stepping_down: false,
-                closed: false,
-                resyncing: MemberSet::EMPTY,
-            })
-        };
+        let view = |_| Some(primary(live));
         assert_eq!(kinds(&n.handle_timeout(Millis(5001), &view, &w)), ["beat"]);
         assert_eq!(kinds(&n.handle_timeout(Millis(5800), &view, &w)), ["beat"]);
         assert_eq!(
