@@ -44,7 +44,7 @@ role() { status "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); e=d[
 primary() { # prints the member that is primary with its secondary live, if one is
   local m
   for m in a b; do
-    status "$m" | python3 -c 'import json,sys; e=json.load(sys.stdin)["mirror"]["exports"][0]; sys.exit(0 if e["role"]=="primary" and all(s["live"] for s in e["secondaries"]) else 1)' 2>/dev/null && { echo "$m"; return 0; }
+    status "$m" | python3 -c 'import json,sys; e=json.load(sys.stdin)["mirror"]["exports"][0]; sys.exit(0 if e["role"]=="primary" and all(s["joined"] for s in e["secondaries"]) else 1)' 2>/dev/null && { echo "$m"; return 0; }
   done
   return 1
 }

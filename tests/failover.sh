@@ -43,7 +43,7 @@ status() { "$T/ftnfsctl" --socket "$W/$1/$2/adm.sock" status --json 2>/dev/null;
 role() { status "$1" "$2" | python3 -c 'import json,sys; d=json.load(sys.stdin); e=d["mirror"]["exports"][0]; print(e["role"], e.get("epoch", ""))' 2>/dev/null; }
 formed() { # RUN
   for _ in $(seq 1200); do
-    status "$1" a | grep -q '"live": true' && return 0
+    status "$1" a | grep -q '"joined": true' && return 0
     sleep 0.1
   done
   return 1

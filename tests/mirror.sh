@@ -34,7 +34,7 @@ member() { # GROUP NAME SECRETFILE PEERS...
 status() { "$T/ftnfsctl" --socket "$W/$1/$2/adm.sock" status --json 2>/dev/null; }
 formed() { # GROUP N_SECONDARIES: wait until the primary has every secondary live
   for _ in $(seq 1200); do
-    n=$(status "$1" a | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(s["live"] for e in d["mirror"]["exports"] for s in e["secondaries"]))' 2>/dev/null)
+    n=$(status "$1" a | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(s["joined"] for e in d["mirror"]["exports"] for s in e["secondaries"]))' 2>/dev/null)
     [ "${n:-0}" = "$2" ] && return 0
     sleep 0.1
   done

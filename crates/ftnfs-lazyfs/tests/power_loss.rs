@@ -465,10 +465,11 @@ impl Pair {
             .clone()
     }
 
-    /// Member `i` is primary with its secondary live.
+    /// Member `i` is primary with its secondary joined (it accepted the Join; "live" alone is
+    /// also true while a returning member is still deciding whether it needs a resync).
     fn whole(&self, i: usize) -> bool {
         let s = self.status(i);
-        s["role"] == "primary" && s["secondaries"][0]["live"] == true
+        s["role"] == "primary" && s["secondaries"][0]["joined"] == true
     }
 
     /// Member `i`'s events, as text.

@@ -432,8 +432,10 @@ fn print_mirror(m: &Value) {
                         format!(
                             "{} {}",
                             s["name"].as_str().unwrap_or("?"),
-                            if s["live"] == Value::Bool(true) {
+                            if s["joined"] == Value::Bool(true) {
                                 "live"
+                            } else if s["live"] == Value::Bool(true) {
+                                "joining"
                             } else {
                                 "OUT"
                             }

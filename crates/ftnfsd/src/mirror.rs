@@ -197,6 +197,9 @@ pub struct PrimarySide {
     /// replies) is awaited, since when: they hold writes ([`Mirror::joined_answered`]) for at
     /// most the silence time.
     joining: Mutex<HashMap<MemberId, Millis>>,
+    /// Live secondaries that accepted their latest Join (status: a live member not in here
+    /// is still deciding whether it can join or needs a resync).
+    accepted: Mutex<HashSet<MemberId>>,
     /// Writes held by these members' resyncs (their last pass): new updates wait to be
     /// numbered while any holds.
     held: Mutex<HashSet<MemberId>>,
@@ -2039,6 +2042,7 @@ impl Mirror {
             }
             PeerMsg::JoinReply { ok: true, .. } => {
                 lock(&ps.diverged).remove(&from);
+                lock(&ps.accepted).insert(from);
                 let asked = lock(&self.node)
                     .member(export)
                     .and_then(|m| m.asked_at(from));
@@ -2101,6 +2105,7 @@ impl Mirror {
                         "secondaries": ps.secondaries.iter().map(|m| json!({
                             "name": self.group.name_of(*m),
                             "live": c.p.live().contains(*m),
+                            "joined": c.p.live().contains(*m) && lock(&ps.accepted).contains(m),
                             "last_heard_ms_ago": ago(*m),
                         })).collect::<Vec<_>>(),
                         "lag": c.p.last_seq().0 - c.p.released_watermark().0,
@@ -2207,6 +2212,7 @@ impl PrimarySide {
             chain_base: base,
             held: Mutex::new(HashSet::new()),
             joining: Mutex::new(HashMap::new()),
+            accepted: Mutex::new(HashSet::new()),
             unheld: Condvar::new(),
             resyncs: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
@@ -2282,6 +2288,7 @@ impl PrimarySide {
         if let Some(me) = lock(&m.node).member(self.export) {
             me.asked(peer, now);
         }
+        lock(&self.accepted).remove(&peer);
         let mut c = lock(&self.core);
         // The Join goes on the link before any update sent by add_member.
         let base = c.p.released_watermark();

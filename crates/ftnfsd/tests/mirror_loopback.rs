@@ -106,7 +106,7 @@ fn secondary_live(a: &Member) -> bool {
         .as_array()
         .into_iter()
         .flatten()
-        .any(|e| e["role"] == "primary" && e["secondaries"][0]["live"] == true)
+        .any(|e| e["role"] == "primary" && e["secondaries"][0]["joined"] == true)
 }
 
 fn primary_status(m: &Member) -> serde_json::Value {
@@ -139,7 +139,7 @@ fn export_4711(m: &Member) -> (String, bool) {
         .map(|e| {
             (
                 e["role"].as_str().unwrap_or("").to_string(),
-                e["secondaries"][0]["live"] == true,
+                e["secondaries"][0]["joined"] == true,
             )
         })
         .unwrap_or_default()
