@@ -1,10 +1,24 @@
-//! What each procedure is: the DRC, the dispatcher and (later) the mirroring read this table
-//! instead of scattering `match proc` lists (Ganesha's `nfs_worker_thread.c` keeps the same).
+//! What each procedure is — one row per procedure, read by everyone who needs a
+//! per-procedure fact (Ganesha's `nfs3_func_desc[]`): the dispatcher (is it known, may this
+//! member answer it), the DRC (cache its reply?), the mirroring (must it be mirrored, which
+//! handle names its export, what it orders against, does the primary dictate a new file id),
+//! the change log (what a resync must send again), the error path (the failure body's shape)
+//! and the counters (its name).
+//!
+//! The handler itself is chosen by the decoded [`Args`] variant in the daemon's
+//! `nfs3_procs::Caller::execute`: an exhaustive match the compiler checks against
+//! [`Args`], so a procedure cannot have a row and no handler (or the reverse) — the one
+//! column of Ganesha's table that Rust's type system holds better than a function pointer.
 
+use ftnfs_wire::nfs3::{Args, NfsFh3};
 use ftnfs_wire::{mount, nfs3};
 
+use crate::handle::FileHandle;
+use crate::mirror::resync::{Touched, BLOCK};
+use crate::mirror::{Key, Touch};
+
 /// Properties of one procedure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct ProcInfo {
     /// Upper-case name, as in RFC 1813.
     pub name: &'static str,
@@ -15,8 +29,116 @@ pub struct ProcInfo {
     pub updates: bool,
     /// It creates a name that carries an identity decided by the primary.
     pub creates: bool,
+    /// It makes a new object whose file id the primary reserves and dictates to the
+    /// secondaries (every creating procedure but LINK, whose object exists).
+    pub new_id: bool,
+    /// A READ: mirrored (as an atime update) in the acknowledged and serialized read modes.
+    pub mirrored_read: bool,
     /// What follows the status in its failure reply (RFC 1813 §3.3, the `resfail` arms).
     pub fail_body: FailBody,
+    /// The handle whose export the call belongs to (the one whose role decides who may
+    /// answer it and which mirror it updates); `None` for NULL and MOUNT.
+    pub handle: fn(&Args) -> Option<&NfsFh3>,
+    /// A second object an update changes besides its handle's (RENAME's target directory,
+    /// LINK's directory), for the change log.
+    pub second: fn(&Args) -> Option<&NfsFh3>,
+    /// How the update is ordered against others (Documentation/04-replication-order.md).
+    pub order: Order,
+    /// What the change log records of it (Documentation/08-rejoin.md).
+    pub log: Log,
+}
+
+/// How an update is ordered against concurrent ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The 1 MiB blocks of its handle's file that its range covers: writes to disjoint blocks
+    /// of one file run in parallel (their mtime and atime stamps commute: the daemon keeps
+    /// the latest).
+    Blocks,
+    /// Its handle's whole object.
+    Object,
+    /// It changes the namespace: after and before everything (also every non-update, which
+    /// is never ordered).
+    Barrier,
+}
+
+/// What the change log records of an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    /// Nothing (COMMIT changes no data and no attribute: the WRITEs it makes durable are
+    /// logged; every non-update).
+    Nothing,
+    /// The blocks of its handle's file that its range covers.
+    Blocks,
+    /// Its handle's object, the [`second`](ProcInfo::second) one, and the object it created:
+    /// whole. (A removed or renamed entry is covered by its directory: a resync sends that
+    /// directory's entries.)
+    Named,
+}
+
+impl ProcInfo {
+    /// What an update touches for the replication order.
+    pub fn touch(&self, a: &Args) -> Touch {
+        let file = (self.handle)(a).and_then(file_of);
+        match (self.order, file) {
+            (Order::Blocks, Some(id)) => {
+                let (first, last) = blocks_of(a);
+                Touch {
+                    keys: (first..=last).map(|b| Key::part(id, b)).collect(),
+                    barrier: false,
+                }
+            }
+            (Order::Object, Some(id)) => Touch {
+                keys: vec![Key::whole(id)],
+                barrier: false,
+            },
+            // a handle that does not decode orders like nothing (it fails everywhere alike)
+            (Order::Blocks | Order::Object, None) => Touch::default(),
+            (Order::Barrier, _) => Touch {
+                keys: vec![],
+                barrier: true,
+            },
+        }
+    }
+
+    /// The file ids an update touched, for the change log (`new_id`: the object it made).
+    pub fn logged(&self, a: &Args, new_id: Option<u64>) -> Vec<Touched> {
+        let mut out: Vec<Touched> = match self.log {
+            Log::Nothing => Vec::new(),
+            Log::Blocks => {
+                let (first, last) = blocks_of(a);
+                (self.handle)(a)
+                    .and_then(file_of)
+                    .map(|id| Touched::blocks(id, first, last))
+                    .into_iter()
+                    .collect()
+            }
+            Log::Named => [(self.handle)(a), (self.second)(a)]
+                .into_iter()
+                .flatten()
+                .filter_map(file_of)
+                .map(Touched::whole)
+                .collect(),
+        };
+        out.extend(new_id.map(Touched::whole));
+        out
+    }
+}
+
+/// The file id a handle names, if it decodes.
+fn file_of(fh: &NfsFh3) -> Option<u64> {
+    FileHandle::decode(&fh.0).map(|h| h.file.0).ok()
+}
+
+/// The first and last block of a file's data that a READ's or WRITE's range covers (block 0
+/// for anything else).
+fn blocks_of(a: &Args) -> (u64, u64) {
+    let (offset, count) = match a {
+        Args::Read { offset, count, .. } | Args::Write { offset, count, .. } => (*offset, *count),
+        _ => (0, 0),
+    };
+    let last = offset.saturating_add(u64::from(count).max(1) - 1) / BLOCK;
+    (offset / BLOCK, last)
 }
 
 /// The shape of a procedure's failure body: what a reply that carries only an error status
@@ -51,19 +173,52 @@ impl FailBody {
     }
 }
 
-const fn p(
-    name: &'static str,
-    idempotent: bool,
-    updates: bool,
-    creates: bool,
-    fail_body: FailBody,
-) -> ProcInfo {
+type HandleOf = fn(&Args) -> Option<&NfsFh3>;
+
+fn none(_: &Args) -> Option<&NfsFh3> {
+    None
+}
+
+/// An idempotent procedure that changes nothing.
+const fn read(name: &'static str, fail_body: FailBody, handle: HandleOf) -> ProcInfo {
     ProcInfo {
         name,
-        idempotent,
-        updates,
-        creates,
+        idempotent: true,
+        updates: false,
+        creates: false,
+        new_id: false,
+        mirrored_read: false,
         fail_body,
+        handle,
+        second: none,
+        order: Order::Barrier,
+        log: Log::Nothing,
+    }
+}
+
+/// A non-idempotent namespace update (a barrier, logged by the objects it names).
+const fn names(name: &'static str, fail_body: FailBody, handle: HandleOf) -> ProcInfo {
+    ProcInfo {
+        name,
+        idempotent: false,
+        updates: true,
+        creates: false,
+        new_id: false,
+        mirrored_read: false,
+        fail_body,
+        handle,
+        second: none,
+        order: Order::Barrier,
+        log: Log::Named,
+    }
+}
+
+/// A namespace update that makes a new object with a file id the primary dictates.
+const fn makes(name: &'static str, handle: HandleOf) -> ProcInfo {
+    ProcInfo {
+        creates: true,
+        new_id: true,
+        ..names(name, FailBody::Wcc, handle)
     }
 }
 
@@ -72,38 +227,133 @@ use FailBody::{Empty, PostOp, PostOpWcc, TwoWcc, Wcc};
 /// NFSv3, indexed by procedure number. SETATTR and WRITE are idempotent in effect but their
 /// wcc replies are not, and a replayed SETATTR with a guard could fail: we cache them too.
 pub static NFS3: [ProcInfo; 22] = [
-    p("NULL", true, false, false, Empty),
-    p("GETATTR", true, false, false, Empty),
-    p("SETATTR", false, true, false, Wcc),
-    p("LOOKUP", true, false, false, PostOp),
-    p("ACCESS", true, false, false, PostOp),
-    p("READLINK", true, false, false, PostOp),
-    p("READ", true, false, false, PostOp),
-    p("WRITE", false, true, false, Wcc),
-    p("CREATE", false, true, true, Wcc),
-    p("MKDIR", false, true, true, Wcc),
-    p("SYMLINK", false, true, true, Wcc),
-    p("MKNOD", false, true, true, Wcc),
-    p("REMOVE", false, true, false, Wcc),
-    p("RMDIR", false, true, false, Wcc),
-    p("RENAME", false, true, false, TwoWcc),
-    p("LINK", false, true, true, PostOpWcc),
-    p("READDIR", true, false, false, PostOp),
-    p("READDIRPLUS", true, false, false, PostOp),
-    p("FSSTAT", true, false, false, PostOp),
-    p("FSINFO", true, false, false, PostOp),
-    p("PATHCONF", true, false, false, PostOp),
-    p("COMMIT", true, true, false, Wcc),
+    read("NULL", Empty, none),
+    read("GETATTR", Empty, |a| match a {
+        Args::GetAttr(f) => Some(f),
+        _ => None,
+    }),
+    ProcInfo {
+        order: Order::Object,
+        ..names("SETATTR", Wcc, |a| match a {
+            Args::SetAttr { obj, .. } => Some(obj),
+            _ => None,
+        })
+    },
+    read("LOOKUP", PostOp, |a| match a {
+        Args::Lookup(d) => Some(&d.dir),
+        _ => None,
+    }),
+    read("ACCESS", PostOp, |a| match a {
+        Args::Access { obj, .. } => Some(obj),
+        _ => None,
+    }),
+    read("READLINK", PostOp, |a| match a {
+        Args::ReadLink(f) => Some(f),
+        _ => None,
+    }),
+    ProcInfo {
+        mirrored_read: true,
+        order: Order::Blocks,
+        log: Log::Blocks,
+        ..read("READ", PostOp, |a| match a {
+            Args::Read { file, .. } => Some(file),
+            _ => None,
+        })
+    },
+    ProcInfo {
+        order: Order::Blocks,
+        log: Log::Blocks,
+        ..names("WRITE", Wcc, |a| match a {
+            Args::Write { file, .. } => Some(file),
+            _ => None,
+        })
+    },
+    makes("CREATE", |a| match a {
+        Args::Create { where_, .. } => Some(&where_.dir),
+        _ => None,
+    }),
+    makes("MKDIR", |a| match a {
+        Args::Mkdir { where_, .. } => Some(&where_.dir),
+        _ => None,
+    }),
+    makes("SYMLINK", |a| match a {
+        Args::Symlink { where_, .. } => Some(&where_.dir),
+        _ => None,
+    }),
+    makes("MKNOD", |a| match a {
+        Args::Mknod { where_, .. } => Some(&where_.dir),
+        _ => None,
+    }),
+    names("REMOVE", Wcc, |a| match a {
+        Args::Remove(d) => Some(&d.dir),
+        _ => None,
+    }),
+    names("RMDIR", Wcc, |a| match a {
+        Args::Rmdir(d) => Some(&d.dir),
+        _ => None,
+    }),
+    ProcInfo {
+        second: |a| match a {
+            Args::Rename { to, .. } => Some(&to.dir),
+            _ => None,
+        },
+        ..names("RENAME", TwoWcc, |a| match a {
+            Args::Rename { from, .. } => Some(&from.dir),
+            _ => None,
+        })
+    },
+    ProcInfo {
+        creates: true,
+        second: |a| match a {
+            Args::Link { link, .. } => Some(&link.dir),
+            _ => None,
+        },
+        ..names("LINK", PostOpWcc, |a| match a {
+            Args::Link { file, .. } => Some(file),
+            _ => None,
+        })
+    },
+    read("READDIR", PostOp, |a| match a {
+        Args::ReadDir { dir, .. } => Some(dir),
+        _ => None,
+    }),
+    read("READDIRPLUS", PostOp, |a| match a {
+        Args::ReadDirPlus { dir, .. } => Some(dir),
+        _ => None,
+    }),
+    read("FSSTAT", PostOp, |a| match a {
+        Args::FsStat(f) => Some(f),
+        _ => None,
+    }),
+    read("FSINFO", PostOp, |a| match a {
+        Args::FsInfo(f) => Some(f),
+        _ => None,
+    }),
+    read("PATHCONF", PostOp, |a| match a {
+        Args::PathConf(f) => Some(f),
+        _ => None,
+    }),
+    // COMMIT changes nothing a resync would send (the WRITEs it makes durable are logged),
+    // but it is mirrored: each member makes its own copy durable before the client hears
+    ProcInfo {
+        idempotent: true,
+        order: Order::Object,
+        log: Log::Nothing,
+        ..names("COMMIT", Wcc, |a| match a {
+            Args::Commit { file, .. } => Some(file),
+            _ => None,
+        })
+    },
 ];
 
-/// MOUNT v3, indexed by procedure number.
+/// MOUNT v3, indexed by procedure number (its arguments are not NFS [`Args`]: no handle).
 pub static MOUNT3: [ProcInfo; 6] = [
-    p("NULL", true, false, false, Empty),
-    p("MNT", true, false, false, Empty),
-    p("DUMP", true, false, false, Empty),
-    p("UMNT", true, false, false, Empty),
-    p("UMNTALL", true, false, false, Empty),
-    p("EXPORT", true, false, false, Empty),
+    read("NULL", Empty, none),
+    read("MNT", Empty, none),
+    read("DUMP", Empty, none),
+    read("UMNT", Empty, none),
+    read("UMNTALL", Empty, none),
+    read("EXPORT", Empty, none),
 ];
 
 /// Looks up a procedure of a program we serve.
@@ -118,7 +368,26 @@ pub fn lookup(prog: u32, proc_: u32) -> Option<&'static ProcInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftnfs_wire::nfs3::procs;
+    use crate::ids::{ExportId, FileId, Generation};
+    use ftnfs_wire::nfs3::{procs, DirOpArgs3, StableHow};
+
+    fn fh(file: u64) -> NfsFh3 {
+        NfsFh3(
+            FileHandle {
+                export: ExportId(7),
+                file: FileId(file),
+                gen: Generation(1),
+            }
+            .encode(),
+        )
+    }
+
+    fn dir(file: u64) -> DirOpArgs3 {
+        DirOpArgs3 {
+            dir: fh(file),
+            name: b"x".to_vec(),
+        }
+    }
 
     #[test]
     fn table_matches_procedure_numbers() {
@@ -136,5 +405,104 @@ mod tests {
         ] {
             assert!(!NFS3[n as usize].idempotent);
         }
+        // only creating procedures dictate a new id, and LINK does not
+        for (i, p) in NFS3.iter().enumerate() {
+            assert!(!p.new_id || p.creates, "{}", p.name);
+            assert!(!p.new_id || p.updates, "{}", p.name);
+            assert_eq!(p.mirrored_read, i == procs::READ as usize, "{}", p.name);
+        }
+        assert!(NFS3[procs::LINK as usize].creates && !NFS3[procs::LINK as usize].new_id);
+    }
+
+    #[test]
+    fn every_row_finds_the_handle_of_its_own_arguments_only() {
+        let calls: Vec<(u32, Args)> = vec![
+            (procs::GETATTR, Args::GetAttr(fh(1))),
+            (procs::LOOKUP, Args::Lookup(dir(1))),
+            (procs::REMOVE, Args::Remove(dir(1))),
+            (
+                procs::RENAME,
+                Args::Rename {
+                    from: dir(1),
+                    to: dir(2),
+                },
+            ),
+            (
+                procs::LINK,
+                Args::Link {
+                    file: fh(1),
+                    link: dir(2),
+                },
+            ),
+            (
+                procs::COMMIT,
+                Args::Commit {
+                    file: fh(1),
+                    offset: 0,
+                    count: 0,
+                },
+            ),
+        ];
+        for (n, a) in &calls {
+            let row = &NFS3[*n as usize];
+            assert_eq!((row.handle)(a), Some(&fh(1)), "{}", row.name);
+            // another procedure's row does not read these arguments
+            let other = &NFS3[(*n as usize + 1) % 22];
+            assert_eq!((other.handle)(a), None, "{} on {}", other.name, row.name);
+        }
+        assert_eq!((NFS3[0].handle)(&Args::Null), None);
+    }
+
+    #[test]
+    fn updates_order_and_log_what_they_touch() {
+        let write = Args::Write {
+            file: fh(5),
+            offset: BLOCK - 1,
+            count: 2,
+            stable: StableHow::Unstable,
+            data: vec![0, 0],
+        };
+        let w = &NFS3[procs::WRITE as usize];
+        assert_eq!(
+            w.touch(&write),
+            Touch {
+                keys: vec![Key::part(5, 0), Key::part(5, 1)],
+                barrier: false
+            }
+        );
+        assert_eq!(w.logged(&write, None), vec![Touched::blocks(5, 0, 1)]);
+        let rename = Args::Rename {
+            from: dir(1),
+            to: dir(2),
+        };
+        let r = &NFS3[procs::RENAME as usize];
+        assert!(r.touch(&rename).barrier);
+        assert_eq!(
+            r.logged(&rename, None),
+            vec![Touched::whole(1), Touched::whole(2)]
+        );
+        let mkdir = &NFS3[procs::MKDIR as usize];
+        assert_eq!(
+            mkdir.logged(&Args::Remove(dir(3)), Some(9)),
+            vec![Touched::whole(9)],
+            "a row reads only its own procedure's arguments"
+        );
+        let commit = Args::Commit {
+            file: fh(4),
+            offset: 0,
+            count: 0,
+        };
+        let c = &NFS3[procs::COMMIT as usize];
+        assert_eq!(c.touch(&commit).keys, vec![Key::whole(4)]);
+        assert!(c.logged(&commit, None).is_empty());
+        // a handle that does not decode: no keys, no barrier, nothing logged
+        let bad = Args::SetAttr {
+            obj: NfsFh3(vec![1, 2, 3]),
+            attr: Default::default(),
+            guard: None,
+        };
+        let s = &NFS3[procs::SETATTR as usize];
+        assert_eq!(s.touch(&bad), Touch::default());
+        assert!(s.logged(&bad, None).is_empty());
     }
 }

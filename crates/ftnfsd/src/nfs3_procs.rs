@@ -124,6 +124,33 @@ impl<'a> Caller<'a> {
         self.dictate.map(|d| d.time).unwrap_or(TimeSpec::UTIME_NOW)
     }
 
+    /// The frame of every update of one object that answers with the object's `wcc_data`
+    /// (SETATTR, WRITE, COMMIT, and the directory of CREATE…RMDIR): find it, note its
+    /// attributes, run `body`, read them again whatever happened; `reply` makes the success
+    /// body from `body`'s result and the wcc, a failure carries the wcc alone.
+    fn with_wcc<T, R>(
+        &self,
+        fh: &NfsFh3,
+        body: impl FnOnce(&Ctx<'a>, &Obj) -> Result<T, Fail>,
+        reply: impl FnOnce(&Ctx<'a>, T, WccData) -> R,
+    ) -> Res<R, WccData> {
+        let (c, mut o) = match self.ctx(fh) {
+            Ok(x) => x,
+            Err(f) => return Res::Fail(f.0, WccData::default()),
+        };
+        let before = Some(wcc_attr(&o.st));
+        let r = body(&c, &o);
+        let _ = o.restat();
+        let wcc = WccData {
+            before,
+            after: Some(c.ex.attr(&o)),
+        };
+        match r {
+            Ok(t) => Res::Ok(reply(&c, t, wcc)),
+            Err(f) => Res::Fail(f.0, wcc),
+        }
+    }
+
     fn ctx(&self, fh: &NfsFh3) -> Result<(Ctx<'a>, Obj), Fail> {
         let h = FileHandle::decode(&fh.0).map_err(|_| Fail(NfsStat3::BadHandle))?;
         let ex = self
@@ -204,33 +231,20 @@ impl<'a> Caller<'a> {
     }
 
     fn setattr(&self, fh: &NfsFh3, a: &Sattr3, guard: Option<NfsTime3>) -> Res<WccData, WccData> {
-        let (c, mut o) = match self.ctx(fh) {
-            Ok(x) => x,
-            Err(f) => return Res::Fail(f.0, WccData::default()),
-        };
-        let before = Some(wcc_attr(&o.st));
-        let r = (|| -> Result<_, Fail> {
+        let body = |c: &Ctx<'a>, o: &Obj| {
             if let Some(g) = guard {
                 // RFC 1813 §3.3.2: the guard compares against the object's ctime.
                 ok_or(g == wcc_attr(&o.st).ctime, NfsStat3::NotSync)?;
             }
             c.writable()?;
-            apply_sattr(&c.cred, &o, a, true, self.server_time())?;
+            apply_sattr(&c.cred, o, a, true, self.server_time())?;
             if a.size.is_some() && a.mtime == SetTime::DontChange {
-                self.stamp(&o, false)?; // a truncate sets mtime
+                self.stamp(o, false)?; // a truncate sets mtime
             }
             // stable before the reply: size, mode, owner and times alike
             o.make_stable()
-        })();
-        let _ = o.restat();
-        let wcc = WccData {
-            before,
-            after: Some(c.ex.attr(&o)),
         };
-        match r {
-            Ok(()) => Res::Ok(wcc),
-            Err(f) => Res::Fail(f.0, wcc),
-        }
+        self.with_wcc(fh, body, |_, (), wcc| wcc)
     }
 
     fn lookup(&self, d: &DirOpArgs3) -> Res<Raw, Post> {
@@ -367,12 +381,7 @@ impl<'a> Caller<'a> {
         stable: StableHow,
         data: &[u8],
     ) -> Res<Raw, WccData> {
-        let (c, mut o) = match self.ctx(fh) {
-            Ok(x) => x,
-            Err(f) => return Res::Fail(f.0, WccData::default()),
-        };
-        let before = Some(wcc_attr(&o.st));
-        let r = (|| -> Result<_, Fail> {
+        let body = |c: &Ctx<'a>, o: &Obj| {
             c.writable()?;
             ok_or(count as usize <= data.len(), NfsStat3::Inval)?;
             deny(access::may_write(&c.cred, &o.owner()))?;
@@ -387,7 +396,7 @@ impl<'a> Caller<'a> {
                 None => f.write_all_at(&data[..count as usize], offset)?,
                 Some(d) => {
                     // Writes to disjoint blocks of one file may be applied in different
-                    // orders on different members (server.rs `touch_of`): the mtime they
+                    // orders on different members (the procedure table's `Order::Blocks`): the mtime they
                     // leave is the latest of their dictated times, the same in any order.
                     // The lock makes read-mtime, write, set-mtime atomic per file.
                     let st = nix::sys::stat::fstat(f.as_fd())?;
@@ -416,21 +425,13 @@ impl<'a> Caller<'a> {
                 StableHow::FileSync => f.sync_all()?,
             }
             Ok(stable)
-        })();
-        let _ = o.restat();
-        let wcc = WccData {
-            before,
-            after: Some(c.ex.attr(&o)),
         };
-        match r {
-            Ok(committed) => {
-                let mut w = XdrWriter::new();
-                wcc.encode(&mut w);
-                w.u32(count).u32(committed as u32).fixed(&self.write_verf);
-                Res::Ok(Raw(w.into_inner()))
-            }
-            Err(f) => Res::Fail(f.0, wcc),
-        }
+        self.with_wcc(fh, body, |_, committed, wcc| {
+            let mut w = XdrWriter::new();
+            wcc.encode(&mut w);
+            w.u32(count).u32(committed as u32).fixed(&self.write_verf);
+            Raw(w.into_inner())
+        })
     }
 
     /// The common frame of CREATE, MKDIR, SYMLINK, MKNOD: checks, then `make` creates the
@@ -442,12 +443,7 @@ impl<'a> Caller<'a> {
         d: &DirOpArgs3,
         make: impl FnOnce(&Ctx<'_>, &Obj, &OwnedFd, &std::ffi::OsStr) -> Result<(Obj, bool), Fail>,
     ) -> Res<Raw, WccData> {
-        let (c, mut dir) = match self.ctx(&d.dir) {
-            Ok(x) => x,
-            Err(f) => return Res::Fail(f.0, WccData::default()),
-        };
-        let before = Some(wcc_attr(&dir.st));
-        let r = (|| -> Result<_, Fail> {
+        let body = |c: &Ctx<'a>, dir: &Obj| {
             ok_or(dir.is_dir(), NfsStat3::NotDir)?;
             c.writable()?;
             if is_dot(&d.name) {
@@ -456,30 +452,22 @@ impl<'a> Caller<'a> {
             let name = check_name(&d.name)?;
             deny(access::may_modify_dir(&c.cred, &dir.owner()))?;
             let dirfd = dir.open_dir()?;
-            let (o, created) = make(&c, &dir, &dirfd, name)?;
+            let (o, created) = make(c, dir, &dirfd, name)?;
             if created {
-                self.stamp(&dir, false)?;
+                self.stamp(dir, false)?;
             }
             // the new object and its entry are stable before the reply
             o.make_stable()?;
             sync_dir(&dirfd)?;
             Ok(o)
-        })();
-        let _ = dir.restat();
-        let wcc = WccData {
-            before,
-            after: Some(c.ex.attr(&dir)),
         };
-        match r {
-            Ok(o) => {
-                let mut w = XdrWriter::new();
-                Some(NfsFh3(o.handle(c.ex))).encode(&mut w);
-                Some(c.ex.attr(&o)).encode(&mut w);
-                wcc.encode(&mut w);
-                Res::Ok(Raw(w.into_inner()))
-            }
-            Err(f) => Res::Fail(f.0, wcc),
-        }
+        self.with_wcc(&d.dir, body, |c, o, wcc| {
+            let mut w = XdrWriter::new();
+            Some(NfsFh3(o.handle(c.ex))).encode(&mut w);
+            Some(c.ex.attr(&o)).encode(&mut w);
+            wcc.encode(&mut w);
+            Raw(w.into_inner())
+        })
     }
 
     fn create(&self, d: &DirOpArgs3, how: CreateHow3) -> Res<Raw, WccData> {
@@ -684,12 +672,7 @@ impl<'a> Caller<'a> {
     }
 
     fn remove(&self, d: &DirOpArgs3, rmdir: bool) -> Res<WccData, WccData> {
-        let (c, mut dir) = match self.ctx(&d.dir) {
-            Ok(x) => x,
-            Err(f) => return Res::Fail(f.0, WccData::default()),
-        };
-        let before = Some(wcc_attr(&dir.st));
-        let r = (|| -> Result<_, Fail> {
+        let body = |c: &Ctx<'a>, dir: &Obj| {
             ok_or(dir.is_dir(), NfsStat3::NotDir)?;
             c.writable()?;
             match d.name.as_slice() {
@@ -699,7 +682,7 @@ impl<'a> Caller<'a> {
             }
             check_name(&d.name)?;
             let dirfd = dir.open_dir()?;
-            let victim = c.ex.child(&dir, &dirfd, &d.name)?;
+            let victim = c.ex.child(dir, &dirfd, &d.name)?;
             access::may_delete(&c.cred, &dir.owner(), &victim.owner())?;
             if rmdir {
                 ok_or(victim.is_dir(), NfsStat3::NotDir)?;
@@ -710,18 +693,10 @@ impl<'a> Caller<'a> {
             }
             let last = victim.is_dir() || victim.st.st_nlink <= 1;
             c.ex.ids.remove_link(victim.id, dir.id, &d.name, last)?;
-            self.stamp(&dir, false)?;
+            self.stamp(dir, false)?;
             sync_dir(&dirfd)
-        })();
-        let _ = dir.restat();
-        let wcc = WccData {
-            before,
-            after: Some(c.ex.attr(&dir)),
         };
-        match r {
-            Ok(()) => Res::Ok(wcc),
-            Err(f) => Res::Fail(f.0, wcc),
-        }
+        self.with_wcc(&d.dir, body, |_, (), wcc| wcc)
     }
 
     fn rename(&self, from: &DirOpArgs3, to: &DirOpArgs3) -> Res<TwoWcc, TwoWcc> {
@@ -956,30 +931,17 @@ impl<'a> Caller<'a> {
     }
 
     fn commit(&self, fh: &NfsFh3) -> Res<Raw, WccData> {
-        let (c, mut o) = match self.ctx(fh) {
-            Ok(x) => x,
-            Err(f) => return Res::Fail(f.0, WccData::default()),
-        };
-        let before = Some(wcc_attr(&o.st));
-        let r = (|| -> Result<_, Fail> {
+        let body = |_: &Ctx<'a>, o: &Obj| {
             let f = o.open_file(OFlag::O_RDONLY)?;
             f.sync_all()?;
             Ok(())
-        })();
-        let _ = o.restat();
-        let wcc = WccData {
-            before,
-            after: Some(c.ex.attr(&o)),
         };
-        match r {
-            Ok(()) => {
-                let mut w = XdrWriter::new();
-                wcc.encode(&mut w);
-                w.fixed(&self.write_verf);
-                Res::Ok(Raw(w.into_inner()))
-            }
-            Err(f) => Res::Fail(f.0, wcc),
-        }
+        self.with_wcc(fh, body, |_, (), wcc| {
+            let mut w = XdrWriter::new();
+            wcc.encode(&mut w);
+            w.fixed(&self.write_verf);
+            Raw(w.into_inner())
+        })
     }
 }
 

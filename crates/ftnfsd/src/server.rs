@@ -14,13 +14,11 @@ use ftnfs_core::drc::{Drc, DrcKey, DrcLimits, Verdict};
 use ftnfs_core::exports::{Mirroring, ReadMode};
 use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{ExportId, Millis, SeqNo};
-use ftnfs_core::mirror::{Key, Touch};
 
 /// Granularity of the replication order inside a file's data: the change log's block.
-const WRITE_BLOCK: u64 = ftnfs_core::mirror::resync::BLOCK;
-use ftnfs_core::proc_table;
+use ftnfs_core::proc_table::{self, ProcInfo};
 use ftnfs_wire::mount::{self, ExportList, ExportNode, MntRes, MountList, MountStat3};
-use ftnfs_wire::nfs3::{self, Args, ArgsError, NfsFh3, NfsStat3};
+use ftnfs_wire::nfs3::{self, Args, ArgsError, NfsStat3};
 use ftnfs_wire::peer::{Origin, UpdatePayload};
 use ftnfs_wire::rpc::{
     flavor, AcceptStat, AuthStat, AuthSys, CallHeader, MessageError, ReplyHeader, Xid,
@@ -169,7 +167,7 @@ impl Server {
         // the mirrored export whose update this is: its reply is tagged in the DRC
         let mut mirrored_export = None;
         let reply = match Args::decode(h.proc_, args) {
-            Ok(a) if !info.updates && !self.mirror.is_empty() && !self.answers_reads(&a) => {
+            Ok(a) if !info.updates && !self.mirror.is_empty() && !self.answers_reads(info, &a) => {
                 // a mirror that is not in step (out, standing by, being resynced) would
                 // answer from stale or half-copied data: try later (the virtual IP leads
                 // clients to the primary)
@@ -177,9 +175,9 @@ impl Server {
                 return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
             }
             Ok(a) => {
-                let is_read = h.proc_ == nfs3::procs::READ;
+                let is_read = info.mirrored_read;
                 let export = if (info.updates || is_read) && !self.mirror.is_empty() {
-                    first_handle(&a).and_then(|fh| FileHandle::decode(&fh.0).ok())
+                    (info.handle)(&a).and_then(|fh| FileHandle::decode(&fh.0).ok())
                 } else {
                     None
                 };
@@ -208,7 +206,7 @@ impl Server {
                             gid: cred.gid,
                             gids: cred.groups.clone(),
                         };
-                        match self.mirrored(ps, fh, &a, origin, h.proc_, args, info.creates) {
+                        match self.mirrored(ps, fh, &a, origin, h.proc_, args, info) {
                             Some(d) => {
                                 let r = self.execute(h.xid, a, peer, cred, anonymous, Some(d.0));
                                 if !self.mirrored_done(ps, d.1, d.2, &r) {
@@ -310,11 +308,10 @@ impl Server {
         origin: Origin,
         proc_: u32,
         args: &[u8],
-        creates: bool,
+        info: &ProcInfo,
     ) -> Option<(Dictation, SeqNo, std::sync::mpsc::Receiver<Signal>)> {
         let ex = self.export(fh.export)?;
-        let new_id = (creates && proc_ != nfs3::procs::LINK)
-            .then(|| (ex.ids.reserve(), ex.ids.generation()));
+        let new_id = info.new_id.then(|| (ex.ids.reserve(), ex.ids.generation()));
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -326,7 +323,7 @@ impl Server {
             time,
             args: args.to_vec(),
         });
-        let touch = touch_of(a);
+        let touch = info.touch(a);
         let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, self.now()) {
             Ok(x) => x,
             Err(e) => {
@@ -336,7 +333,7 @@ impl Server {
         };
         // in the change log before it executes (it waits for Run below)
         if let Some(log) = self.mirror.log(fh.export) {
-            log.update(ps.history, seq.0, &touched_ids(a, new_id.map(|(f, _)| f.0)));
+            log.update(ps.history, seq.0, &info.logged(a, new_id.map(|(f, _)| f.0)));
         }
         match rx.recv_timeout(MAX_RUN_WAIT) {
             Ok(Signal::Run) => {}
@@ -352,8 +349,7 @@ impl Server {
             Dictation {
                 new_id,
                 time: nix::sys::time::TimeSpec::new(time.0, time.1 as i64),
-                atime: proc_ == nfs3::procs::READ
-                    && self.read_mode(fh.export) == ReadMode::Serialized,
+                atime: info.mirrored_read && self.read_mode(fh.export) == ReadMode::Serialized,
             },
             seq,
             rx,
@@ -399,12 +395,15 @@ impl Server {
             _ => return u32::MAX - 1,
         };
         let peer = SocketAddr::new(ip, p.origin.port);
-        let Ok(a) = Args::decode(p.proc_, &p.args) else {
+        let (Some(info), Ok(a)) = (
+            proc_table::NFS3.get(p.proc_ as usize),
+            Args::decode(p.proc_, &p.args),
+        ) else {
             tracing::error!(export = export.0, "undecodable update from the primary");
             return u32::MAX - 1;
         };
         if let Some(log) = self.mirror.log(export) {
-            log.update(at.0, at.1 .0, &touched_ids(&a, p.new_id.map(|(f, _)| f)));
+            log.update(at.0, at.1 .0, &info.logged(&a, p.new_id.map(|(f, _)| f)));
         }
         let cred = if p.origin.anonymous {
             Cred::anonymous(&Default::default())
@@ -420,13 +419,12 @@ impl Server {
                 .new_id
                 .map(|(f, g)| (ftnfs_core::ids::FileId(f), ftnfs_core::ids::Generation(g))),
             time: nix::sys::time::TimeSpec::new(p.time.0, p.time.1 as i64),
-            atime: p.proc_ == nfs3::procs::READ && self.read_mode(export) == ReadMode::Serialized,
+            atime: info.mirrored_read && self.read_mode(export) == ReadMode::Serialized,
         };
         let xid = Xid(p.origin.xid);
         let reply = self.execute(xid, a, peer, cred, p.origin.anonymous, Some(dictate));
         let key = DrcKey::new(ip, xid, nfs3::PROGRAM, 3, p.proc_, &p.args);
-        let keep = proc_table::lookup(nfs3::PROGRAM, p.proc_).is_some_and(|i| !i.idempotent);
-        if keep {
+        if !info.idempotent {
             let mut drc = self.drc();
             drc.record(key, &reply, self.now());
             drc.tag(&key, export.0, false);
@@ -718,8 +716,8 @@ impl Server {
     /// Whether this member may answer a read from its own mirror now: the export is not
     /// mirrored, or this member is its primary (holding the read lease) or a secondary
     /// following one. A call with a bad handle gets that handle's own error.
-    fn answers_reads(&self, a: &Args) -> bool {
-        match read_handle(a).map(|fh| FileHandle::decode(&fh.0)) {
+    fn answers_reads(&self, info: &ProcInfo, a: &Args) -> bool {
+        match (info.handle)(a).map(|fh| FileHandle::decode(&fh.0)) {
             Some(Ok(h)) => self.leased(h.export) && self.mirror.serves_reads(h.export),
             _ => true,
         }
@@ -742,128 +740,6 @@ impl Server {
         }
         true
     }
-}
-
-/// The handle a non-update call reads through (its export is the one whose role counts).
-fn read_handle(a: &Args) -> Option<&NfsFh3> {
-    Some(match a {
-        Args::GetAttr(f)
-        | Args::ReadLink(f)
-        | Args::FsStat(f)
-        | Args::FsInfo(f)
-        | Args::PathConf(f)
-        | Args::Access { obj: f, .. }
-        | Args::Read { file: f, .. }
-        | Args::ReadDir { dir: f, .. }
-        | Args::ReadDirPlus { dir: f, .. } => f,
-        Args::Lookup(d) => &d.dir,
-        _ => return None,
-    })
-}
-
-fn first_handle(a: &Args) -> Option<&NfsFh3> {
-    Some(match a {
-        Args::SetAttr { obj, .. } => obj,
-        Args::Write { file, .. } | Args::Read { file, .. } => file,
-        Args::Create { where_, .. }
-        | Args::Mkdir { where_, .. }
-        | Args::Symlink { where_, .. }
-        | Args::Mknod { where_, .. } => &where_.dir,
-        Args::Remove(d) | Args::Rmdir(d) => &d.dir,
-        Args::Rename { from, .. } => &from.dir,
-        Args::Link { file, .. } => file,
-        Args::Commit { file, .. } => file,
-        _ => return None,
-    })
-}
-
-/// The file id a handle names, if it decodes.
-fn file_of(fh: &NfsFh3) -> Option<u64> {
-    FileHandle::decode(&fh.0).map(|h| h.file.0).ok()
-}
-
-/// The first and last block of a file's data that `count` bytes at `offset` cover.
-fn blocks_of(offset: u64, count: u32) -> (u64, u64) {
-    let last = offset.saturating_add(u64::from(count).max(1) - 1) / WRITE_BLOCK;
-    (offset / WRITE_BLOCK, last)
-}
-
-/// What an update touches for the replication order (Documentation/04-replication-order.md):
-/// data and attribute updates touch their file; namespace updates are barriers.
-fn touch_of(a: &Args) -> Touch {
-    match a {
-        // A WRITE (or a mirrored READ) touches the 1 MiB blocks it covers: writes to
-        // disjoint blocks of one file run in parallel (their mtime and atime stamps
-        // commute: nfs3_procs keeps the latest).
-        Args::Write {
-            file: f,
-            offset,
-            count,
-            ..
-        }
-        | Args::Read {
-            file: f,
-            offset,
-            count,
-        } => {
-            let (first, last) = blocks_of(*offset, *count);
-            Touch {
-                keys: file_of(f)
-                    .map(|id| (first..=last).map(|b| Key::part(id, b)).collect())
-                    .unwrap_or_default(),
-                barrier: false,
-            }
-        }
-        Args::SetAttr { obj: f, .. } | Args::Commit { file: f, .. } => Touch {
-            keys: file_of(f).map(Key::whole).into_iter().collect(),
-            barrier: false,
-        },
-        _ => Touch {
-            keys: vec![],
-            barrier: true,
-        },
-    }
-}
-
-/// The file ids an update touches, for the change log: every object and directory its
-/// arguments name, and the object it creates. (A removed or renamed entry is covered by its
-/// directory: a resync sends that directory's entries.)
-pub fn touched_ids(a: &Args, new_id: Option<u64>) -> Vec<ftnfs_core::mirror::resync::Touched> {
-    use ftnfs_core::mirror::resync::Touched;
-    let whole = |fh: &NfsFh3| file_of(fh).map(Touched::whole);
-    let mut out: Vec<Touched> = match a {
-        Args::Write {
-            file: f,
-            offset,
-            count,
-            ..
-        }
-        | Args::Read {
-            file: f,
-            offset,
-            count,
-        } => {
-            let (first, last) = blocks_of(*offset, *count);
-            file_of(f)
-                .map(|id| Touched::blocks(id, first, last))
-                .into_iter()
-                .collect()
-        }
-        Args::SetAttr { obj: f, .. } => whole(f).into_iter().collect(),
-        // COMMIT changes no data and no attribute: the WRITEs it makes durable are logged
-        Args::Commit { .. } => Vec::new(),
-        Args::Create { where_, .. }
-        | Args::Mkdir { where_, .. }
-        | Args::Symlink { where_, .. }
-        | Args::Mknod { where_, .. }
-        | Args::Remove(where_)
-        | Args::Rmdir(where_) => whole(&where_.dir).into_iter().collect(),
-        Args::Rename { from, to } => whole(&from.dir).into_iter().chain(whole(&to.dir)).collect(),
-        Args::Link { file: f, link } => whole(f).into_iter().chain(whole(&link.dir)).collect(),
-        _ => Vec::new(),
-    };
-    out.extend(new_id.map(Touched::whole));
-    out
 }
 
 /// The NFS status of an accepted reply (the first word after the RPC reply header), or
