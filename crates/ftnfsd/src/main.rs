@@ -295,6 +295,7 @@ async fn main() -> anyhow::Result<()> {
                 .and_then(|e| server.mirror.role(e))
                 .is_some_and(|r| matches!(&*r, mirror::Role::Primary(_)));
             v.take(mine);
+            vip::guard(&v, cli.port);
             tokio::spawn(vip::keeper(v));
         }
         if !cli.witness_mode {

@@ -6,6 +6,14 @@
 //! `REFRESH` while this member is primary. If the process dies (kill -9), nobody removes the
 //! address — the kernel does, when the lifetime runs out. That bounds the time two hosts
 //! answer ARP for the virtual IP after a crash without any supervisor.
+//!
+//! Until then, a host whose ftnfsd is gone must not *refuse* the clients: the Linux client
+//! reconnects at once when its connection closes, and a refused attempt makes it wait at
+//! least 3 s (`XS_TCP_INIT_REEST_TO`) before the next — the stalls of ~3.2 s after a killed
+//! primary in tests/chaos.sh. [`guard`] installs an nftables rule that drops what reaches
+//! the virtual IP's NFS port with no socket to take it (a SYN with no listener, a segment of
+//! a connection that died with its process): the client's SYN is retransmitted 1 s later,
+//! by when the address is on the new primary (Documentation/07-failover.md).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +96,56 @@ impl Vip {
     /// Whether this member holds it now.
     pub fn held(&self) -> bool {
         self.held.load(Ordering::SeqCst)
+    }
+}
+
+/// Makes this host drop, instead of refusing or resetting, TCP and UDP packets to the
+/// virtual IP's `port` that no socket takes (nftables table `ftnfs_vip`, one chain per
+/// address and port; installing it again replaces it). Kept after exit: the address may
+/// outlive this process by its lifetime, and a host without ftnfsd must stay silent, not
+/// refuse. Without `nft`, a warning: clients may wait ~3 s more after a killed primary.
+pub fn guard(vip: &Vip, port: u16) {
+    let chain = format!("a{}_{port}", vip.addr.to_string().replace('.', "_"));
+    let m = format!(
+        "ip daddr {} meta l4proto {{ tcp, udp }} th dport {port}",
+        vip.addr
+    );
+    let script = format!(
+        "add table inet ftnfs_vip\n\
+         add chain inet ftnfs_vip {chain} {{ type filter hook input priority -10; policy accept; }}\n\
+         flush chain inet ftnfs_vip {chain}\n\
+         add rule inet ftnfs_vip {chain} {m} socket transparent 0 accept\n\
+         add rule inet ftnfs_vip {chain} {m} socket transparent 1 accept\n\
+         add rule inet ftnfs_vip {chain} {m} counter drop\n"
+    );
+    let run = || -> std::io::Result<std::process::Output> {
+        use std::io::Write;
+        let mut c = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        c.stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(script.as_bytes())?;
+        c.wait_with_output()
+    };
+    match run() {
+        Ok(o) if o.status.success() => {
+            tracing::info!(vip = %vip.addr, port, "packets to the virtual IP that no socket takes are dropped, not refused (nftables ftnfs_vip)")
+        }
+        Ok(o) => tracing::warn!(
+            vip = %vip.addr,
+            error = %String::from_utf8_lossy(&o.stderr).trim(),
+            "nft failed: a host whose ftnfsd died refuses clients until the address expires (they may wait ~3 s more after a failover)"
+        ),
+        Err(e) => tracing::warn!(
+            vip = %vip.addr,
+            error = %e,
+            "no nft (install nftables): a host whose ftnfsd died refuses clients until the address expires (they may wait ~3 s more after a failover)"
+        ),
     }
 }
 
