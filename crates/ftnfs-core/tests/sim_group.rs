@@ -251,6 +251,8 @@ struct SecCore {
     leader: Option<MemberId>,
     history: u64,
     closed: bool,
+    /// When the leader last led us (Join accepted, heartbeat of our epoch).
+    led_at: Option<Millis>,
 }
 
 enum Role {
@@ -1032,10 +1034,11 @@ impl World {
                     mm.probe_answered(from, state, claim, now);
                 }
             }
-            Msg::Heartbeat { epoch, at } => match &self.mem(to).role {
+            Msg::Heartbeat { epoch, at } => match &mut self.mem_mut(to).role {
                 Role::Secondary { core: Some(c), .. }
                     if c.leader == Some(from) && c.s.epoch() == epoch && !c.closed =>
                 {
+                    c.led_at = Some(now);
                     self.send(to, from, Msg::Echo { epoch, at });
                 }
                 Role::Primary(p) if fencing::deposed_by(epoch, p.p.epoch()) => {
@@ -1165,6 +1168,7 @@ impl World {
                         leader: Some(from),
                         history,
                         closed: false,
+                        led_at: Some(now),
                     }),
                 };
                 if let Some(mm) = m.node.member(E) {
@@ -1254,6 +1258,7 @@ impl World {
                     true,
                 ) {
                     Ok(()) => {
+                        let at = Millis(self.now);
                         let mm = self.mem_mut(to);
                         mm.epoch_disk = offer.epoch;
                         mm.log = (offer.history, offer.base.0);
@@ -1264,6 +1269,7 @@ impl World {
                                 leader: Some(from),
                                 history: offer.history,
                                 closed: false,
+                                led_at: Some(at),
                             }),
                         };
                         Msg::JoinReply {
@@ -1294,6 +1300,7 @@ impl World {
                 };
                 match rejoin::secondary_join(&offer, m.epoch_disk, true, applied, false) {
                     Ok(keep) => {
+                        let at = Millis(self.now);
                         let mm = self.mem_mut(to);
                         mm.epoch_disk = mm.epoch_disk.max(offer.epoch);
                         let Role::Secondary { core, .. } = &mut mm.role else {
@@ -1302,6 +1309,7 @@ impl World {
                         match core {
                             Some(c) if keep => {
                                 c.leader = Some(from);
+                                c.led_at = Some(at);
                                 // a new epoch of the same stream: the core follows it
                                 if c.s.epoch() != offer.epoch {
                                     let w = c.s.watermark();
@@ -1314,6 +1322,7 @@ impl World {
                                     leader: Some(from),
                                     history: offer.history,
                                     closed: false,
+                                    led_at: Some(at),
                                 });
                                 mm.log = (offer.history, offer.base.0);
                             }
@@ -1836,6 +1845,7 @@ fn role_view(m: &Mem) -> RoleView {
                 joined,
                 in_step: joined && core.as_ref().is_some_and(|c| c.s.backlog() == 0),
                 incoming: false,
+                led_at: core.as_ref().and_then(|c| c.led_at),
             }
         }
         Role::Standby {

@@ -249,6 +249,9 @@ struct SecondaryCore {
     leader: Option<MemberId>,
     /// Nothing applied since this member started (and the mirror was pristine then).
     pristine: bool,
+    /// When the leader last led us: its Join accepted, or a heartbeat of our epoch (what a
+    /// takeover counts from, not any message of it: `member::takeover::decide`).
+    led_at: Option<Millis>,
 }
 
 /// Rejoin state of this member that is not a role: change logs, resyncs into this mirror,
@@ -434,6 +437,7 @@ impl Mirror {
                         pristine: false,
                         closed: false,
                         leader: None,
+                        led_at: None,
                     })),
                 })
             };
@@ -721,13 +725,13 @@ impl Mirror {
                     )
                 }
                 Role::Secondary(ss) => {
-                    let (joined, in_step, leader) = lock(&ss.core)
+                    let (joined, in_step, leader, led_at) = lock(&ss.core)
                         .as_ref()
                         .map(|sc| {
                             let j = sc.leader.is_some() && !sc.closed;
-                            (j, j && sc.s.backlog() == 0, sc.leader)
+                            (j, j && sc.s.backlog() == 0, sc.leader, sc.led_at)
                         })
-                        .unwrap_or((false, false, None));
+                        .unwrap_or((false, false, None, None));
                     let incoming = lock(&self.rejoin.incoming).contains_key(&ss.export);
                     (
                         ss.export,
@@ -736,6 +740,7 @@ impl Mirror {
                             joined,
                             in_step,
                             incoming,
+                            led_at,
                         },
                     )
                 }
@@ -1351,6 +1356,7 @@ impl Mirror {
             SeqNo(base),
             history,
             out,
+            now,
         );
         self.event(
             now,
@@ -1751,6 +1757,7 @@ impl Mirror {
         base: SeqNo,
         history: u64,
         out: Link,
+        now: Millis,
     ) {
         if let Some(log) = self.log(export) {
             log.start(history, base.0);
@@ -1768,6 +1775,7 @@ impl Mirror {
                     pristine: false,
                     closed: false,
                     leader: Some(from),
+                    led_at: Some(now),
                 })),
             }),
         );
@@ -1832,6 +1840,7 @@ impl Mirror {
             SeqNo(base),
             history,
             out,
+            now,
         );
         self.event(
             now,
@@ -2543,6 +2552,7 @@ impl SecondarySide {
                     let sc = c.as_mut().expect("checked above");
                     sc.out = out;
                     sc.leader = Some(from);
+                    sc.led_at = Some(now);
                 } else {
                     let pristine = c.as_ref().is_none_or(|sc| sc.pristine);
                     if let Some(log) = m.log(self.export) {
@@ -2555,6 +2565,7 @@ impl SecondarySide {
                         pristine: pristine && prev == 0,
                         closed: false,
                         leader: Some(from),
+                        led_at: Some(now),
                     });
                 }
                 drop(c);
@@ -2618,11 +2629,14 @@ impl SecondarySide {
         }
     }
 
-    /// A heartbeat from the primary: answered on the same link.
-    pub fn on_heartbeat(&self, epoch: u64, seq: u64) {
-        let c = lock(&self.core);
-        if let Some(sc) = c.as_ref() {
+    /// A heartbeat from `from`: answered on the same link; from our leader, it leads us.
+    pub fn on_heartbeat(&self, from: MemberId, epoch: u64, seq: u64, now: Millis) {
+        let mut c = lock(&self.core);
+        if let Some(sc) = c.as_mut() {
             if epoch == sc.s.epoch().0 && !sc.closed {
+                if sc.leader == Some(from) {
+                    sc.led_at = Some(now);
+                }
                 let _ = sc.out.try_send(
                     PeerMsg::Heartbeat {
                         export: self.export.0,

@@ -391,7 +391,7 @@ async fn inbound_loop(
                     match &*role {
                         Role::Secondary(ss) => {
                             if ss.primary == from || ss.others.contains(&from) {
-                                ss.on_heartbeat(epoch, seq);
+                                ss.on_heartbeat(from, epoch, seq, server.now());
                             }
                         }
                         // an older primary's heartbeat: it has not noticed the takeover

@@ -75,6 +75,10 @@ pub enum RoleView {
         in_step: bool,
         /// A resync into this mirror is running.
         incoming: bool,
+        /// When the primary last led this member: its Join accepted, or a heartbeat of the
+        /// joined epoch. Other messages from it (a query, a probe) do not count: a member
+        /// that stopped being primary, or failed us out, still talks to us.
+        led_at: Option<Millis>,
     },
     /// Serves no update of the export.
     Standby {
@@ -400,6 +404,7 @@ impl Member {
                 joined,
                 in_step,
                 incoming,
+                led_at,
             } => {
                 if self.take_over {
                     if *joined {
@@ -432,7 +437,8 @@ impl Member {
                     .copied()
                     .filter(|m| m != primary)
                     .collect();
-                let first = takeover::first_in_line(&ahead, ev, &s.failover, now);
+                let first =
+                    takeover::first_in_line(&ahead, *primary, *led_at, ev, &s.failover, now);
                 // with a witness, the witness and every other member vouch for a silent
                 // primary (without one, only its process proven gone counts)
                 let vouchers: Vec<MemberId> = match witness {
@@ -454,7 +460,16 @@ impl Member {
                         }
                     }
                 }
-                match takeover::decide(*primary, ev, &vouchers, &s.failover, now, *joined, first) {
+                match takeover::decide(
+                    *primary,
+                    *led_at,
+                    ev,
+                    &vouchers,
+                    &s.failover,
+                    now,
+                    *joined,
+                    first,
+                ) {
                     Verdict::Follow => {}
                     Verdict::HoldOff(why) => {
                         if self
@@ -571,7 +586,9 @@ impl Member {
                 }
                 d
             }
-            RoleView::Secondary { primary, .. } => after(ev.last_heard(*primary), s.silence_ms()),
+            RoleView::Secondary {
+                primary, led_at, ..
+            } => after(led_at.or(ev.last_heard(*primary)), s.silence_ms()),
             RoleView::Standby { .. } => None,
         }
     }
@@ -778,6 +795,7 @@ mod tests {
             joined,
             in_step: joined,
             incoming: false,
+            led_at: None,
         }
     }
 
@@ -991,6 +1009,7 @@ mod tests {
                 joined: true,
                 in_step: true,
                 incoming: false,
+                led_at: None,
             })
         };
         n.heard(B, Millis(0));

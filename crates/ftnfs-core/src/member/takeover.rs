@@ -39,8 +39,10 @@ pub enum Verdict {
 /// voucher lost it too (or its own process is proven gone) — the primary is then cut off
 /// from all of them and has fenced itself. The witness alone is not enough once a third
 /// member exists: the primary may go on with it (the simulation found exactly that).
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     primary: MemberId,
+    led_at: Option<Millis>,
     ev: &Evidence,
     vouchers: &[MemberId],
     cfg: &FailoverConfig,
@@ -49,12 +51,18 @@ pub fn decide(
     first: bool,
 ) -> Verdict {
     let w = ev.of(primary);
-    let Some(heard) = w.last_heard else {
+    let Some(alive) = w.last_heard else {
         return Verdict::Follow; // never followed: nothing to take over from
     };
     if !joined {
         return Verdict::Follow;
     }
+    // The silence and the window count from when the primary last *led* us (a heartbeat of
+    // our epoch), not from its last message of any kind: a member that failed us out while
+    // we were cut off, or stopped being primary, still queries us — and a secondary that
+    // took those for its primary's life promoted without the updates released since
+    // (tests/sim_group.rs seed 41225).
+    let heard = led_at.map_or(alive, |l| l.min(alive));
     if now.since(heard) < cfg.silence_ms() {
         return Verdict::Follow;
     }
@@ -63,7 +71,7 @@ pub fn decide(
     // the group moved on from: it must wait for a resync or the operator).
     let in_window = |gone: u64| gone.saturating_sub(heard.0) <= cfg.takeover_window_ms();
     let in_vouched_window = |gone: u64| gone.saturating_sub(heard.0) <= cfg.vouched_window_ms();
-    let refused_after = w.refused_at.filter(|r| *r > heard);
+    let refused_after = w.refused_at.filter(|r| *r > alive);
     let process_gone = refused_after.is_some_and(|r| in_window(r.0));
     // a fresh answer (within two heartbeats) saying the voucher lost the primary too, long
     // enough ago that an isolated primary has fenced itself; or the voucher is down itself
@@ -110,9 +118,29 @@ fn is_down(m: MemberId, ev: &Evidence, cfg: &FailoverConfig, now: Millis) -> boo
 }
 
 /// Whether this secondary is first in line: every member listed before it (but the primary
-/// it follows) is proven down.
-pub fn first_in_line(ahead: &[MemberId], ev: &Evidence, cfg: &FailoverConfig, now: Millis) -> bool {
-    ahead.iter().all(|m| is_down(*m, ev, cfg, now))
+/// it follows) is proven down, or said (freshly) that it lost the primary more than the
+/// takeover window before the primary last led us — [`decide`] holds such a member off
+/// (the primary may have released updates without it), so waiting for it would leave the
+/// group without a primary (tests/sim_group.rs seed 41225: the member ahead had been failed
+/// out while cut off, and said it never heard the primary at all).
+pub fn first_in_line(
+    ahead: &[MemberId],
+    primary: MemberId,
+    led_at: Option<Millis>,
+    ev: &Evidence,
+    cfg: &FailoverConfig,
+    now: Millis,
+) -> bool {
+    let out_of_window = |m: MemberId| {
+        let (Some(led), Some((at, ago))) = (led_at, ev.said(m, primary)) else {
+            return false;
+        };
+        now.since(at) <= 2 * cfg.heartbeat_ms
+            && at.0.saturating_sub(ago) + cfg.takeover_window_ms() < led.0
+    };
+    ahead
+        .iter()
+        .all(|m| is_down(*m, ev, cfg, now) || out_of_window(*m))
 }
 
 #[cfg(test)]
@@ -150,7 +178,7 @@ mod tests {
             if let Some(r) = refused {
                 ev.refused(P, Millis(r));
             }
-            let got = match decide(P, &ev, &[], &cfg, Millis(now), joined, first) {
+            let got = match decide(P, None, &ev, &[], &cfg, Millis(now), joined, first) {
                 Verdict::Follow => "follow",
                 Verdict::HoldOff(_) => "hold",
                 Verdict::Promote(_) => "promote",
@@ -173,7 +201,7 @@ mod tests {
         let mut ev = Evidence::default();
         ev.heard(P, Millis(1000));
         let d = |ev: &Evidence, v: &[MemberId], now| {
-            kind(decide(P, ev, v, &cfg, Millis(now), true, true))
+            kind(decide(P, None, ev, v, &cfg, Millis(now), true, true))
         };
         // the witness still heard it recently: hold off
         ev.says(W, P, 500, Millis(1950));
@@ -195,7 +223,8 @@ mod tests {
         let mut ev = Evidence::default();
         ev.heard(P, Millis(1000));
         ev.says(W, P, 900, Millis(1950));
-        let d = |ev: &Evidence, now| kind(decide(P, ev, &[W, C], &cfg, Millis(now), true, true));
+        let d =
+            |ev: &Evidence, now| kind(decide(P, None, ev, &[W, C], &cfg, Millis(now), true, true));
         assert_eq!(d(&ev, 2000), "hold");
         ev.says(C, P, 850, Millis(1960));
         assert_eq!(d(&ev, 2000), "promote");
@@ -214,9 +243,45 @@ mod tests {
         let mut ev = Evidence::default();
         let first = MemberId(1);
         ev.heard(first, Millis(1000));
-        assert!(!first_in_line(&[first], &ev, &cfg, Millis(1200)));
+        assert!(!first_in_line(&[first], P, None, &ev, &cfg, Millis(1200)));
         ev.refused(first, Millis(1450));
-        assert!(first_in_line(&[first], &ev, &cfg, Millis(1450)));
-        assert!(first_in_line(&[], &ev, &cfg, Millis(0)));
+        assert!(first_in_line(&[first], P, None, &ev, &cfg, Millis(1450)));
+        assert!(first_in_line(&[], P, None, &ev, &cfg, Millis(0)));
+    }
+
+    /// tests/sim_group.rs seed 41225: a secondary cut off from everyone was failed out by
+    /// its primary (and missed a whole newer epoch); healed, it took the queries of that
+    /// former primary for its life and promoted once the witness lost it — without the
+    /// updates released since. Only a heartbeat of its epoch (`led_at`) counts.
+    #[test]
+    fn a_primary_that_only_queries_us_does_not_lead_us() {
+        let cfg = FailoverConfig::default();
+        let mut ev = Evidence::default();
+        // led until 14_000; heard (queries) until 17_400; the witness lost it at ~17_320
+        ev.heard(P, Millis(17_400));
+        ev.says(W, P, 860, Millis(18_180));
+        let d = |led| kind(decide(P, led, &ev, &[W], &cfg, Millis(18_200), true, true));
+        assert_eq!(d(None), "promote", "as before: any message counted");
+        assert_eq!(d(Some(Millis(14_000))), "hold");
+        assert_eq!(d(Some(Millis(17_300))), "promote");
+    }
+
+    /// The same seed's other half: the in-step secondary waited for the member listed before
+    /// it, which could never promote (it said it had not heard the primary at all).
+    #[test]
+    fn a_member_ahead_that_lost_the_primary_long_before_us_is_not_in_line() {
+        let cfg = FailoverConfig::default();
+        let mut ev = Evidence::default();
+        let ahead = MemberId(1);
+        ev.heard(ahead, Millis(16_000));
+        let led = Some(Millis(15_700));
+        assert!(!first_in_line(&[ahead], P, led, &ev, &cfg, Millis(16_800)));
+        ev.says(ahead, P, u64::MAX, Millis(16_800));
+        assert!(first_in_line(&[ahead], P, led, &ev, &cfg, Millis(16_850)));
+        // a stale answer does not count
+        assert!(!first_in_line(&[ahead], P, led, &ev, &cfg, Millis(17_100)));
+        // nor one from a member that heard the primary within the window before us
+        ev.says(ahead, P, 1000, Millis(16_800));
+        assert!(!first_in_line(&[ahead], P, led, &ev, &cfg, Millis(16_850)));
     }
 }
