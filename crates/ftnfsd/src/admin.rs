@@ -20,6 +20,7 @@ const MAX_LINE: usize = 64 * 1024;
 /// Builds the status document.
 pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
     let exports: Vec<Value> = server
+        .local
         .exports
         .iter()
         .map(|e| {
@@ -57,13 +58,13 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let drc = server.drc.lock().unwrap_or_else(|p| p.into_inner());
+    let drc = server.local.drc.lock().unwrap_or_else(|p| p.into_inner());
     let st = drc.stats();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "port": port,
         "uptime_ms": server.now().0,
-        "write_verifier": hex(&server.write_verf),
+        "write_verifier": hex(&server.local.write_verf),
         "exports": exports,
         "clients": mounts.iter().map(|(ip, p)| json!({"client": ip.to_string(), "path": p})).collect::<Vec<_>>(),
         "connections": transport.open_connections.load(Ordering::Relaxed),
@@ -110,10 +111,13 @@ fn role_change(server: &Server, cmd: &str, want: &Value) -> Value {
 
 fn find_export<'a>(server: &'a Server, want: &Value) -> Result<&'a crate::fs::ExportFs, String> {
     let found: Vec<&crate::fs::ExportFs> = server
+        .local
         .exports
         .iter()
         .filter(|e| match want {
-            Value::Null => !matches!(e.cfg.mirroring, Mirroring::None) || server.exports.len() == 1,
+            Value::Null => {
+                !matches!(e.cfg.mirroring, Mirroring::None) || server.local.exports.len() == 1
+            }
             Value::String(p) => e.cfg.path == *p,
             Value::Number(n) => n.as_u64() == Some(e.cfg.id.0 as u64),
             _ => false,
@@ -134,6 +138,7 @@ fn return_error(v: &mut Value, e: String) {
 /// `export`, the only export (or an error if there are several).
 fn manifest(server: &Server, want: &Value) -> Value {
     let found: Vec<&crate::fs::ExportFs> = server
+        .local
         .exports
         .iter()
         .filter(|e| match want {
@@ -234,8 +239,7 @@ pub async fn serve(
                                 },
                             };
                             if v.get("error").is_none() {
-                                v["started"] =
-                                    server.mirror.resync_start(&server, export, server.now());
+                                v["started"] = server.mirror.resync_start(export, server.now());
                             }
                         }
                         let ok = v.get("error").is_none();

@@ -13,6 +13,8 @@ mod admin;
 mod changelog;
 mod errors;
 mod fs;
+mod link;
+mod local;
 mod mirror;
 mod nfs3_procs;
 mod peer;
@@ -269,25 +271,25 @@ async fn main() -> anyhow::Result<()> {
         fss.push(fs);
     }
     let group = group_of(&cli)?;
-    let mirror = mirror::Mirror::new(group, &fss, &cli.state_dir)?;
-    if (!mirror.is_empty() || cli.witness_mode) && mirror.group.secret.is_empty() {
-        anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");
-    }
-    let server = Arc::new(server::Server::new(
+    let local = Arc::new(local::Local::new(
         fss,
         DrcLimits {
             max_entries: cli.drc_entries,
             ..DrcLimits::default()
         },
         write_verifier(),
-        mirror,
     ));
+    let mirror = Arc::new(mirror::Mirror::new(group, local.clone(), &cli.state_dir)?);
+    if (!mirror.is_empty() || cli.witness_mode) && mirror.group.secret.is_empty() {
+        anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");
+    }
+    let server = Arc::new(server::Server::new(local, mirror));
     if !server.mirror.is_empty() || cli.witness_mode {
         let l = tokio::net::TcpListener::bind(cli.peer_listen)
             .await
             .with_context(|| format!("cannot listen for peers on {}", cli.peer_listen))?;
         tracing::info!(addr = %cli.peer_listen, me = server.mirror.group.me, "peer channel listening");
-        tokio::spawn(peer::serve(server.clone(), l));
+        tokio::spawn(peer::serve(server.mirror.clone(), l));
         if let Some(v) = server.mirror.group.vip.clone() {
             let mine = server
                 .mirror
@@ -299,9 +301,9 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(vip::keeper(v));
         }
         if !cli.witness_mode {
-            peer::spawn_dialers(server.clone());
+            peer::spawn_dialers(server.mirror.clone());
         }
-        tokio::spawn(mirror::drive(server.clone()));
+        tokio::spawn(mirror::drive(server.mirror.clone()));
     }
     let limits = transport::Limits {
         max_connections: cli.max_connections,

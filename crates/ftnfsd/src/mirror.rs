@@ -36,8 +36,8 @@ use tokio::sync::mpsc;
 
 use crate::changelog::ChangeLog;
 use crate::fs::ExportFs;
+use crate::local::Local;
 use crate::resync::{Incoming, Progress, Reply};
-use crate::server::Server;
 
 /// Most updates a secondary holds beyond what it applied; the primary's `max_pending` is the
 /// same, so a resend is never too far ahead.
@@ -45,8 +45,7 @@ pub const WINDOW: u64 = 1024;
 /// Most events kept for `ftnfsctl status`.
 const MAX_EVENTS: usize = 1024;
 
-/// A frame queue towards one peer.
-pub type Link = mpsc::Sender<bytes::Bytes>;
+pub use crate::link::Link;
 
 /// One configured peer.
 #[derive(Debug, Clone)]
@@ -273,6 +272,8 @@ struct Rejoin {
 pub struct Mirror {
     /// The group.
     pub group: Group,
+    /// This member's exports, DRC and clock (what updates are applied to).
+    pub local: Arc<Local>,
     /// Where seals and epochs are kept.
     pub state_dir: std::path::PathBuf,
     roles: HashMap<ExportId, RwLock<Arc<Role>>>,
@@ -315,19 +316,83 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// A primary side, as a resync from it sees it (made only of `Role::Primary`).
+struct LeadRef(Arc<Role>);
+
+impl LeadRef {
+    fn ps(&self) -> &PrimarySide {
+        match &*self.0 {
+            Role::Primary(ps) => ps,
+            _ => unreachable!("a LeadRef is made of a primary role only"),
+        }
+    }
+}
+
+impl crate::resync::Lead for LeadRef {
+    fn epoch(&self) -> Epoch {
+        self.ps().epoch()
+    }
+    fn hold(&self, member: MemberId, on: bool) {
+        self.ps().hold(member, on)
+    }
+    fn pending(&self) -> usize {
+        self.ps().pending()
+    }
+    fn released(&self) -> SeqNo {
+        self.ps().released()
+    }
+}
+
+impl crate::resync::Host for Mirror {
+    fn local(&self) -> &Local {
+        &self.local
+    }
+    fn resync_settings(&self) -> &crate::resync::Settings {
+        &self.resync
+    }
+    fn failover(&self) -> ftnfs_core::member::settings::FailoverConfig {
+        self.group.failover
+    }
+    fn event(&self, at: Millis, export: ExportId, what: String) {
+        Mirror::event(self, at, export, what)
+    }
+    fn last_heard(&self, m: MemberId) -> Option<Millis> {
+        Mirror::last_heard(self, m)
+    }
+    fn log(&self, export: ExportId) -> Option<&ChangeLog> {
+        Mirror::log(self, export)
+    }
+    fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+    fn lead(&self, export: ExportId, history: u64) -> Option<Box<dyn crate::resync::Lead>> {
+        let role = self.role(export)?;
+        match &*role {
+            Role::Primary(ps) if ps.history == history => Some(Box::new(LeadRef(role.clone()))),
+            _ => None,
+        }
+    }
+    fn join_resynced(&self, export: ExportId, history: u64, member: MemberId, now: Millis) -> bool {
+        match self.role(export).as_deref() {
+            Some(Role::Primary(ps)) if ps.history == history => ps.join_resynced(self, member, now),
+            _ => false,
+        }
+    }
+}
+
 /// The mirror driver: runs [`Mirror::tick`] (on the blocking pool: it takes the sides'
 /// locks) and sleeps until the deadline it returns, or until an input wakes it
 /// ([`Mirror::wake`]). No polling: with nothing due it sleeps a heartbeat.
-pub async fn drive(server: Arc<Server>) {
+pub async fn drive(mirror: Arc<Mirror>) {
     loop {
-        let s = server.clone();
-        let next = tokio::task::spawn_blocking(move || s.mirror.tick(&s, s.now()))
+        let m = mirror.clone();
+        let next = tokio::task::spawn_blocking(move || m.tick(m.local.now()))
             .await
-            .unwrap_or_else(|_| Millis(server.now().0 + 10));
-        let wait = next.since(server.now()).max(1);
+            .unwrap_or_else(|_| Millis(mirror.local.now().0 + 10));
+        let wait = next.since(mirror.local.now()).max(1);
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
-            _ = server.mirror.wake.notified() => {}
+            _ = mirror.wake.notified() => {}
         }
     }
 }
@@ -337,9 +402,10 @@ impl Mirror {
     /// is the primary (failover comes later), the others are secondaries.
     pub fn new(
         group: Group,
-        exports: &[ExportFs],
+        local: Arc<Local>,
         state_dir: &std::path::Path,
     ) -> anyhow::Result<Mirror> {
+        let exports = &local.exports[..];
         let mut roles = HashMap::new();
         let mut members_of = Vec::new();
         let rebooted = crate::resync::host_rebooted(state_dir);
@@ -458,6 +524,7 @@ impl Mirror {
             },
             rejoin,
             group,
+            local,
             state_dir: state_dir.to_path_buf(),
             roles,
             links: Mutex::new(HashMap::new()),
@@ -760,14 +827,14 @@ impl Mirror {
 
     /// The driver's step: runs the data path's timers (resends), asks the member machine
     /// what is due and carries it out. Returns when to run again (the earliest deadline).
-    pub fn tick(&self, server: &Arc<Server>, now: Millis) -> Millis {
+    pub fn tick(self: &Arc<Self>, now: Millis) -> Millis {
         // who serves first: a primary that must fence itself does so before its data path
         // may fail a silent secondary out and release replies without it
         let views = self.views();
         let role = |e: ExportId| views.get(&e).cloned();
-        let effects = lock(&self.node).handle_timeout(now, &role, self);
+        let effects = lock(&self.node).handle_timeout(now, &role, &**self);
         for e in effects {
-            self.carry_out(server, e, now);
+            self.carry_out(e, now);
         }
         let mut next = Millis(now.0 + self.settings.failover.heartbeat_ms);
         for role in self.roles() {
@@ -796,7 +863,7 @@ impl Mirror {
     }
 
     /// Carries out one effect of the member machine.
-    fn carry_out(&self, server: &Arc<Server>, e: Effect, now: Millis) {
+    fn carry_out(self: &Arc<Self>, e: Effect, now: Millis) {
         let send = |to: MemberId, msg: PeerMsg| {
             if let Some(l) = lock(&self.links).get(&to) {
                 let _ = l.try_send(msg.to_frame().into());
@@ -846,7 +913,7 @@ impl Mirror {
             }
             Effect::AskToRejoin { export, member } => {
                 if let Some(Role::Primary(ps)) = role(export).as_deref() {
-                    self.ask_to_rejoin(server, ps, member, now);
+                    self.ask_to_rejoin(ps, member, now);
                 }
             }
             Effect::FinishStepDown { export } => {
@@ -1201,8 +1268,7 @@ impl Mirror {
     /// current. Starts the applying thread.
     #[allow(clippy::too_many_arguments)]
     pub fn sync_begin(
-        &self,
-        server: &Arc<Server>,
+        self: &Arc<Self>,
         from: MemberId,
         export: ExportId,
         epoch: u64,
@@ -1226,7 +1292,7 @@ impl Mirror {
                 // and so are the replies it executed: the survivor's come at the last pass
                 // (a reply kept here for an update the resync undoes would answer a
                 // retransmission for an update that no longer exists)
-                server.clear_replies(export);
+                self.local.clear_replies(export);
             }
             Role::Standby(sb) if sb.clean_at.is_some() && epoch <= sb.epoch.0 => {
                 return Err("standing by after a step-down in this epoch".into())
@@ -1277,7 +1343,7 @@ impl Mirror {
                 if full { "full copy" } else { "partial" }
             ),
         );
-        let server = server.clone();
+        let server = self.clone();
         std::thread::Builder::new()
             .name("ftnfs-resync-in".into())
             .stack_size(16 << 20)
@@ -1371,14 +1437,7 @@ impl Mirror {
 
     /// The primary side: member `from` refused to join and needs `want`: starts its resync
     /// (one at a time per member).
-    fn start_resync(
-        &self,
-        server: &Arc<Server>,
-        ps: &PrimarySide,
-        from: MemberId,
-        want: Want,
-        now: Millis,
-    ) {
+    fn start_resync(self: &Arc<Self>, ps: &PrimarySide, from: MemberId, want: Want, now: Millis) {
         if lock(&ps.resyncs).contains_key(&from) {
             return;
         }
@@ -1445,7 +1504,7 @@ impl Mirror {
         let (tx, rx) = std::sync::mpsc::channel();
         lock(&ps.resyncs).insert(from, (tx, progress.clone()));
         self.event(now, ps.export, format!("resync of {name} started ({why})"));
-        let server2 = server.clone();
+        let server2 = self.clone();
         let (export, history) = (ps.export, ps.history);
         let spawned = std::thread::Builder::new()
             .name("ftnfs-resync-out".into())
@@ -1462,7 +1521,7 @@ impl Mirror {
                     progress.clone(),
                 );
                 progress.finish();
-                let m = &server2.mirror;
+                let m = &server2;
                 if let Some(role) = m.role(export) {
                     if let Role::Primary(ps) = &*role {
                         lock(&ps.resyncs).remove(&from);
@@ -1480,7 +1539,7 @@ impl Mirror {
                         format!("resync of {name} failed: {e}; it will be tried again")
                     }
                 };
-                m.event(server2.now(), export, what);
+                m.event(server2.local.now(), export, what);
             });
         if let Err(e) = spawned {
             lock(&ps.resyncs).remove(&from);
@@ -1523,12 +1582,7 @@ impl Mirror {
 
     /// `ftnfsctl resync start`: asks every listed secondary that is linked but out to join
     /// now (a resync follows if it needs one).
-    pub fn resync_start(
-        &self,
-        server: &Arc<Server>,
-        export: Option<ExportId>,
-        now: Millis,
-    ) -> Value {
+    pub fn resync_start(self: &Arc<Self>, export: Option<ExportId>, now: Millis) -> Value {
         let mut asked = Vec::new();
         for role in self.roles() {
             if let Role::Primary(ps) = &*role {
@@ -1540,7 +1594,7 @@ impl Mirror {
                     if live.contains(*m) || lock(&ps.resyncs).contains_key(m) {
                         continue;
                     }
-                    if self.ask_to_rejoin(server, ps, *m, now) {
+                    if self.ask_to_rejoin(ps, *m, now) {
                         asked
                             .push(json!({"export": ps.export.0, "member": self.group.name_of(*m)}));
                     }
@@ -1553,18 +1607,12 @@ impl Mirror {
     /// Asks listed secondary `m`, linked but out, to rejoin: a Join (it answers with what it
     /// needs), or — when it diverged and so believes it is in step — a full copy at once.
     /// `false` if it is not linked.
-    fn ask_to_rejoin(
-        &self,
-        server: &Arc<Server>,
-        ps: &PrimarySide,
-        m: MemberId,
-        now: Millis,
-    ) -> bool {
+    fn ask_to_rejoin(self: &Arc<Self>, ps: &PrimarySide, m: MemberId, now: Millis) -> bool {
         let Some(l) = lock(&self.links).get(&m).cloned() else {
             return false;
         };
         if lock(&ps.diverged).contains(&m) {
-            self.start_resync(server, ps, m, Want::Full, now);
+            self.start_resync(ps, m, Want::Full, now);
         } else {
             ps.add(self, m, &l, now);
         }
@@ -1885,13 +1933,7 @@ impl Mirror {
     }
 
     /// A message from the peer `from` on the link we dialed (we are its primary).
-    pub fn on_primary_link_msg(
-        &self,
-        server: &Arc<Server>,
-        from: MemberId,
-        msg: PeerMsg,
-        now: Millis,
-    ) {
+    pub fn on_primary_link_msg(self: &Arc<Self>, from: MemberId, msg: PeerMsg, now: Millis) {
         self.heard(from, now);
         if let PeerMsg::WitnessSeen { about, ms_ago } = &msg {
             self.vouched(from, about, *ms_ago, now);
@@ -1918,7 +1960,7 @@ impl Mirror {
                     let role = |e: ExportId| views.get(&e).cloned();
                     let effects = lock(&self.node).witness_lost_us(&role);
                     for e in effects {
-                        self.carry_out(server, e, now);
+                        self.carry_out(e, now);
                     }
                     return;
                 }
@@ -1962,7 +2004,7 @@ impl Mirror {
             }
             PeerMsg::SyncReplies { replies, .. } => {
                 // a member that joined hands us its cached replies (we may have lost ours)
-                server.adopt_replies(export, &replies, false);
+                self.local.adopt_replies(export, &replies, false);
                 self.joined_answered(ps, from);
                 return;
             }
@@ -2016,7 +2058,7 @@ impl Mirror {
                     ps.drain(&mut c, self, now);
                 }
                 self.joined_answered(ps, from);
-                self.start_resync(server, ps, from, want.clone(), now);
+                self.start_resync(ps, from, want.clone(), now);
                 return;
             }
             _ => {}
@@ -2653,7 +2695,7 @@ impl SecondarySide {
     /// An update from `from`, accepted only from the primary whose Join we accepted.
     pub fn on_update(
         &self,
-        server: &Arc<Server>,
+        m: &Arc<Mirror>,
         from: MemberId,
         update: ftnfs_core::mirror::Update<Arc<UpdatePayload>>,
     ) {
@@ -2668,31 +2710,36 @@ impl SecondarySide {
             return;
         }
         sc.s.on_update(update);
-        self.drain(sc, server);
+        self.drain(sc, m);
     }
 
     /// The update `seq` was applied here with `status`.
-    pub fn applied(&self, server: &Arc<Server>, seq: SeqNo, status: u32) {
+    pub fn applied(&self, m: &Arc<Mirror>, seq: SeqNo, status: u32) {
         let mut c = lock(&self.core);
         if let Some(sc) = c.as_mut() {
             sc.pristine = false;
             sc.s.applied(seq, status);
-            self.drain(sc, server);
+            self.drain(sc, m);
         }
     }
 
-    fn drain(&self, sc: &mut SecondaryCore, server: &Arc<Server>) {
+    fn drain(&self, sc: &mut SecondaryCore, m: &Arc<Mirror>) {
         while let Some(e) = sc.s.poll_effect() {
             match e {
                 SecondaryEffect::Apply(u) => {
-                    let server = server.clone();
+                    let m = m.clone();
                     let export = self.export;
                     let history = sc.history;
                     tokio::runtime::Handle::current().spawn_blocking(move || {
-                        let status = server.apply_update(export, &u.payload, (history, u.seq));
-                        if let Some(role) = server.mirror.role(export) {
+                        let status = m.local.apply_update(
+                            export,
+                            &u.payload,
+                            (history, u.seq),
+                            m.log(export),
+                        );
+                        if let Some(role) = m.role(export) {
                             if let Role::Secondary(ss) = &*role {
-                                ss.applied(&server, u.seq, status);
+                                ss.applied(&m, u.seq, status);
                             }
                         }
                     });

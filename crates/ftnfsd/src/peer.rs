@@ -28,8 +28,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::mirror::{random_bytes, Link, Role};
-use crate::server::Server;
+use crate::link::Link;
+use crate::mirror::{random_bytes, Mirror, Role};
 
 /// Frames queued towards one peer (each at most `MAX_FRAME`); a full queue drops frames,
 /// which the primary's resend timer covers.
@@ -89,12 +89,12 @@ impl Reader {
 /// Runs the handshake; returns the authenticated peer's name. `expect` is the name of the
 /// peer we dialed; an accepted connection may be any configured peer.
 async fn handshake(
-    server: &Server,
+    mirror: &Mirror,
     rd: &mut Reader,
     wr: &mut OwnedWriteHalf,
     expect: Option<&str>,
 ) -> Result<String, PeerError> {
-    let g = &server.mirror.group;
+    let g = &mirror.group;
     let mine: [u8; 16] = random_bytes();
     wr.write_all(
         &PeerMsg::Hello {
@@ -158,13 +158,13 @@ fn spawn_writer(mut wr: OwnedWriteHalf) -> Link {
 }
 
 /// Dials every peer forever, reconnecting with a short backoff.
-pub fn spawn_dialers(server: Arc<Server>) {
-    for p in server.mirror.group.peers.clone() {
-        let server = server.clone();
+pub fn spawn_dialers(mirror: Arc<Mirror>) {
+    for p in mirror.group.peers.clone() {
+        let mirror = mirror.clone();
         tokio::spawn(async move {
             let mut logged = false;
             loop {
-                match dial_once(&server, p.id, &p.name, p.addr, &mut logged).await {
+                match dial_once(&mirror, p.id, &p.name, p.addr, &mut logged).await {
                     Ok(()) => {}
                     Err(e) => {
                         if !logged {
@@ -180,7 +180,7 @@ pub fn spawn_dialers(server: Arc<Server>) {
 }
 
 async fn dial_once(
-    server: &Arc<Server>,
+    mirror: &Arc<Mirror>,
     id: MemberId,
     name: &str,
     addr: std::net::SocketAddr,
@@ -191,7 +191,7 @@ async fn dial_once(
         Ok(Err(e)) => {
             if e.kind() == std::io::ErrorKind::ConnectionRefused {
                 // the host answered, nothing listens: the member's process is gone
-                server.mirror.refused(id, server.now());
+                mirror.refused(id, mirror.local.now());
             }
             return Err(e.into());
         }
@@ -204,26 +204,26 @@ async fn dial_once(
         buf: BytesMut::with_capacity(64 * 1024),
         dec: FrameDecoder,
     };
-    tokio::time::timeout(HANDSHAKE, handshake(server, &mut rd, &mut wr, Some(name)))
+    tokio::time::timeout(HANDSHAKE, handshake(mirror, &mut rd, &mut wr, Some(name)))
         .await
         .map_err(|_| PeerError::Timeout)??;
     tracing::info!(peer = name, %addr, "peer link up (we send)");
     *logged = false;
     let link = spawn_writer(wr);
-    let m = &server.mirror;
-    m.link_up(id, link, server.now());
+    let m = &mirror;
+    m.link_up(id, link, mirror.local.now());
     let r = loop {
         match rd.next().await {
-            Ok(msg) => m.on_primary_link_msg(server, id, msg, server.now()),
+            Ok(msg) => m.on_primary_link_msg(id, msg, mirror.local.now()),
             Err(e) => break e,
         }
     };
-    m.link_down(id, server.now());
+    m.link_down(id, mirror.local.now());
     Err(r)
 }
 
 /// Accepts peer connections forever.
-pub async fn serve(server: Arc<Server>, listener: TcpListener) {
+pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
     loop {
         let Ok((sock, addr)) = listener.accept().await else {
@@ -234,9 +234,9 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
             tracing::warn!(%addr, "too many peer connections; refused");
             continue;
         };
-        let server = server.clone();
+        let mirror = mirror.clone();
         tokio::spawn(async move {
-            if let Err(e) = inbound(&server, sock).await {
+            if let Err(e) = inbound(&mirror, sock).await {
                 match e {
                     PeerError::Refused(why) => {
                         tracing::warn!(%addr, "peer refused: {why}")
@@ -249,7 +249,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
     }
 }
 
-async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError> {
+async fn inbound(mirror: &Arc<Mirror>, sock: TcpStream) -> Result<(), PeerError> {
     let _ = sock.set_nodelay(true);
     let (rd, mut wr) = sock.into_split();
     let mut rd = Reader {
@@ -257,10 +257,10 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
         buf: BytesMut::with_capacity(64 * 1024),
         dec: FrameDecoder,
     };
-    let name = tokio::time::timeout(HANDSHAKE, handshake(server, &mut rd, &mut wr, None))
+    let name = tokio::time::timeout(HANDSHAKE, handshake(mirror, &mut rd, &mut wr, None))
         .await
         .map_err(|_| PeerError::Timeout)??;
-    let m = &server.mirror;
+    let m = &mirror;
     let from = m
         .group
         .peer(&name)
@@ -268,22 +268,22 @@ async fn inbound(server: &Arc<Server>, sock: TcpStream) -> Result<(), PeerError>
         .ok_or_else(|| PeerError::Refused(format!("{name} is not a configured peer")))?;
     tracing::info!(peer = name, "peer link up (we receive)");
     let out = spawn_writer(wr);
-    let r = inbound_loop(server, &mut rd, from, &name, out).await;
+    let r = inbound_loop(mirror, &mut rd, from, &name, out).await;
     m.sync_end(from);
     r
 }
 
 async fn inbound_loop(
-    server: &Arc<Server>,
+    mirror: &Arc<Mirror>,
     rd: &mut Reader,
     from: MemberId,
     name: &str,
-    out: crate::mirror::Link,
+    out: Link,
 ) -> Result<(), PeerError> {
-    let m = &server.mirror;
+    let m = &mirror;
     loop {
         let msg = rd.next().await?;
-        m.heard(from, server.now());
+        m.heard(from, mirror.local.now());
         match msg {
             PeerMsg::Join {
                 export,
@@ -300,13 +300,13 @@ async fn inbound_loop(
                     base,
                     history,
                     out.clone(),
-                    server.now(),
+                    mirror.local.now(),
                 ) {
                     let _ = out.try_send(reply.to_frame().into());
                     continue;
                 }
                 let role = m.role(ExportId(export));
-                let reply = match (role.as_deref(), server.export(ExportId(export))) {
+                let reply = match (role.as_deref(), mirror.local.export(ExportId(export))) {
                     (Some(Role::Secondary(ss)), Some(ex)) => ss.on_join(
                         m,
                         ex,
@@ -317,7 +317,7 @@ async fn inbound_loop(
                         pristine,
                         prev,
                         out.clone(),
-                        server.now(),
+                        mirror.local.now(),
                     ),
                     (Some(Role::Standby(sb)), Some(_)) => m.standby_join(
                         sb,
@@ -327,7 +327,7 @@ async fn inbound_loop(
                         history,
                         prev,
                         out.clone(),
-                        server.now(),
+                        mirror.local.now(),
                     ),
                     (Some(Role::Primary(_)), _)
                         if m.yields(
@@ -340,7 +340,7 @@ async fn inbound_loop(
                         // someone took over in a newer epoch while we were away: step down
                         m.deposed(
                             ExportId(export),
-                            server.now(),
+                            mirror.local.now(),
                             format!("{name} leads epoch {epoch}"),
                         );
                         PeerMsg::JoinReply {
@@ -366,11 +366,11 @@ async fn inbound_loop(
                     // our cached replies go to the primary we now follow: it may have lost its
                     // own (a restart), and a retransmission reaching it must be answered, not
                     // executed again (tests/sim_group.rs)
-                    send_replies(server, &out, export);
+                    send_replies(mirror, &out, export);
                 }
             }
             PeerMsg::WitnessQuery { about } => {
-                let ms_ago = m.seen(&about, server.now());
+                let ms_ago = m.seen(&about, mirror.local.now());
                 // an answer that lets the asker take over: the member asked about must not
                 // serve alone any more once it is heard again (WitnessLost)
                 m.reported_lost(&about, ms_ago);
@@ -391,7 +391,7 @@ async fn inbound_loop(
                     match &*role {
                         Role::Secondary(ss) => {
                             if ss.primary == from || ss.others.contains(&from) {
-                                ss.on_heartbeat(from, epoch, seq, server.now());
+                                ss.on_heartbeat(from, epoch, seq, mirror.local.now());
                             }
                         }
                         // an older primary's heartbeat: it has not noticed the takeover
@@ -429,7 +429,7 @@ async fn inbound_loop(
                     }
                     if let Role::Secondary(ss) = &*role {
                         ss.on_update(
-                            server,
+                            mirror,
                             from,
                             Update {
                                 export: ExportId(export),
@@ -449,16 +449,15 @@ async fn inbound_loop(
                 full,
             } => {
                 if let Err(why) = m.sync_begin(
-                    server,
                     from,
                     ExportId(export),
                     epoch,
                     full,
                     out.clone(),
-                    server.now(),
+                    mirror.local.now(),
                 ) {
                     m.event(
-                        server.now(),
+                        mirror.local.now(),
                         ExportId(export),
                         format!("refused a resync from {name}: {why}"),
                     );
@@ -489,17 +488,17 @@ async fn inbound_loop(
                 }
             }
             PeerMsg::TakeOver { export } => {
-                m.take_over_asked(ExportId(export), from, server.now());
+                m.take_over_asked(ExportId(export), from, mirror.local.now());
             }
             PeerMsg::FailedOut { export, epoch } => {
                 if let Some(role) = m.role(ExportId(export)) {
                     if let Role::Secondary(ss) = &*role {
-                        ss.failed_out(m, from, epoch, server.now());
+                        ss.failed_out(m, from, epoch, mirror.local.now());
                     }
                 }
             }
             PeerMsg::Probe { export } => {
-                let reply = m.probe_reply(ExportId(export), from, server.now());
+                let reply = m.probe_reply(ExportId(export), from, mirror.local.now());
                 let _ = out.try_send(reply.to_frame().into());
             }
             other => {
@@ -512,7 +511,7 @@ async fn inbound_loop(
 }
 
 /// Answers a message of an older epoch with a `Refuse` of ours (it deposes the sender).
-fn refuse_older(out: &crate::mirror::Link, export: u32, ours: Epoch, seq: u64) {
+fn refuse_older(out: &Link, export: u32, ours: Epoch, seq: u64) {
     let _ = out.try_send(
         PeerMsg::Refuse {
             export,
@@ -526,8 +525,8 @@ fn refuse_older(out: &crate::mirror::Link, export: u32, ours: Epoch, seq: u64) {
 
 /// Hands every cached reply of this member to the peer on `out` (bounded chunks; best effort:
 /// a full queue drops the rest).
-fn send_replies(server: &Arc<Server>, out: &crate::mirror::Link, export: u32) {
-    let replies = server.cached_replies();
+fn send_replies(mirror: &Arc<Mirror>, out: &Link, export: u32) {
+    let replies = mirror.local.cached_replies();
     for chunk in replies.chunks(ftnfs_wire::peer::MAX_SYNC_REPLIES as usize) {
         let msg = PeerMsg::SyncReplies {
             export,

@@ -38,7 +38,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ftnfs_core::handle::FileHandle;
-use ftnfs_core::ids::{ExportId, FileId, Generation, MemberId, SeqNo};
+use ftnfs_core::ids::{Epoch, ExportId, FileId, Generation, MemberId, Millis, SeqNo};
+use ftnfs_core::member::settings::FailoverConfig;
 use ftnfs_core::mirror::resync::{final_pass, Dirty, DirtySet, LogEntry, Plan, BLOCK};
 use ftnfs_wire::nfs3::FType3;
 use ftnfs_wire::peer::{
@@ -51,9 +52,10 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use serde_json::{json, Value};
 
+use crate::changelog::ChangeLog;
 use crate::fs::{ftype_of, ExportFs, Obj};
-use crate::mirror::{Link, Role};
-use crate::server::Server;
+use crate::link::Link;
+use crate::local::Local;
 
 /// File data per frame.
 const CHUNK: usize = 256 * 1024;
@@ -67,6 +69,43 @@ const QUEUED: usize = 16;
 const MAX_UNSYNCED_FILES: usize = 512;
 /// Longest the survivor waits for the member's answer at the end of a pass.
 const ANSWER: Duration = Duration::from_secs(60);
+
+/// What a resync needs of the member it runs in — implemented by `mirror::Mirror`, which
+/// starts resyncs and answers for them; resync.rs sits below the mirror driver and reaches
+/// it only through this (no module cycle).
+pub trait Host: Send + Sync {
+    /// The exports, the DRC, the clock.
+    fn local(&self) -> &Local;
+    /// Resync tunables.
+    fn resync_settings(&self) -> &Settings;
+    /// Heartbeats and silence.
+    fn failover(&self) -> FailoverConfig;
+    /// Records an event (bounded) and logs it.
+    fn event(&self, at: Millis, export: ExportId, what: String);
+    /// When anything last came from peer `m`.
+    fn last_heard(&self, m: MemberId) -> Option<Millis>;
+    /// The change log of `export`.
+    fn log(&self, export: ExportId) -> Option<&ChangeLog>;
+    /// Where seals, epochs and resync markers are kept.
+    fn state_dir(&self) -> &std::path::Path;
+    /// The primary side of `export` while this member leads its stream `history`.
+    fn lead(&self, export: ExportId, history: u64) -> Option<Box<dyn Lead>>;
+    /// The last pass into `member` is applied (writes held): asks it to join stream
+    /// `history` at the current update. `true` if the Join went out.
+    fn join_resynced(&self, export: ExportId, history: u64, member: MemberId, now: Millis) -> bool;
+}
+
+/// The primary side of the stream a resync copies from (`mirror::PrimarySide`).
+pub trait Lead {
+    /// The epoch the primary leads.
+    fn epoch(&self) -> Epoch;
+    /// Holds (or releases) clients' writes for the last pass into `member`.
+    fn hold(&self, member: MemberId, on: bool);
+    /// Updates numbered and not yet released.
+    fn pending(&self) -> usize;
+    /// Every update up to here is released.
+    fn released(&self) -> SeqNo;
+}
 
 /// Tunables shared by every resync of this member.
 pub struct Settings {
@@ -216,15 +255,15 @@ enum Item {
     Named(u64, Vec<u8>, u64),
 }
 
-fn primary_of(server: &Server, export: ExportId, history: u64) -> Result<Arc<Role>, String> {
-    match server.mirror.role(export) {
-        Some(r) if matches!(&*r, Role::Primary(ps) if ps.history == history) => Ok(r),
-        _ => Err("this member is no longer primary of the stream".into()),
-    }
+/// The primary side of stream `history` of `export`, or why a resync from it must stop.
+fn primary_of(mirror: &dyn Host, export: ExportId, history: u64) -> Result<Box<dyn Lead>, String> {
+    mirror
+        .lead(export, history)
+        .ok_or_else(|| "this member is no longer primary of the stream".into())
 }
 
-fn dirty_since(server: &Server, export: ExportId, history: u64, since: SeqNo) -> DirtySet {
-    let Some(log) = server.mirror.log(export) else {
+fn dirty_since(mirror: &dyn Host, export: ExportId, history: u64, since: SeqNo) -> DirtySet {
+    let Some(log) = mirror.log(export) else {
         return DirtySet::default();
     };
     let mut out = DirtySet::default();
@@ -276,7 +315,7 @@ fn by_depth(ex: &ExportFs, set: DirtySet) -> VecDeque<Item> {
 }
 
 struct Sender<'a> {
-    server: &'a Arc<Server>,
+    mirror: &'a Arc<dyn Host>,
     ex: &'a ExportFs,
     export: ExportId,
     link: Link,
@@ -321,7 +360,7 @@ impl Sender<'_> {
 
     /// The duplicate request cache's replies, in frames of at most [`MAX_SYNC_REPLIES`].
     fn send_replies(&mut self) -> Result<(), String> {
-        let replies = self.server.cached_replies();
+        let replies = self.mirror.local().cached_replies();
         for chunk in replies.chunks(MAX_SYNC_REPLIES as usize) {
             self.push(&PeerMsg::SyncReplies {
                 export: self.export.0,
@@ -334,7 +373,7 @@ impl Sender<'_> {
     fn throttle(&mut self, n: usize) {
         self.sent_bytes += n as u64;
         self.progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let rate = self.server.mirror.resync.rate.load(Ordering::Relaxed);
+        let rate = self.mirror.resync_settings().rate.load(Ordering::Relaxed);
         if rate > 0 {
             let want = Duration::from_secs_f64(self.sent_bytes as f64 / rate as f64);
             let have = self.since_start.elapsed();
@@ -599,7 +638,7 @@ impl Sender<'_> {
             })?;
             self.progress.phase(format!("waiting for pass end {round}"));
             let t0 = Instant::now();
-            let fo = self.server.mirror.group.failover;
+            let fo = self.mirror.failover();
             let beat = Duration::from_millis(fo.heartbeat_ms.max(10));
             let mut unanswered = 0u32;
             loop {
@@ -614,8 +653,8 @@ impl Sender<'_> {
                         if self.link.is_closed() {
                             return Err("link to the member lost".into());
                         }
-                        let now = self.server.now();
-                        let heard = self.server.mirror.last_heard(self.member);
+                        let now = self.mirror.local().now();
+                        let heard = self.mirror.last_heard(self.member);
                         if heard.is_some_and(|h| now.since(h) <= fo.heartbeat_ms) {
                             unanswered = 0;
                         } else {
@@ -677,7 +716,7 @@ impl Sender<'_> {
 /// `plan` was made.
 #[allow(clippy::too_many_arguments)]
 pub fn send(
-    server: Arc<Server>,
+    mirror: Arc<dyn Host>,
     export: ExportId,
     history: u64,
     member: MemberId,
@@ -687,10 +726,10 @@ pub fn send(
     rx: Receiver<Reply>,
     progress: Arc<Progress>,
 ) -> Result<String, String> {
-    let ex = server.export(export).ok_or("no such export")?;
+    let ex = mirror.local().export(export).ok_or("no such export")?;
     let full = matches!(plan, Plan::Full(_));
     let mut s = Sender {
-        server: &server,
+        mirror: &mirror,
         ex,
         export,
         link,
@@ -705,10 +744,7 @@ pub fn send(
         t_link: Duration::ZERO,
         t_ends: Duration::ZERO,
     };
-    let epoch = match &*primary_of(&server, export, history)? {
-        Role::Primary(ps) => ps.epoch(),
-        _ => unreachable!("checked by primary_of"),
-    };
+    let epoch = primary_of(&*mirror, export, history)?.epoch();
     s.push(&PeerMsg::SyncBegin {
         export: export.0,
         epoch: epoch.0,
@@ -723,14 +759,11 @@ pub fn send(
         Plan::Partial(set) => (VecDeque::new(), set),
     };
     let mut since = since;
-    let hold_ms = server.mirror.resync.hold_ms;
+    let hold_ms = mirror.resync_settings().hold_ms;
     let mut pass = 1u64;
     loop {
-        let role = primary_of(&server, export, history)?;
-        let Role::Primary(ps) = &*role else {
-            unreachable!("checked by primary_of")
-        };
-        let touched = dirty_since(&server, export, history, since);
+        let ps = primary_of(&*mirror, export, history)?;
+        let touched = dirty_since(&*mirror, export, history, since);
         progress.pass.store(pass, Ordering::Relaxed);
         // a full copy's first pass is as big as the export: never with writes held
         let last =
@@ -754,7 +787,7 @@ pub fn send(
         let start = ps.released();
         // (read again: with writes held, this is everything up to `start`)
         let mut set = std::mem::take(&mut initial);
-        for t in dirty_since(&server, export, history, since).touched() {
+        for t in dirty_since(&*mirror, export, history, since).touched() {
             set.add(t);
         }
         queue.extend(by_depth(ex, set));
@@ -763,7 +796,7 @@ pub fn send(
         let result = s.pass(&mut queue, at, deadline, &|| ps.hold(member, false));
         if let Some(t0) = held {
             let joined = match &result {
-                Ok(true) => ps.join_resynced(&server.mirror, member, server.now()),
+                Ok(true) => mirror.join_resynced(export, history, member, mirror.local().now()),
                 _ => false,
             };
             ps.hold(member, false);
@@ -782,8 +815,8 @@ pub fn send(
                     s.t_ends.as_millis(),
                 ));
             }
-            server.mirror.event(
-                server.now(),
+            mirror.event(
+                mirror.local().now(),
                 export,
                 format!("resync: the last pass took {held_ms} ms, over the {hold_ms} ms hold limit; writes released, another pass"),
             );
@@ -1421,7 +1454,7 @@ fn wipe(ex: &ExportFs) -> R<()> {
 /// Applies a resync into this mirror (on its own thread) until the session ends.
 #[allow(clippy::too_many_arguments)]
 pub fn receive(
-    server: Arc<Server>,
+    mirror: Arc<dyn Host>,
     export: ExportId,
     full: bool,
     mut rx: tokio::sync::mpsc::Receiver<PeerMsg>,
@@ -1431,10 +1464,10 @@ pub fn receive(
     busy: Arc<Mutex<()>>,
 ) {
     let _one = busy.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(ex) = server.export(export) else {
+    let Some(ex) = mirror.local().export(export) else {
         return;
     };
-    let m = &server.mirror;
+    let m = &mirror;
     let done = |round: u64, ok: bool, reason: String| {
         let _ = out.blocking_send(
             PeerMsg::SyncRoundDone {
@@ -1448,7 +1481,7 @@ pub fn receive(
         );
     };
     let mut failed: Option<String> = None;
-    if let Err(e) = set_marker(&m.state_dir, export) {
+    if let Err(e) = set_marker(m.state_dir(), export) {
         failed = Some(format!("cannot write the resync marker: {e}"));
     }
     ex.ids.set_bulk(true);
@@ -1490,7 +1523,7 @@ pub fn receive(
             }
             PeerMsg::SyncReplies { replies, .. } => {
                 // the survivor's replies: a retransmission reaching this member gets them
-                server.adopt_replies(export, &replies, true);
+                mirror.local().adopt_replies(export, &replies, true);
             }
             PeerMsg::SyncRoundEnd { round, at: end, .. } => {
                 if let Err(e) = a.flush_records() {
@@ -1531,7 +1564,7 @@ pub fn receive(
     progress.finish();
     if let Some(e) = failed {
         m.event(
-            server.now(),
+            mirror.local().now(),
             export,
             format!("resync into this mirror failed: {e}"),
         );

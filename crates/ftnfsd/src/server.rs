@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ftnfs_core::access::Cred;
-use ftnfs_core::drc::{Drc, DrcKey, DrcLimits, Verdict};
-use ftnfs_core::exports::{Mirroring, ReadMode};
+use ftnfs_core::drc::{Drc, DrcKey, Verdict};
+use ftnfs_core::exports::ReadMode;
 use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{ExportId, Millis, SeqNo};
 
@@ -26,8 +26,9 @@ use ftnfs_wire::rpc::{
 use ftnfs_wire::xdr::{XdrDecode, XdrEncode, XdrReader, XdrWriter};
 
 use crate::fs::ExportFs;
+use crate::local::Local;
 use crate::mirror::{Mirror, Role, Signal};
-use crate::nfs3_procs::{Caller, Dictation};
+use crate::nfs3_procs::Dictation;
 
 /// Most remembered mounts (MOUNT DUMP list).
 pub const MAX_MOUNTS: usize = 4096;
@@ -43,22 +44,18 @@ pub struct Counters {
     pub rpc_errors: AtomicU64,
 }
 
-/// Everything one member serves.
+/// The NFS and MOUNT service of one member: dispatch over this member's exports (`local`)
+/// and, for mirrored exports, through its roles (`mirror`), which it shares with the mirror
+/// driver and the peer links.
 pub struct Server {
-    /// Exports.
-    pub exports: Vec<ExportFs>,
-    /// Duplicate request cache.
-    pub drc: Mutex<Drc>,
+    /// The exports, the DRC, the clock.
+    pub local: Arc<Local>,
     /// Counters.
     pub counters: Counters,
     /// (client, path) of MNT calls not yet UMNTed.
     pub mounts: Mutex<Vec<(IpAddr, String)>>,
-    /// Write verifier of this incarnation: changes on every start, so clients resend UNSTABLE
-    /// writes that may have been lost with the page cache (RFC 1813 §3.3.7).
-    pub write_verf: [u8; 8],
     /// Mirrored exports and their roles.
-    pub mirror: Mirror,
-    started: Instant,
+    pub mirror: Arc<Mirror>,
 }
 
 /// Longest a held request waits for its turn to execute locally (only earlier local
@@ -68,39 +65,27 @@ const MAX_RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Server {
     /// A server for these exports.
-    pub fn new(
-        exports: Vec<ExportFs>,
-        drc: DrcLimits,
-        write_verf: [u8; 8],
-        mirror: Mirror,
-    ) -> Server {
+    pub fn new(local: Arc<Local>, mirror: Arc<Mirror>) -> Server {
         Server {
-            exports,
-            drc: Mutex::new(Drc::new(drc)),
+            local,
             counters: Counters::default(),
             mounts: Mutex::new(Vec::new()),
-            write_verf,
             mirror,
-            started: Instant::now(),
         }
     }
 
     /// The export with this id.
     pub fn export(&self, id: ExportId) -> Option<&ExportFs> {
-        self.exports.iter().find(|e| e.cfg.id == id)
-    }
-
-    /// How READs of an export are mirrored.
-    fn read_mode(&self, id: ExportId) -> ReadMode {
-        match self.export(id).map(|e| &e.cfg.mirroring) {
-            Some(Mirroring::Group { read_mode, .. }) => *read_mode,
-            _ => ReadMode::Async,
-        }
+        self.local.export(id)
     }
 
     /// Milliseconds since start: the core's notion of time.
     pub fn now(&self) -> Millis {
-        Millis(self.started.elapsed().as_millis() as u64)
+        self.local.now()
+    }
+
+    fn drc(&self) -> std::sync::MutexGuard<'_, Drc> {
+        self.local.drc()
     }
 
     /// Handles one call record from `peer`; `None` means send nothing.
@@ -185,7 +170,7 @@ impl Server {
                 // and only by the primary; any member serves them otherwise.
                 let export = export.filter(|fh| {
                     !is_read
-                        || (self.read_mode(fh.export) != ReadMode::Async
+                        || (self.local.read_mode(fh.export) != ReadMode::Async
                             && matches!(
                                 self.mirror.role(fh.export).as_deref(),
                                 Some(Role::Primary(_))
@@ -208,7 +193,9 @@ impl Server {
                         };
                         match self.mirrored(ps, fh, &a, origin, h.proc_, args, info) {
                             Some(d) => {
-                                let r = self.execute(h.xid, a, peer, cred, anonymous, Some(d.0));
+                                let r =
+                                    self.local
+                                        .execute(h.xid, a, peer, cred, anonymous, Some(d.0));
                                 if !self.mirrored_done(ps, d.1, d.2, &r) {
                                     // deposed before every member had it: no reply; the
                                     // client retransmits to the new primary. But it *was*
@@ -217,14 +204,14 @@ impl Server {
                                     // this very mirror, after a stall or a restart of the
                                     // group) is answered, not executed twice
                                     // (tests/sim_group.rs found the second execution).
-                                    self.keep_unsent(key, &r, info.idempotent, fh.export);
+                                    self.local.keep_unsent(key, &r, info.idempotent, fh.export);
                                     return None;
                                 }
                                 if !self.leased(fh.export) {
                                     // released, but this member's lease ran out (it was
                                     // frozen; another may serve now): no reply from here, the
                                     // client resends to whoever holds the address
-                                    self.keep_unsent(key, &r, info.idempotent, fh.export);
+                                    self.local.keep_unsent(key, &r, info.idempotent, fh.export);
                                     return None;
                                 }
                                 mirrored_export = Some(fh.export.0);
@@ -252,7 +239,7 @@ impl Server {
                         }
                         return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
                     }
-                    None => self.execute(h.xid, a, peer, cred, anonymous, None),
+                    None => self.local.execute(h.xid, a, peer, cred, anonymous, None),
                 }
             }
             Err(ArgsError::NoSuchProc(_)) => {
@@ -270,30 +257,6 @@ impl Server {
         }
         drop(drc);
         Some(reply)
-    }
-
-    fn execute(
-        &self,
-        xid: Xid,
-        a: Args,
-        peer: SocketAddr,
-        cred: Cred,
-        anonymous: bool,
-        dictate: Option<Dictation>,
-    ) -> Vec<u8> {
-        let mut w = XdrWriter::with_capacity(256);
-        ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
-        Caller {
-            exports: &self.exports,
-            ip: peer.ip(),
-            port: peer.port(),
-            cred,
-            anonymous,
-            write_verf: self.write_verf,
-            dictate,
-        }
-        .execute(a, &mut w);
-        w.into_inner()
     }
 
     /// Numbers a client update of an export we are primary of, sends it to the secondaries
@@ -349,7 +312,8 @@ impl Server {
             Dictation {
                 new_id,
                 time: nix::sys::time::TimeSpec::new(time.0, time.1 as i64),
-                atime: info.mirrored_read && self.read_mode(fh.export) == ReadMode::Serialized,
+                atime: info.mirrored_read
+                    && self.local.read_mode(fh.export) == ReadMode::Serialized,
             },
             seq,
             rx,
@@ -365,7 +329,12 @@ impl Server {
         rx: std::sync::mpsc::Receiver<Signal>,
         reply: &[u8],
     ) -> bool {
-        ps.local_done(&self.mirror, seq, reply_status(reply), self.now());
+        ps.local_done(
+            &self.mirror,
+            seq,
+            crate::local::reply_status(reply),
+            self.now(),
+        );
         // The core releases within retry × sends (then it fails silent members out); the
         // bound here only guards against a bug.
         match rx.recv_timeout(MAX_RUN_WAIT) {
@@ -376,60 +345,6 @@ impl Server {
                 false
             }
         }
-    }
-
-    /// Applies an update the primary sent (we are a secondary of its export): executes it
-    /// with the primary's decisions, records the reply in the DRC, returns its NFS status.
-    pub fn apply_update(&self, export: ExportId, p: &UpdatePayload, at: (u64, SeqNo)) -> u32 {
-        let ip = match p.origin.ip.len() {
-            4 => {
-                let mut b = [0u8; 4];
-                b.copy_from_slice(&p.origin.ip);
-                IpAddr::from(b)
-            }
-            16 => {
-                let mut b = [0u8; 16];
-                b.copy_from_slice(&p.origin.ip);
-                IpAddr::from(b)
-            }
-            _ => return u32::MAX - 1,
-        };
-        let peer = SocketAddr::new(ip, p.origin.port);
-        let (Some(info), Ok(a)) = (
-            proc_table::NFS3.get(p.proc_ as usize),
-            Args::decode(p.proc_, &p.args),
-        ) else {
-            tracing::error!(export = export.0, "undecodable update from the primary");
-            return u32::MAX - 1;
-        };
-        if let Some(log) = self.mirror.log(export) {
-            log.update(at.0, at.1 .0, &info.logged(&a, p.new_id.map(|(f, _)| f)));
-        }
-        let cred = if p.origin.anonymous {
-            Cred::anonymous(&Default::default())
-        } else {
-            Cred {
-                uid: p.origin.uid,
-                gid: p.origin.gid,
-                groups: p.origin.gids.clone(),
-            }
-        };
-        let dictate = Dictation {
-            new_id: p
-                .new_id
-                .map(|(f, g)| (ftnfs_core::ids::FileId(f), ftnfs_core::ids::Generation(g))),
-            time: nix::sys::time::TimeSpec::new(p.time.0, p.time.1 as i64),
-            atime: info.mirrored_read && self.read_mode(export) == ReadMode::Serialized,
-        };
-        let xid = Xid(p.origin.xid);
-        let reply = self.execute(xid, a, peer, cred, p.origin.anonymous, Some(dictate));
-        let key = DrcKey::new(ip, xid, nfs3::PROGRAM, 3, p.proc_, &p.args);
-        if !info.idempotent {
-            let mut drc = self.drc();
-            drc.record(key, &reply, self.now());
-            drc.tag(&key, export.0, false);
-        }
-        reply_status(&reply)
     }
 
     /// A reply with an NFS error status and the procedure's failure body with every
@@ -448,83 +363,6 @@ impl Server {
             w.bool(false);
         }
         w.into_inner()
-    }
-
-    /// Every finished reply in the DRC small enough to hand to another member (a resync's
-    /// last pass, a join).
-    pub fn cached_replies(&self) -> Vec<ftnfs_wire::peer::CachedReply> {
-        self.drc()
-            .replies()
-            .into_iter()
-            .filter(|(_, r)| r.len() <= ftnfs_wire::peer::MAX_CACHED_REPLY as usize)
-            .map(|(k, r)| ftnfs_wire::peer::CachedReply {
-                client: match k.client {
-                    IpAddr::V4(a) => a.octets().to_vec(),
-                    IpAddr::V6(a) => a.octets().to_vec(),
-                },
-                xid: k.xid.0,
-                prog: k.prog,
-                vers: k.vers,
-                proc_: k.proc_,
-                args_sum: k.args_sum,
-                reply: r.to_vec(),
-            })
-            .collect()
-    }
-
-    /// Takes another member's cached replies of `export`'s updates into the DRC: `replace`
-    /// (a resync makes this mirror the survivor's) or only where this member has no entry (a
-    /// joining member's).
-    pub fn adopt_replies(
-        &self,
-        export: ExportId,
-        replies: &[ftnfs_wire::peer::CachedReply],
-        replace: bool,
-    ) {
-        let now = self.now();
-        let mut drc = self.drc();
-        for r in replies {
-            let client = match r.client.len() {
-                4 => <[u8; 4]>::try_from(&r.client[..]).map(IpAddr::from).ok(),
-                16 => <[u8; 16]>::try_from(&r.client[..]).map(IpAddr::from).ok(),
-                _ => None,
-            };
-            let Some(client) = client else { continue };
-            let key = ftnfs_core::drc::DrcKey {
-                client,
-                xid: ftnfs_core::ids::Xid(r.xid),
-                prog: r.prog,
-                vers: r.vers,
-                proc_: r.proc_,
-                args_sum: r.args_sum,
-            };
-            if replace {
-                drc.record(key, &r.reply, now);
-            } else {
-                drc.record_if_absent(key, &r.reply, now);
-            }
-            drc.tag(&key, export.0, false);
-        }
-    }
-
-    /// Caches the reply of a mirrored update executed here but not sent (deposed, or the
-    /// lease ran out): tagged with its export, not released.
-    fn keep_unsent(&self, key: DrcKey, reply: &[u8], idempotent: bool, export: ExportId) {
-        let mut drc = self.drc();
-        drc.finish(key, reply, !idempotent, self.now());
-        drc.tag(&key, export.0, false);
-    }
-
-    /// Forgets the cached replies of `export`'s updates (a resync is about to replace its
-    /// mirror).
-    pub fn clear_replies(&self, export: ExportId) {
-        self.drc().clear_export(export.0);
-    }
-
-    fn drc(&self) -> std::sync::MutexGuard<'_, Drc> {
-        // A panic while holding the lock cannot leave the cache inconsistent in a way that
-        // matters more than losing service: keep going with its contents.
-        self.drc.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn reject(&self, xid: Xid, h: ReplyHeader) -> Vec<u8> {
@@ -589,7 +427,8 @@ impl Server {
                 // EXPORT
                 ok(&mut w);
                 ExportList(
-                    self.exports
+                    self.local
+                        .exports
                         .iter()
                         .map(|e| ExportNode {
                             dir: e.cfg.path.clone().into_bytes(),
@@ -618,6 +457,7 @@ impl Server {
             return MntRes::Err(MountStat3::NoEnt);
         };
         let Some((ex, below)) = self
+            .local
             .exports
             .iter()
             .filter_map(|e| {
@@ -740,24 +580,4 @@ impl Server {
         }
         true
     }
-}
-
-/// The NFS status of an accepted reply (the first word after the RPC reply header), or
-/// `u32::MAX` if the reply is not an accepted success.
-fn reply_status(reply: &[u8]) -> u32 {
-    let mut r = XdrReader::new(reply);
-    let ok = (|| -> Result<u32, ftnfs_wire::xdr::XdrError> {
-        let _xid = r.u32()?;
-        let _mtype = r.u32()?;
-        if r.u32()? != 0 {
-            return Ok(u32::MAX); // MSG_DENIED
-        }
-        let _flavor = r.u32()?;
-        let _verf = r.opaque(400)?;
-        if r.u32()? != 0 {
-            return Ok(u32::MAX); // not SUCCESS
-        }
-        r.u32()
-    })();
-    ok.unwrap_or(u32::MAX)
 }

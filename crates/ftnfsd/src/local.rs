@@ -1,0 +1,246 @@
+//! This member's own copy of the exports: the file trees, the duplicate request cache and the
+//! clock — what the NFS dispatch (`server.rs`), the mirror driver (`mirror.rs`) and the
+//! resync streams (`resync.rs`) all act on. It knows nothing of roles or peers, so every
+//! layer above can hold it without a cycle: server → mirror → resync → local.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use ftnfs_core::access::Cred;
+use ftnfs_core::drc::{Drc, DrcKey, DrcLimits};
+use ftnfs_core::exports::{Mirroring, ReadMode};
+use ftnfs_core::ids::{ExportId, Millis, SeqNo};
+use ftnfs_core::proc_table;
+use ftnfs_wire::nfs3::{self, Args};
+use ftnfs_wire::peer::UpdatePayload;
+use ftnfs_wire::rpc::{AcceptStat, ReplyHeader, Xid};
+use ftnfs_wire::xdr::{XdrReader, XdrWriter};
+
+use crate::changelog::ChangeLog;
+use crate::fs::ExportFs;
+use crate::nfs3_procs::{Caller, Dictation};
+
+/// The exports as this member holds them.
+pub struct Local {
+    /// Exports.
+    pub exports: Vec<ExportFs>,
+    /// Duplicate request cache.
+    pub drc: Mutex<Drc>,
+    /// Write verifier of this incarnation: changes on every start, so clients resend UNSTABLE
+    /// writes that may have been lost with the page cache (RFC 1813 §3.3.7).
+    pub write_verf: [u8; 8],
+    started: Instant,
+}
+
+impl Local {
+    /// These exports, an empty DRC, the clock starting now.
+    pub fn new(exports: Vec<ExportFs>, drc: DrcLimits, write_verf: [u8; 8]) -> Local {
+        Local {
+            exports,
+            drc: Mutex::new(Drc::new(drc)),
+            write_verf,
+            started: Instant::now(),
+        }
+    }
+
+    /// The export with this id.
+    pub fn export(&self, id: ExportId) -> Option<&ExportFs> {
+        self.exports.iter().find(|e| e.cfg.id == id)
+    }
+
+    /// How READs of an export are mirrored.
+    pub fn read_mode(&self, id: ExportId) -> ReadMode {
+        match self.export(id).map(|e| &e.cfg.mirroring) {
+            Some(Mirroring::Group { read_mode, .. }) => *read_mode,
+            _ => ReadMode::Async,
+        }
+    }
+
+    /// Milliseconds since start: the core's notion of time.
+    pub fn now(&self) -> Millis {
+        Millis(self.started.elapsed().as_millis() as u64)
+    }
+
+    pub fn execute(
+        &self,
+        xid: Xid,
+        a: Args,
+        peer: SocketAddr,
+        cred: Cred,
+        anonymous: bool,
+        dictate: Option<Dictation>,
+    ) -> Vec<u8> {
+        let mut w = XdrWriter::with_capacity(256);
+        ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
+        Caller {
+            exports: &self.exports,
+            ip: peer.ip(),
+            port: peer.port(),
+            cred,
+            anonymous,
+            write_verf: self.write_verf,
+            dictate,
+        }
+        .execute(a, &mut w);
+        w.into_inner()
+    }
+
+    /// Applies an update the primary sent (we are a secondary of its export): executes it
+    /// with the primary's decisions, records what it touched in `log` and the reply in the
+    /// DRC, returns its NFS status.
+    pub fn apply_update(
+        &self,
+        export: ExportId,
+        p: &UpdatePayload,
+        at: (u64, SeqNo),
+        log: Option<&ChangeLog>,
+    ) -> u32 {
+        let ip = match p.origin.ip.len() {
+            4 => {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&p.origin.ip);
+                IpAddr::from(b)
+            }
+            16 => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(&p.origin.ip);
+                IpAddr::from(b)
+            }
+            _ => return u32::MAX - 1,
+        };
+        let peer = SocketAddr::new(ip, p.origin.port);
+        let (Some(info), Ok(a)) = (
+            proc_table::NFS3.get(p.proc_ as usize),
+            Args::decode(p.proc_, &p.args),
+        ) else {
+            tracing::error!(export = export.0, "undecodable update from the primary");
+            return u32::MAX - 1;
+        };
+        if let Some(log) = log {
+            log.update(at.0, at.1 .0, &info.logged(&a, p.new_id.map(|(f, _)| f)));
+        }
+        let cred = if p.origin.anonymous {
+            Cred::anonymous(&Default::default())
+        } else {
+            Cred {
+                uid: p.origin.uid,
+                gid: p.origin.gid,
+                groups: p.origin.gids.clone(),
+            }
+        };
+        let dictate = Dictation {
+            new_id: p
+                .new_id
+                .map(|(f, g)| (ftnfs_core::ids::FileId(f), ftnfs_core::ids::Generation(g))),
+            time: nix::sys::time::TimeSpec::new(p.time.0, p.time.1 as i64),
+            atime: info.mirrored_read && self.read_mode(export) == ReadMode::Serialized,
+        };
+        let xid = Xid(p.origin.xid);
+        let reply = self.execute(xid, a, peer, cred, p.origin.anonymous, Some(dictate));
+        let key = DrcKey::new(ip, xid, nfs3::PROGRAM, 3, p.proc_, &p.args);
+        if !info.idempotent {
+            let mut drc = self.drc();
+            drc.record(key, &reply, self.now());
+            drc.tag(&key, export.0, false);
+        }
+        reply_status(&reply)
+    }
+
+    /// Every finished reply in the DRC small enough to hand to another member (a resync's
+    /// last pass, a join).
+    pub fn cached_replies(&self) -> Vec<ftnfs_wire::peer::CachedReply> {
+        self.drc()
+            .replies()
+            .into_iter()
+            .filter(|(_, r)| r.len() <= ftnfs_wire::peer::MAX_CACHED_REPLY as usize)
+            .map(|(k, r)| ftnfs_wire::peer::CachedReply {
+                client: match k.client {
+                    IpAddr::V4(a) => a.octets().to_vec(),
+                    IpAddr::V6(a) => a.octets().to_vec(),
+                },
+                xid: k.xid.0,
+                prog: k.prog,
+                vers: k.vers,
+                proc_: k.proc_,
+                args_sum: k.args_sum,
+                reply: r.to_vec(),
+            })
+            .collect()
+    }
+
+    /// Takes another member's cached replies of `export`'s updates into the DRC: `replace`
+    /// (a resync makes this mirror the survivor's) or only where this member has no entry (a
+    /// joining member's).
+    pub fn adopt_replies(
+        &self,
+        export: ExportId,
+        replies: &[ftnfs_wire::peer::CachedReply],
+        replace: bool,
+    ) {
+        let now = self.now();
+        let mut drc = self.drc();
+        for r in replies {
+            let client = match r.client.len() {
+                4 => <[u8; 4]>::try_from(&r.client[..]).map(IpAddr::from).ok(),
+                16 => <[u8; 16]>::try_from(&r.client[..]).map(IpAddr::from).ok(),
+                _ => None,
+            };
+            let Some(client) = client else { continue };
+            let key = ftnfs_core::drc::DrcKey {
+                client,
+                xid: ftnfs_core::ids::Xid(r.xid),
+                prog: r.prog,
+                vers: r.vers,
+                proc_: r.proc_,
+                args_sum: r.args_sum,
+            };
+            if replace {
+                drc.record(key, &r.reply, now);
+            } else {
+                drc.record_if_absent(key, &r.reply, now);
+            }
+            drc.tag(&key, export.0, false);
+        }
+    }
+
+    /// Caches the reply of a mirrored update executed here but not sent (deposed, or the
+    /// lease ran out): tagged with its export, not released.
+    pub fn keep_unsent(&self, key: DrcKey, reply: &[u8], idempotent: bool, export: ExportId) {
+        let mut drc = self.drc();
+        drc.finish(key, reply, !idempotent, self.now());
+        drc.tag(&key, export.0, false);
+    }
+
+    /// Forgets the cached replies of `export`'s updates (a resync is about to replace its
+    /// mirror).
+    pub fn clear_replies(&self, export: ExportId) {
+        self.drc().clear_export(export.0);
+    }
+
+    pub fn drc(&self) -> std::sync::MutexGuard<'_, Drc> {
+        // A panic while holding the lock cannot leave the cache inconsistent in a way that
+        // matters more than losing service: keep going with its contents.
+        self.drc.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The NFS status of an accepted reply (the first word after the RPC reply header), or
+/// `u32::MAX` if the reply is not an accepted success.
+pub fn reply_status(reply: &[u8]) -> u32 {
+    let mut r = XdrReader::new(reply);
+    let ok = (|| -> Result<u32, ftnfs_wire::xdr::XdrError> {
+        let _xid = r.u32()?;
+        let _mtype = r.u32()?;
+        if r.u32()? != 0 {
+            return Ok(u32::MAX); // MSG_DENIED
+        }
+        let _flavor = r.u32()?;
+        let _verf = r.opaque(400)?;
+        if r.u32()? != 0 {
+            return Ok(u32::MAX); // not SUCCESS
+        }
+        r.u32()
+    })();
+    ok.unwrap_or(u32::MAX)
+}
