@@ -306,6 +306,11 @@ impl Drc {
         }
     }
 
+    /// Whether `key` has an entry (finished or in progress).
+    pub fn contains(&self, key: &DrcKey) -> bool {
+        self.entries.contains_key(key)
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -27,6 +27,10 @@ pub struct ProcInfo {
     pub idempotent: bool,
     /// It changes the export (must be mirrored; refused on read-only exports).
     pub updates: bool,
+    /// Running it twice gives another result (the namespace updates, a guarded SETATTR): its
+    /// cached reply must also outlive a restart of the process (the daemon's reply log). A
+    /// WRITE is cached but not logged: written again, the data is the same.
+    pub once: bool,
     /// It creates a name that carries an identity decided by the primary.
     pub creates: bool,
     /// It makes a new object whose file id the primary reserves and dictates to the
@@ -185,6 +189,7 @@ const fn read(name: &'static str, fail_body: FailBody, handle: HandleOf) -> Proc
         name,
         idempotent: true,
         updates: false,
+        once: false,
         creates: false,
         new_id: false,
         mirrored_read: false,
@@ -202,6 +207,7 @@ const fn names(name: &'static str, fail_body: FailBody, handle: HandleOf) -> Pro
         name,
         idempotent: false,
         updates: true,
+        once: true,
         creates: false,
         new_id: false,
         mirrored_read: false,
@@ -261,6 +267,7 @@ pub static NFS3: [ProcInfo; 22] = [
         })
     },
     ProcInfo {
+        once: false,
         order: Order::Blocks,
         log: Log::Blocks,
         ..names("WRITE", Wcc, |a| match a {
@@ -337,6 +344,7 @@ pub static NFS3: [ProcInfo; 22] = [
     // but it is mirrored: each member makes its own copy durable before the client hears
     ProcInfo {
         idempotent: true,
+        once: false,
         order: Order::Object,
         log: Log::Nothing,
         ..names("COMMIT", Wcc, |a| match a {
@@ -412,6 +420,11 @@ mod tests {
             assert_eq!(p.mirrored_read, i == procs::READ as usize, "{}", p.name);
         }
         assert!(NFS3[procs::LINK as usize].creates && !NFS3[procs::LINK as usize].new_id);
+        // what must run once is cached (its reply is replayed), and it is an update
+        for p in NFS3.iter() {
+            assert!(!p.once || (!p.idempotent && p.updates), "{}", p.name);
+        }
+        assert!(!NFS3[procs::WRITE as usize].once && NFS3[procs::RENAME as usize].once);
     }
 
     #[test]

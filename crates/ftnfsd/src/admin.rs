@@ -80,6 +80,7 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
             "replays": st.replays,
             "dropped_in_progress": st.dropped_in_progress,
             "evictions": st.evictions,
+            "reply_log_bytes": server.local.reply_log_size(),
         },
     })
 }

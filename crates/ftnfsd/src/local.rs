@@ -11,7 +11,7 @@ use ftnfs_core::access::Cred;
 use ftnfs_core::drc::{Drc, DrcKey, DrcLimits};
 use ftnfs_core::exports::{Mirroring, ReadMode};
 use ftnfs_core::ids::{ExportId, Millis, SeqNo};
-use ftnfs_core::proc_table;
+use ftnfs_core::proc_table::{self, ProcInfo};
 use ftnfs_wire::nfs3::{self, Args};
 use ftnfs_wire::peer::UpdatePayload;
 use ftnfs_wire::rpc::{AcceptStat, ReplyHeader, Xid};
@@ -20,6 +20,7 @@ use ftnfs_wire::xdr::{XdrReader, XdrWriter};
 use crate::changelog::ChangeLog;
 use crate::fs::ExportFs;
 use crate::nfs3_procs::{Caller, Dictation};
+use crate::replylog::ReplyLog;
 
 /// The exports as this member holds them.
 pub struct Local {
@@ -30,18 +31,61 @@ pub struct Local {
     /// Write verifier of this incarnation: changes on every start, so clients resend UNSTABLE
     /// writes that may have been lost with the page cache (RFC 1813 §3.3.7).
     pub write_verf: [u8; 8],
+    /// The cached replies of procedures that must run once, kept across a restart.
+    replies: Option<ReplyLog>,
     started: Instant,
 }
 
 impl Local {
-    /// These exports, an empty DRC, the clock starting now.
-    pub fn new(exports: Vec<ExportFs>, drc: DrcLimits, write_verf: [u8; 8]) -> Local {
-        Local {
+    /// These exports, the clock starting now, and a DRC holding what the reply log in
+    /// `state_dir` kept from the previous run (none without one). A reply read back is
+    /// tagged not released: a resync into its export drops it with the others.
+    pub fn new(
+        exports: Vec<ExportFs>,
+        drc: DrcLimits,
+        write_verf: [u8; 8],
+        state_dir: Option<&std::path::Path>,
+    ) -> std::io::Result<Local> {
+        let mut cache = Drc::new(drc);
+        let replies = match state_dir {
+            Some(d) => {
+                let (log, held) = ReplyLog::open(d, crate::replylog::DEFAULT_CAP)?;
+                if !held.is_empty() {
+                    tracing::info!(
+                        replies = held.len(),
+                        "cached replies read back from the reply log"
+                    );
+                }
+                for (key, export, reply) in held {
+                    cache.record(key, &reply, Millis(0));
+                    if let Some(e) = export {
+                        cache.tag(&key, e.0, false);
+                    }
+                }
+                Some(log)
+            }
+            None => None,
+        };
+        Ok(Local {
             exports,
-            drc: Mutex::new(Drc::new(drc)),
+            drc: Mutex::new(cache),
             write_verf,
+            replies,
             started: Instant::now(),
+        })
+    }
+
+    /// Logs a cached reply of a procedure that must run once (`ProcInfo::once`), so that it
+    /// outlives a restart; call before the reply leaves.
+    pub fn log_reply(&self, key: &DrcKey, export: Option<ExportId>, reply: &[u8]) {
+        if let Some(l) = &self.replies {
+            l.append(key, export, reply);
         }
+    }
+
+    /// Bytes in the reply log.
+    pub fn reply_log_size(&self) -> u64 {
+        self.replies.as_ref().map_or(0, ReplyLog::size)
     }
 
     /// The export with this id.
@@ -143,6 +187,10 @@ impl Local {
             let mut drc = self.drc();
             drc.record(key, &reply, self.now());
             drc.tag(&key, export.0, false);
+            drop(drc);
+            if info.once {
+                self.log_reply(&key, Some(export), &reply);
+            }
         }
         reply_status(&reply)
     }
@@ -195,27 +243,42 @@ impl Local {
                 proc_: r.proc_,
                 args_sum: r.args_sum,
             };
+            let had = !replace && drc.contains(&key);
             if replace {
                 drc.record(key, &r.reply, now);
             } else {
                 drc.record_if_absent(key, &r.reply, now);
             }
             drc.tag(&key, export.0, false);
+            let once = r.prog == nfs3::PROGRAM
+                && proc_table::NFS3
+                    .get(r.proc_ as usize)
+                    .is_some_and(|i| i.once);
+            if once && !had {
+                self.log_reply(&key, Some(export), &r.reply);
+            }
         }
     }
 
     /// Caches the reply of a mirrored update executed here but not sent (deposed, or the
     /// lease ran out): tagged with its export, not released.
-    pub fn keep_unsent(&self, key: DrcKey, reply: &[u8], idempotent: bool, export: ExportId) {
+    pub fn keep_unsent(&self, key: DrcKey, reply: &[u8], info: &ProcInfo, export: ExportId) {
         let mut drc = self.drc();
-        drc.finish(key, reply, !idempotent, self.now());
+        drc.finish(key, reply, !info.idempotent, self.now());
         drc.tag(&key, export.0, false);
+        drop(drc);
+        if info.once {
+            self.log_reply(&key, Some(export), reply);
+        }
     }
 
     /// Forgets the cached replies of `export`'s updates (a resync is about to replace its
     /// mirror).
     pub fn clear_replies(&self, export: ExportId) {
         self.drc().clear_export(export.0);
+        if let Some(l) = &self.replies {
+            l.clear(export);
+        }
     }
 
     pub fn drc(&self) -> std::sync::MutexGuard<'_, Drc> {

@@ -19,6 +19,7 @@ mod mirror;
 mod nfs3_procs;
 mod peer;
 mod portmap;
+mod replylog;
 mod resync;
 mod server;
 mod transport;
@@ -278,7 +279,8 @@ async fn main() -> anyhow::Result<()> {
             ..DrcLimits::default()
         },
         write_verifier(),
-    ));
+        (!cli.witness_mode).then_some(cli.state_dir.as_path()),
+    )?);
     let mirror = Arc::new(mirror::Mirror::new(group, local.clone(), &cli.state_dir)?);
     if (!mirror.is_empty() || cli.witness_mode) && mirror.group.secret.is_empty() {
         anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");

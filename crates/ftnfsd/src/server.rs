@@ -204,14 +204,14 @@ impl Server {
                                     // this very mirror, after a stall or a restart of the
                                     // group) is answered, not executed twice
                                     // (tests/sim_group.rs found the second execution).
-                                    self.local.keep_unsent(key, &r, info.idempotent, fh.export);
+                                    self.local.keep_unsent(key, &r, info, fh.export);
                                     return None;
                                 }
                                 if !self.leased(fh.export) {
                                     // released, but this member's lease ran out (it was
                                     // frozen; another may serve now): no reply from here, the
                                     // client resends to whoever holds the address
-                                    self.local.keep_unsent(key, &r, info.idempotent, fh.export);
+                                    self.local.keep_unsent(key, &r, info, fh.export);
                                     return None;
                                 }
                                 mirrored_export = Some(fh.export.0);
@@ -256,6 +256,11 @@ impl Server {
             drc.tag(&key, e, true); // the reply goes out now
         }
         drop(drc);
+        if info.once {
+            // before it leaves: a restart after this replays it (replylog.rs)
+            self.local
+                .log_reply(&key, mirrored_export.map(ExportId), &reply);
+        }
         Some(reply)
     }
 

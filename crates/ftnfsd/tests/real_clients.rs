@@ -897,3 +897,47 @@ fn a_killed_member_leaves_no_orphaned_client_socket() {
     );
     drop(c);
 }
+
+/// A server killed right after it answered a MKDIR and an RMDIR, and started again, answers
+/// their retransmissions with the replies it gave (its reply log, replylog.rs) instead of
+/// running them a second time (EXIST, NOENT). A new call still runs.
+#[test]
+fn a_restarted_server_replays_what_it_answered_before_it_was_killed() {
+    let _serial = serial();
+    let (t, d) = setup("rw,insecure,no_root_squash");
+    let port = d.port;
+    let mut c = Raw::connect(port);
+    let root = mount_root(&mut c, &d.export());
+    let name = |n: &str| DirOpArgs3 {
+        dir: root.clone(),
+        name: n.as_bytes().to_vec(),
+    };
+    let mkdir = Args::Mkdir {
+        where_: name("once"),
+        attr: Sattr3::default(),
+    }
+    .to_bytes();
+    let rmdir = Args::Rmdir(name("gone")).to_bytes();
+    std::fs::create_dir(d.export().join("gone")).unwrap();
+    let made = c.call(7001, nfs3::PROGRAM, procs::MKDIR, &mkdir);
+    let removed = c.call(7002, nfs3::PROGRAM, procs::RMDIR, &rmdir);
+    assert_eq!(nfs_status(&made).0, 0);
+    assert_eq!(nfs_status(&removed).0, 0);
+    drop(c);
+    d.stop(); // kill -9
+    let d = Daemon::start(t.path(), port);
+    let mut c = Raw::connect(d.port);
+    assert!(
+        c.call(7001, nfs3::PROGRAM, procs::MKDIR, &mkdir) == made,
+        "the retransmitted MKDIR got its first reply"
+    );
+    assert!(
+        c.call(7002, nfs3::PROGRAM, procs::RMDIR, &rmdir) == removed,
+        "the retransmitted RMDIR got its first reply"
+    );
+    // another call with the same arguments is a new one: it runs (and finds the name)
+    let again = c.call(7003, nfs3::PROGRAM, procs::MKDIR, &mkdir);
+    assert_eq!(nfs_status(&again).0, 17, "EXIST");
+    let st = admin_call(&t.path().join("admin.sock"), r#"{"cmd":"status"}"#);
+    assert!(st["status"]["drc"]["reply_log_bytes"].as_u64().unwrap_or(0) > 0);
+}
