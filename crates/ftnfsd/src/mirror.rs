@@ -286,9 +286,6 @@ pub struct Mirror {
     settings: MemberSettings,
     /// Wakes the driver before its deadline (an input that may need a decision now).
     pub wake: tokio::sync::Notify,
-    /// When the newest ping the witness answered was sent (ms; 0: never): the lease of a
-    /// primary without live secondaries ([`fencing::lease_ok`]).
-    witness_backed: std::sync::atomic::AtomicU64,
     /// (A witness:) members reported lost to another member and not yet told.
     lost_reported: Mutex<HashSet<MemberId>>,
     /// Resync tunables.
@@ -532,7 +529,6 @@ impl Mirror {
             node: Mutex::new(node),
             settings,
             wake: tokio::sync::Notify::new(),
-            witness_backed: std::sync::atomic::AtomicU64::new(0),
             lost_reported: Mutex::new(HashSet::new()),
         })
     }
@@ -670,12 +666,10 @@ impl Mirror {
         let Role::Primary(ps) = &*role else {
             return true; // not ours to lease: serves_reads decides
         };
+        // the node is a leaf lock: read it before taking any other
+        let backed = lock(&self.node).witness_backed;
         let live = lock(&ps.core).p.live();
         let confirmed = lock(&ps.confirmed);
-        let backed = self
-            .witness_backed
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let backed = (backed > 0).then_some(Millis(backed));
         fencing::lease_ok(true, live, &confirmed, backed, &self.settings, now)
     }
 
@@ -1948,14 +1942,10 @@ impl Mirror {
                 PeerMsg::Heartbeat { export: 0, seq, .. } if seq > 0 => {
                     // it answered our ping sent at `seq`: it backs us
                     lock(&self.node).witness_backs(Millis(seq));
-                    self.witness_backed
-                        .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
                     return;
                 }
                 PeerMsg::WitnessLost => {
                     // it reported us lost to another member, which may have taken over
-                    self.witness_backed
-                        .store(0, std::sync::atomic::Ordering::Relaxed);
                     let views = self.views();
                     let role = |e: ExportId| views.get(&e).cloned();
                     let effects = lock(&self.node).witness_lost_us(&role);
