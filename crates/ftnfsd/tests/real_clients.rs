@@ -552,14 +552,18 @@ fn every_error_reply_has_its_procedures_failure_body() {
     let mut c = Raw::connect(d.port);
     let root = mount_root(&mut c, &d.export());
     let export = u32::from_be_bytes(root.0[4..8].try_into().unwrap());
+    // each round its own xids: the same call again would be a retransmission, answered from
+    // the DRC — also after a restart (the reply log)
     fn check(
         c: &mut Raw,
         fh: &NfsFh3,
         what: &str,
         seen: &mut std::collections::BTreeSet<(u32, u32)>,
     ) {
+        static ROUND: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let base = 1000 + 100 * ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for (i, (p, args)) in every_procedure(fh).into_iter().enumerate() {
-            let (st, body) = nfs_status(&c.call(1000 + i as u32, nfs3::PROGRAM, p, &args));
+            let (st, body) = nfs_status(&c.call(base + i as u32, nfs3::PROGRAM, p, &args));
             if st != 0 {
                 seen.insert((p, st));
                 if let Err(e) = check_fail_body(p, &body) {
