@@ -8,7 +8,9 @@
 #   kill -9 of the primary, of the secondary (restarted after 1–3 s); a cut link (1–4 s) of
 #   the primary, the secondary, the witness; SIGSTOP of a member (1–5 s); ftnfsctl demote.
 # Checks: every guest run ends without an error; every acknowledged record is on both
-# members; the mirrors are identical (ftnfsctl verify); exactly one primary at the end.
+# members; the mirrors are identical (ftnfsctl verify); exactly one primary at the end; and,
+# from a capture of the guest's traffic, who announced the virtual IP and which member
+# answered the client when — never both at about one instant (scripts/lab/vip-owners.py).
 # Reports the longest client stall (the longest time without a new acknowledged record while
 # a guest wrote) and its distribution over the faults, and how often both members reported
 # "primary" at one poll (a fenced member may still say so until it hears the new epoch).
@@ -60,6 +62,9 @@ recovered() { # waits (bounded) until one primary has its secondary live; prints
 
 topo_member a 10.99.0.1 && topo_member b 10.99.0.2 && topo_member w 10.99.0.3 || exit 1
 topo_tap tg0 || exit 1
+# everything the client sends and gets, and the address announcements, as it sees them
+topo_hub dumpcap -q -i tg0 -f "tcp port 2049 or arp" -w "$W/client.pcapng" 2>/dev/null & CAP=$!
+mac() { ip -n "$TOPO-$1" -o link show eth0 | sed 's/.*link\/ether \([^ ]*\).*/\1/'; }
 witness; member a b; member b a
 recovered > /dev/null; check "group formed with a witness" $? "a: $(role a), b: $(role b)"
 
@@ -174,4 +179,8 @@ if gaps:
               f"{f[1]} at {f[0] - start:+.1f} s")
 PY
 echo "polls with both members reporting primary: $(wc -l < "$W/both-primary")"
+kill -INT "$CAP" 2>/dev/null; wait "$CAP" 2>/dev/null
+python3 "$LAB/vip-owners.py" "$W/client.pcapng" "$VIP" "a=$(mac a)" "b=$(mac b)" > "$W/owners" 2>&1
+check "never two members answering the client at once (capture)" $? "$(tail -3 "$W/owners")"
+grep -E "announced|INTERLEAVED|^vip-owners" "$W/owners" | cut -c1-400
 finish

@@ -24,6 +24,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::errors::Fail;
+use crate::fs::listing::Stamp;
 use crate::fs::{check_name, is_dot, sync_dir, wcc_attr, ExportFs, Obj};
 
 /// Serializes WRITEs per file (striped by file id), which also makes the mtime stamping of
@@ -449,6 +450,7 @@ impl<'a> Caller<'a> {
             if is_dot(&d.name) {
                 return Err(Fail(NfsStat3::Exist));
             }
+            let _changing = c.ex.listings.changing(dir.id);
             let name = check_name(&d.name)?;
             deny(access::may_modify_dir(&c.cred, &dir.owner()))?;
             let dirfd = dir.open_dir()?;
@@ -675,6 +677,7 @@ impl<'a> Caller<'a> {
         let body = |c: &Ctx<'a>, dir: &Obj| {
             ok_or(dir.is_dir(), NfsStat3::NotDir)?;
             c.writable()?;
+            let _changing = c.ex.listings.changing(dir.id);
             match d.name.as_slice() {
                 b"." => return Err(Fail(NfsStat3::Inval)),
                 b".." => return Err(Fail(NfsStat3::Exist)),
@@ -721,6 +724,10 @@ impl<'a> Caller<'a> {
             }
             check_name(&from.name)?;
             check_name(&to.name)?;
+            let _changing = (
+                c.ex.listings.changing(fdir.id),
+                c.ex.listings.changing(tdir.id),
+            );
             let ffd = fdir.open_dir()?;
             let tfd = tdir.open_dir()?;
             let src = c.ex.child(&fdir, &ffd, &from.name)?;
@@ -796,6 +803,7 @@ impl<'a> Caller<'a> {
             }
             let name = check_name(&link.name)?;
             deny(access::may_modify_dir(&c2.cred, &dir.owner()))?;
+            let _changing = c.ex.listings.changing(dir.id);
             let dirfd = dir.open_dir()?;
             linkat(
                 o.dirfd.as_fd(),
@@ -1069,22 +1077,32 @@ fn list_dir(
     const OVERHEAD: usize = 4 + 88 + 4 + 8 + 8;
     let maxcount = (maxcount as usize).min(MAX_IO as usize);
     let dircount = dircount as usize;
-    let mut names: Vec<(u64, Vec<u8>, u64)> = Vec::new();
-    {
-        let mut d = nix::dir::Dir::from_fd(dirfd.try_clone()?)?;
-        for e in d.iter() {
-            let e = e?;
-            let n = e.file_name().to_bytes();
-            if n == b"." || n == b".." {
-                continue;
+    let stamp = Stamp {
+        ino: dir.st.st_ino,
+        ctime: (dir.st.st_ctime, dir.st.st_ctime_nsec),
+    };
+    let listing = match ex.listings.get(dir.id, stamp) {
+        Ok(l) => l,
+        Err(token) => {
+            let mut names: Vec<(u64, Vec<u8>, u64)> = Vec::new();
+            let mut d = nix::dir::Dir::from_fd(dirfd.try_clone()?)?;
+            for e in d.iter() {
+                let e = e?;
+                let n = e.file_name().to_bytes();
+                if n == b"." || n == b".." {
+                    continue;
+                }
+                names.push((dircookie::cookie_of(n), n.to_vec(), e.ino()));
             }
-            let ck = dircookie::cookie_of(n);
-            if ck > cookie {
-                names.push((ck, n.to_vec(), e.ino()));
-            }
+            names.sort_unstable_by_key(|e| e.0);
+            let l = std::sync::Arc::new(names);
+            ex.listings.keep(dir.id, stamp, l.clone(), token);
+            l
         }
-    }
-    names.sort_unstable_by_key(|e| e.0);
+    };
+    // the entries after `cookie` (cookie order: a binary search)
+    let after = listing.partition_point(|e| e.0 <= cookie);
+    let names = &listing[after..];
     let parent_id = ex
         .ids
         .first_link(dir.id)?
@@ -1111,8 +1129,8 @@ fn list_dir(
         .map(|(_, n, ino)| (n.as_slice(), *ino))
         .collect();
     let ids = ex.identify(dir.id, dirfd.as_fd(), &pairs)?;
-    for ((ck, n, _), id) in names.into_iter().take(take).zip(ids) {
-        all.push((ck, n, Some(id)));
+    for ((ck, n, _), id) in names[..take].iter().zip(ids) {
+        all.push((*ck, n.clone(), Some(id)));
     }
     let mut w = XdrWriter::new();
     let mut dir_bytes = 0usize;

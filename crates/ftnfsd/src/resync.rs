@@ -1516,7 +1516,11 @@ pub fn receive(
             PeerMsg::SyncObject { obj, .. } => {
                 *at.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 if failed.is_none() {
-                    if let Err(e) = a.apply(obj) {
+                    // the copy writes directories behind nfs3_procs: no listing stays
+                    ex.listings.forget_all();
+                    let r = a.apply(obj);
+                    ex.listings.forget_all();
+                    if let Err(e) = r {
                         failed = Some(e);
                     }
                 }

@@ -8,6 +8,7 @@
 
 pub mod idtable;
 pub mod life;
+pub mod listing;
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -36,6 +37,8 @@ pub struct ExportFs {
     root: OwnedFd,
     /// Identity table.
     pub ids: IdTable,
+    /// Directory listings in cookie order (READDIR).
+    pub listings: listing::Listings,
 }
 
 /// An object found from a handle: its identity, the directory that holds its (first) name,
@@ -213,7 +216,12 @@ impl ExportFs {
             new_generation,
         )
         .with_context(|| format!("identity table of {}", cfg.path))?;
-        Ok(ExportFs { cfg, root, ids })
+        Ok(ExportFs {
+            cfg,
+            root,
+            ids,
+            listings: Default::default(),
+        })
     }
 
     /// Nothing was ever recorded here and the directory is empty: a mirror in this state
