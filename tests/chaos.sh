@@ -179,7 +179,7 @@ if gaps:
               f"{f[1]} at {f[0] - start:+.1f} s")
 PY
 echo "polls with both members reporting primary: $(wc -l < "$W/both-primary")"
-kill -INT "$CAP" 2>/dev/null; wait "$CAP" 2>/dev/null
+sleep 0.5; kill "$CAP" 2>/dev/null; wait "$CAP" 2>/dev/null
 python3 "$LAB/vip-owners.py" "$W/client.pcapng" "$VIP" "a=$(mac a)" "b=$(mac b)" > "$W/owners" 2>&1
 check "never two members answering the client at once (capture)" $? "$(tail -3 "$W/owners")"
 grep -E "announced|INTERLEAVED|^vip-owners" "$W/owners" | cut -c1-400

@@ -32,6 +32,7 @@ use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
 use ftnfs_core::member::rejoin::{self, Applied, Offer};
 use ftnfs_core::member::settings::Settings;
 use ftnfs_core::member::startup::{secondary_answer, ProbeState};
+use ftnfs_core::member::transitions::{self, Promotion, StepDown};
 use ftnfs_core::member::{fencing, Effect, Facts, Member, Node, RoleView};
 use ftnfs_core::mirror::primary::{Primary, PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::resync::Candidate;
@@ -557,7 +558,7 @@ impl World {
                     Role::Primary(_) => return,
                 };
                 let (prev, base) = m.log;
-                let epoch = Epoch(seen.0.max(m.epoch_disk.0) + 1);
+                let epoch = transitions::next_epoch(seen, m.epoch_disk);
                 self.become_primary(id, epoch, prev, SeqNo(base), &why);
             }
             Effect::AskRoleBack { .. } => {
@@ -613,12 +614,17 @@ impl World {
         let Role::Primary(p) = &self.mem(id).role else {
             return;
         };
-        if !p.stepping_down || p.p.pending() > 0 {
-            return;
-        }
-        let live = p.p.live();
+        let to = match transitions::step_down(
+            p.stepping_down,
+            p.p.pending(),
+            p.handoff_to,
+            p.p.live(),
+        ) {
+            StepDown::No | StepDown::Draining => return,
+            StepDown::StandBy { to } => Some(to),
+            StepDown::Cancel => None,
+        };
         let (epoch, at) = (p.p.epoch(), (p.history, p.p.last_seq()));
-        let to = p.handoff_to.filter(|m| live.contains(*m));
         if to.is_none() {
             // the member it was for fell out: serve on (the daemon cancels the step-down)
             if let Role::Primary(p) = &mut self.mem_mut(id).role {
@@ -701,10 +707,12 @@ impl World {
         let Role::Secondary { core: Some(c), .. } = &m.role else {
             return;
         };
-        if c.leader.is_none() || c.closed || c.s.running() > 0 {
+        let joined = c.leader.is_some() && !c.closed;
+        let Promotion::Go { epoch } =
+            transitions::promotion(joined, c.s.running(), c.s.epoch(), m.epoch_disk)
+        else {
             return;
-        }
-        let epoch = Epoch(c.s.epoch().0.max(m.epoch_disk.0) + 1);
+        };
         let (prev, base) = (c.history, c.s.watermark());
         self.become_primary(id, epoch, prev, base, why);
         if let Some(mm) = self.mem_mut(id).node.member(E) {

@@ -25,6 +25,7 @@ use ftnfs_core::exports::Mirroring;
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
 use ftnfs_core::member::settings::{FailoverConfig, Settings as MemberSettings};
 use ftnfs_core::member::startup::{secondary_answer, ProbeState};
+use ftnfs_core::member::transitions::{self, Promotion, StepDown};
 use ftnfs_core::member::{fencing, rejoin as rules_rejoin, Effect, Facts, Member, Node, RoleView};
 use ftnfs_core::mirror::primary::{Busy, Primary, PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::resync::{self as rules, Candidate, Plan, Stream};
@@ -1000,19 +1001,22 @@ impl Mirror {
     /// Takes over an export we are a secondary of: a new epoch, our applied state as the
     /// base, the other members invited to follow, the virtual IP moved here.
     fn promote(&self, ss: &SecondarySide, now: Millis, why: &str) -> bool {
+        let persisted = Epoch(read_epoch(&self.state_dir, ss.export));
         let (base, epoch, prev) = {
             let mut c = lock(&ss.core);
             let Some(sc) = c.as_mut() else { return false };
-            if sc.leader.is_none() || sc.closed {
-                return false; // not in step with any stream: nothing to take over from
+            let joined = sc.leader.is_some() && !sc.closed;
+            match transitions::promotion(joined, sc.s.running(), sc.s.epoch(), persisted) {
+                // not in step with any stream: nothing to take over from; or local applies
+                // still running: the next tick
+                Promotion::NotInStep | Promotion::Applying => return false,
+                Promotion::Go { epoch } => {
+                    sc.closed = true;
+                    (sc.s.watermark(), epoch, sc.history)
+                }
             }
-            if sc.s.running() > 0 {
-                return false; // let local applies finish; next tick
-            }
-            sc.closed = true;
-            (sc.s.watermark(), sc.s.epoch(), sc.history)
         };
-        let epoch = match self.next_epoch(ss.export, epoch) {
+        let epoch = match write_epoch(&self.state_dir, ss.export, epoch.0).map(|()| epoch) {
             Ok(e) => e,
             Err(e) => {
                 self.event(
@@ -1050,7 +1054,7 @@ impl Mirror {
     /// The epoch after `seen` and after any epoch persisted for the export, persisted before
     /// it is used (a member never leads an epoch it might forget).
     fn next_epoch(&self, export: ExportId, seen: Epoch) -> std::io::Result<Epoch> {
-        let epoch = Epoch(seen.0.max(read_epoch(&self.state_dir, export)) + 1);
+        let epoch = transitions::next_epoch(seen, Epoch(read_epoch(&self.state_dir, export)));
         write_epoch(&self.state_dir, export, epoch.0)?;
         Ok(epoch)
     }
@@ -1719,23 +1723,27 @@ impl Mirror {
     }
 
     fn finish_step_down(&self, ps: &PrimarySide, now: Millis) {
-        let (epoch, at, why) = {
+        let handoff_to = *lock(&ps.handoff_to);
+        let (epoch, at, why, to) = {
             let c = lock(&ps.core);
-            let Some(why) = c.stepping_down.clone() else {
-                return;
+            let why = c.stepping_down.clone().unwrap_or_default();
+            let next = transitions::step_down(
+                c.stepping_down.is_some(),
+                c.p.pending(),
+                handoff_to,
+                c.p.live(),
+            );
+            let to = match next {
+                StepDown::No | StepDown::Draining => return, // (draining: the next tick)
+                StepDown::StandBy { to } => Some(to),
+                StepDown::Cancel => None,
             };
-            if c.p.pending() > 0 {
-                return; // next tick
-            }
-            (c.p.epoch(), (ps.history, c.p.last_seq()), why)
+            (c.p.epoch(), (ps.history, c.p.last_seq()), why, to)
         };
+        lock(&ps.handoff_to).take();
         let what = format!("stood down at update {}: {why}", at.1 .0);
-        // only a member still live in our stream holds every released update
-        let live = lock(&ps.core).p.live();
-        let to = lock(&ps.handoff_to).take().filter(|m| live.contains(*m));
         if to.is_none() {
-            // the member it was for fell out meanwhile: standing down now would leave the
-            // group without a primary (the simulation's "0 primaries"); serve on
+            // the member it was for fell out meanwhile (transitions::StepDown::Cancel)
             let mut c = lock(&ps.core);
             c.closed = false;
             c.stepping_down = None;

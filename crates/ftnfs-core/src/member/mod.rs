@@ -39,6 +39,7 @@ pub mod rejoin;
 pub mod settings;
 pub mod startup;
 pub mod takeover;
+pub mod transitions;
 
 use std::collections::BTreeMap;
 
