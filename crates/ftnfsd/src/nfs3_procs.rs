@@ -1084,7 +1084,7 @@ fn list_dir(
     let listing = match ex.listings.get(dir.id, stamp) {
         Ok(l) => l,
         Err(token) => {
-            let mut names: Vec<(u64, Vec<u8>, u64)> = Vec::new();
+            let mut names: Vec<(u64, Vec<u8>, u64, u64)> = Vec::new();
             let mut d = nix::dir::Dir::from_fd(dirfd.try_clone()?)?;
             for e in d.iter() {
                 let e = e?;
@@ -1092,7 +1092,8 @@ fn list_dir(
                 if n == b"." || n == b".." {
                     continue;
                 }
-                names.push((dircookie::cookie_of(n), n.to_vec(), e.ino()));
+                let life = crate::fs::life::of(dirfd.as_fd(), std::ffi::OsStr::from_bytes(n));
+                names.push((dircookie::cookie_of(n), n.to_vec(), e.ino(), life));
             }
             names.sort_unstable_by_key(|e| e.0);
             let l = std::sync::Arc::new(names);
@@ -1124,12 +1125,12 @@ fn list_dir(
     let room = maxcount / 24 + 2;
     let take = names.len().min(room);
     let eof_possible = take == names.len();
-    let pairs: Vec<(&[u8], u64)> = names[..take]
+    let known: Vec<(&[u8], u64, u64)> = names[..take]
         .iter()
-        .map(|(_, n, ino)| (n.as_slice(), *ino))
+        .map(|(_, n, ino, life)| (n.as_slice(), *ino, *life))
         .collect();
-    let ids = ex.identify(dir.id, dirfd.as_fd(), &pairs)?;
-    for ((ck, n, _), id) in names[..take].iter().zip(ids) {
+    let ids = ex.identify_lives(dir.id, &known)?;
+    for ((ck, n, _, _), id) in names[..take].iter().zip(ids) {
         all.push((*ck, n.clone(), Some(id)));
     }
     let mut w = XdrWriter::new();

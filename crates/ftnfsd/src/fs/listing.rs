@@ -26,8 +26,11 @@ const MAX_DIRS: usize = 64;
 /// Most entries kept over all listings.
 const MAX_ENTRIES: usize = 1 << 20;
 
-/// One directory's entries: (cookie, name, inode), sorted by cookie, without `.` and `..`.
-pub type Entries = Arc<Vec<(u64, Vec<u8>, u64)>>;
+/// One directory's entries: (cookie, name, inode, life), sorted by cookie, without `.` and
+/// `..`. The life (`fs/life.rs`: which object an inode number is) is read once with the
+/// listing: it cannot change while the directory does not (a new object under a name is a
+/// change of the directory).
+pub type Entries = Arc<Vec<(u64, Vec<u8>, u64, u64)>>;
 
 /// What a listing was read from: the directory's inode and ctime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +165,7 @@ mod tests {
     }
 
     fn list(n: u64) -> Entries {
-        Arc::new((0..n).map(|i| (i + 3, vec![b'x'], i)).collect())
+        Arc::new((0..n).map(|i| (i + 3, vec![b'x'], i, 0)).collect())
     }
 
     #[test]

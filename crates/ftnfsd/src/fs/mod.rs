@@ -369,7 +369,18 @@ impl ExportFs {
             .iter()
             .map(|(n, ino)| (*n, *ino, life::of(dirfd, OsStr::from_bytes(n))))
             .collect();
-        let a = self.ids.adopt(dir, &with_life)?;
+        self.identify_lives(dir, &with_life)
+    }
+
+    /// [`identify`](Self::identify) for entries whose life (`fs/life.rs`) is known: (name,
+    /// inode number, life).
+    pub fn identify_lives(
+        &self,
+        dir: FileId,
+        with_life: &[(&[u8], u64, u64)],
+    ) -> Result<Vec<(FileId, Generation)>, Fail> {
+        let entries = with_life;
+        let a = self.ids.adopt(dir, with_life)?;
         // named one by one up to a few per listing, then counted: the first listing of a
         // tree made outside ftnfs adopts all of it
         const NAMED: usize = 4;
