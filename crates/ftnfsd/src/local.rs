@@ -1,5 +1,5 @@
 //! This member's own copy of the exports: the file trees, the duplicate request cache and the
-//! clock — what the NFS dispatch (`server.rs`), the mirror driver (`mirror.rs`) and the
+//! clock — what the NFS dispatch (`server.rs`), the mirror driver (`mirror/`) and the
 //! resync streams (`resync.rs`) all act on. It knows nothing of roles or peers, so every
 //! layer above can hold it without a cycle: server → mirror → resync → local.
 

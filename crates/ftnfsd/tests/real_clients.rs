@@ -815,9 +815,11 @@ fn objects_recreated_outside_ftnfs_get_a_new_identity() {
     assert_ne!(new, old);
     assert_eq!(getattr(&mut c, &new), 0);
     assert_eq!(getattr(&mut c, &old), STALE);
+    // the point of the cases above: at least one new object got its predecessor's inode
+    // number (other work on the machine may take a freed number first, so not every time)
     assert!(
-        reused >= 2,
-        "the filesystem reused inode numbers only {reused} times"
+        reused >= 1,
+        "the filesystem never reused an inode number: nothing above was tested"
     );
 
     // 5. a hard link made outside ftnfs is the same object; the handle outlives the first

@@ -1,6 +1,6 @@
 //! The role changes the machine orders (`Effect::Promote`, `Effect::FinishStepDown`), as the
 //! shell must carry them out: whether its state allows the change *now*, and what the new
-//! role starts from. Both shells — the daemon's driver (`ftnfsd/src/mirror.rs`) and the
+//! role starts from. Both shells — the daemon's driver (`ftnfsd/src/mirror/`) and the
 //! whole-group simulation — call these instead of deciding on their own (the simulation used
 //! to repeat the daemon's checks, and a difference between the two would go untested).
 

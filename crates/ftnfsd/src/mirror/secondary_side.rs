@@ -1,0 +1,292 @@
+//! The secondary side of one export in the daemon: accepts the leader's updates, applies them
+//! on the blocking pool (through the core's `Secondary`), acknowledges them, echoes heartbeats
+//! and remembers when the primary last led it.
+
+use super::*;
+
+/// The secondary side of one export.
+pub struct SecondarySide {
+    /// The export.
+    pub export: ExportId,
+    /// The listed primary.
+    pub primary: MemberId,
+    /// Every other listed member.
+    pub others: Vec<MemberId>,
+    pub(super) core: Mutex<Option<SecondaryCore>>,
+}
+
+pub(super) struct SecondaryCore {
+    pub(super) s: Secondary<Arc<UpdatePayload>>,
+    pub(super) history: u64,
+    pub(super) out: Link,
+    /// Stopping: no further update is applied (the seal must stay true).
+    pub(super) closed: bool,
+    /// The member whose Join we accepted (`None` until one is, after a seal).
+    pub(super) leader: Option<MemberId>,
+    /// Nothing applied since this member started (and the mirror was pristine then).
+    pub(super) pristine: bool,
+    /// When the leader last led us: its Join accepted, or a heartbeat of our epoch (what a
+    /// takeover counts from, not any message of it: `member::takeover::decide`).
+    pub(super) led_at: Option<Millis>,
+}
+
+impl SecondarySide {
+    /// The primary asks us to be its secondary. Until resync exists (the rejoin issue), we
+    /// accept only when our state is certainly the primary's at `base`: we are still in the
+    /// same update stream (`history`) and have applied at least up to `base`, or both mirrors
+    /// are pristine and nothing was released yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_join(
+        &self,
+        m: &Mirror,
+        ex: &ExportFs,
+        from: MemberId,
+        epoch: u64,
+        base: u64,
+        history: u64,
+        primary_pristine: bool,
+        prev: u64,
+        out: Link,
+        now: Millis,
+    ) -> PeerMsg {
+        let reply = |ok: bool, reason: String| PeerMsg::JoinReply {
+            export: self.export.0,
+            ok,
+            reason,
+            want: Want::Nothing,
+        };
+        let known = read_epoch(&m.state_dir, self.export);
+        let mut c = lock(&self.core);
+        let applied_epoch = c.as_ref().map(|sc| sc.s.epoch());
+        let applied = c.as_ref().map(|sc| rules_rejoin::Applied {
+            history: sc.history,
+            watermark: sc.s.watermark(),
+            backlog: sc.s.backlog(),
+            pristine: sc.pristine,
+        });
+        let mirror_pristine = match applied {
+            Some(_) => false, // not asked: a stream is applied here
+            None => match ex.pristine() {
+                Ok(p) => p,
+                Err(e) => {
+                    drop(c);
+                    return reply(false, format!("cannot inspect this mirror: {e}"));
+                }
+            },
+        };
+        let offer = rules_rejoin::Offer {
+            from_listed_primary: from == self.primary,
+            epoch: Epoch(epoch),
+            base: SeqNo(base),
+            history,
+            prev,
+            pristine: primary_pristine,
+        };
+        let accept = rules_rejoin::secondary_join(
+            &offer,
+            Epoch(known),
+            m.complete(self.export),
+            applied,
+            mirror_pristine,
+        );
+        if let Err(r) = &accept {
+            if !r.needs_resync() {
+                drop(c);
+                let why = match r {
+                    rules_rejoin::Refusal::NotListed => format!(
+                        "{} is not the listed primary of this export",
+                        m.group.name_of(from)
+                    ),
+                    r => format!("epoch {epoch}: {r}"),
+                };
+                return reply(false, why);
+            }
+        }
+        match accept {
+            Ok(keep) => {
+                if epoch > known {
+                    if let Err(e) = write_epoch(&m.state_dir, self.export, epoch) {
+                        return reply(false, format!("cannot persist epoch: {e}"));
+                    }
+                }
+                if keep {
+                    let sc = c.as_mut().expect("checked above");
+                    sc.out = out;
+                    sc.leader = Some(from);
+                    sc.led_at = Some(now);
+                } else {
+                    let pristine = c.as_ref().is_none_or(|sc| sc.pristine);
+                    if let Some(log) = m.log(self.export) {
+                        log.start(history, base);
+                    }
+                    *c = Some(SecondaryCore {
+                        s: Secondary::new(self.export, Epoch(epoch), SeqNo(base), WINDOW),
+                        history,
+                        out,
+                        pristine: pristine && prev == 0,
+                        closed: false,
+                        leader: Some(from),
+                        led_at: Some(now),
+                    });
+                }
+                drop(c);
+                m.event(
+                    now,
+                    self.export,
+                    format!(
+                        "joined {} as secondary at update {base}",
+                        m.group.name_of(from)
+                    ),
+                );
+                reply(true, String::new())
+            }
+            Err(why) => {
+                // A newer epoch asks: whoever we followed was replaced. Stop following it
+                // (so the new primary's resync is accepted, and we never take over from a
+                // stream that moved on without us). The epoch is not persisted: it would
+                // make this stale mirror's claim look newer in startup negotiation.
+                if rules_rejoin::leaves_old_stream(Epoch(known), applied_epoch, Epoch(epoch)) {
+                    *c = None;
+                } else if let Some(sc) = c.as_mut() {
+                    // a Join from the primary we follow says it failed us out (it asks only
+                    // members that are out): we are not in step with it any more
+                    if sc.leader == Some(from) {
+                        sc.leader = None;
+                    }
+                }
+                drop(c);
+                let why = why.to_string();
+                m.event(
+                    now,
+                    self.export,
+                    format!("refused join of {}: {why}", m.group.name_of(from)),
+                );
+                PeerMsg::JoinReply {
+                    export: self.export.0,
+                    ok: false,
+                    reason: why,
+                    want: m.want(self.export),
+                }
+            }
+        }
+    }
+
+    /// The primary `from` failed this member out of its stream (`epoch`).
+    pub fn failed_out(&self, m: &Mirror, from: MemberId, epoch: u64, now: Millis) {
+        let mut c = lock(&self.core);
+        if let Some(sc) = c.as_mut() {
+            if rules_rejoin::failed_out_applies(sc.leader, sc.s.epoch(), from, Epoch(epoch)) {
+                sc.leader = None;
+                drop(c);
+                m.event(
+                    now,
+                    self.export,
+                    format!(
+                        "failed out by {}: not in step any more (a resync follows)",
+                        m.group.name_of(from)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A heartbeat from `from`: answered on the same link; from our leader, it leads us.
+    pub fn on_heartbeat(&self, from: MemberId, epoch: u64, seq: u64, now: Millis) {
+        let mut c = lock(&self.core);
+        if let Some(sc) = c.as_mut() {
+            if epoch == sc.s.epoch().0 && !sc.closed {
+                if sc.leader == Some(from) {
+                    sc.led_at = Some(now);
+                }
+                let _ = sc.out.try_send(
+                    PeerMsg::Heartbeat {
+                        export: self.export.0,
+                        epoch,
+                        seq,
+                    }
+                    .to_frame()
+                    .into(),
+                );
+            }
+        }
+    }
+
+    /// An update from `from`, accepted only from the primary whose Join we accepted.
+    pub fn on_update(
+        &self,
+        m: &Arc<Mirror>,
+        from: MemberId,
+        update: ftnfs_core::mirror::Update<Arc<UpdatePayload>>,
+    ) {
+        let mut c = lock(&self.core);
+        let Some(sc) = c.as_mut() else {
+            return; // not joined: the primary's Join was refused
+        };
+        if sc.leader != Some(from) {
+            return;
+        }
+        if sc.closed {
+            return;
+        }
+        sc.s.on_update(update);
+        self.drain(sc, m);
+    }
+
+    /// The update `seq` was applied here with `status`.
+    pub fn applied(&self, m: &Arc<Mirror>, seq: SeqNo, status: u32) {
+        let mut c = lock(&self.core);
+        if let Some(sc) = c.as_mut() {
+            sc.pristine = false;
+            sc.s.applied(seq, status);
+            self.drain(sc, m);
+        }
+    }
+
+    pub(super) fn drain(&self, sc: &mut SecondaryCore, m: &Arc<Mirror>) {
+        while let Some(e) = sc.s.poll_effect() {
+            match e {
+                SecondaryEffect::Apply(u) => {
+                    let m = m.clone();
+                    let export = self.export;
+                    let history = sc.history;
+                    tokio::runtime::Handle::current().spawn_blocking(move || {
+                        let status = m.local.apply_update(
+                            export,
+                            &u.payload,
+                            (history, u.seq),
+                            m.log(export),
+                        );
+                        if let Some(role) = m.role(export) {
+                            if let Role::Secondary(ss) = &*role {
+                                ss.applied(&m, u.seq, status);
+                            }
+                        }
+                    });
+                }
+                SecondaryEffect::Ack { epoch, seq, status } => {
+                    let _ = sc.out.try_send(
+                        PeerMsg::Ack {
+                            export: self.export.0,
+                            epoch: epoch.0,
+                            seq: seq.0,
+                            status,
+                        }
+                        .to_frame()
+                        .into(),
+                    );
+                }
+                SecondaryEffect::Refuse { seq, ours } => {
+                    let _ = sc.out.try_send(
+                        PeerMsg::Refuse {
+                            export: self.export.0,
+                            epoch: ours.0,
+                            seq: seq.0,
+                        }
+                        .to_frame()
+                        .into(),
+                    );
+                }
+            }
+        }
+    }
+}
