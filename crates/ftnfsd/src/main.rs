@@ -120,7 +120,7 @@ struct Cli {
     #[arg(long, default_value_t = 0)]
     resync_rate_mb: u64,
     /// Longest the last pass of a resync may hold clients' writes, in milliseconds.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 1000)]
     resync_hold_ms: u64,
     /// A member that finds no primary at start waits for `ftnfsctl promote` instead of
     /// becoming primary when every other member is heard and none holds newer updates.

@@ -642,6 +642,15 @@ impl Sender<'_> {
             let beat = Duration::from_millis(fo.heartbeat_ms.max(10));
             let mut unanswered = 0u32;
             loop {
+                if in_time && deadline.is_some_and(|d| Instant::now() > d) {
+                    // the member's pass end outlasts the hold limit (its disk syncs what the
+                    // pass wrote): let clients write again; this pass is not the last, no Join
+                    // follows it. (Before, only a send checked the limit: a slow pass end held
+                    // writes for as long as it took — a 5 s client stall in tests/chaos.sh that
+                    // ended when the member was killed.)
+                    in_time = false;
+                    release();
+                }
                 let r = match self.rx.recv_timeout(beat) {
                     Ok(r) => r,
                     Err(RecvTimeoutError::Timeout) => {

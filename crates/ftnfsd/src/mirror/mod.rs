@@ -110,7 +110,7 @@ impl Default for RejoinCfg {
         RejoinCfg {
             changelog_max: 64 << 20,
             rate: 0,
-            hold_ms: 2000,
+            hold_ms: 1000,
             manual_start: false,
         }
     }
