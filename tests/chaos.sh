@@ -181,6 +181,9 @@ PY
 echo "polls with both members reporting primary: $(wc -l < "$W/both-primary")"
 sleep 0.5; kill "$CAP" 2>/dev/null; wait "$CAP" 2>/dev/null
 python3 "$LAB/vip-owners.py" "$W/client.pcapng" "$VIP" "a=$(mac a)" "b=$(mac b)" > "$W/owners" 2>&1
-check "never two members answering the client at once (capture)" $? "$(tail -3 "$W/owners")"
+rc=$?
+check "never two members answering the client at once (capture)" $rc "$(tail -3 "$W/owners")"
+[ "$rc" = 0 ] || { cp "$W/client.pcapng" "$CACHE/chaos-capture.pcapng" \
+  && echo "capture kept in $CACHE/chaos-capture.pcapng"; }
 grep -E "announced|INTERLEAVED|^vip-owners" "$W/owners" | cut -c1-400
 finish
