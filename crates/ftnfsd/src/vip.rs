@@ -14,8 +14,17 @@
 //! the virtual IP's NFS port with no socket to take it (a SYN with no listener, a segment of
 //! a connection that died with its process): the client's SYN is retransmitted 1 s later,
 //! by when the address is on the new primary (Documentation/07-failover.md).
+//!
+//! A client whose connection went to a primary that is *frozen* or cut off (not dead) sees
+//! no close at all: the old host's kernel took its request, and the client waits for an
+//! answer until its RPC timeout or a TCP retransmission reaches the new host. So the new
+//! primary, right after each gratuitous ARP, *tickles* the clients it knows from the updates
+//! it applied as a secondary (each update carries the client's address and port): a bare ACK
+//! from the virtual IP, outside the connection's window, which the client's TCP answers with
+//! an ACK of its own — now to the new host, which has no such connection and resets it — so
+//! the client reconnects and resends at once ([`tickle`]; CTDB does the same).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +65,10 @@ pub struct Vip {
     held: AtomicBool,
     /// Wakes the keeper at once on a change (a takeover must not wait for the next refresh).
     changed: tokio::sync::Notify,
+    /// The NFS port clients reach on the address.
+    port: std::sync::atomic::AtomicU16,
+    /// Clients to tickle when this member takes the address ([`Vip::take_for`]).
+    clients: std::sync::Mutex<Vec<SocketAddrV4>>,
 }
 
 impl Vip {
@@ -76,6 +89,8 @@ impl Vip {
             dev: dev.into(),
             held: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
+            port: std::sync::atomic::AtomicU16::new(2049),
+            clients: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -85,6 +100,12 @@ impl Vip {
             self.held.store(true, Ordering::SeqCst);
             self.changed.notify_one();
         }
+    }
+
+    /// Takes the address (this member became primary) and tickles `clients` once it is up.
+    pub fn take_for(&self, clients: Vec<SocketAddrV4>) {
+        *self.clients.lock().unwrap_or_else(|p| p.into_inner()) = clients;
+        self.take(true);
     }
 
     /// Stop holding the address (stepping down).
@@ -105,6 +126,7 @@ impl Vip {
 /// outlive this process by its lifetime, and a host without ftnfsd must stay silent, not
 /// refuse. Without `nft`, a warning: clients may wait ~3 s more after a killed primary.
 pub fn guard(vip: &Vip, port: u16) {
+    vip.port.store(port, Ordering::Relaxed);
     let chain = format!("a{}_{port}", vip.addr.to_string().replace('.', "_"));
     let m = format!(
         "ip daddr {} meta l4proto {{ tcp, udp }} th dport {port}",
@@ -179,13 +201,22 @@ pub async fn keeper(vip: Arc<Vip>) {
                 if want && !had {
                     tracing::info!(vip = %vip.addr, dev = vip.dev, "virtual IP taken");
                     let v = vip.clone();
+                    let clients =
+                        std::mem::take(&mut *v.clients.lock().unwrap_or_else(|p| p.into_inner()));
                     tokio::task::spawn_blocking(move || {
-                        // a few announcements: one may be lost, caches may be refreshed late
+                        // a few announcements: one may be lost, caches may be refreshed late;
+                        // each followed by the tickles (a client answers one every 0.5 s)
                         for d in [0u64, 200, 1000] {
                             std::thread::sleep(Duration::from_millis(d));
                             if let Err(e) = gratuitous_arp(&v) {
                                 tracing::warn!(error = %e, "gratuitous ARP failed");
                             }
+                            if let Err(e) = tickle(&v, &clients) {
+                                tracing::warn!(error = %e, "tickle ACK failed");
+                            }
+                        }
+                        if !clients.is_empty() {
+                            tracing::info!(clients = clients.len(), "clients tickled to reconnect");
                         }
                     });
                 }
@@ -286,4 +317,81 @@ fn gratuitous_arp(vip: &Vip) -> Result<(), VipError> {
         return Err(std::io::Error::last_os_error().into());
     }
     Ok(())
+}
+
+/// Sends each client a bare TCP ACK from the virtual IP's NFS port, outside any window (see
+/// the module text): its TCP answers to this host, which resets the connection.
+pub fn tickle(vip: &Vip, clients: &[SocketAddrV4]) -> Result<(), VipError> {
+    if clients.is_empty() {
+        return Ok(());
+    }
+    let port = vip.port.load(Ordering::Relaxed);
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.bind(&std::net::SocketAddr::from((vip.addr, 0)).into())?;
+    for c in clients {
+        let seg = tickle_segment(vip.addr, port, *c);
+        sock.send_to(&seg, &std::net::SocketAddr::from(*c).into())?;
+    }
+    Ok(())
+}
+
+/// A 20-byte TCP header: `from_port` → `to`, ACK only, sequence and acknowledgment numbers 0
+/// (out of every real window), with its checksum over the IPv4 pseudo-header.
+fn tickle_segment(from: Ipv4Addr, from_port: u16, to: SocketAddrV4) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0..2].copy_from_slice(&from_port.to_be_bytes());
+    h[2..4].copy_from_slice(&to.port().to_be_bytes());
+    // seq 4..8 and ack 8..12 stay 0
+    h[12] = 5 << 4; // data offset: 5 words, no options
+    h[13] = 0x10; // ACK
+    h[14..16].copy_from_slice(&1024u16.to_be_bytes()); // window
+    let sum = tcp_checksum(from, *to.ip(), &h);
+    h[16..18].copy_from_slice(&sum.to_be_bytes());
+    h
+}
+
+/// The TCP checksum (RFC 793): one's complement of the one's complement sum of the
+/// pseudo-header (source, destination, protocol 6, length) and the segment.
+fn tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, seg: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for pair in b.chunks(2) {
+            let hi = u32::from(pair[0]) << 8;
+            let lo = pair.get(1).map_or(0, |x| u32::from(*x));
+            sum += hi | lo;
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&[0, 6]);
+    add(&(seg.len() as u16).to_be_bytes());
+    add(seg);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tickle_is_a_bare_ack_whose_checksum_verifies() {
+        let from = Ipv4Addr::new(10, 99, 0, 50);
+        let to = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 100), 871);
+        let seg = tickle_segment(from, 2049, to);
+        assert_eq!(&seg[0..4], &[0x08, 0x01, 0x03, 0x67]);
+        assert_eq!(seg[13], 0x10, "ACK only");
+        assert_eq!(seg[12] >> 4, 5);
+        // summing again over the segment with its checksum gives 0
+        assert_eq!(tcp_checksum(from, *to.ip(), &seg), 0);
+        // a known vector: the checksum changes with any byte
+        let other = tickle_segment(from, 2049, SocketAddrV4::new(*to.ip(), 872));
+        assert_ne!(seg[16..18], other[16..18]);
+    }
 }

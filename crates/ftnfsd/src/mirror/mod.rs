@@ -54,6 +54,8 @@ pub use secondary_side::SecondarySide;
 /// Most updates a secondary holds beyond what it applied; the primary's `max_pending` is the
 /// same, so a resend is never too far ahead.
 pub const WINDOW: u64 = 1024;
+/// Most clients remembered for a tickle after a takeover.
+const MAX_TICKLED: usize = 256;
 /// Most events kept for `ftnfsctl status`.
 const MAX_EVENTS: usize = 1024;
 
@@ -224,6 +226,9 @@ pub struct Mirror {
     pub wake: tokio::sync::Notify,
     /// (A witness:) members reported lost to another member and not yet told.
     lost_reported: Mutex<HashSet<MemberId>>,
+    /// Clients (IPv4 address and port) seen in the updates this member applied, and when:
+    /// tickled to reconnect when it takes the virtual IP (`vip::tickle`). Bounded.
+    recent_clients: Mutex<HashMap<std::net::SocketAddrV4, Millis>>,
     /// Resync tunables.
     pub resync: crate::resync::Settings,
     rejoin: Rejoin,
@@ -402,6 +407,7 @@ impl Mirror {
             settings,
             wake: tokio::sync::Notify::new(),
             lost_reported: Mutex::new(HashSet::new()),
+            recent_clients: Mutex::new(HashMap::new()),
         })
     }
 
@@ -409,6 +415,32 @@ impl Mirror {
         self.roles
             .values()
             .map(|r| r.read().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    /// A client update from `origin` was applied here.
+    pub fn note_client(&self, origin: &ftnfs_wire::peer::Origin, now: Millis) {
+        let Ok(ip) = <[u8; 4]>::try_from(&origin.ip[..]) else {
+            return; // IPv6 clients are not tickled (the virtual IP is IPv4)
+        };
+        let mut c = lock(&self.recent_clients);
+        if c.len() >= MAX_TICKLED
+            && !c.contains_key(&std::net::SocketAddrV4::new(ip.into(), origin.port))
+        {
+            // forget the longest silent
+            if let Some(old) = c.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a) {
+                c.remove(&old);
+            }
+        }
+        c.insert(std::net::SocketAddrV4::new(ip.into(), origin.port), now);
+    }
+
+    /// The clients seen within the last ten minutes.
+    fn recent_clients(&self, now: Millis) -> Vec<std::net::SocketAddrV4> {
+        lock(&self.recent_clients)
+            .iter()
+            .filter(|(_, t)| now.since(**t) < 600_000)
+            .map(|(a, _)| *a)
             .collect()
     }
 
@@ -940,7 +972,9 @@ impl Mirror {
         self.set_role(export, Role::Primary(ps));
         self.event(now, export, what);
         if let Some(v) = &self.group.vip {
-            v.take(self.vip_export() == Some(export));
+            if self.vip_export() == Some(export) {
+                v.take_for(self.recent_clients(now));
+            }
         }
         let links: Vec<(MemberId, Link)> = lock(&self.links)
             .iter()

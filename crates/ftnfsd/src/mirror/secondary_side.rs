@@ -228,6 +228,7 @@ impl SecondarySide {
         if sc.closed {
             return;
         }
+        m.note_client(&update.payload.origin, m.local.now());
         sc.s.on_update(update);
         self.drain(sc, m);
     }
