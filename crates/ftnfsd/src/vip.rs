@@ -187,6 +187,11 @@ pub async fn keeper(vip: Arc<Vip>) {
     // to run, and this member's kernel would take the clients' connections to it (the
     // campaign's ~3 s stalls after a killed primary was restarted, tests/chaos.sh).
     let mut had = true;
+    // Announced (gratuitous ARP) since this member last took the address. Apart from `had`:
+    // a member that starts as primary finds `had` already true and announced nothing, so
+    // neighbours kept the previous holder's MAC until their caches expired (found with
+    // scripts/bench: after a first kill, later runs' clients reached neither member).
+    let mut announced = false;
     loop {
         let want = vip.held();
         let r = if want {
@@ -198,7 +203,8 @@ pub async fn keeper(vip: Arc<Vip>) {
         };
         match r {
             Ok(()) => {
-                if want && !had {
+                if want && !announced {
+                    announced = true;
                     tracing::info!(vip = %vip.addr, dev = vip.dev, "virtual IP taken");
                     let v = vip.clone();
                     let clients =
@@ -222,6 +228,9 @@ pub async fn keeper(vip: Arc<Vip>) {
                 }
                 if !want && had {
                     tracing::info!(vip = %vip.addr, "virtual IP released");
+                }
+                if !want {
+                    announced = false;
                 }
                 had = want;
             }
