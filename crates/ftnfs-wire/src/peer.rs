@@ -46,6 +46,24 @@ pub const MAX_SYNC_REPLIES: u32 = 1024;
 /// Longest cached reply handed over (a non-idempotent reply is a few hundred bytes).
 pub const MAX_CACHED_REPLY: u32 = 4096;
 
+/// A client address as the peer channel carries it (`Origin::ip`, `CachedReply::client`):
+/// 4 bytes for IPv4, 16 for IPv6.
+pub fn ip_bytes(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// The address in [`ip_bytes`]' form, or `None` if it is neither 4 nor 16 bytes.
+pub fn ip_from_bytes(b: &[u8]) -> Option<std::net::IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
+}
+
 /// One entry of a duplicate request cache on the peer channel: the request's key and the
 /// reply it got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -937,6 +955,17 @@ impl PeerMsg {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn client_addresses_round_trip_in_4_or_16_bytes() {
+        for ip in ["192.0.2.7", "2001:db8::1"] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_from_bytes(&ip_bytes(ip)), Some(ip));
+        }
+        assert_eq!(ip_bytes("192.0.2.7".parse().unwrap()).len(), 4);
+        assert_eq!(ip_from_bytes(&[1, 2, 3]), None);
+        assert_eq!(ip_from_bytes(&[]), None);
+    }
+
     use super::*;
 
     fn roundtrip(m: PeerMsg) {

@@ -3,7 +3,7 @@
 //! resync streams (`resync.rs`) all act on. It knows nothing of roles or peers, so every
 //! layer above can hold it without a cycle: server → mirror → resync → local.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -140,18 +140,8 @@ impl Local {
         at: (u64, SeqNo),
         log: Option<&ChangeLog>,
     ) -> u32 {
-        let ip = match p.origin.ip.len() {
-            4 => {
-                let mut b = [0u8; 4];
-                b.copy_from_slice(&p.origin.ip);
-                IpAddr::from(b)
-            }
-            16 => {
-                let mut b = [0u8; 16];
-                b.copy_from_slice(&p.origin.ip);
-                IpAddr::from(b)
-            }
-            _ => return u32::MAX - 1,
+        let Some(ip) = ftnfs_wire::peer::ip_from_bytes(&p.origin.ip) else {
+            return u32::MAX - 1;
         };
         let peer = SocketAddr::new(ip, p.origin.port);
         let (Some(info), Ok(a)) = (
@@ -203,10 +193,7 @@ impl Local {
             .into_iter()
             .filter(|(_, r)| r.len() <= ftnfs_wire::peer::MAX_CACHED_REPLY as usize)
             .map(|(k, r)| ftnfs_wire::peer::CachedReply {
-                client: match k.client {
-                    IpAddr::V4(a) => a.octets().to_vec(),
-                    IpAddr::V6(a) => a.octets().to_vec(),
-                },
+                client: ftnfs_wire::peer::ip_bytes(k.client),
                 xid: k.xid.0,
                 prog: k.prog,
                 vers: k.vers,
@@ -229,12 +216,9 @@ impl Local {
         let now = self.now();
         let mut drc = self.drc();
         for r in replies {
-            let client = match r.client.len() {
-                4 => <[u8; 4]>::try_from(&r.client[..]).map(IpAddr::from).ok(),
-                16 => <[u8; 16]>::try_from(&r.client[..]).map(IpAddr::from).ok(),
-                _ => None,
+            let Some(client) = ftnfs_wire::peer::ip_from_bytes(&r.client) else {
+                continue;
             };
-            let Some(client) = client else { continue };
             let key = ftnfs_core::drc::DrcKey {
                 client,
                 xid: ftnfs_core::ids::Xid(r.xid),

@@ -25,13 +25,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ftnfs_core::drc::DrcKey;
 use ftnfs_core::ids::{ExportId, Xid};
-use ftnfs_wire::peer::MAX_CACHED_REPLY;
+use ftnfs_wire::peer::{ip_bytes, ip_from_bytes, MAX_CACHED_REPLY};
 use ftnfs_wire::xdr::{XdrError, XdrReader, XdrWriter};
 
 /// Default cap of both segments together.
@@ -81,7 +80,18 @@ impl ReplyLog {
         if reply.len() > MAX_CACHED_REPLY as usize {
             return;
         }
-        let rec = encode(key, export, reply);
+        self.write(&encode(key, export, reply));
+    }
+
+    /// The replies of `export` logged so far are void (a resync replaces its mirror).
+    pub fn clear(&self, export: ExportId) {
+        let mut w = XdrWriter::with_capacity(8);
+        w.u32(export.0).opaque(&[]);
+        self.write(&framed(w.into_inner()));
+    }
+
+    /// Appends one record, starting a new segment first when it would pass half the cap.
+    fn write(&self, rec: &[u8]) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.1 + rec.len() as u64 > self.cap / 2 {
             // rotate: the current segment becomes the old one (the previous old is dropped)
@@ -98,23 +108,7 @@ impl ReplyLog {
             }
         }
         if let Some(f) = g.0.as_mut() {
-            match f.write_all(&rec) {
-                Ok(()) => g.1 += rec.len() as u64,
-                Err(e) => tracing::warn!(error = %e, "reply log: append failed"),
-            }
-        }
-    }
-
-    /// The replies of `export` logged so far are void (a resync replaces its mirror).
-    pub fn clear(&self, export: ExportId) {
-        let mut w = XdrWriter::with_capacity(8);
-        w.u32(export.0).opaque(&[]);
-        let body = w.into_inner();
-        let mut rec = (body.len() as u32).to_le_bytes().to_vec();
-        rec.extend_from_slice(&body);
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = g.0.as_mut() {
-            match f.write_all(&rec) {
+            match f.write_all(rec) {
                 Ok(()) => g.1 += rec.len() as u64,
                 Err(e) => tracing::warn!(error = %e, "reply log: append failed"),
             }
@@ -131,17 +125,18 @@ impl ReplyLog {
 fn encode(key: &DrcKey, export: Option<ExportId>, reply: &[u8]) -> Vec<u8> {
     let mut w = XdrWriter::with_capacity(64 + reply.len());
     w.u32(export.map_or(0, |e| e.0));
-    match key.client {
-        IpAddr::V4(a) => w.opaque(&a.octets()),
-        IpAddr::V6(a) => w.opaque(&a.octets()),
-    };
+    w.opaque(&ip_bytes(key.client));
     w.u32(key.xid.0)
         .u32(key.prog)
         .u32(key.vers)
         .u32(key.proc_)
         .u64(key.args_sum)
         .opaque(reply);
-    let body = w.into_inner();
+    framed(w.into_inner())
+}
+
+/// A record: its body's length (u32, little-endian), then the body.
+fn framed(body: Vec<u8>) -> Vec<u8> {
     let mut rec = Vec::with_capacity(4 + body.len());
     rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
     rec.extend_from_slice(&body);
@@ -165,16 +160,10 @@ fn decode(body: &[u8]) -> Option<Rec> {
         let xid = Xid(r.u32()?);
         let (prog, vers, proc_, args_sum) = (r.u32()?, r.u32()?, r.u32()?, r.u64()?);
         let reply = r.opaque(MAX_CACHED_REPLY)?.to_vec();
-        let client =
-            match client.len() {
-                4 => IpAddr::from(<[u8; 4]>::try_from(&client[..]).expect("4 bytes")),
-                _ => IpAddr::from(<[u8; 16]>::try_from(&client[..]).map_err(|_| {
-                    XdrError::TooLong {
-                        len: client.len() as u32,
-                        max: 16,
-                    }
-                })?),
-            };
+        let client = ip_from_bytes(&client).ok_or(XdrError::TooLong {
+            len: client.len() as u32,
+            max: 16,
+        })?;
         let key = DrcKey {
             client,
             xid,

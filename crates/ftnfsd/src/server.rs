@@ -180,10 +180,7 @@ impl Server {
                 match role.as_ref().map(|(fh, r)| (*fh, &**r)) {
                     Some((fh, Role::Primary(ps))) => {
                         let origin = Origin {
-                            ip: match peer.ip() {
-                                IpAddr::V4(a) => a.octets().to_vec(),
-                                IpAddr::V6(a) => a.octets().to_vec(),
-                            },
+                            ip: ftnfs_wire::peer::ip_bytes(peer.ip()),
                             port: peer.port(),
                             xid: h.xid.0,
                             anonymous,
