@@ -22,7 +22,7 @@ use crate::nfs3::MAX_IO;
 use crate::xdr::{XdrError, XdrReader, XdrWriter};
 
 /// Version of this protocol; a peer speaking another is refused.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Largest frame: a maximal WRITE's arguments plus room for the update's envelope.
 pub const MAX_FRAME: usize = MAX_IO as usize + 64 * 1024;
 /// Longest member name.
@@ -266,6 +266,8 @@ pub enum PeerMsg {
     WitnessQuery {
         /// The member asked about.
         about: String,
+        /// The export whose primary it is (0: none); a member answers its epoch of it.
+        export: u32,
     },
     /// Witness → member: the answer (`u64::MAX`: never).
     WitnessSeen {
@@ -273,6 +275,12 @@ pub enum PeerMsg {
         about: String,
         /// Milliseconds since the witness last heard from it.
         ms_ago: u64,
+        /// The export of the query.
+        export: u32,
+        /// The highest epoch of the export asked about that the answering member knows (0:
+        /// the witness, which knows none): an asker that follows an older epoch has missed a
+        /// takeover and must not take over itself.
+        epoch: u64,
     },
     /// Primary → secondary, every heartbeat interval on an idle link.
     Heartbeat {
@@ -614,11 +622,20 @@ impl PeerMsg {
             PeerMsg::Heartbeat { export, epoch, seq } => {
                 w.u32(HEARTBEAT).u32(*export).u64(*epoch).u64(*seq);
             }
-            PeerMsg::WitnessQuery { about } => {
-                w.u32(WITNESS_QUERY).opaque(about.as_bytes());
+            PeerMsg::WitnessQuery { about, export } => {
+                w.u32(WITNESS_QUERY).opaque(about.as_bytes()).u32(*export);
             }
-            PeerMsg::WitnessSeen { about, ms_ago } => {
-                w.u32(WITNESS_SEEN).opaque(about.as_bytes()).u64(*ms_ago);
+            PeerMsg::WitnessSeen {
+                about,
+                ms_ago,
+                export,
+                epoch,
+            } => {
+                w.u32(WITNESS_SEEN)
+                    .opaque(about.as_bytes())
+                    .u64(*ms_ago)
+                    .u32(*export)
+                    .u64(*epoch);
             }
             PeerMsg::JoinReply {
                 export,
@@ -776,10 +793,13 @@ impl PeerMsg {
             },
             WITNESS_QUERY => PeerMsg::WitnessQuery {
                 about: string(&mut r, MAX_NAME)?,
+                export: r.u32()?,
             },
             WITNESS_SEEN => PeerMsg::WitnessSeen {
                 about: string(&mut r, MAX_NAME)?,
                 ms_ago: r.u64()?,
+                export: r.u32()?,
+                epoch: r.u64()?,
             },
             HEARTBEAT => PeerMsg::Heartbeat {
                 export: r.u32()?,
@@ -1008,10 +1028,15 @@ mod tests {
             epoch: 2,
             seq: 1234,
         });
-        roundtrip(PeerMsg::WitnessQuery { about: "a".into() });
+        roundtrip(PeerMsg::WitnessQuery {
+            about: "a".into(),
+            export: 4,
+        });
         roundtrip(PeerMsg::WitnessSeen {
             about: "a".into(),
             ms_ago: u64::MAX,
+            export: 4,
+            epoch: 9,
         });
         roundtrip(PeerMsg::JoinReply {
             export: 3,

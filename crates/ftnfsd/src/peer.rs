@@ -369,12 +369,19 @@ async fn inbound_loop(
                     send_replies(mirror, &out, export);
                 }
             }
-            PeerMsg::WitnessQuery { about } => {
-                let ms_ago = m.seen(&about, mirror.local.now());
+            PeerMsg::WitnessQuery { about, export } => {
+                let ms_ago = m.answer_query(&about, mirror.local.now());
                 // an answer that lets the asker take over: the member asked about must not
                 // serve alone any more once it is heard again (WitnessLost)
                 m.reported_lost(&about, ms_ago);
-                let _ = out.try_send(PeerMsg::WitnessSeen { about, ms_ago }.to_frame().into());
+                let epoch = m.known_epoch(ExportId(export));
+                let reply = PeerMsg::WitnessSeen {
+                    about,
+                    ms_ago,
+                    export,
+                    epoch,
+                };
+                let _ = out.try_send(reply.to_frame().into());
             }
             PeerMsg::Heartbeat { export: 0, seq, .. } => {
                 // a member's liveness ping (to a witness, or any member): answer it with its

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ids::{MemberId, Millis};
+use crate::ids::{Epoch, ExportId, MemberId, Millis};
 
 /// What this member knows of one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,6 +25,10 @@ pub struct Evidence {
     /// What others said about a member: (about, who said it) → (when we got the answer, ms
     /// since they heard it). The witness and the other members vouch for a silent primary.
     says: BTreeMap<(MemberId, MemberId), (Millis, u64)>,
+    /// The highest epoch of an export a voucher said it knows: (voucher, export) → (when we
+    /// got the answer, the epoch). A member that vouches knowing a newer epoch than the one
+    /// we follow tells us we missed a takeover (tests/sim_group.rs seed 154793).
+    epochs: BTreeMap<(MemberId, ExportId), (Millis, Epoch)>,
 }
 
 impl Evidence {
@@ -42,6 +46,16 @@ impl Evidence {
     /// `ms_ago` milliseconds ago.
     pub fn says(&mut self, voucher: MemberId, about: MemberId, ms_ago: u64, now: Millis) {
         self.says.insert((about, voucher), (now, ms_ago));
+    }
+
+    /// `voucher` answered, for `export`, that the highest epoch of it it knows is `epoch`.
+    pub fn knows_epoch(&mut self, voucher: MemberId, export: ExportId, epoch: Epoch, now: Millis) {
+        self.epochs.insert((voucher, export), (now, epoch));
+    }
+
+    /// What `voucher` last said of its epoch of `export`: (when we got it, the epoch).
+    pub fn epoch_of(&self, voucher: MemberId, export: ExportId) -> Option<(Millis, Epoch)> {
+        self.epochs.get(&(voucher, export)).copied()
     }
 
     /// What `voucher` last said about `about`: (when we got it, ms since it heard `about`).

@@ -80,6 +80,8 @@ pub enum RoleView {
         /// joined epoch. Other messages from it (a query, a probe) do not count: a member
         /// that stopped being primary, or failed us out, still talks to us.
         led_at: Option<Millis>,
+        /// The epoch of the stream followed (or, not joined, the highest this member knows).
+        epoch: Epoch,
     },
     /// Serves no update of the export.
     Standby {
@@ -112,6 +114,8 @@ pub enum Effect {
     WitnessQuery {
         /// The silent primary.
         about: MemberId,
+        /// The export it is the primary of (a member answers its epoch of it).
+        export: ExportId,
         /// Who is asked.
         to: MemberId,
     },
@@ -176,6 +180,14 @@ pub enum Effect {
         export: ExportId,
         /// The member asked.
         to: MemberId,
+    },
+    /// Stop following the primary of `export` (no more acks, echoes or applied updates from
+    /// it) and negotiate: this member vouched it lost (see [`Node::answer_query`]).
+    LeaveStream {
+        /// The export.
+        export: ExportId,
+        /// Why.
+        why: String,
     },
     /// Record and log an event.
     Event {
@@ -406,6 +418,7 @@ impl Member {
                 in_step,
                 incoming,
                 led_at,
+                epoch,
             } => {
                 if self.take_over {
                     if *joined {
@@ -456,21 +469,19 @@ impl Member {
                         if facts.linked(*v) {
                             out.push(Effect::WitnessQuery {
                                 about: *primary,
+                                export,
                                 to: *v,
                             });
                         }
                     }
                 }
-                match takeover::decide(
-                    *primary,
-                    *led_at,
-                    ev,
-                    &vouchers,
-                    &s.failover,
-                    now,
-                    *joined,
-                    first,
-                ) {
+                let followed = takeover::Followed {
+                    export,
+                    primary: *primary,
+                    epoch: *epoch,
+                    led_at: *led_at,
+                };
+                match takeover::decide(followed, ev, &vouchers, &s.failover, now, *joined, first) {
                     Verdict::Follow => {}
                     Verdict::HoldOff(why) => {
                         if self
@@ -646,14 +657,56 @@ impl Node {
         self.evidence.refused(peer, now);
     }
 
-    /// `voucher` (the witness or another member) answered about `about`.
-    pub fn says(&mut self, voucher: MemberId, about: MemberId, ms_ago: u64, now: Millis) {
+    /// `voucher` (the witness or another member) answered about `about`, the primary of
+    /// `export`: it last heard it `ms_ago` ms ago, and the highest epoch of `export` it knows
+    /// is `epoch` (the witness: 0).
+    pub fn says(
+        &mut self,
+        voucher: MemberId,
+        about: MemberId,
+        export: ExportId,
+        ms_ago: u64,
+        epoch: Epoch,
+        now: Millis,
+    ) {
         self.evidence.says(voucher, about, ms_ago, now);
+        self.evidence.knows_epoch(voucher, export, epoch, now);
     }
 
     /// The witness answered our ping sent at `sent` (it still backs us).
     pub fn witness_backs(&mut self, sent: Millis) {
         self.witness_backed = self.witness_backed.max(Some(sent));
+    }
+
+    /// Answers a vouching query about `about` (from the witness's role: another member asks
+    /// when we last heard it): milliseconds since. An answer that lets the asker take over
+    /// ([`takeover::vouch_binds`]) binds this member like a vote: it leaves the stream of
+    /// every export `about` leads for it (the returned effects, carried out before the
+    /// answer is sent). Else `about`, only paused, resumes and releases updates acknowledged
+    /// by us after the asker took over without them (tests/sim_group.rs seed 138537).
+    pub fn answer_query(
+        &mut self,
+        about: MemberId,
+        now: Millis,
+        role: &dyn Fn(ExportId) -> Option<RoleView>,
+    ) -> (u64, Vec<Effect>) {
+        let ago = self.evidence.ms_since_heard(about, now);
+        if !takeover::vouch_binds(ago, &self.settings.failover) {
+            return (ago, Vec::new());
+        }
+        let leave = self
+            .members
+            .keys()
+            .filter(|e| {
+                matches!(role(**e), Some(RoleView::Secondary { primary, joined: true, .. })
+                    if primary == about)
+            })
+            .map(|e| Effect::LeaveStream {
+                export: *e,
+                why: format!("vouched that we lost our primary for {ago} ms: leaving its stream"),
+            })
+            .collect();
+        (ago, leave)
     }
 
     /// The witness reported us lost to another member: every export we lead is fenced now
@@ -797,6 +850,7 @@ mod tests {
             in_step: joined,
             incoming: false,
             led_at: None,
+            epoch: Epoch(1),
         }
     }
 
@@ -824,9 +878,33 @@ mod tests {
                 Effect::StartPrimary { .. } => "start",
                 Effect::AskRoleBack { .. } => "askback",
                 Effect::Probe { .. } => "probe",
+                Effect::LeaveStream { .. } => "leave",
                 Effect::Event { .. } => "event",
             })
             .collect()
+    }
+
+    /// A vouching answer is a vote: the member that says it lost its own primary for long
+    /// enough to let the asker take over leaves that primary's stream (seed 138537); an
+    /// answer that does not let anyone take over, or about another member, binds nothing.
+    #[test]
+    fn a_vouching_answer_leaves_the_stream() {
+        let mut n = Node::new(
+            Settings::default(),
+            None,
+            vec![Member::new(E, 2, vec![A, B])],
+        );
+        n.heard(A, Millis(1000));
+        let view = |_| Some(secondary(true)); // follows A, joined
+        let (ago, e) = n.answer_query(A, Millis(1500), &view);
+        assert_eq!((ago, kinds(&e)), (500, vec![]));
+        let (ago, e) = n.answer_query(B, Millis(1900), &view);
+        assert_eq!((ago, kinds(&e)), (u64::MAX, vec![]), "not our primary");
+        let (ago, e) = n.answer_query(A, Millis(1800), &view);
+        assert_eq!((ago, kinds(&e)), (800, vec!["leave"]));
+        let not_joined = |_| Some(secondary(false));
+        let (_, e) = n.answer_query(A, Millis(1800), &not_joined);
+        assert!(e.is_empty(), "nothing to leave");
     }
 
     /// A secondary whose primary's process is gone takes over; a merely silent one is held
@@ -1011,6 +1089,7 @@ mod tests {
                 in_step: true,
                 incoming: false,
                 led_at: None,
+                epoch: Epoch(1),
             })
         };
         n.heard(B, Millis(0));

@@ -20,7 +20,7 @@
 
 use super::evidence::Evidence;
 use super::settings::FailoverConfig;
-use crate::ids::{MemberId, Millis};
+use crate::ids::{Epoch, ExportId, MemberId, Millis};
 
 /// The decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,16 +33,35 @@ pub enum Verdict {
     Promote(&'static str),
 }
 
+/// What a secondary follows: the primary of `export`, in `epoch`, which last led it at
+/// `led_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Followed {
+    /// The export.
+    pub export: ExportId,
+    /// Its primary.
+    pub primary: MemberId,
+    /// The epoch of the stream followed.
+    pub epoch: Epoch,
+    /// When the primary last led us (see [`super::RoleView::Secondary`]).
+    pub led_at: Option<Millis>,
+}
+
 /// Decides for a secondary that is in step with its primary (`joined`) and is `first` among
 /// the live secondaries listed for the export. `vouchers`: the witness and every other
 /// member (not us, not the primary); with a witness, the primary counts as lost when every
 /// voucher lost it too (or its own process is proven gone) — the primary is then cut off
 /// from all of them and has fenced itself. The witness alone is not enough once a third
 /// member exists: the primary may go on with it (the simulation found exactly that).
-#[allow(clippy::too_many_arguments)]
+///
+/// Every voucher must *answer*: a member that is down does not vouch, because it may have
+/// led (or followed) a newer epoch this secondary never heard of — a hand-back whose Join
+/// did not reach us, say — and released updates without us (tests/sim_group.rs seed 154793:
+/// the newer primary crashed, its refusal counted as its vouch, and the stale secondary
+/// promoted). And a voucher that answers knowing a newer epoch than the one followed proves
+/// that takeover happened: this secondary holds off.
 pub fn decide(
-    primary: MemberId,
-    led_at: Option<Millis>,
+    followed: Followed,
     ev: &Evidence,
     vouchers: &[MemberId],
     cfg: &FailoverConfig,
@@ -50,6 +69,12 @@ pub fn decide(
     joined: bool,
     first: bool,
 ) -> Verdict {
+    let Followed {
+        export,
+        primary,
+        epoch,
+        led_at,
+    } = followed;
     let w = ev.of(primary);
     let Some(alive) = w.last_heard else {
         return Verdict::Follow; // never followed: nothing to take over from
@@ -73,14 +98,24 @@ pub fn decide(
     let in_vouched_window = |gone: u64| gone.saturating_sub(heard.0) <= cfg.vouched_window_ms();
     let refused_after = w.refused_at.filter(|r| *r > alive);
     let process_gone = refused_after.is_some_and(|r| in_window(r.0));
+    let fresh = |at: Millis| now.since(at) <= 2 * cfg.heartbeat_ms;
+    if vouchers.iter().any(|v| {
+        ev.epoch_of(*v, export)
+            .is_some_and(|(at, e)| fresh(at) && e > epoch)
+    }) {
+        return Verdict::HoldOff(
+            "another member knows a newer epoch: a takeover happened without us, and its \
+             primary may have released updates we do not hold",
+        );
+    }
     // a fresh answer (within two heartbeats) saying the voucher lost the primary too, long
-    // enough ago that an isolated primary has fenced itself; or the voucher is down itself
+    // enough ago that an isolated primary has fenced itself
     let lost_by = |v: MemberId, windowed: bool| {
         ev.said(v, primary).is_some_and(|(at, ago)| {
-            now.since(at) <= 2 * cfg.heartbeat_ms
-                && ago >= 2 * cfg.silence_ms()
+            fresh(at)
+                && vouch_binds(ago, cfg)
                 && (!windowed || in_vouched_window(at.0.saturating_sub(ago)))
-        }) || is_down(v, ev, cfg, now)
+        })
     };
     let majority = !vouchers.is_empty() && vouchers.iter().all(|v| lost_by(*v, true));
     let gone_long_after_us = !process_gone
@@ -103,6 +138,13 @@ pub fn decide(
             "primary silent but not proven dead (partition or host down?): not promoting",
         ),
     }
+}
+
+/// Whether answering that we last heard a primary `ago` ms ago lets the asker take over
+/// (the same threshold [`decide`] applies to a voucher's answer): such an answer is a vote,
+/// and the member that gives it stops following that primary.
+pub fn vouch_binds(ago: u64, cfg: &FailoverConfig) -> bool {
+    ago >= 2 * cfg.silence_ms()
 }
 
 /// Whether member `m` is proven down now: silent, and its host refused a connection since —
@@ -153,6 +195,17 @@ mod tests {
     const P: MemberId = MemberId(1);
     const W: MemberId = MemberId(9);
     const C: MemberId = MemberId(3);
+    const X: ExportId = ExportId(1);
+
+    /// Following `P` in epoch 5, led at `led_at`.
+    fn f(led_at: Option<Millis>) -> Followed {
+        Followed {
+            export: X,
+            primary: P,
+            epoch: Epoch(5),
+            led_at,
+        }
+    }
 
     /// Scenario table (patent pp. 25–30; DESIGN.md "never two primaries").
     #[test]
@@ -178,7 +231,7 @@ mod tests {
             if let Some(r) = refused {
                 ev.refused(P, Millis(r));
             }
-            let got = match decide(P, None, &ev, &[], &cfg, Millis(now), joined, first) {
+            let got = match decide(f(None), &ev, &[], &cfg, Millis(now), joined, first) {
                 Verdict::Follow => "follow",
                 Verdict::HoldOff(_) => "hold",
                 Verdict::Promote(_) => "promote",
@@ -201,7 +254,7 @@ mod tests {
         let mut ev = Evidence::default();
         ev.heard(P, Millis(1000));
         let d = |ev: &Evidence, v: &[MemberId], now| {
-            kind(decide(P, None, ev, v, &cfg, Millis(now), true, true))
+            kind(decide(f(None), ev, v, &cfg, Millis(now), true, true))
         };
         // the witness still heard it recently: hold off
         ev.says(W, P, 500, Millis(1950));
@@ -224,17 +277,40 @@ mod tests {
         ev.heard(P, Millis(1000));
         ev.says(W, P, 900, Millis(1950));
         let d =
-            |ev: &Evidence, now| kind(decide(P, None, ev, &[W, C], &cfg, Millis(now), true, true));
+            |ev: &Evidence, now| kind(decide(f(None), ev, &[W, C], &cfg, Millis(now), true, true));
         assert_eq!(d(&ev, 2000), "hold");
         ev.says(C, P, 850, Millis(1960));
         assert_eq!(d(&ev, 2000), "promote");
-        // or that member is down itself
+        // that member being down is not enough: it may have led a newer epoch
         let mut ev2 = Evidence::default();
         ev2.heard(P, Millis(1000));
         ev2.says(W, P, 900, Millis(1950));
         ev2.heard(C, Millis(1000));
         ev2.refused(C, Millis(1900));
-        assert_eq!(d(&ev2, 2000), "promote");
+        assert_eq!(d(&ev2, 2000), "hold");
+    }
+
+    /// tests/sim_group.rs seed 154793: our primary handed the role to the third member, whose
+    /// Join never reached us; that member released updates in its epoch without us. It lost
+    /// our primary too — but it answers knowing the newer epoch, and we hold off.
+    #[test]
+    fn a_voucher_that_knows_a_newer_epoch_stops_the_takeover() {
+        let cfg = FailoverConfig::default();
+        let mut ev = Evidence::default();
+        ev.heard(P, Millis(1000));
+        ev.says(W, P, 900, Millis(1950));
+        ev.knows_epoch(W, X, Epoch(0), Millis(1950));
+        ev.says(C, P, 850, Millis(1960));
+        ev.knows_epoch(C, X, Epoch(5), Millis(1960));
+        let d = |ev: &Evidence| kind(decide(f(None), ev, &[W, C], &cfg, Millis(2000), true, true));
+        assert_eq!(d(&ev), "promote");
+        ev.knows_epoch(C, X, Epoch(6), Millis(1960));
+        assert_eq!(d(&ev), "hold");
+        // of another export it says nothing
+        let mut ev3 = ev.clone();
+        ev3.knows_epoch(C, X, Epoch(5), Millis(1960));
+        ev3.knows_epoch(C, ExportId(2), Epoch(9), Millis(1960));
+        assert_eq!(d(&ev3), "promote");
     }
 
     #[test]
@@ -260,7 +336,7 @@ mod tests {
         // led until 14_000; heard (queries) until 17_400; the witness lost it at ~17_320
         ev.heard(P, Millis(17_400));
         ev.says(W, P, 860, Millis(18_180));
-        let d = |led| kind(decide(P, led, &ev, &[W], &cfg, Millis(18_200), true, true));
+        let d = |led| kind(decide(f(led), &ev, &[W], &cfg, Millis(18_200), true, true));
         assert_eq!(d(None), "promote", "as before: any message counted");
         assert_eq!(d(Some(Millis(14_000))), "hold");
         assert_eq!(d(Some(Millis(17_300))), "promote");

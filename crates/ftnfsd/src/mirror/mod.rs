@@ -597,6 +597,21 @@ impl Mirror {
             .map(|r| r.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
+    /// The highest epoch of `export` this member knows (0: not mirrored here): of the
+    /// stream it leads or follows, or persisted. It answers every vouching query with it, so
+    /// that a member that missed a takeover does not take over itself (`member::takeover`).
+    pub fn known_epoch(&self, export: ExportId) -> u64 {
+        let Some(role) = self.role(export) else {
+            return 0;
+        };
+        let held = match &*role {
+            Role::Primary(ps) => lock(&ps.core).p.epoch(),
+            Role::Secondary(ss) => lock(&ss.core).as_ref().map_or(Epoch(0), |c| c.s.epoch()),
+            Role::Standby(sb) => sb.epoch,
+        };
+        held.0.max(read_epoch(&self.state_dir, export))
+    }
+
     /// Whether any export is mirrored.
     pub fn is_empty(&self) -> bool {
         self.roles.is_empty()
@@ -690,13 +705,19 @@ impl Mirror {
                     )
                 }
                 Role::Secondary(ss) => {
-                    let (joined, in_step, leader, led_at) = lock(&ss.core)
+                    let (joined, in_step, leader, led_at, epoch) = lock(&ss.core)
                         .as_ref()
                         .map(|sc| {
                             let j = sc.leader.is_some() && !sc.closed;
-                            (j, j && sc.s.backlog() == 0, sc.leader, sc.led_at)
+                            (
+                                j,
+                                j && sc.s.backlog() == 0,
+                                sc.leader,
+                                sc.led_at,
+                                sc.s.epoch(),
+                            )
                         })
-                        .unwrap_or((false, false, None, None));
+                        .unwrap_or((false, false, None, None, Epoch(0)));
                     let incoming = lock(&self.rejoin.incoming).contains_key(&ss.export);
                     (
                         ss.export,
@@ -706,6 +727,7 @@ impl Mirror {
                             in_step,
                             incoming,
                             led_at,
+                            epoch,
                         },
                     )
                 }
@@ -774,12 +796,26 @@ impl Mirror {
                     send(w, PeerMsg::ping_at(now.0));
                 }
             }
-            Effect::WitnessQuery { about, to } => {
+            Effect::WitnessQuery { about, to, export } => {
                 let about = self.group.name_of(about).to_string();
-                send(to, PeerMsg::WitnessQuery { about });
+                send(
+                    to,
+                    PeerMsg::WitnessQuery {
+                        about,
+                        export: export.0,
+                    },
+                );
             }
             Effect::Probe { export, to } => send(to, PeerMsg::Probe { export: export.0 }),
             Effect::Event { export, what } => self.event(now, export, what),
+            Effect::LeaveStream { export, why } => {
+                if let Some(Role::Secondary(ss)) = role(export).as_deref() {
+                    if let Some(sc) = lock(&ss.core).as_mut() {
+                        sc.leader = None;
+                    }
+                }
+                self.event(now, export, why);
+            }
             Effect::Heartbeat { export, to } => {
                 if let Some(Role::Primary(ps)) = role(export).as_deref() {
                     let hb = {
@@ -869,10 +905,19 @@ impl Mirror {
         }
     }
 
-    /// `voucher` (the witness or another member) answered when it last heard `about`.
-    pub fn vouched(&self, voucher: MemberId, about: &str, ms_ago: u64, now: Millis) {
+    /// `voucher` (the witness or another member) answered when it last heard `about`, and
+    /// the highest epoch of `export` it knows.
+    pub fn vouched(
+        &self,
+        voucher: MemberId,
+        about: &str,
+        export: ExportId,
+        ms_ago: u64,
+        epoch: Epoch,
+        now: Millis,
+    ) {
         if let Some(p) = self.group.peer(about) {
-            lock(&self.node).says(voucher, p.id, ms_ago, now);
+            lock(&self.node).says(voucher, p.id, export, ms_ago, epoch, now);
             self.wake.notify_one();
         }
     }
@@ -893,12 +938,20 @@ impl Mirror {
         lock(&self.lost_reported).remove(&m)
     }
 
-    /// What we can tell about member `about` (the witness's answer to a query).
-    pub fn seen(&self, about: &str, now: Millis) -> u64 {
-        match self.group.peer(about) {
-            Some(p) => lock(&self.node).evidence.ms_since_heard(p.id, now),
-            None => u64::MAX,
+    /// What we can tell about member `about` (the answer to a vouching query): ms since we
+    /// heard it. An answer that lets the asker take over binds us: we leave the stream of
+    /// every export `about` leads for us first ([`Node::answer_query`]).
+    pub fn answer_query(self: &Arc<Self>, about: &str, now: Millis) -> u64 {
+        let Some(p) = self.group.peer(about) else {
+            return u64::MAX;
+        };
+        let views = self.views();
+        let role = |e: ExportId| views.get(&e).cloned();
+        let (ago, effects) = lock(&self.node).answer_query(p.id, now, &role);
+        for e in effects {
+            self.carry_out(e, now);
         }
+        ago
     }
 
     /// Takes over an export we are a secondary of: a new epoch, our applied state as the
@@ -1842,8 +1895,14 @@ impl Mirror {
     /// A message from the peer `from` on the link we dialed (we are its primary).
     pub fn on_primary_link_msg(self: &Arc<Self>, from: MemberId, msg: PeerMsg, now: Millis) {
         self.heard(from, now);
-        if let PeerMsg::WitnessSeen { about, ms_ago } = &msg {
-            self.vouched(from, about, *ms_ago, now);
+        if let PeerMsg::WitnessSeen {
+            about,
+            ms_ago,
+            export,
+            epoch,
+        } = &msg
+        {
+            self.vouched(from, about, ExportId(*export), *ms_ago, Epoch(*epoch), now);
             return;
         }
         if let PeerMsg::ProbeReply { .. } = &msg {

@@ -194,10 +194,10 @@ impl SecondarySide {
     pub fn on_heartbeat(&self, from: MemberId, epoch: u64, seq: u64, now: Millis) {
         let mut c = lock(&self.core);
         if let Some(sc) = c.as_mut() {
-            if epoch == sc.s.epoch().0 && !sc.closed {
-                if sc.leader == Some(from) {
-                    sc.led_at = Some(now);
-                }
+            // only the leader is answered: a member that left its stream (it vouched the
+            // leader lost, or the leader probed it) gives it no read lease
+            if epoch == sc.s.epoch().0 && !sc.closed && sc.leader == Some(from) {
+                sc.led_at = Some(now);
                 let _ = sc.out.try_send(
                     PeerMsg::Heartbeat {
                         export: self.export.0,
@@ -264,6 +264,10 @@ impl SecondarySide {
                         }
                     });
                 }
+                // a member that left its stream acknowledges nothing more of it, not even
+                // what it had received before: it vouched that the leader was lost, and the
+                // asker may have taken over without those updates
+                SecondaryEffect::Ack { .. } if sc.leader.is_none() => {}
                 SecondaryEffect::Ack { epoch, seq, status } => {
                     let _ = sc.out.try_send(
                         PeerMsg::Ack {
