@@ -19,6 +19,7 @@
 //! - [`fencing`]: isolation, the read lease, deposition by a newer epoch;
 //! - [`startup`]: negotiation of a member that follows no primary, probe answers;
 //! - [`rejoin`]: a standby following a new primary, hand-back;
+//! - [`follower`]: a secondary's place in a stream — whom it follows, answers, acknowledges;
 //! - [`settings`]: every interval, by name.
 //!
 //! # Effect order
@@ -35,6 +36,7 @@
 
 pub mod evidence;
 pub mod fencing;
+pub mod follower;
 pub mod rejoin;
 pub mod settings;
 pub mod startup;
@@ -64,6 +66,12 @@ pub enum RoleView {
         closed: bool,
         /// Members being resynced from here (not asked to join meanwhile).
         resyncing: MemberSet,
+        /// When each secondary last confirmed our epoch: as of when we sent the heartbeat it
+        /// echoed or the update it acknowledged. A live secondary's silence counts from
+        /// there, not from any message of it: one that never got our Join (or left our
+        /// stream) still probes and queries us, and was never failed out — nor asked to join
+        /// again (tests/sim_group.rs seed 117335).
+        followed: BTreeMap<MemberId, Millis>,
     },
     /// Secondary of the export.
     Secondary {
@@ -296,9 +304,20 @@ impl Member {
         self.asked.remove(&m);
     }
 
-    /// When `m` last spoke, or was last asked to join, whichever is later.
-    fn heard_or_asked(&self, m: MemberId, ev: &Evidence) -> Option<Millis> {
-        ev.last_heard(m).max(self.asked.get(&m).copied())
+    /// When live secondary `m` last followed us (`followed`: its confirmations of our
+    /// epoch) or was last asked to join, whichever is later; never either: when it last
+    /// spoke.
+    fn followed_or_asked(
+        &self,
+        m: MemberId,
+        followed: &BTreeMap<MemberId, Millis>,
+        ev: &Evidence,
+    ) -> Option<Millis> {
+        followed
+            .get(&m)
+            .copied()
+            .max(self.asked.get(&m).copied())
+            .or_else(|| ev.last_heard(m))
     }
 
     /// Whether a probe round is due (and marks it done).
@@ -352,6 +371,7 @@ impl Member {
                 stepping_down,
                 closed,
                 resyncing,
+                followed,
             } => {
                 if let Some(w) = witness {
                     let heard = live.iter().filter_map(|m| ev.last_heard(m)).max();
@@ -371,7 +391,7 @@ impl Member {
                     // off) is failed out so replies do not wait on it. Its silence counts from
                     // its join at the earliest: a member that stood by was silent before.
                     if self
-                        .heard_or_asked(m, ev)
+                        .followed_or_asked(m, followed, ev)
                         .is_some_and(|h| now.since(h) > s.failover.fail_out_ms())
                     {
                         out.push(Effect::FailOut {
@@ -585,12 +605,15 @@ impl Member {
     ) -> Option<Millis> {
         let after = |h: Option<Millis>, ms: u64| h.map(|h| Millis(h.0 + ms + 1));
         match view {
-            RoleView::Primary { live, .. } => {
+            RoleView::Primary { live, followed, .. } => {
                 let mut d: Option<Millis> = None;
                 for m in live.iter() {
                     d = min_opt(
                         d,
-                        after(self.heard_or_asked(m, ev), s.failover.fail_out_ms()),
+                        after(
+                            self.followed_or_asked(m, followed, ev),
+                            s.failover.fail_out_ms(),
+                        ),
                     );
                 }
                 if let Some(w) = witness {
@@ -861,6 +884,7 @@ mod tests {
             stepping_down: false,
             closed: false,
             resyncing: MemberSet::EMPTY,
+            followed: BTreeMap::new(),
         }
     }
 
@@ -952,6 +976,41 @@ mod tests {
 
     /// A silent secondary is failed out; a linked listed member that is out is asked to join,
     /// then not again before `rejoin_every_ms`.
+    #[test]
+    fn a_live_secondary_that_only_talks_is_failed_out() {
+        // seed 117335: B never got our Join (or left our stream); it probes and queries us
+        // every 100 ms but confirms nothing of our epoch: it is failed out (and asked again)
+        let mut n = Node::new(Settings::default(), None, vec![Member::new(E, 0, vec![B])]);
+        let w = world(&[B]);
+        n.heard(B, Millis(1000));
+        let live: MemberSet = [B].into_iter().collect();
+        let followed: BTreeMap<MemberId, Millis> = [(B, Millis(100))].into_iter().collect();
+        let view = |_| {
+            Some(RoleView::Primary {
+                live,
+                stepping_down: false,
+                closed: false,
+                resyncing: MemberSet::EMPTY,
+                followed: followed.clone(),
+            })
+        };
+        let e = n.handle_timeout(Millis(1000), &view, &w);
+        assert_eq!(kinds(&e), ["beat", "failout"]);
+        // confirmed recently: kept
+        let followed: BTreeMap<MemberId, Millis> = [(B, Millis(900))].into_iter().collect();
+        let view = |_| {
+            Some(RoleView::Primary {
+                live,
+                stepping_down: false,
+                closed: false,
+                resyncing: MemberSet::EMPTY,
+                followed: followed.clone(),
+            })
+        };
+        let e = n.handle_timeout(Millis(1100), &view, &w);
+        assert_eq!(kinds(&e), ["beat"]);
+    }
+
     #[test]
     fn primary_fails_out_the_silent_and_asks_the_out() {
         let mut n = Node::new(

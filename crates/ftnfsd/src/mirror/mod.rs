@@ -23,13 +23,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use ftnfs_core::exports::Mirroring;
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
+use ftnfs_core::member::follower::{self, Follower};
 use ftnfs_core::member::settings::{FailoverConfig, Settings as MemberSettings};
 use ftnfs_core::member::startup::{secondary_answer, ProbeState};
 use ftnfs_core::member::transitions::{self, Promotion, StepDown};
 use ftnfs_core::member::{fencing, rejoin as rules_rejoin, Effect, Facts, Member, Node, RoleView};
 use ftnfs_core::mirror::primary::{Busy, Primary, PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::resync::{self as rules, Candidate, Plan, Stream};
-use ftnfs_core::mirror::secondary::{Secondary, SecondaryEffect};
+use ftnfs_core::mirror::secondary::SecondaryEffect;
 use ftnfs_core::mirror::{FailReason, MemberSet, Touch};
 use ftnfs_wire::peer::{update_frame, PeerMsg, UpdatePayload, Want};
 use serde_json::{json, Value};
@@ -370,15 +371,7 @@ impl Mirror {
                     primary: id_of(&members[0])?,
                     others,
                     // A seal says exactly where this mirror stands in the primary's stream.
-                    core: Mutex::new(seal.map(|s| SecondaryCore {
-                        s: Secondary::new(e.cfg.id, Epoch(s.epoch), SeqNo(s.seq), WINDOW),
-                        history: s.history,
-                        out: mpsc::channel(1).0,
-                        pristine: false,
-                        closed: false,
-                        leader: None,
-                        led_at: None,
-                    })),
+                    core: Mutex::new(seal.map(|s| SecondaryCore::sealed(e.cfg.id, &s))),
                 })
             };
             roles.insert(e.cfg.id, RwLock::new(Arc::new(role)));
@@ -473,7 +466,7 @@ impl Mirror {
                 }
                 Role::Secondary(ss) => {
                     let s = lock(&ss.core).as_mut().and_then(|sc| {
-                        sc.closed = true;
+                        sc.close();
                         (sc.s.backlog() == 0).then(|| Seal {
                             history: sc.history,
                             seq: sc.s.watermark().0,
@@ -541,7 +534,7 @@ impl Mirror {
             None | Some(Role::Primary(_)) => true,
             Some(Role::Secondary(ss)) => lock(&ss.core)
                 .as_ref()
-                .is_some_and(|sc| sc.leader.is_some()),
+                .is_some_and(|sc| sc.acks_to().is_some()),
             Some(Role::Standby(_)) => false,
         }
     }
@@ -694,6 +687,7 @@ impl Mirror {
                         (c.p.live(), c.stepping_down.is_some(), c.closed)
                     };
                     let resyncing = lock(&ps.resyncs).keys().copied().collect();
+                    let followed = lock(&ps.confirmed).clone();
                     (
                         ps.export,
                         RoleView::Primary {
@@ -701,35 +695,21 @@ impl Mirror {
                             stepping_down,
                             closed,
                             resyncing,
+                            followed,
                         },
                     )
                 }
                 Role::Secondary(ss) => {
-                    let (joined, in_step, leader, led_at, epoch) = lock(&ss.core)
-                        .as_ref()
-                        .map(|sc| {
-                            let j = sc.leader.is_some() && !sc.closed;
-                            (
-                                j,
-                                j && sc.s.backlog() == 0,
-                                sc.leader,
-                                sc.led_at,
-                                sc.s.epoch(),
-                            )
-                        })
-                        .unwrap_or((false, false, None, None, Epoch(0)));
                     let incoming = lock(&self.rejoin.incoming).contains_key(&ss.export);
-                    (
-                        ss.export,
-                        RoleView::Secondary {
-                            primary: leader.unwrap_or(ss.primary),
-                            joined,
-                            in_step,
-                            incoming,
-                            led_at,
-                            epoch,
-                        },
-                    )
+                    let c = lock(&ss.core);
+                    // the persisted epoch matters only while joined, when the stream's is newer
+                    let view = follower::secondary_view(
+                        c.as_ref().map(|sc| &sc.f),
+                        ss.primary,
+                        incoming,
+                        Epoch(0),
+                    );
+                    (ss.export, view)
                 }
                 Role::Standby(sb) => (
                     sb.export,
@@ -811,7 +791,7 @@ impl Mirror {
             Effect::LeaveStream { export, why } => {
                 if let Some(Role::Secondary(ss)) = role(export).as_deref() {
                     if let Some(sc) = lock(&ss.core).as_mut() {
-                        sc.leader = None;
+                        sc.leave_any();
                     }
                 }
                 self.event(now, export, why);
@@ -890,7 +870,7 @@ impl Mirror {
     pub fn take_over_asked(&self, export: ExportId, from: MemberId, now: Millis) {
         if let Some(role) = self.role(export) {
             if let Role::Secondary(ss) = &*role {
-                let leader = lock(&ss.core).as_ref().and_then(|sc| sc.leader);
+                let leader = lock(&ss.core).as_ref().and_then(|sc| sc.acks_to());
                 if ss.primary == from || leader == Some(from) {
                     let name = self.group.name_of(from).to_string();
                     let ev = lock(&self.node)
@@ -961,13 +941,12 @@ impl Mirror {
         let (base, epoch, prev) = {
             let mut c = lock(&ss.core);
             let Some(sc) = c.as_mut() else { return false };
-            let joined = sc.leader.is_some() && !sc.closed;
-            match transitions::promotion(joined, sc.s.running(), sc.s.epoch(), persisted) {
+            match transitions::promotion(sc.joined(), sc.s.running(), sc.s.epoch(), persisted) {
                 // not in step with any stream: nothing to take over from; or local applies
                 // still running: the next tick
                 Promotion::NotInStep | Promotion::Applying => return false,
                 Promotion::Go { epoch } => {
-                    sc.closed = true;
+                    sc.close();
                     (sc.s.watermark(), epoch, sc.history)
                 }
             }
@@ -981,7 +960,7 @@ impl Mirror {
                     format!("cannot take over: epoch not persisted: {e}"),
                 );
                 if let Some(sc) = lock(&ss.core).as_mut() {
-                    sc.closed = false; // still a secondary
+                    sc.reopen(); // still a secondary
                 }
                 return false;
             }
@@ -1238,9 +1217,7 @@ impl Mirror {
             Role::Secondary(ss) => {
                 let mut c = lock(&ss.core);
                 // a primary orders a resync of its own secondary when that one diverged
-                if c.as_ref()
-                    .is_some_and(|sc| sc.leader.is_some_and(|l| l != from) && !sc.closed)
-                {
+                if c.as_ref().is_some_and(|sc| sc.follows_other_than(from)) {
                     return Err("this member follows another primary".into());
                 }
                 *c = None; // the mirror is about to change under any old position
@@ -1586,13 +1563,8 @@ impl Mirror {
             Some(Role::Primary(_)) => ProbeState::Primary,
             Some(Role::Secondary(ss)) => {
                 let mut c = lock(&ss.core);
-                let leader = c
-                    .as_ref()
-                    .and_then(|sc| if sc.closed { None } else { sc.leader });
-                if leader == Some(asker) {
-                    if let Some(sc) = c.as_mut() {
-                        sc.leader = None;
-                    }
+                let leader = c.as_ref().and_then(|sc| sc.leader());
+                if c.as_mut().is_some_and(|sc| sc.leave(asker)) {
                     drop(c);
                     self.event(
                         now,
@@ -1776,15 +1748,9 @@ impl Mirror {
                 export,
                 primary: from,
                 others,
-                core: Mutex::new(Some(SecondaryCore {
-                    s: Secondary::new(export, epoch, base, WINDOW),
-                    history,
-                    out,
-                    pristine: false,
-                    closed: false,
-                    leader: Some(from),
-                    led_at: Some(now),
-                })),
+                core: Mutex::new(Some(SecondaryCore::following(
+                    export, epoch, base, history, out, from, false, now,
+                ))),
             }),
         );
     }

@@ -15,19 +15,60 @@ pub struct SecondarySide {
     pub(super) core: Mutex<Option<SecondaryCore>>,
 }
 
+/// A secondary's place in its leader's stream (the core's [`Follower`]: whom it follows,
+/// answers and acknowledges) and the link its answers go out on.
 pub(super) struct SecondaryCore {
-    pub(super) s: Secondary<Arc<UpdatePayload>>,
-    pub(super) history: u64,
+    pub(super) f: Follower<Arc<UpdatePayload>>,
     pub(super) out: Link,
-    /// Stopping: no further update is applied (the seal must stay true).
-    pub(super) closed: bool,
-    /// The member whose Join we accepted (`None` until one is, after a seal).
-    pub(super) leader: Option<MemberId>,
-    /// Nothing applied since this member started (and the mirror was pristine then).
-    pub(super) pristine: bool,
-    /// When the leader last led us: its Join accepted, or a heartbeat of our epoch (what a
-    /// takeover counts from, not any message of it: `member::takeover::decide`).
-    pub(super) led_at: Option<Millis>,
+}
+
+impl std::ops::Deref for SecondaryCore {
+    type Target = Follower<Arc<UpdatePayload>>;
+    fn deref(&self) -> &Self::Target {
+        &self.f
+    }
+}
+
+impl std::ops::DerefMut for SecondaryCore {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.f
+    }
+}
+
+impl SecondaryCore {
+    /// `leader`'s Join accepted at `now`: following its stream `history` of `export` in
+    /// `epoch` from update `base`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn following(
+        export: ExportId,
+        epoch: Epoch,
+        base: SeqNo,
+        history: u64,
+        out: Link,
+        leader: MemberId,
+        pristine: bool,
+        now: Millis,
+    ) -> SecondaryCore {
+        SecondaryCore {
+            f: Follower::following(export, epoch, base, history, leader, pristine, now, WINDOW),
+            out,
+        }
+    }
+
+    /// Where a clean stop left this mirror in its primary's stream (the seal), following
+    /// nobody until a Join is accepted.
+    pub(super) fn sealed(export: ExportId, seal: &Seal) -> SecondaryCore {
+        SecondaryCore {
+            f: Follower::sealed(
+                export,
+                Epoch(seal.epoch),
+                SeqNo(seal.seq),
+                seal.history,
+                WINDOW,
+            ),
+            out: mpsc::channel(1).0,
+        }
+    }
 }
 
 impl SecondarySide {
@@ -58,12 +99,7 @@ impl SecondarySide {
         let known = read_epoch(&m.state_dir, self.export);
         let mut c = lock(&self.core);
         let applied_epoch = c.as_ref().map(|sc| sc.s.epoch());
-        let applied = c.as_ref().map(|sc| rules_rejoin::Applied {
-            history: sc.history,
-            watermark: sc.s.watermark(),
-            backlog: sc.s.backlog(),
-            pristine: sc.pristine,
-        });
+        let applied = c.as_ref().map(|sc| sc.applied());
         let mirror_pristine = match applied {
             Some(_) => false, // not asked: a stream is applied here
             None => match ex.pristine() {
@@ -112,22 +148,22 @@ impl SecondarySide {
                 if keep {
                     let sc = c.as_mut().expect("checked above");
                     sc.out = out;
-                    sc.leader = Some(from);
-                    sc.led_at = Some(now);
+                    sc.rejoined(from, Epoch(epoch), now);
                 } else {
-                    let pristine = c.as_ref().is_none_or(|sc| sc.pristine);
+                    let pristine = c.as_ref().is_none_or(|sc| sc.pristine());
                     if let Some(log) = m.log(self.export) {
                         log.start(history, base);
                     }
-                    *c = Some(SecondaryCore {
-                        s: Secondary::new(self.export, Epoch(epoch), SeqNo(base), WINDOW),
+                    *c = Some(SecondaryCore::following(
+                        self.export,
+                        Epoch(epoch),
+                        SeqNo(base),
                         history,
                         out,
-                        pristine: pristine && prev == 0,
-                        closed: false,
-                        leader: Some(from),
-                        led_at: Some(now),
-                    });
+                        from,
+                        pristine && prev == 0,
+                        now,
+                    ));
                 }
                 drop(c);
                 m.event(
@@ -150,9 +186,7 @@ impl SecondarySide {
                 } else if let Some(sc) = c.as_mut() {
                     // a Join from the primary we follow says it failed us out (it asks only
                     // members that are out): we are not in step with it any more
-                    if sc.leader == Some(from) {
-                        sc.leader = None;
-                    }
+                    sc.leave(from);
                 }
                 drop(c);
                 let why = why.to_string();
@@ -175,8 +209,7 @@ impl SecondarySide {
     pub fn failed_out(&self, m: &Mirror, from: MemberId, epoch: u64, now: Millis) {
         let mut c = lock(&self.core);
         if let Some(sc) = c.as_mut() {
-            if rules_rejoin::failed_out_applies(sc.leader, sc.s.epoch(), from, Epoch(epoch)) {
-                sc.leader = None;
+            if sc.failed_out(from, Epoch(epoch)) {
                 drop(c);
                 m.event(
                     now,
@@ -196,8 +229,7 @@ impl SecondarySide {
         if let Some(sc) = c.as_mut() {
             // only the leader is answered: a member that left its stream (it vouched the
             // leader lost, or the leader probed it) gives it no read lease
-            if epoch == sc.s.epoch().0 && !sc.closed && sc.leader == Some(from) {
-                sc.led_at = Some(now);
+            if sc.heartbeat(from, Epoch(epoch), now) {
                 let _ = sc.out.try_send(
                     PeerMsg::Heartbeat {
                         export: self.export.0,
@@ -222,10 +254,7 @@ impl SecondarySide {
         let Some(sc) = c.as_mut() else {
             return; // not joined: the primary's Join was refused
         };
-        if sc.leader != Some(from) {
-            return;
-        }
-        if sc.closed {
+        if !sc.accepts_from(from) {
             return;
         }
         m.note_client(&update.payload.origin, m.local.now());
@@ -237,7 +266,7 @@ impl SecondarySide {
     pub fn applied(&self, m: &Arc<Mirror>, seq: SeqNo, status: u32) {
         let mut c = lock(&self.core);
         if let Some(sc) = c.as_mut() {
-            sc.pristine = false;
+            sc.applied_one();
             sc.s.applied(seq, status);
             self.drain(sc, m);
         }
@@ -267,7 +296,7 @@ impl SecondarySide {
                 // a member that left its stream acknowledges nothing more of it, not even
                 // what it had received before: it vouched that the leader was lost, and the
                 // asker may have taken over without those updates
-                SecondaryEffect::Ack { .. } if sc.leader.is_none() => {}
+                SecondaryEffect::Ack { .. } if sc.acks_to().is_none() => {}
                 SecondaryEffect::Ack { epoch, seq, status } => {
                     let _ = sc.out.try_send(
                         PeerMsg::Ack {
