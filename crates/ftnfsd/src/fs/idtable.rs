@@ -16,8 +16,11 @@
 //! number found with another life than recorded is a new object: it gets a new id and the
 //! old id is forgotten (its handles are STALE). A record without a life (made before lives
 //! were kept) takes the first one it is seen with.
-//! Every change commits with `Durability::Immediate` before the client's reply is built: a
-//! handle we hand out is on disk, so it survives a crash of the server.
+//! Every change is durable before the client's reply is built: a handle we hand out is on
+//! disk, so it survives a crash of the server. Durability is a **group commit**: each change
+//! commits without a sync (`Durability::None`), then waits until one durable commit made
+//! after it has returned; concurrent changes share that one sync ([`GroupSync`],
+//! `Documentation/11-durable-metadata.md`).
 //!
 //! File ids are never reused. The generation is the table's incarnation: if the state
 //! directory is lost and the table is rebuilt, handles from before carry an old generation
@@ -32,6 +35,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use super::life;
 use ftnfs_core::ids::{FileId, Generation};
@@ -114,6 +118,27 @@ pub type NewRecord = (FileId, Vec<u8>, (u64, u64), FileId, Generation);
 /// Generation of every export's root.
 pub const ROOT_GEN: Generation = Generation(1);
 
+/// Group commit: how many changes were committed (without a sync) and how many of those are
+/// known durable, and whether a durable commit is under way.
+#[derive(Default)]
+struct SyncState {
+    committed: u64,
+    durable: u64,
+    syncing: bool,
+}
+
+/// The group commit of one table: changes wait for a durable commit made after theirs; the
+/// first waiter makes it, the others wait for it (and the next one makes the next).
+#[derive(Default)]
+struct GroupSync {
+    state: Mutex<SyncState>,
+    done: Condvar,
+}
+
+fn lock_state(m: &Mutex<SyncState>) -> std::sync::MutexGuard<'_, SyncState> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One export's table.
 pub struct IdTable {
     db: Database,
@@ -121,6 +146,7 @@ pub struct IdTable {
     next: AtomicU64,
     /// A resync is writing: commits are not synced one by one; [`IdTable::flush`] syncs them.
     bulk: std::sync::atomic::AtomicBool,
+    sync: GroupSync,
 }
 
 impl IdTable {
@@ -169,6 +195,7 @@ impl IdTable {
             gen: Generation(gen),
             next: AtomicU64::new(next),
             bulk: std::sync::atomic::AtomicBool::new(false),
+            sync: GroupSync::default(),
         })
     }
 
@@ -176,11 +203,63 @@ impl IdTable {
     /// mirrors a create). An id reserved and never used is simply skipped.
     fn write(&self) -> Result<redb::WriteTransaction, IdError> {
         let mut tx = self.db.begin_write()?;
-        if self.bulk.load(Ordering::Relaxed) {
-            tx.set_durability(redb::Durability::None)
-                .map_err(|e| IdError::Io(e.to_string()))?;
-        }
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| IdError::Io(e.to_string()))?;
         Ok(tx)
+    }
+
+    /// Commits `tx` and returns once it is durable (in bulk mode: at once; [`flush`] makes
+    /// it durable). The sync is shared: a change committed while another's sync runs waits
+    /// for the next one, which covers every change committed before it.
+    ///
+    /// [`flush`]: Self::flush
+    fn commit(&self, tx: redb::WriteTransaction) -> Result<(), IdError> {
+        tx.commit()?;
+        if self.bulk.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mine = {
+            let mut s = lock_state(&self.sync.state);
+            s.committed += 1;
+            s.committed
+        };
+        self.sync_to(mine)
+    }
+
+    /// Waits until the first `n` commits are durable, making a durable commit if nobody is.
+    fn sync_to(&self, n: u64) -> Result<(), IdError> {
+        let mut s = lock_state(&self.sync.state);
+        loop {
+            if s.durable >= n {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self.sync.done.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // every commit counted so far happened before the durable commit below starts:
+            // it makes them all durable (redb: a None commit persists with the next durable one)
+            let target = s.committed;
+            s.syncing = true;
+            drop(s);
+            let r = self.durable_commit();
+            s = lock_state(&self.sync.state);
+            s.syncing = false;
+            if r.is_ok() {
+                s.durable = s.durable.max(target);
+            }
+            self.sync.done.notify_all();
+            r?;
+        }
+    }
+
+    /// An empty commit with `Durability::Immediate`: every commit before it is on disk.
+    fn durable_commit(&self) -> Result<(), IdError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::Immediate)
+            .map_err(|e| IdError::Io(e.to_string()))?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Bulk mode (a resync writing into this mirror): commits skip their sync until
@@ -192,9 +271,7 @@ impl IdTable {
 
     /// Makes every commit so far durable.
     pub fn flush(&self) -> Result<(), IdError> {
-        let tx = self.db.begin_write()?;
-        tx.commit()?;
-        Ok(())
+        self.durable_commit()
     }
 
     /// Forgets every object but the root (a full resync starts from an empty mirror).
@@ -213,7 +290,7 @@ impl IdTable {
             tx.open_table(LIVES)?.retain(|k, _| k == FileId::ROOT.0)?;
             tx.open_table(ADOPTED)?.retain(|_, _| false)?;
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -222,7 +299,7 @@ impl IdTable {
     pub fn forget(&self, id: FileId) -> Result<(), IdError> {
         let tx = self.write()?;
         unlink_in(&tx, id, FileId(0), &[], true)?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -347,7 +424,7 @@ impl IdTable {
             tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
             (id, gen)
         };
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(out)
     }
 
@@ -367,7 +444,7 @@ impl IdTable {
                 .insert((id.0, parent.0, name.as_slice()), ())?;
         }
         self.persist_next(&tx)?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -465,7 +542,7 @@ impl IdTable {
             out.ids.push((id, gen));
         }
         self.persist_next(&tx)?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(out)
     }
 
@@ -499,7 +576,7 @@ impl IdTable {
     pub fn add_link(&self, id: FileId, parent: FileId, name: &[u8]) -> Result<(), IdError> {
         let tx = self.write()?;
         tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -513,7 +590,7 @@ impl IdTable {
     ) -> Result<(), IdError> {
         let tx = self.write()?;
         unlink_in(&tx, id, parent, name, last)?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -535,7 +612,7 @@ impl IdTable {
             links.remove((id.0, from.0 .0, from.1))?;
             links.insert((id.0, to.0 .0, to.1), ())?;
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 }
