@@ -240,7 +240,19 @@ pub fn host_rebooted(dir: &Path) -> bool {
     let p = dir.join("boot_id");
     let before = std::fs::read_to_string(&p).ok();
     if before.as_deref() != Some(now.as_str()) {
-        let _ = std::fs::write(&p, &now);
+        // durably: a boot id lost with the power would make the next boot look like the
+        // one before (the file found empty counts as a reboot; missing, as a fresh start)
+        let write = || -> std::io::Result<()> {
+            let tmp = dir.join("boot_id.tmp");
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, now.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &p)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        if let Err(e) = write() {
+            tracing::warn!(error = %e, "cannot record this boot in the state directory");
+        }
     }
     before.is_some_and(|b| b != now)
 }

@@ -139,6 +139,27 @@ fn lock_state(m: &Mutex<SyncState>) -> std::sync::MutexGuard<'_, SyncState> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Most objects [`Recent`] keeps.
+const RECENT_CAP: usize = 65_536;
+
+/// What a lookup by file id needs: its record and its first name (`None` for the root).
+#[derive(Clone)]
+struct Known {
+    rec: ObjRec,
+    first: Option<(FileId, Vec<u8>)>,
+}
+
+/// The objects looked up lately, so that the hot path (every call resolves its handle:
+/// record, then the names up to the root) reads no table. Bounded. Every change of an
+/// object's record or names forgets it (before and after the commit) and bumps `epoch`; a
+/// lookup that read the table inserts what it read only if no change happened meanwhile, so
+/// the cache never holds something older than the table.
+#[derive(Default)]
+struct Recent {
+    epoch: u64,
+    map: std::collections::HashMap<u64, Known>,
+}
+
 /// One export's table.
 pub struct IdTable {
     db: Database,
@@ -147,6 +168,7 @@ pub struct IdTable {
     /// A resync is writing: commits are not synced one by one; [`IdTable::flush`] syncs them.
     bulk: std::sync::atomic::AtomicBool,
     sync: GroupSync,
+    recent: Mutex<Recent>,
 }
 
 impl IdTable {
@@ -196,6 +218,7 @@ impl IdTable {
             next: AtomicU64::new(next),
             bulk: std::sync::atomic::AtomicBool::new(false),
             sync: GroupSync::default(),
+            recent: Mutex::new(Recent::default()),
         })
     }
 
@@ -213,8 +236,15 @@ impl IdTable {
     /// for the next one, which covers every change committed before it.
     ///
     /// [`flush`]: Self::flush
-    fn commit(&self, tx: redb::WriteTransaction) -> Result<(), IdError> {
+    /// `touched`: the objects whose record or names the change altered (`None`: any), which
+    /// the cache forgets once the change is visible.
+    fn commit(
+        &self,
+        tx: redb::WriteTransaction,
+        touched: Option<&[FileId]>,
+    ) -> Result<(), IdError> {
         tx.commit()?;
+        self.changed(touched);
         if self.bulk.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -251,6 +281,66 @@ impl IdTable {
             self.sync.done.notify_all();
             r?;
         }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets what is cached of `ids` (`None`: of every object) — called before a change
+    /// commits and again after.
+    fn changed(&self, ids: Option<&[FileId]>) {
+        let mut r = self.recent();
+        r.epoch += 1;
+        match ids {
+            Some(ids) => {
+                for id in ids {
+                    r.map.remove(&id.0);
+                }
+            }
+            None => r.map.clear(),
+        }
+    }
+
+    /// The record and first name of `id`: from the cache, or read (and cached).
+    fn known(&self, id: FileId) -> Result<Option<Known>, IdError> {
+        let epoch = {
+            let r = self.recent();
+            if let Some(k) = r.map.get(&id.0) {
+                return Ok(Some(k.clone()));
+            }
+            r.epoch
+        };
+        let tx = self.db.begin_read()?;
+        let Some((g, ino)) = tx.open_table(OBJECTS)?.get(id.0)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let life = tx
+            .open_table(LIVES)?
+            .get(id.0)?
+            .map(|v| v.value())
+            .unwrap_or(life::UNKNOWN);
+        let first = first_link_in(&tx.open_table(LINKS)?, id)?;
+        let k = Known {
+            rec: ObjRec {
+                gen: Generation(g),
+                ino,
+                life,
+            },
+            first,
+        };
+        let mut r = self.recent();
+        if r.epoch == epoch {
+            if r.map.len() >= RECENT_CAP {
+                // bounded: forget an arbitrary eighth
+                let drop: Vec<u64> = r.map.keys().take(RECENT_CAP / 8).copied().collect();
+                for d in drop {
+                    r.map.remove(&d);
+                }
+            }
+            r.map.insert(id.0, k.clone());
+        }
+        Ok(Some(k))
     }
 
     /// An empty commit with `Durability::Immediate`: every commit before it is on disk.
@@ -290,7 +380,7 @@ impl IdTable {
             tx.open_table(LIVES)?.retain(|k, _| k == FileId::ROOT.0)?;
             tx.open_table(ADOPTED)?.retain(|_, _| false)?;
         }
-        self.commit(tx)?;
+        self.commit(tx, None)?;
         Ok(())
     }
 
@@ -299,7 +389,7 @@ impl IdTable {
     pub fn forget(&self, id: FileId) -> Result<(), IdError> {
         let tx = self.write()?;
         unlink_in(&tx, id, FileId(0), &[], true)?;
-        self.commit(tx)?;
+        self.commit(tx, Some(&[id]))?;
         Ok(())
     }
 
@@ -321,21 +411,7 @@ impl IdTable {
 
     /// The record of a file id.
     pub fn get(&self, id: FileId) -> Result<Option<ObjRec>, IdError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(OBJECTS)?;
-        let Some((g, ino)) = t.get(id.0)?.map(|v| v.value()) else {
-            return Ok(None);
-        };
-        let life = tx
-            .open_table(LIVES)?
-            .get(id.0)?
-            .map(|v| v.value())
-            .unwrap_or(life::UNKNOWN);
-        Ok(Some(ObjRec {
-            gen: Generation(g),
-            ino,
-            life,
-        }))
+        Ok(self.known(id)?.map(|k| k.rec))
     }
 
     /// The object was found here, made outside ftnfs, and adopted (not created through
@@ -365,24 +441,20 @@ impl IdTable {
 
     /// One name of an object: (parent, name). `None` for the root or an unknown id.
     pub fn first_link(&self, id: FileId) -> Result<Option<(FileId, Vec<u8>)>, IdError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(LINKS)?;
-        first_link_in(&t, id)
+        Ok(self.known(id)?.and_then(|k| k.first))
     }
 
     /// The object's path relative to the export root ("." for the root), following recorded
     /// names up to the root.
     pub fn path_of(&self, id: FileId) -> Result<PathBuf, IdError> {
         use std::os::unix::ffi::OsStrExt;
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(LINKS)?;
         let mut parts: Vec<Vec<u8>> = Vec::new();
         let mut cur = id;
         while cur != FileId::ROOT {
             if parts.len() >= MAX_DEPTH {
                 return Err(IdError::Orphan(id));
             }
-            let Some((parent, name)) = first_link_in(&t, cur)? else {
+            let Some((parent, name)) = self.first_link(cur)? else {
                 return Err(IdError::Orphan(id));
             };
             parts.push(name);
@@ -424,7 +496,7 @@ impl IdTable {
             tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
             (id, gen)
         };
-        self.commit(tx)?;
+        self.commit(tx, Some(&[out.0]))?;
         Ok(out)
     }
 
@@ -444,7 +516,8 @@ impl IdTable {
                 .insert((id.0, parent.0, name.as_slice()), ())?;
         }
         self.persist_next(&tx)?;
-        self.commit(tx)?;
+        let ids: Vec<FileId> = objs.iter().map(|o| o.3).collect();
+        self.commit(tx, Some(&ids))?;
         Ok(())
     }
 
@@ -542,7 +615,7 @@ impl IdTable {
             out.ids.push((id, gen));
         }
         self.persist_next(&tx)?;
-        self.commit(tx)?;
+        self.commit(tx, None)?;
         Ok(out)
     }
 
@@ -576,7 +649,7 @@ impl IdTable {
     pub fn add_link(&self, id: FileId, parent: FileId, name: &[u8]) -> Result<(), IdError> {
         let tx = self.write()?;
         tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
-        self.commit(tx)?;
+        self.commit(tx, Some(&[id]))?;
         Ok(())
     }
 
@@ -590,7 +663,7 @@ impl IdTable {
     ) -> Result<(), IdError> {
         let tx = self.write()?;
         unlink_in(&tx, id, parent, name, last)?;
-        self.commit(tx)?;
+        self.commit(tx, Some(&[id]))?;
         Ok(())
     }
 
@@ -612,7 +685,8 @@ impl IdTable {
             links.remove((id.0, from.0 .0, from.1))?;
             links.insert((id.0, to.0 .0, to.1), ())?;
         }
-        self.commit(tx)?;
+        let touched: Vec<FileId> = std::iter::once(id).chain(replaced.map(|r| r.0)).collect();
+        self.commit(tx, Some(&touched))?;
         Ok(())
     }
 }
@@ -701,6 +775,66 @@ fn unlink_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cache of recent lookups never answers with what a change replaced: a directory
+    /// renamed moves its children's paths, a last name removed makes the id unknown, a
+    /// cleared table forgets everything — each looked up (cached) just before.
+    #[test]
+    fn lookups_after_changes_see_the_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = IdTable::open(&dir.path().join("t.redb"), 100, 7).unwrap();
+        let (d, _) = t.record_new(FileId::ROOT, b"d", (101, 0), None).unwrap();
+        let (f, _) = t.record_new(d, b"f", (102, 0), None).unwrap();
+        assert_eq!(t.path_of(f).unwrap(), PathBuf::from("d/f"));
+        t.rename(d, (FileId::ROOT, b"d"), (FileId::ROOT, b"e"), None)
+            .unwrap();
+        assert_eq!(t.path_of(f).unwrap(), PathBuf::from("e/f"));
+        t.add_link(f, FileId::ROOT, b"a").unwrap(); // sorts before (d, "f")
+        assert_eq!(
+            t.first_link(f).unwrap(),
+            Some((FileId::ROOT, b"a".to_vec()))
+        );
+        assert_eq!(t.path_of(f).unwrap(), PathBuf::from("a"));
+        t.remove_link(f, FileId::ROOT, b"a", false).unwrap();
+        assert_eq!(t.path_of(f).unwrap(), PathBuf::from("e/f"));
+        assert!(t.get(f).unwrap().is_some());
+        t.remove_link(f, d, b"f", true).unwrap();
+        assert_eq!(t.get(f).unwrap(), None);
+        assert!(t.get(d).unwrap().is_some());
+        t.clear().unwrap();
+        assert_eq!(t.get(d).unwrap(), None);
+    }
+
+    /// Concurrent changes share syncs and every one is durable when it returns: all of
+    /// them are there after the table is opened again.
+    #[test]
+    fn concurrent_changes_are_all_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.redb");
+        let t = std::sync::Arc::new(IdTable::open(&p, 100, 7).unwrap());
+        let hs: Vec<_> = (0..4u64)
+            .map(|w| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    (0..25u64)
+                        .map(|i| {
+                            let name = format!("f{w}-{i}");
+                            let ino = 1000 + w * 100 + i;
+                            t.record_new(FileId::ROOT, name.as_bytes(), (ino, 0), None)
+                                .unwrap()
+                                .0
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let ids: Vec<FileId> = hs.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        drop(t);
+        let t = IdTable::open(&p, 100, 7).unwrap();
+        for id in ids {
+            assert!(t.get(id).unwrap().is_some(), "{id:?} lost");
+        }
+    }
 
     #[test]
     fn ids_survive_reopen_and_removed_ids_are_gone() {
