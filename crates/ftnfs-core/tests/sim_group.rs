@@ -339,6 +339,12 @@ struct World {
     link_free: BTreeMap<(MemberId, MemberId), u64>,
     cuts: BTreeSet<(MemberId, MemberId)>,
     isolated: BTreeSet<MemberId>,
+    /// Links a cut broke (what was in flight is lost): when the cut heals, both ends see a
+    /// new connection — as the daemon's `link_down`/`link_up`, a primary puts the member out
+    /// of its stream and asks it to join again (a Join first on the new link). A link that
+    /// lost messages and then carried later ones would be no TCP connection (seed 55907: a
+    /// lost Join, then an update applied over a gap).
+    broken: BTreeSet<(MemberId, MemberId)>,
     vip: Option<MemberId>,
     max_reply_epoch: Epoch,
     histories: u64,
@@ -456,6 +462,7 @@ impl World {
             }
             *self.gen.entry(pair(m, o)).or_insert(0) += 1;
             if !reset {
+                self.broken.insert(pair(m, o));
                 continue;
             }
             for (a, b) in [(m, o), (o, m)] {
@@ -467,6 +474,40 @@ impl World {
                     p.p.member_lost(b);
                 }
                 self.pump(a, now);
+            }
+        }
+    }
+
+    /// Broken links whose cut healed connect again: each primary end puts the other out of
+    /// its stream and asks it to join on the new link (the daemon's `link_down` + `link_up`).
+    fn reconnect(&mut self) {
+        let now = Millis(self.now);
+        let healed: Vec<(MemberId, MemberId)> = self
+            .broken
+            .iter()
+            .copied()
+            .filter(|(a, b)| {
+                !self.cuts.contains(&pair(*a, *b))
+                    && !self.isolated.contains(a)
+                    && !self.isolated.contains(b)
+            })
+            .collect();
+        for (a, b) in healed {
+            self.broken.remove(&(a, b));
+            for (x, y) in [(a, b), (b, a)] {
+                if x == WITNESS || y == WITNESS || !self.up(x) {
+                    continue;
+                }
+                let listed = self.mem(x).others.contains(&y);
+                if let Role::Primary(p) = &mut self.mem_mut(x).role {
+                    p.p.member_lost(y);
+                } else {
+                    continue;
+                }
+                self.pump(x, now);
+                if listed && self.up(y) {
+                    self.ask_to_join(x, y);
+                }
             }
         }
     }
@@ -1749,6 +1790,7 @@ impl World {
             }
             Fault::Heal(a, b) => {
                 self.cuts.remove(&pair(a, b));
+                self.reconnect();
             }
             Fault::Isolate(m) => {
                 self.isolated.insert(m);
@@ -1756,6 +1798,7 @@ impl World {
             }
             Fault::Rejoin(m) => {
                 self.isolated.remove(&m);
+                self.reconnect();
             }
             Fault::Demote => {
                 // ftnfsctl demote: the primary hands the role to its first live secondary
@@ -2005,6 +2048,7 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
         link_free: BTreeMap::new(),
         cuts: BTreeSet::new(),
         isolated: BTreeSet::new(),
+        broken: BTreeSet::new(),
         vip: None,
         max_reply_epoch: Epoch(0),
         histories: 1,
@@ -2121,7 +2165,9 @@ fn run_seed(seed: u64, trace: bool) -> Result<Outcome, String> {
 /// Seeds that once failed, far beyond the range CI runs (each found by `scripts/sim` at
 /// 100,000+ seeds; `Documentation/09-member-machine.md` says what each found). They run on
 /// every `cargo test`: undo one of their rules and this test names the seed.
-const FOUND: &[u64] = &[41_225, 51_633, 117_335, 135_622, 138_373, 138_537, 154_793];
+const FOUND: &[u64] = &[
+    41_225, 51_633, 55_907, 117_335, 135_622, 138_373, 138_537, 154_793,
+];
 
 #[test]
 fn seeds_that_once_failed() {
