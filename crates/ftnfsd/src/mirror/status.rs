@@ -1,0 +1,108 @@
+//! What `ftnfsctl status` shows of the mirror: roles, streams, resyncs, links, events.
+
+use super::*;
+
+impl Mirror {
+    /// Status of every mirrored export.
+    pub fn status(&self, now: Millis) -> Value {
+        let mut out = Vec::new();
+        let mut roles = self.roles();
+        roles.sort_by_key(|r| match &**r {
+            Role::Primary(p) => p.export,
+            Role::Secondary(s) => s.export,
+            Role::Standby(s) => s.export,
+        });
+        let evidence = lock(&self.node).evidence.clone();
+        let ago = |m: MemberId| evidence.last_heard(m).map(|h| now.since(h));
+        for role in roles {
+            let v = match &*role {
+                Role::Standby(sb) => json!({
+                    "export": sb.export.0,
+                    "role": "standby",
+                    "epoch": sb.epoch.0,
+                    "why": sb.why,
+                    "clean_at": sb.clean_at.map(|c| c.1 .0),
+                }),
+                Role::Primary(ps) => {
+                    let id = ps.export;
+                    let c = lock(&ps.core);
+                    let st = c.p.stats();
+                    json!({
+                        "export": id.0,
+                        "role": "primary",
+                        "epoch": c.p.epoch().0,
+                        "secondaries": ps.secondaries.iter().map(|m| json!({
+                            "name": self.group.name_of(*m),
+                            "live": c.p.live().contains(*m),
+                            "joined": c.p.live().contains(*m) && lock(&ps.accepted).contains(m),
+                            "last_heard_ms_ago": ago(*m),
+                        })).collect::<Vec<_>>(),
+                        "lag": c.p.last_seq().0 - c.p.released_watermark().0,
+                        "last_seq": c.p.last_seq().0,
+                        "released": c.p.released_watermark().0,
+                        "pending": c.p.pending(),
+                        "submitted": st.submitted,
+                        "resends": st.resends,
+                        "failures": st.failures,
+                    })
+                }
+                Role::Secondary(ss) => {
+                    let id = ss.export;
+                    let c = lock(&ss.core);
+                    match &*c {
+                        None => json!({
+                            "export": id.0,
+                            "role": "secondary",
+                            "primary": self.group.name_of(ss.primary),
+                            "joined": false,
+                            "primary_last_heard_ms_ago": ago(ss.primary),
+                        }),
+                        Some(sc) => {
+                            let st = sc.s.stats();
+                            json!({
+                                "export": id.0,
+                                "role": "secondary",
+                                "primary": self.group.name_of(ss.primary),
+                                "joined": true,
+                                "primary_last_heard_ms_ago": ago(ss.primary),
+                                "epoch": sc.s.epoch().0,
+                                "applied": sc.s.watermark().0,
+                                "backlog": sc.s.backlog(),
+                                "duplicates": st.duplicates,
+                                "refused": st.refused,
+                            })
+                        }
+                    }
+                }
+            };
+            out.push(v);
+        }
+        let events: Vec<Value> = self.events(50);
+        json!({
+            "me": self.group.me,
+            "peers": self.group.peers.iter().map(|p| json!({
+                "name": p.name,
+                "addr": p.addr.to_string(),
+                "linked": lock(&self.links).contains_key(&p.id),
+            })).collect::<Vec<_>>(),
+            "exports": out,
+            "changelog": self.rejoin.logs.iter().map(|(e, l)| {
+                let (bytes, appended) = l.size();
+                json!({"export": e.0, "bytes": bytes, "records_since_start": appended,
+                       "complete": self.complete(*e)})
+            }).collect::<Vec<_>>(),
+            "resync": self.resync_status(None),
+            "events": events,
+        })
+    }
+
+    /// The newest `n` events, newest first.
+    pub fn events(&self, n: usize) -> Vec<Value> {
+        lock(&self.events)
+            .iter()
+            .rev()
+            .take(n)
+            .map(|e| json!({"at_ms": e.at.0, "export": e.export.0, "what": e.what}))
+            .collect()
+    }
+}
