@@ -111,8 +111,9 @@ fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
 pub struct ClientOptions {
     /// Read-write (`rw`) or read-only (`ro`, the default).
     pub read_write: bool,
-    /// `sync` (default) or `async`. ftnfs is always honest about stability; `async` is
-    /// accepted for compatibility and changes nothing (Documentation/05-write-stability.md).
+    /// `sync` (default): every update is stable before its reply. `async`: as knfsd, the
+    /// reply does not wait for stable storage — a server crash can lose updates the client
+    /// was told were done (Documentation/05-write-stability.md).
     pub sync: bool,
     /// Identity mapping.
     pub squash: Squash,

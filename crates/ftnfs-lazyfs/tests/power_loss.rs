@@ -431,6 +431,53 @@ fn handles_made_at_once_survive_a_power_loss_of_the_identity_table() {
     }
 }
 
+/// exports(5) `async` means what it means for knfsd: the reply does not wait for stable
+/// storage. A FILE_SYNC write to an `async` export is answered, and a power loss right after
+/// loses it (lazyfs never writes anything back by itself); the same write to a `sync` export
+/// survives.
+#[test]
+fn an_async_export_replies_before_stable_storage() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let lazy = Lazy::mount(t.path());
+    let (fast, safe) = (lazy.mnt.join("fast"), lazy.mnt.join("safe"));
+    std::fs::create_dir(&fast).unwrap();
+    std::fs::create_dir(&safe).unwrap();
+    std::fs::write(
+        t.path().join("exports"),
+        format!(
+            "{} *(rw,async,insecure,no_root_squash)\n{} *(rw,insecure,no_root_squash)\n",
+            fast.display(),
+            safe.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut d = Daemon::start(t.path(), port, &[]);
+    let mut c = Raw::connect(d.port);
+    let (rf, rs) = (mount_root(&mut c, &fast), mount_root(&mut c, &safe));
+    let f = new_file(&mut c, 1, &rf, "f");
+    write(&mut c, 2, &f, 0, b"told it was stable", StableHow::FileSync);
+    let s = new_file(&mut c, 3, &rs, "s");
+    write(&mut c, 4, &s, 0, b"stable indeed", StableHow::FileSync);
+    drop(c);
+    d.kill9();
+    eprintln!("lazyfs: {}", lazy.crash());
+    let d = Daemon::start(t.path(), port, &[]);
+    let mut c = Raw::connect(d.port);
+    mount_root(&mut c, &fast);
+    mount_root(&mut c, &safe);
+    assert_eq!(read_all(&mut c, 10, &s), (0, 13, b"stable indeed".to_vec()));
+    let (st, size, _) = read_all(&mut c, 12, &f);
+    assert!(
+        st != 0 || size == 0,
+        "the async export's write survived without a sync: status {st}, size {size}"
+    );
+}
+
 /// Two members of export 4711 on loopback; `lazy_member` ("a" or "b") has its export on
 /// lazyfs, the other on the real disk.
 struct Pair {

@@ -281,6 +281,26 @@ async fn main() -> anyhow::Result<()> {
         write_verifier(),
         (!cli.witness_mode).then_some(cli.state_dir.as_path()),
     )?);
+    {
+        // the identity-table changes of `async` clients' calls are made durable within
+        // seconds (their replies did not wait: exports(5) async)
+        let local = local.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(fs::idtable::ASYNC_FLUSH);
+            loop {
+                every.tick().await;
+                let l = local.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for ex in &l.exports {
+                        if let Err(e) = ex.ids.flush_if_unsynced() {
+                            tracing::warn!(export = ex.cfg.path, error = %e, "identity table flush failed");
+                        }
+                    }
+                })
+                .await;
+            }
+        });
+    }
     let mirror = Arc::new(mirror::Mirror::new(group, local.clone(), &cli.state_dir)?);
     if (!mirror.is_empty() || cli.witness_mode) && mirror.group.secret.is_empty() {
         anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");

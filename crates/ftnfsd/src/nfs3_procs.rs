@@ -70,6 +70,15 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Whether this client's updates are stable before their reply: `sync` (the default).
+    /// With `async` (exports(5), knfsd's meaning) nothing is synced before the reply — not
+    /// the object, its directory, a FILE_SYNC write or a COMMIT, nor the identity table
+    /// (flushed within seconds: `IdTable::flush_if_unsynced`): a crash of the server can
+    /// lose updates the client was told were done (Documentation/05-write-stability.md).
+    fn stable(&self) -> bool {
+        self.opts.sync
+    }
+
     fn writable(&self) -> Result<(), Fail> {
         if self.opts.read_write {
             Ok(())
@@ -168,12 +177,24 @@ impl<'a> Caller<'a> {
         } else {
             opts.squash.apply(self.cred.clone())
         };
+        // an `async` client's table changes are not waited for (the flag is per call)
+        crate::fs::idtable::reply_before_sync(!opts.sync);
         let o = ex.locate(&h)?;
         Ok((Ctx { ex, cred, opts }, o))
     }
 
     /// Executes one procedure and appends its result body (status first) to `w`.
     pub fn execute(&self, args: Args, w: &mut XdrWriter) {
+        // `ctx` marks an `async` client's call; the mark never outlives the call (this
+        // thread runs other work after it)
+        struct Unmark;
+        impl Drop for Unmark {
+            fn drop(&mut self) {
+                crate::fs::idtable::reply_before_sync(false);
+            }
+        }
+        crate::fs::idtable::reply_before_sync(false);
+        let _unmark = Unmark;
         match args {
             Args::Null => {}
             Args::GetAttr(fh) => self.getattr(&fh).encode(w),
@@ -243,7 +264,10 @@ impl<'a> Caller<'a> {
                 self.stamp(o, false)?; // a truncate sets mtime
             }
             // stable before the reply: size, mode, owner and times alike
-            o.make_stable()
+            if c.stable() {
+                o.make_stable()?;
+            }
+            Ok(())
         };
         self.with_wcc(fh, body, |_, (), wcc| wcc)
     }
@@ -422,6 +446,7 @@ impl<'a> Caller<'a> {
             // Honest stability (RFC 1813 §3.3.7): what we report is what is on disk.
             match stable {
                 StableHow::Unstable => {}
+                _ if !c.stable() => {}
                 StableHow::DataSync => f.sync_data()?,
                 StableHow::FileSync => f.sync_all()?,
             }
@@ -459,8 +484,10 @@ impl<'a> Caller<'a> {
                 self.stamp(dir, false)?;
             }
             // the new object and its entry are stable before the reply
-            o.make_stable()?;
-            sync_dir(&dirfd)?;
+            if c.stable() {
+                o.make_stable()?;
+                sync_dir(&dirfd)?;
+            }
             Ok(o)
         };
         self.with_wcc(&d.dir, body, |c, o, wcc| {
@@ -697,7 +724,10 @@ impl<'a> Caller<'a> {
             let last = victim.is_dir() || victim.st.st_nlink <= 1;
             c.ex.ids.remove_link(victim.id, dir.id, &d.name, last)?;
             self.stamp(dir, false)?;
-            sync_dir(&dirfd)
+            if c.stable() {
+                sync_dir(&dirfd)?;
+            }
+            Ok(())
         };
         self.with_wcc(&d.dir, body, |_, (), wcc| wcc)
     }
@@ -759,9 +789,14 @@ impl<'a> Caller<'a> {
             self.stamp(&fdir, false)?;
             if tdir.id != fdir.id {
                 self.stamp(&tdir, false)?;
-                sync_dir(&tfd)?;
+                if c.stable() {
+                    sync_dir(&tfd)?;
+                }
             }
-            sync_dir(&ffd)
+            if c.stable() {
+                sync_dir(&ffd)?;
+            }
+            Ok(())
         })();
         let _ = fdir.restat();
         let _ = tdir.restat();
@@ -815,8 +850,11 @@ impl<'a> Caller<'a> {
             c.ex.ids.add_link(o.id, dir.id, &link.name)?;
             self.stamp(&dir, false)?;
             // the new entry, and the object's link count
-            o.make_stable()?;
-            sync_dir(&dirfd)
+            if c.stable() {
+                o.make_stable()?;
+                sync_dir(&dirfd)?;
+            }
+            Ok(())
         })();
         let _ = o.restat();
         let _ = dir.restat();
@@ -939,9 +977,10 @@ impl<'a> Caller<'a> {
     }
 
     fn commit(&self, fh: &NfsFh3) -> Res<Raw, WccData> {
-        let body = |_: &Ctx<'a>, o: &Obj| {
-            let f = o.open_file(OFlag::O_RDONLY)?;
-            f.sync_all()?;
+        let body = |c: &Ctx<'a>, o: &Obj| {
+            if c.stable() {
+                o.open_file(OFlag::O_RDONLY)?.sync_all()?;
+            }
             Ok(())
         };
         self.with_wcc(fh, body, |_, (), wcc| {

@@ -139,6 +139,22 @@ fn lock_state(m: &Mutex<SyncState>) -> std::sync::MutexGuard<'_, SyncState> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+thread_local! {
+    /// The call this thread executes is for an `async` client: its table changes need not
+    /// be durable before the reply ([`reply_before_sync`]).
+    static ASYNC_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the call this thread executes as one whose table changes are not waited for
+/// (exports(5) `async`); each call starts unmarked. Such changes are flushed within seconds
+/// by [`IdTable::flush_if_unsynced`], or with the next durable change.
+pub fn reply_before_sync(on: bool) {
+    ASYNC_CALL.with(|c| c.set(on));
+}
+
+/// How often the daemon flushes the changes of `async` clients' calls.
+pub const ASYNC_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Most objects [`Recent`] keeps.
 const RECENT_CAP: usize = 65_536;
 
@@ -169,6 +185,8 @@ pub struct IdTable {
     bulk: std::sync::atomic::AtomicBool,
     sync: GroupSync,
     recent: Mutex<Recent>,
+    /// Changes of `async` calls not yet made durable.
+    unsynced: std::sync::atomic::AtomicBool,
 }
 
 impl IdTable {
@@ -219,6 +237,7 @@ impl IdTable {
             bulk: std::sync::atomic::AtomicBool::new(false),
             sync: GroupSync::default(),
             recent: Mutex::new(Recent::default()),
+            unsynced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -246,6 +265,10 @@ impl IdTable {
         tx.commit()?;
         self.changed(touched);
         if self.bulk.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if ASYNC_CALL.with(|c| c.get()) {
+            self.unsynced.store(true, Ordering::Release);
             return Ok(());
         }
         let mine = {
@@ -357,6 +380,17 @@ impl IdTable {
     /// next start copy everything again.
     pub fn set_bulk(&self, on: bool) {
         self.bulk.store(on, Ordering::Relaxed);
+    }
+
+    /// Makes the changes of `async` calls durable, if there are any.
+    pub fn flush_if_unsynced(&self) -> Result<(), IdError> {
+        if self.unsynced.swap(false, Ordering::AcqRel) {
+            if let Err(e) = self.durable_commit() {
+                self.unsynced.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Makes every commit so far durable.
