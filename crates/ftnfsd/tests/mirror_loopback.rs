@@ -303,7 +303,10 @@ fn divergent_secondary_is_failed_out_and_the_client_is_answered() {
     // and the primary gives it a full copy (it would accept a plain Join), then it is back
     wait_for(120, || "b never came back".into(), || secondary_live(&a));
     assert_eq!(manifest(&a), manifest(&b), "b is a copy of a again");
-    assert!(b.export().join("y").exists(), "what the primary did alone reached b");
+    assert!(
+        b.export().join("y").exists(),
+        "what the primary did alone reached b"
+    );
     let events = a.admin("status")["status"]["mirror"]["events"].to_string();
     assert!(
         events.contains("full copy: it computed another result"),
