@@ -256,6 +256,23 @@ struct Prim {
 /// A secondary's place in the stream: the core's, as in the daemon.
 type SecCore = Follower<Req>;
 
+/// The reorder window of a secondary's stream.
+const WINDOW: u64 = 1024;
+
+/// Following `leader`'s stream of `offer` from its base, its Join accepted at `at`.
+fn follow_offer(offer: &Offer, leader: MemberId, at: Millis) -> SecCore {
+    SecCore::following(
+        E,
+        offer.epoch,
+        offer.base,
+        offer.history,
+        leader,
+        false,
+        at,
+        WINDOW,
+    )
+}
+
 enum Role {
     Primary(Box<Prim>),
     /// `primary`: the listed primary, or the member it last followed (the daemon's
@@ -795,7 +812,7 @@ impl World {
                 PrimaryConfig {
                     retry_ms: 200,
                     max_sends: 5,
-                    max_pending: 1024,
+                    max_pending: WINDOW as usize,
                 },
             ),
             history,
@@ -1235,7 +1252,7 @@ impl World {
                 m.role = Role::Secondary {
                     primary: from,
                     core: Some(SecCore::following(
-                        E, epoch, base, history, from, false, now, 1024,
+                        E, epoch, base, history, from, false, now, WINDOW,
                     )),
                 };
                 if let Some(mm) = m.node.member(E) {
@@ -1340,16 +1357,7 @@ impl World {
                         mm.log = (offer.history, offer.base.0);
                         mm.role = Role::Secondary {
                             primary: from,
-                            core: Some(SecCore::following(
-                                E,
-                                offer.epoch,
-                                offer.base,
-                                offer.history,
-                                from,
-                                false,
-                                at,
-                                1024,
-                            )),
+                            core: Some(follow_offer(&offer, from, at)),
                         };
                         Msg::JoinReply {
                             ok: true,
@@ -1383,16 +1391,7 @@ impl World {
                         match core {
                             Some(c) if keep => c.rejoined(from, offer.epoch, at),
                             _ => {
-                                *core = Some(SecCore::following(
-                                    E,
-                                    offer.epoch,
-                                    offer.base,
-                                    offer.history,
-                                    from,
-                                    false,
-                                    at,
-                                    1024,
-                                ));
+                                *core = Some(follow_offer(&offer, from, at));
                                 mm.log = (offer.history, offer.base.0);
                             }
                         }

@@ -250,6 +250,19 @@ fn read_all(c: &mut Raw, xid: u32, f: &NfsFh3) -> (u32, u64, Vec<u8>) {
     (0, size, r.opaque(1 << 20).unwrap().to_vec())
 }
 
+/// lazyfs mounted under `dir`, with one export on it (`export`, rw) in `dir/exports`.
+fn lazy_export(dir: &Path) -> (Lazy, PathBuf) {
+    let lazy = Lazy::mount(dir);
+    let export = lazy.mnt.join("export");
+    std::fs::create_dir(&export).unwrap();
+    std::fs::write(
+        dir.join("exports"),
+        format!("{} *(rw,insecure,no_root_squash)\n", export.display()),
+    )
+    .unwrap();
+    (lazy, export)
+}
+
 /// One member on lazyfs: every kind of acknowledged stable update survives a power loss of
 /// the member (kill -9 of ftnfsd and the loss of everything not synced, at once).
 #[test]
@@ -259,14 +272,7 @@ fn acknowledged_updates_survive_a_power_loss() {
     }
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
-    let lazy = Lazy::mount(t.path());
-    let export = lazy.mnt.join("export");
-    std::fs::create_dir(&export).unwrap();
-    std::fs::write(
-        t.path().join("exports"),
-        format!("{} *(rw,insecure,no_root_squash)\n", export.display()),
-    )
-    .unwrap();
+    let (lazy, export) = lazy_export(t.path());
     let port = free_port();
     let mut d = Daemon::start(t.path(), port, &[]);
     let mut c = Raw::connect(d.port);
@@ -385,15 +391,8 @@ fn handles_made_at_once_survive_a_power_loss_of_the_identity_table() {
     }
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
-    let lazy = Lazy::mount(t.path());
-    let export = lazy.mnt.join("export");
+    let (lazy, export) = lazy_export(t.path());
     let state = lazy.mnt.join("state");
-    std::fs::create_dir(&export).unwrap();
-    std::fs::write(
-        t.path().join("exports"),
-        format!("{} *(rw,insecure,no_root_squash)\n", export.display()),
-    )
-    .unwrap();
     let port = free_port();
     let mut d = Daemon::start_with_state(t.path(), &state, port, &[]);
     let made: Vec<(String, NfsFh3)> = std::thread::scope(|sc| {

@@ -886,12 +886,17 @@ mod tests {
 
     /// A primary with these live secondaries, serving.
     fn primary(live: MemberSet) -> RoleView {
+        primary_followed(live, &[])
+    }
+
+    /// A primary with these live secondaries, serving, each confirmed our epoch at a time.
+    fn primary_followed(live: MemberSet, followed: &[(MemberId, u64)]) -> RoleView {
         RoleView::Primary {
             live,
             stepping_down: false,
             closed: false,
             resyncing: MemberSet::EMPTY,
-            followed: BTreeMap::new(),
+            followed: followed.iter().map(|(m, t)| (*m, Millis(*t))).collect(),
         }
     }
 
@@ -1008,29 +1013,11 @@ mod tests {
         let w = world(&[B]);
         n.heard(B, Millis(1000));
         let live: MemberSet = [B].into_iter().collect();
-        let followed: BTreeMap<MemberId, Millis> = [(B, Millis(100))].into_iter().collect();
-        let view = |_| {
-            Some(RoleView::Primary {
-                live,
-                stepping_down: false,
-                closed: false,
-                resyncing: MemberSet::EMPTY,
-                followed: followed.clone(),
-            })
-        };
+        let view = |_| Some(primary_followed(live, &[(B, 100)]));
         let e = n.handle_timeout(Millis(1000), &view, &w);
         assert_eq!(kinds(&e), ["beat", "failout"]);
         // confirmed recently: kept
-        let followed: BTreeMap<MemberId, Millis> = [(B, Millis(900))].into_iter().collect();
-        let view = |_| {
-            Some(RoleView::Primary {
-                live,
-                stepping_down: false,
-                closed: false,
-                resyncing: MemberSet::EMPTY,
-                followed: followed.clone(),
-            })
-        };
+        let view = |_| Some(primary_followed(live, &[(B, 900)]));
         let e = n.handle_timeout(Millis(1100), &view, &w);
         assert_eq!(kinds(&e), ["beat"]);
     }
@@ -1042,16 +1029,7 @@ mod tests {
         let mut n = Node::new(Settings::default(), None, vec![Member::new(E, 0, vec![B])]);
         let w = world(&[B]);
         let live: MemberSet = [B].into_iter().collect();
-        let followed: BTreeMap<MemberId, Millis> = [(B, Millis(1000))].into_iter().collect();
-        let view = |_| {
-            Some(RoleView::Primary {
-                live,
-                stepping_down: false,
-                closed: false,
-                resyncing: MemberSet::EMPTY,
-                followed: followed.clone(),
-            })
-        };
+        let view = |_| Some(primary_followed(live, &[(B, 1000)]));
         n.heard(B, Millis(1000));
         assert_eq!(kinds(&n.handle_timeout(Millis(1000), &view, &w)), ["beat"]);
         // frozen from 1000 to 2000: at 2000 the machine sees the gap
