@@ -357,10 +357,11 @@ struct World {
     cuts: BTreeSet<(MemberId, MemberId)>,
     isolated: BTreeSet<MemberId>,
     /// Links a cut broke (what was in flight is lost): when the cut heals, both ends see a
-    /// new connection — as the daemon's `link_down`/`link_up`, a primary puts the member out
-    /// of its stream and asks it to join again (a Join first on the new link). A link that
-    /// lost messages and then carried later ones would be no TCP connection (seed 55907: a
-    /// lost Join, then an update applied over a gap).
+    /// new connection — as the daemon's `link_down`/`link_up`, a primary sends its Join
+    /// again first on the new link, then what still awaits the member; a lost link alone
+    /// does not put a member out (seed 175651). A link that lost messages and then carried
+    /// later ones would be no TCP connection (seed 55907: a lost Join, then an update applied
+    /// over a gap).
     broken: BTreeSet<(MemberId, MemberId)>,
     vip: Option<MemberId>,
     max_reply_epoch: Epoch,
@@ -469,8 +470,8 @@ impl World {
     }
 
     /// Ends links of `m`: what is in flight is lost. A crash also resets them (the host
-    /// answers for the dead process), so primaries lose it as a live secondary at once; a
-    /// cut does not (TCP notices nothing; silence decides).
+    /// answers for the dead process, and refuses the redial), so primaries fail it out at
+    /// once; a cut does not (TCP notices nothing; silence decides).
     fn end_links(&mut self, m: MemberId, other: Option<MemberId>, reset: bool) {
         let all: Vec<MemberId> = self.ids().into_iter().chain([WITNESS]).collect();
         for o in all {
@@ -482,21 +483,21 @@ impl World {
                 self.broken.insert(pair(m, o));
                 continue;
             }
+            // the live end redials at once and its host refuses: the process is gone (the
+            // daemon's dialer after a link ends) — the member machine fails it out
             for (a, b) in [(m, o), (o, m)] {
-                if a == WITNESS || !self.up(a) {
+                if a == WITNESS || b == WITNESS || !self.up(a) || self.up(b) {
                     continue;
                 }
                 let now = Millis(self.now);
-                if let Role::Primary(p) = &mut self.mem_mut(a).role {
-                    p.p.member_lost(b);
-                }
-                self.pump(a, now);
+                self.mem_mut(a).node.refused(b, now);
+                self.tick(a);
             }
         }
     }
 
-    /// Broken links whose cut healed connect again: each primary end puts the other out of
-    /// its stream and asks it to join on the new link (the daemon's `link_down` + `link_up`).
+    /// Broken links whose cut healed connect again: each primary end asks the other to join
+    /// on the new link, live or not (the daemon's `link_down` + `link_up`).
     fn reconnect(&mut self) {
         let now = Millis(self.now);
         let healed: Vec<(MemberId, MemberId)> = self
@@ -516,9 +517,7 @@ impl World {
                     continue;
                 }
                 let listed = self.mem(x).others.contains(&y);
-                if let Role::Primary(p) = &mut self.mem_mut(x).role {
-                    p.p.member_lost(y);
-                } else {
+                if !matches!(self.mem(x).role, Role::Primary(_)) {
                     continue;
                 }
                 self.pump(x, now);
@@ -639,7 +638,7 @@ impl World {
         let me = self.mem(id);
         let pos0 = me.pos == 0;
         let Role::Primary(p) = &me.role else { return };
-        if p.closed || p.p.live().contains(m) {
+        if p.closed {
             return;
         }
         let offer = Offer {
@@ -2165,7 +2164,7 @@ fn run_seed(seed: u64, trace: bool) -> Result<Outcome, String> {
 /// 100,000+ seeds; `Documentation/09-member-machine.md` says what each found). They run on
 /// every `cargo test`: undo one of their rules and this test names the seed.
 const FOUND: &[u64] = &[
-    41_225, 51_633, 55_907, 117_335, 135_622, 138_373, 138_537, 154_793,
+    41_225, 51_633, 55_907, 117_335, 135_622, 138_373, 138_537, 154_793, 175_651,
 ];
 
 #[test]

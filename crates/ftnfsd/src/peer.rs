@@ -164,7 +164,8 @@ pub fn spawn_dialers(mirror: Arc<Mirror>) {
         tokio::spawn(async move {
             let mut logged = false;
             loop {
-                match dial_once(&mirror, p.id, &p.name, p.addr, &mut logged).await {
+                let mut linked = false;
+                match dial_once(&mirror, p.id, &p.name, p.addr, &mut logged, &mut linked).await {
                     Ok(()) => {}
                     Err(e) => {
                         if !logged {
@@ -173,7 +174,11 @@ pub fn spawn_dialers(mirror: Arc<Mirror>) {
                         }
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // A link that was up just ended: redial at once — a refusal proves the
+                // peer's process gone (the primary fails it out then, not on the lost link).
+                if !linked {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         });
     }
@@ -185,6 +190,7 @@ async fn dial_once(
     name: &str,
     addr: std::net::SocketAddr,
     logged: &mut bool,
+    linked: &mut bool,
 ) -> Result<(), PeerError> {
     let sock = match tokio::time::timeout(HANDSHAKE, TcpStream::connect(addr)).await {
         Err(_) => return Err(PeerError::Timeout),
@@ -209,6 +215,7 @@ async fn dial_once(
         .map_err(|_| PeerError::Timeout)??;
     tracing::info!(peer = name, %addr, "peer link up (we send)");
     *logged = false;
+    *linked = true;
     let link = spawn_writer(wr);
     let m = &mirror;
     m.link_up(id, link, mirror.local.now());

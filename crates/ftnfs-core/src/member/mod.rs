@@ -396,10 +396,8 @@ impl Member {
                     // A live secondary answers every heartbeat; one that stopped (frozen, cut
                     // off) is failed out so replies do not wait on it. Its silence counts from
                     // its join at the earliest: a member that stood by was silent before.
-                    if self
-                        .followed_or_asked(m, followed, ev)
-                        .is_some_and(|h| now.since(h) > s.failover.fail_out_ms())
-                    {
+                    let since = self.followed_or_asked(m, followed, ev);
+                    if since.is_some_and(|h| now.since(h) > s.failover.fail_out_ms()) {
                         out.push(Effect::FailOut {
                             export,
                             member: m,
@@ -407,6 +405,17 @@ impl Member {
                                 "secondary {} failed out (silent for {} ms)",
                                 facts.name(m),
                                 s.failover.fail_out_ms()
+                            ),
+                        });
+                    } else if process_gone(ev.of(m), since) {
+                        // a lost connection alone never puts a member out (seed 175651): a
+                        // refused one after everything it said proves its process gone
+                        out.push(Effect::FailOut {
+                            export,
+                            member: m,
+                            why: format!(
+                                "secondary {} failed out (its host refused a connection)",
+                                facts.name(m)
                             ),
                         });
                     }
@@ -633,6 +642,15 @@ impl Member {
             RoleView::Standby { .. } => None,
         }
     }
+}
+
+/// Whether a live secondary's process is gone: its host refused a connection after the last
+/// thing it said and after `since` (its last confirmation or our last Join to it). A refusal
+/// is the host's answer that nothing listens on the peer port; a lost connection is not
+/// evidence (a cut link, a full queue), only this and silence are.
+fn process_gone(w: evidence::Watch, since: Option<Millis>) -> bool {
+    w.refused_at
+        .is_some_and(|r| since.is_none_or(|s| r > s) && w.last_heard.is_none_or(|h| r > h))
 }
 
 fn min_opt(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
@@ -1020,6 +1038,26 @@ mod tests {
         let view = |_| Some(primary_followed(live, &[(B, 900)]));
         let e = n.handle_timeout(Millis(1100), &view, &w);
         assert_eq!(kinds(&e), ["beat"]);
+    }
+
+    /// seed 175651: a lost connection is no evidence, a refused one is — but only if it came
+    /// after everything the secondary said and after its last confirmation.
+    #[test]
+    fn a_refused_connection_fails_a_secondary_out_a_lost_one_does_not() {
+        let mut n = Node::new(Settings::default(), None, vec![Member::new(E, 0, vec![B])]);
+        let w = world(&[B]);
+        let live: MemberSet = [B].into_iter().collect();
+        let view = |_| Some(primary_followed(live, &[(B, 1000)]));
+        n.heard(B, Millis(1000));
+        n.refused(B, Millis(900)); // an old refusal: before B said anything
+        assert_eq!(kinds(&n.handle_timeout(Millis(1100), &view, &w)), ["beat"]);
+        n.refused(B, Millis(1150));
+        assert_eq!(
+            kinds(&n.handle_timeout(Millis(1200), &view, &w)),
+            ["beat", "failout"]
+        );
+        n.heard(B, Millis(1250)); // a new process answered
+        assert_eq!(kinds(&n.handle_timeout(Millis(1300), &view, &w)), ["beat"]);
     }
 
     /// seed 135622: a primary frozen for 800 ms must not fail its secondaries out at once

@@ -372,7 +372,23 @@ impl<P: Clone> Primary<P> {
 
     /// Adds `m` as a live secondary whose state is that of the released watermark, which is
     /// returned; every update in flight is sent to it.
+    ///
+    /// `m` already live (a new connection to it: what was in flight on the old one may be
+    /// lost): it keeps its place — everything it acknowledged stays acknowledged, and every
+    /// update still awaiting it is sent again now. A lost connection never puts a member out
+    /// by itself (its process may live on, inside its takeover window: sim_group seed
+    /// 175651); silence, a refusal or a refused connection does.
     pub fn add_member(&mut self, m: MemberId, now: Millis) -> Result<SeqNo, NotQuiet> {
+        if self.live.contains(m) {
+            for p in self.pending.values_mut().filter(|p| p.awaiting.contains(m)) {
+                p.last_send = now;
+                self.effects.push_back(PrimaryEffect::Send {
+                    to: m,
+                    update: p.update.clone(),
+                });
+            }
+            return Ok(self.released.watermark());
+        }
         if self.released.holes_above() > 0 {
             return Err(NotQuiet);
         }
@@ -711,6 +727,29 @@ mod tests {
         p.local_done(s, 0);
         assert!(drain(&mut p).is_empty());
         p.on_ack(A, Epoch(1), s, 0);
+        assert!(matches!(drain(&mut p)[..], [PrimaryEffect::Release { .. }]));
+    }
+
+    /// A new connection to a live member: it stays live, keeps what it acknowledged, and gets
+    /// again only what still awaits it — nothing is released without it.
+    #[test]
+    fn a_live_member_on_a_new_link_keeps_its_place() {
+        let mut p = prim(&[A, B]);
+        let s1 = p.submit(1, &write(1), 0, Millis(0)).unwrap();
+        let s2 = p.submit(2, &write(2), 0, Millis(0)).unwrap();
+        p.local_done(s1, 0);
+        p.local_done(s2, 0);
+        p.on_ack(A, Epoch(1), s1, 0);
+        p.on_ack(B, Epoch(1), s1, 0);
+        p.on_ack(B, Epoch(1), s2, 0);
+        drain(&mut p);
+        assert_eq!(p.add_member(A, Millis(5)), Ok(s1));
+        let e = drain(&mut p);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(matches!(&e[0], PrimaryEffect::Send { to: A, update } if update.seq == s2));
+        assert!(p.live().contains(A));
+        assert_eq!(p.released_watermark(), s1, "s2 still waits for A");
+        p.on_ack(A, Epoch(1), s2, 0);
         assert!(matches!(drain(&mut p)[..], [PrimaryEffect::Release { .. }]));
     }
 }

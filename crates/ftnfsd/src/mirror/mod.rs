@@ -642,16 +642,13 @@ impl Mirror {
         }
     }
 
-    /// The connection to `peer` is gone: it is out of every export we are primary of.
-    pub fn link_down(&self, peer: MemberId, now: Millis) {
+    /// The connection to `peer` is gone. That alone puts it out of no export: its process may
+    /// live on (a reset link, a cut one), inside its takeover window, and replies released
+    /// without it could be lost with us (sim_group seed 175651). What awaits it is sent
+    /// again on the next link (`link_up` asks it to join again first); the dialer redials at
+    /// once, and a refused redial (its process is gone) or its silence fails it out.
+    pub fn link_down(&self, peer: MemberId, _now: Millis) {
         lock(&self.links).remove(&peer);
-        for role in self.roles() {
-            if let Role::Primary(ps) = &*role {
-                let mut c = lock(&ps.core);
-                c.p.member_lost(peer);
-                ps.drain(&mut c, self, now);
-            }
-        }
     }
 
     /// Something came from `peer`: it is alive.
