@@ -188,6 +188,13 @@ pub struct Export {
     pub clients: Vec<ClientRule>,
     /// Mirroring configuration.
     pub mirroring: Mirroring,
+    /// `InMemory` (mirrored exports only): an update counts as durable once it is in the
+    /// memory of every live member — the reply waits for no disk — and each member flushes
+    /// it within a second. While the primary has no live secondary, updates are stable
+    /// before their reply as without it. Survives any single member failure, power loss
+    /// included; not every member losing power within that second
+    /// (Documentation/11-durable-metadata.md).
+    pub in_memory: bool,
     /// 1-based line in the exports file.
     pub line: usize,
 }
@@ -357,6 +364,7 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
         fsid,
         mut mirroring,
         read_mode: high_read,
+        in_memory,
         split_r,
         split_w,
     } = ex;
@@ -381,6 +389,9 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
             _ => return Err("HighRead/AckRead need ftnfs=".into()),
         }
     }
+    if in_memory && mirroring == Mirroring::None {
+        return Err("InMemory needs ftnfs= (it counts on the other members' memory)".into());
+    }
     let id = match fsid {
         Some(0) => return Err("fsid=0 is reserved (NFSv4 pseudo root); choose another".into()),
         Some(f) => ExportId(f),
@@ -395,6 +406,7 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
         id,
         clients,
         mirroring,
+        in_memory,
         line,
     })
 }
@@ -432,6 +444,7 @@ struct ExportOptions {
     fsid: Option<u32>,
     mirroring: Mirroring,
     read_mode: ReadMode,
+    in_memory: bool,
     split_r: Option<Vec<String>>,
     split_w: Option<Vec<String>>,
 }
@@ -470,6 +483,7 @@ fn apply_export_option(o: &str, ex: &mut ExportOptions) -> Result<bool, String> 
         ("ftnfsw", Some(v)) => ex.split_w = Some(member_list(v, "ftnfsw")?),
         ("HighRead", None) | ("highread", None) => ex.read_mode = ReadMode::Serialized,
         ("AckRead", None) | ("ackread", None) => ex.read_mode = ReadMode::Acknowledged,
+        ("InMemory", None) | ("inmemory", None) => ex.in_memory = true,
         _ => return Ok(false),
     }
     Ok(true)
@@ -561,6 +575,18 @@ fn parse_client(s: &str) -> Result<ClientSpec, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_memory_durability_needs_a_mirror() {
+        let e = parse(
+            "exports",
+            "/srv/a -ftnfs=A:B,InMemory *(rw)\n/srv/b -ftnfs=A:B *(rw)\n",
+        )
+        .unwrap();
+        assert!(e[0].in_memory && !e[1].in_memory);
+        let err = parse("exports", "/srv/a -inmemory *(rw)\n").unwrap_err();
+        assert!(format!("{err}").contains("InMemory needs ftnfs="), "{err}");
+    }
 
     #[test]
     fn patent_table_ii_forms() {

@@ -488,6 +488,11 @@ struct Pair {
 
 impl Pair {
     fn new(lazy_member: usize) -> Pair {
+        Self::with_options(lazy_member, "")
+    }
+
+    /// `opts`: more of the `-ftnfs=a:b` option list (",InMemory").
+    fn with_options(lazy_member: usize, opts: &str) -> Pair {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("secret"), "a-long-enough-shared-secret\n").unwrap();
         let lazy_dir = t.path().join(["a", "b"][lazy_member]);
@@ -506,7 +511,7 @@ impl Pair {
             std::fs::write(
                 d.join("exports"),
                 format!(
-                    "{} -ftnfs=a:b,fsid=4711 *(rw,insecure,no_root_squash)\n",
+                    "{} -ftnfs=a:b{opts},fsid=4711 *(rw,insecure,no_root_squash)\n",
                     e.display()
                 ),
             )
@@ -519,6 +524,15 @@ impl Pair {
     fn formed(lazy_member: usize, a_extra: &[&str]) -> Pair {
         let mut p = Pair::new(lazy_member);
         p.start(0, a_extra);
+        p.start(1, &[]);
+        wait("the group did not form", || p.whole(0));
+        p
+    }
+
+    /// Both members started, a primary with b live, on an export with `opts`.
+    fn formed_with(lazy_member: usize, opts: &str) -> Pair {
+        let mut p = Pair::with_options(lazy_member, opts);
+        p.start(0, &[]);
         p.start(1, &[]);
         wait("the group did not form", || p.whole(0));
         p
@@ -706,6 +720,67 @@ fn a_primary_that_lost_power_is_replaced_and_rejoins() {
     p.start(0, &[]);
     wait("a never took its role back", || p.whole(0));
     assert_eq!(p.manifest(0), p.manifest(1), "mirrors identical");
+}
+
+/// `InMemory`: the primary replies once the update is in both members' memory, without
+/// syncing — its power loss right after loses the updates on its own disk (syncfs does not
+/// reach a FUSE filesystem, so nothing was flushed there), yet the secondary, which has
+/// every acknowledged one in memory, takes over with all of them.
+#[test]
+fn an_in_memory_export_survives_the_primary_losing_power() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let mut p = Pair::formed_with(0, ",InMemory");
+    let (mut c, root) = p.client(0);
+    let files = write_files(&mut c, &root, 1000, 20, 5000);
+    drop(c);
+    p.kill9(0);
+    eprintln!("lazyfs: {}", p.lazy.crash());
+    let lost_on_a = files
+        .iter()
+        .filter(|(name, data)| {
+            std::fs::read(p.lazy.disk.join("export").join(name))
+                .ok()
+                .as_ref()
+                != Some(data)
+        })
+        .count();
+    assert!(
+        lost_on_a > 0,
+        "the primary synced every update before its reply: not in-memory durability"
+    );
+    wait("b never took over", || p.status(1)["role"] == "primary");
+    let (mut c, root) = p.client(1);
+    for (i, (name, data)) in files.iter().enumerate() {
+        let f = lookup(&mut c, &root, name).1.expect(name);
+        let (st, size, got) = read_all(&mut c, 6001 + 3 * i as u32, &f);
+        assert_eq!((st, size), (0, data.len() as u64), "{name} on b");
+        assert!(got == data[..got.len()], "{name} on b");
+    }
+    eprintln!(
+        "{lost_on_a} of {} files were only in memory on a",
+        files.len()
+    );
+}
+
+/// `InMemory` with no live secondary: nobody else's memory holds an update, so the primary
+/// makes it stable before its reply, as without the option.
+#[test]
+fn an_in_memory_export_alone_syncs_before_its_replies() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let mut p = Pair::formed_with(0, ",InMemory");
+    p.lose_b();
+    let (mut c, root) = p.client(0);
+    let files = write_files(&mut c, &root, 1000, 10, 5000);
+    drop(c);
+    p.kill9(0);
+    eprintln!("lazyfs: {}", p.lazy.crash());
+    p.assert_on_lazy_disk(&files);
 }
 
 /// The member being resynced loses power in the middle of the resync: it comes back, is

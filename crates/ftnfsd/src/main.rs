@@ -301,6 +301,27 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
+    if local.exports.iter().any(|e| e.cfg.in_memory) {
+        // `InMemory` exports: what their replies did not wait for is stable within
+        // MEMORY_FLUSH (Documentation/11-durable-metadata.md)
+        let local = local.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(fs::MEMORY_FLUSH);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let l = local.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for ex in l.exports.iter().filter(|e| e.cfg.in_memory) {
+                        if let Err(e) = ex.flush_memory_updates() {
+                            tracing::warn!(export = ex.cfg.path, error = %e, "in-memory updates not flushed");
+                        }
+                    }
+                })
+                .await;
+            }
+        });
+    }
     let mirror = Arc::new(mirror::Mirror::new(group, local.clone(), &cli.state_dir)?);
     if (!mirror.is_empty() || cli.witness_mode) && mirror.group.secret.is_empty() {
         anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");

@@ -60,6 +60,10 @@ pub struct Dictation {
     pub time: TimeSpec,
     /// A READ of a `HighRead` export: it sets the file's atime to the latest dictated time.
     pub atime: bool,
+    /// Durable once in every live member's memory (an `InMemory` export with a live
+    /// secondary): nothing is synced before the reply; the member flushes within a second
+    /// (`ExportFs::flush_memory_updates`).
+    pub in_memory: bool,
 }
 
 /// What a handle gives a request: the export, the object, and the caller's rights there.
@@ -67,6 +71,8 @@ struct Ctx<'a> {
     ex: &'a ExportFs,
     cred: Cred,
     opts: &'a ClientOptions,
+    /// The update is durable in the members' memory (`Dictation::in_memory`).
+    in_memory: bool,
 }
 
 impl Ctx<'_> {
@@ -75,8 +81,10 @@ impl Ctx<'_> {
     /// the object, its directory, a FILE_SYNC write or a COMMIT, nor the identity table
     /// (flushed within seconds: `IdTable::flush_if_unsynced`): a crash of the server can
     /// lose updates the client was told were done (Documentation/05-write-stability.md).
+    /// Also not for an update that counts as durable in every live member's memory
+    /// (`InMemory`, `Dictation::in_memory`).
     fn stable(&self) -> bool {
-        self.opts.sync
+        self.opts.sync && !self.in_memory
     }
 
     fn writable(&self) -> Result<(), Fail> {
@@ -177,10 +185,19 @@ impl<'a> Caller<'a> {
         } else {
             opts.squash.apply(self.cred.clone())
         };
+        let in_memory = self.dictate.is_some_and(|d| d.in_memory);
         // an `async` client's table changes are not waited for (the flag is per call)
-        crate::fs::idtable::reply_before_sync(!opts.sync);
+        crate::fs::idtable::reply_before_sync(!opts.sync || in_memory);
         let o = ex.locate(&h)?;
-        Ok((Ctx { ex, cred, opts }, o))
+        Ok((
+            Ctx {
+                ex,
+                cred,
+                opts,
+                in_memory,
+            },
+            o,
+        ))
     }
 
     /// Executes one procedure and appends its result body (status first) to `w`.

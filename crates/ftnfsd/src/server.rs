@@ -190,10 +190,11 @@ impl Server {
                         };
                         match self.mirrored(ps, fh, &a, origin, h.proc_, args, info) {
                             Some(d) => {
+                                let in_memory = d.0.in_memory;
                                 let r =
                                     self.local
                                         .execute(h.xid, a, peer, cred, anonymous, Some(d.0));
-                                if !self.mirrored_done(ps, d.1, d.2, &r) {
+                                if !self.mirrored_done(ps, fh, in_memory, d.1, d.2, &r) {
                                     // deposed before every member had it: no reply; the
                                     // client retransmits to the new primary. But it *was*
                                     // executed here: keep its reply, so that a resend that
@@ -316,6 +317,8 @@ impl Server {
                 time: nix::sys::time::TimeSpec::new(time.0, time.1 as i64),
                 atime: info.mirrored_read
                     && self.local.read_mode(fh.export) == ReadMode::Serialized,
+                // durable in memory only while another member holds it too
+                in_memory: ex.cfg.in_memory && ps.has_live_secondary(),
             },
             seq,
             rx,
@@ -323,14 +326,22 @@ impl Server {
     }
 
     /// Reports the local result of a mirrored update and holds the reply until every live
-    /// secondary has it (or was failed out). `false`: send no reply (deposed).
+    /// secondary has it (or was failed out). `false`: send no reply (deposed). An update
+    /// executed as durable in memory (`in_memory`) that no secondary acknowledged — each was
+    /// failed out meanwhile — is made stable here before its reply.
     fn mirrored_done(
         &self,
         ps: &crate::mirror::PrimarySide,
+        fh: FileHandle,
+        in_memory: bool,
         seq: SeqNo,
         rx: std::sync::mpsc::Receiver<Signal>,
         reply: &[u8],
     ) -> bool {
+        let memory = self.export(fh.export).filter(|_| in_memory);
+        if let Some(ex) = memory {
+            ex.memory_update(); // executed: flushed within MEMORY_FLUSH
+        }
         ps.local_done(
             &self.mirror,
             seq,
@@ -340,7 +351,17 @@ impl Server {
         // The core releases within retry × sends (then it fails silent members out); the
         // bound here only guards against a bug.
         match rx.recv_timeout(MAX_RUN_WAIT) {
-            Ok(Signal::Release) => true,
+            Ok(Signal::Release { alone }) => {
+                if let Some(ex) = memory {
+                    if alone {
+                        if let Err(e) = ex.flush_memory_updates() {
+                            tracing::error!(export = fh.export.0, error = %e, "cannot make an update stable: no reply");
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
             Ok(Signal::Drop) => false,
             other => {
                 tracing::error!(seq = seq.0, ?other, "mirrored update never released");

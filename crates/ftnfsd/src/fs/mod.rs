@@ -29,6 +29,10 @@ use idtable::{IdTable, ObjRec};
 /// Longest entry name (NAME_MAX).
 pub const NAME_MAX: usize = 255;
 
+/// How long an update of an `InMemory` export may stay in memory only: each member flushes
+/// its export this often (the option's bound, `Documentation/11-durable-metadata.md`).
+pub const MEMORY_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// One export served by this member.
 pub struct ExportFs {
     /// Its configuration.
@@ -39,6 +43,8 @@ pub struct ExportFs {
     pub ids: IdTable,
     /// Directory listings in cookie order (READDIR).
     pub listings: listing::Listings,
+    /// An update durable only in memory (`InMemory`) executed since the last flush.
+    memory_unsynced: std::sync::atomic::AtomicBool,
 }
 
 /// An object found from a handle: its identity, the directory that holds its (first) name,
@@ -221,7 +227,35 @@ impl ExportFs {
             root,
             ids,
             listings: Default::default(),
+            memory_unsynced: Default::default(),
         })
+    }
+
+    /// An update that counts as durable in the members' memory (`InMemory`) finished here:
+    /// the next [`flush_memory_updates`](Self::flush_memory_updates) makes it stable.
+    pub fn memory_update(&self) {
+        self.memory_unsynced
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Makes every in-memory update finished so far stable: the export's filesystem
+    /// (syncfs) and its identity table. The daemon calls it every
+    /// [`MEMORY_FLUSH`](crate::fs::MEMORY_FLUSH) — the bound `InMemory` promises — and the
+    /// primary before releasing an in-memory update no secondary acknowledged.
+    pub fn flush_memory_updates(&self) -> std::io::Result<()> {
+        if !self
+            .memory_unsynced
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return Ok(());
+        }
+        let r = nix::unistd::syncfs(self.root.as_fd())
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.ids.flush_if_unsynced().map_err(std::io::Error::other));
+        if r.is_err() {
+            self.memory_update(); // try again at the next flush
+        }
+        r
     }
 
     /// Nothing was ever recorded here and the directory is empty: a mirror in this state

@@ -144,8 +144,11 @@ impl Group {
 pub enum Signal {
     /// The local execution may start.
     Run,
-    /// The reply may go out.
-    Release,
+    /// The reply may go out. `alone`: no secondary has the update (each was failed out).
+    Release {
+        /// No secondary acknowledged it.
+        alone: bool,
+    },
     /// Send no reply: this member was deposed before the update was on every member; the
     /// client retransmits to the new primary.
     Drop,

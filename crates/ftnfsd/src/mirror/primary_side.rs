@@ -122,6 +122,11 @@ impl PrimarySide {
         }
     }
 
+    /// Whether any secondary is live in the stream now.
+    pub fn has_live_secondary(&self) -> bool {
+        !lock(&self.core).p.live().is_empty()
+    }
+
     /// Updates numbered and not yet released.
     pub fn pending(&self) -> usize {
         lock(&self.core).p.pending()
@@ -262,9 +267,11 @@ impl PrimarySide {
                         let _ = w.try_send(Signal::Run);
                     }
                 }
-                PrimaryEffect::Release { token, .. } => {
+                PrimaryEffect::Release { token, acked, .. } => {
                     if let Some(w) = c.waiters.remove(&token) {
-                        let _ = w.try_send(Signal::Release);
+                        let _ = w.try_send(Signal::Release {
+                            alone: acked.is_empty(),
+                        });
                     }
                 }
                 PrimaryEffect::Failed { member, reason } => {
