@@ -221,6 +221,9 @@ pub struct Member {
     negotiating_since: Option<Millis>,
     negotiated: Option<(Millis, String)>,
     holdoff_logged: Option<Millis>,
+    /// When vouchers were last asked about our primary (a refusal newer than this asks
+    /// again at once).
+    queried_at: Option<Millis>,
     take_over: bool,
     want_back: bool,
     asked_back: Option<Millis>,
@@ -241,6 +244,7 @@ impl Member {
             negotiating_since: None,
             negotiated: None,
             holdoff_logged: None,
+            queried_at: None,
             take_over: false,
             want_back: false,
             asked_back: None,
@@ -499,7 +503,15 @@ impl Member {
                 let silent = ev
                     .last_heard(*primary)
                     .is_some_and(|h| now.since(h) >= s.silence_ms());
-                if silent && beat {
+                // a refusal after the primary's last word: ask at once, not at the next
+                // heartbeat after the silence (the answers let `decide` promote now)
+                let w = ev.of(*primary);
+                let refused = w
+                    .refused_at
+                    .filter(|r| w.last_heard.is_none_or(|h| *r > h))
+                    .filter(|r| self.queried_at.is_none_or(|q| q < *r));
+                if (silent && beat) || refused.is_some() {
+                    self.queried_at = Some(now);
                     for v in &vouchers {
                         if facts.linked(*v) {
                             out.push(Effect::WitnessQuery {

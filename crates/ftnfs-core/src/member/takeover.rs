@@ -88,9 +88,6 @@ pub fn decide(
     // took those for its primary's life promoted without the updates released since
     // (tests/sim_group.rs seed 41225).
     let heard = led_at.map_or(alive, |l| l.min(alive));
-    if now.since(heard) < cfg.silence_ms() {
-        return Verdict::Follow;
-    }
     // The primary went silent to us close enough to its end that it cannot have failed us
     // out and released replies without us first (a secondary cut off earlier holds a mirror
     // the group moved on from: it must wait for a resync or the operator).
@@ -98,6 +95,19 @@ pub fn decide(
     let in_vouched_window = |gone: u64| gone.saturating_sub(heard.0) <= cfg.vouched_window_ms();
     let refused_after = w.refused_at.filter(|r| *r > alive);
     let process_gone = refused_after.is_some_and(|r| in_window(r.0));
+    // Its process proven gone, nothing is gained by waiting out the silence — once every
+    // voucher answered since the refusal (one that knows a newer epoch must be heard: seed
+    // 154793). This is the single-kill stall: the redial's refusal comes within a round
+    // trip of the kill, the silence only after 400 ms.
+    let answered_since = |r: Millis| {
+        vouchers
+            .iter()
+            .all(|v| ev.said(*v, primary).is_some_and(|(at, _)| at >= r))
+    };
+    let proven_now = process_gone && refused_after.is_some_and(answered_since);
+    if now.since(heard) < cfg.silence_ms() && !proven_now {
+        return Verdict::Follow;
+    }
     let fresh = |at: Millis| now.since(at) <= 2 * cfg.heartbeat_ms;
     if vouchers.iter().any(|v| {
         ev.epoch_of(*v, export)
@@ -218,7 +228,8 @@ mod tests {
             (Some(1000), None, 2000, true, true, "hold"),   // silence only: partition?
             (Some(1000), Some(900), 2000, true, true, "hold"), // refusal is older than contact
             (Some(1000), Some(1450), 1450, true, true, "promote"), // silent and refused
-            (Some(1000), Some(1450), 1300, true, true, "follow"), // refused but not silent yet
+            (Some(1000), Some(1100), 1100, true, true, "promote"), // refused: no silence needed
+            (Some(1000), Some(1100), 1100, true, false, "hold"), // …but first in line still
             (Some(1000), Some(1450), 1450, true, false, "hold"), // not first in line
             (Some(1000), Some(1700), 1700, true, true, "promote"), // refused within the window
             (Some(1000), Some(1701), 1701, true, true, "hold"), // silent to us for too long
@@ -311,6 +322,44 @@ mod tests {
         ev3.knows_epoch(C, X, Epoch(5), Millis(1960));
         ev3.knows_epoch(C, ExportId(2), Epoch(9), Millis(1960));
         assert_eq!(d(&ev3), "promote");
+    }
+
+    /// The single-kill stall: a refusal proves the process gone at once, but with vouchers
+    /// the takeover waits for each one's answer since the refusal (one may know a newer
+    /// epoch) — or for the silence, as before.
+    #[test]
+    fn a_refusal_promotes_before_the_silence_once_every_voucher_answered() {
+        let cfg = FailoverConfig::default();
+        let mut ev = Evidence::default();
+        ev.heard(P, Millis(1000));
+        ev.refused(P, Millis(1050));
+        let d = |ev: &Evidence, now| kind(decide(f(None), ev, &[W], &cfg, Millis(now), true, true));
+        assert_eq!(d(&ev, 1050), "follow", "the witness has not answered since");
+        ev.says(W, P, 800, Millis(1040)); // an answer from before the refusal
+        assert_eq!(d(&ev, 1055), "follow");
+        ev.says(W, P, 20, Millis(1060));
+        ev.knows_epoch(W, X, Epoch(0), Millis(1060));
+        assert_eq!(d(&ev, 1060), "promote");
+        let mut newer = ev.clone();
+        newer.says(C, P, 20, Millis(1061));
+        newer.knows_epoch(C, X, Epoch(6), Millis(1061));
+        assert_eq!(
+            kind(decide(
+                f(None),
+                &newer,
+                &[W, C],
+                &cfg,
+                Millis(1062),
+                true,
+                true
+            )),
+            "hold"
+        );
+        // without answers the silence still ends the wait
+        let mut quiet = Evidence::default();
+        quiet.heard(P, Millis(1000));
+        quiet.refused(P, Millis(1050));
+        assert_eq!(d(&quiet, 1400), "promote");
     }
 
     #[test]
