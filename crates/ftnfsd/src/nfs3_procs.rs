@@ -1177,8 +1177,15 @@ fn list_dir(
             Some((parent_id, Generation(0))),
         ));
     }
-    // Assign ids only to what may fit (each entry takes ≥ 24 bytes).
-    let room = maxcount / 24 + 2;
+    // Assign ids only to what may fit: an entry takes ≥ 28 bytes (marker, fileid, name,
+    // cookie), a READDIRPLUS entry 8 more (its attributes and handle, absent at least) and
+    // ≥ 28 of `dircount`. Sized by maxcount alone, a Linux READDIRPLUS (dircount 4 KiB,
+    // maxcount 32 KiB) identified ~1,370 entries per call to send ~110.
+    let room = if plus {
+        (maxcount / 36).min(dircount / 28) + 2
+    } else {
+        maxcount / 28 + 2
+    };
     let take = names.len().min(room);
     let eof_possible = take == names.len();
     let known: Vec<(&[u8], u64, u64)> = names[..take]
