@@ -53,7 +53,7 @@ async fn list(c: &mut Conn, dir: &nfs_fh3, plus: bool) -> Result<u64> {
                 .readdirplus(&READDIRPLUS3args {
                     dir: dir.clone(),
                     cookie,
-                    cookieverf: verf.clone(),
+                    cookieverf: verf,
                     dircount: 4096,
                     maxcount: 32_768,
                 })
@@ -73,7 +73,7 @@ async fn list(c: &mut Conn, dir: &nfs_fh3, plus: bool) -> Result<u64> {
                 .readdir(&READDIR3args {
                     dir: dir.clone(),
                     cookie,
-                    cookieverf: verf.clone(),
+                    cookieverf: verf,
                     count: 32_768,
                 })
                 .await
