@@ -1152,7 +1152,7 @@ fn list_dir(
                 names.push((dircookie::cookie_of(n), n.to_vec(), e.ino(), life));
             }
             names.sort_unstable_by_key(|e| e.0);
-            let l = std::sync::Arc::new(names);
+            let l = std::sync::Arc::new(crate::fs::listing::Listing::new(names));
             ex.listings.keep(dir.id, stamp, l.clone(), token);
             l
         }
@@ -1188,12 +1188,27 @@ fn list_dir(
     };
     let take = names.len().min(room);
     let eof_possible = take == names.len();
-    let known: Vec<(&[u8], u64, u64)> = names[..take]
-        .iter()
-        .map(|(_, n, ino, life)| (n.as_slice(), *ino, *life))
+    // identities the listing already holds; the table is asked for the rest only
+    let unknown: Vec<usize> = (after..after + take)
+        .filter(|i| listing.id(*i).is_none())
         .collect();
-    let ids = ex.identify_lives(dir.id, &known)?;
-    for ((ck, n, _, _), id) in names[..take].iter().zip(ids) {
+    if !unknown.is_empty() {
+        let known: Vec<(&[u8], u64, u64)> = unknown
+            .iter()
+            .map(|i| {
+                let (_, n, ino, life) = &listing[*i];
+                (n.as_slice(), *ino, *life)
+            })
+            .collect();
+        let ids = ex.identify_lives(dir.id, &known)?;
+        for (i, id) in unknown.iter().zip(ids) {
+            listing.found(*i, id);
+        }
+    }
+    for (i, (ck, n, _, _)) in names[..take].iter().enumerate() {
+        let Some(id) = listing.id(after + i) else {
+            return Err(Fail(NfsStat3::ServerFault));
+        };
         all.push((*ck, n.clone(), Some(id)));
     }
     let mut w = XdrWriter::new();

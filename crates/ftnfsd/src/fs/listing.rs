@@ -17,9 +17,9 @@
 //! least recently used goes first.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use ftnfs_core::ids::FileId;
+use ftnfs_core::ids::{FileId, Generation};
 
 /// Most directories with a kept listing.
 const MAX_DIRS: usize = 64;
@@ -30,7 +30,45 @@ const MAX_ENTRIES: usize = 1 << 20;
 /// `..`. The life (`fs/life.rs`: which object an inode number is) is read once with the
 /// listing: it cannot change while the directory does not (a new object under a name is a
 /// change of the directory).
-pub type Entries = Arc<Vec<(u64, Vec<u8>, u64, u64)>>;
+///
+/// Each entry's identity (file id, generation) is kept beside it once a READDIRPLUS or
+/// READDIR found it: it cannot change either while the directory does not (a warm
+/// READDIRPLUS spent a quarter of its time in the identity table's lookups).
+pub type Entries = Arc<Listing>;
+
+/// A directory's entries in cookie order and the identities found for them so far.
+#[derive(Debug)]
+pub struct Listing {
+    entries: Vec<(u64, Vec<u8>, u64, u64)>,
+    ids: Vec<OnceLock<(FileId, Generation)>>,
+}
+
+impl Listing {
+    /// `entries` sorted by cookie.
+    pub fn new(entries: Vec<(u64, Vec<u8>, u64, u64)>) -> Listing {
+        let ids = (0..entries.len()).map(|_| OnceLock::new()).collect();
+        Listing { entries, ids }
+    }
+
+    /// The identity found for entry `i`, if any.
+    pub fn id(&self, i: usize) -> Option<(FileId, Generation)> {
+        self.ids.get(i).and_then(|c| c.get().copied())
+    }
+
+    /// Entry `i` is `id` (found by the identity table while this listing was valid).
+    pub fn found(&self, i: usize, id: (FileId, Generation)) {
+        if let Some(c) = self.ids.get(i) {
+            let _ = c.set(id);
+        }
+    }
+}
+
+impl std::ops::Deref for Listing {
+    type Target = [(u64, Vec<u8>, u64, u64)];
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
+}
 
 /// What a listing was read from: the directory's inode and ctime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +203,9 @@ mod tests {
     }
 
     fn list(n: u64) -> Entries {
-        Arc::new((0..n).map(|i| (i + 3, vec![b'x'], i, 0)).collect())
+        Arc::new(Listing::new(
+            (0..n).map(|i| (i + 3, vec![b'x'], i, 0)).collect(),
+        ))
     }
 
     #[test]
