@@ -17,10 +17,14 @@
 //! old id is forgotten (its handles are STALE). A record without a life (made before lives
 //! were kept) takes the first one it is seen with.
 //! Every change is durable before the client's reply is built: a handle we hand out is on
-//! disk, so it survives a crash of the server. Durability is a **group commit**: each change
-//! commits without a sync (`Durability::None`), then waits until one durable commit made
-//! after it has returned; concurrent changes share that one sync ([`GroupSync`],
-//! `Documentation/11-durable-metadata.md`).
+//! disk, so it survives a crash of the server. Each change commits without a sync
+//! (`Durability::None`). A client's CREATE, REMOVE, RENAME, LINK is also written to the
+//! intent log ([`super::idlog`]) and is durable once the log is synced past it — one small
+//! write and `fdatasync`, shared by concurrent changes — instead of a durable redb commit;
+//! checkpoints make the table itself durable and empty the log, and opening the table after
+//! a crash applies what the log holds beyond the table. The rarer changes (adoption, a
+//! resync's records, clearing) wait for a durable commit made after theirs, also shared
+//! ([`GroupSync`], `Documentation/11-durable-metadata.md`).
 //!
 //! File ids are never reused. The generation is the table's incarnation: if the state
 //! directory is lost and the table is rebuilt, handles from before carry an old generation
@@ -37,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
+use super::idlog::{Change, IdLog};
 use super::life;
 use ftnfs_core::ids::{FileId, Generation};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -176,8 +181,25 @@ struct Recent {
     map: std::collections::HashMap<u64, Known>,
 }
 
+/// How far the intent log is synced, and whether a sync is under way.
+#[derive(Default)]
+struct LogSync {
+    durable: u64,
+    syncing: bool,
+}
+
 /// One export's table.
 pub struct IdTable {
+    /// The intent log of clients' changes ([`super::idlog`]).
+    log: Mutex<IdLog>,
+    /// The same file, for syncing without holding `log`.
+    log_file: std::fs::File,
+    /// Number of the last change written to the log.
+    seq: AtomicU64,
+    /// Logged changes and checkpoints take turns: a checkpoint sees no change half done.
+    gate: Mutex<()>,
+    log_sync: Mutex<LogSync>,
+    log_synced: Condvar,
     db: Database,
     gen: Generation,
     next: AtomicU64,
@@ -224,16 +246,60 @@ impl IdTable {
             tx.open_table(ADOPTED)?;
         }
         tx.commit()?;
+        let (log, records) =
+            IdLog::open(&log_path(path)).map_err(|e| IdError::Io(e.to_string()))?;
+        let log_file = log.file_handle().map_err(|e| IdError::Io(e.to_string()))?;
+        let durable_seq = {
+            let r = db.begin_read()?;
+            let meta = r.open_table(META)?;
+            let v = meta.get("log_seq")?.map(|v| v.value());
+            v.unwrap_or(0)
+        };
         let next = {
             let r = db.begin_read()?;
             let meta = r.open_table(META)?;
             let n = meta.get("next_id")?.map(|v| v.value());
-            n.unwrap_or(FileId::FIRST_FREE.0)
+            AtomicU64::new(n.unwrap_or(FileId::FIRST_FREE.0))
         };
+        // after a crash: the changes the log holds beyond the table, in order, applied as
+        // the first time; then a checkpoint
+        let mut seq = durable_seq;
+        let mut tx = db.begin_write()?;
+        tx.set_durability(redb::Durability::Immediate)
+            .map_err(|e| IdError::Io(e.to_string()))?;
+        let mut replayed = 0usize;
+        for (n, c) in records.iter().filter(|(n, _)| *n > durable_seq) {
+            apply(&tx, c, true, &next)?;
+            seq = *n;
+            replayed += 1;
+        }
+        {
+            let mut meta = tx.open_table(META)?;
+            meta.insert("log_seq", seq)?;
+            let want = next.load(Ordering::Relaxed);
+            if meta.get("next_id")?.map(|v| v.value()).unwrap_or(0) < want {
+                meta.insert("next_id", want)?;
+            }
+        }
+        tx.commit()?;
+        if replayed > 0 {
+            tracing::info!(path = %path.display(), replayed, "identity table: changes from its intent log applied");
+        }
+        let mut log = log;
+        log.reset().map_err(|e| IdError::Io(e.to_string()))?;
         Ok(IdTable {
+            log: Mutex::new(log),
+            log_file,
+            seq: AtomicU64::new(seq),
+            gate: Mutex::new(()),
+            log_sync: Mutex::new(LogSync {
+                durable: seq,
+                syncing: false,
+            }),
+            log_synced: Condvar::new(),
             db,
             gen: Generation(gen),
-            next: AtomicU64::new(next),
+            next,
             bulk: std::sync::atomic::AtomicBool::new(false),
             sync: GroupSync::default(),
             recent: Mutex::new(Recent::default()),
@@ -375,6 +441,93 @@ impl IdTable {
         Ok(())
     }
 
+    /// Commits `change` (a client's CREATE, REMOVE, RENAME, LINK) and writes it to the
+    /// intent log; returns once the log is synced past it (in bulk mode or for an `async`
+    /// call: at once). `touched`: the objects the cache forgets.
+    fn logged(&self, change: Change, touched: &[FileId]) -> Result<(), IdError> {
+        let io = |e: std::io::Error| IdError::Io(format!("intent log: {e}"));
+        let seq = {
+            let _g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.log().has_room() {
+                self.checkpoint_gated()?;
+            }
+            let tx = self.write()?;
+            self.changed(Some(touched));
+            apply(&tx, &change, false, &self.next)?;
+            self.persist_next(&tx)?;
+            let seq = self.seq.load(Ordering::Acquire) + 1;
+            tx.open_table(META)?.insert("log_seq", seq)?;
+            match self.log().append(seq, &change) {
+                Ok(r) => r.map_err(io)?,
+                Err(_full) => return Err(IdError::Io("intent log full".into())),
+            }
+            // the record is written: its number is taken even if the commit fails (a
+            // replay then applies a change whose caller got an error: the object exists)
+            self.seq.store(seq, Ordering::Release);
+            tx.commit()?;
+            seq
+        };
+        self.changed(Some(touched));
+        if self.bulk.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if ASYNC_CALL.with(|c| c.get()) {
+            self.unsynced.store(true, Ordering::Release);
+            return Ok(());
+        }
+        self.log_sync_to(seq)
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, IdLog> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the log is synced past change `seq`, syncing it if nobody is (a group
+    /// sync: every change written before the sync starts is covered by it).
+    fn log_sync_to(&self, seq: u64) -> Result<(), IdError> {
+        let mut s = self.log_sync.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if s.durable >= seq {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self.log_synced.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // every change numbered up to here is written (its number is stored after)
+            let target = self.seq.load(Ordering::Acquire);
+            s.syncing = true;
+            drop(s);
+            let r = self.log_file.sync_data();
+            s = self.log_sync.lock().unwrap_or_else(|p| p.into_inner());
+            s.syncing = false;
+            if r.is_ok() {
+                s.durable = s.durable.max(target);
+            }
+            self.log_synced.notify_all();
+            r.map_err(|e| IdError::Io(format!("intent log: {e}")))?;
+        }
+    }
+
+    /// A checkpoint (the caller holds `gate`: no logged change is half done): the table is
+    /// made durable — with it every logged change — and the log starts over.
+    fn checkpoint_gated(&self) -> Result<(), IdError> {
+        self.durable_commit()?;
+        self.log()
+            .reset()
+            .map_err(|e| IdError::Io(format!("intent log: {e}")))?;
+        let mut s = self.log_sync.lock().unwrap_or_else(|p| p.into_inner());
+        s.durable = s.durable.max(self.seq.load(Ordering::Acquire));
+        self.log_synced.notify_all();
+        Ok(())
+    }
+
+    /// Makes the table durable and empties the intent log.
+    fn checkpoint(&self) -> Result<(), IdError> {
+        let _g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        self.checkpoint_gated()
+    }
+
     /// Bulk mode (a resync writing into this mirror): commits skip their sync until
     /// [`flush`](Self::flush). A crash meanwhile loses them, and the resync marker makes the
     /// next start copy everything again.
@@ -385,7 +538,7 @@ impl IdTable {
     /// Makes the changes of `async` calls durable, if there are any.
     pub fn flush_if_unsynced(&self) -> Result<(), IdError> {
         if self.unsynced.swap(false, Ordering::AcqRel) {
-            if let Err(e) = self.durable_commit() {
+            if let Err(e) = self.checkpoint() {
                 self.unsynced.store(true, Ordering::Release);
                 return Err(e);
             }
@@ -393,9 +546,9 @@ impl IdTable {
         Ok(())
     }
 
-    /// Makes every commit so far durable.
+    /// Makes every commit so far durable (a checkpoint: the intent log starts over).
     pub fn flush(&self) -> Result<(), IdError> {
-        self.durable_commit()
+        self.checkpoint()
     }
 
     /// Forgets every object but the root (a full resync starts from an empty mirror).
@@ -513,25 +666,18 @@ impl IdTable {
         (ino, life): (u64, u64),
         dictated: Option<(FileId, Generation)>,
     ) -> Result<(FileId, Generation), IdError> {
-        let tx = self.write()?;
-        let out = {
-            let (id, gen) = match dictated {
-                Some(d) => {
-                    if tx.open_table(OBJECTS)?.get(d.0 .0)?.is_some() {
-                        return Err(IdError::Taken(d.0));
-                    }
-                    self.next.fetch_max(d.0 .0 + 1, Ordering::Relaxed);
-                    d
-                }
-                None => (self.reserve(), self.gen),
-            };
-            self.persist_next(&tx)?;
-            insert_object(&tx, id, gen, ino, life)?;
-            tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
-            (id, gen)
-        };
-        self.commit(tx, Some(&[out.0]))?;
-        Ok(out)
+        let (id, gen) = dictated.unwrap_or_else(|| (self.reserve(), self.gen));
+        self.logged(
+            Change::New {
+                id,
+                gen,
+                ino: (ino, life),
+                parent,
+                name: name.to_vec(),
+            },
+            &[id],
+        )?;
+        Ok((id, gen))
     }
 
     /// Records many new objects with dictated ids in one commit (a resync).
@@ -681,10 +827,14 @@ impl IdTable {
 
     /// Adds a name for an existing object (LINK).
     pub fn add_link(&self, id: FileId, parent: FileId, name: &[u8]) -> Result<(), IdError> {
-        let tx = self.write()?;
-        tx.open_table(LINKS)?.insert((id.0, parent.0, name), ())?;
-        self.commit(tx, Some(&[id]))?;
-        Ok(())
+        self.logged(
+            Change::Link {
+                id,
+                parent,
+                name: name.to_vec(),
+            },
+            &[id],
+        )
     }
 
     /// Removes a name; with `last` the object itself is gone (its id becomes stale).
@@ -695,10 +845,15 @@ impl IdTable {
         name: &[u8],
         last: bool,
     ) -> Result<(), IdError> {
-        let tx = self.write()?;
-        unlink_in(&tx, id, parent, name, last)?;
-        self.commit(tx, Some(&[id]))?;
-        Ok(())
+        self.logged(
+            Change::Unlink {
+                id,
+                parent,
+                name: name.to_vec(),
+                last,
+            },
+            &[id],
+        )
     }
 
     /// Moves a name (RENAME); `replaced` is the object that the target name used to denote and
@@ -710,19 +865,75 @@ impl IdTable {
         to: (FileId, &[u8]),
         replaced: Option<(FileId, bool)>,
     ) -> Result<(), IdError> {
-        let tx = self.write()?;
-        if let Some((victim, last)) = replaced {
-            unlink_in(&tx, victim, to.0, to.1, last)?;
-        }
-        {
-            let mut links = tx.open_table(LINKS)?;
-            links.remove((id.0, from.0 .0, from.1))?;
-            links.insert((id.0, to.0 .0, to.1), ())?;
-        }
         let touched: Vec<FileId> = std::iter::once(id).chain(replaced.map(|r| r.0)).collect();
-        self.commit(tx, Some(&touched))?;
-        Ok(())
+        self.logged(
+            Change::Rename {
+                id,
+                from: (from.0, from.1.to_vec()),
+                to: (to.0, to.1.to_vec()),
+                replaced,
+            },
+            &touched,
+        )
     }
+}
+
+/// Where the intent log of the table at `path` lives: beside it.
+fn log_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".log");
+    PathBuf::from(p)
+}
+
+/// Applies a logged change to the table: the first time (`replay` false: a dictated id
+/// already in use is refused) and again after a crash, from the log, identically.
+fn apply(
+    tx: &redb::WriteTransaction,
+    c: &Change,
+    replay: bool,
+    next: &AtomicU64,
+) -> Result<(), IdError> {
+    match c {
+        Change::New {
+            id,
+            gen,
+            ino: (ino, life),
+            parent,
+            name,
+        } => {
+            if !replay && tx.open_table(OBJECTS)?.get(id.0)?.is_some() {
+                return Err(IdError::Taken(*id));
+            }
+            next.fetch_max(id.0 + 1, Ordering::Relaxed);
+            insert_object(tx, *id, *gen, *ino, *life)?;
+            tx.open_table(LINKS)?
+                .insert((id.0, parent.0, name.as_slice()), ())?;
+        }
+        Change::Link { id, parent, name } => {
+            tx.open_table(LINKS)?
+                .insert((id.0, parent.0, name.as_slice()), ())?;
+        }
+        Change::Unlink {
+            id,
+            parent,
+            name,
+            last,
+        } => unlink_in(tx, *id, *parent, name, *last)?,
+        Change::Rename {
+            id,
+            from,
+            to,
+            replaced,
+        } => {
+            if let Some((victim, last)) = replaced {
+                unlink_in(tx, *victim, to.0, &to.1, *last)?;
+            }
+            let mut links = tx.open_table(LINKS)?;
+            links.remove((id.0, from.0 .0, from.1.as_slice()))?;
+            links.insert((id.0, to.0 .0, to.1.as_slice()), ())?;
+        }
+    }
+    Ok(())
 }
 
 fn first_link_in(
@@ -809,6 +1020,45 @@ fn unlink_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A crash loses the table's commits after its last checkpoint; the intent log brings
+    /// them back on open — creates, links, renames (one replacing a name), removes — in
+    /// order, and new ids continue after the replayed ones.
+    #[test]
+    fn the_intent_log_restores_what_the_table_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.redb");
+        let t = IdTable::open(&p, 100, 7).unwrap();
+        let (d, _) = t.record_new(FileId::ROOT, b"d", (101, 0), None).unwrap();
+        t.flush().unwrap(); // checkpoint: the table as the crash will leave it
+        std::fs::copy(&p, dir.path().join("durable")).unwrap();
+        let (a, ga) = t.record_new(d, b"a", (102, 0), None).unwrap();
+        let (b, _) = t.record_new(d, b"b", (103, 0), None).unwrap();
+        t.add_link(a, FileId::ROOT, b"a2").unwrap();
+        t.rename(a, (d, b"a"), (d, b"b"), Some((b, true))).unwrap();
+        let (c, _) = t.record_new(FileId::ROOT, b"c", (104, 0), None).unwrap();
+        t.remove_link(c, FileId::ROOT, b"c", true).unwrap();
+        drop(t);
+        // the crash: redb's commits since the checkpoint are gone, the synced log is not
+        std::fs::copy(dir.path().join("durable"), &p).unwrap();
+        let t = IdTable::open(&p, 100, 7).unwrap();
+        assert_eq!(t.get(a).unwrap().map(|r| (r.gen, r.ino)), Some((ga, 102)));
+        let mut names = t.links(a).unwrap();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![(FileId::ROOT, b"a2".to_vec()), (d, b"b".to_vec())]
+        );
+        assert_eq!(t.get(b).unwrap(), None, "replaced by the rename");
+        assert_eq!(t.get(c).unwrap(), None, "removed");
+        assert_eq!(t.path_of(a).unwrap(), std::path::PathBuf::from("a2"));
+        let (n, _) = t.record_new(FileId::ROOT, b"n", (105, 0), None).unwrap();
+        assert!(n.0 > c.0, "ids are never reused: {n:?} after {c:?}");
+        drop(t);
+        // and once replayed, a second open finds nothing more to do
+        let t = IdTable::open(&p, 100, 7).unwrap();
+        assert!(t.get(n).unwrap().is_some());
+    }
 
     /// The cache of recent lookups never answers with what a change replaced: a directory
     /// renamed moves its children's paths, a last name removed makes the id unknown, a

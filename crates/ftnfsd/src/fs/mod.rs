@@ -6,6 +6,7 @@
 //! no LOOKUP, `..` or symlink can reach outside the export, even when a client races renames
 //! against us.
 
+pub mod idlog;
 pub mod idtable;
 pub mod life;
 pub mod listing;
