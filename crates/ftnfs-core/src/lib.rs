@@ -12,6 +12,7 @@
 //! - [`access`]: permission decisions for a caller's credential (the daemon runs as root).
 //! - [`exports`]: the exports file parser (exports(5) + ftnfs mirroring options).
 //! - [`dircookie`]: member-independent READDIR cookies.
+//! - [`locks`]: byte-range locks of a file (NLM/POSIX range arithmetic; issue 14).
 //! - [`mirror`]: the data path of mirroring (primary and secondary streams, order, resync plans).
 //! - [`member`]: who serves an export — takeover, fencing, startup, rejoin, hand-back.
 //!
@@ -28,6 +29,7 @@ pub mod drc;
 pub mod exports;
 pub mod handle;
 pub mod ids;
+pub mod locks;
 pub mod member;
 pub mod mirror;
 pub mod proc_table;
