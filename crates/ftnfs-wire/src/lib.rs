@@ -1,7 +1,8 @@
 //! # ftnfs-wire
 //!
 //! Byte-level codecs for the protocols ftnfs speaks: XDR (RFC 4506), ONC RPC v2 with record
-//! marking (RFC 5531), MOUNT v3 and NFSv3 (RFC 1813), and the portmapper calls a server needs.
+//! marking (RFC 5531), MOUNT v3 and NFSv3 (RFC 1813), NLM v4 (locks), and the portmapper calls
+//! a server needs.
 //!
 //! It is **not** a server: no sockets, no dispatch, no policy. Every decoder works on bytes
 //! already received, bounds every length before allocating, and reports "need more bytes"
@@ -17,6 +18,7 @@
 
 pub mod mount;
 pub mod nfs3;
+pub mod nlm;
 pub mod peer;
 pub mod portmap;
 pub mod record;
