@@ -1421,6 +1421,12 @@ impl World {
             }
         };
         let joined = matches!(reply, Msg::JoinReply { ok: true, .. });
+        let known = known_epoch(self.mem(to));
+        if !joined && known > offer.epoch {
+            // an older epoch than one known here: `Refuse` first, so the asker is deposed
+            // before the refusal puts us out of its stream (the daemon's peer.rs)
+            self.send(to, from, Msg::Refuse { epoch: known });
+        }
         self.send(to, from, reply);
         if joined {
             let drc = self.mem(to).drc.clone();

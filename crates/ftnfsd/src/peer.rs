@@ -368,6 +368,23 @@ async fn inbound_loop(
                     },
                 };
                 let joined = matches!(reply, PeerMsg::JoinReply { ok: true, .. });
+                let known = m.known_epoch(ExportId(export));
+                if !joined && known > epoch {
+                    // a Join of an older epoch than one known here: someone took over since
+                    // the asker led. `Refuse` goes first, so the asker is deposed before it
+                    // reads the refusal — which alone would only put us out of its stream
+                    // and let it release updates without us (a restarted, sealed primary
+                    // resumed while the member that took over from it lived on)
+                    let _ = out.try_send(
+                        PeerMsg::Refuse {
+                            export,
+                            epoch: known,
+                            seq: 0,
+                        }
+                        .to_frame()
+                        .into(),
+                    );
+                }
                 let _ = out.try_send(reply.to_frame().into());
                 if joined {
                     // our cached replies go to the primary we now follow: it may have lost its

@@ -194,6 +194,9 @@ pub struct StandbySide {
     pub clean_at: Option<(u64, SeqNo)>,
     /// When it began to stand by.
     pub since: Millis,
+    /// It waits for the member it stood down for (a planned step-down) before negotiating;
+    /// a listed primary restarted from its seal negotiates at once.
+    pub waits: bool,
 }
 
 /// A resync running from here: where the member's answers go, and its progress.
@@ -352,15 +355,38 @@ impl Mirror {
             rejoin.position.insert(e.cfg.id, pos);
             rejoin.apply_busy.insert(e.cfg.id, Arc::new(Mutex::new(())));
             let incomplete = crate::resync::has_marker(state_dir, e.cfg.id);
-            let role = if pos == 0 && !incomplete && (seal.is_some() || pristine) {
-                let history = seal
-                    .map(|s| s.history)
-                    .unwrap_or_else(|| u64::from_be_bytes(random_bytes()));
-                let base = SeqNo(seal.map(|s| s.seq).unwrap_or(0));
-                log.start(history, base.0);
+            let role = if pos == 0 && !incomplete && seal.is_none() && pristine {
+                let history = u64::from_be_bytes(random_bytes());
+                log.start(history, 0);
                 Role::Primary(PrimarySide::new(
-                    e.cfg.id, others, history, 0, pristine, epoch, base, &group,
+                    e.cfg.id,
+                    others,
+                    history,
+                    0,
+                    pristine,
+                    epoch,
+                    SeqNo(0),
+                    &group,
                 ))
+            } else if let (0, false, Some(s)) = (pos, incomplete, seal) {
+                // The seal says where this mirror stopped, not that nobody took over since
+                // (a secondary does when its primary stops alone): resuming at once made a
+                // second primary in an older epoch, and lost what the other had released.
+                // So it negotiates like any member without a primary, at once: it starts
+                // when every other member answered and none holds a newer epoch or mirror
+                // (a new epoch of a new stream from this one, which a sealed secondary
+                // follows without a copy), or it follows whoever does.
+                Role::Standby(StandbySide {
+                    export: e.cfg.id,
+                    why: "sealed at a clean stop: starts once every member answered and none \
+                          took over since"
+                        .into(),
+                    epoch,
+                    others,
+                    clean_at: Some((s.history, SeqNo(s.seq))),
+                    since: Millis(0),
+                    waits: false,
+                })
             } else if pos == 0 {
                 Role::Standby(StandbySide {
                     export: e.cfg.id,
@@ -371,6 +397,7 @@ impl Mirror {
                     others,
                     clean_at: None,
                     since: Millis(0),
+                    waits: false,
                 })
             } else {
                 Role::Secondary(SecondarySide {
@@ -708,7 +735,7 @@ impl Mirror {
                 Role::Standby(sb) => (
                     sb.export,
                     RoleView::Standby {
-                        clean: sb.clean_at.is_some(),
+                        clean: sb.clean_at.is_some() && sb.waits,
                         epoch: sb.epoch,
                         since: sb.since,
                     },

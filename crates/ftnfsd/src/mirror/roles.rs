@@ -133,6 +133,7 @@ impl Mirror {
                 why,
                 epoch,
                 others: ps.secondaries.clone(),
+                waits: clean_at.is_some(),
                 clean_at,
                 since: now,
             }),
