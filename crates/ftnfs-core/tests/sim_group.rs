@@ -1348,8 +1348,14 @@ impl World {
                 }
             }
             Role::Standby {
-                epoch, clean_at, ..
+                epoch,
+                clean_at,
+                waits,
+                ..
             } => {
+                // restarted from its seal and lost the negotiation: the role back once in
+                // step (the daemon's standby_join)
+                let wants_back = !*waits && clean_at.is_some();
                 match rejoin::standby_join(
                     m.epoch_disk,
                     *epoch,
@@ -1361,6 +1367,11 @@ impl World {
                     Ok(()) => {
                         let at = Millis(self.now);
                         let mm = self.mem_mut(to);
+                        if wants_back {
+                            if let Some(me) = mm.node.member(E) {
+                                me.resynced();
+                            }
+                        }
                         mm.epoch_disk = offer.epoch;
                         mm.log = (offer.history, offer.base.0);
                         mm.role = Role::Secondary {

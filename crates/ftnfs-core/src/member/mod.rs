@@ -281,8 +281,9 @@ impl Member {
         }
     }
 
-    /// A resync into this mirror finished and this member follows the survivor: the listed
-    /// primary wants its role back.
+    /// A resync into this mirror finished and this member follows the survivor (or, restarted
+    /// from its seal, it follows the member that took over meanwhile): the listed primary
+    /// wants its role back.
     pub fn resynced(&mut self) {
         if self.position == 0 {
             self.want_back = true;

@@ -331,7 +331,7 @@ impl Mirror {
                 tracing::info!(
                     export = e.cfg.path,
                     seq = s.seq,
-                    "sealed at a clean stop; resuming that update stream"
+                    "sealed at a clean stop: resumes from there once the group answered"
                 );
             }
             let others: Vec<MemberId> = members
