@@ -493,8 +493,15 @@ impl World {
             // the live end redials at once and its host refuses: the process is gone (the
             // daemon's dialer after a link ends) — the member machine fails it out
             for (a, b) in [(m, o), (o, m)] {
-                if a == WITNESS || b == WITNESS || !self.up(a) || self.up(b) {
-                    continue;
+                if a == WITNESS
+                    || b == WITNESS
+                    || !self.up(a)
+                    || self.up(b)
+                    || self.cuts.contains(&pair(a, b))
+                    || self.isolated.contains(&a)
+                    || self.isolated.contains(&b)
+                {
+                    continue; // a cut link carries no reset, and no redial gets through
                 }
                 let now = Millis(self.now);
                 self.mem_mut(a).node.refused(b, now);

@@ -510,7 +510,12 @@ impl Member {
                 let refused = w
                     .refused_at
                     .filter(|r| w.last_heard.is_none_or(|h| *r > h))
-                    .filter(|r| self.queried_at.is_none_or(|q| q < *r));
+                    .filter(|r| {
+                        // a refusal newer than the last question; the dialer retries, so not
+                        // more than once a heartbeat (the simulation's refused every tick)
+                        self.queried_at
+                            .is_none_or(|q| q < *r && now.since(q) >= s.failover.heartbeat_ms)
+                    });
                 if (silent && beat) || refused.is_some() {
                     self.queried_at = Some(now);
                     for v in &vouchers {

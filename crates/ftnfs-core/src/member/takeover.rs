@@ -190,9 +190,18 @@ pub fn first_in_line(
         now.since(at) <= 2 * cfg.heartbeat_ms
             && at.0.saturating_sub(ago) + cfg.takeover_window_ms() < led.0
     };
+    // A member ahead that was alive after our primary last led us may have taken over
+    // meanwhile — and released updates in a newer epoch before it went down; its being down
+    // now does not let us take over (the same rule as "every voucher must answer").
+    let down_before_us = |m: MemberId| {
+        is_down(m, ev, cfg, now)
+            && ev
+                .last_heard(m)
+                .is_none_or(|h| led_at.is_some_and(|l| h <= l))
+    };
     ahead
         .iter()
-        .all(|m| is_down(*m, ev, cfg, now) || out_of_window(*m))
+        .all(|m| down_before_us(*m) || out_of_window(*m))
 }
 
 #[cfg(test)]
@@ -370,8 +379,46 @@ mod tests {
         ev.heard(first, Millis(1000));
         assert!(!first_in_line(&[first], P, None, &ev, &cfg, Millis(1200)));
         ev.refused(first, Millis(1450));
-        assert!(first_in_line(&[first], P, None, &ev, &cfg, Millis(1450)));
+        assert!(
+            !first_in_line(&[first], P, None, &ev, &cfg, Millis(1450)),
+            "never led: we cannot tell"
+        );
+        assert!(first_in_line(
+            &[first],
+            P,
+            Some(Millis(1010)),
+            &ev,
+            &cfg,
+            Millis(1450)
+        ));
         assert!(first_in_line(&[], P, None, &ev, &cfg, Millis(0)));
+    }
+
+    /// A member ahead that lived on after our primary last led us may have taken over and
+    /// released updates before it went down: its going down lets nobody behind it take over.
+    #[test]
+    fn a_member_ahead_that_outlived_our_primary_blocks_the_line() {
+        let cfg = FailoverConfig::default();
+        let mut ev = Evidence::default();
+        let first = MemberId(1);
+        ev.heard(first, Millis(1500)); // heard after our primary led us at 1200
+        ev.refused(first, Millis(2000));
+        assert!(!first_in_line(
+            &[first],
+            P,
+            Some(Millis(1200)),
+            &ev,
+            &cfg,
+            Millis(2001)
+        ));
+        assert!(first_in_line(
+            &[first],
+            P,
+            Some(Millis(1600)),
+            &ev,
+            &cfg,
+            Millis(2001)
+        ));
     }
 
     /// tests/sim_group.rs seed 41225: a secondary cut off from everyone was failed out by
