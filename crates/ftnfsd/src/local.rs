@@ -163,10 +163,7 @@ impl Local {
                 groups: p.origin.gids.clone(),
             }
         };
-        let ex_cfg_in_memory = self
-            .exports
-            .iter()
-            .any(|e| e.cfg.id == export && e.cfg.in_memory);
+        let memory_export = self.export(export).filter(|e| e.cfg.in_memory);
         let dictate = Dictation {
             new_id: p
                 .new_id
@@ -174,14 +171,12 @@ impl Local {
             time: nix::sys::time::TimeSpec::new(p.time.0, p.time.1 as i64),
             atime: info.mirrored_read && self.read_mode(export) == ReadMode::Serialized,
             // a secondary's copy is never the only one: the primary executed it first
-            in_memory: ex_cfg_in_memory,
+            in_memory: memory_export.is_some(),
         };
         let xid = Xid(p.origin.xid);
         let reply = self.execute(xid, a, peer, cred, p.origin.anonymous, Some(dictate));
-        if ex_cfg_in_memory {
-            if let Some(ex) = self.exports.iter().find(|e| e.cfg.id == export) {
-                ex.memory_update();
-            }
+        if let Some(ex) = memory_export {
+            ex.memory_update();
         }
         let key = DrcKey::new(ip, xid, nfs3::PROGRAM, 3, p.proc_, &p.args);
         if !info.idempotent {

@@ -686,14 +686,16 @@ impl IdTable {
             return Ok(());
         }
         let tx = self.write()?;
-        for (parent, name, (ino, life), id, gen) in objs {
-            if tx.open_table(OBJECTS)?.get(id.0)?.is_some() {
-                return Err(IdError::Taken(*id));
-            }
-            self.next.fetch_max(id.0 + 1, Ordering::Relaxed);
-            insert_object(&tx, *id, *gen, *ino, *life)?;
-            tx.open_table(LINKS)?
-                .insert((id.0, parent.0, name.as_slice()), ())?;
+        for (parent, name, ino, id, gen) in objs {
+            // the same change a client's create makes (`apply`), all in one commit
+            let new = Change::New {
+                id: *id,
+                gen: *gen,
+                ino: *ino,
+                parent: *parent,
+                name: name.clone(),
+            };
+            apply(&tx, &new, false, &self.next)?;
         }
         self.persist_next(&tx)?;
         let ids: Vec<FileId> = objs.iter().map(|o| o.3).collect();
