@@ -28,8 +28,8 @@ pub type Conn = Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
 /// Request size of the sequential runs.
 pub const CHUNK: u32 = 1 << 20;
 
-/// Mounts `a.path` as root (AUTH_SYS uid 0) from an unprivileged port.
-pub async fn connect(a: &Target) -> Result<Conn> {
+/// The credential of every bench connection: AUTH_SYS, uid 0.
+pub fn root_auth() -> opaque_auth<'static> {
     let auth = auth_unix {
         stamp: 1,
         machinename: Opaque::borrowed(b"bench"),
@@ -37,14 +37,48 @@ pub async fn connect(a: &Target) -> Result<Conn> {
         gid: 0,
         gids: vec![],
     };
+    opaque_auth::auth_unix(&auth)
+}
+
+/// Mounts `a.path` as root (AUTH_SYS uid 0) from an unprivileged port.
+pub async fn connect(a: &Target) -> Result<Conn> {
     Nfs3ConnectionBuilder::new(TokioConnector, a.host.clone(), a.path.clone())
         .mount_port(a.mount_port)
         .nfs3_port(a.port)
         .connect_from_privileged_port(false)
-        .credential(opaque_auth::auth_unix(&auth))
+        .credential(root_auth())
         .mount()
         .await
         .map_err(|e| anyhow!("mount {}:{}: {e:?}", a.host, a.path))
+}
+
+/// An NFS connection as the Linux client's transport makes it: from `local_port` (0 the
+/// first time: any), the same at every reconnect (the RPC transport keeps its source port),
+/// without a new MOUNT, the kernel's own SYN retransmissions inside `patience`. The client
+/// and the port it got.
+pub async fn nfs_from_port(
+    a: &Target,
+    local_port: u16,
+    patience: std::time::Duration,
+) -> Result<(nfs3_client::Nfs3Client<TokioIo<tokio::net::TcpStream>>, u16)> {
+    let to = tokio::net::lookup_host((a.host.as_str(), a.port))
+        .await?
+        .find(|s| s.is_ipv4())
+        .ok_or_else(|| anyhow!("{}: no IPv4 address", a.host))?;
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.set_reuseaddr(true)?;
+    s.bind(std::net::SocketAddr::from(([0, 0, 0, 0], local_port)))?;
+    let stream = tokio::time::timeout(patience, s.connect(to))
+        .await
+        .map_err(|_| anyhow!("connect {to}: no answer in {patience:?}"))??;
+    let port = stream.local_addr()?.port();
+    stream.set_nodelay(true)?;
+    let c = nfs3_client::Nfs3Client::new_with_auth(
+        TokioIo::new(stream),
+        root_auth(),
+        opaque_auth::default(),
+    );
+    Ok((c, port))
 }
 
 /// The ok body of a result, or an error naming the status.

@@ -11,7 +11,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Parser, Subcommand};
-use ftnfs_bench::{connect, create, Target};
+use ftnfs_bench::{connect, create, nfs_from_port, Target};
 use nfs3_client::nfs3_types::nfs3::{
     diropargs3, nfs_fh3, sattr3, set_mode3, stable_how, GETATTR3args, LOOKUP3args, MKDIR3args,
     Nfs3Result, READ3args, REMOVE3args, RENAME3args, RMDIR3args, SETATTR3args, WRITE3args,
@@ -41,9 +41,9 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Continuous FILE_SYNC writes of 4 KiB for `seconds`, reconnecting (and remounting) on
-    /// any transport error while keeping the same file handle, as a hard-mounted client
-    /// does. Prints the longest gap between two completed writes (the stall a client sees).
+    /// Continuous FILE_SYNC writes of 4 KiB for `seconds`, reconnecting from the same local
+    /// port (without a new MOUNT) on any transport error while keeping the same file handle,
+    /// as the hard-mounted Linux client does. Prints the longest gap between two completed writes (the stall a client sees).
     Stall {
         #[arg(long)]
         host: String,
@@ -307,9 +307,16 @@ async fn crosscheck(a: Target, b: Target, name: &str) -> Result<()> {
 
 async fn stall(t: Target, seconds: f64) -> Result<()> {
     use std::time::{Duration, Instant};
-    let mut c = connect(&t).await?;
-    let root = c.root_nfs_fh3();
-    let fh = create(&mut c, &root, "stall").await?;
+    // Mounted once, like the kernel client: the handles stay, and every connection after
+    // the first comes from the same local port without a new MOUNT — what the Linux client's
+    // RPC transport does, and what lets a new primary's tickle reach a client whose SYN
+    // went to the dead host (Documentation/07-failover.md).
+    let mut m = connect(&t).await?;
+    let root = m.root_nfs_fh3();
+    let fh = create(&mut m, &root, "stall").await?;
+    drop(m);
+    let patience = Duration::from_secs(15);
+    let (mut c, port) = nfs_from_port(&t, 0, patience).await?;
     let data = vec![7u8; 4096];
     let start = Instant::now();
     let mut last = Instant::now();
@@ -318,9 +325,8 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
     let mut jukebox = 0u32;
     let mut off = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
-        // A reply normally takes a few ms; after 250 ms the client gives up on this
-        // connection and reconnects (a kernel client notices a closed connection at once;
-        // this client cannot, so its timeout bounds what it can measure from below).
+        // A reply normally takes a few ms; a closed connection ends the call at once, and
+        // after 250 ms without an answer the client gives up on this connection too.
         let r = tokio::time::timeout(
             Duration::from_millis(250),
             c.write(&WRITE3args {
@@ -350,19 +356,21 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             _ => {
-                // connection lost or no answer: reconnect to the (virtual) address and go on
-                // with the same handle
+                // connection lost or no answer: reconnect to the (virtual) address from the
+                // same port and go on with the same handle
                 reconnects += 1;
+                drop(c);
                 loop {
                     if start.elapsed().as_secs_f64() > seconds + 30.0 {
                         bail!("could not reconnect for 30 s");
                     }
-                    match tokio::time::timeout(Duration::from_millis(500), connect(&t)).await {
-                        Ok(Ok(n)) => {
+                    match nfs_from_port(&t, port, patience).await {
+                        Ok((n, _)) => {
                             c = n;
                             break;
                         }
-                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                        // the old connection's end may hold the port a moment
+                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
                 }
             }
