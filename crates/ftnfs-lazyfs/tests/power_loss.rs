@@ -430,6 +430,76 @@ fn handles_made_at_once_survive_a_power_loss_of_the_identity_table() {
     }
 }
 
+/// A REMOVE does not wait for the identity table's log (`Change::may_be_lost`): the
+/// directory's fsync made the removal durable, and a table that lost it keeps only a link
+/// whose name is gone. After a power loss that takes the table's record of the last removes
+/// (the export and the state directory on lazyfs): each removed file's handle is STALE and
+/// its name NOENT, the kept files keep their handles, and a file created again under a
+/// removed name gets a new handle while the old one stays STALE — never the new file.
+#[test]
+fn removes_whose_table_records_were_lost_leave_stale_handles() {
+    if !runnable() {
+        return;
+    }
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let (lazy, export) = lazy_export(t.path());
+    let state = lazy.mnt.join("state");
+    let port = free_port();
+    let mut d = Daemon::start_with_state(t.path(), &state, port, &[]);
+    let mut c = Raw::connect(port);
+    let root = mount_root(&mut c, &export);
+    let made: Vec<(String, NfsFh3)> = (0..20u32)
+        .map(|i| {
+            let name = format!("f{i}");
+            let fh = new_file(&mut c, 10 + i, &root, &name);
+            (name, fh)
+        })
+        .collect();
+    // the last changes before the loss: removes only, whose table records nobody synced
+    for (i, (name, _)) in made.iter().enumerate().skip(10) {
+        ok(&mut c, 100 + i as u32, &Args::Remove(dirop(&root, name)));
+    }
+    drop(c);
+    d.kill9();
+    eprintln!("lazyfs: {}", lazy.crash());
+    let d = Daemon::start_with_state(t.path(), &state, port, &[]);
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &export);
+    const STALE: u32 = 70;
+    const NOENT: u32 = 2;
+    for (i, (name, fh)) in made.iter().enumerate() {
+        let xid = 1000 + 4 * i as u32;
+        if i < 10 {
+            assert_eq!(read_all(&mut c, xid, fh).0, 0, "{name}: handle lost");
+            assert_eq!(lookup(&mut c, &root, name).1.as_ref(), Some(fh), "{name}");
+        } else {
+            assert_eq!(read_all(&mut c, xid, fh).0, STALE, "{name}: removed");
+            assert_eq!(lookup(&mut c, &root, name).0, NOENT, "{name}: removed");
+        }
+    }
+    for (i, (name, old)) in made.iter().enumerate().skip(10) {
+        let fresh = new_file(&mut c, 2000 + 4 * i as u32, &root, name);
+        assert_ne!(
+            &fresh, old,
+            "{name}: a new file got the removed one's handle"
+        );
+        write(
+            &mut c,
+            2001 + 4 * i as u32,
+            &fresh,
+            0,
+            b"new",
+            StableHow::FileSync,
+        );
+        assert_eq!(
+            read_all(&mut c, 2002 + 4 * i as u32, old).0,
+            STALE,
+            "{name}: old handle"
+        );
+    }
+}
+
 /// exports(5) `async` means what it means for knfsd: the reply does not wait for stable
 /// storage. A FILE_SYNC write to an `async` export is answered, and a power loss right after
 /// loses it (lazyfs never writes anything back by itself); the same write to a `sync` export

@@ -97,6 +97,25 @@ fn name(out: &mut Vec<u8>, n: &[u8]) {
 }
 
 impl Change {
+    /// Losing this change in a power loss (its record unsynced, the table's commit lost)
+    /// harms nothing, so the caller need not wait for the log's sync: a removed name.
+    /// The filesystem already made the removal durable (the directory's fsync) before the
+    /// reply, so after a loss the table keeps a link whose name is gone, and maybe the
+    /// object's record and inode number:
+    /// - its handle walks to the missing name, tries the object's other names, and answers
+    ///   STALE — what a removed object's handle answers anyway;
+    /// - a LOOKUP asks the filesystem, which has no such name; ids are never reused;
+    /// - an object that later gets the inode number is another life (`fs/life.rs`): a new
+    ///   id, the stale record forgotten;
+    /// - any change logged after it that was synced covers it (a sync covers every record
+    ///   written before it), so only a tail of removals can be lost.
+    ///
+    /// A new object, a new name (LINK) and a RENAME must be synced: losing them would leave
+    /// a handle the client holds without the name it walks to.
+    pub fn may_be_lost(&self) -> bool {
+        matches!(self, Change::Unlink { .. })
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Change::New {

@@ -442,10 +442,12 @@ impl IdTable {
     }
 
     /// Commits `change` (a client's CREATE, REMOVE, RENAME, LINK) and writes it to the
-    /// intent log; returns once the log is synced past it (in bulk mode or for an `async`
-    /// call: at once). `touched`: the objects the cache forgets.
+    /// intent log; returns once the log is synced past it (in bulk mode, for an `async`
+    /// call, or for a change that may be lost ([`Change::may_be_lost`]): at once). `touched`:
+    /// the objects the cache forgets.
     fn logged(&self, change: Change, touched: &[FileId]) -> Result<(), IdError> {
         let io = |e: std::io::Error| IdError::Io(format!("intent log: {e}"));
+        let lossy = change.may_be_lost();
         let seq = {
             let _g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
             if !self.log().has_room() {
@@ -468,7 +470,7 @@ impl IdTable {
             seq
         };
         self.changed(Some(touched));
-        if self.bulk.load(Ordering::Relaxed) {
+        if self.bulk.load(Ordering::Relaxed) || lossy {
             return Ok(());
         }
         if ASYNC_CALL.with(|c| c.get()) {
