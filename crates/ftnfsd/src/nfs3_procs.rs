@@ -496,6 +496,8 @@ impl<'a> Caller<'a> {
             let name = check_name(&d.name)?;
             deny(access::may_modify_dir(&c.cred, &dir.owner()))?;
             let dirfd = dir.open_dir()?;
+            // the identity table's log syncs while the object and its entry do
+            let logged = c.ex.ids.defer_log_sync();
             let (o, created) = make(c, dir, &dirfd, name)?;
             if created {
                 self.stamp(dir, false)?;
@@ -505,6 +507,7 @@ impl<'a> Caller<'a> {
                 o.make_stable()?;
                 sync_dir(&dirfd)?;
             }
+            logged.finish()?;
             Ok(o)
         };
         self.with_wcc(&d.dir, body, |c, o, wcc| {
@@ -801,6 +804,8 @@ impl<'a> Caller<'a> {
             }
             renameat(ffd.as_fd(), src.name_os(), tfd.as_fd(), to.name.as_slice())?;
             let replaced = target.map(|t| (t.id, t.is_dir() || t.st.st_nlink <= 1));
+            // the identity table's log syncs while the directories do
+            let logged = c.ex.ids.defer_log_sync();
             c.ex.ids
                 .rename(src.id, (fdir.id, &from.name), (tdir.id, &to.name), replaced)?;
             self.stamp(&fdir, false)?;
@@ -813,6 +818,7 @@ impl<'a> Caller<'a> {
             if c.stable() {
                 sync_dir(&ffd)?;
             }
+            logged.finish()?;
             Ok(())
         })();
         let _ = fdir.restat();
@@ -864,6 +870,8 @@ impl<'a> Caller<'a> {
                 name,
                 AtFlags::empty(),
             )?;
+            // the identity table's log syncs while the object and the directory do
+            let logged = c.ex.ids.defer_log_sync();
             c.ex.ids.add_link(o.id, dir.id, &link.name)?;
             self.stamp(&dir, false)?;
             // the new entry, and the object's link count
@@ -871,6 +879,7 @@ impl<'a> Caller<'a> {
                 o.make_stable()?;
                 sync_dir(&dirfd)?;
             }
+            logged.finish()?;
             Ok(())
         })();
         let _ = o.restat();

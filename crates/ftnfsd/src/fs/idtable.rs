@@ -186,20 +186,136 @@ struct Recent {
 struct LogSync {
     durable: u64,
     syncing: bool,
+    /// The highest change whose sync a deferring call asked the helper for.
+    wanted: u64,
+    stop: bool,
+}
+
+/// The intent log's syncs: a group sync (every change written before a sync starts is
+/// covered by it), and a helper thread that starts one as soon as a call that defers its
+/// wait ([`IdTable::defer_log_sync`]) has written its change.
+struct LogSyncer {
+    /// The log file, for syncing without holding the log.
+    file: std::fs::File,
+    /// Number of the last change written to the log.
+    seq: AtomicU64,
+    state: Mutex<LogSync>,
+    synced: Condvar,
+    kick: Condvar,
+}
+
+impl LogSyncer {
+    fn state(&self) -> std::sync::MutexGuard<'_, LogSync> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the log is synced past change `seq`, syncing it if nobody is.
+    fn sync_to(&self, seq: u64) -> Result<(), IdError> {
+        let mut s = self.state();
+        loop {
+            if s.durable >= seq {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self.synced.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // every change numbered up to here is written (its number is stored after)
+            let target = self.seq.load(Ordering::Acquire);
+            s.syncing = true;
+            drop(s);
+            let r = self.file.sync_data();
+            s = self.state();
+            s.syncing = false;
+            if r.is_ok() {
+                s.durable = s.durable.max(target);
+            }
+            self.synced.notify_all();
+            r.map_err(|e| IdError::Io(format!("intent log: {e}")))?;
+        }
+    }
+
+    /// Asks the helper to sync past `seq` now.
+    fn ask(&self, seq: u64) {
+        let mut s = self.state();
+        if seq > s.wanted {
+            s.wanted = seq;
+            self.kick.notify_one();
+        }
+    }
+
+    /// The helper: syncs whenever a deferring call asked for a change not yet durable. A
+    /// failed sync is seen again by the caller's own wait ([`LogWait::finish`]).
+    fn run(self: std::sync::Arc<Self>) {
+        let mut s = self.state();
+        loop {
+            if s.stop {
+                return;
+            }
+            if s.wanted > s.durable {
+                if s.syncing {
+                    // a caller syncs; what it does not cover is ours after it
+                    s = self.synced.wait(s).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+                let want = s.wanted;
+                drop(s);
+                let _ = self.sync_to(want);
+                s = self.state();
+                continue;
+            }
+            s = self.kick.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+thread_local! {
+    /// The call this thread executes defers its wait for the log's sync: the table it
+    /// defers on (its address) and the highest change it logged there (0: none yet).
+    static DEFERRED: std::cell::Cell<Option<(usize, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// While it lives, this thread's logged changes to one table do not wait for the log's
+/// sync in [`IdTable`]'s methods: the helper thread starts that sync at once, and
+/// [`finish`](Self::finish) waits for it — so a procedure's own fsyncs (the new object, its
+/// directory) run while the log syncs. Dropped unfinished (an error path), it waits too:
+/// nothing returns to the client before its changes are durable either way.
+pub struct LogWait<'a> {
+    table: &'a IdTable,
+    done: bool,
+}
+
+impl LogWait<'_> {
+    /// Waits until every change this call logged is durable.
+    pub fn finish(mut self) -> Result<(), IdError> {
+        self.done = true;
+        self.wait()
+    }
+
+    fn wait(&self) -> Result<(), IdError> {
+        match DEFERRED.with(|d| d.take()) {
+            Some((_, seq)) if seq > 0 => self.table.syncer.sync_to(seq),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for LogWait<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.wait();
+        }
+    }
 }
 
 /// One export's table.
 pub struct IdTable {
     /// The intent log of clients' changes ([`super::idlog`]).
     log: Mutex<IdLog>,
-    /// The same file, for syncing without holding `log`.
-    log_file: std::fs::File,
-    /// Number of the last change written to the log.
-    seq: AtomicU64,
+    /// Its syncs (shared with their helper thread).
+    syncer: std::sync::Arc<LogSyncer>,
     /// Logged changes and checkpoints take turns: a checkpoint sees no change half done.
     gate: Mutex<()>,
-    log_sync: Mutex<LogSync>,
-    log_synced: Condvar,
     db: Database,
     gen: Generation,
     next: AtomicU64,
@@ -287,16 +403,29 @@ impl IdTable {
         }
         let mut log = log;
         log.reset().map_err(|e| IdError::Io(e.to_string()))?;
-        Ok(IdTable {
-            log: Mutex::new(log),
-            log_file,
+        let syncer = std::sync::Arc::new(LogSyncer {
+            file: log_file,
             seq: AtomicU64::new(seq),
-            gate: Mutex::new(()),
-            log_sync: Mutex::new(LogSync {
+            state: Mutex::new(LogSync {
                 durable: seq,
                 syncing: false,
+                wanted: seq,
+                stop: false,
             }),
-            log_synced: Condvar::new(),
+            synced: Condvar::new(),
+            kick: Condvar::new(),
+        });
+        {
+            let h = syncer.clone();
+            std::thread::Builder::new()
+                .name("ftnfs-idlog".into())
+                .spawn(move || h.run())
+                .map_err(|e| IdError::Io(format!("intent log helper: {e}")))?;
+        }
+        Ok(IdTable {
+            log: Mutex::new(log),
+            syncer,
+            gate: Mutex::new(()),
             db,
             gen: Generation(gen),
             next,
@@ -457,7 +586,7 @@ impl IdTable {
             self.changed(Some(touched));
             apply(&tx, &change, false, &self.next)?;
             self.persist_next(&tx)?;
-            let seq = self.seq.load(Ordering::Acquire) + 1;
+            let seq = self.syncer.seq.load(Ordering::Acquire) + 1;
             tx.open_table(META)?.insert("log_seq", seq)?;
             match self.log().append(seq, &change) {
                 Ok(r) => r.map_err(io)?,
@@ -465,7 +594,7 @@ impl IdTable {
             }
             // the record is written: its number is taken even if the commit fails (a
             // replay then applies a change whose caller got an error: the object exists)
-            self.seq.store(seq, Ordering::Release);
+            self.syncer.seq.store(seq, Ordering::Release);
             tx.commit()?;
             seq
         };
@@ -477,38 +606,29 @@ impl IdTable {
             self.unsynced.store(true, Ordering::Release);
             return Ok(());
         }
-        self.log_sync_to(seq)
+        let me = self as *const IdTable as usize;
+        if let Some((t, pending)) = DEFERRED.with(|d| d.get()) {
+            if t == me {
+                DEFERRED.with(|d| d.set(Some((t, pending.max(seq)))));
+                self.syncer.ask(seq);
+                return Ok(());
+            }
+        }
+        self.syncer.sync_to(seq)
+    }
+
+    /// Defers this thread's waits for the intent log's sync until [`LogWait::finish`] (see
+    /// there). One table at a time: a change to another table waits as usual.
+    pub fn defer_log_sync(&self) -> LogWait<'_> {
+        DEFERRED.with(|d| d.set(Some((self as *const IdTable as usize, 0))));
+        LogWait {
+            table: self,
+            done: false,
+        }
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, IdLog> {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits until the log is synced past change `seq`, syncing it if nobody is (a group
-    /// sync: every change written before the sync starts is covered by it).
-    fn log_sync_to(&self, seq: u64) -> Result<(), IdError> {
-        let mut s = self.log_sync.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if s.durable >= seq {
-                return Ok(());
-            }
-            if s.syncing {
-                s = self.log_synced.wait(s).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            // every change numbered up to here is written (its number is stored after)
-            let target = self.seq.load(Ordering::Acquire);
-            s.syncing = true;
-            drop(s);
-            let r = self.log_file.sync_data();
-            s = self.log_sync.lock().unwrap_or_else(|p| p.into_inner());
-            s.syncing = false;
-            if r.is_ok() {
-                s.durable = s.durable.max(target);
-            }
-            self.log_synced.notify_all();
-            r.map_err(|e| IdError::Io(format!("intent log: {e}")))?;
-        }
     }
 
     /// A checkpoint (the caller holds `gate`: no logged change is half done): the table is
@@ -518,9 +638,9 @@ impl IdTable {
         self.log()
             .reset()
             .map_err(|e| IdError::Io(format!("intent log: {e}")))?;
-        let mut s = self.log_sync.lock().unwrap_or_else(|p| p.into_inner());
-        s.durable = s.durable.max(self.seq.load(Ordering::Acquire));
-        self.log_synced.notify_all();
+        let mut s = self.syncer.state();
+        s.durable = s.durable.max(self.syncer.seq.load(Ordering::Acquire));
+        self.syncer.synced.notify_all();
         Ok(())
     }
 
@@ -882,6 +1002,13 @@ impl IdTable {
     }
 }
 
+impl Drop for IdTable {
+    fn drop(&mut self) {
+        self.syncer.state().stop = true;
+        self.syncer.kick.notify_one();
+    }
+}
+
 /// Where the intent log of the table at `path` lives: beside it.
 fn log_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
@@ -1062,6 +1189,35 @@ mod tests {
         // and once replayed, a second open finds nothing more to do
         let t = IdTable::open(&p, 100, 7).unwrap();
         assert!(t.get(n).unwrap().is_some());
+    }
+
+    /// A call that defers its wait for the log (`defer_log_sync`) gets it at `finish`, or
+    /// when its guard is dropped on an error path: either way the log is synced past its
+    /// changes before it goes on, and the thread defers nothing afterwards.
+    #[test]
+    fn a_deferred_wait_ends_only_once_the_log_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = IdTable::open(&dir.path().join("t.redb"), 100, 7).unwrap();
+        let durable = |t: &IdTable| t.syncer.state().durable;
+        let w = t.defer_log_sync();
+        t.record_new(FileId::ROOT, b"a", (101, 0), None).unwrap();
+        t.record_new(FileId::ROOT, b"b", (102, 0), None).unwrap();
+        let seq = t.syncer.seq.load(Ordering::Acquire);
+        assert_eq!(seq, 2);
+        w.finish().unwrap();
+        assert!(durable(&t) >= seq, "finish returned before the sync");
+        {
+            let _w = t.defer_log_sync();
+            t.record_new(FileId::ROOT, b"c", (103, 0), None).unwrap();
+        }
+        assert!(durable(&t) >= 3, "a dropped guard returned before the sync");
+        assert!(DEFERRED.with(|d| d.get()).is_none());
+        // another table's changes are not deferred by this one's guard
+        let u = IdTable::open(&dir.path().join("u.redb"), 100, 7).unwrap();
+        let w = t.defer_log_sync();
+        u.record_new(FileId::ROOT, b"x", (104, 0), None).unwrap();
+        assert!(durable(&u) >= 1, "a change to another table was deferred");
+        w.finish().unwrap();
     }
 
     /// The cache of recent lookups never answers with what a change replaced: a directory
