@@ -247,12 +247,15 @@ impl LogSyncer {
     /// The helper: syncs whenever a deferring call asked for a change not yet durable. A
     /// failed sync is seen again by the caller's own wait ([`LogWait::finish`]).
     fn run(self: std::sync::Arc<Self>) {
+        // the highest change whose sync failed here: not tried again until asked anew (a
+        // failing disk is not hammered; callers' own waits try, and report, again)
+        let mut failed = 0;
         let mut s = self.state();
         loop {
             if s.stop {
                 return;
             }
-            if s.wanted > s.durable {
+            if s.wanted > s.durable && s.wanted > failed {
                 if s.syncing {
                     // a caller syncs; what it does not cover is ours after it
                     s = self.synced.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -260,7 +263,9 @@ impl LogSyncer {
                 }
                 let want = s.wanted;
                 drop(s);
-                let _ = self.sync_to(want);
+                if self.sync_to(want).is_err() {
+                    failed = want;
+                }
                 s = self.state();
                 continue;
             }
