@@ -61,6 +61,13 @@ pub enum Order {
     Blocks,
     /// Its handle's whole object.
     Object,
+    /// It makes a new name in its handle's directory (CREATE, MKDIR, SYMLINK, MKNOD): the
+    /// entry — that directory's part named by a hash of the name — and the whole new object.
+    /// Makes of other names in one directory run in parallel; anything else on the same
+    /// name, the directory as a whole (SETATTR, a RMDIR of it) or the new object (a WRITE
+    /// to it) runs in number order. The directory's mtime stamps commute: the daemon keeps
+    /// the latest (Documentation/04-replication-order.md).
+    Entry,
     /// It changes the namespace: after and before everything (also every non-update, which
     /// is never ordered).
     Barrier,
@@ -81,10 +88,21 @@ pub enum Log {
 }
 
 impl ProcInfo {
-    /// What an update touches for the replication order.
-    pub fn touch(&self, a: &Args) -> Touch {
+    /// What an update touches for the replication order; `new_id`: the file id the
+    /// primary reserved for the object it makes.
+    pub fn touch(&self, a: &Args, new_id: Option<u64>) -> Touch {
         let file = (self.handle)(a).and_then(file_of);
         match (self.order, file) {
+            (Order::Entry, Some(dir)) => match (entry_name(a), new_id) {
+                (Some(name), Some(new)) => Touch {
+                    keys: vec![Key::part(dir, name_key(name)), Key::whole(new)],
+                    barrier: false,
+                },
+                _ => Touch {
+                    keys: vec![],
+                    barrier: true,
+                },
+            },
             (Order::Blocks, Some(id)) => {
                 let (first, last) = blocks_of(a);
                 Touch {
@@ -97,7 +115,7 @@ impl ProcInfo {
                 barrier: false,
             },
             // a handle that does not decode orders like nothing (it fails everywhere alike)
-            (Order::Blocks | Order::Object, None) => Touch::default(),
+            (Order::Blocks | Order::Object | Order::Entry, None) => Touch::default(),
             (Order::Barrier, _) => Touch {
                 keys: vec![],
                 barrier: true,
@@ -130,6 +148,25 @@ impl ProcInfo {
 }
 
 /// The file id a handle names, if it decodes.
+/// The name a CREATE, MKDIR, SYMLINK or MKNOD makes.
+fn entry_name(a: &Args) -> Option<&[u8]> {
+    match a {
+        Args::Create { where_, .. }
+        | Args::Mkdir { where_, .. }
+        | Args::Symlink { where_, .. }
+        | Args::Mknod { where_, .. } => Some(where_.name.as_slice()),
+        _ => None,
+    }
+}
+
+/// The part of a directory that stands for one name (FNV-1a of the name: two names that
+/// collide are only ordered, never reordered).
+fn name_key(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 fn file_of(fh: &NfsFh3) -> Option<u64> {
     FileHandle::decode(&fh.0).map(|h| h.file.0).ok()
 }
@@ -224,6 +261,7 @@ const fn makes(name: &'static str, handle: HandleOf) -> ProcInfo {
     ProcInfo {
         creates: true,
         new_id: true,
+        order: Order::Entry,
         ..names(name, FailBody::Wcc, handle)
     }
 }
@@ -377,7 +415,7 @@ pub fn lookup(prog: u32, proc_: u32) -> Option<&'static ProcInfo> {
 mod tests {
     use super::*;
     use crate::ids::{ExportId, FileId, Generation};
-    use ftnfs_wire::nfs3::{procs, DirOpArgs3, StableHow};
+    use ftnfs_wire::nfs3::{procs, CreateHow3, DirOpArgs3, StableHow};
 
     fn fh(file: u64) -> NfsFh3 {
         NfsFh3(
@@ -477,7 +515,7 @@ mod tests {
         };
         let w = &NFS3[procs::WRITE as usize];
         assert_eq!(
-            w.touch(&write),
+            w.touch(&write, None),
             Touch {
                 keys: vec![Key::part(5, 0), Key::part(5, 1)],
                 barrier: false
@@ -489,7 +527,7 @@ mod tests {
             to: dir(2),
         };
         let r = &NFS3[procs::RENAME as usize];
-        assert!(r.touch(&rename).barrier);
+        assert!(r.touch(&rename, None).barrier);
         assert_eq!(
             r.logged(&rename, None),
             vec![Touched::whole(1), Touched::whole(2)]
@@ -506,7 +544,7 @@ mod tests {
             count: 0,
         };
         let c = &NFS3[procs::COMMIT as usize];
-        assert_eq!(c.touch(&commit).keys, vec![Key::whole(4)]);
+        assert_eq!(c.touch(&commit, None).keys, vec![Key::whole(4)]);
         assert!(c.logged(&commit, None).is_empty());
         // a handle that does not decode: no keys, no barrier, nothing logged
         let bad = Args::SetAttr {
@@ -515,7 +553,54 @@ mod tests {
             guard: None,
         };
         let s = &NFS3[procs::SETATTR as usize];
-        assert_eq!(s.touch(&bad), Touch::default());
+        assert_eq!(s.touch(&bad, None), Touch::default());
         assert!(s.logged(&bad, None).is_empty());
+    }
+
+    /// Makes of other names in one directory share no key; the same name, the directory as a
+    /// whole and the new object do.
+    #[test]
+    fn makes_are_ordered_by_their_entry_and_their_new_object() {
+        let create = |d: u64, name: &[u8]| Args::Create {
+            where_: DirOpArgs3 {
+                dir: fh(d),
+                name: name.to_vec(),
+            },
+            how: CreateHow3::Unchecked(Default::default()),
+        };
+        let c = &NFS3[procs::CREATE as usize];
+        let a = c.touch(&create(1, b"a"), Some(20));
+        let b = c.touch(&create(1, b"b"), Some(21));
+        assert!(!a.barrier && !b.barrier);
+        assert_eq!(a.keys.len(), 2);
+        assert_eq!(a.keys[0].object, 1, "the directory's part");
+        assert!(a.keys[0].part.is_some());
+        assert_eq!(a.keys[1], Key::whole(20), "the new object");
+        assert!(a.keys.iter().all(|k| !b.keys.contains(k)), "{a:?} {b:?}");
+        let again = c.touch(&create(1, b"a"), Some(22));
+        assert_eq!(again.keys[0], a.keys[0], "the same name, the same key");
+        let elsewhere = c.touch(&create(2, b"a"), Some(23));
+        assert_ne!(elsewhere.keys[0], a.keys[0]);
+        let mkdir = Args::Mkdir {
+            where_: DirOpArgs3 {
+                dir: fh(1),
+                name: b"a".to_vec(),
+            },
+            attr: Default::default(),
+        };
+        let m = NFS3[procs::MKDIR as usize].touch(&mkdir, Some(24));
+        assert_eq!(m.keys[0], a.keys[0], "every make of a name shares its key");
+        // without a reserved id it cannot name its object: a barrier
+        assert!(c.touch(&create(1, b"a"), None).barrier);
+        // the directory's own SETATTR takes it whole, which every part conflicts with
+        let setattr = Args::SetAttr {
+            obj: fh(1),
+            attr: Default::default(),
+            guard: None,
+        };
+        assert_eq!(
+            NFS3[procs::SETATTR as usize].touch(&setattr, None).keys,
+            vec![Key::whole(1)]
+        );
     }
 }

@@ -31,6 +31,10 @@ use crate::fs::{check_name, is_dot, sync_dir, wcc_attr, ExportFs, Obj};
 /// mirrored WRITEs atomic.
 static STAMP_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
 
+/// Serializes the mirrored makes in one directory (striped by directory id) on this member,
+/// which makes their mtime stamping atomic: read-mtime, make, set-mtime (`Order::Entry`).
+static DIR_STAMP_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
+
 /// Who is calling, from where.
 pub struct Caller<'a> {
     /// All exports of this member.
@@ -498,10 +502,30 @@ impl<'a> Caller<'a> {
             let dirfd = dir.open_dir()?;
             // the identity table's log syncs while the object and its entry do
             let logged = c.ex.ids.defer_log_sync();
+            // Mirrored makes of other names in this directory may be applied in another
+            // order on another member (the procedure table's `Order::Entry`): the mtime
+            // they leave is the latest of their dictated times, the same in any order.
+            let dir_lock = self.dictate.map(|_| {
+                DIR_STAMP_LOCKS[(dir.id.0 % DIR_STAMP_LOCKS.len() as u64) as usize]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            });
+            let before = match self.dictate {
+                Some(_) => Some(nix::sys::stat::fstat(dirfd.as_fd())?),
+                None => None,
+            };
             let (o, created) = make(c, dir, &dirfd, name)?;
             if created {
-                self.stamp(dir, false)?;
+                match (self.dictate, before) {
+                    (Some(d), Some(st)) => {
+                        let prev = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+                        let t = if prev > d.time { prev } else { d.time };
+                        nix::sys::stat::futimens(dirfd.as_fd(), &TimeSpec::UTIME_OMIT, &t)?;
+                    }
+                    _ => self.stamp(dir, false)?,
+                }
             }
+            drop(dir_lock);
             // the new object and its entry are stable before the reply
             if c.stable() {
                 o.make_stable()?;

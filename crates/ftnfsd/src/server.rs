@@ -289,7 +289,7 @@ impl Server {
             time,
             args: args.to_vec(),
         });
-        let touch = info.touch(a);
+        let touch = info.touch(a, new_id.map(|(f, _)| f.0));
         let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, self.now()) {
             Ok(x) => x,
             Err(e) => {
