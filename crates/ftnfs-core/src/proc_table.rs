@@ -68,6 +68,12 @@ pub enum Order {
     /// to it) runs in number order. The directory's mtime stamps commute: the daemon keeps
     /// the latest (Documentation/04-replication-order.md).
     Entry,
+    /// It removes a name from its handle's directory (REMOVE, RMDIR): the entry, as
+    /// [`Entry`](Order::Entry), and the whole object the name denotes — which only the
+    /// primary's shell can look up, at the instant it numbers the update
+    /// (`Primary::settled`). [`touch`](ProcInfo::touch) alone gives a barrier (the safe
+    /// superset); [`entry_key`](ProcInfo::entry_key) gives the entry.
+    Unlink,
     /// It changes the namespace: after and before everything (also every non-update, which
     /// is never ordered).
     Barrier,
@@ -115,12 +121,24 @@ impl ProcInfo {
                 barrier: false,
             },
             // a handle that does not decode orders like nothing (it fails everywhere alike)
-            (Order::Blocks | Order::Object | Order::Entry, None) => Touch::default(),
-            (Order::Barrier, _) => Touch {
+            (Order::Blocks | Order::Object | Order::Entry | Order::Unlink, None) => {
+                Touch::default()
+            }
+            (Order::Barrier | Order::Unlink, _) => Touch {
                 keys: vec![],
                 barrier: true,
             },
         }
+    }
+
+    /// The key of the directory entry a make or a removal touches (`None` for any other
+    /// procedure, or a handle that does not decode).
+    pub fn entry_key(&self, a: &Args) -> Option<Key> {
+        if !matches!(self.order, Order::Entry | Order::Unlink) {
+            return None;
+        }
+        let dir = (self.handle)(a).and_then(file_of)?;
+        Some(Key::part(dir, name_key(entry_name(a)?)))
     }
 
     /// The file ids an update touched, for the change log (`new_id`: the object it made).
@@ -148,13 +166,14 @@ impl ProcInfo {
 }
 
 /// The file id a handle names, if it decodes.
-/// The name a CREATE, MKDIR, SYMLINK or MKNOD makes.
-fn entry_name(a: &Args) -> Option<&[u8]> {
+/// The name a CREATE, MKDIR, SYMLINK or MKNOD makes, or a REMOVE or RMDIR removes.
+pub fn entry_name(a: &Args) -> Option<&[u8]> {
     match a {
         Args::Create { where_, .. }
         | Args::Mkdir { where_, .. }
         | Args::Symlink { where_, .. }
         | Args::Mknod { where_, .. } => Some(where_.name.as_slice()),
+        Args::Remove(d) | Args::Rmdir(d) => Some(d.name.as_slice()),
         _ => None,
     }
 }
@@ -329,14 +348,20 @@ pub static NFS3: [ProcInfo; 22] = [
         Args::Mknod { where_, .. } => Some(&where_.dir),
         _ => None,
     }),
-    names("REMOVE", Wcc, |a| match a {
-        Args::Remove(d) => Some(&d.dir),
-        _ => None,
-    }),
-    names("RMDIR", Wcc, |a| match a {
-        Args::Rmdir(d) => Some(&d.dir),
-        _ => None,
-    }),
+    ProcInfo {
+        order: Order::Unlink,
+        ..names("REMOVE", Wcc, |a| match a {
+            Args::Remove(d) => Some(&d.dir),
+            _ => None,
+        })
+    },
+    ProcInfo {
+        order: Order::Unlink,
+        ..names("RMDIR", Wcc, |a| match a {
+            Args::Rmdir(d) => Some(&d.dir),
+            _ => None,
+        })
+    },
     ProcInfo {
         second: |a| match a {
             Args::Rename { to, .. } => Some(&to.dir),
@@ -590,6 +615,24 @@ mod tests {
         };
         let m = NFS3[procs::MKDIR as usize].touch(&mkdir, Some(24));
         assert_eq!(m.keys[0], a.keys[0], "every make of a name shares its key");
+        // a removal of the name: the same entry; alone (without its victim) a barrier
+        let remove = Args::Remove(DirOpArgs3 {
+            dir: fh(1),
+            name: b"a".to_vec(),
+        });
+        let r = &NFS3[procs::REMOVE as usize];
+        assert_eq!(r.entry_key(&remove), Some(a.keys[0]));
+        assert!(r.touch(&remove, None).barrier);
+        let rmdir = Args::Rmdir(DirOpArgs3 {
+            dir: fh(1),
+            name: b"a".to_vec(),
+        });
+        assert_eq!(
+            NFS3[procs::RMDIR as usize].entry_key(&rmdir),
+            Some(a.keys[0])
+        );
+        assert_eq!(c.entry_key(&create(1, b"a")), Some(a.keys[0]));
+        assert_eq!(NFS3[procs::RENAME as usize].entry_key(&remove), None);
         // without a reserved id it cannot name its object: a barrier
         assert!(c.touch(&create(1, b"a"), None).barrier);
         // the directory's own SETATTR takes it whole, which every part conflicts with

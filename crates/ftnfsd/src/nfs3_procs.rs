@@ -31,8 +31,9 @@ use crate::fs::{check_name, is_dot, sync_dir, wcc_attr, ExportFs, Obj};
 /// mirrored WRITEs atomic.
 static STAMP_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
 
-/// Serializes the mirrored makes in one directory (striped by directory id) on this member,
-/// which makes their mtime stamping atomic: read-mtime, make, set-mtime (`Order::Entry`).
+/// Serializes the mirrored makes and removals in one directory (striped by directory id) on
+/// this member, which makes their mtime stamping atomic: read-mtime, change, set-mtime
+/// (`Order::Entry`, `Order::Unlink`; [`Caller::entry_change`]).
 static DIR_STAMP_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
 
 /// Who is calling, from where.
@@ -139,6 +140,38 @@ impl<'a> Caller<'a> {
             )?;
         }
         Ok(())
+    }
+
+    /// A change of `dir`'s entries (`change` says whether it changed one) that, mirrored,
+    /// may be applied in another order on another member than concurrent changes of other
+    /// names in the same directory (the procedure table's `Order::Entry` and
+    /// `Order::Unlink`): it runs under the directory's lock, and the directory's mtime
+    /// becomes the latest of the dictated times — max(mtime before, this one's) — the same
+    /// in any order. Unmirrored: the plain stamp.
+    fn entry_change<T>(
+        &self,
+        dir: &Obj,
+        dirfd: &OwnedFd,
+        change: impl FnOnce() -> Result<(T, bool), Fail>,
+    ) -> Result<T, Fail> {
+        let Some(d) = self.dictate else {
+            let (t, changed) = change()?;
+            if changed {
+                self.stamp(dir, false)?;
+            }
+            return Ok(t);
+        };
+        let _g = DIR_STAMP_LOCKS[(dir.id.0 % DIR_STAMP_LOCKS.len() as u64) as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let st = nix::sys::stat::fstat(dirfd.as_fd())?;
+        let (t, changed) = change()?;
+        if changed {
+            let prev = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+            let latest = if prev > d.time { prev } else { d.time };
+            nix::sys::stat::futimens(dirfd.as_fd(), &TimeSpec::UTIME_OMIT, &latest)?;
+        }
+        Ok(t)
     }
 
     /// What SET_TO_SERVER_TIME sets.
@@ -502,30 +535,7 @@ impl<'a> Caller<'a> {
             let dirfd = dir.open_dir()?;
             // the identity table's log syncs while the object and its entry do
             let logged = c.ex.ids.defer_log_sync();
-            // Mirrored makes of other names in this directory may be applied in another
-            // order on another member (the procedure table's `Order::Entry`): the mtime
-            // they leave is the latest of their dictated times, the same in any order.
-            let dir_lock = self.dictate.map(|_| {
-                DIR_STAMP_LOCKS[(dir.id.0 % DIR_STAMP_LOCKS.len() as u64) as usize]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-            });
-            let before = match self.dictate {
-                Some(_) => Some(nix::sys::stat::fstat(dirfd.as_fd())?),
-                None => None,
-            };
-            let (o, created) = make(c, dir, &dirfd, name)?;
-            if created {
-                match (self.dictate, before) {
-                    (Some(d), Some(st)) => {
-                        let prev = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
-                        let t = if prev > d.time { prev } else { d.time };
-                        nix::sys::stat::futimens(dirfd.as_fd(), &TimeSpec::UTIME_OMIT, &t)?;
-                    }
-                    _ => self.stamp(dir, false)?,
-                }
-            }
-            drop(dir_lock);
+            let o = self.entry_change(dir, &dirfd, || make(c, dir, &dirfd, name))?;
             // the new object and its entry are stable before the reply
             if c.stable() {
                 o.make_stable()?;
@@ -756,18 +766,20 @@ impl<'a> Caller<'a> {
             }
             check_name(&d.name)?;
             let dirfd = dir.open_dir()?;
-            let victim = c.ex.child(dir, &dirfd, &d.name)?;
-            access::may_delete(&c.cred, &dir.owner(), &victim.owner())?;
-            if rmdir {
-                ok_or(victim.is_dir(), NfsStat3::NotDir)?;
-                unlinkat(dirfd.as_fd(), victim.name_os(), UnlinkatFlags::RemoveDir)?;
-            } else {
-                ok_or(!victim.is_dir(), NfsStat3::IsDir)?;
-                unlinkat(dirfd.as_fd(), victim.name_os(), UnlinkatFlags::NoRemoveDir)?;
-            }
-            let last = victim.is_dir() || victim.st.st_nlink <= 1;
-            c.ex.ids.remove_link(victim.id, dir.id, &d.name, last)?;
-            self.stamp(dir, false)?;
+            self.entry_change(dir, &dirfd, || {
+                let victim = c.ex.child(dir, &dirfd, &d.name)?;
+                access::may_delete(&c.cred, &dir.owner(), &victim.owner())?;
+                if rmdir {
+                    ok_or(victim.is_dir(), NfsStat3::NotDir)?;
+                    unlinkat(dirfd.as_fd(), victim.name_os(), UnlinkatFlags::RemoveDir)?;
+                } else {
+                    ok_or(!victim.is_dir(), NfsStat3::IsDir)?;
+                    unlinkat(dirfd.as_fd(), victim.name_os(), UnlinkatFlags::NoRemoveDir)?;
+                }
+                let last = victim.is_dir() || victim.st.st_nlink <= 1;
+                c.ex.ids.remove_link(victim.id, dir.id, &d.name, last)?;
+                Ok(((), true))
+            })?;
             if c.stable() {
                 sync_dir(&dirfd)?;
             }

@@ -15,6 +15,7 @@ use ftnfs_core::exports::ReadMode;
 use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{ExportId, Millis, SeqNo};
 
+use ftnfs_core::mirror::{Key, Touch};
 /// Granularity of the replication order inside a file's data: the change log's block.
 use ftnfs_core::proc_table::{self, ProcInfo};
 use ftnfs_wire::mount::{self, ExportList, ExportNode, MntRes, MountList, MountStat3};
@@ -290,7 +291,28 @@ impl Server {
             args: args.to_vec(),
         });
         let touch = info.touch(a, new_id.map(|(f, _)| f.0));
-        let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, self.now()) {
+        let submitted = match info.order {
+            // A removal is ordered by its victim too when the victim is certain: nothing
+            // that could change what the name denotes is pending here, before the lookup
+            // and when numbering (Documentation/04-replication-order.md); else a barrier.
+            proc_table::Order::Unlink => {
+                let victim = info.entry_key(a).and_then(|e| {
+                    let since = ps.settled_now(&e)?;
+                    let v = ex.known_child(&fh, proc_table::entry_name(a)?)?;
+                    Some((e, since, v))
+                });
+                let choose = |p: &ftnfs_core::mirror::primary::Primary<_>| match victim {
+                    Some((e, since, v)) if p.settled(&e, since) => Touch {
+                        keys: vec![e, Key::whole(v.0)],
+                        barrier: false,
+                    },
+                    _ => touch.clone(),
+                };
+                ps.submit_with(&self.mirror, choose, payload, self.now())
+            }
+            _ => ps.submit(&self.mirror, &touch, payload, self.now()),
+        };
+        let (seq, rx) = match submitted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(export = fh.export.0, "{e}");

@@ -302,6 +302,37 @@ impl<P: Clone> Primary<P> {
         Ok(seq)
     }
 
+    /// The number the next update will get.
+    pub fn next_seq(&self) -> SeqNo {
+        self.next
+    }
+
+    /// Whether what this member holds for `key` is final up to the updates numbered before
+    /// `since`: every numbered update that conflicts with `key`, and the last barrier, was
+    /// numbered before `since` and has executed here. A shell that looked something up
+    /// under `key` (which object a name denotes) after asking with `since` = [`next_seq`]
+    /// and found it settled, and that finds it settled again with the same `since` when it
+    /// numbers, looked at the state that update will meet everywhere
+    /// (Documentation/04-replication-order.md: a REMOVE ordered by its victim).
+    ///
+    /// [`next_seq`]: Self::next_seq
+    pub fn settled(&self, key: &super::Key, since: SeqNo) -> bool {
+        let done = |s: SeqNo| s < since && self.local.contains(s);
+        if self.last_barrier.0 > 0 && !done(self.last_barrier) {
+            return false;
+        }
+        let Some(ot) = self.last_touch.get(&key.object) else {
+            return true;
+        };
+        if ot.whole.is_some_and(|s| !done(s)) {
+            return false;
+        }
+        match key.part {
+            None => ot.parts.values().all(|s| done(*s)),
+            Some(p) => ot.parts.get(&p).is_none_or(|s| done(*s)),
+        }
+    }
+
     /// The local execution of `seq` finished with `status` (the NFS status of its reply).
     pub fn local_done(&mut self, seq: SeqNo, status: u32) {
         let Some(p) = self.pending.get_mut(&seq) else {
@@ -592,6 +623,62 @@ mod tests {
             drain(&mut p)[..],
             [PrimaryEffect::Release { token: 10, .. }]
         ));
+    }
+
+    #[test]
+    fn a_key_is_settled_once_everything_on_it_executed_and_nothing_new_came() {
+        let mut p = prim(&[]);
+        let entry = Key::part(1, 77);
+        let on = |keys: Vec<Key>| Touch {
+            keys,
+            barrier: false,
+        };
+        assert!(p.settled(&entry, p.next_seq()), "nothing numbered yet");
+        let s1 = p
+            .submit(1, &on(vec![entry, Key::whole(9)]), 1, Millis(0))
+            .unwrap();
+        let other = p
+            .submit(2, &on(vec![Key::part(1, 78)]), 2, Millis(0))
+            .unwrap();
+        assert!(
+            !p.settled(&entry, p.next_seq()),
+            "its make has not executed"
+        );
+        p.local_done(other, 0);
+        assert!(!p.settled(&entry, p.next_seq()));
+        p.local_done(s1, 0);
+        let since = p.next_seq();
+        assert!(p.settled(&entry, since));
+        // the directory as a whole conflicts with every part
+        let s3 = p
+            .submit(3, &on(vec![Key::part(1, 78)]), 3, Millis(0))
+            .unwrap();
+        assert!(p.settled(&entry, since), "another name of the directory");
+        assert!(
+            !p.settled(&Key::whole(1), p.next_seq()),
+            "the whole directory"
+        );
+        p.local_done(s3, 0);
+        // numbered after `since` on the same key: not settled, even once executed
+        let s4 = p.submit(4, &on(vec![entry]), 4, Millis(0)).unwrap();
+        p.local_done(s4, 0);
+        assert!(!p.settled(&entry, since), "a newer update on the key");
+        assert!(p.settled(&entry, p.next_seq()));
+        // a barrier not yet executed unsettles every key
+        let b = p
+            .submit(
+                5,
+                &Touch {
+                    keys: vec![],
+                    barrier: true,
+                },
+                5,
+                Millis(0),
+            )
+            .unwrap();
+        assert!(!p.settled(&Key::part(2, 1), p.next_seq()));
+        p.local_done(b, 0);
+        assert!(p.settled(&Key::part(2, 1), p.next_seq()));
     }
 
     #[test]

@@ -375,6 +375,18 @@ impl ExportFs {
 
     /// The object named `name` in directory `dir` (a child, not `.`/`..`), adopting it into
     /// the identity table if it was created outside ftnfs.
+    /// The id of what `name` in directory `dir` denotes now, if this export knows it —
+    /// looked up without adopting or changing anything (a primary ordering a removal by its
+    /// victim, Documentation/04-replication-order.md).
+    pub fn known_child(&self, dir: &FileHandle, name: &[u8]) -> Option<FileId> {
+        let d = self.locate(dir).ok()?;
+        let dirfd = d.open_dir().ok()?;
+        let os = check_name(name).ok()?;
+        let st = fstatat(dirfd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        let life = life::of(dirfd.as_fd(), os);
+        self.ids.by_ino_life(st.st_ino, life).ok()?
+    }
+
     pub fn child(&self, dir: &Obj, dirfd: &OwnedFd, name: &[u8]) -> Result<Obj, Fail> {
         let os = check_name(name)?;
         let st = fstatat(dirfd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW)?;

@@ -194,6 +194,26 @@ impl PrimarySide {
         payload: Arc<UpdatePayload>,
         now: Millis,
     ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
+        self.submit_with(m, |_| touch.clone(), payload, now)
+    }
+
+    /// If everything numbered so far that conflicts with `key` has executed here: the
+    /// number to hand [`submit_with`](Self::submit_with)'s check (`Primary::settled`).
+    pub fn settled_now(&self, key: &ftnfs_core::mirror::Key) -> Option<SeqNo> {
+        let c = lock(&self.core);
+        let since = c.p.next_seq();
+        c.p.settled(key, since).then_some(since)
+    }
+
+    /// [`submit`](Self::submit), with what the update touches decided by `touch` from the
+    /// primary's order state at the instant it is numbered.
+    pub fn submit_with(
+        &self,
+        m: &Mirror,
+        touch: impl FnOnce(&ftnfs_core::mirror::primary::Primary<Arc<UpdatePayload>>) -> Touch,
+        payload: Arc<UpdatePayload>,
+        now: Millis,
+    ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
         {
             // the last pass of a resync: wait (bounded by its hold limit, plus a margin)
             let limit = std::time::Duration::from_millis(m.resync.hold_ms + 1000);
@@ -212,7 +232,8 @@ impl PrimarySide {
         let (tx, rx) = sync_channel(2);
         c.waiters.insert(token, tx);
         let idle = c.p.pending() == 0;
-        match c.p.submit(token, touch, payload, now) {
+        let touch = touch(&c.p);
+        match c.p.submit(token, &touch, payload, now) {
             Ok(seq) => {
                 self.drain(&mut c, m, now);
                 if idle {
