@@ -29,6 +29,7 @@ pub mod drc;
 pub mod exports;
 pub mod handle;
 pub mod ids;
+pub mod lock_manager;
 pub mod locks;
 pub mod member;
 pub mod mirror;
