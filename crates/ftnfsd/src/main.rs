@@ -17,6 +17,7 @@ mod link;
 mod local;
 mod mirror;
 mod nfs3_procs;
+mod nlm;
 mod peer;
 mod portmap;
 mod replylog;
@@ -327,6 +328,14 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");
     }
     let server = Arc::new(server::Server::new(local, mirror));
+    if let Some(rx) = server
+        .nlm_grants
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        tokio::spawn(nlm::callbacks(server.nlm.clone(), rx));
+    }
     if !server.mirror.is_empty() || cli.witness_mode {
         let l = tokio::net::TcpListener::bind(cli.peer_listen)
             .await

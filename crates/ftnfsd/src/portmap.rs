@@ -26,6 +26,12 @@ pub fn mappings(port: u16) -> Vec<Mapping> {
                 port: port as u32,
             });
         }
+        v.push(Mapping {
+            prog: ftnfs_wire::nlm::PROGRAM,
+            vers: ftnfs_wire::nlm::VERSION,
+            prot,
+            port: port as u32,
+        });
     }
     v
 }

@@ -57,6 +57,10 @@ pub struct Server {
     pub mounts: Mutex<Vec<(IpAddr, String)>>,
     /// Mirrored exports and their roles.
     pub mirror: Arc<Mirror>,
+    /// The NLM lock service.
+    pub nlm: Arc<crate::nlm::Nlm>,
+    /// Its GRANTED callbacks, until main starts their sender (`nlm::callbacks`).
+    pub nlm_grants: Mutex<Option<tokio::sync::mpsc::Receiver<crate::nlm::Pending>>>,
 }
 
 /// Longest a held request waits for its turn to execute locally (only earlier local
@@ -67,11 +71,14 @@ const MAX_RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 impl Server {
     /// A server for these exports.
     pub fn new(local: Arc<Local>, mirror: Arc<Mirror>) -> Server {
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::nlm::MAX_CALLBACKS);
         Server {
             local,
             counters: Counters::default(),
             mounts: Mutex::new(Vec::new()),
             mirror,
+            nlm: Arc::new(crate::nlm::Nlm::new(tx)),
+            nlm_grants: Mutex::new(Some(rx)),
         }
     }
 
@@ -106,6 +113,7 @@ impl Server {
         let (lo, hi) = match h.prog {
             nfs3::PROGRAM => (3, 3),
             mount::PROGRAM => (1, 3),
+            ftnfs_wire::nlm::PROGRAM => (4, 4),
             _ => return Some(self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProgUnavail))),
         };
         if h.vers < lo || h.vers > hi {
@@ -113,6 +121,18 @@ impl Server {
                 h.xid,
                 ReplyHeader::Accepted(AcceptStat::ProgMismatch { low: lo, high: hi }),
             ));
+        }
+        if h.prog == ftnfs_wire::nlm::PROGRAM {
+            // locks are granted by the member that serves the file: on a mirrored export,
+            // its primary (the lock table is not mirrored yet: Documentation/12-locks.md)
+            let file = |fh: &FileHandle| {
+                let ex = self.export(fh.export)?;
+                match self.mirror.role(fh.export).as_deref() {
+                    None | Some(Role::Primary(_)) => Some(ex),
+                    Some(_) => None,
+                }
+            };
+            return Some(self.nlm.handle(h.xid, h.proc_, args, peer, file));
         }
         let Some(info) = proc_table::lookup(h.prog, h.proc_) else {
             return Some(self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProcUnavail)));

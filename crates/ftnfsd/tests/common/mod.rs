@@ -87,6 +87,15 @@ impl Raw {
             buf: bytes::BytesMut::new(),
         }
     }
+    /// A client over a stream connected elsewhere.
+    pub fn over(s: TcpStream) -> Raw {
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        Raw {
+            s,
+            dec: RecordDecoder::new(4 << 20),
+            buf: bytes::BytesMut::new(),
+        }
+    }
     pub fn send_raw(&mut self, rec: &[u8]) {
         self.s.write_all(&encode_record(rec)).unwrap();
     }

@@ -1,0 +1,396 @@
+//! The NLM v4 service (program 100021, issue 14): byte-range locks for NFSv3 clients, so a
+//! client needs no `nolock`. Decisions are the core's lock manager
+//! (`ftnfs_core::lock_manager`); here: decoding the calls, naming the file, answering, and the
+//! GRANTED callbacks to clients whose blocked lock became free ([`callbacks`]).
+//!
+//! Served on the NFS port (registered with the portmapper there, `portmap::mappings`), over
+//! TCP and UDP, synchronous procedures: NULL, TEST, LOCK (blocking or not), CANCEL, UNLOCK,
+//! NM_LOCK, FREE_ALL. Not yet (Documentation/12-locks.md): the `_MSG`/`_RES` forms
+//! (PROC_UNAVAIL), SHARE/UNSHARE (NLM4_FAILED), NSM, and the replication of the lock table
+//! to the other members — on a mirrored export only the primary grants locks, and a
+//! takeover loses them.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ftnfs_core::handle::FileHandle;
+use ftnfs_core::ids::{ExportId, FileId};
+use ftnfs_core::lock_manager::{LockManager, LockOutcome, Waiter};
+use ftnfs_core::locks::{range, Lock, Owner};
+use ftnfs_wire::nlm::{self, Args, Holder, Res, Stat, TestArgs, TestRes};
+use ftnfs_wire::portmap;
+use ftnfs_wire::rpc::{AcceptStat, CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
+use ftnfs_wire::xdr::{XdrEncode, XdrReader, XdrWriter};
+
+use crate::fs::ExportFs;
+
+/// A lock's file.
+pub type FileKey = (ExportId, FileId);
+
+/// What a blocked caller needs to be told when its lock is granted: where, and the
+/// arguments of the GRANTED callback (its own lock, as it asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The client host.
+    pub addr: IpAddr,
+    /// The callback's arguments.
+    pub args: TestArgs,
+}
+
+/// Most GRANTED callbacks queued for sending.
+pub const MAX_CALLBACKS: usize = 1024;
+
+/// The NLM service of one member.
+pub struct Nlm {
+    mgr: Mutex<LockManager<FileKey, Pending>>,
+    grants: tokio::sync::mpsc::Sender<Pending>,
+}
+
+/// The body of a reply.
+enum Reply {
+    Void,
+    Res(Res),
+    Test(TestRes),
+    Share(nlm::ShareRes),
+}
+
+/// Why a call names no lockable file.
+enum NoFile {
+    Stale,
+    NotHere,
+}
+
+impl Nlm {
+    /// A service whose granted waiters go to `grants` ([`callbacks`] sends them).
+    pub fn new(grants: tokio::sync::mpsc::Sender<Pending>) -> Nlm {
+        Nlm {
+            mgr: Mutex::new(LockManager::default()),
+            grants,
+        }
+    }
+
+    fn mgr(&self) -> std::sync::MutexGuard<'_, LockManager<FileKey, Pending>> {
+        self.mgr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// (files with locks, locks, blocked waiters).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        self.mgr().counts()
+    }
+
+    /// Answers one NLM v4 call. `file` finds the export a handle belongs to, if this member
+    /// may grant locks on it (it serves it, and is its primary when it is mirrored).
+    pub fn handle<'e>(
+        &self,
+        xid: Xid,
+        proc_: u32,
+        args: &[u8],
+        peer: SocketAddr,
+        file: impl Fn(&FileHandle) -> Option<&'e ExportFs>,
+    ) -> Vec<u8> {
+        let mut w = XdrWriter::new();
+        let decoded = match Args::decode(proc_, args) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                ReplyHeader::Accepted(AcceptStat::ProcUnavail).encode(xid, &mut w);
+                return w.into_inner();
+            }
+            Err(_) => {
+                ReplyHeader::Accepted(AcceptStat::GarbageArgs).encode(xid, &mut w);
+                return w.into_inner();
+            }
+        };
+        let key = |fh: &[u8]| -> Result<FileKey, NoFile> {
+            let h = FileHandle::decode(fh).map_err(|_| NoFile::Stale)?;
+            let ex = file(&h).ok_or(NoFile::NotHere)?;
+            match ex.ids.get(h.file) {
+                Ok(Some(r)) if r.gen == h.gen => Ok((h.export, h.file)),
+                _ => Err(NoFile::Stale),
+            }
+        };
+        let no_file = |e: NoFile| match e {
+            NoFile::Stale => Stat::StaleFh,
+            // not ours to grant now (a mirror that is not primary): the client retries
+            NoFile::NotHere => Stat::DeniedGracePeriod,
+        };
+        let body: Reply = match (proc_, decoded) {
+            (nlm::procs::NULL, _) => Reply::Void,
+            (nlm::procs::TEST, Args::Test(a)) => {
+                let r = match (key(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
+                    (Err(e), _) => test_res(&a.cookie, no_file(e), None),
+                    (_, None) => test_res(&a.cookie, Stat::Fbig, None),
+                    (Ok(k), Some((start, end))) => {
+                        match self
+                            .mgr()
+                            .test(&k, &owner(&a.alock), a.exclusive, start, end)
+                        {
+                            Some(l) => test_res(&a.cookie, Stat::Denied, Some(holder(&l))),
+                            None => test_res(&a.cookie, Stat::Granted, None),
+                        }
+                    }
+                };
+                Reply::Test(r)
+            }
+            (nlm::procs::LOCK | nlm::procs::NM_LOCK, Args::Lock(a) | Args::NmLock(a)) => {
+                let stat = match (key(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
+                    (Err(e), _) => no_file(e),
+                    (_, None) => Stat::Fbig,
+                    (Ok(k), Some((start, end))) => {
+                        // NM_LOCK is never monitored and never blocks
+                        let block = (a.block && proc_ == nlm::procs::LOCK).then(|| Pending {
+                            addr: peer.ip(),
+                            args: TestArgs {
+                                cookie: a.cookie.clone(),
+                                exclusive: a.exclusive,
+                                alock: a.alock.clone(),
+                            },
+                        });
+                        let o = owner(&a.alock);
+                        match self.mgr().lock(&k, &o, a.exclusive, start, end, block) {
+                            LockOutcome::Granted => Stat::Granted,
+                            LockOutcome::Denied(_) => Stat::Denied,
+                            LockOutcome::Blocked => Stat::Blocked,
+                            LockOutcome::NoLocks => Stat::DeniedNoLocks,
+                        }
+                    }
+                };
+                Reply::Res(res(&a.cookie, stat))
+            }
+            (nlm::procs::CANCEL, Args::Cancel(a)) => {
+                if let (Ok(k), Some((start, end))) =
+                    (key(&a.alock.fh), range(a.alock.offset, a.alock.len))
+                {
+                    self.mgr()
+                        .cancel(&k, &owner(&a.alock), a.exclusive, start, end);
+                }
+                Reply::Res(res(&a.cookie, Stat::Granted))
+            }
+            (nlm::procs::UNLOCK, Args::Unlock(a)) => {
+                let stat = match (key(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
+                    (Err(e), _) => no_file(e),
+                    (_, None) => Stat::Fbig,
+                    (Ok(k), Some((start, end))) => {
+                        let r = self.mgr().unlock(&k, &owner(&a.alock), start, end);
+                        match r {
+                            Ok(granted) => {
+                                self.tell(granted);
+                                Stat::Granted
+                            }
+                            Err(_) => Stat::DeniedNoLocks,
+                        }
+                    }
+                };
+                Reply::Res(res(&a.cookie, stat))
+            }
+            (nlm::procs::FREE_ALL, Args::FreeAll(n)) => {
+                let host = String::from_utf8_lossy(&n.name).into_owned();
+                let granted = self.mgr().free_host(&host);
+                self.tell(granted.into_iter().map(|(_, w)| w).collect());
+                Reply::Void
+            }
+            (nlm::procs::SHARE | nlm::procs::UNSHARE, Args::Share(a)) => {
+                Reply::Share(nlm::ShareRes {
+                    cookie: a.cookie,
+                    stat: Stat::Failed,
+                    sequence: 0,
+                })
+            }
+            (nlm::procs::GRANTED, Args::Test(a)) => {
+                // we are no client: nothing of ours waits
+                Reply::Res(res(&a.cookie, Stat::Denied))
+            }
+            _ => {
+                ReplyHeader::Accepted(AcceptStat::ProcUnavail).encode(xid, &mut w);
+                return w.into_inner();
+            }
+        };
+        ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
+        match body {
+            Reply::Void => {}
+            Reply::Res(r) => r.encode(&mut w),
+            Reply::Test(r) => r.encode(&mut w),
+            Reply::Share(r) => r.encode(&mut w),
+        }
+        w.into_inner()
+    }
+
+    /// Queues the GRANTED callbacks of `granted` (dropped past [`MAX_CALLBACKS`]: the
+    /// client's own retransmitted LOCK then finds the lock held by it and is granted).
+    fn tell(&self, granted: Vec<Waiter<Pending>>) {
+        for w in granted {
+            if self.grants.try_send(w.token).is_err() {
+                tracing::warn!(
+                    "NLM callback queue full: a granted client learns it at its next LOCK"
+                );
+            }
+        }
+    }
+
+    /// A client answered our GRANTED with something else than granted (it stopped
+    /// waiting): the lock it no longer wants is released.
+    fn refused(&self, p: &Pending, file: FileKey) {
+        if let Some((start, end)) = range(p.args.alock.offset, p.args.alock.len) {
+            if let Ok(granted) = self.mgr().unlock(&file, &owner(&p.args.alock), start, end) {
+                self.tell(granted);
+            }
+        }
+    }
+}
+
+fn owner(l: &nlm::Lock) -> Owner {
+    Owner {
+        host: String::from_utf8_lossy(&l.caller_name).into_owned(),
+        svid: l.svid as u32,
+        oh: l.oh.clone(),
+    }
+}
+
+fn holder(l: &Lock) -> Holder {
+    Holder {
+        exclusive: l.exclusive,
+        svid: l.owner.svid as i32,
+        oh: l.owner.oh.clone(),
+        offset: l.start,
+        len: if l.end == u64::MAX {
+            0
+        } else {
+            l.end - l.start + 1
+        },
+    }
+}
+
+fn res(cookie: &[u8], stat: Stat) -> Res {
+    Res {
+        cookie: cookie.to_vec(),
+        stat,
+    }
+}
+
+fn test_res(cookie: &[u8], stat: Stat, holder: Option<Holder>) -> TestRes {
+    TestRes {
+        cookie: cookie.to_vec(),
+        stat,
+        holder,
+    }
+}
+
+/// Sends each granted waiter its NLM GRANTED callback: the client's NLM port from its
+/// portmapper, then the call over UDP, a few tries ([`CALLBACK_TRIES`], 1 s apart). A
+/// client that answers anything but granted no longer waits, and the lock is released.
+pub async fn callbacks(nlm: std::sync::Arc<Nlm>, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
+    while let Some(p) = rx.recv().await {
+        let n = nlm.clone();
+        tokio::task::spawn_blocking(move || match grant(&p) {
+            Ok(Stat::Granted) => tracing::debug!(client = %p.addr, "NLM GRANTED delivered"),
+            Ok(stat) => {
+                tracing::info!(client = %p.addr, ?stat, "NLM GRANTED refused: lock released");
+                if let Ok(h) = FileHandle::decode(&p.args.alock.fh) {
+                    n.refused(&p, (h.export, h.file));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(client = %p.addr, error = %e, "NLM GRANTED not delivered; the client's next LOCK finds it held")
+            }
+        });
+    }
+}
+
+/// GRANTED callbacks sent before giving up.
+pub const CALLBACK_TRIES: u32 = 5;
+
+fn grant(p: &Pending) -> std::io::Result<Stat> {
+    let sock = UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))?;
+    sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let port = rpc_call(&sock, p.addr, 111, 0x4e4c_0000, |xid, w| {
+        let m = portmap::Mapping {
+            prog: nlm::PROGRAM,
+            vers: nlm::VERSION,
+            prot: portmap::IPPROTO_UDP,
+            port: 0,
+        };
+        w.extend_from_slice(&portmap::encode_call(xid, 3, m));
+    })
+    .and_then(|body| {
+        XdrReader::new(&body)
+            .u32()
+            .map_err(|_| std::io::Error::other("bad portmap reply"))
+    })?;
+    if port == 0 || port > u16::MAX as u32 {
+        return Err(std::io::Error::other("the client's NLM is not registered"));
+    }
+    let body = rpc_call(&sock, p.addr, port as u16, 0x4e4d_0000, |xid, w| {
+        let mut x = XdrWriter::new();
+        CallHeader {
+            xid,
+            rpcvers: 2,
+            prog: nlm::PROGRAM,
+            vers: nlm::VERSION,
+            proc_: nlm::procs::GRANTED,
+            cred: OpaqueAuth {
+                flavor: 0,
+                body: &[],
+            },
+            verf: AUTH_NONE,
+        }
+        .encode(&mut x);
+        p.args.encode(&mut x);
+        w.extend_from_slice(x.as_slice());
+    })?;
+    let mut r = XdrReader::new(&body);
+    let _cookie = r
+        .opaque(nlm::LM_MAXSTRLEN)
+        .map_err(|_| std::io::Error::other("bad GRANTED reply"))?;
+    Ok(match r.u32() {
+        Ok(0) => Stat::Granted,
+        _ => Stat::Denied,
+    })
+}
+
+/// One RPC call over UDP with retries: the accepted reply's body.
+fn rpc_call(
+    sock: &UdpSocket,
+    addr: IpAddr,
+    port: u16,
+    xid_base: u32,
+    call: impl Fn(Xid, &mut Vec<u8>),
+) -> std::io::Result<Vec<u8>> {
+    let xid = Xid(xid_base | (rand_u16() as u32));
+    let mut msg = Vec::new();
+    call(xid, &mut msg);
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..CALLBACK_TRIES {
+        sock.send_to(&msg, (addr, port))?;
+        loop {
+            match sock.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    let mut r = XdrReader::new(&buf[..n]);
+                    match ReplyHeader::decode(&mut r) {
+                        Ok((x, ReplyHeader::Accepted(AcceptStat::Success))) if x == xid => {
+                            return Ok(r.rest().to_vec())
+                        }
+                        Ok((x, h)) if x == xid => {
+                            return Err(std::io::Error::other(format!("refused: {h:?}")))
+                        }
+                        _ => continue, // someone else's, or garbage
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Err(std::io::Error::other("no answer"))
+}
+
+fn rand_u16() -> u16 {
+    let b = crate::mirror::random_bytes::<2>();
+    u16::from_be_bytes(b)
+}

@@ -1,0 +1,420 @@
+//! The NLM v4 service of a real daemon on loopback (issue 14), driven by raw calls: locks,
+//! conflicts, a blocked lock granted by the GRANTED callback to the waiting client's lock
+//! manager (a stand-in portmapper and lockd at the client's address, 127.0.0.7), and the
+//! error statuses. The Linux kernel client's locking is `tests/` work still to come
+//! (Documentation/12-locks.md).
+
+mod common;
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use ftnfs_wire::nfs3::{CreateHow3, NfsFh3, Sattr3};
+use ftnfs_wire::nlm::{self, Args, Lock, Stat, TestArgs};
+use ftnfs_wire::rpc::{flavor, AuthSys, CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
+use ftnfs_wire::{XdrEncode, XdrReader, XdrWriter};
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path, port: u16) -> Daemon {
+    std::fs::create_dir_all(dir.join("export")).unwrap();
+    std::fs::write(
+        dir.join("exports"),
+        format!(
+            "{} *(rw,insecure,no_root_squash)\n",
+            dir.join("export").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
+        .arg("--exports")
+        .arg(dir.join("exports"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--bind")
+        .arg("127.0.0.1")
+        .arg("--admin-socket")
+        .arg(dir.join("admin.sock"))
+        .arg("--no-portmap")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    Daemon(child)
+}
+
+/// A client on another loopback address (another client host on this machine).
+fn connect_from(src: Ipv4Addr, port: u16) -> Raw {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&std::net::SocketAddr::from((src, 0)).into())
+        .unwrap();
+    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    Raw::over(sock.into())
+}
+
+/// An NLM v4 call; (status, rest of the body after cookie and status).
+fn nlm_call(c: &mut Raw, xid: u32, proc_: u32, args: &[u8]) -> (u32, Vec<u8>) {
+    let cred = AuthSys {
+        stamp: 0,
+        machine_name: b"t".to_vec(),
+        uid: 0,
+        gid: 0,
+        gids: vec![],
+    }
+    .to_bytes();
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid: Xid(xid),
+        rpcvers: 2,
+        prog: nlm::PROGRAM,
+        vers: nlm::VERSION,
+        proc_,
+        cred: OpaqueAuth {
+            flavor: flavor::SYS,
+            body: &cred,
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    w.fixed(args);
+    c.send_raw(w.as_slice());
+    let reply = c.recv().expect("NLM reply");
+    let mut r = XdrReader::new(&reply);
+    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
+    assert_eq!(
+        h,
+        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
+    );
+    let _cookie = r.opaque(1024).unwrap();
+    let st = r.u32().unwrap();
+    (st, r.rest().to_vec())
+}
+
+fn alock(host: &str, fh: &NfsFh3, svid: i32, offset: u64, len: u64) -> Lock {
+    Lock {
+        caller_name: host.as_bytes().to_vec(),
+        fh: fh.0.clone(),
+        oh: format!("{host}-{svid}").into_bytes(),
+        svid,
+        offset,
+        len,
+    }
+}
+
+fn test_args(exclusive: bool, l: Lock) -> Vec<u8> {
+    let mut w = XdrWriter::new();
+    TestArgs {
+        cookie: b"t".to_vec(),
+        exclusive,
+        alock: l,
+    }
+    .encode(&mut w);
+    w.into_inner()
+}
+
+fn lock_args(block: bool, exclusive: bool, l: Lock) -> Vec<u8> {
+    let mut w = XdrWriter::new();
+    w.opaque(b"c").bool(block).bool(exclusive);
+    l.encode(&mut w);
+    w.bool(false).i32(1); // reclaim, state
+    w.into_inner()
+}
+
+fn unlock_args(l: Lock) -> Vec<u8> {
+    let mut w = XdrWriter::new();
+    w.opaque(b"u");
+    l.encode(&mut w);
+    w.into_inner()
+}
+
+fn locks_status(dir: &Path) -> serde_json::Value {
+    admin_call(&dir.join("admin.sock"), "{\"cmd\":\"status\"}")["status"]["locks"].clone()
+}
+
+/// A client host's portmapper and lock manager, on UDP at `addr`: the portmapper names the
+/// lockd's port, the lockd answers GRANTED with `answer` and hands each callback's
+/// arguments to the test.
+fn client_host(addr: Ipv4Addr, answer: Stat) -> std::sync::mpsc::Receiver<TestArgs> {
+    let pm = UdpSocket::bind((addr, 111)).expect("a portmapper port on 127.0.0.7 (root)");
+    let lockd = UdpSocket::bind((addr, 0)).unwrap();
+    let lport = lockd.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reply = |sock: &UdpSocket, to, xid: Xid, body: &[u8]| {
+        let mut w = XdrWriter::new();
+        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success).encode(xid, &mut w);
+        w.fixed(body);
+        sock.send_to(w.as_slice(), to).unwrap();
+    };
+    std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok((n, from)) = pm.recv_from(&mut b) {
+            let mut r = XdrReader::new(&b[..n]);
+            let Ok(h) = CallHeader::decode(&mut r) else {
+                continue;
+            };
+            assert_eq!((h.prog, h.proc_), (100000, 3), "a portmapper GETPORT");
+            let (prog, vers) = (r.u32().unwrap(), r.u32().unwrap());
+            assert_eq!((prog, vers), (nlm::PROGRAM, nlm::VERSION));
+            reply(&pm, from, h.xid, &(lport as u32).to_be_bytes());
+        }
+    });
+    std::thread::spawn(move || {
+        let mut b = [0u8; 4096];
+        while let Ok((n, from)) = lockd.recv_from(&mut b) {
+            let mut r = XdrReader::new(&b[..n]);
+            let Ok(h) = CallHeader::decode(&mut r) else {
+                continue;
+            };
+            assert_eq!(
+                (h.prog, h.vers, h.proc_),
+                (nlm::PROGRAM, 4, nlm::procs::GRANTED)
+            );
+            let Ok(Some(Args::Test(a))) = Args::decode(h.proc_, r.rest()) else {
+                panic!("GRANTED arguments")
+            };
+            let mut w = XdrWriter::new();
+            w.opaque(&a.cookie).u32(answer as u32);
+            reply(&lockd, from, h.xid, w.as_slice());
+            let _ = tx.send(a);
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_blocked_lock_is_granted_by_callback_when_the_holder_unlocks() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _d = start(t.path(), port);
+    let b_host = Ipv4Addr::new(127, 0, 0, 7);
+    let granted = client_host(b_host, Stat::Granted);
+    let mut a = Raw::connect(port);
+    let root = mount_root(&mut a, &t.path().join("export"));
+    let (st, body) = create(
+        &mut a,
+        2,
+        &root,
+        "f",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    let mut b = connect_from(b_host, port);
+
+    // a holds bytes 0–9 exclusively
+    let (st, _) = nlm_call(
+        &mut a,
+        10,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("a", &f, 1, 0, 10)),
+    );
+    assert_eq!(st, Stat::Granted as u32);
+    // b sees it, is denied without waiting, and blocks when it waits
+    let (st, holder) = nlm_call(
+        &mut b,
+        11,
+        nlm::procs::TEST,
+        &test_args(true, alock("b", &f, 2, 5, 1)),
+    );
+    assert_eq!(st, Stat::Denied as u32);
+    let mut r = XdrReader::new(&holder);
+    assert!(r.bool().unwrap(), "exclusive");
+    assert_eq!(r.i32().unwrap(), 1, "a's svid");
+    let (st, _) = nlm_call(
+        &mut b,
+        12,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("b", &f, 2, 5, 1)),
+    );
+    assert_eq!(st, Stat::Denied as u32);
+    let (st, _) = nlm_call(
+        &mut b,
+        13,
+        nlm::procs::LOCK,
+        &lock_args(true, true, alock("b", &f, 2, 5, 1)),
+    );
+    assert_eq!(st, Stat::Blocked as u32);
+    // a retransmission does not queue it twice; shared locks of others elsewhere are fine
+    let (st, _) = nlm_call(
+        &mut b,
+        13,
+        nlm::procs::LOCK,
+        &lock_args(true, true, alock("b", &f, 2, 5, 1)),
+    );
+    assert_eq!(st, Stat::Blocked as u32);
+    let (st, _) = nlm_call(
+        &mut b,
+        14,
+        nlm::procs::LOCK,
+        &lock_args(false, false, alock("b", &f, 3, 20, 0)),
+    );
+    assert_eq!(st, Stat::Granted as u32, "a shared lock from 20 to the end");
+    assert_eq!(locks_status(t.path())["waiting"], 1);
+    assert!(granted.try_recv().is_err(), "nothing granted yet");
+
+    // a lets go: b's lock is granted, and b is told by callback
+    let (st, _) = nlm_call(
+        &mut a,
+        15,
+        nlm::procs::UNLOCK,
+        &unlock_args(alock("a", &f, 1, 0, 0)),
+    );
+    assert_eq!(st, Stat::Granted as u32);
+    let cb = granted
+        .recv_timeout(PATIENCE)
+        .expect("a GRANTED callback to b");
+    assert_eq!(cb.alock, alock("b", &f, 2, 5, 1));
+    assert!(cb.exclusive);
+    let (st, holder) = nlm_call(
+        &mut a,
+        16,
+        nlm::procs::TEST,
+        &test_args(false, alock("a", &f, 1, 0, 10)),
+    );
+    assert_eq!(st, Stat::Denied as u32, "b holds byte 5 now");
+    let mut r = XdrReader::new(&holder);
+    let _ = r.bool().unwrap();
+    assert_eq!(r.i32().unwrap(), 2, "b's svid");
+    let s = locks_status(t.path());
+    assert_eq!(
+        (s["held"].as_u64(), s["waiting"].as_u64()),
+        (Some(2), Some(0))
+    );
+
+    // b's host rebooted (its FREE_ALL): everything of b goes
+    nlm_void(&mut a, 17, nlm::procs::FREE_ALL, &{
+        let mut w = XdrWriter::new();
+        w.opaque(b"b").i32(2);
+        w.into_inner()
+    });
+    let s = locks_status(t.path());
+    assert_eq!(
+        (s["held"].as_u64(), s["waiting"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+/// A client that answers a GRANTED callback with "denied" no longer waits: the lock it got
+/// is released, and the next waiter gets it. And the error statuses: a stale handle, a
+/// range past the largest offset.
+#[test]
+fn a_refused_callback_releases_the_lock_and_bad_calls_get_their_status() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _d = start(t.path(), port);
+    let gone_host = Ipv4Addr::new(127, 0, 0, 8);
+    let told = client_host(gone_host, Stat::Denied);
+    let mut a = Raw::connect(port);
+    let root = mount_root(&mut a, &t.path().join("export"));
+    let (st, body) = create(
+        &mut a,
+        2,
+        &root,
+        "f",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    let mut g = connect_from(gone_host, port);
+    let (st, _) = nlm_call(
+        &mut a,
+        10,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("a", &f, 1, 0, 0)),
+    );
+    assert_eq!(st, Stat::Granted as u32);
+    let (st, _) = nlm_call(
+        &mut g,
+        11,
+        nlm::procs::LOCK,
+        &lock_args(true, false, alock("g", &f, 4, 0, 0)),
+    );
+    assert_eq!(st, Stat::Blocked as u32);
+    let (st, _) = nlm_call(
+        &mut a,
+        12,
+        nlm::procs::UNLOCK,
+        &unlock_args(alock("a", &f, 1, 0, 0)),
+    );
+    assert_eq!(st, Stat::Granted as u32);
+    told.recv_timeout(PATIENCE).expect("the callback");
+    let free = || {
+        let s = locks_status(t.path());
+        (s["held"].as_u64(), s["waiting"].as_u64()) == (Some(0), Some(0))
+    };
+    let start = std::time::Instant::now();
+    while !free() {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the refused lock was never released"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (st, _) = nlm_call(
+        &mut a,
+        13,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("a", &f, 1, 0, 0)),
+    );
+    assert_eq!(st, Stat::Granted as u32, "free again");
+
+    let mut stale = f.clone();
+    let n = stale.0.len();
+    stale.0[n - 5] ^= 0x55; // another file id
+    let (st, _) = nlm_call(
+        &mut a,
+        14,
+        nlm::procs::TEST,
+        &test_args(true, alock("a", &stale, 1, 0, 0)),
+    );
+    assert_eq!(st, Stat::StaleFh as u32);
+    let (st, _) = nlm_call(
+        &mut a,
+        15,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("a", &f, 1, u64::MAX, 2)),
+    );
+    assert_eq!(st, Stat::Fbig as u32);
+}
+
+/// A call whose reply has no body (FREE_ALL).
+fn nlm_void(c: &mut Raw, xid: u32, proc_: u32, args: &[u8]) {
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid: Xid(xid),
+        rpcvers: 2,
+        prog: nlm::PROGRAM,
+        vers: nlm::VERSION,
+        proc_,
+        cred: OpaqueAuth {
+            flavor: flavor::NONE,
+            body: &[],
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    w.fixed(args);
+    c.send_raw(w.as_slice());
+    let reply = c.recv().expect("NLM reply");
+    let mut r = XdrReader::new(&reply);
+    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
+    assert_eq!(
+        h,
+        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
+    );
+}
