@@ -2,7 +2,7 @@
 # /init of the test guest: load the NFS client, configure the network, mount the server given
 # on the kernel command line (ftnfs.srv=IP ftnfs.path=/export ftnfs.port=N ftnfs.ip=A/N
 # ftnfs.work=NAME), run the workload, print FTNFS-RESULT, power off.
-export PATH=/bin
+export PATH=/bin:/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
 for f in /lib/modules/*.ko; do
   insmod "$f" || echo "insmod $f failed"
@@ -25,7 +25,16 @@ ack_record() {
 # No terminal for the workloads: busybox mv would ask "overwrite?" on the console when a
 # concurrent client removes its target between two checks, and wait forever.
 exec </dev/null
-mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,nolock,hard,timeo=20,addr=$SRV "$SRV:$P" /mnt || result "FAIL mount"
+LOCK=nolock
+if [ "$WORK" = locks ]; then
+  # locking through NLM: the kernel's lock client needs the local rpcbind and rpc.statd
+  hostname guest; mkdir -p /run/rpcbind /var/lib/nfs/sm /var/lib/nfs/sm.bak
+  rpcbind -w || result "FAIL rpcbind"
+  rpc.statd -F -d --no-notify -n guest > /tmp/statd.log 2>&1 &
+  sleep 1; kill -0 $! 2>/dev/null || { cat /tmp/statd.log; result "FAIL statd"; }
+  LOCK=lock
+fi
+mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,$LOCK,hard,timeo=20,addr=$SRV "$SRV:$P" /mnt || result "FAIL mount"
 cd /mnt || result "FAIL cd"
 case "$WORK" in
 seqio)
@@ -34,6 +43,26 @@ seqio)
   cd /; umount /mnt; mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,nolock,addr=$SRV "$SRV:$P" /mnt || result "FAIL remount"
   a=$(md5sum < /tmp/src); b=$(md5sum < /mnt/big)
   [ "$a" = "$b" ] || result "FAIL checksum"
+  ;;
+locks)
+  # two processes contend for one file: flock(2) on NFS is a whole-file POSIX lock, so NLM
+  : > lk || result "FAIL create"
+  flock -x lk -c 'echo held > state; sleep 4; echo released > state' & HOLDER=$!
+  i=0; while [ "$(cat state 2>/dev/null)" != held ]; do i=$((i+1)); [ $i -gt 200 ] && result "FAIL holder"; sleep 0.1; done
+  flock -x -n lk -c true 2>/dev/null && result "FAIL a second exclusive lock was granted"
+  flock -s -n lk -c true 2>/dev/null && result "FAIL a shared lock was granted beside an exclusive one"
+  echo "FTNFS-LOCK denied while held"
+  # blocks until the holder lets go: granted by the server's GRANTED callback (the client
+  # would otherwise ask again only after 30 s)
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  flock -x lk -c 'cat state > seen' || result "FAIL blocking lock"
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  [ "$(cat seen)" = released ] || result "FAIL granted while still held ($(cat seen))"
+  echo "FTNFS-LOCK granted after release, waited $t0 -> $t1 s"
+  [ "$(awk "BEGIN { print ($t1 - $t0 < 20) }")" = 1 ] || result "FAIL granted only by the client's own retry after 30 s"
+  wait $HOLDER
+  # shared locks share
+  flock -s lk -c 'flock -s -n lk -c true' || result "FAIL two shared locks"
   ;;
 meta)
   mkdir -p d || result "FAIL mkdir"

@@ -25,7 +25,8 @@ if [ ! -s vmlinux ]; then
   if [ -n "$off" ]; then tail -c +$((off + 1)) "$bz" | zstd -dc > vmlinux.tmp 2>/dev/null || true; fi
   if [ -s vmlinux.tmp ] && head -c 4 vmlinux.tmp | grep -q ELF; then mv vmlinux.tmp vmlinux; else rm -f vmlinux.tmp; cp "$bz" vmlinux; fi
 fi
-if [ ! -f initramfs.cpio.gz ] || [ "$HERE/guest-init.sh" -nt initramfs.cpio.gz ]; then
+if [ ! -f initramfs.cpio.gz ] || [ "$HERE/guest-init.sh" -nt initramfs.cpio.gz ] \
+  || [ "$HERE/prepare-guest.sh" -nt initramfs.cpio.gz ]; then
   rm -rf root && mkdir -p root/{bin,sbin,proc,sys,dev,mnt,tmp,lib/modules}
   cp pkgs/bin/busybox root/bin/busybox
   for a in $(root/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "root/bin/$a"; done
@@ -58,6 +59,25 @@ PY
     case "$src" in *.xz) xz -dc "$src" ;; *.zst) zstd -dc "$src" ;; *) cat "$src" ;; esac > "root/lib/modules/$n-$base.ko"
     n=$((n + 1))
   done
+  # the client side of locking (LAB.md "Locks in the guest"): rpcbind and rpc.statd with the
+  # libraries they load, from this machine's Debian packages (.ci/run installs them)
+  # (and util-linux's flock: busybox has none)
+  for b in rpcbind rpc.statd flock; do
+    p=$(command -v "$b" || true)
+    [ -n "$p" ] || continue
+    cp "$p" root/sbin/
+    for l in $(ldd "$p" | grep -o '/[^ ]*\.so[^ ]*'); do
+      mkdir -p "root$(dirname "$l")"; cp -L "$l" "root$l"
+    done
+  done
+  mkdir -p root/etc root/var/lib/nfs/sm root/var/lib/nfs/sm.bak root/run/rpcbind
+  [ -f /etc/netconfig ] && cp /etc/netconfig root/etc/
+  printf 'root:x:0:0:root:/:/bin/sh\n_rpc:x:0:0:rpc:/:/bin/sh\nstatd:x:0:0:statd:/var/lib/nfs:/bin/sh\n' > root/etc/passwd
+  printf 'root:x:0:\n' > root/etc/group
+  printf 'rpcbind 111/tcp\nrpcbind 111/udp\n' > root/etc/services
+  printf '127.0.0.1 localhost guest\n' > root/etc/hosts
+  printf 'hosts: files\npasswd: files\ngroup: files\n' > root/etc/nsswitch.conf
+  mkdir -p root/var && ln -sfn /run root/var/run
   cp "$HERE/guest-init.sh" root/init && chmod +x root/init
   (cd root && find . | cpio -o -H newc 2>/dev/null | gzip -1) > initramfs.cpio.gz
 fi
