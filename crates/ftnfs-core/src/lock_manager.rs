@@ -231,6 +231,22 @@ impl<K: Hash + Eq + Clone, W: Clone> LockManager<K, W> {
         self.files.get(k).map(|f| f.held()).unwrap_or(&[])
     }
 
+    /// Every held lock with its file: for `ftnfsctl locks`.
+    pub fn all_held(&self) -> Vec<(&K, &Lock)> {
+        self.files
+            .iter()
+            .flat_map(|(k, f)| f.held().iter().map(move |l| (k, l)))
+            .collect()
+    }
+
+    /// Every blocked waiter with its file.
+    pub fn all_waiting(&self) -> Vec<(&K, &Waiter<W>)> {
+        self.waiting
+            .iter()
+            .flat_map(|(k, q)| q.iter().map(move |w| (k, w)))
+            .collect()
+    }
+
     /// (files with locks, locks, waiters): for status.
     pub fn counts(&self) -> (usize, usize, usize) {
         let locks = self.files.values().map(|f| f.held().len()).sum();

@@ -37,6 +37,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// NLM locks: every lock held (export, file id, client, process, range) and every
+    /// client waiting for one.
+    Locks {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exports, clients, connections, per-procedure counters, DRC, mirroring.
     Status {
         /// Machine-readable output.
@@ -256,6 +263,39 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(r)?);
             } else {
                 print_resync(r);
+            }
+        }
+        Cmd::Locks { json } => {
+            let v = request(&cli.socket, &serde_json::json!({"cmd": "locks"}))?;
+            let l = &v["locks"];
+            if json {
+                println!("{}", serde_json::to_string_pretty(l)?);
+            } else {
+                for (what, list) in [("held", &l["held"]), ("waiting", &l["waiting"])] {
+                    let rows = list.as_array().cloned().unwrap_or_default();
+                    println!("{what}: {}", rows.len());
+                    for r in rows {
+                        let end = match r["end"].as_u64() {
+                            Some(e) => e.to_string(),
+                            None => "EOF".into(),
+                        };
+                        println!(
+                            "  export {} file {}  {} {}  bytes {}-{}  client {} process {}",
+                            r["export"],
+                            r["file"],
+                            if r["exclusive"] == true {
+                                "write"
+                            } else {
+                                "read"
+                            },
+                            what,
+                            r["start"],
+                            end,
+                            r["client"].as_str().unwrap_or("?"),
+                            r["svid"]
+                        );
+                    }
+                }
             }
         }
         Cmd::Events { json } => {

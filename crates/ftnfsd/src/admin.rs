@@ -216,6 +216,7 @@ pub async fn serve(
                     Some("status") => {
                         json!({"ok": true, "status": status(&server, &transport, port)})
                     }
+                    Some("locks") => json!({"ok": true, "locks": server.nlm.list()}),
                     Some("events") => {
                         json!({"ok": true, "events": server.mirror.events(1024)})
                     }

@@ -79,6 +79,27 @@ impl Nlm {
         self.mgr().counts()
     }
 
+    /// Every lock held and every blocked waiter, as JSON (`ftnfsctl locks`).
+    pub fn list(&self) -> serde_json::Value {
+        let m = self.mgr();
+        let (held, waiting) = (m.all_held(), m.all_waiting());
+        let one = |k: &FileKey, o: &Owner, exclusive: bool, start: u64, end: u64| {
+            serde_json::json!({
+                "export": k.0 .0,
+                "file": k.1 .0,
+                "client": o.host,
+                "svid": o.svid,
+                "exclusive": exclusive,
+                "start": start,
+                "end": if end == u64::MAX { serde_json::Value::Null } else { end.into() },
+            })
+        };
+        serde_json::json!({
+            "held": held.iter().map(|(k, l)| one(k, &l.owner, l.exclusive, l.start, l.end)).collect::<Vec<_>>(),
+            "waiting": waiting.iter().map(|(k, w)| one(k, &w.owner, w.exclusive, w.start, w.end)).collect::<Vec<_>>(),
+        })
+    }
+
     /// Answers one NLM v4 call. `file` finds the export a handle belongs to, if this member
     /// may grant locks on it (it serves it, and is its primary when it is mirrored).
     pub fn handle<'e>(

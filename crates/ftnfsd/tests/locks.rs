@@ -294,6 +294,24 @@ fn a_blocked_lock_is_granted_by_callback_when_the_holder_unlocks() {
         (s["held"].as_u64(), s["waiting"].as_u64()),
         (Some(2), Some(0))
     );
+    // what `ftnfsctl locks` shows
+    let l = admin_call(&t.path().join("admin.sock"), "{\"cmd\":\"locks\"}")["locks"].clone();
+    let held = l["held"].as_array().unwrap();
+    let mine = held
+        .iter()
+        .find(|r| r["client"] == "b" && r["svid"] == 2)
+        .unwrap_or_else(|| panic!("b's lock in {l}"));
+    assert_eq!(
+        (&mine["exclusive"], &mine["start"], &mine["end"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(5),
+            &serde_json::json!(5)
+        )
+    );
+    assert!(held
+        .iter()
+        .any(|r| r["client"] == "b" && r["svid"] == 3 && r["end"].is_null()));
 
     // b's host rebooted (its FREE_ALL): everything of b goes
     nlm_void(&mut a, 17, nlm::procs::FREE_ALL, &{
