@@ -74,6 +74,14 @@ pub enum Order {
     /// (`Primary::settled`). [`touch`](ProcInfo::touch) alone gives a barrier (the safe
     /// superset); [`entry_key`](ProcInfo::entry_key) gives the entry.
     Unlink,
+    /// It adds a name for its handle's object (LINK): the new entry, as
+    /// [`Entry`](Order::Entry), and the whole object (its link count).
+    Link,
+    /// It moves a name (RENAME): both entries, the object moved and the one it replaces —
+    /// which only the primary's shell can look up (as for [`Unlink`](Order::Unlink)), and
+    /// only a non-directory (a directory's move changes a subtree's paths, and two moves can
+    /// make a cycle). [`touch`](ProcInfo::touch) alone gives a barrier.
+    Rename,
     /// It changes the namespace: after and before everything (also every non-update, which
     /// is never ordered).
     Barrier,
@@ -121,10 +129,20 @@ impl ProcInfo {
                 barrier: false,
             },
             // a handle that does not decode orders like nothing (it fails everywhere alike)
-            (Order::Blocks | Order::Object | Order::Entry | Order::Unlink, None) => {
+            (Order::Link, Some(file)) => match self.entry_key(a) {
+                Some(e) => Touch {
+                    keys: vec![e, Key::whole(file)],
+                    barrier: false,
+                },
+                None => Touch {
+                    keys: vec![],
+                    barrier: true,
+                },
+            },
+            (Order::Blocks | Order::Object | Order::Entry | Order::Unlink | Order::Link, None) => {
                 Touch::default()
             }
-            (Order::Barrier | Order::Unlink, _) => Touch {
+            (Order::Barrier | Order::Unlink | Order::Rename, _) => Touch {
                 keys: vec![],
                 barrier: true,
             },
@@ -134,11 +152,26 @@ impl ProcInfo {
     /// The key of the directory entry a make or a removal touches (`None` for any other
     /// procedure, or a handle that does not decode).
     pub fn entry_key(&self, a: &Args) -> Option<Key> {
-        if !matches!(self.order, Order::Entry | Order::Unlink) {
-            return None;
+        let (dir, name) = *self.entries(a).first()?;
+        entry_key_of(dir, name)
+    }
+
+    /// The directory entries (directory, name) an update makes, removes or moves: one for
+    /// a make, a removal or a LINK, the source and the target for a RENAME, none for
+    /// anything else.
+    pub fn entries<'a>(&self, a: &'a Args) -> Vec<(&'a NfsFh3, &'a [u8])> {
+        match (self.order, a) {
+            (Order::Entry | Order::Unlink, _) => match ((self.handle)(a), entry_name(a)) {
+                (Some(d), Some(n)) => vec![(d, n)],
+                _ => vec![],
+            },
+            (Order::Link, Args::Link { link, .. }) => vec![(&link.dir, link.name.as_slice())],
+            (Order::Rename, Args::Rename { from, to }) => vec![
+                (&from.dir, from.name.as_slice()),
+                (&to.dir, to.name.as_slice()),
+            ],
+            _ => vec![],
         }
-        let dir = (self.handle)(a).and_then(file_of)?;
-        Some(Key::part(dir, name_key(entry_name(a)?)))
     }
 
     /// The file ids an update touched, for the change log (`new_id`: the object it made).
@@ -184,6 +217,11 @@ fn name_key(name: &[u8]) -> u64 {
     name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// The key of entry `name` in directory `dir` (`None`: a handle that does not decode).
+pub fn entry_key_of(dir: &NfsFh3, name: &[u8]) -> Option<Key> {
+    Some(Key::part(file_of(dir)?, name_key(name)))
 }
 
 fn file_of(fh: &NfsFh3) -> Option<u64> {
@@ -363,6 +401,7 @@ pub static NFS3: [ProcInfo; 22] = [
         })
     },
     ProcInfo {
+        order: Order::Rename,
         second: |a| match a {
             Args::Rename { to, .. } => Some(&to.dir),
             _ => None,
@@ -374,6 +413,7 @@ pub static NFS3: [ProcInfo; 22] = [
     },
     ProcInfo {
         creates: true,
+        order: Order::Link,
         second: |a| match a {
             Args::Link { link, .. } => Some(&link.dir),
             _ => None,
@@ -633,6 +673,36 @@ mod tests {
         );
         assert_eq!(c.entry_key(&create(1, b"a")), Some(a.keys[0]));
         assert_eq!(NFS3[procs::RENAME as usize].entry_key(&remove), None);
+        // LINK: the new name and the whole object; RENAME alone: a barrier, its two entries
+        let link = Args::Link {
+            file: fh(30),
+            link: DirOpArgs3 {
+                dir: fh(1),
+                name: b"a".to_vec(),
+            },
+        };
+        let l = NFS3[procs::LINK as usize].touch(&link, None);
+        assert_eq!(l.keys, vec![a.keys[0], Key::whole(30)]);
+        assert!(!l.barrier);
+        let rename = Args::Rename {
+            from: DirOpArgs3 {
+                dir: fh(2),
+                name: b"x".to_vec(),
+            },
+            to: DirOpArgs3 {
+                dir: fh(1),
+                name: b"a".to_vec(),
+            },
+        };
+        let rn = &NFS3[procs::RENAME as usize];
+        assert!(rn.touch(&rename, None).barrier);
+        let e: Vec<Option<Key>> = rn
+            .entries(&rename)
+            .into_iter()
+            .map(|(d, n)| entry_key_of(d, n))
+            .collect();
+        let x = c.touch(&create(2, b"x"), Some(99)).keys[0];
+        assert_eq!(e, vec![Some(x), Some(a.keys[0])]);
         // without a reserved id it cannot name its object: a barrier
         assert!(c.touch(&create(1, b"a"), None).barrier);
         // the directory's own SETATTR takes it whole, which every part conflicts with

@@ -154,22 +154,53 @@ impl<'a> Caller<'a> {
         dirfd: &OwnedFd,
         change: impl FnOnce() -> Result<(T, bool), Fail>,
     ) -> Result<T, Fail> {
+        self.entries_change(&[(dir, dirfd)], change)
+    }
+
+    /// [`entry_change`](Self::entry_change) of several directories at once (a RENAME's
+    /// two): their locks are taken in stripe order, each directory once.
+    fn entries_change<T>(
+        &self,
+        dirs: &[(&Obj, &OwnedFd)],
+        change: impl FnOnce() -> Result<(T, bool), Fail>,
+    ) -> Result<T, Fail> {
+        let mut dirs: Vec<(&Obj, &OwnedFd)> = dirs.to_vec();
+        dirs.sort_by_key(|(o, _)| o.id.0);
+        dirs.dedup_by_key(|(o, _)| o.id.0);
         let Some(d) = self.dictate else {
             let (t, changed) = change()?;
             if changed {
-                self.stamp(dir, false)?;
+                for (dir, _) in &dirs {
+                    self.stamp(dir, false)?;
+                }
             }
             return Ok(t);
         };
-        let _g = DIR_STAMP_LOCKS[(dir.id.0 % DIR_STAMP_LOCKS.len() as u64) as usize]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let st = nix::sys::stat::fstat(dirfd.as_fd())?;
+        let mut stripes: Vec<usize> = dirs
+            .iter()
+            .map(|(o, _)| (o.id.0 % DIR_STAMP_LOCKS.len() as u64) as usize)
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _g: Vec<_> = stripes
+            .iter()
+            .map(|i| {
+                DIR_STAMP_LOCKS[*i]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            })
+            .collect();
+        let before = dirs
+            .iter()
+            .map(|(_, fd)| nix::sys::stat::fstat(fd.as_fd()))
+            .collect::<Result<Vec<_>, _>>()?;
         let (t, changed) = change()?;
         if changed {
-            let prev = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
-            let latest = if prev > d.time { prev } else { d.time };
-            nix::sys::stat::futimens(dirfd.as_fd(), &TimeSpec::UTIME_OMIT, &latest)?;
+            for ((_, fd), st) in dirs.iter().zip(before) {
+                let prev = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+                let latest = if prev > d.time { prev } else { d.time };
+                nix::sys::stat::futimens(fd.as_fd(), &TimeSpec::UTIME_OMIT, &latest)?;
+            }
         }
         Ok(t)
     }
@@ -816,40 +847,42 @@ impl<'a> Caller<'a> {
             );
             let ffd = fdir.open_dir()?;
             let tfd = tdir.open_dir()?;
-            let src = c.ex.child(&fdir, &ffd, &from.name)?;
-            access::may_delete(&c.cred, &fdir.owner(), &src.owner())?;
-            deny(access::may_modify_dir(&c.cred, &tdir.owner()))?;
-            if src.is_dir() && fdir.id != tdir.id {
-                // its ".." changes: needs write permission on the directory itself
-                deny(access::permits(&c.cred, &src.owner(), access::W))?;
-            }
-            let target = match fstatat(
-                tfd.as_fd(),
-                to.name.as_slice(),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            ) {
-                Ok(_) => Some(c.ex.child(&tdir, &tfd, &to.name)?),
-                Err(Errno::ENOENT) => None,
-                Err(e) => return Err(e.into()),
-            };
-            if let Some(t) = &target {
-                if t.st.st_ino == src.st.st_ino {
-                    return Ok(()); // two names of one file: rename(2) does nothing
-                }
-                access::may_delete(&c.cred, &tdir.owner(), &t.owner())?;
-            }
-            renameat(ffd.as_fd(), src.name_os(), tfd.as_fd(), to.name.as_slice())?;
-            let replaced = target.map(|t| (t.id, t.is_dir() || t.st.st_nlink <= 1));
             // the identity table's log syncs while the directories do
             let logged = c.ex.ids.defer_log_sync();
-            c.ex.ids
-                .rename(src.id, (fdir.id, &from.name), (tdir.id, &to.name), replaced)?;
-            self.stamp(&fdir, false)?;
-            if tdir.id != fdir.id {
-                self.stamp(&tdir, false)?;
-                if c.stable() {
-                    sync_dir(&tfd)?;
+            // mirrored renames of files may be applied in other orders than other changes
+            // of the same directories (`Order::Rename`): their mtimes commute
+            self.entries_change(&[(&fdir, &ffd), (&tdir, &tfd)], || {
+                let src = c.ex.child(&fdir, &ffd, &from.name)?;
+                access::may_delete(&c.cred, &fdir.owner(), &src.owner())?;
+                deny(access::may_modify_dir(&c.cred, &tdir.owner()))?;
+                if src.is_dir() && fdir.id != tdir.id {
+                    // its ".." changes: needs write permission on the directory itself
+                    deny(access::permits(&c.cred, &src.owner(), access::W))?;
                 }
+                let target = match fstatat(
+                    tfd.as_fd(),
+                    to.name.as_slice(),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                ) {
+                    Ok(_) => Some(c.ex.child(&tdir, &tfd, &to.name)?),
+                    Err(Errno::ENOENT) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                if let Some(t) = &target {
+                    if t.st.st_ino == src.st.st_ino {
+                        // two names of one file: rename(2) does nothing
+                        return Ok(((), false));
+                    }
+                    access::may_delete(&c.cred, &tdir.owner(), &t.owner())?;
+                }
+                renameat(ffd.as_fd(), src.name_os(), tfd.as_fd(), to.name.as_slice())?;
+                let replaced = target.map(|t| (t.id, t.is_dir() || t.st.st_nlink <= 1));
+                c.ex.ids
+                    .rename(src.id, (fdir.id, &from.name), (tdir.id, &to.name), replaced)?;
+                Ok(((), true))
+            })?;
+            if tdir.id != fdir.id && c.stable() {
+                sync_dir(&tfd)?;
             }
             if c.stable() {
                 sync_dir(&ffd)?;
@@ -899,17 +932,21 @@ impl<'a> Caller<'a> {
             deny(access::may_modify_dir(&c2.cred, &dir.owner()))?;
             let _changing = c.ex.listings.changing(dir.id);
             let dirfd = dir.open_dir()?;
-            linkat(
-                o.dirfd.as_fd(),
-                o.name_os(),
-                dirfd.as_fd(),
-                name,
-                AtFlags::empty(),
-            )?;
             // the identity table's log syncs while the object and the directory do
             let logged = c.ex.ids.defer_log_sync();
-            c.ex.ids.add_link(o.id, dir.id, &link.name)?;
-            self.stamp(&dir, false)?;
+            // mirrored: ordered by its entry and its object only (`Order::Link`), so the
+            // directory's mtime must commute with other changes of it
+            self.entry_change(&dir, &dirfd, || {
+                linkat(
+                    o.dirfd.as_fd(),
+                    o.name_os(),
+                    dirfd.as_fd(),
+                    name,
+                    AtFlags::empty(),
+                )?;
+                c.ex.ids.add_link(o.id, dir.id, &link.name)?;
+                Ok(((), true))
+            })?;
             // the new entry, and the object's link count
             if c.stable() {
                 o.make_stable()?;

@@ -312,20 +312,21 @@ impl Server {
         });
         let touch = info.touch(a, new_id.map(|(f, _)| f.0));
         let submitted = match info.order {
-            // A removal is ordered by its victim too when the victim is certain: nothing
-            // that could change what the name denotes is pending here, before the lookup
-            // and when numbering (Documentation/04-replication-order.md); else a barrier.
-            proc_table::Order::Unlink => {
-                let victim = info.entry_key(a).and_then(|e| {
-                    let since = ps.settled_now(&e)?;
-                    let v = ex.known_child(&fh, proc_table::entry_name(a)?)?;
-                    Some((e, since, v))
-                });
-                let choose = |p: &ftnfs_core::mirror::primary::Primary<_>| match victim {
-                    Some((e, since, v)) if p.settled(&e, since) => Touch {
-                        keys: vec![e, Key::whole(v.0)],
-                        barrier: false,
-                    },
+            // A removal or a rename is ordered by the objects it touches when they are
+            // certain: nothing that could change what its names denote is pending here,
+            // before the lookups and when numbering (Documentation/04-replication-order.md);
+            // else a barrier.
+            proc_table::Order::Unlink | proc_table::Order::Rename => {
+                let plan = by_objects(ps, ex, info, a);
+                let choose = |p: &ftnfs_core::mirror::primary::Primary<_>| match &plan {
+                    Some((entries, keys, since))
+                        if entries.iter().all(|e| p.settled(e, *since)) =>
+                    {
+                        Touch {
+                            keys: keys.clone(),
+                            barrier: false,
+                        }
+                    }
                     _ => touch.clone(),
                 };
                 ps.submit_with(&self.mirror, choose, payload, self.now())
@@ -645,4 +646,49 @@ impl Server {
         }
         true
     }
+}
+
+/// The keys of a removal or a rename that names its objects: (its entries, all its keys,
+/// the number its entries were settled before). `None`: it must be a barrier — an entry not
+/// settled here, an object that cannot be told, or a directory moved.
+fn by_objects(
+    ps: &crate::mirror::PrimarySide,
+    ex: &ExportFs,
+    info: &ProcInfo,
+    a: &Args,
+) -> Option<(Vec<Key>, Vec<Key>, SeqNo)> {
+    let entries = info.entries(a);
+    // a handle of another export (a RENAME across exports fails everywhere alike)
+    let ours = |fh: &nfs3::NfsFh3| FileHandle::decode(&fh.0).is_ok_and(|h| h.export == ex.cfg.id);
+    if !entries.iter().all(|(d, _)| ours(d)) {
+        return None;
+    }
+    let entry_keys: Vec<Key> = entries
+        .iter()
+        .map(|(d, n)| proc_table::entry_key_of(d, n))
+        .collect::<Option<_>>()?;
+    let since = ps.settled_now(&entry_keys)?;
+    let look = |i: usize| {
+        let (d, n) = entries[i];
+        ex.known_child(&FileHandle::decode(&d.0).ok()?, n).ok()
+    };
+    let mut keys = entry_keys.clone();
+    match info.order {
+        proc_table::Order::Unlink => {
+            let (victim, _) = look(0)??;
+            keys.push(Key::whole(victim.0));
+        }
+        proc_table::Order::Rename => {
+            let (src, is_dir) = look(0)??;
+            if is_dir {
+                return None;
+            }
+            keys.push(Key::whole(src.0));
+            if let Some((target, _)) = look(1)? {
+                keys.push(Key::whole(target.0));
+            }
+        }
+        _ => return None,
+    }
+    Some((entry_keys, keys, since))
 }

@@ -1302,12 +1302,51 @@ fn makes_in_one_directory_at_once_leave_identical_mirrors() {
                         Args::Remove(dirop(d, &format!("r{w}"))),
                     );
                 }
+                // renames and links at once: files renamed in one directory (each ordered
+                // by its two entries and its object), new names for others
+                for i in (0..30u32).filter(|i| i % 3 == 1) {
+                    ok(
+                        &mut c,
+                        next(),
+                        procs::RENAME,
+                        Args::Rename {
+                            from: dirop(&root, &format!("f{w}-{i}")),
+                            to: dirop(&root, &format!("m{w}-{i}")),
+                        },
+                    );
+                }
+                for i in (0..30u32).filter(|i| i % 3 == 2) {
+                    let (_, f) = lookup(&mut c, &root, &format!("f{w}-{i}"));
+                    ok(
+                        &mut c,
+                        next(),
+                        procs::LINK,
+                        Args::Link {
+                            file: f.unwrap(),
+                            link: dirop(&root, &format!("l{w}-{i}")),
+                        },
+                    );
+                }
+                for (k, d) in bursts.iter().enumerate() {
+                    together.wait();
+                    // a rename into the burst directory of the next, replacing nothing
+                    let to = &bursts[(k + 1) % bursts.len()];
+                    ok(
+                        &mut c,
+                        next(),
+                        procs::RENAME,
+                        Args::Rename {
+                            from: dirop(d, &format!("b{w}")),
+                            to: dirop(to, &format!("c{w}-{k}")),
+                        },
+                    );
+                }
             });
         }
     });
     // every reply came after the secondary applied its update
     let (ma, mb) = (manifest(&a), manifest(&b));
-    let n = 1 + BURSTS * 5 + 120 - 40;
+    let n = 1 + BURSTS * 5 + 120 - 40 + 40;
     assert_eq!(ma.as_array().map(|v| v.len()), Some(n as usize));
     if ma != mb {
         let (va, vb) = (ma.as_array().unwrap(), mb.as_array().unwrap());

@@ -375,16 +375,28 @@ impl ExportFs {
 
     /// The object named `name` in directory `dir` (a child, not `.`/`..`), adopting it into
     /// the identity table if it was created outside ftnfs.
-    /// The id of what `name` in directory `dir` denotes now, if this export knows it —
-    /// looked up without adopting or changing anything (a primary ordering a removal by its
-    /// victim, Documentation/04-replication-order.md).
-    pub fn known_child(&self, dir: &FileHandle, name: &[u8]) -> Option<FileId> {
-        let d = self.locate(dir).ok()?;
-        let dirfd = d.open_dir().ok()?;
-        let os = check_name(name).ok()?;
-        let st = fstatat(dirfd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    /// What `name` in directory `dir` denotes now, looked up without adopting or changing
+    /// anything (a primary ordering a removal or a rename by the objects it touches,
+    /// Documentation/04-replication-order.md): `Ok(None)` no such name, `Ok(Some((id,
+    /// is_dir)))` an object this export knows, `Err(())` cannot tell (a stale directory,
+    /// an object not known here).
+    #[allow(clippy::result_unit_err)]
+    pub fn known_child(&self, dir: &FileHandle, name: &[u8]) -> Result<Option<(FileId, bool)>, ()> {
+        let d = self.locate(dir).map_err(|_| ())?;
+        let dirfd = d.open_dir().map_err(|_| ())?;
+        let os = check_name(name).map_err(|_| ())?;
+        let st = match fstatat(dirfd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(_) => return Err(()),
+        };
         let life = life::of(dirfd.as_fd(), os);
-        self.ids.by_ino_life(st.st_ino, life).ok()?
+        let id = self
+            .ids
+            .by_ino_life(st.st_ino, life)
+            .map_err(|_| ())?
+            .ok_or(())?;
+        Ok(Some((id, ftype_of(&st) == FType3::Dir)))
     }
 
     pub fn child(&self, dir: &Obj, dirfd: &OwnedFd, name: &[u8]) -> Result<Obj, Fail> {

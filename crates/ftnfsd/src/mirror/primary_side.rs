@@ -197,12 +197,12 @@ impl PrimarySide {
         self.submit_with(m, |_| touch.clone(), payload, now)
     }
 
-    /// If everything numbered so far that conflicts with `key` has executed here: the
+    /// If everything numbered so far that conflicts with `keys` has executed here: the
     /// number to hand [`submit_with`](Self::submit_with)'s check (`Primary::settled`).
-    pub fn settled_now(&self, key: &ftnfs_core::mirror::Key) -> Option<SeqNo> {
+    pub fn settled_now(&self, keys: &[ftnfs_core::mirror::Key]) -> Option<SeqNo> {
         let c = lock(&self.core);
         let since = c.p.next_seq();
-        c.p.settled(key, since).then_some(since)
+        keys.iter().all(|k| c.p.settled(k, since)).then_some(since)
     }
 
     /// [`submit`](Self::submit), with what the update touches decided by `touch` from the
