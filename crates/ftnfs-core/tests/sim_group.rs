@@ -1363,13 +1363,11 @@ impl World {
                 waits,
                 ..
             } => {
-                // restarted from its seal and lost the negotiation: the role back once in
-                // step (the daemon's standby_join)
-                let wants_back = !*waits && clean_at.is_some();
+                let (waits, clean_at) = (*waits, *clean_at);
                 match rejoin::standby_join(
                     m.epoch_disk,
                     *epoch,
-                    *clean_at,
+                    clean_at,
                     offer.epoch,
                     (offer.prev, offer.base),
                     true,
@@ -1377,10 +1375,10 @@ impl World {
                     Ok(()) => {
                         let at = Millis(self.now);
                         let mm = self.mem_mut(to);
-                        if wants_back {
-                            if let Some(me) = mm.node.member(E) {
-                                me.resynced();
-                            }
+                        // restarted from its seal and lost the negotiation: the role back
+                        // once in step (the daemon's standby_join does the same)
+                        if let Some(me) = mm.node.member(E) {
+                            me.followed_from_standby(waits, clean_at);
                         }
                         mm.epoch_disk = offer.epoch;
                         mm.log = (offer.history, offer.base.0);

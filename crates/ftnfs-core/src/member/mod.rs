@@ -290,6 +290,17 @@ impl Member {
         }
     }
 
+    /// This member stood by and now follows another member's stream (`standby_join`
+    /// accepted). A listed primary restarted from its seal (`clean_at`) that lost the
+    /// startup negotiation — another member took over while it was stopped — takes its role
+    /// back once in step, as after a resync; one that stands by on the operator's word
+    /// (`waits`: a demote, or a restart without a seal) does not.
+    pub fn followed_from_standby<S>(&mut self, waits: bool, clean_at: Option<S>) {
+        if !waits && clean_at.is_some() {
+            self.resynced();
+        }
+    }
+
     /// This member took the export over (whatever the reason): pending hand-back wishes end.
     pub fn took_over(&mut self) {
         self.take_over = false;

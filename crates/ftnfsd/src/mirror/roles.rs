@@ -435,13 +435,9 @@ impl Mirror {
                 self.group.name_of(from)
             ),
         );
-        // a listed primary restarted from its seal that lost the negotiation (another member
-        // took over while it was stopped) takes its role back once in step, as after a
-        // resync; one that stood down on the operator's word does not
-        if !sb.waits && sb.clean_at.is_some() {
-            if let Some(me) = lock(&self.node).member(sb.export) {
-                me.resynced();
-            }
+        // a listed primary restarted from its seal may want its role back once in step
+        if let Some(me) = lock(&self.node).member(sb.export) {
+            me.followed_from_standby(sb.waits, sb.clean_at);
         }
         // the new primary holds the virtual IP now: clients still connected here reconnect
         // to it and resend the requests held here without a reply
