@@ -19,6 +19,7 @@
 pub mod mount;
 pub mod nfs3;
 pub mod nlm;
+pub mod nsm;
 pub mod peer;
 pub mod portmap;
 pub mod record;

@@ -18,6 +18,7 @@ mod local;
 mod mirror;
 mod nfs3_procs;
 mod nlm;
+mod nsm;
 mod peer;
 mod portmap;
 mod replylog;

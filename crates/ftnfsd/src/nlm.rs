@@ -205,9 +205,7 @@ impl Nlm {
                 Reply::Res(res(&a.cookie, stat))
             }
             (nlm::procs::FREE_ALL, Args::FreeAll(n)) => {
-                let host = String::from_utf8_lossy(&n.name).into_owned();
-                let granted = self.mgr().free_host(&host);
-                self.tell(granted.into_iter().map(|(_, w)| w).collect());
+                self.host_restarted(&String::from_utf8_lossy(&n.name));
                 Reply::Void
             }
             (nlm::procs::SHARE | nlm::procs::UNSHARE, Args::Share(a)) => {
@@ -246,6 +244,22 @@ impl Nlm {
                 );
             }
         }
+    }
+
+    /// `host` restarted (its SM_NOTIFY, or FREE_ALL): every lock and wait of it goes, and
+    /// the waiters that fit now are told. How many locks and waits it had.
+    pub fn host_restarted(&self, host: &str) -> usize {
+        let (granted, freed) = {
+            let mut m = self.mgr();
+            let (_, before_held, before_waiting) = m.counts();
+            let granted = m.free_host(host);
+            let (_, held, waiting) = m.counts();
+            // the waiters granted now moved from waiting to held
+            let freed = (before_held + before_waiting) - (held + waiting);
+            (granted, freed)
+        };
+        self.tell(granted.into_iter().map(|(_, w)| w).collect());
+        freed
     }
 
     /// A client answered our GRANTED with something else than granted (it stopped

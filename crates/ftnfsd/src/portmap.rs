@@ -2,11 +2,15 @@
 //! Without a portmapper we serve all the same: clients then give the port explicitly.
 
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ftnfs_wire::portmap::{encode_call, Mapping, IPPROTO_TCP, IPPROTO_UDP, PROC_SET, PROC_UNSET};
 use ftnfs_wire::rpc::{AcceptStat, ReplyHeader, Xid};
 use ftnfs_wire::{mount, nfs3, XdrReader};
+
+/// We registered NSM (no other status monitor on this host had).
+static NSM_SET: AtomicBool = AtomicBool::new(false);
 
 /// Everything we serve on `port`.
 pub fn mappings(port: u16) -> Vec<Mapping> {
@@ -29,6 +33,14 @@ pub fn mappings(port: u16) -> Vec<Mapping> {
         v.push(Mapping {
             prog: ftnfs_wire::nlm::PROGRAM,
             vers: ftnfs_wire::nlm::VERSION,
+            prot,
+            port: port as u32,
+        });
+        // SM_NOTIFY of clients that restarted (a host that also runs its own rpc.statd
+        // keeps that one's registration: ours then fails, logged)
+        v.push(Mapping {
+            prog: ftnfs_wire::nsm::PROGRAM,
+            vers: ftnfs_wire::nsm::VERSION,
             prot,
             port: port as u32,
         });
@@ -63,8 +75,12 @@ pub fn register(port: u16, set: bool) -> usize {
     }
     let _ = sock.set_read_timeout(Some(Duration::from_millis(300)));
     // UNSET first (it removes every protocol of a program version): a stale registration
-    // from a previous run would make SET fail. Then SET each mapping.
+    // from a previous run would make SET fail. Then SET each mapping. NSM is the host's own
+    // status monitor's if it runs one: never unset unless we set it.
     for (i, m) in mappings(port).into_iter().enumerate() {
+        if m.prog == ftnfs_wire::nsm::PROGRAM && !NSM_SET.load(Ordering::Relaxed) {
+            continue;
+        }
         if call(&sock, 0x7f00_1000 + i as u32, PROC_UNSET, m).is_err() {
             return 0;
         }
@@ -75,7 +91,12 @@ pub fn register(port: u16, set: bool) -> usize {
     }
     for (i, m) in mappings(port).into_iter().enumerate() {
         match call(&sock, 0x7f00_0000 + i as u32, PROC_SET, m) {
-            Ok(true) => ok += 1,
+            Ok(true) => {
+                if m.prog == ftnfs_wire::nsm::PROGRAM {
+                    NSM_SET.store(true, Ordering::Relaxed);
+                }
+                ok += 1
+            }
             Ok(false) => tracing::warn!(?m, "portmapper refused registration"),
             Err(_) => return ok,
         }

@@ -114,6 +114,7 @@ impl Server {
             nfs3::PROGRAM => (3, 3),
             mount::PROGRAM => (1, 3),
             ftnfs_wire::nlm::PROGRAM => (4, 4),
+            ftnfs_wire::nsm::PROGRAM => (1, 1),
             _ => return Some(self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProgUnavail))),
         };
         if h.vers < lo || h.vers > hi {
@@ -121,6 +122,9 @@ impl Server {
                 h.xid,
                 ReplyHeader::Accepted(AcceptStat::ProgMismatch { low: lo, high: hi }),
             ));
+        }
+        if h.prog == ftnfs_wire::nsm::PROGRAM {
+            return Some(crate::nsm::handle(&self.nlm, h.xid, h.proc_, args));
         }
         if h.prog == ftnfs_wire::nlm::PROGRAM {
             // locks are granted by the member that serves the file: on a mirrored export,

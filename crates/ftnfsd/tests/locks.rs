@@ -436,3 +436,76 @@ fn nlm_void(c: &mut Raw, xid: u32, proc_: u32, args: &[u8]) {
         ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
     );
 }
+
+/// A client whose host restarted has its status monitor send SM_NOTIFY (NSM): every lock
+/// of that host is freed — the next client's lock, non-blocking, is granted.
+#[test]
+fn a_restarted_clients_notify_frees_its_locks() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _d = start(t.path(), port);
+    let mut a = Raw::connect(port);
+    let root = mount_root(&mut a, &t.path().join("export"));
+    let (st, body) = create(
+        &mut a,
+        2,
+        &root,
+        "f",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    for (xid, svid) in [(10, 1), (11, 2)] {
+        let (st, _) = nlm_call(
+            &mut a,
+            xid,
+            nlm::procs::LOCK,
+            &lock_args(false, false, alock("gone", &f, svid, 0, 0)),
+        );
+        assert_eq!(st, Stat::Granted as u32);
+    }
+    let (st, _) = nlm_call(
+        &mut a,
+        12,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("other", &f, 1, 0, 1)),
+    );
+    assert_eq!(st, Stat::Denied as u32);
+    // SM_NOTIFY { mon_name "gone", state 3 }: a void reply
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid: Xid(13),
+        rpcvers: 2,
+        prog: ftnfs_wire::nsm::PROGRAM,
+        vers: ftnfs_wire::nsm::VERSION,
+        proc_: ftnfs_wire::nsm::procs::NOTIFY,
+        cred: OpaqueAuth {
+            flavor: flavor::NONE,
+            body: &[],
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    ftnfs_wire::nsm::StatChange {
+        mon_name: b"gone".to_vec(),
+        state: 3,
+    }
+    .encode(&mut w);
+    a.send_raw(w.as_slice());
+    let reply = a.recv().expect("SM_NOTIFY reply");
+    let mut r = XdrReader::new(&reply);
+    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
+    assert_eq!(
+        h,
+        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
+    );
+    assert_eq!(locks_status(t.path())["held"], 0);
+    let (st, _) = nlm_call(
+        &mut a,
+        14,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("other", &f, 1, 0, 1)),
+    );
+    assert_eq!(st, Stat::Granted as u32, "free after the notify");
+}
