@@ -34,7 +34,14 @@ if [ "$WORK" = locks ]; then
   sleep 1; kill -0 $! 2>/dev/null || { cat /tmp/statd.log; result "FAIL statd"; }
   LOCK=lock
 fi
-mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,$LOCK,hard,timeo=20,addr=$SRV "$SRV:$P" /mnt || result "FAIL mount"
+# busybox hands the options to the kernel, whose MOUNT call gives up after a few seconds;
+# the mount.nfs helper a real client uses retries for 2 minutes (retry=2): so do we, so that
+# a guest that boots during a failover (tests/chaos.sh) mounts once the group serves again
+tries=0
+until mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,$LOCK,hard,timeo=20,addr=$SRV "$SRV:$P" /mnt; do
+  tries=$((tries+1)); [ $tries -ge 60 ] && result "FAIL mount"
+  echo "mount failed, again in 1 s ($tries)"; sleep 1
+done
 cd /mnt || result "FAIL cd"
 case "$WORK" in
 seqio)
