@@ -226,6 +226,30 @@ impl<K: Hash + Eq + Clone, W: Clone> LockManager<K, W> {
         granted
     }
 
+    /// Drops the locks and waiters of every file `keep` refuses (files that no longer
+    /// exist: a removed file's locks would otherwise stay until its clients restart).
+    /// How many locks and waiters went.
+    pub fn retain_files(&mut self, keep: impl Fn(&K) -> bool) -> usize {
+        let mut gone = 0;
+        self.files.retain(|k, f| {
+            let ok = keep(k);
+            if !ok {
+                gone += f.held().len();
+            }
+            ok
+        });
+        let mut waits = 0;
+        self.waiting.retain(|k, q| {
+            let ok = keep(k);
+            if !ok {
+                waits += q.len();
+            }
+            ok
+        });
+        self.waiters -= waits;
+        gone + waits
+    }
+
     /// The locks held on `k`.
     pub fn held(&self, k: &K) -> &[Lock] {
         self.files.get(k).map(|f| f.held()).unwrap_or(&[])
@@ -321,6 +345,29 @@ mod tests {
         assert_eq!(m.counts(), (2, 2, 0), "a's wait on file 2 went too");
         assert!(m.free_host("b").is_empty());
         assert_eq!(m.counts(), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_locks_of_files_that_are_gone_are_dropped() {
+        let mut m: LockManager<u64, ()> = LockManager::default();
+        assert_eq!(
+            m.lock(&1, &who("a", 1), true, 0, 0, None),
+            LockOutcome::Granted
+        );
+        assert_eq!(
+            m.lock(&2, &who("a", 1), true, 0, 0, None),
+            LockOutcome::Granted
+        );
+        assert_eq!(
+            m.lock(&2, &who("b", 2), true, 0, 0, Some(())),
+            LockOutcome::Blocked
+        );
+        assert_eq!(m.retain_files(|k| *k != 2), 2);
+        assert_eq!(m.counts(), (1, 1, 0));
+        assert_eq!(
+            m.lock(&2, &who("b", 2), true, 0, 0, None),
+            LockOutcome::Granted
+        );
     }
 
     #[test]

@@ -216,7 +216,15 @@ pub async fn serve(
                     Some("status") => {
                         json!({"ok": true, "status": status(&server, &transport, port)})
                     }
-                    Some("locks") => json!({"ok": true, "locks": server.nlm.list()}),
+                    Some("locks") => {
+                        let s = server.clone();
+                        tokio::task::spawn_blocking(move || {
+                            s.nlm.purge_removed(|k| s.lock_file_exists(k));
+                            json!({"ok": true, "locks": s.nlm.list()})
+                        })
+                        .await
+                        .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
+                    }
                     Some("events") => {
                         json!({"ok": true, "events": server.mirror.events(1024)})
                     }

@@ -337,6 +337,20 @@ async fn main() -> anyhow::Result<()> {
     {
         tokio::spawn(nlm::callbacks(server.nlm.clone(), rx));
     }
+    {
+        // locks of removed files do not stay until their clients restart
+        let s = server.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(nlm::PURGE_EVERY).await;
+                let s = s.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    s.nlm.purge_removed(|k| s.lock_file_exists(k))
+                })
+                .await;
+            }
+        });
+    }
     if !server.mirror.is_empty() || cli.witness_mode {
         let l = tokio::net::TcpListener::bind(cli.peer_listen)
             .await

@@ -38,6 +38,9 @@ pub struct Pending {
     pub args: TestArgs,
 }
 
+/// How often the locks of removed files are dropped ([`Nlm::purge_removed`]).
+pub const PURGE_EVERY: Duration = Duration::from_secs(60);
+
 /// Most GRANTED callbacks queued for sending.
 pub const MAX_CALLBACKS: usize = 1024;
 
@@ -77,6 +80,15 @@ impl Nlm {
     /// (files with locks, locks, blocked waiters).
     pub fn counts(&self) -> (usize, usize, usize) {
         self.mgr().counts()
+    }
+
+    /// Drops the locks and waiters of files that no longer exist (`exists` asks the
+    /// identity table). Run every [`PURGE_EVERY`] and before a listing.
+    pub fn purge_removed(&self, exists: impl Fn(&FileKey) -> bool) {
+        let gone = self.mgr().retain_files(exists);
+        if gone > 0 {
+            tracing::info!(gone, "NLM: locks and waits of removed files dropped");
+        }
     }
 
     /// Every lock held and every blocked waiter, as JSON (`ftnfsctl locks`).

@@ -82,6 +82,12 @@ impl Server {
         }
     }
 
+    /// Whether the file of a lock still exists ([`crate::nlm::Nlm::purge_removed`]).
+    pub fn lock_file_exists(&self, k: &crate::nlm::FileKey) -> bool {
+        self.export(k.0)
+            .is_some_and(|ex| !matches!(ex.ids.get(k.1), Ok(None)))
+    }
+
     /// The export with this id.
     pub fn export(&self, id: ExportId) -> Option<&ExportFs> {
         self.local.export(id)

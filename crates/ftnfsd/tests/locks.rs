@@ -508,4 +508,21 @@ fn a_restarted_clients_notify_frees_its_locks() {
         &lock_args(false, true, alock("other", &f, 1, 0, 1)),
     );
     assert_eq!(st, Stat::Granted as u32, "free after the notify");
+    // the file goes: its locks go with it (listing purges; a sweep does it every minute)
+    let (st, _) = nfs_status(
+        &a.call(
+            15,
+            ftnfs_wire::nfs3::PROGRAM,
+            ftnfs_wire::nfs3::procs::REMOVE,
+            &ftnfs_wire::nfs3::Args::Remove(ftnfs_wire::nfs3::DirOpArgs3 {
+                dir: root.clone(),
+                name: b"f".to_vec(),
+            })
+            .to_bytes(),
+        ),
+    );
+    assert_eq!(st, 0);
+    let l = admin_call(&t.path().join("admin.sock"), "{\"cmd\":\"locks\"}")["locks"].clone();
+    assert_eq!(l["held"], serde_json::json!([]), "{l}");
+    assert_eq!(locks_status(t.path())["held"], 0);
 }
