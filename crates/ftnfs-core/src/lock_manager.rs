@@ -25,6 +25,20 @@ use crate::locks::{Denied, FileLocks, Lock, Owner};
 pub const MAX_FILES: usize = 65_536;
 /// Most blocked waiters, over every file.
 pub const MAX_WAITERS: usize = 4096;
+/// Most share reservations, over every file.
+pub const MAX_SHARES: usize = 4096;
+
+/// A DOS share reservation (NLM SHARE): what its owner does to the file (`access`) and what
+/// it denies every other owner (`deny`), each a set of 1 = read, 2 = write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// Whose: the client host and its owner handle (a share has no process id).
+    pub owner: Owner,
+    /// Read (1) and/or write (2) access it has.
+    pub access: u32,
+    /// Read (1) and/or write (2) access it denies the others.
+    pub deny: u32,
+}
 
 /// A client waiting for a lock, with what the daemon needs to tell it later (`W`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +68,23 @@ pub enum LockOutcome {
     NoLocks,
 }
 
+/// Why a SHARE was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareRefused {
+    /// Another owner's reservation conflicts (NLM4_DENIED).
+    Conflict,
+    /// [`MAX_SHARES`] reached (NLM4_DENIED_NOLOCKS).
+    NoRoom,
+}
+
 /// Every lock and waiter of one member, by file key `K`.
 #[derive(Debug)]
 pub struct LockManager<K, W> {
     files: HashMap<K, FileLocks>,
     waiting: HashMap<K, VecDeque<Waiter<W>>>,
     waiters: usize,
+    shares: HashMap<K, Vec<Share>>,
+    share_count: usize,
 }
 
 impl<K, W> Default for LockManager<K, W> {
@@ -68,6 +93,8 @@ impl<K, W> Default for LockManager<K, W> {
             files: HashMap::new(),
             waiting: HashMap::new(),
             waiters: 0,
+            shares: HashMap::new(),
+            share_count: 0,
         }
     }
 }
@@ -199,6 +226,14 @@ impl<K: Hash + Eq + Clone, W: Clone> LockManager<K, W> {
         }
         self.waiters -= gone;
         self.waiting.retain(|_, q| !q.is_empty());
+        let mut shares = 0;
+        for list in self.shares.values_mut() {
+            let before = list.len();
+            list.retain(|s| s.owner.host != host);
+            shares += before - list.len();
+        }
+        self.share_count -= shares;
+        self.shares.retain(|_, l| !l.is_empty());
         let mut out = Vec::new();
         for k in touched {
             out.extend(self.wake(&k).into_iter().map(|w| (k.clone(), w)));
@@ -226,6 +261,57 @@ impl<K: Hash + Eq + Clone, W: Clone> LockManager<K, W> {
         granted
     }
 
+    /// NLM SHARE: granted unless another owner's reservation denies what this one accesses,
+    /// or this one denies what another accesses (X/Open XNFS). An owner's second SHARE of a
+    /// file replaces its first.
+    pub fn share(
+        &mut self,
+        k: &K,
+        owner: &Owner,
+        access: u32,
+        deny: u32,
+    ) -> Result<(), ShareRefused> {
+        let (access, deny) = (access & 3, deny & 3);
+        let list = self.shares.get(k).map(Vec::as_slice).unwrap_or(&[]);
+        let conflict = list
+            .iter()
+            .filter(|s| s.owner != *owner)
+            .any(|s| access & s.deny != 0 || deny & s.access != 0);
+        if conflict {
+            return Err(ShareRefused::Conflict);
+        }
+        let mine = list.iter().position(|s| s.owner == *owner);
+        if mine.is_none() && self.share_count >= MAX_SHARES {
+            return Err(ShareRefused::NoRoom);
+        }
+        let list = self.shares.entry(k.clone()).or_default();
+        let share = Share {
+            owner: owner.clone(),
+            access,
+            deny,
+        };
+        match mine {
+            Some(i) => list[i] = share,
+            None => {
+                list.push(share);
+                self.share_count += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// NLM UNSHARE: the owner's reservation of the file goes (none is no error).
+    pub fn unshare(&mut self, k: &K, owner: &Owner) {
+        if let Some(list) = self.shares.get_mut(k) {
+            let before = list.len();
+            list.retain(|s| s.owner != *owner);
+            self.share_count -= before - list.len();
+            if list.is_empty() {
+                self.shares.remove(k);
+            }
+        }
+    }
+
     /// Drops the locks and waiters of every file `keep` refuses (files that no longer
     /// exist: a removed file's locks would otherwise stay until its clients restart).
     /// How many locks and waiters went.
@@ -247,7 +333,16 @@ impl<K: Hash + Eq + Clone, W: Clone> LockManager<K, W> {
             ok
         });
         self.waiters -= waits;
-        gone + waits
+        let mut shares = 0;
+        self.shares.retain(|k, l| {
+            let ok = keep(k);
+            if !ok {
+                shares += l.len();
+            }
+            ok
+        });
+        self.share_count -= shares;
+        gone + waits + shares
     }
 
     /// The locks held on `k`.
@@ -368,6 +463,44 @@ mod tests {
             m.lock(&2, &who("b", 2), true, 0, 0, None),
             LockOutcome::Granted
         );
+    }
+
+    #[test]
+    fn share_reservations_deny_what_others_access() {
+        let mut m: LockManager<u64, ()> = LockManager::default();
+        let (a, b) = (who("a", 0), who("b", 0));
+        // a reads and denies writers
+        assert_eq!(m.share(&1, &a, 1, 2), Ok(()));
+        assert_eq!(
+            m.share(&1, &b, 2, 0),
+            Err(ShareRefused::Conflict),
+            "b wants to write"
+        );
+        assert_eq!(
+            m.share(&1, &b, 1, 1),
+            Err(ShareRefused::Conflict),
+            "b denies the reader a"
+        );
+        assert_eq!(m.share(&1, &b, 1, 0), Ok(()), "another reader");
+        // a's second share replaces its first: now it denies readers, which b is
+        assert_eq!(m.share(&1, &a, 1, 1), Err(ShareRefused::Conflict));
+        assert_eq!(m.share(&1, &a, 3, 0), Ok(()));
+        m.unshare(&1, &b);
+        assert_eq!(
+            m.share(&1, &b, 0, 3),
+            Err(ShareRefused::Conflict),
+            "a reads and writes"
+        );
+        m.unshare(&1, &a);
+        assert_eq!(m.share(&1, &b, 0, 3), Ok(()));
+        assert!(m.free_host("b").is_empty());
+        assert_eq!(
+            m.share(&1, &a, 3, 3),
+            Ok(()),
+            "b's host restarted: its share went"
+        );
+        assert_eq!(m.retain_files(|_| false), 1);
+        assert_eq!(m.share_count, 0);
     }
 
     #[test]

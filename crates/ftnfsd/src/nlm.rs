@@ -5,8 +5,9 @@
 //!
 //! Served on the NFS port (registered with the portmapper there, `portmap::mappings`), over
 //! TCP and UDP, synchronous procedures: NULL, TEST, LOCK (blocking or not), CANCEL, UNLOCK,
-//! NM_LOCK, FREE_ALL. Not yet (Documentation/12-locks.md): the `_MSG`/`_RES` forms
-//! (PROC_UNAVAIL), SHARE/UNSHARE (NLM4_FAILED), NSM, and the replication of the lock table
+//! NM_LOCK, FREE_ALL, SHARE/UNSHARE (DOS share reservations). Not yet
+//! (Documentation/12-locks.md): the `_MSG`/`_RES` forms (PROC_UNAVAIL), and the replication
+//! of the lock table
 //! to the other members — on a mirrored export only the primary grants locks, and a
 //! takeover loses them.
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{ExportId, FileId};
-use ftnfs_core::lock_manager::{LockManager, LockOutcome, Waiter};
+use ftnfs_core::lock_manager::{LockManager, LockOutcome, ShareRefused, Waiter};
 use ftnfs_core::locks::{range, Lock, Owner};
 use ftnfs_wire::nlm::{self, Args, Holder, Res, Stat, TestArgs, TestRes};
 use ftnfs_wire::portmap;
@@ -221,9 +222,26 @@ impl Nlm {
                 Reply::Void
             }
             (nlm::procs::SHARE | nlm::procs::UNSHARE, Args::Share(a)) => {
+                let o = Owner {
+                    host: String::from_utf8_lossy(&a.caller_name).into_owned(),
+                    svid: 0,
+                    oh: a.oh.clone(),
+                };
+                let stat = match key(&a.fh) {
+                    Err(e) => no_file(e),
+                    Ok(k) if proc_ == nlm::procs::UNSHARE => {
+                        self.mgr().unshare(&k, &o);
+                        Stat::Granted
+                    }
+                    Ok(k) => match self.mgr().share(&k, &o, a.access, a.mode) {
+                        Ok(()) => Stat::Granted,
+                        Err(ShareRefused::Conflict) => Stat::Denied,
+                        Err(ShareRefused::NoRoom) => Stat::DeniedNoLocks,
+                    },
+                };
                 Reply::Share(nlm::ShareRes {
                     cookie: a.cookie,
-                    stat: Stat::Failed,
+                    stat,
                     sequence: 0,
                 })
             }

@@ -391,6 +391,29 @@ fn a_refused_callback_releases_the_lock_and_bad_calls_get_their_status() {
     );
     assert_eq!(st, Stat::Granted as u32, "free again");
 
+    // DOS share reservations: g reads and denies writers; a cannot then open for writing
+    let share = |host: &str, access: u32, mode: u32| {
+        let mut w = XdrWriter::new();
+        w.opaque(b"s")
+            .opaque(host.as_bytes())
+            .opaque(&f.0)
+            .opaque(host.as_bytes())
+            .u32(mode)
+            .u32(access)
+            .bool(false);
+        w.into_inner()
+    };
+    let (st, _) = nlm_call(&mut g, 20, nlm::procs::SHARE, &share("g", 1, 2));
+    assert_eq!(st, Stat::Granted as u32);
+    let (st, _) = nlm_call(&mut a, 21, nlm::procs::SHARE, &share("a", 2, 0));
+    assert_eq!(st, Stat::Denied as u32, "a would write what g denies");
+    let (st, _) = nlm_call(&mut a, 22, nlm::procs::SHARE, &share("a", 1, 0));
+    assert_eq!(st, Stat::Granted as u32, "reading is fine");
+    let (st, _) = nlm_call(&mut g, 23, nlm::procs::UNSHARE, &share("g", 1, 2));
+    assert_eq!(st, Stat::Granted as u32);
+    let (st, _) = nlm_call(&mut a, 24, nlm::procs::SHARE, &share("a", 3, 0));
+    assert_eq!(st, Stat::Granted as u32, "g's reservation went");
+
     let mut stale = f.clone();
     let n = stale.0.len();
     stale.0[n - 5] ^= 0x55; // another file id
