@@ -5,9 +5,9 @@
 //!
 //! Served on the NFS port (registered with the portmapper there, `portmap::mappings`), over
 //! TCP and UDP, synchronous procedures: NULL, TEST, LOCK (blocking or not), CANCEL, UNLOCK,
-//! NM_LOCK, FREE_ALL, SHARE/UNSHARE (DOS share reservations). Not yet
-//! (Documentation/12-locks.md): the `_MSG`/`_RES` forms (PROC_UNAVAIL), and the replication
-//! of the lock table
+//! NM_LOCK, FREE_ALL, SHARE/UNSHARE (DOS share reservations), and the asynchronous `_MSG`
+//! forms (their results sent back as `_RES` calls). Not yet (Documentation/12-locks.md):
+//! the replication of the lock table
 //! to the other members — on a mirrored export only the primary grants locks, and a
 //! takeover loses them.
 
@@ -42,13 +42,29 @@ pub struct Pending {
 /// How often the locks of removed files are dropped ([`Nlm::purge_removed`]).
 pub const PURGE_EVERY: Duration = Duration::from_secs(60);
 
+/// A call this service makes to a client's lock manager.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// GRANTED: a blocked lock is the client's now.
+    Granted(Pending),
+    /// The result of a `_MSG` call, as its `_RES` call (`body`: the result's XDR).
+    Result {
+        /// The client host.
+        addr: IpAddr,
+        /// TEST_RES, LOCK_RES, CANCEL_RES or UNLOCK_RES.
+        proc_: u32,
+        /// The result.
+        body: Vec<u8>,
+    },
+}
+
 /// Most GRANTED callbacks queued for sending.
 pub const MAX_CALLBACKS: usize = 1024;
 
 /// The NLM service of one member.
 pub struct Nlm {
     mgr: Mutex<LockManager<FileKey, Pending>>,
-    grants: tokio::sync::mpsc::Sender<Pending>,
+    grants: tokio::sync::mpsc::Sender<Outgoing>,
 }
 
 /// The body of a reply.
@@ -67,7 +83,7 @@ enum NoFile {
 
 impl Nlm {
     /// A service whose granted waiters go to `grants` ([`callbacks`] sends them).
-    pub fn new(grants: tokio::sync::mpsc::Sender<Pending>) -> Nlm {
+    pub fn new(grants: tokio::sync::mpsc::Sender<Outgoing>) -> Nlm {
         Nlm {
             mgr: Mutex::new(LockManager::default()),
             grants,
@@ -124,6 +140,17 @@ impl Nlm {
         file: impl Fn(&FileHandle) -> Option<&'e ExportFs>,
     ) -> Vec<u8> {
         let mut w = XdrWriter::new();
+        // the asynchronous forms: answered as their synchronous procedure, the result sent
+        // back as a call of the matching `_RES` procedure; the call's own reply is void
+        let (proc_, res_proc) = match proc_ {
+            nlm::procs::TEST_MSG..=nlm::procs::UNLOCK_MSG => (proc_ - 5, Some(proc_ + 5)),
+            // results of calls we make with `_MSG` (we make none): nothing to do
+            nlm::procs::TEST_RES..=nlm::procs::GRANTED_RES => {
+                ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
+                return w.into_inner();
+            }
+            p => (p, None),
+        };
         let decoded = match Args::decode(proc_, args) {
             Ok(Some(a)) => a,
             Ok(None) => {
@@ -254,12 +281,28 @@ impl Nlm {
                 return w.into_inner();
             }
         };
-        ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
+        let mut out = XdrWriter::new();
         match body {
             Reply::Void => {}
-            Reply::Res(r) => r.encode(&mut w),
-            Reply::Test(r) => r.encode(&mut w),
-            Reply::Share(r) => r.encode(&mut w),
+            Reply::Res(r) => r.encode(&mut out),
+            Reply::Test(r) => r.encode(&mut out),
+            Reply::Share(r) => r.encode(&mut out),
+        }
+        ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
+        match res_proc {
+            Some(res) => {
+                let o = Outgoing::Result {
+                    addr: peer.ip(),
+                    proc_: res,
+                    body: out.into_inner(),
+                };
+                if self.grants.try_send(o).is_err() {
+                    tracing::warn!("NLM callback queue full: a _MSG result is not sent");
+                }
+            }
+            None => {
+                w.fixed(out.as_slice());
+            }
         }
         w.into_inner()
     }
@@ -268,7 +311,7 @@ impl Nlm {
     /// client's own retransmitted LOCK then finds the lock held by it and is granted).
     fn tell(&self, granted: Vec<Waiter<Pending>>) {
         for w in granted {
-            if self.grants.try_send(w.token).is_err() {
+            if self.grants.try_send(Outgoing::Granted(w.token)).is_err() {
                 tracing::warn!(
                     "NLM callback queue full: a granted client learns it at its next LOCK"
                 );
@@ -343,8 +386,19 @@ fn test_res(cookie: &[u8], stat: Stat, holder: Option<Holder>) -> TestRes {
 /// Sends each granted waiter its NLM GRANTED callback: the client's NLM port from its
 /// portmapper, then the call over UDP, a few tries ([`CALLBACK_TRIES`], 1 s apart). A
 /// client that answers anything but granted no longer waits, and the lock is released.
-pub async fn callbacks(nlm: std::sync::Arc<Nlm>, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
-    while let Some(p) = rx.recv().await {
+pub async fn callbacks(nlm: std::sync::Arc<Nlm>, mut rx: tokio::sync::mpsc::Receiver<Outgoing>) {
+    while let Some(o) = rx.recv().await {
+        let p = match o {
+            Outgoing::Granted(p) => p,
+            Outgoing::Result { addr, proc_, body } => {
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = call_client(addr, proc_, &body) {
+                        tracing::warn!(client = %addr, proc_, error = %e, "NLM _RES not delivered");
+                    }
+                });
+                continue;
+            }
+        };
         let n = nlm.clone();
         tokio::task::spawn_blocking(move || match grant(&p) {
             Ok(Stat::Granted) => tracing::debug!(client = %p.addr, "NLM GRANTED delivered"),
@@ -365,9 +419,25 @@ pub async fn callbacks(nlm: std::sync::Arc<Nlm>, mut rx: tokio::sync::mpsc::Rece
 pub const CALLBACK_TRIES: u32 = 5;
 
 fn grant(p: &Pending) -> std::io::Result<Stat> {
+    let mut args = XdrWriter::new();
+    p.args.encode(&mut args);
+    let body = call_client(p.addr, nlm::procs::GRANTED, args.as_slice())?;
+    let mut r = XdrReader::new(&body);
+    let _cookie = r
+        .opaque(nlm::LM_MAXSTRLEN)
+        .map_err(|_| std::io::Error::other("bad GRANTED reply"))?;
+    Ok(match r.u32() {
+        Ok(0) => Stat::Granted,
+        _ => Stat::Denied,
+    })
+}
+
+/// Calls procedure `proc_` of the NLM of the client at `addr` (its port from its
+/// portmapper) with `args`: the reply's body.
+fn call_client(addr: IpAddr, proc_: u32, args: &[u8]) -> std::io::Result<Vec<u8>> {
     let sock = UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))?;
     sock.set_read_timeout(Some(Duration::from_secs(1)))?;
-    let port = rpc_call(&sock, p.addr, 111, 0x4e4c_0000, |xid, w| {
+    let port = rpc_call(&sock, addr, 111, 0x4e4c_0000, |xid, w| {
         let m = portmap::Mapping {
             prog: nlm::PROGRAM,
             vers: nlm::VERSION,
@@ -384,14 +454,14 @@ fn grant(p: &Pending) -> std::io::Result<Stat> {
     if port == 0 || port > u16::MAX as u32 {
         return Err(std::io::Error::other("the client's NLM is not registered"));
     }
-    let body = rpc_call(&sock, p.addr, port as u16, 0x4e4d_0000, |xid, w| {
+    rpc_call(&sock, addr, port as u16, 0x4e4d_0000, |xid, w| {
         let mut x = XdrWriter::new();
         CallHeader {
             xid,
             rpcvers: 2,
             prog: nlm::PROGRAM,
             vers: nlm::VERSION,
-            proc_: nlm::procs::GRANTED,
+            proc_,
             cred: OpaqueAuth {
                 flavor: 0,
                 body: &[],
@@ -399,16 +469,8 @@ fn grant(p: &Pending) -> std::io::Result<Stat> {
             verf: AUTH_NONE,
         }
         .encode(&mut x);
-        p.args.encode(&mut x);
+        x.fixed(args);
         w.extend_from_slice(x.as_slice());
-    })?;
-    let mut r = XdrReader::new(&body);
-    let _cookie = r
-        .opaque(nlm::LM_MAXSTRLEN)
-        .map_err(|_| std::io::Error::other("bad GRANTED reply"))?;
-    Ok(match r.u32() {
-        Ok(0) => Stat::Granted,
-        _ => Stat::Denied,
     })
 }
 

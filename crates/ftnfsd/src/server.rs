@@ -60,7 +60,7 @@ pub struct Server {
     /// The NLM lock service.
     pub nlm: Arc<crate::nlm::Nlm>,
     /// Its GRANTED callbacks, until main starts their sender (`nlm::callbacks`).
-    pub nlm_grants: Mutex<Option<tokio::sync::mpsc::Receiver<crate::nlm::Pending>>>,
+    pub nlm_grants: Mutex<Option<tokio::sync::mpsc::Receiver<crate::nlm::Outgoing>>>,
 }
 
 /// Longest a held request waits for its turn to execute locally (only earlier local

@@ -145,9 +145,9 @@ fn locks_status(dir: &Path) -> serde_json::Value {
 }
 
 /// A client host's portmapper and lock manager, on UDP at `addr`: the portmapper names the
-/// lockd's port, the lockd answers GRANTED with `answer` and hands each callback's
-/// arguments to the test.
-fn client_host(addr: Ipv4Addr, answer: Stat) -> std::sync::mpsc::Receiver<TestArgs> {
+/// lockd's port, the lockd answers GRANTED with `answer` (and any `_RES` call with a void
+/// reply) and hands each call's procedure and arguments to the test.
+fn client_host(addr: Ipv4Addr, answer: Stat) -> std::sync::mpsc::Receiver<(u32, Vec<u8>)> {
     let pm = UdpSocket::bind((addr, 111)).expect("a portmapper port on 127.0.0.7 (root)");
     let lockd = UdpSocket::bind((addr, 0)).unwrap();
     let lport = lockd.local_addr().unwrap().port();
@@ -178,17 +178,16 @@ fn client_host(addr: Ipv4Addr, answer: Stat) -> std::sync::mpsc::Receiver<TestAr
             let Ok(h) = CallHeader::decode(&mut r) else {
                 continue;
             };
-            assert_eq!(
-                (h.prog, h.vers, h.proc_),
-                (nlm::PROGRAM, 4, nlm::procs::GRANTED)
-            );
-            let Ok(Some(Args::Test(a))) = Args::decode(h.proc_, r.rest()) else {
-                panic!("GRANTED arguments")
-            };
+            assert_eq!((h.prog, h.vers), (nlm::PROGRAM, 4));
             let mut w = XdrWriter::new();
-            w.opaque(&a.cookie).u32(answer as u32);
+            if h.proc_ == nlm::procs::GRANTED {
+                let Ok(Some(Args::Test(a))) = Args::decode(h.proc_, r.rest()) else {
+                    panic!("GRANTED arguments")
+                };
+                w.opaque(&a.cookie).u32(answer as u32);
+            }
             reply(&lockd, from, h.xid, w.as_slice());
-            let _ = tx.send(a);
+            let _ = tx.send((h.proc_, r.rest().to_vec()));
         }
     });
     rx
@@ -274,9 +273,13 @@ fn a_blocked_lock_is_granted_by_callback_when_the_holder_unlocks() {
         &unlock_args(alock("a", &f, 1, 0, 0)),
     );
     assert_eq!(st, Stat::Granted as u32);
-    let cb = granted
+    let (p, cb) = granted
         .recv_timeout(PATIENCE)
         .expect("a GRANTED callback to b");
+    assert_eq!(p, nlm::procs::GRANTED);
+    let Ok(Some(Args::Test(cb))) = Args::decode(p, &cb) else {
+        panic!("GRANTED arguments")
+    };
     assert_eq!(cb.alock, alock("b", &f, 2, 5, 1));
     assert!(cb.exclusive);
     let (st, holder) = nlm_call(
@@ -390,6 +393,39 @@ fn a_refused_callback_releases_the_lock_and_bad_calls_get_their_status() {
         &lock_args(false, true, alock("a", &f, 1, 0, 0)),
     );
     assert_eq!(st, Stat::Granted as u32, "free again");
+
+    // the asynchronous form: LOCK_MSG gets a void reply, and its result comes to g's lock
+    // manager as a LOCK_RES call (denied: a holds it)
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid: Xid(19),
+        rpcvers: 2,
+        prog: nlm::PROGRAM,
+        vers: nlm::VERSION,
+        proc_: nlm::procs::LOCK_MSG,
+        cred: OpaqueAuth {
+            flavor: flavor::NONE,
+            body: &[],
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    w.fixed(&lock_args(false, true, alock("g", &f, 4, 0, 0)));
+    g.send_raw(w.as_slice());
+    let reply = g.recv().expect("LOCK_MSG reply");
+    let mut r = XdrReader::new(&reply);
+    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
+    assert_eq!(
+        h,
+        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
+    );
+    assert!(r.rest().is_empty(), "a void reply");
+    let (p, res) = told.recv_timeout(PATIENCE).expect("the LOCK_RES call");
+    assert_eq!(p, nlm::procs::LOCK_RES);
+    let Ok(Some(Args::Res(res))) = Args::decode(p, &res) else {
+        panic!("LOCK_RES arguments")
+    };
+    assert_eq!(res.stat, Stat::Denied);
 
     // DOS share reservations: g reads and denies writers; a cannot then open for writing
     let share = |host: &str, access: u32, mode: u32| {
