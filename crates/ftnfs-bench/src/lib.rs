@@ -10,16 +10,21 @@ use nfs3_client::nfs3_types::xdr_codec::Opaque;
 use nfs3_client::tokio::{TokioConnector, TokioIo};
 use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder};
 
-/// Where to mount.
-#[derive(Debug, Clone)]
+/// Where to mount: the command-line arguments every bench client shares
+/// (`#[command(flatten)]`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Target {
     /// Server address.
+    #[arg(long)]
     pub host: String,
     /// NFS port.
+    #[arg(long, default_value_t = 2049)]
     pub port: u16,
     /// MOUNT port.
+    #[arg(long, default_value_t = 2049)]
     pub mount_port: u16,
-    /// Exported path.
+    /// Exported path to mount.
+    #[arg(long)]
     pub path: String,
 }
 

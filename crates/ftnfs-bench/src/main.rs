@@ -17,18 +17,9 @@ use nfs3_client::nfs3_types::xdr_codec::Opaque;
 
 #[derive(Parser)]
 struct Args {
-    /// Server address.
-    #[arg(long)]
-    host: String,
-    /// NFS port.
-    #[arg(long, default_value_t = 2049)]
-    port: u16,
-    /// MOUNT port.
-    #[arg(long, default_value_t = 2049)]
-    mount_port: u16,
-    /// Exported path to mount.
-    #[arg(long)]
-    path: String,
+    /// Where.
+    #[command(flatten)]
+    target: Target,
     /// Size of the sequential file in MiB.
     #[arg(long, default_value_t = 256)]
     mib: u32,
@@ -136,12 +127,7 @@ fn pct_ms(v: &mut [u64], p: usize) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Args::parse();
-    let tgt = Target {
-        host: a.host.clone(),
-        port: a.port,
-        mount_port: a.mount_port,
-        path: a.path.clone(),
-    };
+    let tgt = a.target.clone();
     let mut c = connect(&tgt).await?;
     let root = c.root_nfs_fh3();
     let name = format!("bench-seq-{}", std::process::id());

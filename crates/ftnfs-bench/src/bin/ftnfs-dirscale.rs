@@ -17,18 +17,9 @@ use nfs3_client::nfs3_types::nfs3::{
 
 #[derive(Parser)]
 struct Args {
-    /// Server address.
-    #[arg(long)]
-    host: String,
-    /// NFS port.
-    #[arg(long, default_value_t = 2049)]
-    port: u16,
-    /// MOUNT port.
-    #[arg(long, default_value_t = 2049)]
-    mount_port: u16,
-    /// Exported path to mount.
-    #[arg(long)]
-    path: String,
+    /// Where.
+    #[command(flatten)]
+    target: Target,
     /// Files in the directory.
     #[arg(long, default_value_t = 10_000)]
     entries: u32,
@@ -136,12 +127,7 @@ fn mix(mut x: u64) -> u64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Args::parse();
-    let tgt = Target {
-        host: a.host.clone(),
-        port: a.port,
-        mount_port: a.mount_port,
-        path: a.path.clone(),
-    };
+    let tgt = a.target.clone();
     let mut c = connect(&tgt).await?;
     let root = c.root_nfs_fh3();
     let dname = format!("dirscale-{}-{}", a.entries, std::process::id());

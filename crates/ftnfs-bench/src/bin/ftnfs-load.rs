@@ -28,12 +28,8 @@ struct Cli {
 enum Cmd {
     /// Mixed updates.
     Mixed {
-        #[arg(long)]
-        host: String,
-        #[arg(long, default_value_t = 2049)]
-        port: u16,
-        #[arg(long)]
-        path: String,
+        #[command(flatten)]
+        target: Target,
         /// Operations to run.
         #[arg(long, default_value_t = 500)]
         ops: u32,
@@ -45,12 +41,8 @@ enum Cmd {
     /// port (without a new MOUNT) on any transport error while keeping the same file handle,
     /// as the hard-mounted Linux client does. Prints the longest gap between two completed writes (the stall a client sees).
     Stall {
-        #[arg(long)]
-        host: String,
-        #[arg(long, default_value_t = 2049)]
-        port: u16,
-        #[arg(long)]
-        path: String,
+        #[command(flatten)]
+        target: Target,
         #[arg(long, default_value_t = 6.0)]
         seconds: f64,
     },
@@ -389,42 +381,8 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Stall {
-            host,
-            port,
-            path,
-            seconds,
-        } => {
-            stall(
-                Target {
-                    host,
-                    port,
-                    mount_port: port,
-                    path,
-                },
-                seconds,
-            )
-            .await
-        }
-        Cmd::Mixed {
-            host,
-            port,
-            path,
-            ops,
-            seed,
-        } => {
-            mixed(
-                Target {
-                    host,
-                    port,
-                    mount_port: port,
-                    path,
-                },
-                ops,
-                seed,
-            )
-            .await
-        }
+        Cmd::Stall { target, seconds } => stall(target, seconds).await,
+        Cmd::Mixed { target, ops, seed } => mixed(target, ops, seed).await,
         Cmd::Crosscheck {
             host,
             other,
