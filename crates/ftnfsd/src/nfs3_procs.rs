@@ -147,7 +147,8 @@ impl<'a> Caller<'a> {
     /// names in the same directory (the procedure table's `Order::Entry` and
     /// `Order::Unlink`): it runs under the directory's lock, and the directory's mtime
     /// becomes the latest of the dictated times — max(mtime before, this one's) — the same
-    /// in any order. Unmirrored: the plain stamp.
+    /// in any order. Unmirrored (no dictated time): just the change, the kernel's own
+    /// mtime stands.
     fn entry_change<T>(
         &self,
         dir: &Obj,
@@ -164,18 +165,12 @@ impl<'a> Caller<'a> {
         dirs: &[(&Obj, &OwnedFd)],
         change: impl FnOnce() -> Result<(T, bool), Fail>,
     ) -> Result<T, Fail> {
+        let Some(d) = self.dictate else {
+            return change().map(|(t, _)| t);
+        };
         let mut dirs: Vec<(&Obj, &OwnedFd)> = dirs.to_vec();
         dirs.sort_by_key(|(o, _)| o.id.0);
         dirs.dedup_by_key(|(o, _)| o.id.0);
-        let Some(d) = self.dictate else {
-            let (t, changed) = change()?;
-            if changed {
-                for (dir, _) in &dirs {
-                    self.stamp(dir, false)?;
-                }
-            }
-            return Ok(t);
-        };
         let mut stripes: Vec<usize> = dirs
             .iter()
             .map(|(o, _)| (o.id.0 % DIR_STAMP_LOCKS.len() as u64) as usize)
