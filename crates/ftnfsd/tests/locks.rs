@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use ftnfs_wire::nfs3::{CreateHow3, NfsFh3, Sattr3};
 use ftnfs_wire::nlm::{self, Args, Lock, Stat, TestArgs};
-use ftnfs_wire::rpc::{flavor, AuthSys, CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
+use ftnfs_wire::rpc::{CallHeader, ReplyHeader, Xid};
 use ftnfs_wire::{XdrEncode, XdrReader, XdrWriter};
 
 struct Daemon(Child);
@@ -65,42 +65,63 @@ fn connect_from(src: Ipv4Addr, port: u16) -> Raw {
     Raw::over(sock.into())
 }
 
-/// An NLM v4 call; (status, rest of the body after cookie and status).
-fn nlm_call(c: &mut Raw, xid: u32, proc_: u32, args: &[u8]) -> (u32, Vec<u8>) {
-    let cred = AuthSys {
-        stamp: 0,
-        machine_name: b"t".to_vec(),
-        uid: 0,
-        gid: 0,
-        gids: vec![],
-    }
-    .to_bytes();
-    let mut w = XdrWriter::new();
-    CallHeader {
-        xid: Xid(xid),
-        rpcvers: 2,
-        prog: nlm::PROGRAM,
-        vers: nlm::VERSION,
-        proc_,
-        cred: OpaqueAuth {
-            flavor: flavor::SYS,
-            body: &cred,
-        },
-        verf: AUTH_NONE,
-    }
-    .encode(&mut w);
-    w.fixed(args);
-    c.send_raw(w.as_slice());
-    let reply = c.recv().expect("NLM reply");
+/// A call of `prog` version `vers` as root; the body of its reply, which must be accepted.
+fn rpc(c: &mut Raw, xid: u32, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+    c.send_raw(&call_record_vers(xid, 0, 0, prog, vers, proc_, args));
+    let reply = c.recv().expect("reply");
     let mut r = XdrReader::new(&reply);
     let (_, h) = ReplyHeader::decode(&mut r).unwrap();
     assert_eq!(
         h,
         ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
     );
+    r.rest().to_vec()
+}
+
+/// An NLM v4 call; (status, rest of the body after cookie and status).
+fn nlm_call(c: &mut Raw, xid: u32, proc_: u32, args: &[u8]) -> (u32, Vec<u8>) {
+    let body = rpc(c, xid, nlm::PROGRAM, nlm::VERSION, proc_, args);
+    let mut r = XdrReader::new(&body);
     let _cookie = r.opaque(1024).unwrap();
     let st = r.u32().unwrap();
     (st, r.rest().to_vec())
+}
+
+/// A daemon serving `export` in a fresh directory, a client (127.0.0.1) that mounted it,
+/// and a file `f` it made there. Bind `_daemon` by name when destructuring: it is killed
+/// when dropped.
+struct Fixture {
+    dir: tempfile::TempDir,
+    _daemon: Daemon,
+    port: u16,
+    a: Raw,
+    root: NfsFh3,
+    f: NfsFh3,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let daemon = start(dir.path(), port);
+    let mut a = Raw::connect(port);
+    let root = mount_root(&mut a, &dir.path().join("export"));
+    let (st, body) = create(
+        &mut a,
+        2,
+        &root,
+        "f",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    Fixture {
+        dir,
+        _daemon: daemon,
+        port,
+        a,
+        root,
+        f,
+    }
 }
 
 fn alock(host: &str, fh: &NfsFh3, svid: i32, offset: u64, len: u64) -> Lock {
@@ -196,22 +217,16 @@ fn client_host(addr: Ipv4Addr, answer: Stat) -> std::sync::mpsc::Receiver<(u32, 
 #[test]
 fn a_blocked_lock_is_granted_by_callback_when_the_holder_unlocks() {
     let _serial = serial();
-    let t = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _d = start(t.path(), port);
+    let Fixture {
+        dir: t,
+        _daemon,
+        port,
+        mut a,
+        root: _,
+        f,
+    } = fixture();
     let b_host = Ipv4Addr::new(127, 0, 0, 7);
     let granted = client_host(b_host, Stat::Granted);
-    let mut a = Raw::connect(port);
-    let root = mount_root(&mut a, &t.path().join("export"));
-    let (st, body) = create(
-        &mut a,
-        2,
-        &root,
-        "f",
-        CreateHow3::Guarded(Sattr3::default()),
-    );
-    assert_eq!(st, 0);
-    let f = fh_of_create(&body);
     let mut b = connect_from(b_host, port);
 
     // a holds bytes 0–9 exclusively
@@ -317,11 +332,18 @@ fn a_blocked_lock_is_granted_by_callback_when_the_holder_unlocks() {
         .any(|r| r["client"] == "b" && r["svid"] == 3 && r["end"].is_null()));
 
     // b's host rebooted (its FREE_ALL): everything of b goes
-    nlm_void(&mut a, 17, nlm::procs::FREE_ALL, &{
-        let mut w = XdrWriter::new();
-        w.opaque(b"b").i32(2);
-        w.into_inner()
-    });
+    rpc(
+        &mut a,
+        17,
+        nlm::PROGRAM,
+        nlm::VERSION,
+        nlm::procs::FREE_ALL,
+        &{
+            let mut w = XdrWriter::new();
+            w.opaque(b"b").i32(2);
+            w.into_inner()
+        },
+    );
     let s = locks_status(t.path());
     assert_eq!(
         (s["held"].as_u64(), s["waiting"].as_u64()),
@@ -335,22 +357,16 @@ fn a_blocked_lock_is_granted_by_callback_when_the_holder_unlocks() {
 #[test]
 fn a_refused_callback_releases_the_lock_and_bad_calls_get_their_status() {
     let _serial = serial();
-    let t = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _d = start(t.path(), port);
+    let Fixture {
+        dir: t,
+        _daemon,
+        port,
+        mut a,
+        root: _,
+        f,
+    } = fixture();
     let gone_host = Ipv4Addr::new(127, 0, 0, 8);
     let told = client_host(gone_host, Stat::Denied);
-    let mut a = Raw::connect(port);
-    let root = mount_root(&mut a, &t.path().join("export"));
-    let (st, body) = create(
-        &mut a,
-        2,
-        &root,
-        "f",
-        CreateHow3::Guarded(Sattr3::default()),
-    );
-    assert_eq!(st, 0);
-    let f = fh_of_create(&body);
     let mut g = connect_from(gone_host, port);
     let (st, _) = nlm_call(
         &mut a,
@@ -396,30 +412,15 @@ fn a_refused_callback_releases_the_lock_and_bad_calls_get_their_status() {
 
     // the asynchronous form: LOCK_MSG gets a void reply, and its result comes to g's lock
     // manager as a LOCK_RES call (denied: a holds it)
-    let mut w = XdrWriter::new();
-    CallHeader {
-        xid: Xid(19),
-        rpcvers: 2,
-        prog: nlm::PROGRAM,
-        vers: nlm::VERSION,
-        proc_: nlm::procs::LOCK_MSG,
-        cred: OpaqueAuth {
-            flavor: flavor::NONE,
-            body: &[],
-        },
-        verf: AUTH_NONE,
-    }
-    .encode(&mut w);
-    w.fixed(&lock_args(false, true, alock("g", &f, 4, 0, 0)));
-    g.send_raw(w.as_slice());
-    let reply = g.recv().expect("LOCK_MSG reply");
-    let mut r = XdrReader::new(&reply);
-    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
-    assert_eq!(
-        h,
-        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
+    let reply = rpc(
+        &mut g,
+        19,
+        nlm::PROGRAM,
+        nlm::VERSION,
+        nlm::procs::LOCK_MSG,
+        &lock_args(false, true, alock("g", &f, 4, 0, 0)),
     );
-    assert!(r.rest().is_empty(), "a void reply");
+    assert!(reply.is_empty(), "a void reply");
     let (p, res) = told.recv_timeout(PATIENCE).expect("the LOCK_RES call");
     assert_eq!(p, nlm::procs::LOCK_RES);
     let Ok(Some(Args::Res(res))) = Args::decode(p, &res) else {
@@ -469,52 +470,19 @@ fn a_refused_callback_releases_the_lock_and_bad_calls_get_their_status() {
     assert_eq!(st, Stat::Fbig as u32);
 }
 
-/// A call whose reply has no body (FREE_ALL).
-fn nlm_void(c: &mut Raw, xid: u32, proc_: u32, args: &[u8]) {
-    let mut w = XdrWriter::new();
-    CallHeader {
-        xid: Xid(xid),
-        rpcvers: 2,
-        prog: nlm::PROGRAM,
-        vers: nlm::VERSION,
-        proc_,
-        cred: OpaqueAuth {
-            flavor: flavor::NONE,
-            body: &[],
-        },
-        verf: AUTH_NONE,
-    }
-    .encode(&mut w);
-    w.fixed(args);
-    c.send_raw(w.as_slice());
-    let reply = c.recv().expect("NLM reply");
-    let mut r = XdrReader::new(&reply);
-    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
-    assert_eq!(
-        h,
-        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
-    );
-}
-
 /// A client whose host restarted has its status monitor send SM_NOTIFY (NSM): every lock
 /// of that host is freed — the next client's lock, non-blocking, is granted.
 #[test]
 fn a_restarted_clients_notify_frees_its_locks() {
     let _serial = serial();
-    let t = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _d = start(t.path(), port);
-    let mut a = Raw::connect(port);
-    let root = mount_root(&mut a, &t.path().join("export"));
-    let (st, body) = create(
-        &mut a,
-        2,
-        &root,
-        "f",
-        CreateHow3::Guarded(Sattr3::default()),
-    );
-    assert_eq!(st, 0);
-    let f = fh_of_create(&body);
+    let Fixture {
+        dir: t,
+        _daemon,
+        port: _,
+        mut a,
+        root,
+        f,
+    } = fixture();
     for (xid, svid) in [(10, 1), (11, 2)] {
         let (st, _) = nlm_call(
             &mut a,
@@ -533,32 +501,20 @@ fn a_restarted_clients_notify_frees_its_locks() {
     assert_eq!(st, Stat::Denied as u32);
     // SM_NOTIFY { mon_name "gone", state 3 }: a void reply
     let mut w = XdrWriter::new();
-    CallHeader {
-        xid: Xid(13),
-        rpcvers: 2,
-        prog: ftnfs_wire::nsm::PROGRAM,
-        vers: ftnfs_wire::nsm::VERSION,
-        proc_: ftnfs_wire::nsm::procs::NOTIFY,
-        cred: OpaqueAuth {
-            flavor: flavor::NONE,
-            body: &[],
-        },
-        verf: AUTH_NONE,
-    }
-    .encode(&mut w);
     ftnfs_wire::nsm::StatChange {
         mon_name: b"gone".to_vec(),
         state: 3,
     }
     .encode(&mut w);
-    a.send_raw(w.as_slice());
-    let reply = a.recv().expect("SM_NOTIFY reply");
-    let mut r = XdrReader::new(&reply);
-    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
-    assert_eq!(
-        h,
-        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
+    let reply = rpc(
+        &mut a,
+        13,
+        ftnfs_wire::nsm::PROGRAM,
+        ftnfs_wire::nsm::VERSION,
+        ftnfs_wire::nsm::procs::NOTIFY,
+        w.as_slice(),
     );
+    assert!(reply.is_empty(), "a void reply");
     assert_eq!(locks_status(t.path())["held"], 0);
     let (st, _) = nlm_call(
         &mut a,

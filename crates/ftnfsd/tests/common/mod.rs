@@ -144,6 +144,19 @@ impl Raw {
 
 /// The bytes of a call (without record mark) with an AUTH_SYS credential for `uid`/`gid`.
 pub fn call_record(xid: u32, uid: u32, gid: u32, prog: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+    call_record_vers(xid, uid, gid, prog, 3, proc_, args)
+}
+
+/// [`call_record`] of another program version than 3 (NLM v4, NSM v1).
+pub fn call_record_vers(
+    xid: u32,
+    uid: u32,
+    gid: u32,
+    prog: u32,
+    vers: u32,
+    proc_: u32,
+    args: &[u8],
+) -> Vec<u8> {
     let cred = AuthSys {
         stamp: 0,
         machine_name: b"t".to_vec(),
@@ -157,7 +170,7 @@ pub fn call_record(xid: u32, uid: u32, gid: u32, prog: u32, proc_: u32, args: &[
         xid: Xid(xid),
         rpcvers: 2,
         prog,
-        vers: 3,
+        vers,
         proc_,
         cred: OpaqueAuth {
             flavor: flavor::SYS,
