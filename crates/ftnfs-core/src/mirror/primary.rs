@@ -566,6 +566,13 @@ mod tests {
         }
     }
 
+    fn barrier() -> Touch {
+        Touch {
+            keys: vec![],
+            barrier: true,
+        }
+    }
+
     fn block(k: u64, b: u64) -> Touch {
         Touch {
             keys: vec![Key::part(k, b)],
@@ -665,17 +672,7 @@ mod tests {
         assert!(!p.settled(&entry, since), "a newer update on the key");
         assert!(p.settled(&entry, p.next_seq()));
         // a barrier not yet executed unsettles every key
-        let b = p
-            .submit(
-                5,
-                &Touch {
-                    keys: vec![],
-                    barrier: true,
-                },
-                5,
-                Millis(0),
-            )
-            .unwrap();
+        let b = p.submit(5, &barrier(), 5, Millis(0)).unwrap();
         assert!(!p.settled(&Key::part(2, 1), p.next_seq()));
         p.local_done(b, 0);
         assert!(p.settled(&Key::part(2, 1), p.next_seq()));
@@ -707,17 +704,7 @@ mod tests {
     fn barrier_waits_for_all_earlier_and_later_wait_for_it() {
         let mut p = prim(&[]);
         let s1 = p.submit(1, &write(5), 0, Millis(0)).unwrap();
-        let s2 = p
-            .submit(
-                2,
-                &Touch {
-                    keys: vec![],
-                    barrier: true,
-                },
-                0,
-                Millis(0),
-            )
-            .unwrap();
+        let s2 = p.submit(2, &barrier(), 0, Millis(0)).unwrap();
         let _ = p.submit(3, &write(9), 0, Millis(0)).unwrap();
         let e = drain(&mut p);
         assert_eq!(
