@@ -366,6 +366,45 @@ impl<K: Hash + Eq + Clone, W: Clone> LockManager<K, W> {
             .collect()
     }
 
+    /// Every share reservation with its file.
+    pub fn all_shares(&self) -> Vec<(&K, &Share)> {
+        self.shares
+            .iter()
+            .flat_map(|(k, l)| l.iter().map(move |s| (k, s)))
+            .collect()
+    }
+
+    /// Empties the table (another member's is about to be copied in).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Puts back a held lock of another member's table ([`all_held`](Self::all_held)).
+    /// `false`: it conflicts with what is here, or a bound is reached.
+    pub fn restore_held(&mut self, k: &K, l: &Lock) -> bool {
+        matches!(
+            self.lock(k, &l.owner, l.exclusive, l.start, l.end, None),
+            LockOutcome::Granted
+        )
+    }
+
+    /// Puts back a waiter of another member's table at the end of its file's queue (give
+    /// them in queue order, [`all_waiting`](Self::all_waiting)). `false`: over the bound.
+    pub fn restore_waiter(&mut self, k: &K, w: Waiter<W>) -> bool {
+        if self.waiters >= MAX_WAITERS {
+            return false;
+        }
+        self.waiting.entry(k.clone()).or_default().push_back(w);
+        self.waiters += 1;
+        true
+    }
+
+    /// Puts back a share reservation of another member's table. `false`: it conflicts, or
+    /// the bound is reached.
+    pub fn restore_share(&mut self, k: &K, s: &Share) -> bool {
+        self.share(k, &s.owner, s.access, s.deny).is_ok()
+    }
+
     /// (files with locks, locks, waiters): for status.
     pub fn counts(&self) -> (usize, usize, usize) {
         let locks = self.files.values().map(|f| f.held().len()).sum();
@@ -376,6 +415,47 @@ impl<K: Hash + Eq + Clone, W: Clone> LockManager<K, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_copied_entry_by_entry_is_the_same_table() {
+        let mut m: LockManager<u32, u32> = LockManager::default();
+        let (a, b, c) = (who("a", 1), who("b", 2), who("c", 3));
+        assert_eq!(m.lock(&1, &a, false, 0, 9, None), LockOutcome::Granted);
+        assert_eq!(m.lock(&1, &a, true, 10, 19, None), LockOutcome::Granted);
+        assert_eq!(m.lock(&1, &b, false, 0, 4, None), LockOutcome::Granted);
+        assert_eq!(m.lock(&1, &c, true, 0, 0, Some(30)), LockOutcome::Blocked);
+        assert_eq!(m.lock(&1, &b, true, 12, 12, Some(31)), LockOutcome::Blocked);
+        assert_eq!(
+            m.lock(&2, &c, true, 5, u64::MAX, None),
+            LockOutcome::Granted
+        );
+        m.share(&3, &a, 1, 2).unwrap();
+        let mut copy: LockManager<u32, u32> = LockManager::default();
+        copy.lock(&9, &a, true, 0, 0, None); // whatever was there goes
+        copy.clear();
+        for (k, l) in m.all_held() {
+            assert!(copy.restore_held(k, l));
+        }
+        for (k, w) in m.all_waiting() {
+            assert!(copy.restore_waiter(k, w.clone()));
+        }
+        for (k, s) in m.all_shares() {
+            assert!(copy.restore_share(k, s));
+        }
+        assert_eq!(copy.counts(), m.counts());
+        for k in [1, 2, 3, 9] {
+            assert_eq!(copy.held(&k), m.held(&k));
+        }
+        // the copy grants the same waiters in the same order when the holders go
+        let mut g1 = m.unlock(&1, &a, 0, u64::MAX).unwrap();
+        let mut g2 = copy.unlock(&1, &a, 0, u64::MAX).unwrap();
+        assert_eq!(g1, g2);
+        g1 = m.unlock(&1, &b, 0, u64::MAX).unwrap();
+        g2 = copy.unlock(&1, &b, 0, u64::MAX).unwrap();
+        assert_eq!(g1, g2);
+        assert_eq!(g1.len(), 1, "c's waiter, after b's own went with b's locks");
+        assert_eq!(copy.share(&3, &b, 2, 0), Err(ShareRefused::Conflict));
+    }
 
     fn who(host: &str, svid: u32) -> Owner {
         Owner {

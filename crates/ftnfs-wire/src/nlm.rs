@@ -231,6 +231,13 @@ pub struct UnlockArgs {
     pub alock: Lock,
 }
 
+impl XdrEncode for UnlockArgs {
+    fn encode(&self, w: &mut XdrWriter) {
+        w.opaque(&self.cookie);
+        self.alock.encode(w);
+    }
+}
+
 /// nlm4_share + nlm4_shareargs (DOS share reservations).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareArgs {
@@ -257,6 +264,12 @@ pub struct Notify {
     pub name: Vec<u8>,
     /// Its NSM state.
     pub state: i32,
+}
+
+impl XdrEncode for Notify {
+    fn encode(&self, w: &mut XdrWriter) {
+        w.opaque(&self.name).i32(self.state);
+    }
 }
 
 /// nlm4_res: a cookie and a status (LOCK, CANCEL, UNLOCK, GRANTED results).

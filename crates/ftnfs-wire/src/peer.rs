@@ -22,7 +22,7 @@ use crate::nfs3::MAX_IO;
 use crate::xdr::{XdrError, XdrReader, XdrWriter};
 
 /// Version of this protocol; a peer speaking another is refused.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Largest frame: a maximal WRITE's arguments plus room for the update's envelope.
 pub const MAX_FRAME: usize = MAX_IO as usize + 64 * 1024;
 /// Longest member name.
@@ -45,6 +45,22 @@ pub const MAX_ENTRY_NAME: u32 = 255;
 pub const MAX_SYNC_REPLIES: u32 = 1024;
 /// Longest cached reply handed over (a non-idempotent reply is a few hundred bytes).
 pub const MAX_CACHED_REPLY: u32 = 4096;
+/// Most lock table entries in one `SyncLocks` (an entry is at most ~6 KiB: its names,
+/// owner handle and callback arguments are bounded by NLM's own limits).
+pub const MAX_SYNC_LOCKS: u32 = 128;
+/// Longest client name or owner handle of a lock table entry (NLM's `LM_MAXSTRLEN`).
+pub const MAX_LOCK_FIELD: u32 = crate::nlm::LM_MAXSTRLEN;
+/// Longest GRANTED callback argument of a waiter (nlm4_testargs: a cookie and a lock, each
+/// string at most `LM_MAXSTRLEN`).
+pub const MAX_LOCK_CALLBACK: u32 = 6 * crate::nlm::LM_MAXSTRLEN;
+// the largest `SyncLocks` fits in a frame
+const _: () = assert!(
+    (MAX_SYNC_LOCKS as usize) * (2 * MAX_LOCK_FIELD as usize + MAX_LOCK_CALLBACK as usize + 96)
+        < MAX_FRAME
+);
+/// `UpdatePayload::proc_` of an NLM call (issue 14): this plus the NLM v4 procedure. The
+/// NFSv3 procedures are below it.
+pub const NLM_UPDATE: u32 = 0x1000;
 
 /// A client address as the peer channel carries it (`Origin::ip`, `CachedReply::client`):
 /// 4 bytes for IPv4, 16 for IPv6.
@@ -82,6 +98,170 @@ pub struct CachedReply {
     pub args_sum: u64,
     /// The whole reply record.
     pub reply: Vec<u8>,
+}
+
+/// Whose lock: the client host's name, the process id and the owner handle (NLM's owner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockOwner {
+    /// The client host's `caller_name`.
+    pub host: Vec<u8>,
+    /// The owner's process id.
+    pub svid: u32,
+    /// The owner handle.
+    pub oh: Vec<u8>,
+}
+
+/// One entry of an export's lock table on the peer channel (a resync's last pass).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockRecord {
+    /// A lock held on bytes `start..=end` of a file.
+    Held {
+        /// File id.
+        file: u64,
+        /// Whose.
+        owner: LockOwner,
+        /// Exclusive or shared.
+        exclusive: bool,
+        /// First byte.
+        start: u64,
+        /// Last byte.
+        end: u64,
+    },
+    /// A blocked LOCK waiting for one (in the order they came, per file).
+    Waiting {
+        /// File id.
+        file: u64,
+        /// Who waits.
+        owner: LockOwner,
+        /// Exclusive or shared.
+        exclusive: bool,
+        /// First byte.
+        start: u64,
+        /// Last byte.
+        end: u64,
+        /// The client's address (4 or 16 bytes): where its GRANTED callback goes.
+        client: Vec<u8>,
+        /// The GRANTED callback's arguments (nlm4_testargs, XDR).
+        callback: Vec<u8>,
+    },
+    /// A DOS share reservation.
+    Share {
+        /// File id.
+        file: u64,
+        /// Whose.
+        owner: LockOwner,
+        /// What it does (1 read, 2 write).
+        access: u32,
+        /// What it denies the others.
+        deny: u32,
+    },
+}
+
+fn encode_owner(w: &mut XdrWriter, o: &LockOwner) {
+    w.opaque(&o.host).u32(o.svid).opaque(&o.oh);
+}
+
+fn decode_owner(r: &mut XdrReader<'_>) -> Result<LockOwner, XdrError> {
+    Ok(LockOwner {
+        host: r.opaque(MAX_LOCK_FIELD)?.to_vec(),
+        svid: r.u32()?,
+        oh: r.opaque(MAX_LOCK_FIELD)?.to_vec(),
+    })
+}
+
+impl LockRecord {
+    fn encode(&self, w: &mut XdrWriter) {
+        match self {
+            LockRecord::Held {
+                file,
+                owner,
+                exclusive,
+                start,
+                end,
+            } => {
+                w.u32(0).u64(*file);
+                encode_owner(w, owner);
+                w.bool(*exclusive).u64(*start).u64(*end);
+            }
+            LockRecord::Waiting {
+                file,
+                owner,
+                exclusive,
+                start,
+                end,
+                client,
+                callback,
+            } => {
+                w.u32(1).u64(*file);
+                encode_owner(w, owner);
+                w.bool(*exclusive)
+                    .u64(*start)
+                    .u64(*end)
+                    .opaque(client)
+                    .opaque(callback);
+            }
+            LockRecord::Share {
+                file,
+                owner,
+                access,
+                deny,
+            } => {
+                w.u32(2).u64(*file);
+                encode_owner(w, owner);
+                w.u32(*access).u32(*deny);
+            }
+        }
+    }
+
+    fn decode(r: &mut XdrReader<'_>) -> Result<LockRecord, XdrError> {
+        let kind = r.u32()?;
+        let file = r.u64()?;
+        let owner = decode_owner(r)?;
+        Ok(match kind {
+            0 => LockRecord::Held {
+                file,
+                owner,
+                exclusive: r.bool()?,
+                start: r.u64()?,
+                end: r.u64()?,
+            },
+            1 => LockRecord::Waiting {
+                file,
+                owner,
+                exclusive: r.bool()?,
+                start: r.u64()?,
+                end: r.u64()?,
+                client: r.opaque(16)?.to_vec(),
+                callback: r.opaque(MAX_LOCK_CALLBACK)?.to_vec(),
+            },
+            2 => LockRecord::Share {
+                file,
+                owner,
+                access: r.u32()?,
+                deny: r.u32()?,
+            },
+            value => {
+                return Err(XdrError::BadDiscriminant {
+                    what: "lock record",
+                    value,
+                })
+            }
+        })
+    }
+
+    /// Bytes it takes on the wire, about.
+    fn size(&self) -> usize {
+        let o = |o: &LockOwner| o.host.len() + o.oh.len() + 16;
+        match self {
+            LockRecord::Held { owner, .. } | LockRecord::Share { owner, .. } => o(owner) + 40,
+            LockRecord::Waiting {
+                owner,
+                client,
+                callback,
+                ..
+            } => o(owner) + client.len() + callback.len() + 56,
+        }
+    }
 }
 
 /// Why a frame cannot be decoded; the connection is closed.
@@ -337,6 +517,17 @@ pub enum PeerMsg {
         /// The cached replies.
         replies: Vec<CachedReply>,
     },
+    /// Survivor → rejoining member, in the last pass (writes held, lock calls too): the
+    /// export's lock table, in pieces; `first` empties the member's table before its records
+    /// go in (a table with nothing in it is one empty `first` piece).
+    SyncLocks {
+        /// Export id.
+        export: u32,
+        /// The first piece.
+        first: bool,
+        /// Entries: held locks, waiters in their order, share reservations.
+        records: Vec<LockRecord>,
+    },
     /// Rejoining member → survivor: objects named in a directory that this mirror lacks.
     SyncNeed {
         /// Export id.
@@ -455,6 +646,7 @@ const PROBE_REPLY: u32 = 19;
 const SYNC_REPLIES: u32 = 20;
 const FAILED_OUT: u32 = 21;
 const WITNESS_LOST: u32 = 22;
+const SYNC_LOCKS: u32 = 23;
 
 impl PeerMsg {
     /// A liveness ping (a heartbeat of no export), which any member and the witness answer
@@ -582,6 +774,9 @@ impl PeerMsg {
             PeerMsg::SyncReplies { replies, .. } => {
                 replies.iter().map(|r| r.reply.len() + 64).sum::<usize>() + 64
             }
+            PeerMsg::SyncLocks { records, .. } => {
+                records.iter().map(LockRecord::size).sum::<usize>() + 64
+            }
             PeerMsg::JoinReply {
                 want: Want::Partial { ids, .. },
                 ..
@@ -694,6 +889,19 @@ impl PeerMsg {
                         .u32(r.proc_)
                         .u64(r.args_sum)
                         .opaque(&r.reply);
+                }
+            }
+            PeerMsg::SyncLocks {
+                export,
+                first,
+                records,
+            } => {
+                w.u32(SYNC_LOCKS)
+                    .u32(*export)
+                    .bool(*first)
+                    .u32(records.len() as u32);
+                for rec in records {
+                    rec.encode(&mut w);
                 }
             }
             PeerMsg::SyncNeed { export, needs } => {
@@ -903,6 +1111,11 @@ impl PeerMsg {
                 })?;
                 PeerMsg::SyncReplies { export, replies }
             }
+            SYNC_LOCKS => PeerMsg::SyncLocks {
+                export: r.u32()?,
+                first: r.bool()?,
+                records: r.array(MAX_SYNC_LOCKS, 40, LockRecord::decode)?,
+            },
             PROBE_REPLY => PeerMsg::ProbeReply {
                 export: r.u32()?,
                 state: r.u32()?,
@@ -1112,6 +1325,44 @@ mod tests {
                 args_sum: 0xdead_beef,
                 reply: vec![1, 2, 3, 4],
             }],
+        });
+        let owner = LockOwner {
+            host: b"guest".to_vec(),
+            svid: 42,
+            oh: vec![7; 9],
+        };
+        roundtrip(PeerMsg::SyncLocks {
+            export: 1,
+            first: true,
+            records: vec![
+                LockRecord::Held {
+                    file: 5,
+                    owner: owner.clone(),
+                    exclusive: true,
+                    start: 0,
+                    end: u64::MAX,
+                },
+                LockRecord::Waiting {
+                    file: 5,
+                    owner: owner.clone(),
+                    exclusive: false,
+                    start: 10,
+                    end: 19,
+                    client: vec![10, 0, 0, 2],
+                    callback: vec![1, 2, 3, 4],
+                },
+                LockRecord::Share {
+                    file: 6,
+                    owner,
+                    access: 1,
+                    deny: 2,
+                },
+            ],
+        });
+        roundtrip(PeerMsg::SyncLocks {
+            export: 2,
+            first: false,
+            records: vec![],
         });
         roundtrip(PeerMsg::SyncRoundDone {
             export: 1,

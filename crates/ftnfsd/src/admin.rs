@@ -60,7 +60,7 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
         .clone();
     let drc = server.local.drc.lock().unwrap_or_else(|p| p.into_inner());
     let st = drc.stats();
-    let locks = server.nlm.counts();
+    let locks = server.lock_counts();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "port": port,
@@ -219,8 +219,8 @@ pub async fn serve(
                     Some("locks") => {
                         let s = server.clone();
                         tokio::task::spawn_blocking(move || {
-                            s.nlm.purge_removed(|k| s.lock_file_exists(k));
-                            json!({"ok": true, "locks": s.nlm.list()})
+                            s.purge_removed_locks();
+                            json!({"ok": true, "locks": s.locks_json()})
                         })
                         .await
                         .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))

@@ -143,6 +143,9 @@ impl Local {
         let Some(ip) = ftnfs_wire::peer::ip_from_bytes(&p.origin.ip) else {
             return u32::MAX - 1;
         };
+        if let Some(nlm_proc) = p.proc_.checked_sub(ftnfs_wire::peer::NLM_UPDATE) {
+            return self.apply_lock_call(export, nlm_proc, p, ip, at, log);
+        }
         let peer = SocketAddr::new(ip, p.origin.port);
         let (Some(info), Ok(a)) = (
             proc_table::NFS3.get(p.proc_ as usize),
@@ -189,6 +192,34 @@ impl Local {
             }
         }
         reply_status(&reply)
+    }
+
+    /// Applies an NLM call the primary executed on `export`'s lock table: the same call on
+    /// ours, in its order; its status is compared with the primary's. The waiters it grants
+    /// are told by the primary, not from here.
+    fn apply_lock_call(
+        &self,
+        export: ExportId,
+        proc_: u32,
+        p: &UpdatePayload,
+        client: std::net::IpAddr,
+        at: (u64, SeqNo),
+        log: Option<&ChangeLog>,
+    ) -> u32 {
+        let (Some(ex), Ok(call)) = (
+            self.export(export),
+            crate::lock_table::Call::decode(proc_, &p.args),
+        ) else {
+            tracing::error!(export = export.0, "undecodable lock call from the primary");
+            return u32::MAX - 1;
+        };
+        if let Some(log) = log {
+            log.update(at.0, at.1 .0, &[]);
+        }
+        ex.locks
+            .execute(&call, client, |fh| ex.lock_file(fh))
+            .body
+            .stat()
     }
 
     /// Every finished reply in the DRC small enough to hand to another member (a resync's

@@ -15,6 +15,7 @@ mod errors;
 mod fs;
 mod link;
 mod local;
+mod lock_table;
 mod mirror;
 mod nfs3_procs;
 mod nlm;
@@ -335,7 +336,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|p| p.into_inner())
         .take()
     {
-        tokio::spawn(nlm::callbacks(server.nlm.clone(), rx));
+        let s = server.clone();
+        tokio::spawn(nlm::callbacks(rx, Arc::new(move |p| s.release_refused(p))));
     }
     {
         // locks of removed files do not stay until their clients restart
@@ -344,10 +346,7 @@ async fn main() -> anyhow::Result<()> {
             loop {
                 tokio::time::sleep(nlm::PURGE_EVERY).await;
                 let s = s.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    s.nlm.purge_removed(|k| s.lock_file_exists(k))
-                })
-                .await;
+                let _ = tokio::task::spawn_blocking(move || s.purge_removed_locks()).await;
             }
         });
     }

@@ -506,11 +506,13 @@ async fn inbound_loop(
             }
             msg @ (PeerMsg::SyncObject { .. }
             | PeerMsg::SyncRoundEnd { .. }
-            | PeerMsg::SyncReplies { .. }) => {
+            | PeerMsg::SyncReplies { .. }
+            | PeerMsg::SyncLocks { .. }) => {
                 let export = match &msg {
                     PeerMsg::SyncObject { export, .. }
                     | PeerMsg::SyncRoundEnd { export, .. }
-                    | PeerMsg::SyncReplies { export, .. } => ExportId(*export),
+                    | PeerMsg::SyncReplies { export, .. }
+                    | PeerMsg::SyncLocks { export, .. } => ExportId(*export),
                     _ => unreachable!("matched above"),
                 };
                 // waits while the applying thread is behind: the survivor slows down

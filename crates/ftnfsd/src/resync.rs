@@ -382,6 +382,30 @@ impl Sender<'_> {
         Ok(())
     }
 
+    /// The export's lock table (writes and lock calls are held: it stands at the pass's
+    /// update), in frames of at most [`ftnfs_wire::peer::MAX_SYNC_LOCKS`] entries; the first
+    /// empties the member's table.
+    fn send_locks(&mut self) -> Result<(), String> {
+        let records = match self.mirror.local().export(self.export) {
+            Some(ex) => ex.locks.records(),
+            None => return Ok(()),
+        };
+        let mut chunks = records.chunks(ftnfs_wire::peer::MAX_SYNC_LOCKS as usize);
+        let mut first = true;
+        loop {
+            let chunk = chunks.next();
+            if chunk.is_none() && !first {
+                return Ok(());
+            }
+            self.push(&PeerMsg::SyncLocks {
+                export: self.export.0,
+                first,
+                records: chunk.unwrap_or(&[]).to_vec(),
+            })?;
+            first = false;
+        }
+    }
+
     fn throttle(&mut self, n: usize) {
         self.sent_bytes += n as u64;
         self.progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -638,8 +662,10 @@ impl Sender<'_> {
             }
             if at.is_some() && in_time {
                 // writes are held: hand over the replies of every non-idempotent request
-                // executed so far, so none runs twice if a retransmission reaches the member
+                // executed so far, so none runs twice if a retransmission reaches the member;
+                // and the lock table as it stands now (lock calls are held too)
                 self.send_replies()?;
+                self.send_locks()?;
             }
             self.round += 1;
             let round = self.round;
@@ -1549,6 +1575,16 @@ pub fn receive(
             PeerMsg::SyncReplies { replies, .. } => {
                 // the survivor's replies: a retransmission reaching this member gets them
                 mirror.local().adopt_replies(export, &replies, true);
+            }
+            PeerMsg::SyncLocks { first, records, .. } => {
+                // the survivor's lock table replaces ours: a takeover from this member keeps
+                // every lock and waiter
+                let refused = ex.locks.restore(first, &records);
+                if refused > 0 {
+                    failed.get_or_insert(format!(
+                        "{refused} entries of the survivor's lock table could not be taken"
+                    ));
+                }
             }
             PeerMsg::SyncRoundEnd { round, at: end, .. } => {
                 if let Err(e) = a.flush_records() {

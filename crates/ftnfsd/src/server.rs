@@ -20,6 +20,7 @@ use ftnfs_core::mirror::{Key, Touch};
 use ftnfs_core::proc_table::{self, ProcInfo};
 use ftnfs_wire::mount::{self, ExportList, ExportNode, MntRes, MountList, MountStat3};
 use ftnfs_wire::nfs3::{self, Args, ArgsError, NfsStat3};
+use ftnfs_wire::nlm::Stat as NlmStat;
 use ftnfs_wire::peer::{Origin, UpdatePayload};
 use ftnfs_wire::rpc::{
     flavor, AcceptStat, AuthStat, AuthSys, CallHeader, MessageError, ReplyHeader, Xid,
@@ -28,6 +29,7 @@ use ftnfs_wire::xdr::{XdrDecode, XdrEncode, XdrReader, XdrWriter};
 
 use crate::fs::ExportFs;
 use crate::local::Local;
+use crate::lock_table::{Body, Call, Pending};
 use crate::mirror::{Mirror, Role, Signal};
 use crate::nfs3_procs::Dictation;
 
@@ -82,12 +84,6 @@ impl Server {
         }
     }
 
-    /// Whether the file of a lock still exists ([`crate::nlm::Nlm::purge_removed`]).
-    pub fn lock_file_exists(&self, k: &crate::nlm::FileKey) -> bool {
-        self.export(k.0)
-            .is_some_and(|ex| !matches!(ex.ids.get(k.1), Ok(None)))
-    }
-
     /// The export with this id.
     pub fn export(&self, id: ExportId) -> Option<&ExportFs> {
         self.local.export(id)
@@ -130,19 +126,12 @@ impl Server {
             ));
         }
         if h.prog == ftnfs_wire::nsm::PROGRAM {
-            return Some(crate::nsm::handle(&self.nlm, h.xid, h.proc_, args));
+            return Some(crate::nsm::handle(h.xid, h.proc_, args, |host| {
+                self.free_host(host, peer)
+            }));
         }
         if h.prog == ftnfs_wire::nlm::PROGRAM {
-            // locks are granted by the member that serves the file: on a mirrored export,
-            // its primary (the lock table is not mirrored yet: Documentation/12-locks.md)
-            let file = |fh: &FileHandle| {
-                let ex = self.export(fh.export)?;
-                match self.mirror.role(fh.export).as_deref() {
-                    None | Some(Role::Primary(_)) => Some(ex),
-                    Some(_) => None,
-                }
-            };
-            return Some(self.nlm.handle(h.xid, h.proc_, args, peer, file));
+            return self.nlm(h.xid, h.proc_, args, peer);
         }
         let Some(info) = proc_table::lookup(h.prog, h.proc_) else {
             return Some(self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProcUnavail)));
@@ -225,7 +214,8 @@ impl Server {
                                 let r =
                                     self.local
                                         .execute(h.xid, a, peer, cred, anonymous, Some(d.0));
-                                if !self.mirrored_done(ps, fh, in_memory, d.1, d.2, &r) {
+                                let status = crate::local::reply_status(&r);
+                                if !self.mirrored_done(ps, fh.export, in_memory, d.1, d.2, status) {
                                     // deposed before every member had it: no reply; the
                                     // client retransmits to the new primary. But it *was*
                                     // executed here: keep its reply, so that a resend that
@@ -354,15 +344,8 @@ impl Server {
         if let Some(log) = self.mirror.log(fh.export) {
             log.update(ps.history, seq.0, &info.logged(a, new_id.map(|(f, _)| f.0)));
         }
-        match rx.recv_timeout(MAX_RUN_WAIT) {
-            Ok(Signal::Run) => {}
-            Ok(Signal::Drop) => return None,
-            other => {
-                // Cannot happen unless the core is wedged; never execute out of order.
-                tracing::error!(seq = seq.0, ?other, "mirrored update never got its turn");
-                ps.local_done(&self.mirror, seq, u32::MAX, self.now());
-                return None;
-            }
+        if !self.turn(ps, seq, &rx) {
+            return None;
         }
         Some((
             Dictation {
@@ -378,6 +361,25 @@ impl Server {
         ))
     }
 
+    /// Waits for a numbered update's turn to execute here. `false`: it must not (deposed).
+    fn turn(
+        &self,
+        ps: &crate::mirror::PrimarySide,
+        seq: SeqNo,
+        rx: &std::sync::mpsc::Receiver<Signal>,
+    ) -> bool {
+        match rx.recv_timeout(MAX_RUN_WAIT) {
+            Ok(Signal::Run) => true,
+            Ok(Signal::Drop) => false,
+            other => {
+                // Cannot happen unless the core is wedged; never execute out of order.
+                tracing::error!(seq = seq.0, ?other, "mirrored update never got its turn");
+                ps.local_done(&self.mirror, seq, u32::MAX, self.now());
+                false
+            }
+        }
+    }
+
     /// Reports the local result of a mirrored update and holds the reply until every live
     /// secondary has it (or was failed out). `false`: send no reply (deposed). An update
     /// executed as durable in memory (`in_memory`) that no secondary acknowledged — each was
@@ -385,22 +387,17 @@ impl Server {
     fn mirrored_done(
         &self,
         ps: &crate::mirror::PrimarySide,
-        fh: FileHandle,
+        export: ExportId,
         in_memory: bool,
         seq: SeqNo,
         rx: std::sync::mpsc::Receiver<Signal>,
-        reply: &[u8],
+        status: u32,
     ) -> bool {
-        let memory = self.export(fh.export).filter(|_| in_memory);
+        let memory = self.export(export).filter(|_| in_memory);
         if let Some(ex) = memory {
             ex.memory_update(); // executed: flushed within MEMORY_FLUSH
         }
-        ps.local_done(
-            &self.mirror,
-            seq,
-            crate::local::reply_status(reply),
-            self.now(),
-        );
+        ps.local_done(&self.mirror, seq, status, self.now());
         // The core releases within retry × sends (then it fails silent members out); the
         // bound here only guards against a bug.
         match rx.recv_timeout(MAX_RUN_WAIT) {
@@ -408,7 +405,7 @@ impl Server {
                 if let Some(ex) = memory {
                     if alone {
                         if let Err(e) = ex.flush_memory_updates() {
-                            tracing::error!(export = fh.export.0, error = %e, "cannot make an update stable: no reply");
+                            tracing::error!(export = export.0, error = %e, "cannot make an update stable: no reply");
                             return false;
                         }
                     }
@@ -657,6 +654,233 @@ impl Server {
         true
     }
 }
+
+/// NLM (issue 14): which member executes a lock call, and a change of a mirrored export's
+/// lock table mirrored like any update (Documentation/12-locks.md).
+impl Server {
+    /// One NLM call. `None`: no reply (deposed while it was mirrored; the client resends to
+    /// the new primary).
+    fn nlm(&self, xid: Xid, proc_: u32, args: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+        let call = match Call::decode(proc_, args) {
+            Ok(c) => c,
+            Err(stat) => return Some(crate::nlm::answer(xid, stat)),
+        };
+        let body = match (&call.args, call.file()) {
+            (ftnfs_wire::nlm::Args::FreeAll(n), _) => {
+                self.free_host(&String::from_utf8_lossy(&n.name), peer);
+                Body::Void
+            }
+            // NULL; GRANTED (we are no client: nothing of ours waits)
+            (_, None) => call.refused(NlmStat::Denied),
+            (_, Some(fh)) => {
+                let h = FileHandle::decode(fh).ok();
+                match h.and_then(|h| Some((h, self.export(h.export)?))) {
+                    None => call.refused(NlmStat::StaleFh),
+                    Some((h, ex)) => self.lock_call(ex, h.file, &call, xid, args, peer)?,
+                }
+            }
+        };
+        Some(self.nlm.reply(xid, &call, &body, peer.ip()))
+    }
+
+    /// Executes `call` (raw arguments `args`) on `ex`'s lock table, about file `file`: here,
+    /// if this member serves the export; through the mirror first if the call changes a
+    /// mirrored export's table (every member executes it, in this primary's order); not at
+    /// all on a member that is not the export's primary (NLM4_DENIED_GRACE_PERIOD: the client
+    /// retries, and the virtual IP leads it to the primary).
+    fn lock_call(
+        &self,
+        ex: &ExportFs,
+        file: ftnfs_core::ids::FileId,
+        call: &Call,
+        xid: Xid,
+        args: &[u8],
+        peer: SocketAddr,
+    ) -> Option<Body> {
+        let export = ex.cfg.id;
+        let role = self.mirror.role(export);
+        match role.as_deref() {
+            Some(Role::Primary(ps)) if call.changes() => {
+                // a part of the file no data block uses: lock calls of one file are ordered
+                // among themselves and with what changes the whole file (its REMOVE)
+                let touch = Touch {
+                    keys: vec![Key::part(file.0, LOCK_PART)],
+                    barrier: false,
+                };
+                self.mirrored_lock(ps, ex, touch, call, xid, args, peer)
+            }
+            Some(Role::Primary(_)) if !self.leased(export) => {
+                Some(call.refused(NlmStat::DeniedGracePeriod))
+            }
+            Some(Role::Primary(_)) | None => {
+                let o = ex.locks.execute(call, peer.ip(), |fh| ex.lock_file(fh));
+                self.nlm.tell(o.granted);
+                Some(o.body)
+            }
+            Some(_) => Some(call.refused(NlmStat::DeniedGracePeriod)),
+        }
+    }
+
+    /// A lock call numbered and sent to the secondaries, executed here in its turn, its
+    /// result compared with theirs; the waiters it granted are told once every member has it.
+    #[allow(clippy::too_many_arguments)]
+    fn mirrored_lock(
+        &self,
+        ps: &crate::mirror::PrimarySide,
+        ex: &ExportFs,
+        touch: Touch,
+        call: &Call,
+        xid: Xid,
+        args: &[u8],
+        peer: SocketAddr,
+    ) -> Option<Body> {
+        let export = ex.cfg.id;
+        let payload = Arc::new(UpdatePayload {
+            origin: Origin {
+                ip: ftnfs_wire::peer::ip_bytes(peer.ip()),
+                port: peer.port(),
+                xid: xid.0,
+                anonymous: true,
+                uid: 0,
+                gid: 0,
+                gids: Vec::new(),
+            },
+            proc_: ftnfs_wire::peer::NLM_UPDATE + call.proc_,
+            new_id: None,
+            time: (0, 0),
+            args: args.to_vec(),
+        });
+        let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, self.now()) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(export = export.0, "{e}");
+                if self.mirror.hold_for_switch(export) {
+                    return None;
+                }
+                return Some(call.refused(NlmStat::DeniedGracePeriod));
+            }
+        };
+        if let Some(log) = self.mirror.log(export) {
+            log.update(ps.history, seq.0, &[]); // it touches no file's data or names
+        }
+        if !self.turn(ps, seq, &rx) {
+            return None;
+        }
+        let o = ex.locks.execute(call, peer.ip(), |fh| ex.lock_file(fh));
+        if !self.mirrored_done(ps, export, false, seq, rx, o.body.stat()) || !self.leased(export) {
+            return None;
+        }
+        self.nlm.tell(o.granted);
+        Some(o.body)
+    }
+
+    /// `host` restarted (its SM_NOTIFY, or NLM FREE_ALL from `peer`): every lock, wait and
+    /// share reservation of it goes from each export this member serves — mirrored, as an
+    /// update that every member executes. How many went.
+    pub fn free_host(&self, host: &str, peer: SocketAddr) -> usize {
+        let n = ftnfs_wire::nlm::Notify {
+            name: host.as_bytes().to_vec(),
+            state: 0,
+        };
+        let mut raw = XdrWriter::new();
+        n.encode(&mut raw);
+        let call = Call {
+            proc_: ftnfs_wire::nlm::procs::FREE_ALL,
+            res_proc: None,
+            args: ftnfs_wire::nlm::Args::FreeAll(n),
+        };
+        let total = |ex: &ExportFs| {
+            let (_, held, waiting) = ex.locks.counts();
+            held + waiting
+        };
+        let mut freed = 0;
+        for ex in &self.local.exports {
+            let before = total(ex);
+            let role = self.mirror.role(ex.cfg.id);
+            match role.as_deref() {
+                Some(Role::Primary(ps)) => {
+                    let barrier = Touch {
+                        keys: Vec::new(),
+                        barrier: true,
+                    };
+                    let _ =
+                        self.mirrored_lock(ps, ex, barrier, &call, Xid(0), raw.as_slice(), peer);
+                }
+                None => {
+                    let o = ex.locks.execute(&call, peer.ip(), |fh| ex.lock_file(fh));
+                    self.nlm.tell(o.granted);
+                }
+                // the export's primary frees them (the client notifies the address it
+                // mounted, which leads to the primary)
+                Some(_) => continue,
+            }
+            freed += before.saturating_sub(total(ex));
+        }
+        freed
+    }
+
+    /// A client refused the GRANTED callback of `p` (it no longer waits): its lock is
+    /// released, by an UNLOCK of it executed like the client's own.
+    pub fn release_refused(&self, p: Pending) {
+        let u = ftnfs_wire::nlm::UnlockArgs {
+            cookie: p.args.cookie.clone(),
+            alock: p.args.alock.clone(),
+        };
+        let mut raw = XdrWriter::new();
+        u.encode(&mut raw);
+        let call = Call {
+            proc_: ftnfs_wire::nlm::procs::UNLOCK,
+            res_proc: None,
+            args: ftnfs_wire::nlm::Args::Unlock(u),
+        };
+        let Ok(h) = FileHandle::decode(&p.args.alock.fh) else {
+            return;
+        };
+        if let Some(ex) = self.export(h.export) {
+            let peer = SocketAddr::new(p.addr, 0);
+            let _ = self.lock_call(ex, h.file, &call, Xid(0), raw.as_slice(), peer);
+        }
+    }
+
+    /// Drops the locks of removed files (every `nlm::PURGE_EVERY`, and before a listing):
+    /// each member by its own identity table, which holds the same files once the removal
+    /// is applied; no lock call succeeds on a removed file meanwhile.
+    pub fn purge_removed_locks(&self) {
+        for ex in &self.local.exports {
+            let gone = ex.locks.retain(|id| !matches!(ex.ids.get(id), Ok(None)));
+            if gone > 0 {
+                tracing::info!(
+                    export = ex.cfg.id.0,
+                    gone,
+                    "NLM: locks and waits of removed files dropped"
+                );
+            }
+        }
+    }
+
+    /// (files with locks, locks, blocked waiters) over every export.
+    pub fn lock_counts(&self) -> (usize, usize, usize) {
+        self.local.exports.iter().fold((0, 0, 0), |a, ex| {
+            let c = ex.locks.counts();
+            (a.0 + c.0, a.1 + c.1, a.2 + c.2)
+        })
+    }
+
+    /// Every lock held and every blocked waiter, as JSON (`ftnfsctl locks`).
+    pub fn locks_json(&self) -> serde_json::Value {
+        let (mut held, mut waiting) = (Vec::new(), Vec::new());
+        for ex in &self.local.exports {
+            let (h, w) = ex.locks.list(ex.cfg.id.0);
+            held.extend(h);
+            waiting.extend(w);
+        }
+        serde_json::json!({ "held": held, "waiting": waiting })
+    }
+}
+
+/// The part of a file's order key that lock calls touch (`Key::part`): no data block is
+/// numbered this high.
+pub const LOCK_PART: u64 = u64::MAX;
 
 /// The keys of a removal or a rename that names its objects: (its entries, all its keys,
 /// the number its entries were settled before). `None`: it must be a barrier — an entry not

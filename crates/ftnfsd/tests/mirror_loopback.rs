@@ -1362,3 +1362,175 @@ fn makes_in_one_directory_at_once_leave_identical_mirrors() {
         );
     }
 }
+
+/// A client on another loopback address (another client host on this machine: its GRANTED
+/// callbacks go where nothing listens, and are simply not delivered).
+fn connect_from(src: std::net::Ipv4Addr, port: u16) -> Raw {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&std::net::SocketAddr::from((src, 0)).into())
+        .unwrap();
+    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    Raw::over(sock.into())
+}
+
+/// An NLM v4 LOCK (`unlock`: UNLOCK) of all of `fh` by `host`'s process `svid`: its status.
+fn nlm_lock(c: &mut Raw, xid: u32, host: &str, svid: i32, fh: &NfsFh3, how: &str) -> u32 {
+    use ftnfs_wire::nlm;
+    let l = nlm::Lock {
+        caller_name: host.as_bytes().to_vec(),
+        fh: fh.0.clone(),
+        oh: format!("{host}-{svid}").into_bytes(),
+        svid,
+        offset: 0,
+        len: 0,
+    };
+    let mut w = ftnfs_wire::XdrWriter::new();
+    let proc_ = match how {
+        "unlock" => {
+            w.opaque(b"u");
+            l.encode(&mut w);
+            nlm::procs::UNLOCK
+        }
+        "test" => {
+            w.opaque(b"t").bool(true);
+            l.encode(&mut w);
+            nlm::procs::TEST
+        }
+        _ => {
+            w.opaque(b"c").bool(how == "block").bool(true);
+            l.encode(&mut w);
+            w.bool(false).i32(1); // reclaim, state
+            nlm::procs::LOCK
+        }
+    };
+    c.send_raw(&call_record_vers(
+        xid,
+        0,
+        0,
+        nlm::PROGRAM,
+        nlm::VERSION,
+        proc_,
+        w.as_slice(),
+    ));
+    let reply = c.recv().expect("an NLM reply");
+    let mut r = ftnfs_wire::XdrReader::new(&reply);
+    let _ = ftnfs_wire::rpc::ReplyHeader::decode(&mut r).unwrap();
+    let _cookie = r.opaque(1024).unwrap();
+    r.u32().unwrap()
+}
+
+/// (holder of each held lock, holder of each waiter) in `m`'s lock table.
+fn lock_table(m: &Member) -> (Vec<String>, Vec<String>) {
+    let l = m.admin("locks")["locks"].clone();
+    let names = |k: &str| {
+        let mut v: Vec<String> = l[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| format!("{}/{}", x["client"].as_str().unwrap_or("?"), x["svid"]))
+            .collect();
+        v.sort();
+        v
+    };
+    (names("held"), names("waiting"))
+}
+
+/// Issue 14: the lock table is mirrored. A lock and a blocked waiter taken on the primary are
+/// on the secondary too; the primary is killed and the secondary that takes over still
+/// refuses the lock to another owner (no grace period, nothing reclaimed); the holder's
+/// UNLOCK there grants the waiter; the old primary comes back, gets the table in its resync,
+/// takes its role back and still refuses; a clean stop and start of the whole group keeps it.
+#[test]
+fn locks_survive_a_takeover_a_resync_and_a_restart_of_the_group() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = member(t.path(), "a", "b", pa, pb, "");
+    let mut b = member(t.path(), "b", "a", pb, pa, "");
+    wait_for(
+        120,
+        || "the group did not form".into(),
+        || export_4711(&a).1,
+    );
+    let mut c = Raw::connect(a.port);
+    let root = mount_root(&mut c, &a.export());
+    let (st, body) = create(
+        &mut c,
+        2,
+        &root,
+        "f",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    let w_host = std::net::Ipv4Addr::new(127, 0, 0, 9);
+    const GRANTED: u32 = 0;
+    const DENIED: u32 = 1;
+    const BLOCKED: u32 = 3;
+    assert_eq!(nlm_lock(&mut c, 3, "x", 1, &f, "lock"), GRANTED);
+    let mut cw = connect_from(w_host, a.port);
+    assert_eq!(nlm_lock(&mut cw, 4, "w", 2, &f, "block"), BLOCKED);
+    let both = (vec!["x/1".to_string()], vec!["w/2".to_string()]);
+    assert_eq!(lock_table(&a), both);
+    assert_eq!(lock_table(&b), both, "the secondary holds the same table");
+
+    // the primary dies; b takes over holding every lock and waiter
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    wait_for(
+        120,
+        || "b never took over".into(),
+        || export_4711(&b).0 == "primary",
+    );
+    let mut cb = Raw::connect(b.port);
+    assert_eq!(
+        nlm_lock(&mut cb, 5, "z", 3, &f, "lock"),
+        DENIED,
+        "x's lock held across the takeover, with no grace period"
+    );
+    assert_eq!(nlm_lock(&mut cb, 6, "z", 3, &f, "test"), DENIED);
+    assert_eq!(lock_table(&b), both);
+    assert_eq!(nlm_lock(&mut cb, 7, "x", 1, &f, "unlock"), GRANTED);
+    let granted = (vec!["w/2".to_string()], vec![]);
+    assert_eq!(lock_table(&b), granted, "the waiter holds it now");
+
+    // a comes back: resynced from b (the table in the last pass), it takes its role back
+    a = member(t.path(), "a", "b", pa, pb, "");
+    wait_for(
+        120,
+        || {
+            format!(
+                "a never took its role back: {:?} {:?}",
+                export_4711(&a),
+                export_4711(&b)
+            )
+        },
+        || export_4711(&a) == ("primary".to_string(), true),
+    );
+    assert_eq!(lock_table(&a), granted, "the resync copied the table");
+    let mut ca = Raw::connect(a.port);
+    assert_eq!(nlm_lock(&mut ca, 8, "z", 3, &f, "lock"), DENIED);
+
+    // a clean stop of the whole group, and a start: the seal keeps the table
+    for m in [&a, &b] {
+        signal(m.child.id(), "-TERM");
+    }
+    for m in [&mut a, &mut b] {
+        let _ = m.child.wait();
+    }
+    a = member(t.path(), "a", "b", pa, pb, "");
+    b = member(t.path(), "b", "a", pb, pa, "");
+    wait_for(
+        120,
+        || "the group did not form again".into(),
+        || export_4711(&a).1,
+    );
+    assert_eq!(lock_table(&a), granted, "kept across a clean restart");
+    assert_eq!(lock_table(&b), granted);
+    let mut ca = Raw::connect(a.port);
+    assert_eq!(nlm_lock(&mut ca, 9, "z", 3, &f, "lock"), DENIED);
+    assert_eq!(nlm_lock(&mut ca, 10, "w", 2, &f, "unlock"), GRANTED);
+    assert_eq!(nlm_lock(&mut ca, 11, "z", 3, &f, "lock"), GRANTED);
+    assert_eq!(lock_table(&b), (vec!["z/3".to_string()], vec![]));
+}

@@ -46,6 +46,8 @@ pub struct ExportFs {
     pub listings: listing::Listings,
     /// An update durable only in memory (`InMemory`) executed since the last flush.
     memory_unsynced: std::sync::atomic::AtomicBool,
+    /// Its NLM locks (on a mirrored export: the same on every member in step).
+    pub locks: crate::lock_table::LockTable,
 }
 
 /// An object found from a handle: its identity, the directory that holds its (first) name,
@@ -197,6 +199,19 @@ fn resolve_beneath() -> OpenHow {
 }
 
 impl ExportFs {
+    /// The file an NLM call's handle names, if it is this export's and still exists with
+    /// that generation (else the call gets NLM4_STALE_FH).
+    pub fn lock_file(&self, fh: &[u8]) -> Option<FileId> {
+        let h = ftnfs_core::handle::FileHandle::decode(fh).ok()?;
+        if h.export != self.cfg.id {
+            return None;
+        }
+        match self.ids.get(h.file) {
+            Ok(Some(r)) if r.gen == h.gen => Some(h.file),
+            _ => None,
+        }
+    }
+
     /// Opens the export's directory and identity table (`state_dir/export-<id>.redb`).
     pub fn open(cfg: Export, state_dir: &Path, new_generation: u32) -> anyhow::Result<ExportFs> {
         use anyhow::Context;
@@ -229,6 +244,7 @@ impl ExportFs {
             ids,
             listings: Default::default(),
             memory_unsynced: Default::default(),
+            locks: Default::default(),
         })
     }
 

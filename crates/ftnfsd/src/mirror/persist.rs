@@ -69,3 +69,71 @@ pub(super) fn write_epoch(dir: &std::path::Path, id: ExportId, epoch: u64) -> st
     std::fs::rename(&tmp, dir.join(format!("export-{}.epoch", id.0)))?;
     std::fs::File::open(dir)?.sync_all()
 }
+
+fn locks_path(dir: &std::path::Path, id: ExportId) -> std::path::PathBuf {
+    dir.join(format!("export-{}.locks", id.0))
+}
+
+/// Writes an export's lock table beside its seal (durably, before the seal: a seal never
+/// stands without the table of its instant), as the frames a resync sends it in.
+pub(super) fn write_locks(
+    dir: &std::path::Path,
+    id: ExportId,
+    records: &[ftnfs_wire::peer::LockRecord],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("export-{}.locks.tmp", id.0));
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let mut chunks = records.chunks(ftnfs_wire::peer::MAX_SYNC_LOCKS as usize);
+    let mut first = true;
+    while let Some(chunk) = chunks.next().or(first.then_some(&[][..])) {
+        let msg = PeerMsg::SyncLocks {
+            export: id.0,
+            first,
+            records: chunk.to_vec(),
+        };
+        f.write_all(&msg.to_frame())?;
+        first = false;
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, locks_path(dir, id))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads and removes an export's lock table kept at a clean stop. `sealed`: its seal was
+/// there, so the table is the one of the mirror's instant; else a leftover, only removed.
+/// The table's pieces, in order (none if there was no table).
+pub(super) fn take_locks(
+    dir: &std::path::Path,
+    id: ExportId,
+    sealed: bool,
+) -> Vec<(bool, Vec<ftnfs_wire::peer::LockRecord>)> {
+    let p = locks_path(dir, id);
+    let data = match std::fs::read(&p) {
+        Ok(d) => d,
+        Err(_) => return Vec::new(),
+    };
+    if let Err(e) = std::fs::remove_file(&p).and_then(|_| std::fs::File::open(dir)?.sync_all()) {
+        tracing::warn!(path = %p.display(), error = %e, "cannot remove the kept lock table");
+    }
+    if !sealed {
+        return Vec::new();
+    }
+    let mut buf = bytes::BytesMut::from(&data[..]);
+    let mut out = Vec::new();
+    let mut damaged = false;
+    while let Ok(Some(body)) = ftnfs_wire::peer::FrameDecoder.decode(&mut buf) {
+        match PeerMsg::decode(&body) {
+            Ok(PeerMsg::SyncLocks { first, records, .. }) => out.push((first, records)),
+            _ => {
+                damaged = true;
+                break;
+            }
+        }
+    }
+    if damaged || !buf.is_empty() {
+        tracing::warn!(path = %p.display(), "the kept lock table is damaged: locks lost");
+        return Vec::new();
+    }
+    out
+}

@@ -1,0 +1,559 @@
+//! One export's lock table (issue 14) and the NLM calls that read or change it, executed the
+//! same way on every member: the primary executes a client's call here, and each secondary
+//! executes the same call, in the primary's order, when it applies the update that carries
+//! it (`Local::apply_update`). Nothing here sends anything: a call's outcome names the
+//! waiters it granted, and only the primary tells them (`nlm.rs`).
+//!
+//! The decisions are the core's lock manager (`ftnfs_core::lock_manager`); here: which
+//! procedure does what, the NLM results, and the table as records for a resync's last pass
+//! ([`LockTable::records`], [`LockTable::restore`]).
+
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard};
+
+use ftnfs_core::ids::FileId;
+use ftnfs_core::lock_manager::{LockManager, LockOutcome, Share, ShareRefused, Waiter};
+use ftnfs_core::locks::{range, Lock, Owner};
+use ftnfs_wire::nlm::{self, Args, Holder, Res, ShareRes, Stat, TestArgs, TestRes};
+use ftnfs_wire::peer::{ip_bytes, ip_from_bytes, LockOwner, LockRecord};
+use ftnfs_wire::rpc::AcceptStat;
+use ftnfs_wire::xdr::{XdrEncode, XdrWriter};
+
+/// What a blocked caller needs to be told when its lock is granted: where, and the
+/// arguments of the GRANTED callback (its own lock, as it asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The client host.
+    pub addr: IpAddr,
+    /// The callback's arguments.
+    pub args: TestArgs,
+}
+
+/// One NLM v4 call, decoded; an asynchronous `_MSG` call as its synchronous procedure.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The (synchronous) procedure.
+    pub proc_: u32,
+    /// For a `_MSG` call: the `_RES` procedure its result is sent back with.
+    pub res_proc: Option<u32>,
+    /// Its arguments.
+    pub args: Args,
+}
+
+impl Call {
+    /// Decodes a call of procedure `proc_`. `Err`: the RPC answer instead (`Success` with no
+    /// body for a `_RES` call, the result of a `_MSG` call we never make).
+    pub fn decode(proc_: u32, args: &[u8]) -> Result<Call, AcceptStat> {
+        let (proc_, res_proc) = match proc_ {
+            nlm::procs::TEST_MSG..=nlm::procs::UNLOCK_MSG => (proc_ - 5, Some(proc_ + 5)),
+            nlm::procs::TEST_RES..=nlm::procs::GRANTED_RES => return Err(AcceptStat::Success),
+            p => (p, None),
+        };
+        match Args::decode(proc_, args) {
+            Ok(Some(args)) => Ok(Call {
+                proc_,
+                res_proc,
+                args,
+            }),
+            Ok(None) => Err(AcceptStat::ProcUnavail),
+            Err(_) => Err(AcceptStat::GarbageArgs),
+        }
+    }
+
+    /// The handle of the file it is about (none for NULL, FREE_ALL).
+    pub fn file(&self) -> Option<&[u8]> {
+        match &self.args {
+            Args::Test(a) => Some(&a.alock.fh),
+            Args::Lock(a) | Args::NmLock(a) => Some(&a.alock.fh),
+            Args::Cancel(a) => Some(&a.alock.fh),
+            Args::Unlock(a) => Some(&a.alock.fh),
+            Args::Share(a) => Some(&a.fh),
+            _ => None,
+        }
+    }
+
+    /// It changes the table: every member must execute it, in the primary's order.
+    pub fn changes(&self) -> bool {
+        matches!(
+            self.proc_,
+            nlm::procs::LOCK
+                | nlm::procs::NM_LOCK
+                | nlm::procs::CANCEL
+                | nlm::procs::UNLOCK
+                | nlm::procs::SHARE
+                | nlm::procs::UNSHARE
+                | nlm::procs::FREE_ALL
+        )
+    }
+
+    /// The cookie its result echoes.
+    fn cookie(&self) -> &[u8] {
+        match &self.args {
+            Args::Test(a) => &a.cookie,
+            Args::Lock(a) | Args::NmLock(a) => &a.cookie,
+            Args::Cancel(a) => &a.cookie,
+            Args::Unlock(a) => &a.cookie,
+            Args::Share(a) => &a.cookie,
+            _ => &[],
+        }
+    }
+
+    /// Its result with status `stat` and nothing else (a stale handle, not ours to grant…).
+    pub fn refused(&self, stat: Stat) -> Body {
+        let cookie = self.cookie().to_vec();
+        match &self.args {
+            Args::Test(_) if self.proc_ == nlm::procs::TEST => Body::Test(TestRes {
+                cookie,
+                stat,
+                holder: None,
+            }),
+            Args::Share(_) => Body::Share(ShareRes {
+                cookie,
+                stat,
+                sequence: 0,
+            }),
+            Args::Null | Args::FreeAll(_) => Body::Void,
+            _ => Body::Res(Res { cookie, stat }),
+        }
+    }
+}
+
+/// The result of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// None (NULL, FREE_ALL).
+    Void,
+    /// nlm4_res.
+    Res(Res),
+    /// nlm4_testres.
+    Test(TestRes),
+    /// nlm4_shareres.
+    Share(ShareRes),
+}
+
+impl Body {
+    /// Its status, as the members compare it (a secondary that gets another is failed out).
+    pub fn stat(&self) -> u32 {
+        match self {
+            Body::Void => 0,
+            Body::Res(r) => r.stat as u32,
+            Body::Test(r) => r.stat as u32,
+            Body::Share(r) => r.stat as u32,
+        }
+    }
+
+    /// Appends its XDR.
+    pub fn encode(&self, w: &mut XdrWriter) {
+        match self {
+            Body::Void => {}
+            Body::Res(r) => r.encode(w),
+            Body::Test(r) => r.encode(w),
+            Body::Share(r) => r.encode(w),
+        }
+    }
+}
+
+/// What executing a call did: its result, and the waiters it granted (to be told by the
+/// primary alone).
+#[derive(Debug)]
+pub struct Outcome {
+    /// The result.
+    pub body: Body,
+    /// Blocked callers that hold their lock now, in the order they came.
+    pub granted: Vec<Pending>,
+}
+
+/// One export's locks, waiters and share reservations.
+#[derive(Default)]
+pub struct LockTable {
+    mgr: Mutex<LockManager<FileId, Pending>>,
+}
+
+impl LockTable {
+    fn mgr(&self) -> MutexGuard<'_, LockManager<FileId, Pending>> {
+        // a panic while holding it is a bug; keep serving the table as it is
+        self.mgr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Executes `call` from the client at `client`. `file` names the file of a handle, or
+    /// `None` for a stale one. Deterministic: the same calls in the same order leave the
+    /// same table and give the same results on every member.
+    pub fn execute(
+        &self,
+        call: &Call,
+        client: IpAddr,
+        file: impl Fn(&[u8]) -> Option<FileId>,
+    ) -> Outcome {
+        let mut granted = Vec::new();
+        let stale = || call.refused(Stat::StaleFh);
+        let body = match &call.args {
+            Args::Null => Body::Void,
+            // we are no client: nothing of ours waits
+            Args::Test(_) if call.proc_ == nlm::procs::GRANTED => call.refused(Stat::Denied),
+            Args::Test(a) => match (file(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
+                (None, _) => stale(),
+                (_, None) => call.refused(Stat::Fbig),
+                (Some(k), Some((start, end))) => {
+                    let found = self
+                        .mgr()
+                        .test(&k, &owner(&a.alock), a.exclusive, start, end);
+                    Body::Test(TestRes {
+                        cookie: a.cookie.clone(),
+                        stat: if found.is_some() {
+                            Stat::Denied
+                        } else {
+                            Stat::Granted
+                        },
+                        holder: found.as_ref().map(holder),
+                    })
+                }
+            },
+            Args::Lock(a) | Args::NmLock(a) => {
+                match (file(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
+                    (None, _) => stale(),
+                    (_, None) => call.refused(Stat::Fbig),
+                    (Some(k), Some((start, end))) => {
+                        // NM_LOCK is never monitored and never blocks
+                        let block = (a.block && call.proc_ == nlm::procs::LOCK).then(|| Pending {
+                            addr: client,
+                            args: TestArgs {
+                                cookie: a.cookie.clone(),
+                                exclusive: a.exclusive,
+                                alock: a.alock.clone(),
+                            },
+                        });
+                        let o = owner(&a.alock);
+                        call.refused(
+                            match self.mgr().lock(&k, &o, a.exclusive, start, end, block) {
+                                LockOutcome::Granted => Stat::Granted,
+                                LockOutcome::Denied(_) => Stat::Denied,
+                                LockOutcome::Blocked => Stat::Blocked,
+                                LockOutcome::NoLocks => Stat::DeniedNoLocks,
+                            },
+                        )
+                    }
+                }
+            }
+            Args::Cancel(a) => {
+                if let (Some(k), Some((start, end))) =
+                    (file(&a.alock.fh), range(a.alock.offset, a.alock.len))
+                {
+                    self.mgr()
+                        .cancel(&k, &owner(&a.alock), a.exclusive, start, end);
+                }
+                call.refused(Stat::Granted)
+            }
+            Args::Unlock(a) => match (file(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
+                (None, _) => stale(),
+                (_, None) => call.refused(Stat::Fbig),
+                (Some(k), Some((start, end))) => {
+                    match self.mgr().unlock(&k, &owner(&a.alock), start, end) {
+                        Ok(g) => {
+                            granted.extend(g.into_iter().map(|w| w.token));
+                            call.refused(Stat::Granted)
+                        }
+                        Err(_) => call.refused(Stat::DeniedNoLocks),
+                    }
+                }
+            },
+            Args::FreeAll(n) => {
+                let host = String::from_utf8_lossy(&n.name);
+                let g = self.mgr().free_host(&host);
+                granted.extend(g.into_iter().map(|(_, w)| w.token));
+                Body::Void
+            }
+            Args::Share(a) => {
+                let o = Owner {
+                    host: String::from_utf8_lossy(&a.caller_name).into_owned(),
+                    svid: 0,
+                    oh: a.oh.clone(),
+                };
+                match file(&a.fh) {
+                    None => stale(),
+                    Some(k) if call.proc_ == nlm::procs::UNSHARE => {
+                        self.mgr().unshare(&k, &o);
+                        call.refused(Stat::Granted)
+                    }
+                    Some(k) => call.refused(match self.mgr().share(&k, &o, a.access, a.mode) {
+                        Ok(()) => Stat::Granted,
+                        Err(ShareRefused::Conflict) => Stat::Denied,
+                        Err(ShareRefused::NoRoom) => Stat::DeniedNoLocks,
+                    }),
+                }
+            }
+            Args::Res(_) | Args::TestRes(_) => Body::Void,
+        };
+        Outcome { body, granted }
+    }
+
+    /// (files with locks, locks, blocked waiters).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        self.mgr().counts()
+    }
+
+    /// Drops the locks, waiters and shares of files `keep` refuses (removed files). How many.
+    pub fn retain(&self, keep: impl Fn(FileId) -> bool) -> usize {
+        self.mgr().retain_files(|k| keep(*k))
+    }
+
+    /// Every lock held and every blocked waiter, as JSON (`ftnfsctl locks`).
+    pub fn list(&self, export: u32) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        let m = self.mgr();
+        let one = |k: &FileId, o: &Owner, exclusive: bool, start: u64, end: u64| {
+            serde_json::json!({
+                "export": export,
+                "file": k.0,
+                "client": o.host,
+                "svid": o.svid,
+                "exclusive": exclusive,
+                "start": start,
+                "end": if end == u64::MAX { serde_json::Value::Null } else { end.into() },
+            })
+        };
+        let held = m
+            .all_held()
+            .into_iter()
+            .map(|(k, l)| one(k, &l.owner, l.exclusive, l.start, l.end))
+            .collect();
+        let waiting = m
+            .all_waiting()
+            .into_iter()
+            .map(|(k, w)| one(k, &w.owner, w.exclusive, w.start, w.end))
+            .collect();
+        (held, waiting)
+    }
+
+    /// The whole table as records (a resync's last pass sends them): held locks, then the
+    /// waiters of each file in queue order, then share reservations.
+    pub fn records(&self) -> Vec<LockRecord> {
+        let m = self.mgr();
+        let mut out = Vec::new();
+        for (k, l) in m.all_held() {
+            out.push(LockRecord::Held {
+                file: k.0,
+                owner: wire_owner(&l.owner),
+                exclusive: l.exclusive,
+                start: l.start,
+                end: l.end,
+            });
+        }
+        for (k, w) in m.all_waiting() {
+            let mut cb = XdrWriter::new();
+            w.token.args.encode(&mut cb);
+            out.push(LockRecord::Waiting {
+                file: k.0,
+                owner: wire_owner(&w.owner),
+                exclusive: w.exclusive,
+                start: w.start,
+                end: w.end,
+                client: ip_bytes(w.token.addr),
+                callback: cb.into_inner(),
+            });
+        }
+        for (k, s) in m.all_shares() {
+            out.push(LockRecord::Share {
+                file: k.0,
+                owner: wire_owner(&s.owner),
+                access: s.access,
+                deny: s.deny,
+            });
+        }
+        out
+    }
+
+    /// Takes in a piece of another member's table ([`records`](Self::records)); `first`
+    /// empties this one first. How many records could not go in (they conflict with what
+    /// came before, or a bound was reached: never for a table that came whole from a member
+    /// with the same bounds).
+    pub fn restore(&self, first: bool, records: &[LockRecord]) -> usize {
+        let mut m = self.mgr();
+        if first {
+            m.clear();
+        }
+        let mut refused = 0;
+        for r in records {
+            let ok = match r {
+                LockRecord::Held {
+                    file,
+                    owner,
+                    exclusive,
+                    start,
+                    end,
+                } => m.restore_held(
+                    &FileId(*file),
+                    &Lock {
+                        owner: core_owner(owner),
+                        exclusive: *exclusive,
+                        start: *start,
+                        end: *end,
+                    },
+                ),
+                LockRecord::Waiting {
+                    file,
+                    owner,
+                    exclusive,
+                    start,
+                    end,
+                    client,
+                    callback,
+                } => {
+                    let args = Args::decode(nlm::procs::GRANTED, callback);
+                    match (ip_from_bytes(client), args) {
+                        (Some(addr), Ok(Some(Args::Test(args)))) => m.restore_waiter(
+                            &FileId(*file),
+                            Waiter {
+                                owner: core_owner(owner),
+                                exclusive: *exclusive,
+                                start: *start,
+                                end: *end,
+                                token: Pending { addr, args },
+                            },
+                        ),
+                        _ => false,
+                    }
+                }
+                LockRecord::Share {
+                    file,
+                    owner,
+                    access,
+                    deny,
+                } => m.restore_share(
+                    &FileId(*file),
+                    &Share {
+                        owner: core_owner(owner),
+                        access: *access,
+                        deny: *deny,
+                    },
+                ),
+            };
+            if !ok {
+                refused += 1;
+            }
+        }
+        refused
+    }
+}
+
+fn wire_owner(o: &Owner) -> LockOwner {
+    LockOwner {
+        host: o.host.clone().into_bytes(),
+        svid: o.svid,
+        oh: o.oh.clone(),
+    }
+}
+
+fn core_owner(o: &LockOwner) -> Owner {
+    Owner {
+        host: String::from_utf8_lossy(&o.host).into_owned(),
+        svid: o.svid,
+        oh: o.oh.clone(),
+    }
+}
+
+fn owner(l: &nlm::Lock) -> Owner {
+    Owner {
+        host: String::from_utf8_lossy(&l.caller_name).into_owned(),
+        svid: l.svid as u32,
+        oh: l.oh.clone(),
+    }
+}
+
+fn holder(l: &Lock) -> Holder {
+    Holder {
+        exclusive: l.exclusive,
+        svid: l.owner.svid as i32,
+        oh: l.owner.oh.clone(),
+        offset: l.start,
+        len: if l.end == u64::MAX {
+            0
+        } else {
+            l.end - l.start + 1
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_call(proc_: u32, who: &str, svid: i32, exclusive: bool, block: bool) -> Call {
+        let alock = nlm::Lock {
+            caller_name: who.as_bytes().to_vec(),
+            fh: vec![1],
+            oh: who.as_bytes().to_vec(),
+            svid,
+            offset: 0,
+            len: 10,
+        };
+        let args = match proc_ {
+            nlm::procs::UNLOCK => Args::Unlock(nlm::UnlockArgs {
+                cookie: vec![9],
+                alock,
+            }),
+            _ => Args::Lock(nlm::LockArgs {
+                cookie: vec![9],
+                block,
+                exclusive,
+                alock,
+                reclaim: false,
+                state: 1,
+            }),
+        };
+        Call {
+            proc_,
+            res_proc: None,
+            args,
+        }
+    }
+
+    #[test]
+    fn the_same_calls_leave_the_same_table_and_a_copy_grants_alike() {
+        let client: IpAddr = "10.0.0.9".parse().unwrap();
+        let file = |_: &[u8]| Some(FileId(7));
+        let calls = [
+            lock_call(nlm::procs::LOCK, "a", 1, true, false),
+            lock_call(nlm::procs::LOCK, "b", 2, true, true),
+            lock_call(nlm::procs::LOCK, "c", 3, false, true),
+            lock_call(nlm::procs::NM_LOCK, "d", 4, false, true),
+        ];
+        let (p, s) = (LockTable::default(), LockTable::default());
+        for c in &calls {
+            let (x, y) = (p.execute(c, client, file), s.execute(c, client, file));
+            assert_eq!(x.body, y.body);
+        }
+        assert_eq!(p.records(), s.records());
+        assert_eq!(
+            p.counts(),
+            (1, 1, 2),
+            "a holds; b and c wait; d (NM_LOCK) never waits"
+        );
+        // a third member copied from the primary's records
+        let copy = LockTable::default();
+        copy.execute(
+            &lock_call(nlm::procs::LOCK, "z", 9, true, false),
+            client,
+            |_| Some(FileId(8)),
+        );
+        assert_eq!(copy.restore(true, &p.records()), 0);
+        assert_eq!(copy.records(), p.records());
+        let unlock = lock_call(nlm::procs::UNLOCK, "a", 1, true, false);
+        let (gp, gc) = (
+            p.execute(&unlock, client, file),
+            copy.execute(&unlock, client, file),
+        );
+        assert_eq!(gp.granted, gc.granted);
+        assert_eq!(gp.granted.len(), 1, "b, the first waiter, holds it now");
+        assert_eq!(gp.granted[0].args.alock.caller_name, b"b");
+        assert_eq!(gp.granted[0].addr, client);
+        assert_eq!(p.records(), copy.records());
+    }
+
+    #[test]
+    fn a_stale_handle_and_a_range_past_the_end_are_refused_without_a_change() {
+        let t = LockTable::default();
+        let c = lock_call(nlm::procs::LOCK, "a", 1, true, false);
+        let o = t.execute(&c, "10.0.0.9".parse().unwrap(), |_| None);
+        assert_eq!(o.body.stat(), Stat::StaleFh as u32);
+        assert_eq!(t.counts(), (0, 0, 0));
+    }
+}
