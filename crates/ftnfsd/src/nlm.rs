@@ -120,11 +120,20 @@ pub async fn callbacks(
         };
         let release = release.clone();
         tokio::task::spawn_blocking(move || match grant(&p) {
-            Ok(Stat::Granted) => tracing::debug!(client = %p.addr, "NLM GRANTED delivered"),
-            Ok(stat) => {
+            Ok((Stat::Granted, _)) => tracing::debug!(client = %p.addr, "NLM GRANTED delivered"),
+            Ok((stat, 1)) => {
                 tracing::info!(client = %p.addr, ?stat, "NLM GRANTED refused: lock released");
                 release(p);
             }
+            // a resent GRANTED refused: the client may have taken the first one (its answer
+            // lost) and no longer waits *because* it holds the lock — never release that; a
+            // client that gave up unlocks or cancels itself
+            Ok((stat, tries)) => tracing::info!(
+                client = %p.addr,
+                ?stat,
+                tries,
+                "NLM GRANTED refused only when resent: the lock stays the client's"
+            ),
             Err(e) => {
                 tracing::warn!(client = %p.addr, error = %e, "NLM GRANTED not delivered; the client's next LOCK finds it held")
             }
@@ -135,23 +144,25 @@ pub async fn callbacks(
 /// GRANTED callbacks sent before giving up.
 pub const CALLBACK_TRIES: u32 = 5;
 
-fn grant(p: &Pending) -> std::io::Result<Stat> {
+/// The client's answer to GRANTED, and in which try it came.
+fn grant(p: &Pending) -> std::io::Result<(Stat, u32)> {
     let mut args = XdrWriter::new();
     p.args.encode(&mut args);
-    let body = call_client(p.addr, nlm::procs::GRANTED, args.as_slice())?;
+    let (body, tries) = call_client(p.addr, nlm::procs::GRANTED, args.as_slice())?;
     let mut r = XdrReader::new(&body);
     let _cookie = r
         .opaque(nlm::LM_MAXSTRLEN)
         .map_err(|_| std::io::Error::other("bad GRANTED reply"))?;
-    Ok(match r.u32() {
+    let stat = match r.u32() {
         Ok(0) => Stat::Granted,
         _ => Stat::Denied,
-    })
+    };
+    Ok((stat, tries))
 }
 
 /// Calls procedure `proc_` of the NLM of the client at `addr` (its port from its
-/// portmapper) with `args`: the reply's body.
-fn call_client(addr: IpAddr, proc_: u32, args: &[u8]) -> std::io::Result<Vec<u8>> {
+/// portmapper) with `args`: the reply's body, and in which try of the call it came.
+fn call_client(addr: IpAddr, proc_: u32, args: &[u8]) -> std::io::Result<(Vec<u8>, u32)> {
     let sock = UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))?;
     sock.set_read_timeout(Some(Duration::from_secs(1)))?;
     let port = rpc_call(&sock, addr, 111, 0x4e4c_0000, |xid, w| {
@@ -163,7 +174,7 @@ fn call_client(addr: IpAddr, proc_: u32, args: &[u8]) -> std::io::Result<Vec<u8>
         };
         w.extend_from_slice(&portmap::encode_call(xid, 3, m));
     })
-    .and_then(|body| {
+    .and_then(|(body, _)| {
         XdrReader::new(&body)
             .u32()
             .map_err(|_| std::io::Error::other("bad portmap reply"))
@@ -191,19 +202,20 @@ fn call_client(addr: IpAddr, proc_: u32, args: &[u8]) -> std::io::Result<Vec<u8>
     })
 }
 
-/// One RPC call over UDP with retries: the accepted reply's body.
+/// One RPC call over UDP with retries (the same xid): the accepted reply's body, and the
+/// number of sends when it came (1: the first was answered).
 fn rpc_call(
     sock: &UdpSocket,
     addr: IpAddr,
     port: u16,
     xid_base: u32,
     call: impl Fn(Xid, &mut Vec<u8>),
-) -> std::io::Result<Vec<u8>> {
+) -> std::io::Result<(Vec<u8>, u32)> {
     let xid = Xid(xid_base | (rand_u16() as u32));
     let mut msg = Vec::new();
     call(xid, &mut msg);
     let mut buf = vec![0u8; 2048];
-    for _ in 0..CALLBACK_TRIES {
+    for tries in 1..=CALLBACK_TRIES {
         sock.send_to(&msg, (addr, port))?;
         loop {
             match sock.recv_from(&mut buf) {
@@ -211,7 +223,7 @@ fn rpc_call(
                     let mut r = XdrReader::new(&buf[..n]);
                     match ReplyHeader::decode(&mut r) {
                         Ok((x, ReplyHeader::Accepted(AcceptStat::Success))) if x == xid => {
-                            return Ok(r.rest().to_vec())
+                            return Ok((r.rest().to_vec(), tries))
                         }
                         Ok((x, h)) if x == xid => {
                             return Err(std::io::Error::other(format!("refused: {h:?}")))

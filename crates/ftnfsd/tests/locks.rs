@@ -169,6 +169,16 @@ fn locks_status(dir: &Path) -> serde_json::Value {
 /// lockd's port, the lockd answers GRANTED with `answer` (and any `_RES` call with a void
 /// reply) and hands each call's procedure and arguments to the test.
 fn client_host(addr: Ipv4Addr, answer: Stat) -> std::sync::mpsc::Receiver<(u32, Vec<u8>)> {
+    client_host_dropping(addr, answer, 0)
+}
+
+/// [`client_host`] whose lock manager answers nothing to the first `drop` calls (their
+/// replies lost).
+fn client_host_dropping(
+    addr: Ipv4Addr,
+    answer: Stat,
+    mut drop: u32,
+) -> std::sync::mpsc::Receiver<(u32, Vec<u8>)> {
     let pm = UdpSocket::bind((addr, 111)).expect("a portmapper port on 127.0.0.7 (root)");
     let lockd = UdpSocket::bind((addr, 0)).unwrap();
     let lport = lockd.local_addr().unwrap().port();
@@ -200,6 +210,10 @@ fn client_host(addr: Ipv4Addr, answer: Stat) -> std::sync::mpsc::Receiver<(u32, 
                 continue;
             };
             assert_eq!((h.prog, h.vers), (nlm::PROGRAM, 4));
+            if drop > 0 {
+                drop -= 1;
+                continue;
+            }
             let mut w = XdrWriter::new();
             if h.proc_ == nlm::procs::GRANTED {
                 let Ok(Some(Args::Test(a))) = Args::decode(h.proc_, r.rest()) else {
@@ -352,7 +366,9 @@ fn a_blocked_lock_is_granted_by_callback_when_the_holder_unlocks() {
 }
 
 /// A client that answers a GRANTED callback with "denied" no longer waits: the lock it got
-/// is released, and the next waiter gets it. And the error statuses: a stale handle, a
+/// is released, and the next waiter gets it. But a refusal that answers a *resent*
+/// GRANTED leaves the lock held: the client may have taken the first one, whose answer was
+/// lost, and holds the lock now. And the error statuses: a stale handle, a
 /// range past the largest offset.
 #[test]
 fn a_refused_callback_releases_the_lock_and_bad_calls_get_their_status() {
@@ -540,4 +556,51 @@ fn a_restarted_clients_notify_frees_its_locks() {
     let l = admin_call(&t.path().join("admin.sock"), "{\"cmd\":\"locks\"}")["locks"].clone();
     assert_eq!(l["held"], serde_json::json!([]), "{l}");
     assert_eq!(locks_status(t.path())["held"], 0);
+}
+
+/// A GRANTED whose first answer was lost and whose resend is refused leaves the lock with the
+/// client: the refusal may only mean "I no longer wait — I took the first one".
+#[test]
+fn a_refusal_of_a_resent_callback_leaves_the_lock_held() {
+    let _serial = serial();
+    let Fixture {
+        dir: t,
+        _daemon,
+        port,
+        mut a,
+        root: _,
+        f,
+    } = fixture();
+    let host = Ipv4Addr::new(127, 0, 0, 10);
+    let told = client_host_dropping(host, Stat::Denied, 1);
+    let mut g = connect_from(host, port);
+    let lock = |c: &mut Raw, xid, who: &str, svid, block| {
+        nlm_call(
+            c,
+            xid,
+            nlm::procs::LOCK,
+            &lock_args(block, true, alock(who, &f, svid, 0, 0)),
+        )
+        .0
+    };
+    assert_eq!(lock(&mut a, 10, "a", 1, false), Stat::Granted as u32);
+    assert_eq!(lock(&mut g, 11, "g", 4, true), Stat::Blocked as u32);
+    let (st, _) = nlm_call(
+        &mut a,
+        12,
+        nlm::procs::UNLOCK,
+        &unlock_args(alock("a", &f, 1, 0, 0)),
+    );
+    assert_eq!(st, Stat::Granted as u32);
+    let (p, _) = told.recv_timeout(PATIENCE).expect("the resent callback");
+    assert_eq!(p, nlm::procs::GRANTED);
+    // a wrong release would follow the refusal at once; give it a moment to show
+    std::thread::sleep(Duration::from_millis(500));
+    let s = locks_status(t.path());
+    assert_eq!(
+        (s["held"].as_u64(), s["waiting"].as_u64()),
+        (Some(1), Some(0)),
+        "g keeps the lock"
+    );
+    assert_eq!(lock(&mut a, 13, "a", 1, false), Stat::Denied as u32);
 }
