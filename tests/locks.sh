@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Locking with the Linux kernel client (issue 14): the guest mounts ftnfsd *without* nolock,
-# with its own rpcbind and rpc.statd, and two processes contend for one file with flock
-# (a whole-file POSIX lock on NFS, so NLM): a second exclusive and a shared lock are denied
-# while the first is held, a blocking one is granted only after the holder lets go (the
-# server's GRANTED callback to the guest's lock manager), two shared locks coexist. ftnfsd
-# runs with a real rpcbind in its namespace, where the guest's lock client finds NLM.
+# with its own rpcbind and rpc.statd.
+#   1. One member: two processes contend for one file with flock (a whole-file POSIX lock on
+#      NFS, so NLM): a second exclusive and a shared lock are denied while the first is held,
+#      a blocking one is granted only after the holder lets go (the server's GRANTED
+#      callback to the guest's lock manager), two shared locks coexist.
+#   2. A mirrored pair on a virtual IP: a lock held, the primary killed (-9); through the
+#      takeover and after it another owner is denied every time (the secondary held the
+#      table: no grace period, no reclaim); then a waiter blocks on the new primary and its
+#      callback grants it when the holder lets go.
+# ftnfsd runs with a real rpcbind in its namespace, where the guest's lock client finds NLM.
 # Prints "N passed, N failed".
-#   tests/locks.sh FTNFSD_BINARY
+#   tests/locks.sh FTNFSD_BINARY      (ftnfsctl beside it)
 set -uo pipefail
 BIN=$(realpath "$1")
 # shellcheck source=../scripts/lab/harness.sh
@@ -30,5 +35,58 @@ grep -ao "FTNFS-LOCK.*" "$W/serial" | tr -d "\r"
 if [ "$fail" != 0 ]; then
   echo "--- guest console"; tr -d '\r' < "$W/serial" | tail -30
   echo "--- ftnfsd log"; tail -20 "$W/log"
+fi
+ip netns pids "$TOPO-srv" | xargs -r kill -9
+
+# --- 2. a lock held across a kill -9 of the primary of a mirrored pair
+CTL=$(dirname "$BIN")/ftnfsctl
+VIP=10.99.0.50
+declare -A IP=([a]=10.99.0.2 [b]=10.99.0.3)
+head -c 32 /dev/urandom | base64 > "$W/secret"
+topo_member a "${IP[a]}" || exit 1
+topo_member b "${IP[b]}" || exit 1
+member() { # NAME PEER: rpcbind (private /run) and ftnfsd, registered with it, in NAME's namespace
+  local d=$W/$1
+  mkdir -p "$d/export"
+  echo "$EXPORT -ftnfs=a:b *(rw,insecure,no_root_squash)" > "$d/exports"
+  topo_in "$1" unshare -m bash -c "mount -t tmpfs none /run && mount --bind '$d/export' '$EXPORT' \
+    && { rpcbind -f -w & for _ in \$(seq 300); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done; \
+    exec '$BIN' --exports '$d/exports' --state-dir '$d/state' --port 2049 --admin-socket '$d/adm.sock' \
+    --name $1 --peer $2=${IP[$2]}:2050 --peer-listen ${IP[$1]}:2050 --secret-file '$W/secret' \
+    --vip $VIP/24 --vip-dev eth0; }" 2>>"$d/log" &
+}
+held_by_guest() { "$CTL" --socket "$W/$1/adm.sock" locks --json 2>/dev/null | grep -q '"client": "guest"'; }
+role() { "$CTL" --socket "$W/$1/adm.sock" status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["mirror"]["exports"][0]["role"])' 2>/dev/null; }
+member a b; member b a
+formed=1
+for _ in $(seq 1200); do
+  "$CTL" --socket "$W/a/adm.sock" status --json 2>/dev/null | grep -q '"joined": true' && { formed=0; break; }
+  sleep 0.1
+done
+check "mirrored pair formed" $formed ""
+run_guest "$W/serial2" "$VIP" locks-failover > "$W/result2" &
+GUEST=$!
+seen=1
+for _ in $(seq 3000); do grep -aq "FTNFS-LOCK held" "$W/serial2" 2>/dev/null && { seen=0; break; }; sleep 0.1; done
+check "the guest holds a lock through the virtual IP" $seen "$(tail -5 "$W/serial2" 2>/dev/null | tr -d '\r')"
+held_by_guest b
+check "the secondary's table holds the guest's lock" $? "$("$CTL" --socket "$W/b/adm.sock" locks 2>&1)"
+ip netns pids "$TOPO-a" | xargs -r kill -9
+took=1
+for _ in $(seq 600); do [ "$(role b)" = primary ] && { took=0; break; }; sleep 0.1; done
+check "b took over" $took "$(role b)"
+! grep -aq "FTNFS-LOCK still denied" "$W/serial2"
+check "the takeover came while the guest was being denied" $? ""
+held_by_guest b
+check "the new primary holds the guest's lock" $? "$("$CTL" --socket "$W/b/adm.sock" locks 2>&1)"
+wait $GUEST
+r=$(cat "$W/result2")
+[ "$r" = "FTNFS-RESULT PASS" ]
+check "kernel client: lock held across kill -9 of the primary, waiter granted by the new primary" $? "${r:-no result}"
+grep -ao "FTNFS-LOCK.*" "$W/serial2" | tr -d "\r" | grep -v " try " 
+grep -ao "FTNFS-LOCK try.*" "$W/serial2" | tr -d "\r" | awk '{ t = $(NF-1); if (t > max) max = t } END { printf "longest denied try (spans the takeover): %.2f s over %d tries\n", max, NR }'
+if [ "$fail" != 0 ]; then
+  echo "--- guest console"; tr -d '\r' < "$W/serial2" | tail -40
+  for m in a b; do echo "--- $m log"; tail -20 "$W/$m/log"; done
 fi
 finish

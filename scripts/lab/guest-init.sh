@@ -26,7 +26,7 @@ ack_record() {
 # concurrent client removes its target between two checks, and wait forever.
 exec </dev/null
 LOCK=nolock
-if [ "$WORK" = locks ]; then
+if [ "${WORK#locks}" != "$WORK" ]; then
   # locking through NLM: the kernel's lock client needs the local rpcbind and rpc.statd
   hostname guest; mkdir -p /run/rpcbind /var/lib/nfs/sm /var/lib/nfs/sm.bak
   rpcbind -w || result "FAIL rpcbind"
@@ -70,6 +70,35 @@ locks)
   wait $HOLDER
   # shared locks share
   flock -s lk -c 'flock -s -n lk -c true' || result "FAIL two shared locks"
+  ;;
+locks-failover)
+  # a lock held across a kill -9 of the primary (tests/locks.sh kills it once "held" shows)
+  : > lk || result "FAIL create"
+  flock -x lk -c 'echo held > state; while [ ! -e release ]; do sleep 0.2; done; echo released > state' & HOLDER=$!
+  i=0; while [ "$(cat state 2>/dev/null)" != held ]; do i=$((i+1)); [ $i -gt 200 ] && result "FAIL holder"; sleep 0.1; done
+  echo "FTNFS-LOCK held"
+  # before, during and after the takeover, another owner is denied (exit 75: a conflict;
+  # anything else is an error): the new primary holds the lock, no grace period, no reclaim
+  i=0
+  while [ $i -lt 24 ]; do
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    flock -x -n -E 75 lk -c true 2>/tmp/err; rc=$?
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    [ $rc = 0 ] && result "FAIL the lock was granted to another owner (try $i)"
+    [ $rc = 75 ] || result "FAIL try $i: exit $rc $(cat /tmp/err)"
+    echo "FTNFS-LOCK try $i denied in $(awk "BEGIN { print $t1 - $t0 }") s"
+    i=$((i+1)); sleep 0.5
+  done
+  echo "FTNFS-LOCK still denied"
+  # a waiter, granted by the new primary's callback once the holder lets go
+  ( sleep 2; : > release ) &
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  flock -x lk -c 'cat state > seen' || result "FAIL blocking lock"
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  [ "$(cat seen)" = released ] || result "FAIL granted while still held ($(cat seen))"
+  echo "FTNFS-LOCK granted after release, waited $t0 -> $t1 s"
+  [ "$(awk "BEGIN { print ($t1 - $t0 < 20) }")" = 1 ] || result "FAIL granted only by the client's own retry after 30 s"
+  wait $HOLDER
   ;;
 meta)
   mkdir -p d || result "FAIL mkdir"

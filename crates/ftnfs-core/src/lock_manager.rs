@@ -78,7 +78,7 @@ pub enum ShareRefused {
 }
 
 /// Every lock and waiter of one member, by file key `K`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LockManager<K, W> {
     files: HashMap<K, FileLocks>,
     waiting: HashMap<K, VecDeque<Waiter<W>>>,
@@ -86,6 +86,16 @@ pub struct LockManager<K, W> {
     shares: HashMap<K, Vec<Share>>,
     share_count: usize,
 }
+
+/// Two tables are equal when they hold the same locks, the same waiters in the same order per
+/// file, and the same share reservations (mirrors compare them).
+impl<K: Hash + Eq, W: PartialEq> PartialEq for LockManager<K, W> {
+    fn eq(&self, o: &Self) -> bool {
+        self.files == o.files && self.waiting == o.waiting && self.shares == o.shares
+    }
+}
+
+impl<K: Hash + Eq, W: Eq> Eq for LockManager<K, W> {}
 
 impl<K, W> Default for LockManager<K, W> {
     fn default() -> Self {

@@ -29,6 +29,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
+use ftnfs_core::lock_manager::{LockManager, LockOutcome};
+use ftnfs_core::locks::Owner;
 use ftnfs_core::member::follower::{self, Follower};
 use ftnfs_core::member::rejoin::{self, Offer};
 use ftnfs_core::member::settings::Settings;
@@ -62,12 +64,34 @@ enum Op {
     Create(u64),
     /// Removes a name (NOENT if it is gone: a second execution).
     Remove(u64),
+    /// The lock family: client `.0` asks for an exclusive lock of the shared lock file,
+    /// without waiting (NLM LOCK with `block` unset): granted (0) or denied (1).
+    Lock(u32),
+    /// Client `.0` lets its lock go (NLM UNLOCK).
+    Unlock(u32),
+}
+
+/// The file every client of the lock family contends for (no client's append file).
+const LOCK_FILE: u64 = 1_000;
+/// NLM4_DENIED.
+const DENIED: u32 = 1;
+
+fn lock_owner(client: u32) -> Owner {
+    Owner {
+        host: format!("client{client}"),
+        svid: client,
+        oh: vec![client as u8],
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Data {
     logs: BTreeMap<u32, Vec<u64>>,
     names: BTreeSet<u64>,
+    /// The lock table (the core's lock manager, as in the daemon). Like the data it
+    /// survives a crash of the process: the daemon logs every change of it before the
+    /// reply (`ftnfsd/src/lock_log.rs`; a host that restarted is resynced whole anyway).
+    locks: LockManager<u64, ()>,
 }
 
 impl Data {
@@ -91,7 +115,24 @@ impl Data {
                     2
                 }
             }
+            Op::Lock(c) => match self.locks.lock(&LOCK_FILE, &lock_owner(*c), true, 0, u64::MAX, None) {
+                LockOutcome::Granted => 0,
+                LockOutcome::Denied(_) => DENIED,
+                _ => 2,
+            },
+            Op::Unlock(c) => match self.locks.unlock(&LOCK_FILE, &lock_owner(*c), 0, u64::MAX) {
+                Ok(_) => 0,
+                Err(_) => 2,
+            },
         }
+    }
+
+    /// Whether client `c` holds the lock here.
+    fn holds(&self, c: u32) -> bool {
+        self.locks
+            .held(&LOCK_FILE)
+            .iter()
+            .any(|l| l.owner == lock_owner(c))
     }
 }
 
@@ -99,6 +140,11 @@ fn touch(op: &Op) -> Touch {
     match op {
         Op::Append { file, .. } => Touch {
             keys: vec![Key::whole(u64::from(*file))],
+            barrier: false,
+        },
+        // as the daemon's lock calls: a part of the file no data uses
+        Op::Lock(_) | Op::Unlock(_) => Touch {
+            keys: vec![Key::part(LOCK_FILE, u64::MAX)],
             barrier: false,
         },
         _ => Touch {
@@ -345,6 +391,8 @@ struct Client {
     /// Names created and removed, both acknowledged.
     gone_names: BTreeSet<u64>,
     longest_wait: u64,
+    /// It holds the lock: its LOCK was granted, and it has not sent its UNLOCK yet.
+    holds: bool,
 }
 
 struct World {
@@ -377,6 +425,9 @@ struct World {
     faults_until: u64,
     /// Acknowledged appends so far (client, rec), for the takeover check.
     acked_appends: Vec<(u32, u64)>,
+    /// The lock family (seeds from [`LOCKS_FROM`]): clients contend for one lock.
+    with_locks: bool,
+
     /// Requests whose cached reply died with every member that had it — possible only
     /// without the reply log (`REPLY_LOG` false: a memory-only DRC, as a cold restart of
     /// knfsd or Ganesha forgets it); then a second execution of one of these is counted, not
@@ -1545,8 +1596,10 @@ impl World {
         if cur != xid {
             return;
         }
-        let gap = status != 0 && self.drc_gap((client, xid));
-        if gap {
+        let denied = matches!(op, Op::Lock(_)) && status == DENIED;
+        let gap = status != 0 && !denied && self.drc_gap((client, xid));
+        if denied {
+        } else if gap {
             self.second_runs_after_drc_loss += 1;
         } else {
             assert_eq!(
@@ -1568,6 +1621,19 @@ impl World {
                 c.live_names.remove(&n);
                 c.gone_names.insert(n);
             }
+            Op::Lock(_) if status == 0 => {
+                // mutual exclusion across every fault: nobody else holds it
+                let others: Vec<usize> = (0..self.clients.len())
+                    .filter(|&o| o != client as usize && self.clients[o].holds)
+                    .collect();
+                assert!(
+                    others.is_empty(),
+                    "client {client} was granted the lock that client(s) {others:?} hold (from {}, {epoch:?})",
+                    name(from)
+                );
+                self.clients[client as usize].holds = true;
+            }
+            Op::Lock(_) | Op::Unlock(_) => {}
         }
         self.clients[client as usize].current = None;
         self.next_request(client);
@@ -1577,9 +1643,15 @@ impl World {
         if self.now > self.faults_until + CONVERGE_MS / 2 {
             return; // the run is winding down
         }
-        let pick = self.rng.below(4);
+        let pick = self.rng.below(if self.with_locks { 6 } else { 4 });
         let c = &mut self.clients[client as usize];
         let op = match (pick, c.live_names.iter().next().copied()) {
+            (4 | 5, _) if c.holds => {
+                // from the moment it sends its UNLOCK it no longer counts on the lock
+                c.holds = false;
+                Op::Unlock(client)
+            }
+            (4 | 5, _) => Op::Lock(client),
             (0, _) => {
                 c.next_name += 1;
                 Op::Create(u64::from(client) * 1_000_000 + c.next_name)
@@ -1722,6 +1794,12 @@ impl World {
                 assert!(
                     !p.data.names.contains(n),
                     "client {i}: acknowledged remove of {n} lost"
+                );
+            }
+            if c.holds {
+                assert!(
+                    p.data.holds(i as u32),
+                    "client {i}: its granted lock is not in the primary's table"
                 );
             }
         }
@@ -2107,6 +2185,7 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
                 live_names: BTreeSet::new(),
                 gone_names: BTreeSet::new(),
                 longest_wait: 0,
+                holds: false,
             })
             .collect(),
         gen: BTreeMap::new(),
@@ -2120,6 +2199,7 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
         trace,
         faults_until: 1000 + faults_for,
         acked_appends: Vec::new(),
+        with_locks: seed >= LOCKS_FROM,
         drc_lost: BTreeSet::new(),
         runs: BTreeMap::new(),
         crashed_at: BTreeMap::new(),
@@ -2237,6 +2317,12 @@ fn run_seed(seed: u64, trace: bool) -> Result<Outcome, String> {
 /// secondary: nothing waiting) and restart from the seal (`Fault::Stop`).
 const CLEAN_STOPS_FROM: u64 = 1_000_000;
 
+/// Seeds from here on are the lock family (and still clean stops): clients also contend for
+/// one exclusive lock, taken and released through the mirror like the daemon's NLM calls
+/// (`ftnfsd/src/lock_table.rs`). Checked: never two clients granted it at once, across every
+/// fault; a granted lock is in the final primary's table.
+const LOCKS_FROM: u64 = 2_000_000;
+
 /// Seeds that once failed, far beyond the range CI runs (each found by `scripts/sim` at
 /// 100,000+ seeds; `Documentation/09-member-machine.md` says what each found). They run on
 /// every `cargo test`: undo one of their rules and this test names the seed.
@@ -2267,6 +2353,22 @@ fn whole_groups_with_clean_stops() {
         return; // one seed, or a range: whole_groups_under_combined_faults runs it
     }
     for seed in CLEAN_STOPS_FROM..CLEAN_STOPS_FROM + 200 {
+        if let Err(e) = run_seed(seed, false) {
+            panic!(
+                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
+            );
+        }
+    }
+}
+
+/// The lock family: 200 seeds from [`LOCKS_FROM`] on every `cargo test`;
+/// `FTNFS_SIM_BASE=2000000 scripts/sim N` runs more.
+#[test]
+fn whole_groups_with_locks() {
+    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
+        return; // one seed, or a range: whole_groups_under_combined_faults runs it
+    }
+    for seed in LOCKS_FROM..LOCKS_FROM + 200 {
         if let Err(e) = run_seed(seed, false) {
             panic!(
                 "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"

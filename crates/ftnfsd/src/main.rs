@@ -337,7 +337,12 @@ async fn main() -> anyhow::Result<()> {
         .take()
     {
         let s = server.clone();
-        tokio::spawn(nlm::callbacks(rx, Arc::new(move |p| s.release_refused(p))));
+        let vip = server.mirror.group.vip.clone();
+        tokio::spawn(nlm::callbacks(
+            rx,
+            Arc::new(move |p| s.release_refused(p)),
+            vip,
+        ));
     }
     {
         // locks of removed files do not stay until their clients restart

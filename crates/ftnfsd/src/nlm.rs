@@ -102,16 +102,21 @@ impl Nlm {
 /// portmapper, then the call over UDP, a few tries ([`CALLBACK_TRIES`], 1 s apart). A
 /// client that answers anything but granted no longer waits: `release` gives its lock back
 /// (as an UNLOCK of it, which on a mirrored export every member executes).
+///
+/// `source`: the address the calls come from when this member holds it (the group's virtual
+/// IP): the Linux client takes a GRANTED only from the address it sent its LOCK to.
 pub async fn callbacks(
     mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
     release: Arc<dyn Fn(Pending) + Send + Sync>,
+    source: Option<Arc<crate::vip::Vip>>,
 ) {
     while let Some(o) = rx.recv().await {
         let p = match o {
             Outgoing::Granted(p) => p,
             Outgoing::Result { addr, proc_, body } => {
+                let from = from_address(&source);
                 tokio::task::spawn_blocking(move || {
-                    if let Err(e) = call_client(addr, proc_, &body) {
+                    if let Err(e) = call_client(from, addr, proc_, &body) {
                         tracing::warn!(client = %addr, proc_, error = %e, "NLM _RES not delivered");
                     }
                 });
@@ -119,7 +124,8 @@ pub async fn callbacks(
             }
         };
         let release = release.clone();
-        tokio::task::spawn_blocking(move || match grant(&p) {
+        let from = from_address(&source);
+        tokio::task::spawn_blocking(move || match grant(from, &p) {
             Ok((Stat::Granted, _)) => tracing::debug!(client = %p.addr, "NLM GRANTED delivered"),
             Ok((stat, 1)) => {
                 tracing::info!(client = %p.addr, ?stat, "NLM GRANTED refused: lock released");
@@ -144,11 +150,20 @@ pub async fn callbacks(
 /// GRANTED callbacks sent before giving up.
 pub const CALLBACK_TRIES: u32 = 5;
 
+/// The address callbacks go out from: the virtual IP while this member holds it (clients
+/// locked through it), else whichever the kernel picks.
+fn from_address(vip: &Option<Arc<crate::vip::Vip>>) -> IpAddr {
+    match vip {
+        Some(v) if v.held() => IpAddr::V4(v.addr),
+        _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    }
+}
+
 /// The client's answer to GRANTED, and in which try it came.
-fn grant(p: &Pending) -> std::io::Result<(Stat, u32)> {
+fn grant(from: IpAddr, p: &Pending) -> std::io::Result<(Stat, u32)> {
     let mut args = XdrWriter::new();
     p.args.encode(&mut args);
-    let (body, tries) = call_client(p.addr, nlm::procs::GRANTED, args.as_slice())?;
+    let (body, tries) = call_client(from, p.addr, nlm::procs::GRANTED, args.as_slice())?;
     let mut r = XdrReader::new(&body);
     let _cookie = r
         .opaque(nlm::LM_MAXSTRLEN)
@@ -162,8 +177,15 @@ fn grant(p: &Pending) -> std::io::Result<(Stat, u32)> {
 
 /// Calls procedure `proc_` of the NLM of the client at `addr` (its port from its
 /// portmapper) with `args`: the reply's body, and in which try of the call it came.
-fn call_client(addr: IpAddr, proc_: u32, args: &[u8]) -> std::io::Result<(Vec<u8>, u32)> {
-    let sock = UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))?;
+fn call_client(
+    from: IpAddr,
+    addr: IpAddr,
+    proc_: u32,
+    args: &[u8],
+) -> std::io::Result<(Vec<u8>, u32)> {
+    // the virtual IP may have gone since it was chosen: then from any address
+    let sock = UdpSocket::bind((from, 0))
+        .or_else(|_| UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)))?;
     sock.set_read_timeout(Some(Duration::from_secs(1)))?;
     let port = rpc_call(&sock, addr, 111, 0x4e4c_0000, |xid, w| {
         let m = portmap::Mapping {
