@@ -115,11 +115,16 @@ impl Data {
                     2
                 }
             }
-            Op::Lock(c) => match self.locks.lock(&LOCK_FILE, &lock_owner(*c), true, 0, u64::MAX, None) {
-                LockOutcome::Granted => 0,
-                LockOutcome::Denied(_) => DENIED,
-                _ => 2,
-            },
+            Op::Lock(c) => {
+                match self
+                    .locks
+                    .lock(&LOCK_FILE, &lock_owner(*c), true, 0, u64::MAX, None)
+                {
+                    LockOutcome::Granted => 0,
+                    LockOutcome::Denied(_) => DENIED,
+                    _ => 2,
+                }
+            }
             Op::Unlock(c) => match self.locks.unlock(&LOCK_FILE, &lock_owner(*c), 0, u64::MAX) {
                 Ok(_) => 0,
                 Err(_) => 2,
@@ -199,7 +204,7 @@ enum Msg {
         epoch: Epoch,
         base: SeqNo,
         history: u64,
-        data: Data,
+        data: Box<Data>,
         drc: Drc,
     },
     Probe,
@@ -1085,7 +1090,7 @@ impl World {
                     epoch,
                     base,
                     history,
-                    data: data.clone(),
+                    data: Box::new(data.clone()),
                     drc: drc.clone(),
                 },
             );
@@ -1290,7 +1295,7 @@ impl World {
                     return;
                 }
                 m.epoch_disk = epoch;
-                m.data = data;
+                m.data = *data;
                 // the survivor's replies replace ours (the daemon's clear_export + adopt): one
                 // we had that the survivor lost with a crash is gone now too
                 // (a reply this member released stays: its update is on every later primary)

@@ -19,6 +19,8 @@ use ftnfs_wire::peer::{ip_bytes, ip_from_bytes, LockOwner, LockRecord};
 use ftnfs_wire::rpc::AcceptStat;
 use ftnfs_wire::xdr::{XdrEncode, XdrWriter};
 
+use crate::lock_log::{Entry, LockLog};
+
 /// What a blocked caller needs to be told when its lock is granted: where, and the
 /// arguments of the GRANTED callback (its own lock, as it asked).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,25 +40,57 @@ pub struct Call {
     pub res_proc: Option<u32>,
     /// Its arguments.
     pub args: Args,
+    /// Its arguments as sent (what a secondary and the lock log get).
+    pub raw: Vec<u8>,
 }
 
 impl Call {
     /// Decodes a call of procedure `proc_`. `Err`: the RPC answer instead (`Success` with no
     /// body for a `_RES` call, the result of a `_MSG` call we never make).
-    pub fn decode(proc_: u32, args: &[u8]) -> Result<Call, AcceptStat> {
+    pub fn decode(proc_: u32, args_bytes: &[u8]) -> Result<Call, AcceptStat> {
         let (proc_, res_proc) = match proc_ {
             nlm::procs::TEST_MSG..=nlm::procs::UNLOCK_MSG => (proc_ - 5, Some(proc_ + 5)),
             nlm::procs::TEST_RES..=nlm::procs::GRANTED_RES => return Err(AcceptStat::Success),
             p => (p, None),
         };
-        match Args::decode(proc_, args) {
+        match Args::decode(proc_, args_bytes) {
             Ok(Some(args)) => Ok(Call {
                 proc_,
                 res_proc,
                 args,
+                raw: args_bytes.to_vec(),
             }),
             Ok(None) => Err(AcceptStat::ProcUnavail),
             Err(_) => Err(AcceptStat::GarbageArgs),
+        }
+    }
+
+    /// An UNLOCK of `alock` (a lock given back for its client).
+    pub fn unlock(cookie: Vec<u8>, alock: nlm::Lock) -> Call {
+        let u = nlm::UnlockArgs { cookie, alock };
+        let mut raw = XdrWriter::new();
+        u.encode(&mut raw);
+        Call {
+            proc_: nlm::procs::UNLOCK,
+            res_proc: None,
+            args: Args::Unlock(u),
+            raw: raw.into_inner(),
+        }
+    }
+
+    /// A FREE_ALL of `host` (its SM_NOTIFY: it restarted).
+    pub fn free_all(host: &str) -> Call {
+        let n = nlm::Notify {
+            name: host.as_bytes().to_vec(),
+            state: 0,
+        };
+        let mut raw = XdrWriter::new();
+        n.encode(&mut raw);
+        Call {
+            proc_: nlm::procs::FREE_ALL,
+            res_proc: None,
+            args: Args::FreeAll(n),
+            raw: raw.into_inner(),
         }
     }
 
@@ -163,142 +197,121 @@ pub struct Outcome {
     pub granted: Vec<Pending>,
 }
 
-/// One export's locks, waiters and share reservations.
+/// One export's locks, waiters and share reservations, and their log.
 #[derive(Default)]
 pub struct LockTable {
-    mgr: Mutex<LockManager<FileId, Pending>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    mgr: LockManager<FileId, Pending>,
+    /// Where every change goes before it is answered (none: not kept, a test's table).
+    log: Option<LockLog>,
+}
+
+impl Inner {
+    fn log(&mut self, e: Entry) {
+        let Some(log) = &mut self.log else {
+            return;
+        };
+        let r = if log.wants_compaction() {
+            let records = records_of(&self.mgr);
+            log.rewrite(&records)
+        } else {
+            log.append(&e)
+        };
+        if let Err(err) = r {
+            // the call is done in memory; only a crash of this process would lose it now
+            tracing::error!(error = %err, "lock log: cannot write; the lock table is not kept");
+            self.log = None;
+        }
+    }
 }
 
 impl LockTable {
-    fn mgr(&self) -> MutexGuard<'_, LockManager<FileId, Pending>> {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
         // a panic while holding it is a bug; keep serving the table as it is
-        self.mgr.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Executes `call` from the client at `client`. `file` names the file of a handle, or
-    /// `None` for a stale one. Deterministic: the same calls in the same order leave the
-    /// same table and give the same results on every member.
+    /// Opens the table's log at `path` and replays it (`file` names a handle's file as
+    /// [`execute`](Self::execute) does): the table as the last run left it.
+    pub fn open_log(
+        &self,
+        path: &std::path::Path,
+        file: impl Fn(&[u8]) -> Option<FileId>,
+    ) -> std::io::Result<()> {
+        let (mut log, entries) = LockLog::open(path)?;
+        let mut g = self.inner();
+        for e in entries {
+            match e {
+                Entry::Call {
+                    proc_,
+                    client,
+                    args,
+                } => {
+                    if let Ok(call) = Call::decode(proc_, &args) {
+                        apply(&mut g.mgr, &call, client, &file);
+                    }
+                }
+                Entry::Snapshot { first, records } => {
+                    restore_into(&mut g.mgr, first, &records);
+                }
+            }
+        }
+        // start from a snapshot: the replayed calls are not needed again
+        log.rewrite(&records_of(&g.mgr))?;
+        g.log = Some(log);
+        Ok(())
+    }
+
+    /// Makes the log durable (a clean stop, before the seal).
+    pub fn sync(&self) -> std::io::Result<()> {
+        match &self.inner().log {
+            Some(l) => l.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Executes `call` from the client at `client`, logged before this returns if it
+    /// changes the table. `file` names the file of a handle, or `None` for a stale one.
+    /// Deterministic: the same calls in the same order leave the same table and give the
+    /// same results on every member.
     pub fn execute(
         &self,
         call: &Call,
         client: IpAddr,
         file: impl Fn(&[u8]) -> Option<FileId>,
     ) -> Outcome {
-        let mut granted = Vec::new();
-        let stale = || call.refused(Stat::StaleFh);
-        let body = match &call.args {
-            Args::Null => Body::Void,
-            // we are no client: nothing of ours waits
-            Args::Test(_) if call.proc_ == nlm::procs::GRANTED => call.refused(Stat::Denied),
-            Args::Test(a) => match (file(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
-                (None, _) => stale(),
-                (_, None) => call.refused(Stat::Fbig),
-                (Some(k), Some((start, end))) => {
-                    let found = self
-                        .mgr()
-                        .test(&k, &owner(&a.alock), a.exclusive, start, end);
-                    Body::Test(TestRes {
-                        cookie: a.cookie.clone(),
-                        stat: if found.is_some() {
-                            Stat::Denied
-                        } else {
-                            Stat::Granted
-                        },
-                        holder: found.as_ref().map(holder),
-                    })
-                }
-            },
-            Args::Lock(a) | Args::NmLock(a) => {
-                match (file(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
-                    (None, _) => stale(),
-                    (_, None) => call.refused(Stat::Fbig),
-                    (Some(k), Some((start, end))) => {
-                        // NM_LOCK is never monitored and never blocks
-                        let block = (a.block && call.proc_ == nlm::procs::LOCK).then(|| Pending {
-                            addr: client,
-                            args: TestArgs {
-                                cookie: a.cookie.clone(),
-                                exclusive: a.exclusive,
-                                alock: a.alock.clone(),
-                            },
-                        });
-                        let o = owner(&a.alock);
-                        call.refused(
-                            match self.mgr().lock(&k, &o, a.exclusive, start, end, block) {
-                                LockOutcome::Granted => Stat::Granted,
-                                LockOutcome::Denied(_) => Stat::Denied,
-                                LockOutcome::Blocked => Stat::Blocked,
-                                LockOutcome::NoLocks => Stat::DeniedNoLocks,
-                            },
-                        )
-                    }
-                }
-            }
-            Args::Cancel(a) => {
-                if let (Some(k), Some((start, end))) =
-                    (file(&a.alock.fh), range(a.alock.offset, a.alock.len))
-                {
-                    self.mgr()
-                        .cancel(&k, &owner(&a.alock), a.exclusive, start, end);
-                }
-                call.refused(Stat::Granted)
-            }
-            Args::Unlock(a) => match (file(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
-                (None, _) => stale(),
-                (_, None) => call.refused(Stat::Fbig),
-                (Some(k), Some((start, end))) => {
-                    match self.mgr().unlock(&k, &owner(&a.alock), start, end) {
-                        Ok(g) => {
-                            granted.extend(g.into_iter().map(|w| w.token));
-                            call.refused(Stat::Granted)
-                        }
-                        Err(_) => call.refused(Stat::DeniedNoLocks),
-                    }
-                }
-            },
-            Args::FreeAll(n) => {
-                let host = String::from_utf8_lossy(&n.name);
-                let g = self.mgr().free_host(&host);
-                granted.extend(g.into_iter().map(|(_, w)| w.token));
-                Body::Void
-            }
-            Args::Share(a) => {
-                let o = Owner {
-                    host: String::from_utf8_lossy(&a.caller_name).into_owned(),
-                    svid: 0,
-                    oh: a.oh.clone(),
-                };
-                match file(&a.fh) {
-                    None => stale(),
-                    Some(k) if call.proc_ == nlm::procs::UNSHARE => {
-                        self.mgr().unshare(&k, &o);
-                        call.refused(Stat::Granted)
-                    }
-                    Some(k) => call.refused(match self.mgr().share(&k, &o, a.access, a.mode) {
-                        Ok(()) => Stat::Granted,
-                        Err(ShareRefused::Conflict) => Stat::Denied,
-                        Err(ShareRefused::NoRoom) => Stat::DeniedNoLocks,
-                    }),
-                }
-            }
-            Args::Res(_) | Args::TestRes(_) => Body::Void,
-        };
-        Outcome { body, granted }
+        let mut g = self.inner();
+        let o = apply(&mut g.mgr, call, client, &file);
+        if call.changes() {
+            g.log(Entry::Call {
+                proc_: call.proc_,
+                client,
+                args: call.raw.clone(),
+            });
+        }
+        o
     }
 
     /// (files with locks, locks, blocked waiters).
     pub fn counts(&self) -> (usize, usize, usize) {
-        self.mgr().counts()
+        self.inner().mgr.counts()
     }
 
     /// Drops the locks, waiters and shares of files `keep` refuses (removed files). How many.
     pub fn retain(&self, keep: impl Fn(FileId) -> bool) -> usize {
-        self.mgr().retain_files(|k| keep(*k))
+        // not logged: a replay drops the calls of removed files the same way (their handles
+        // are stale then)
+        self.inner().mgr.retain_files(|k| keep(*k))
     }
 
     /// Every lock held and every blocked waiter, as JSON (`ftnfsctl locks`).
     pub fn list(&self, export: u32) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
-        let m = self.mgr();
+        let g = self.inner();
+        let m = &g.mgr;
         let one = |k: &FileId, o: &Owner, exclusive: bool, start: u64, end: u64| {
             serde_json::json!({
                 "export": export,
@@ -326,112 +339,245 @@ impl LockTable {
     /// The whole table as records (a resync's last pass sends them): held locks, then the
     /// waiters of each file in queue order, then share reservations.
     pub fn records(&self) -> Vec<LockRecord> {
-        let m = self.mgr();
-        let mut out = Vec::new();
-        for (k, l) in m.all_held() {
-            out.push(LockRecord::Held {
-                file: k.0,
-                owner: wire_owner(&l.owner),
-                exclusive: l.exclusive,
-                start: l.start,
-                end: l.end,
-            });
-        }
-        for (k, w) in m.all_waiting() {
-            let mut cb = XdrWriter::new();
-            w.token.args.encode(&mut cb);
-            out.push(LockRecord::Waiting {
-                file: k.0,
-                owner: wire_owner(&w.owner),
-                exclusive: w.exclusive,
-                start: w.start,
-                end: w.end,
-                client: ip_bytes(w.token.addr),
-                callback: cb.into_inner(),
-            });
-        }
-        for (k, s) in m.all_shares() {
-            out.push(LockRecord::Share {
-                file: k.0,
-                owner: wire_owner(&s.owner),
-                access: s.access,
-                deny: s.deny,
-            });
-        }
-        out
+        records_of(&self.inner().mgr)
     }
 
-    /// Takes in a piece of another member's table ([`records`](Self::records)); `first`
-    /// empties this one first. How many records could not go in (they conflict with what
-    /// came before, or a bound was reached: never for a table that came whole from a member
-    /// with the same bounds).
+    /// Takes in a piece of another member's table ([`records`](Self::records)), logged
+    /// (the first piece replaces the log); `first` empties this one first. How many records
+    /// could not go in (they conflict with what came before, or a bound was reached: never
+    /// for a table that came whole from a member with the same bounds).
     pub fn restore(&self, first: bool, records: &[LockRecord]) -> usize {
-        let mut m = self.mgr();
+        let mut g = self.inner();
+        let refused = restore_into(&mut g.mgr, first, records);
         if first {
-            m.clear();
-        }
-        let mut refused = 0;
-        for r in records {
-            let ok = match r {
-                LockRecord::Held {
-                    file,
-                    owner,
-                    exclusive,
-                    start,
-                    end,
-                } => m.restore_held(
-                    &FileId(*file),
-                    &Lock {
-                        owner: core_owner(owner),
-                        exclusive: *exclusive,
-                        start: *start,
-                        end: *end,
-                    },
-                ),
-                LockRecord::Waiting {
-                    file,
-                    owner,
-                    exclusive,
-                    start,
-                    end,
-                    client,
-                    callback,
-                } => {
-                    let args = Args::decode(nlm::procs::GRANTED, callback);
-                    match (ip_from_bytes(client), args) {
-                        (Some(addr), Ok(Some(Args::Test(args)))) => m.restore_waiter(
-                            &FileId(*file),
-                            Waiter {
-                                owner: core_owner(owner),
-                                exclusive: *exclusive,
-                                start: *start,
-                                end: *end,
-                                token: Pending { addr, args },
-                            },
-                        ),
-                        _ => false,
-                    }
+            if let Some(log) = &mut g.log {
+                if let Err(e) = log.rewrite(records) {
+                    tracing::error!(error = %e, "lock log: cannot write; the lock table is not kept");
+                    g.log = None;
                 }
-                LockRecord::Share {
-                    file,
-                    owner,
-                    access,
-                    deny,
-                } => m.restore_share(
-                    &FileId(*file),
-                    &Share {
-                        owner: core_owner(owner),
-                        access: *access,
-                        deny: *deny,
-                    },
-                ),
-            };
-            if !ok {
-                refused += 1;
             }
+        } else {
+            g.log(Entry::Snapshot {
+                first,
+                records: records.to_vec(),
+            });
         }
         refused
     }
+}
+
+/// What `call` does to the table `mgr` (the rules of each procedure; nothing logged).
+fn apply(
+    mgr: &mut LockManager<FileId, Pending>,
+    call: &Call,
+    client: IpAddr,
+    file: &impl Fn(&[u8]) -> Option<FileId>,
+) -> Outcome {
+    let mut granted = Vec::new();
+    let stale = || call.refused(Stat::StaleFh);
+    let body = match &call.args {
+        Args::Null => Body::Void,
+        // we are no client: nothing of ours waits
+        Args::Test(_) if call.proc_ == nlm::procs::GRANTED => call.refused(Stat::Denied),
+        Args::Test(a) => match (file(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
+            (None, _) => stale(),
+            (_, None) => call.refused(Stat::Fbig),
+            (Some(k), Some((start, end))) => {
+                let found = mgr.test(&k, &owner(&a.alock), a.exclusive, start, end);
+                Body::Test(TestRes {
+                    cookie: a.cookie.clone(),
+                    stat: if found.is_some() {
+                        Stat::Denied
+                    } else {
+                        Stat::Granted
+                    },
+                    holder: found.as_ref().map(holder),
+                })
+            }
+        },
+        Args::Lock(a) | Args::NmLock(a) => {
+            match (file(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
+                (None, _) => stale(),
+                (_, None) => call.refused(Stat::Fbig),
+                (Some(k), Some((start, end))) => {
+                    // NM_LOCK is never monitored and never blocks
+                    let block = (a.block && call.proc_ == nlm::procs::LOCK).then(|| Pending {
+                        addr: client,
+                        args: TestArgs {
+                            cookie: a.cookie.clone(),
+                            exclusive: a.exclusive,
+                            alock: a.alock.clone(),
+                        },
+                    });
+                    let o = owner(&a.alock);
+                    call.refused(match mgr.lock(&k, &o, a.exclusive, start, end, block) {
+                        LockOutcome::Granted => Stat::Granted,
+                        LockOutcome::Denied(_) => Stat::Denied,
+                        LockOutcome::Blocked => Stat::Blocked,
+                        LockOutcome::NoLocks => Stat::DeniedNoLocks,
+                    })
+                }
+            }
+        }
+        Args::Cancel(a) => {
+            if let (Some(k), Some((start, end))) =
+                (file(&a.alock.fh), range(a.alock.offset, a.alock.len))
+            {
+                mgr.cancel(&k, &owner(&a.alock), a.exclusive, start, end);
+            }
+            call.refused(Stat::Granted)
+        }
+        Args::Unlock(a) => match (file(&a.alock.fh), range(a.alock.offset, a.alock.len)) {
+            (None, _) => stale(),
+            (_, None) => call.refused(Stat::Fbig),
+            (Some(k), Some((start, end))) => match mgr.unlock(&k, &owner(&a.alock), start, end) {
+                Ok(g) => {
+                    granted.extend(g.into_iter().map(|w| w.token));
+                    call.refused(Stat::Granted)
+                }
+                Err(_) => call.refused(Stat::DeniedNoLocks),
+            },
+        },
+        Args::FreeAll(n) => {
+            let host = String::from_utf8_lossy(&n.name);
+            let g = mgr.free_host(&host);
+            granted.extend(g.into_iter().map(|(_, w)| w.token));
+            Body::Void
+        }
+        Args::Share(a) => {
+            let o = Owner {
+                host: String::from_utf8_lossy(&a.caller_name).into_owned(),
+                svid: 0,
+                oh: a.oh.clone(),
+            };
+            match file(&a.fh) {
+                None => stale(),
+                Some(k) if call.proc_ == nlm::procs::UNSHARE => {
+                    mgr.unshare(&k, &o);
+                    call.refused(Stat::Granted)
+                }
+                Some(k) => call.refused(match mgr.share(&k, &o, a.access, a.mode) {
+                    Ok(()) => Stat::Granted,
+                    Err(ShareRefused::Conflict) => Stat::Denied,
+                    Err(ShareRefused::NoRoom) => Stat::DeniedNoLocks,
+                }),
+            }
+        }
+        Args::Res(_) | Args::TestRes(_) => Body::Void,
+    };
+    Outcome { body, granted }
+}
+
+/// The whole table as records (a resync's last pass sends them): held locks, then the
+/// waiters of each file in queue order, then share reservations.
+fn records_of(m: &LockManager<FileId, Pending>) -> Vec<LockRecord> {
+    let mut out = Vec::new();
+    for (k, l) in m.all_held() {
+        out.push(LockRecord::Held {
+            file: k.0,
+            owner: wire_owner(&l.owner),
+            exclusive: l.exclusive,
+            start: l.start,
+            end: l.end,
+        });
+    }
+    for (k, w) in m.all_waiting() {
+        let mut cb = XdrWriter::new();
+        w.token.args.encode(&mut cb);
+        out.push(LockRecord::Waiting {
+            file: k.0,
+            owner: wire_owner(&w.owner),
+            exclusive: w.exclusive,
+            start: w.start,
+            end: w.end,
+            client: ip_bytes(w.token.addr),
+            callback: cb.into_inner(),
+        });
+    }
+    for (k, s) in m.all_shares() {
+        out.push(LockRecord::Share {
+            file: k.0,
+            owner: wire_owner(&s.owner),
+            access: s.access,
+            deny: s.deny,
+        });
+    }
+    out
+}
+
+/// Takes in a piece of another member's table ([`records`](Self::records)); `first`
+/// empties this one first. How many records could not go in (they conflict with what
+/// came before, or a bound was reached: never for a table that came whole from a member
+/// with the same bounds).
+fn restore_into(
+    m: &mut LockManager<FileId, Pending>,
+    first: bool,
+    records: &[LockRecord],
+) -> usize {
+    if first {
+        m.clear();
+    }
+    let mut refused = 0;
+    for r in records {
+        let ok = match r {
+            LockRecord::Held {
+                file,
+                owner,
+                exclusive,
+                start,
+                end,
+            } => m.restore_held(
+                &FileId(*file),
+                &Lock {
+                    owner: core_owner(owner),
+                    exclusive: *exclusive,
+                    start: *start,
+                    end: *end,
+                },
+            ),
+            LockRecord::Waiting {
+                file,
+                owner,
+                exclusive,
+                start,
+                end,
+                client,
+                callback,
+            } => {
+                let args = Args::decode(nlm::procs::GRANTED, callback);
+                match (ip_from_bytes(client), args) {
+                    (Some(addr), Ok(Some(Args::Test(args)))) => m.restore_waiter(
+                        &FileId(*file),
+                        Waiter {
+                            owner: core_owner(owner),
+                            exclusive: *exclusive,
+                            start: *start,
+                            end: *end,
+                            token: Pending { addr, args },
+                        },
+                    ),
+                    _ => false,
+                }
+            }
+            LockRecord::Share {
+                file,
+                owner,
+                access,
+                deny,
+            } => m.restore_share(
+                &FileId(*file),
+                &Share {
+                    owner: core_owner(owner),
+                    access: *access,
+                    deny: *deny,
+                },
+            ),
+        };
+        if !ok {
+            refused += 1;
+        }
+    }
+    refused
 }
 
 fn wire_owner(o: &Owner) -> LockOwner {
@@ -499,10 +645,21 @@ mod tests {
                 state: 1,
             }),
         };
+        let mut w = XdrWriter::new();
+        match &args {
+            Args::Unlock(u) => u.encode(&mut w),
+            Args::Lock(l) => {
+                w.opaque(&l.cookie).bool(l.block).bool(l.exclusive);
+                l.alock.encode(&mut w);
+                w.bool(l.reclaim).i32(l.state);
+            }
+            _ => unreachable!("LOCK or UNLOCK"),
+        }
         Call {
             proc_,
             res_proc: None,
             args,
+            raw: w.into_inner(),
         }
     }
 

@@ -15,6 +15,7 @@ mod errors;
 mod fs;
 mod link;
 mod local;
+mod lock_log;
 mod lock_table;
 mod mirror;
 mod nfs3_procs;

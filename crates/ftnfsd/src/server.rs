@@ -676,7 +676,7 @@ impl Server {
                 let h = FileHandle::decode(fh).ok();
                 match h.and_then(|h| Some((h, self.export(h.export)?))) {
                     None => call.refused(NlmStat::StaleFh),
-                    Some((h, ex)) => self.lock_call(ex, h.file, &call, xid, args, peer)?,
+                    Some((h, ex)) => self.lock_call(ex, h.file, &call, xid, peer)?,
                 }
             }
         };
@@ -694,7 +694,6 @@ impl Server {
         file: ftnfs_core::ids::FileId,
         call: &Call,
         xid: Xid,
-        args: &[u8],
         peer: SocketAddr,
     ) -> Option<Body> {
         let export = ex.cfg.id;
@@ -707,7 +706,7 @@ impl Server {
                     keys: vec![Key::part(file.0, LOCK_PART)],
                     barrier: false,
                 };
-                self.mirrored_lock(ps, ex, touch, call, xid, args, peer)
+                self.mirrored_lock(ps, ex, touch, call, xid, peer)
             }
             Some(Role::Primary(_)) if !self.leased(export) => {
                 Some(call.refused(NlmStat::DeniedGracePeriod))
@@ -731,7 +730,6 @@ impl Server {
         touch: Touch,
         call: &Call,
         xid: Xid,
-        args: &[u8],
         peer: SocketAddr,
     ) -> Option<Body> {
         let export = ex.cfg.id;
@@ -748,7 +746,7 @@ impl Server {
             proc_: ftnfs_wire::peer::NLM_UPDATE + call.proc_,
             new_id: None,
             time: (0, 0),
-            args: args.to_vec(),
+            args: call.raw.clone(),
         });
         let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, self.now()) {
             Ok(x) => x,
@@ -778,17 +776,7 @@ impl Server {
     /// share reservation of it goes from each export this member serves — mirrored, as an
     /// update that every member executes. How many went.
     pub fn free_host(&self, host: &str, peer: SocketAddr) -> usize {
-        let n = ftnfs_wire::nlm::Notify {
-            name: host.as_bytes().to_vec(),
-            state: 0,
-        };
-        let mut raw = XdrWriter::new();
-        n.encode(&mut raw);
-        let call = Call {
-            proc_: ftnfs_wire::nlm::procs::FREE_ALL,
-            res_proc: None,
-            args: ftnfs_wire::nlm::Args::FreeAll(n),
-        };
+        let call = Call::free_all(host);
         let total = |ex: &ExportFs| {
             let (_, held, waiting) = ex.locks.counts();
             held + waiting
@@ -803,8 +791,7 @@ impl Server {
                         keys: Vec::new(),
                         barrier: true,
                     };
-                    let _ =
-                        self.mirrored_lock(ps, ex, barrier, &call, Xid(0), raw.as_slice(), peer);
+                    let _ = self.mirrored_lock(ps, ex, barrier, &call, Xid(0), peer);
                 }
                 None => {
                     let o = ex.locks.execute(&call, peer.ip(), |fh| ex.lock_file(fh));
@@ -822,23 +809,13 @@ impl Server {
     /// A client refused the GRANTED callback of `p` (it no longer waits): its lock is
     /// released, by an UNLOCK of it executed like the client's own.
     pub fn release_refused(&self, p: Pending) {
-        let u = ftnfs_wire::nlm::UnlockArgs {
-            cookie: p.args.cookie.clone(),
-            alock: p.args.alock.clone(),
-        };
-        let mut raw = XdrWriter::new();
-        u.encode(&mut raw);
-        let call = Call {
-            proc_: ftnfs_wire::nlm::procs::UNLOCK,
-            res_proc: None,
-            args: ftnfs_wire::nlm::Args::Unlock(u),
-        };
+        let call = Call::unlock(p.args.cookie.clone(), p.args.alock.clone());
         let Ok(h) = FileHandle::decode(&p.args.alock.fh) else {
             return;
         };
         if let Some(ex) = self.export(h.export) {
             let peer = SocketAddr::new(p.addr, 0);
-            let _ = self.lock_call(ex, h.file, &call, Xid(0), raw.as_slice(), peer);
+            let _ = self.lock_call(ex, h.file, &call, Xid(0), peer);
         }
     }
 

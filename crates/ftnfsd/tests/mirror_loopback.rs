@@ -1440,9 +1440,10 @@ fn lock_table(m: &Member) -> (Vec<String>, Vec<String>) {
 /// on the secondary too; the primary is killed and the secondary that takes over still
 /// refuses the lock to another owner (no grace period, nothing reclaimed); the holder's
 /// UNLOCK there grants the waiter; the old primary comes back, gets the table in its resync,
-/// takes its role back and still refuses; a clean stop and start of the whole group keeps it.
+/// takes its role back and still refuses; a clean stop and start of the whole group keeps it,
+/// and so does a crash of both processes (each member's lock log).
 #[test]
-fn locks_survive_a_takeover_a_resync_and_a_restart_of_the_group() {
+fn locks_survive_a_takeover_a_resync_a_restart_and_a_crash_of_the_group() {
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let (pa, pb) = (free_port(), free_port());
@@ -1532,5 +1533,24 @@ fn locks_survive_a_takeover_a_resync_and_a_restart_of_the_group() {
     assert_eq!(nlm_lock(&mut ca, 9, "z", 3, &f, "lock"), DENIED);
     assert_eq!(nlm_lock(&mut ca, 10, "w", 2, &f, "unlock"), GRANTED);
     assert_eq!(nlm_lock(&mut ca, 11, "z", 3, &f, "lock"), GRANTED);
-    assert_eq!(lock_table(&b), (vec!["z/3".to_string()], vec![]));
+    let z = (vec!["z/3".to_string()], vec![]);
+    assert_eq!(lock_table(&b), z);
+
+    // both processes killed (no seal) and started again: each reads its table back from
+    // its log (the page cache kept it); the group forms with the lock still z's
+    for m in [&mut a, &mut b] {
+        let _ = m.child.kill();
+        let _ = m.child.wait();
+    }
+    a = member(t.path(), "a", "b", pa, pb, "");
+    b = member(t.path(), "b", "a", pb, pa, "");
+    assert_eq!(lock_table(&a), z, "a read its table back after a crash");
+    assert_eq!(lock_table(&b), z, "b read its table back after a crash");
+    wait_for(
+        120,
+        || "the group did not form after the crash".into(),
+        || export_4711(&a).1,
+    );
+    let mut ca = Raw::connect(a.port);
+    assert_eq!(nlm_lock(&mut ca, 12, "x", 1, &f, "lock"), DENIED);
 }

@@ -238,14 +238,31 @@ impl ExportFs {
             new_generation,
         )
         .with_context(|| format!("identity table of {}", cfg.path))?;
-        Ok(ExportFs {
+        let id = cfg.id.0;
+        let ex = ExportFs {
             cfg,
             root,
             ids,
             listings: Default::default(),
             memory_unsynced: Default::default(),
             locks: Default::default(),
-        })
+        };
+        // the lock table as the last run left it (lock_log.rs)
+        ex.locks
+            .open_log(&state_dir.join(format!("export-{id}.locklog")), |fh| {
+                ex.lock_file(fh)
+            })
+            .with_context(|| format!("lock table of {}", ex.cfg.path))?;
+        let (_, held, waiting) = ex.locks.counts();
+        if held + waiting > 0 {
+            tracing::info!(
+                export = ex.cfg.path,
+                held,
+                waiting,
+                "lock table read back from its log"
+            );
+        }
+        Ok(ex)
     }
 
     /// An update that counts as durable in the members' memory (`InMemory`) finished here:

@@ -51,7 +51,7 @@ mod status;
 mod vouching;
 
 pub use persist::read_epoch;
-use persist::{take_locks, take_seal, write_epoch, write_locks, write_seal, Seal};
+use persist::{take_seal, write_epoch, write_seal, Seal};
 pub use primary_side::PrimarySide;
 use secondary_side::SecondaryCore;
 pub use secondary_side::SecondarySide;
@@ -327,22 +327,6 @@ impl Mirror {
                 })
             };
             let seal = take_seal(state_dir, e.cfg.id)?;
-            // the lock table of the sealed instant (a clean stop): every member that resumes
-            // from its seal holds the same, so a restart of the whole group keeps the locks
-            let kept = take_locks(state_dir, e.cfg.id, seal.is_some());
-            if let Some(ex) = local.export(e.cfg.id) {
-                let refused: usize = kept.iter().map(|(f, r)| ex.locks.restore(*f, r)).sum();
-                let (_, held, waiting) = ex.locks.counts();
-                if held + waiting > 0 || refused > 0 {
-                    tracing::info!(
-                        export = e.cfg.path,
-                        held,
-                        waiting,
-                        refused,
-                        "lock table kept at the clean stop restored"
-                    );
-                }
-            }
             if let Some(s) = &seal {
                 tracing::info!(
                     export = e.cfg.path,
@@ -536,17 +520,13 @@ impl Mirror {
                 }
                 None => None,
             };
-            // the lock table first: a seal never stands without the table of its instant
+            // the lock table's log first: a seal never stands without the table of its
+            // instant (lock_log.rs)
             let at = at.filter(|_| {
-                let records = self
-                    .local
-                    .export(*id)
-                    .map(|ex| ex.locks.records())
-                    .unwrap_or_default();
-                match write_locks(&self.state_dir, *id, &records) {
+                match self.local.export(*id).map_or(Ok(()), |ex| ex.locks.sync()) {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::warn!(export = id.0, error = %e, "cannot keep the lock table; not sealed");
+                        tracing::warn!(export = id.0, error = %e, "cannot sync the lock table; not sealed");
                         false
                     }
                 }
