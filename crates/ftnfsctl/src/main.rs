@@ -389,6 +389,27 @@ fn print_human(st: &Value) {
         "drc: {} entries, {} bytes, {} replays",
         st["drc"]["entries"], st["drc"]["bytes"], st["drc"]["replays"]
     );
+    let l = &st["locks"];
+    println!(
+        "locks: {} held, {} waiting, on {} files",
+        l["held"], l["waiting"], l["files"]
+    );
+    for e in l["exports"].as_array().into_iter().flatten() {
+        println!(
+            "  export {}: {} held, {} waiting",
+            e["path"].as_str().unwrap_or("?"),
+            e["held"],
+            e["waiting"]
+        );
+    }
+    for c in l["clients"].as_array().into_iter().flatten() {
+        println!(
+            "  client {}: {} held, {} waiting",
+            c["client"].as_str().unwrap_or("?"),
+            c["held"],
+            c["waiting"]
+        );
+    }
 }
 
 fn print_resync(r: &Value) {

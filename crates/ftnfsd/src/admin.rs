@@ -60,7 +60,7 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
         .clone();
     let drc = server.local.drc.lock().unwrap_or_else(|p| p.into_inner());
     let st = drc.stats();
-    let locks = server.lock_counts();
+    let locks = server.lock_summary();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "port": port,
@@ -75,7 +75,7 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
             "rpc_errors": server.counters.rpc_errors.load(Ordering::Relaxed),
         },
         "mirror": server.mirror.status(server.now()),
-        "locks": {"files": locks.0, "held": locks.1, "waiting": locks.2},
+        "locks": locks,
         "drc": {
             "entries": drc.len(),
             "bytes": drc.bytes(),

@@ -835,11 +835,41 @@ impl Server {
         }
     }
 
-    /// (files with locks, locks, blocked waiters) over every export.
-    pub fn lock_counts(&self) -> (usize, usize, usize) {
-        self.local.exports.iter().fold((0, 0, 0), |a, ex| {
-            let c = ex.locks.counts();
-            (a.0 + c.0, a.1 + c.1, a.2 + c.2)
+    /// For status: the counts over every export (files with locks, locks, blocked
+    /// waiters), and locks and waiters per export and per client host.
+    pub fn lock_summary(&self) -> serde_json::Value {
+        let (mut files, mut held, mut waiting) = (0, 0, 0);
+        let mut by_export = Vec::new();
+        let mut by_client: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for ex in &self.local.exports {
+            let (f, h, w) = ex.locks.counts();
+            (files, held, waiting) = (files + f, held + h, waiting + w);
+            if h + w > 0 {
+                by_export.push(serde_json::json!({"export": ex.cfg.id.0, "path": ex.cfg.path, "held": h, "waiting": w}));
+            }
+            let (hl, wl) = ex.locks.list(ex.cfg.id.0);
+            for (list, i) in [(hl, 0), (wl, 1)] {
+                for l in list {
+                    let c = by_client
+                        .entry(l["client"].as_str().unwrap_or("?").to_string())
+                        .or_default();
+                    if i == 0 {
+                        c.0 += 1;
+                    } else {
+                        c.1 += 1;
+                    }
+                }
+            }
+        }
+        serde_json::json!({
+            "files": files,
+            "held": held,
+            "waiting": waiting,
+            "exports": by_export,
+            "clients": by_client
+                .iter()
+                .map(|(c, (h, w))| serde_json::json!({"client": c, "held": h, "waiting": w}))
+                .collect::<Vec<_>>(),
         })
     }
 
