@@ -335,8 +335,8 @@ fn a_blocked_lock_is_granted_by_callback_when_the_holder_unlocks() {
             .find(|x| x["client"] == c)
             .map(|x| (x["held"].as_u64(), x["waiting"].as_u64()))
     };
-    assert_eq!(per_client("a"), Some((Some(1), Some(0))), "{s}");
-    assert_eq!(per_client("b"), Some((Some(1), Some(0))), "{s}");
+    assert_eq!(per_client("b"), Some((Some(2), Some(0))), "{s}");
+    assert_eq!(per_client("a"), None, "{s}");
     assert_eq!(s["exports"][0]["held"], 2, "{s}");
     // what `ftnfsctl locks` shows
     let l = admin_call(&t.path().join("admin.sock"), "{\"cmd\":\"locks\"}")["locks"].clone();
