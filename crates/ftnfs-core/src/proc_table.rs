@@ -576,7 +576,7 @@ mod tests {
             offset: BLOCK - 1,
             count: 2,
             stable: StableHow::Unstable,
-            data: vec![0, 0],
+            data: vec![0, 0].into(),
         };
         let w = &NFS3[procs::WRITE as usize];
         assert_eq!(

@@ -184,7 +184,7 @@ fn write(c: &mut Raw, xid: u32, f: &NfsFh3, off: u64, data: &[u8], stable: Stabl
             offset: off,
             count: data.len() as u32,
             stable,
-            data: data.to_vec(),
+            data: data.to_vec().into(),
         },
     );
     let mut r = XdrReader::new(&body);

@@ -450,7 +450,7 @@ pub enum Args {
         offset: u64,
         count: u32,
         stable: StableHow,
-        data: Vec<u8>,
+        data: bytes::Bytes,
     },
     Create {
         where_: DirOpArgs3,
@@ -560,8 +560,23 @@ fn attr_or_type(ftype: FType3, r: &mut XdrReader<'_>) -> Result<MknodData3, XdrE
 }
 
 impl Args {
-    /// Decodes the arguments of procedure `proc_`; the whole buffer must be consumed.
+    /// Decodes the arguments of procedure `proc_`; the whole buffer must be consumed. A
+    /// WRITE's data is copied out of `buf`.
     pub fn decode(proc_: u32, buf: &[u8]) -> Result<Args, ArgsError> {
+        Self::decode_with(proc_, buf, bytes::Bytes::copy_from_slice)
+    }
+
+    /// [`decode`](Self::decode) of arguments held in shared bytes: a WRITE's data is a slice
+    /// of `buf`, not a copy (a 1 MiB WRITE is not copied again after the record arrived).
+    pub fn decode_shared(proc_: u32, buf: &bytes::Bytes) -> Result<Args, ArgsError> {
+        Self::decode_with(proc_, buf, |data| buf.slice_ref(data))
+    }
+
+    fn decode_with(
+        proc_: u32,
+        buf: &[u8],
+        share: impl FnOnce(&[u8]) -> bytes::Bytes,
+    ) -> Result<Args, ArgsError> {
         use procs::*;
         let r = &mut XdrReader::new(buf);
         let fh = |r: &mut XdrReader<'_>| NfsFh3::decode(r);
@@ -604,7 +619,7 @@ impl Args {
                         .into())
                     }
                 };
-                let data = r.opaque(MAX_IO)?.to_vec();
+                let data = share(r.opaque(MAX_IO)?);
                 Args::Write {
                     file,
                     offset,
@@ -950,7 +965,7 @@ mod tests {
                 offset: 3,
                 count: 3,
                 stable: StableHow::DataSync,
-                data: b"abc".to_vec(),
+                data: b"abc".to_vec().into(),
             },
             Args::Create {
                 where_: dir("c"),

@@ -5,7 +5,7 @@
 //! [`RecordDecoder`] is incremental: feed it whatever arrived, it returns complete records and
 //! keeps the rest. The total size of a record is bounded before any byte of it is buffered.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
 /// Why a byte stream cannot be decoded into records; the connection should be closed.
@@ -48,7 +48,7 @@ impl RecordDecoder {
 
     /// Takes bytes out of `src` and returns the next complete record, `Ok(None)` if more bytes
     /// are needed.
-    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Vec<u8>>, RecordError> {
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, RecordError> {
         loop {
             if src.len() < 4 {
                 return Ok(None);
@@ -75,13 +75,14 @@ impl RecordDecoder {
             src.advance(4);
             if last && self.record.is_empty() {
                 self.fragments = 0;
-                return Ok(Some(src.split_to(len).to_vec()));
+                // no copy: the record shares the receive buffer's memory
+                return Ok(Some(src.split_to(len).freeze()));
             }
             self.record.extend_from_slice(&src[..len]);
             src.advance(len);
             if last {
                 self.fragments = 0;
-                return Ok(Some(std::mem::take(&mut self.record)));
+                return Ok(Some(Bytes::from(std::mem::take(&mut self.record))));
             }
         }
     }

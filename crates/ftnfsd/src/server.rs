@@ -98,8 +98,9 @@ impl Server {
         self.local.drc()
     }
 
-    /// Handles one call record from `peer`; `None` means send nothing.
-    pub fn handle(&self, record: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+    /// Handles one call record from `peer`; `None` means send nothing. A WRITE's data stays
+    /// in the record's memory (no copy).
+    pub fn handle(&self, record: &bytes::Bytes, peer: SocketAddr) -> Option<Vec<u8>> {
         let mut r = XdrReader::new(record);
         let h = match CallHeader::decode(&mut r) {
             Ok(h) => h,
@@ -171,7 +172,7 @@ impl Server {
         }
         // the mirrored export whose update this is: its reply is tagged in the DRC
         let mut mirrored_export = None;
-        let reply = match Args::decode(h.proc_, args) {
+        let reply = match Args::decode_shared(h.proc_, &record.slice_ref(args)) {
             Ok(a) if !info.updates && !self.mirror.is_empty() && !self.answers_reads(info, &a) => {
                 // a mirror that is not in step (out, standing by, being resynced) would
                 // answer from stale or half-copied data: try later (the virtual IP leads

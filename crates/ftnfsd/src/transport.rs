@@ -174,7 +174,7 @@ impl Transport {
             let Ok(permit) = self.inflight.clone().acquire_owned().await else {
                 return;
             };
-            let rec = buf[..n].to_vec();
+            let rec = bytes::Bytes::copy_from_slice(&buf[..n]);
             let server = self.server.clone();
             let sock = sock.clone();
             tokio::spawn(async move {

@@ -208,7 +208,7 @@ fn secondary_answers_with_the_same_handles_and_the_original_reply() {
         offset: 0,
         count: 5,
         stable: nfs3::StableHow::FileSync,
-        data: b"hello".to_vec(),
+        data: b"hello".to_vec().into(),
     };
     assert_eq!(
         nfs_status(&ca.call(101, nfs3::PROGRAM, procs::WRITE, &w.to_bytes())).0,
@@ -330,7 +330,7 @@ fn high_read_gives_every_member_the_primarys_atime() {
         offset: 0,
         count: 3,
         stable: nfs3::StableHow::FileSync,
-        data: b"abc".to_vec(),
+        data: b"abc".to_vec().into(),
     };
     assert_eq!(
         nfs_status(&ca.call(2, nfs3::PROGRAM, procs::WRITE, &w.to_bytes())).0,
@@ -414,7 +414,7 @@ fn write_at(c: &mut Raw, xid: u32, f: &NfsFh3, offset: u64, data: Vec<u8>) {
             offset,
             count: data.len() as u32,
             stable: nfs3::StableHow::FileSync,
-            data,
+            data: data.into(),
         },
     );
 }
@@ -678,7 +678,7 @@ fn random_updates(c: &mut Raw, rng: &mut Rng, root: &NfsFh3, xid: &mut u32, n: u
                         offset: rng.below(4 << 20) as u64,
                         count: len as u32,
                         stable: nfs3::StableHow::Unstable,
-                        data: vec![byte; len],
+                        data: vec![byte; len].into(),
                     },
                 );
             }

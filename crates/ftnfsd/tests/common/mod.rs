@@ -113,7 +113,7 @@ impl Raw {
     pub fn recv(&mut self) -> Option<Vec<u8>> {
         loop {
             if let Some(r) = self.dec.decode(&mut self.buf).unwrap() {
-                return Some(r);
+                return Some(r.to_vec());
             }
             let mut b = [0u8; 65536];
             let n = self.s.read(&mut b).ok()?;
@@ -307,7 +307,7 @@ pub fn every_procedure(fh: &NfsFh3) -> Vec<(u32, Vec<u8>)> {
             offset: 0,
             count: 1,
             stable: StableHow::FileSync,
-            data: b"x".to_vec(),
+            data: b"x".to_vec().into(),
         },
         Args::Create {
             where_: d("c"),
