@@ -38,6 +38,10 @@ pub struct ProcInfo {
     pub new_id: bool,
     /// A READ: mirrored (as an atime update) in the acknowledged and serialized read modes.
     pub mirrored_read: bool,
+    /// Cheap, changes nothing and waits for nothing but a stat of a (most often cached)
+    /// inode: the daemon runs it on the connection's network task instead of handing it to
+    /// a blocking thread and back — two thread switches fewer on the most frequent call.
+    pub inline: bool,
     /// What follows the status in its failure reply (RFC 1813 §3.3, the `resfail` arms).
     pub fail_body: FailBody,
     /// The handle whose export the call belongs to (the one whose role decides who may
@@ -287,11 +291,20 @@ const fn read(name: &'static str, fail_body: FailBody, handle: HandleOf) -> Proc
         creates: false,
         new_id: false,
         mirrored_read: false,
+        inline: false,
         fail_body,
         handle,
         second: none,
         order: Order::Barrier,
         log: Log::Nothing,
+    }
+}
+
+/// A [`read`] cheap enough to run on the network task ([`ProcInfo::inline`]).
+const fn quick(name: &'static str, fail_body: FailBody, handle: HandleOf) -> ProcInfo {
+    ProcInfo {
+        inline: true,
+        ..read(name, fail_body, handle)
     }
 }
 
@@ -305,6 +318,7 @@ const fn names(name: &'static str, fail_body: FailBody, handle: HandleOf) -> Pro
         creates: false,
         new_id: false,
         mirrored_read: false,
+        inline: false,
         fail_body,
         handle,
         second: none,
@@ -328,8 +342,8 @@ use FailBody::{Empty, PostOp, PostOpWcc, TwoWcc, Wcc};
 /// NFSv3, indexed by procedure number. SETATTR and WRITE are idempotent in effect but their
 /// wcc replies are not, and a replayed SETATTR with a guard could fail: we cache them too.
 pub static NFS3: [ProcInfo; 22] = [
-    read("NULL", Empty, none),
-    read("GETATTR", Empty, |a| match a {
+    quick("NULL", Empty, none),
+    quick("GETATTR", Empty, |a| match a {
         Args::GetAttr(f) => Some(f),
         _ => None,
     }),
@@ -344,7 +358,7 @@ pub static NFS3: [ProcInfo; 22] = [
         Args::Lookup(d) => Some(&d.dir),
         _ => None,
     }),
-    read("ACCESS", PostOp, |a| match a {
+    quick("ACCESS", PostOp, |a| match a {
         Args::Access { obj, .. } => Some(obj),
         _ => None,
     }),
@@ -435,11 +449,11 @@ pub static NFS3: [ProcInfo; 22] = [
         Args::FsStat(f) => Some(f),
         _ => None,
     }),
-    read("FSINFO", PostOp, |a| match a {
+    quick("FSINFO", PostOp, |a| match a {
         Args::FsInfo(f) => Some(f),
         _ => None,
     }),
-    read("PATHCONF", PostOp, |a| match a {
+    quick("PATHCONF", PostOp, |a| match a {
         Args::PathConf(f) => Some(f),
         _ => None,
     }),

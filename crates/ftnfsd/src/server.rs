@@ -99,8 +99,52 @@ impl Server {
     }
 
     /// Handles one call record from `peer`; `None` means send nothing. A WRITE's data stays
-    /// in the record's memory (no copy).
+    /// in the record's memory (no copy). Runs on a blocking thread: it may wait (for the
+    /// disk, the secondaries, the read lease).
     pub fn handle(&self, record: &bytes::Bytes, peer: SocketAddr) -> Option<Vec<u8>> {
+        self.handle_with(record, peer, true)
+    }
+
+    /// [`handle`](Self::handle) on the network task, for a call the procedure table marks
+    /// `inline` (GETATTR, ACCESS…) of an export this member may answer now without waiting
+    /// (not mirrored, or its read lease holds). `Err(())`: not such a call — hand it to a
+    /// blocking thread. Inline, a lease that ran out meanwhile is not waited for: the
+    /// client is told to try again (JUKEBOX).
+    #[allow(clippy::result_unit_err)]
+    pub fn handle_inline(
+        &self,
+        record: &bytes::Bytes,
+        peer: SocketAddr,
+    ) -> Result<Option<Vec<u8>>, ()> {
+        let mut r = XdrReader::new(record);
+        let h = CallHeader::decode(&mut r).map_err(|_| ())?;
+        if h.prog != nfs3::PROGRAM || h.vers != 3 || h.rpcvers != 2 {
+            return Err(());
+        }
+        let info = proc_table::lookup(h.prog, h.proc_).ok_or(())?;
+        if !info.inline {
+            return Err(());
+        }
+        if !self.mirror.is_empty() {
+            let a = Args::decode(h.proc_, r.rest()).map_err(|_| ())?;
+            if let Some(Ok(fh)) = (info.handle)(&a).map(|fh| FileHandle::decode(&fh.0)) {
+                let free = self.mirror.role(fh.export).is_none()
+                    || (self.mirror.lease_ok(fh.export, self.now())
+                        && self.mirror.serves_reads(fh.export));
+                if !free {
+                    return Err(());
+                }
+            }
+        }
+        Ok(self.handle_with(record, peer, false))
+    }
+
+    fn handle_with(
+        &self,
+        record: &bytes::Bytes,
+        peer: SocketAddr,
+        may_wait: bool,
+    ) -> Option<Vec<u8>> {
         let mut r = XdrReader::new(record);
         let h = match CallHeader::decode(&mut r) {
             Ok(h) => h,
@@ -173,7 +217,11 @@ impl Server {
         // the mirrored export whose update this is: its reply is tagged in the DRC
         let mut mirrored_export = None;
         let reply = match Args::decode_shared(h.proc_, &record.slice_ref(args)) {
-            Ok(a) if !info.updates && !self.mirror.is_empty() && !self.answers_reads(info, &a) => {
+            Ok(a)
+                if !info.updates
+                    && !self.mirror.is_empty()
+                    && !self.answers_reads(info, &a, may_wait) =>
+            {
                 // a mirror that is not in step (out, standing by, being resynced) would
                 // answer from stale or half-copied data: try later (the virtual IP leads
                 // clients to the primary)
@@ -630,9 +678,16 @@ impl Server {
     /// Whether this member may answer a read from its own mirror now: the export is not
     /// mirrored, or this member is its primary (holding the read lease) or a secondary
     /// following one. A call with a bad handle gets that handle's own error.
-    fn answers_reads(&self, info: &ProcInfo, a: &Args) -> bool {
+    fn answers_reads(&self, info: &ProcInfo, a: &Args, may_wait: bool) -> bool {
         match (info.handle)(a).map(|fh| FileHandle::decode(&fh.0)) {
-            Some(Ok(h)) => self.leased(h.export) && self.mirror.serves_reads(h.export),
+            Some(Ok(h)) => {
+                let leased = if may_wait {
+                    self.leased(h.export)
+                } else {
+                    self.mirror.lease_ok(h.export, self.now())
+                };
+                leased && self.mirror.serves_reads(h.export)
+            }
             _ => true,
         }
     }

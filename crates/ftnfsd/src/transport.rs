@@ -141,6 +141,17 @@ impl Transport {
                 let Ok(global) = self.inflight.clone().acquire_owned().await else {
                     break 'read;
                 };
+                // a cheap call (GETATTR, ACCESS…) is answered here, on the network task
+                if let Ok(reply) = self.server.handle_inline(&rec, peer) {
+                    drop(global);
+                    if let Some(reply) = reply {
+                        if tx.send(reply).await.is_err() {
+                            break 'read;
+                        }
+                    }
+                    drop(local);
+                    continue;
+                }
                 let server = self.server.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -175,6 +186,13 @@ impl Transport {
                 return;
             };
             let rec = bytes::Bytes::copy_from_slice(&buf[..n]);
+            if let Ok(reply) = self.server.handle_inline(&rec, peer) {
+                drop(permit);
+                if let Some(reply) = reply {
+                    let _ = sock.send_to(&reply, peer).await;
+                }
+                continue;
+            }
             let server = self.server.clone();
             let sock = sock.clone();
             tokio::spawn(async move {
