@@ -58,6 +58,9 @@ const _: () = assert!(
     (MAX_SYNC_LOCKS as usize) * (2 * MAX_LOCK_FIELD as usize + MAX_LOCK_CALLBACK as usize + 96)
         < MAX_FRAME
 );
+/// Arguments at least this long are shared with the buffer they arrived in, not copied
+/// ([`PeerMsg::decode_shared`]; the daemon does the same with a client's record).
+pub const SHARE_FROM: usize = 64 * 1024;
 /// `UpdatePayload::proc_` of an NLM call (issue 14): this plus the NLM v4 procedure. The
 /// NFSv3 procedures are below it.
 pub const NLM_UPDATE: u32 = 0x1000;
@@ -332,8 +335,10 @@ pub struct UpdatePayload {
     pub new_id: Option<(u64, u32)>,
     /// Server time of the update (seconds, nanoseconds).
     pub time: (i64, u32),
-    /// The procedure's arguments, as the client sent them.
-    pub args: Vec<u8>,
+    /// The procedure's arguments, as the client sent them (shared, not copied: a 1 MiB
+    /// WRITE's data stays in the client's record on the primary and in the peer frame on a
+    /// secondary).
+    pub args: bytes::Bytes,
 }
 
 /// What a member that refuses a `Join` needs before it can be a mirror again.
@@ -980,6 +985,26 @@ impl PeerMsg {
 
     /// Decodes a frame body (without its length prefix).
     pub fn decode(body: &[u8]) -> Result<PeerMsg, PeerWireError> {
+        Self::decode_with(body, &bytes::Bytes::copy_from_slice)
+    }
+
+    /// [`decode`](Self::decode) of a frame body held in shared bytes: an update's large
+    /// arguments (a WRITE's data) are a slice of it, not a copy. Small ones are copied, so
+    /// that an update waiting in the window does not keep a whole receive buffer alive.
+    pub fn decode_shared(body: &bytes::Bytes) -> Result<PeerMsg, PeerWireError> {
+        Self::decode_with(body, &|a| {
+            if a.len() >= SHARE_FROM {
+                body.slice_ref(a)
+            } else {
+                bytes::Bytes::copy_from_slice(a)
+            }
+        })
+    }
+
+    fn decode_with(
+        body: &[u8],
+        share: &dyn Fn(&[u8]) -> bytes::Bytes,
+    ) -> Result<PeerMsg, PeerWireError> {
         let mut r = XdrReader::new(body);
         let kind = r.u32()?;
         let m = match kind {
@@ -1144,7 +1169,7 @@ impl PeerMsg {
                     None
                 };
                 let time = (r.u64()? as i64, r.u32()?);
-                let args = r.opaque(MAX_FRAME as u32)?.to_vec();
+                let args = share(r.opaque(MAX_FRAME as u32)?);
                 PeerMsg::Update {
                     export,
                     epoch,
@@ -1200,6 +1225,43 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn large_update_arguments_are_shared_small_ones_copied() {
+        let update = |n: usize| PeerMsg::Update {
+            export: 1,
+            epoch: 2,
+            seq: 3,
+            deps: vec![],
+            barrier: false,
+            payload: UpdatePayload {
+                origin: Origin {
+                    ip: vec![10, 0, 0, 1],
+                    port: 700,
+                    xid: 9,
+                    anonymous: false,
+                    uid: 0,
+                    gid: 0,
+                    gids: vec![],
+                },
+                proc_: 7,
+                new_id: None,
+                time: (1, 2),
+                args: vec![7u8; n].into(),
+            },
+        };
+        for (n, shared) in [(SHARE_FROM, true), (100, false)] {
+            let frame = update(n).to_frame();
+            let body = bytes::Bytes::copy_from_slice(&frame[4..]);
+            let PeerMsg::Update { payload, .. } = PeerMsg::decode_shared(&body).unwrap() else {
+                panic!("an update")
+            };
+            assert_eq!(payload.args.len(), n);
+            let inside = body.as_ptr_range().contains(&payload.args.as_ptr());
+            assert_eq!(inside, shared, "{n} bytes");
+            assert_eq!(PeerMsg::decode(&body).unwrap(), update(n));
+        }
+    }
 
     fn roundtrip(m: PeerMsg) {
         let f = m.to_frame();
@@ -1405,7 +1467,7 @@ mod tests {
                 proc_: 7,
                 new_id: Some((12, 5)),
                 time: (1_700_000_000, 123),
-                args: vec![1, 2, 3, 4, 5],
+                args: vec![1, 2, 3, 4, 5].into(),
             },
         });
         roundtrip(PeerMsg::Ack {

@@ -149,7 +149,7 @@ impl Local {
         let peer = SocketAddr::new(ip, p.origin.port);
         let (Some(info), Ok(a)) = (
             proc_table::NFS3.get(p.proc_ as usize),
-            Args::decode(p.proc_, &p.args),
+            Args::decode_shared(p.proc_, &p.args),
         ) else {
             tracing::error!(export = export.0, "undecodable update from the primary");
             return u32::MAX - 1;

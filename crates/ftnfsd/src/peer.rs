@@ -77,7 +77,8 @@ impl Reader {
     async fn next(&mut self) -> Result<PeerMsg, PeerError> {
         loop {
             if let Some(body) = self.dec.decode(&mut self.buf)? {
-                return Ok(PeerMsg::decode(&body)?);
+                // an update's arguments stay in the frame's memory
+                return Ok(PeerMsg::decode_shared(&body.freeze())?);
             }
             if self.rd.read_buf(&mut self.buf).await? == 0 {
                 return Err(PeerError::Closed);

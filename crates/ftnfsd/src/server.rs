@@ -216,7 +216,8 @@ impl Server {
         }
         // the mirrored export whose update this is: its reply is tagged in the DRC
         let mut mirrored_export = None;
-        let reply = match Args::decode_shared(h.proc_, &record.slice_ref(args)) {
+        let shared = record.slice_ref(args);
+        let reply = match Args::decode_shared(h.proc_, &shared) {
             Ok(a)
                 if !info.updates
                     && !self.mirror.is_empty()
@@ -257,7 +258,7 @@ impl Server {
                             gid: cred.gid,
                             gids: cred.groups.clone(),
                         };
-                        match self.mirrored(ps, fh, &a, origin, h.proc_, args, info) {
+                        match self.mirrored(ps, fh, &a, origin, h.proc_, &shared, info) {
                             Some(d) => {
                                 let in_memory = d.0.in_memory;
                                 let r =
@@ -343,7 +344,7 @@ impl Server {
         a: &Args,
         origin: Origin,
         proc_: u32,
-        args: &[u8],
+        args: &bytes::Bytes,
         info: &ProcInfo,
     ) -> Option<(Dictation, SeqNo, std::sync::mpsc::Receiver<Signal>)> {
         let ex = self.export(fh.export)?;
@@ -357,7 +358,13 @@ impl Server {
             proc_,
             new_id: new_id.map(|(f, g)| (f.0, g.0)),
             time,
-            args: args.to_vec(),
+            // a WRITE's data stays in the client's record; small arguments are copied, so
+            // that an update in the window does not keep a whole receive buffer alive
+            args: if args.len() >= ftnfs_wire::peer::SHARE_FROM {
+                args.clone()
+            } else {
+                bytes::Bytes::copy_from_slice(args)
+            },
         });
         let touch = info.touch(a, new_id.map(|(f, _)| f.0));
         let submitted = match info.order {
@@ -802,7 +809,7 @@ impl Server {
             proc_: ftnfs_wire::peer::NLM_UPDATE + call.proc_,
             new_id: None,
             time: (0, 0),
-            args: call.raw.clone(),
+            args: call.raw.clone().into(),
         });
         let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, self.now()) {
             Ok(x) => x,
