@@ -198,6 +198,12 @@ impl Server {
         };
         let anonymous = h.cred.flavor == flavor::NONE;
 
+        // calls that name no export (MOUNT, NULL) are the virtual IP's export's: a primary
+        // whose lease ran out (it was frozen; another may serve now) answers none of them
+        let unnamed = h.prog == mount::PROGRAM || (h.prog == nfs3::PROGRAM && h.proc_ == 0);
+        if unnamed && !self.address_leased(may_wait) {
+            return None;
+        }
         if h.prog == mount::PROGRAM {
             self.counters.mount[h.proc_ as usize].fetch_add(1, Ordering::Relaxed);
             return Some(self.mount(h.xid, h.vers, h.proc_, args, peer));
@@ -685,6 +691,27 @@ impl Server {
     /// Whether this member may answer a read from its own mirror now: the export is not
     /// mirrored, or this member is its primary (holding the read lease) or a secondary
     /// following one. A call with a bad handle gets that handle's own error.
+    /// Whether this member may answer a call that names no export (NULL, MOUNT): not if it
+    /// is the virtual IP's export's primary and its read lease ran out (it was frozen;
+    /// another may serve now) — waited for as [`leased`](Self::leased) does if `may_wait`,
+    /// and refused if it was deposed meanwhile. Any other member answers them (a standby
+    /// with JUKEBOX for what follows).
+    fn address_leased(&self, may_wait: bool) -> bool {
+        let Some(e) = self.mirror.vip_export() else {
+            return true;
+        };
+        let primary = || matches!(self.mirror.role(e).as_deref(), Some(Role::Primary(_)));
+        if !primary() {
+            return true;
+        }
+        let leased = if may_wait {
+            self.leased(e)
+        } else {
+            self.mirror.lease_ok(e, self.now())
+        };
+        leased && primary()
+    }
+
     fn answers_reads(&self, info: &ProcInfo, a: &Args, may_wait: bool) -> bool {
         match (info.handle)(a).map(|fh| FileHandle::decode(&fh.0)) {
             Some(Ok(h)) => {
