@@ -233,6 +233,18 @@ impl Server {
                 // answer from stale or half-copied data: try later (the virtual IP leads
                 // clients to the primary)
                 self.drc().abandon(&key);
+                // ...but a read that reached the primary while it hands its role over gets
+                // no answer, as an update does: the client resends on its new connection
+                // to the new primary, at once (a JUKEBOX would make the Linux client wait
+                // 5 s: tests/chaos.sh seed 6 saw a 5.2 s stall at a planned switch). On the
+                // network task nothing waits (`handle_inline` checked just before that the
+                // export is served: only a change in between gets here).
+                let export = (info.handle)(&a)
+                    .and_then(|fh| FileHandle::decode(&fh.0).ok())
+                    .map(|fh| fh.export);
+                if may_wait && export.is_some_and(|e| self.mirror.hold_for_switch(e)) {
+                    return None;
+                }
                 return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
             }
             Ok(a) => {
