@@ -14,9 +14,13 @@ fuzz_target!(|data: &[u8]| {
             match d.decode(&mut buf) {
                 Ok(Some(body)) => {
                     assert!(body.len() <= MAX_FRAME);
+                    let shared = PeerMsg::decode_shared(&body.clone().freeze());
                     if let Ok(m) = PeerMsg::decode(&body) {
                         let f = m.to_frame();
                         assert_eq!(PeerMsg::decode(&f[4..]).unwrap(), m);
+                        assert_eq!(shared.unwrap(), m, "decode_shared decodes as decode does");
+                    } else {
+                        assert!(shared.is_err());
                     }
                 }
                 Ok(None) => break,
