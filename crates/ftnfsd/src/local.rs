@@ -34,6 +34,9 @@ pub struct Local {
     /// The cached replies of procedures that must run once, kept across a restart.
     replies: Option<ReplyLog>,
     started: Instant,
+    /// What the service above does when this member takes an export over (it tells lock
+    /// waiters granted lately again: `Server::tell_recent_grants`). Set once at start.
+    takeover_hook: std::sync::OnceLock<Box<dyn Fn(ExportId) + Send + Sync>>,
 }
 
 impl Local {
@@ -72,7 +75,21 @@ impl Local {
             write_verf,
             replies,
             started: Instant::now(),
+            takeover_hook: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets what happens when this member takes an export over (once; later calls are
+    /// ignored).
+    pub fn on_takeover(&self, hook: Box<dyn Fn(ExportId) + Send + Sync>) {
+        let _ = self.takeover_hook.set(hook);
+    }
+
+    /// This member just became `export`'s primary.
+    pub fn took_over(&self, export: ExportId) {
+        if let Some(h) = self.takeover_hook.get() {
+            h(export);
+        }
     }
 
     /// Logs a cached reply of a procedure that must run once (`ProcInfo::once`), so that it

@@ -208,7 +208,17 @@ struct Inner {
     mgr: LockManager<FileId, Pending>,
     /// Where every change goes before it is answered (none: not kept, a test's table).
     log: Option<LockLog>,
+    /// Waiters granted lately, with when (every member: they execute the same calls). A
+    /// member that takes over tells them again ([`LockTable::recent_grants`]): the old
+    /// primary may have died before its GRANTED went out.
+    recent: std::collections::VecDeque<(std::time::Instant, FileId, Pending)>,
 }
+
+/// How long a granted waiter counts as maybe not told: the Linux client asks again itself
+/// every 30 s.
+pub const RECENT_GRANTS: std::time::Duration = std::time::Duration::from_secs(35);
+/// Most granted waiters remembered.
+pub const MAX_RECENT_GRANTS: usize = 1024;
 
 impl Inner {
     fn log(&mut self, e: Entry) {
@@ -286,6 +296,21 @@ impl LockTable {
     ) -> Outcome {
         let mut g = self.inner();
         let o = apply(&mut g.mgr, call, client, &file);
+        if !o.granted.is_empty() {
+            let now = std::time::Instant::now();
+            for p in &o.granted {
+                if let Some(k) = file(&p.args.alock.fh) {
+                    g.recent.push_back((now, k, p.clone()));
+                }
+            }
+            while g.recent.len() > MAX_RECENT_GRANTS
+                || g.recent
+                    .front()
+                    .is_some_and(|(t, ..)| t.elapsed() > RECENT_GRANTS)
+            {
+                g.recent.pop_front();
+            }
+        }
         if call.changes() {
             g.log(Entry::Call {
                 proc_: call.proc_,
@@ -294,6 +319,20 @@ impl LockTable {
             });
         }
         o
+    }
+
+    /// The waiters granted within [`RECENT_GRANTS`] whose owner still holds a lock of that
+    /// file: a member that just took over tells them again (the old primary may not have).
+    pub fn recent_grants(&self) -> Vec<Pending> {
+        let g = self.inner();
+        g.recent
+            .iter()
+            .filter(|(t, k, p)| {
+                let o = owner(&p.args.alock);
+                t.elapsed() <= RECENT_GRANTS && g.mgr.held(k).iter().any(|l| l.owner == o)
+            })
+            .map(|(_, _, p)| p.clone())
+            .collect()
     }
 
     /// (files with locks, locks, blocked waiters).

@@ -331,6 +331,15 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");
     }
     let server = Arc::new(server::Server::new(local, mirror));
+    {
+        // a member that takes an export over tells lately granted lock waiters again
+        let weak = Arc::downgrade(&server);
+        server.local.on_takeover(Box::new(move |e| {
+            if let Some(s) = weak.upgrade() {
+                s.tell_recent_grants(e);
+            }
+        }));
+    }
     if let Some(rx) = server
         .nlm_grants
         .lock()

@@ -27,8 +27,15 @@ pub const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// A call this service makes to a client's lock manager.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// GRANTED: a blocked lock is the client's now.
-    Granted(Pending),
+    /// GRANTED: a blocked lock is the client's now. `again`: told before, perhaps, by a
+    /// primary that died (a member that took over tells its recent grants again); a
+    /// refusal then never releases the lock.
+    Granted {
+        /// The waiter.
+        waiter: Pending,
+        /// A repeat.
+        again: bool,
+    },
     /// The result of a `_MSG` call, as its `_RES` call (`body`: the result's XDR).
     Result {
         /// The client host.
@@ -88,8 +95,22 @@ impl Nlm {
     /// Queues the GRANTED callbacks of `granted` (dropped past [`MAX_CALLBACKS`]: the
     /// client's own retransmitted LOCK then finds the lock held by it and is granted).
     pub fn tell(&self, granted: Vec<Pending>) {
-        for p in granted {
-            if self.grants.try_send(Outgoing::Granted(p)).is_err() {
+        self.send_grants(granted, false)
+    }
+
+    /// Tells these waiters again that they hold their lock (this member took the export
+    /// over; the old primary may have died before telling them).
+    pub fn tell_again(&self, granted: Vec<Pending>) {
+        self.send_grants(granted, true)
+    }
+
+    fn send_grants(&self, granted: Vec<Pending>, again: bool) {
+        for waiter in granted {
+            if self
+                .grants
+                .try_send(Outgoing::Granted { waiter, again })
+                .is_err()
+            {
                 tracing::warn!(
                     "NLM callback queue full: a granted client learns it at its next LOCK"
                 );
@@ -111,8 +132,8 @@ pub async fn callbacks(
     source: Option<Arc<crate::vip::Vip>>,
 ) {
     while let Some(o) = rx.recv().await {
-        let p = match o {
-            Outgoing::Granted(p) => p,
+        let (p, again) = match o {
+            Outgoing::Granted { waiter, again } => (waiter, again),
             Outgoing::Result { addr, proc_, body } => {
                 let from = from_address(&source);
                 tokio::task::spawn_blocking(move || {
@@ -127,13 +148,14 @@ pub async fn callbacks(
         let from = from_address(&source);
         tokio::task::spawn_blocking(move || match grant(from, &p) {
             Ok((Stat::Granted, _)) => tracing::debug!(client = %p.addr, "NLM GRANTED delivered"),
-            Ok((stat, 1)) => {
+            Ok((stat, 1)) if !again => {
                 tracing::info!(client = %p.addr, ?stat, "NLM GRANTED refused: lock released");
                 release(p);
             }
-            // a resent GRANTED refused: the client may have taken the first one (its answer
-            // lost) and no longer waits *because* it holds the lock — never release that; a
-            // client that gave up unlocks or cancels itself
+            // a resent GRANTED refused (or one told again after a takeover): the client may
+            // have taken the first one (its answer lost) and no longer waits *because* it
+            // holds the lock — never release that; a client that gave up unlocks or cancels
+            // itself
             Ok((stat, tries)) => tracing::info!(
                 client = %p.addr,
                 ?stat,

@@ -921,6 +921,36 @@ impl Server {
         }
     }
 
+    /// This member took `export` over: the lock waiters granted lately (on the old primary,
+    /// whose GRANTED may never have gone out) are told again, once this member holds the
+    /// virtual IP (clients take a GRANTED only from the address they locked through; up to
+    /// 2 s). A client that had been told answers "denied": that releases nothing.
+    pub fn tell_recent_grants(&self, export: ExportId) {
+        let Some(ex) = self.export(export) else {
+            return;
+        };
+        let again = ex.locks.recent_grants();
+        if again.is_empty() {
+            return;
+        }
+        tracing::info!(
+            export = export.0,
+            waiters = again.len(),
+            "took over: lock waiters granted lately are told again"
+        );
+        let nlm = self.nlm.clone();
+        let vip = self.mirror.group.vip.clone();
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                if vip.as_ref().is_none_or(|v| v.held()) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            nlm.tell_again(again);
+        });
+    }
+
     /// Drops the locks of removed files (every `nlm::PURGE_EVERY`, and before a listing):
     /// each member by its own identity table, which holds the same files once the removal
     /// is applied; no lock call succeeds on a removed file meanwhile.

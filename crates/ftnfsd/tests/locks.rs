@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use ftnfs_wire::nfs3::{CreateHow3, NfsFh3, Sattr3};
 use ftnfs_wire::nlm::{self, Args, Lock, Stat, TestArgs};
-use ftnfs_wire::rpc::{CallHeader, ReplyHeader, Xid};
+use ftnfs_wire::rpc::ReplyHeader;
 use ftnfs_wire::{XdrEncode, XdrReader, XdrWriter};
 
 struct Daemon(Child);
@@ -163,69 +163,6 @@ fn unlock_args(l: Lock) -> Vec<u8> {
 
 fn locks_status(dir: &Path) -> serde_json::Value {
     admin_call(&dir.join("admin.sock"), "{\"cmd\":\"status\"}")["status"]["locks"].clone()
-}
-
-/// A client host's portmapper and lock manager, on UDP at `addr`: the portmapper names the
-/// lockd's port, the lockd answers GRANTED with `answer` (and any `_RES` call with a void
-/// reply) and hands each call's procedure and arguments to the test.
-fn client_host(addr: Ipv4Addr, answer: Stat) -> std::sync::mpsc::Receiver<(u32, Vec<u8>)> {
-    client_host_dropping(addr, answer, 0)
-}
-
-/// [`client_host`] whose lock manager answers nothing to the first `drop` calls (their
-/// replies lost).
-fn client_host_dropping(
-    addr: Ipv4Addr,
-    answer: Stat,
-    mut drop: u32,
-) -> std::sync::mpsc::Receiver<(u32, Vec<u8>)> {
-    let pm = UdpSocket::bind((addr, 111)).expect("a portmapper port on 127.0.0.7 (root)");
-    let lockd = UdpSocket::bind((addr, 0)).unwrap();
-    let lport = lockd.local_addr().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reply = |sock: &UdpSocket, to, xid: Xid, body: &[u8]| {
-        let mut w = XdrWriter::new();
-        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success).encode(xid, &mut w);
-        w.fixed(body);
-        sock.send_to(w.as_slice(), to).unwrap();
-    };
-    std::thread::spawn(move || {
-        let mut b = [0u8; 2048];
-        while let Ok((n, from)) = pm.recv_from(&mut b) {
-            let mut r = XdrReader::new(&b[..n]);
-            let Ok(h) = CallHeader::decode(&mut r) else {
-                continue;
-            };
-            assert_eq!((h.prog, h.proc_), (100000, 3), "a portmapper GETPORT");
-            let (prog, vers) = (r.u32().unwrap(), r.u32().unwrap());
-            assert_eq!((prog, vers), (nlm::PROGRAM, nlm::VERSION));
-            reply(&pm, from, h.xid, &(lport as u32).to_be_bytes());
-        }
-    });
-    std::thread::spawn(move || {
-        let mut b = [0u8; 4096];
-        while let Ok((n, from)) = lockd.recv_from(&mut b) {
-            let mut r = XdrReader::new(&b[..n]);
-            let Ok(h) = CallHeader::decode(&mut r) else {
-                continue;
-            };
-            assert_eq!((h.prog, h.vers), (nlm::PROGRAM, 4));
-            if drop > 0 {
-                drop -= 1;
-                continue;
-            }
-            let mut w = XdrWriter::new();
-            if h.proc_ == nlm::procs::GRANTED {
-                let Ok(Some(Args::Test(a))) = Args::decode(h.proc_, r.rest()) else {
-                    panic!("GRANTED arguments")
-                };
-                w.opaque(&a.cookie).u32(answer as u32);
-            }
-            reply(&lockd, from, h.xid, w.as_slice());
-            let _ = tx.send((h.proc_, r.rest().to_vec()));
-        }
-    });
-    rx
 }
 
 #[test]

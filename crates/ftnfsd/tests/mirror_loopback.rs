@@ -1554,3 +1554,62 @@ fn locks_survive_a_takeover_a_resync_a_restart_and_a_crash_of_the_group() {
     let mut ca = Raw::connect(a.port);
     assert_eq!(nlm_lock(&mut ca, 12, "x", 1, &f, "lock"), DENIED);
 }
+
+/// Issue 14: a waiter granted just before the primary died may never have been told. Here
+/// the old primary's GRANTED cannot be delivered (nothing answers at the waiter's host yet);
+/// then the waiter's lock manager comes up and the primary is killed: the member that takes
+/// over tells the waiter again, at once, not after the client's own 30 s retry.
+#[test]
+fn a_member_that_takes_over_tells_lately_granted_waiters_again() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let a = member(t.path(), "a", "b", pa, pb, "");
+    let b = member(t.path(), "b", "a", pb, pa, "");
+    wait_for(
+        120,
+        || "the group did not form".into(),
+        || export_4711(&a).1,
+    );
+    let mut c = Raw::connect(a.port);
+    let root = mount_root(&mut c, &a.export());
+    let (st, body) = create(
+        &mut c,
+        2,
+        &root,
+        "f",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    let w_host = std::net::Ipv4Addr::new(127, 0, 0, 11);
+    assert_eq!(nlm_lock(&mut c, 3, "x", 1, &f, "lock"), 0);
+    let mut cw = connect_from(w_host, a.port);
+    assert_eq!(nlm_lock(&mut cw, 4, "w", 2, &f, "block"), 3, "blocked");
+    // the holder lets go: w holds it now, but a's callback finds nobody at w's host
+    assert_eq!(nlm_lock(&mut c, 5, "x", 1, &f, "unlock"), 0);
+    let held_by_w = (vec!["w/2".to_string()], vec![]);
+    wait_for(
+        60,
+        || "b never applied the unlock".into(),
+        || lock_table(&b) == held_by_w,
+    );
+    let told = client_host(w_host, ftnfs_wire::nlm::Stat::Granted);
+    let mut a = a;
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    wait_for(
+        120,
+        || "b never took over".into(),
+        || export_4711(&b).0 == "primary",
+    );
+    let (p, args) = told
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the new primary's GRANTED");
+    assert_eq!(p, ftnfs_wire::nlm::procs::GRANTED);
+    let Ok(Some(ftnfs_wire::nlm::Args::Test(g))) = ftnfs_wire::nlm::Args::decode(p, &args) else {
+        panic!("GRANTED arguments")
+    };
+    assert_eq!(g.alock.caller_name, b"w");
+    assert_eq!(lock_table(&b), held_by_w);
+}

@@ -472,8 +472,12 @@ impl Mirror {
     }
 
     fn set_role(&self, export: ExportId, role: Role) {
+        let primary = matches!(role, Role::Primary(_));
         if let Some(cell) = self.roles.get(&export) {
             *cell.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(role);
+            if primary {
+                self.local.took_over(export);
+            }
         }
     }
 

@@ -413,3 +413,75 @@ pub fn check_fail_body(proc_: u32, body: &[u8]) -> Result<(), String> {
     }
     r.finish().map_err(|e| format!("{e:?}"))
 }
+
+/// A client host's portmapper and lock manager, on UDP at `addr`: the portmapper names the
+/// lockd's port, the lockd answers GRANTED with `answer` (and any `_RES` call with a void
+/// reply) and hands each call's procedure and arguments to the test.
+pub fn client_host(
+    addr: std::net::Ipv4Addr,
+    answer: ftnfs_wire::nlm::Stat,
+) -> std::sync::mpsc::Receiver<(u32, Vec<u8>)> {
+    client_host_dropping(addr, answer, 0)
+}
+
+/// [`client_host`] whose lock manager answers nothing to the first `drop` calls (their
+/// replies lost).
+pub fn client_host_dropping(
+    addr: std::net::Ipv4Addr,
+    answer: ftnfs_wire::nlm::Stat,
+    mut drop: u32,
+) -> std::sync::mpsc::Receiver<(u32, Vec<u8>)> {
+    let pm = std::net::UdpSocket::bind((addr, 111))
+        .unwrap_or_else(|e| panic!("a portmapper port on {addr} (root): {e}"));
+    let lockd = std::net::UdpSocket::bind((addr, 0)).unwrap();
+    let lport = lockd.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reply = |sock: &std::net::UdpSocket, to, xid: Xid, body: &[u8]| {
+        let mut w = XdrWriter::new();
+        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success).encode(xid, &mut w);
+        w.fixed(body);
+        sock.send_to(w.as_slice(), to).unwrap();
+    };
+    std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok((n, from)) = pm.recv_from(&mut b) {
+            let mut r = XdrReader::new(&b[..n]);
+            let Ok(h) = CallHeader::decode(&mut r) else {
+                continue;
+            };
+            assert_eq!((h.prog, h.proc_), (100000, 3), "a portmapper GETPORT");
+            let (prog, vers) = (r.u32().unwrap(), r.u32().unwrap());
+            assert_eq!(
+                (prog, vers),
+                (ftnfs_wire::nlm::PROGRAM, ftnfs_wire::nlm::VERSION)
+            );
+            reply(&pm, from, h.xid, &(lport as u32).to_be_bytes());
+        }
+    });
+    std::thread::spawn(move || {
+        let mut b = [0u8; 4096];
+        while let Ok((n, from)) = lockd.recv_from(&mut b) {
+            let mut r = XdrReader::new(&b[..n]);
+            let Ok(h) = CallHeader::decode(&mut r) else {
+                continue;
+            };
+            assert_eq!((h.prog, h.vers), (ftnfs_wire::nlm::PROGRAM, 4));
+            if drop > 0 {
+                drop -= 1;
+                continue;
+            }
+            let mut w = XdrWriter::new();
+            if h.proc_ == ftnfs_wire::nlm::procs::GRANTED {
+                let Ok(Some(ftnfs_wire::nlm::Args::Test(a))) =
+                    ftnfs_wire::nlm::Args::decode(h.proc_, r.rest())
+                else {
+                    panic!("GRANTED arguments")
+                };
+                w.opaque(&a.cookie).u32(answer as u32);
+            }
+            reply(&lockd, from, h.xid, w.as_slice());
+            let _ = tx.send((h.proc_, r.rest().to_vec()));
+        }
+    });
+    rx
+}
