@@ -1,8 +1,11 @@
-//! The lock manager of one member (issue 14): the byte-range locks of every file
+//! The lock manager of one export (issue 14): the byte-range locks of every file
 //! ([`crate::locks::FileLocks`]) and the clients waiting for one (an NLM LOCK with `block`
-//! set that met a conflict). Pure: the daemon's NLM service (`ftnfsd/src/nlm.rs`) decodes
-//! the calls, asks here, and carries out what comes back — a blocked waiter granted later
-//! is returned to it, and it sends the client the NLM GRANTED callback.
+//! set that met a conflict). Pure and deterministic: every member of a mirrored export
+//! executes the same calls in the same order on its own manager (the daemon's
+//! `ftnfsd/src/lock_table.rs`) and holds the same table; a blocked waiter granted later is
+//! returned, and the primary alone sends the client the NLM GRANTED callback. A table is
+//! copied entry by entry ([`LockManager::all_held`], [`LockManager::restore_held`] …) in a
+//! resync.
 //!
 //! Rules (X/Open XNFS, NLM v4):
 //! - TEST never changes anything; LOCK either grants, denies (no `block`), or queues the
