@@ -231,21 +231,15 @@ impl Server {
             {
                 // a mirror that is not in step (out, standing by, being resynced) would
                 // answer from stale or half-copied data: try later (the virtual IP leads
-                // clients to the primary)
-                self.drc().abandon(&key);
-                // ...but a read that reached the primary while it hands its role over gets
-                // no answer, as an update does: the client resends on its new connection
-                // to the new primary, at once (a JUKEBOX would make the Linux client wait
-                // 5 s: tests/chaos.sh seed 6 saw a 5.2 s stall at a planned switch). On the
-                // network task nothing waits (`handle_inline` checked just before that the
-                // export is served: only a change in between gets here).
+                // clients to the primary) — or, at a hand-over, not at all, as an update
+                // (tests/chaos.sh seed 6 saw a read's JUKEBOX stall the Linux client 5.2 s
+                // at a planned switch). On the network task nothing waits (`handle_inline`
+                // checked just before that the export is served: only a change in between
+                // gets here).
                 let export = (info.handle)(&a)
                     .and_then(|fh| FileHandle::decode(&fh.0).ok())
                     .map(|fh| fh.export);
-                if may_wait && export.is_some_and(|e| self.mirror.hold_for_switch(e)) {
-                    return None;
-                }
-                return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
+                return self.try_later(&key, h.xid, h.proc_, export.filter(|_| may_wait));
             }
             Ok(a) => {
                 let is_read = info.mirrored_read;
@@ -308,11 +302,7 @@ impl Server {
                                 // could not be numbered: handing the role over (no reply; the
                                 // client resends to the new primary), or too many in flight
                                 // (the client retries later)
-                                self.drc().abandon(&key);
-                                if self.mirror.hold_for_switch(fh.export) {
-                                    return None;
-                                }
-                                return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
+                                return self.try_later(&key, h.xid, h.proc_, Some(fh.export));
                             }
                         }
                     }
@@ -320,11 +310,7 @@ impl Server {
                         // Clients update through the primary; one that reached a secondary
                         // (or a member standing by) directly is told to try again later,
                         // unless the role is being handed over from here right now.
-                        self.drc().abandon(&key);
-                        if self.mirror.hold_for_switch(fh.export) {
-                            return None;
-                        }
-                        return Some(self.nfs_error(h.xid, h.proc_, NfsStat3::Jukebox));
+                        return self.try_later(&key, h.xid, h.proc_, Some(fh.export));
                     }
                     None => self.local.execute(h.xid, a, peer, cred, anonymous, None),
                 }
@@ -492,6 +478,24 @@ impl Server {
                 false
             }
         }
+    }
+
+    /// A call this member does not answer now: forgotten by the DRC, then no reply if
+    /// `export`'s primary role is being handed over from here (held up to 3 s by
+    /// [`Mirror::hold_for_switch`]: the client's connection closes and it resends to the new
+    /// primary), else JUKEBOX (try later). `None` for `export`: no hold.
+    fn try_later(
+        &self,
+        key: &DrcKey,
+        xid: Xid,
+        proc_: u32,
+        export: Option<ExportId>,
+    ) -> Option<Vec<u8>> {
+        self.drc().abandon(key);
+        if export.is_some_and(|e| self.mirror.hold_for_switch(e)) {
+            return None;
+        }
+        Some(self.nfs_error(xid, proc_, NfsStat3::Jukebox))
     }
 
     /// A reply with an NFS error status and the procedure's failure body with every
