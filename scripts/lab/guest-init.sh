@@ -22,6 +22,25 @@ ack_record() {
   dd if=/tmp/rec of=/mnt/ack bs=64 seek=$1 count=1 conv=notrunc,fsync 2>/dev/null || result "FAIL ack write $1"
   echo "FTNFS-ACK $1 $(md5sum < /tmp/rec | cut -d' ' -f1)"
 }
+# Locks (tests/locks.sh): a process holds an exclusive flock of ./lk (on NFS a whole-file
+# POSIX lock, so NLM) while it runs $1, with "held", then "released" in ./state; returns
+# once it holds. HOLDER is its pid.
+hold_lock() {
+  : > lk || result "FAIL create"
+  flock -x lk -c "echo held > state; $1; echo released > state" & HOLDER=$!
+  i=0; while [ "$(cat state 2>/dev/null)" != held ]; do i=$((i+1)); [ $i -gt 200 ] && result "FAIL holder"; sleep 0.1; done
+}
+# A blocking exclusive flock of ./lk: granted only once the holder let go, by the server's
+# GRANTED callback (the client would otherwise ask again only after 30 s).
+granted_after_release() {
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  flock -x lk -c 'cat state > seen' || result "FAIL blocking lock"
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  [ "$(cat seen)" = released ] || result "FAIL granted while still held ($(cat seen))"
+  echo "FTNFS-LOCK granted after release, waited $t0 -> $t1 s"
+  [ "$(awk "BEGIN { print ($t1 - $t0 < 20) }")" = 1 ] || result "FAIL granted only by the client's own retry after 30 s"
+  wait $HOLDER
+}
 # No terminal for the workloads: busybox mv would ask "overwrite?" on the console when a
 # concurrent client removes its target between two checks, and wait forever.
 exec </dev/null
@@ -52,30 +71,18 @@ seqio)
   [ "$a" = "$b" ] || result "FAIL checksum"
   ;;
 locks)
-  # two processes contend for one file: flock(2) on NFS is a whole-file POSIX lock, so NLM
-  : > lk || result "FAIL create"
-  flock -x lk -c 'echo held > state; sleep 4; echo released > state' & HOLDER=$!
-  i=0; while [ "$(cat state 2>/dev/null)" != held ]; do i=$((i+1)); [ $i -gt 200 ] && result "FAIL holder"; sleep 0.1; done
+  # two processes contend for one file
+  hold_lock 'sleep 4'
   flock -x -n lk -c true 2>/dev/null && result "FAIL a second exclusive lock was granted"
   flock -s -n lk -c true 2>/dev/null && result "FAIL a shared lock was granted beside an exclusive one"
   echo "FTNFS-LOCK denied while held"
-  # blocks until the holder lets go: granted by the server's GRANTED callback (the client
-  # would otherwise ask again only after 30 s)
-  t0=$(cut -d' ' -f1 /proc/uptime)
-  flock -x lk -c 'cat state > seen' || result "FAIL blocking lock"
-  t1=$(cut -d' ' -f1 /proc/uptime)
-  [ "$(cat seen)" = released ] || result "FAIL granted while still held ($(cat seen))"
-  echo "FTNFS-LOCK granted after release, waited $t0 -> $t1 s"
-  [ "$(awk "BEGIN { print ($t1 - $t0 < 20) }")" = 1 ] || result "FAIL granted only by the client's own retry after 30 s"
-  wait $HOLDER
+  granted_after_release
   # shared locks share
   flock -s lk -c 'flock -s -n lk -c true' || result "FAIL two shared locks"
   ;;
 locks-failover)
   # a lock held across a kill -9 of the primary (tests/locks.sh kills it once "held" shows)
-  : > lk || result "FAIL create"
-  flock -x lk -c 'echo held > state; while [ ! -e release ]; do sleep 0.2; done; echo released > state' & HOLDER=$!
-  i=0; while [ "$(cat state 2>/dev/null)" != held ]; do i=$((i+1)); [ $i -gt 200 ] && result "FAIL holder"; sleep 0.1; done
+  hold_lock 'while [ ! -e release ]; do sleep 0.2; done'
   echo "FTNFS-LOCK held"
   # before, during and after the takeover, another owner is denied (exit 75: a conflict;
   # anything else is an error): the new primary holds the lock, no grace period, no reclaim
@@ -92,13 +99,7 @@ locks-failover)
   echo "FTNFS-LOCK still denied"
   # a waiter, granted by the new primary's callback once the holder lets go
   ( sleep 2; : > release ) &
-  t0=$(cut -d' ' -f1 /proc/uptime)
-  flock -x lk -c 'cat state > seen' || result "FAIL blocking lock"
-  t1=$(cut -d' ' -f1 /proc/uptime)
-  [ "$(cat seen)" = released ] || result "FAIL granted while still held ($(cat seen))"
-  echo "FTNFS-LOCK granted after release, waited $t0 -> $t1 s"
-  [ "$(awk "BEGIN { print ($t1 - $t0 < 20) }")" = 1 ] || result "FAIL granted only by the client's own retry after 30 s"
-  wait $HOLDER
+  granted_after_release
   ;;
 meta)
   mkdir -p d || result "FAIL mkdir"

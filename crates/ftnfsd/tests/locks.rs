@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use ftnfs_wire::nfs3::{CreateHow3, NfsFh3, Sattr3};
-use ftnfs_wire::nlm::{self, Args, Lock, Stat, TestArgs};
-use ftnfs_wire::rpc::ReplyHeader;
+use ftnfs_wire::nlm::{self, Args, Stat};
 use ftnfs_wire::{XdrEncode, XdrReader, XdrWriter};
 
 struct Daemon(Child);
@@ -55,38 +54,6 @@ fn start(dir: &Path, port: u16) -> Daemon {
     Daemon(child)
 }
 
-/// A client on another loopback address (another client host on this machine).
-fn connect_from(src: Ipv4Addr, port: u16) -> Raw {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(&std::net::SocketAddr::from((src, 0)).into())
-        .unwrap();
-    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
-        .unwrap();
-    Raw::over(sock.into())
-}
-
-/// A call of `prog` version `vers` as root; the body of its reply, which must be accepted.
-fn rpc(c: &mut Raw, xid: u32, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
-    c.send_raw(&call_record_vers(xid, 0, 0, prog, vers, proc_, args));
-    let reply = c.recv().expect("reply");
-    let mut r = XdrReader::new(&reply);
-    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
-    assert_eq!(
-        h,
-        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
-    );
-    r.rest().to_vec()
-}
-
-/// An NLM v4 call; (status, rest of the body after cookie and status).
-fn nlm_call(c: &mut Raw, xid: u32, proc_: u32, args: &[u8]) -> (u32, Vec<u8>) {
-    let body = rpc(c, xid, nlm::PROGRAM, nlm::VERSION, proc_, args);
-    let mut r = XdrReader::new(&body);
-    let _cookie = r.opaque(1024).unwrap();
-    let st = r.u32().unwrap();
-    (st, r.rest().to_vec())
-}
-
 /// A daemon serving `export` in a fresh directory, a client (127.0.0.1) that mounted it,
 /// and a file `f` it made there. Bind `_daemon` by name when destructuring: it is killed
 /// when dropped.
@@ -122,43 +89,6 @@ fn fixture() -> Fixture {
         root,
         f,
     }
-}
-
-fn alock(host: &str, fh: &NfsFh3, svid: i32, offset: u64, len: u64) -> Lock {
-    Lock {
-        caller_name: host.as_bytes().to_vec(),
-        fh: fh.0.clone(),
-        oh: format!("{host}-{svid}").into_bytes(),
-        svid,
-        offset,
-        len,
-    }
-}
-
-fn test_args(exclusive: bool, l: Lock) -> Vec<u8> {
-    let mut w = XdrWriter::new();
-    TestArgs {
-        cookie: b"t".to_vec(),
-        exclusive,
-        alock: l,
-    }
-    .encode(&mut w);
-    w.into_inner()
-}
-
-fn lock_args(block: bool, exclusive: bool, l: Lock) -> Vec<u8> {
-    let mut w = XdrWriter::new();
-    w.opaque(b"c").bool(block).bool(exclusive);
-    l.encode(&mut w);
-    w.bool(false).i32(1); // reclaim, state
-    w.into_inner()
-}
-
-fn unlock_args(l: Lock) -> Vec<u8> {
-    let mut w = XdrWriter::new();
-    w.opaque(b"u");
-    l.encode(&mut w);
-    w.into_inner()
 }
 
 fn locks_status(dir: &Path) -> serde_json::Value {

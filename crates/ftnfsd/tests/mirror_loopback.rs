@@ -1363,61 +1363,34 @@ fn makes_in_one_directory_at_once_leave_identical_mirrors() {
     }
 }
 
-/// A client on another loopback address (another client host on this machine: its GRANTED
-/// callbacks go where nothing listens, and are simply not delivered).
-fn connect_from(src: std::net::Ipv4Addr, port: u16) -> Raw {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(&std::net::SocketAddr::from((src, 0)).into())
-        .unwrap();
-    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
-        .unwrap();
-    Raw::over(sock.into())
+/// A formed pair on peer ports `pa`, `pb` (a primary of export 4711, b its secondary), a
+/// client that mounted it through a, and a file it made there: where the lock tests start.
+fn pair_with_a_file(root: &Path, pa: u16, pb: u16) -> (Member, Member, Raw, NfsFh3) {
+    let a = member(root, "a", "b", pa, pb, "");
+    let b = member(root, "b", "a", pb, pa, "");
+    wait_for(
+        120,
+        || "the group did not form".into(),
+        || export_4711(&a).1,
+    );
+    let mut c = Raw::connect(a.port);
+    let mnt = mount_root(&mut c, &a.export());
+    let (st, body) = create(&mut c, 2, &mnt, "f", CreateHow3::Guarded(Sattr3::default()));
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    (a, b, c, f)
 }
 
 /// An NLM v4 LOCK (`unlock`: UNLOCK) of all of `fh` by `host`'s process `svid`: its status.
 fn nlm_lock(c: &mut Raw, xid: u32, host: &str, svid: i32, fh: &NfsFh3, how: &str) -> u32 {
-    use ftnfs_wire::nlm;
-    let l = nlm::Lock {
-        caller_name: host.as_bytes().to_vec(),
-        fh: fh.0.clone(),
-        oh: format!("{host}-{svid}").into_bytes(),
-        svid,
-        offset: 0,
-        len: 0,
+    use ftnfs_wire::nlm::procs;
+    let l = alock(host, fh, svid, 0, 0);
+    let (proc_, args) = match how {
+        "unlock" => (procs::UNLOCK, unlock_args(l)),
+        "test" => (procs::TEST, test_args(true, l)),
+        _ => (procs::LOCK, lock_args(how == "block", true, l)),
     };
-    let mut w = ftnfs_wire::XdrWriter::new();
-    let proc_ = match how {
-        "unlock" => {
-            w.opaque(b"u");
-            l.encode(&mut w);
-            nlm::procs::UNLOCK
-        }
-        "test" => {
-            w.opaque(b"t").bool(true);
-            l.encode(&mut w);
-            nlm::procs::TEST
-        }
-        _ => {
-            w.opaque(b"c").bool(how == "block").bool(true);
-            l.encode(&mut w);
-            w.bool(false).i32(1); // reclaim, state
-            nlm::procs::LOCK
-        }
-    };
-    c.send_raw(&call_record_vers(
-        xid,
-        0,
-        0,
-        nlm::PROGRAM,
-        nlm::VERSION,
-        proc_,
-        w.as_slice(),
-    ));
-    let reply = c.recv().expect("an NLM reply");
-    let mut r = ftnfs_wire::XdrReader::new(&reply);
-    let _ = ftnfs_wire::rpc::ReplyHeader::decode(&mut r).unwrap();
-    let _cookie = r.opaque(1024).unwrap();
-    r.u32().unwrap()
+    nlm_call(c, xid, proc_, &args).0
 }
 
 /// (holder of each held lock, holder of each waiter) in `m`'s lock table.
@@ -1447,24 +1420,7 @@ fn locks_survive_a_takeover_a_resync_a_restart_and_a_crash_of_the_group() {
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let mut a = member(t.path(), "a", "b", pa, pb, "");
-    let mut b = member(t.path(), "b", "a", pb, pa, "");
-    wait_for(
-        120,
-        || "the group did not form".into(),
-        || export_4711(&a).1,
-    );
-    let mut c = Raw::connect(a.port);
-    let root = mount_root(&mut c, &a.export());
-    let (st, body) = create(
-        &mut c,
-        2,
-        &root,
-        "f",
-        CreateHow3::Guarded(Sattr3::default()),
-    );
-    assert_eq!(st, 0);
-    let f = fh_of_create(&body);
+    let (mut a, mut b, mut c, f) = pair_with_a_file(t.path(), pa, pb);
     let w_host = std::net::Ipv4Addr::new(127, 0, 0, 9);
     const GRANTED: u32 = 0;
     const DENIED: u32 = 1;
@@ -1564,24 +1520,7 @@ fn a_member_that_takes_over_tells_lately_granted_waiters_again() {
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let a = member(t.path(), "a", "b", pa, pb, "");
-    let b = member(t.path(), "b", "a", pb, pa, "");
-    wait_for(
-        120,
-        || "the group did not form".into(),
-        || export_4711(&a).1,
-    );
-    let mut c = Raw::connect(a.port);
-    let root = mount_root(&mut c, &a.export());
-    let (st, body) = create(
-        &mut c,
-        2,
-        &root,
-        "f",
-        CreateHow3::Guarded(Sattr3::default()),
-    );
-    assert_eq!(st, 0);
-    let f = fh_of_create(&body);
+    let (a, b, mut c, f) = pair_with_a_file(t.path(), pa, pb);
     let w_host = std::net::Ipv4Addr::new(127, 0, 0, 11);
     assert_eq!(nlm_lock(&mut c, 3, "x", 1, &f, "lock"), 0);
     let mut cw = connect_from(w_host, a.port);

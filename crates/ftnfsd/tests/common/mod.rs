@@ -414,6 +414,82 @@ pub fn check_fail_body(proc_: u32, body: &[u8]) -> Result<(), String> {
     r.finish().map_err(|e| format!("{e:?}"))
 }
 
+/// A call of `prog` version `vers` as root; the body of its reply, which must be accepted.
+pub fn rpc(c: &mut Raw, xid: u32, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+    c.send_raw(&call_record_vers(xid, 0, 0, prog, vers, proc_, args));
+    let reply = c.recv().expect("reply");
+    let mut r = XdrReader::new(&reply);
+    let (_, h) = ReplyHeader::decode(&mut r).unwrap();
+    assert_eq!(
+        h,
+        ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success)
+    );
+    r.rest().to_vec()
+}
+
+/// An NLM v4 call; (status, rest of the body after cookie and status).
+pub fn nlm_call(c: &mut Raw, xid: u32, proc_: u32, args: &[u8]) -> (u32, Vec<u8>) {
+    let body = rpc(
+        c,
+        xid,
+        ftnfs_wire::nlm::PROGRAM,
+        ftnfs_wire::nlm::VERSION,
+        proc_,
+        args,
+    );
+    let mut r = XdrReader::new(&body);
+    let _cookie = r.opaque(1024).unwrap();
+    let st = r.u32().unwrap();
+    (st, r.rest().to_vec())
+}
+
+pub fn alock(host: &str, fh: &NfsFh3, svid: i32, offset: u64, len: u64) -> ftnfs_wire::nlm::Lock {
+    ftnfs_wire::nlm::Lock {
+        caller_name: host.as_bytes().to_vec(),
+        fh: fh.0.clone(),
+        oh: format!("{host}-{svid}").into_bytes(),
+        svid,
+        offset,
+        len,
+    }
+}
+
+pub fn test_args(exclusive: bool, l: ftnfs_wire::nlm::Lock) -> Vec<u8> {
+    let mut w = XdrWriter::new();
+    ftnfs_wire::nlm::TestArgs {
+        cookie: b"t".to_vec(),
+        exclusive,
+        alock: l,
+    }
+    .encode(&mut w);
+    w.into_inner()
+}
+
+pub fn lock_args(block: bool, exclusive: bool, l: ftnfs_wire::nlm::Lock) -> Vec<u8> {
+    let mut w = XdrWriter::new();
+    w.opaque(b"c").bool(block).bool(exclusive);
+    l.encode(&mut w);
+    w.bool(false).i32(1); // reclaim, state
+    w.into_inner()
+}
+
+pub fn unlock_args(l: ftnfs_wire::nlm::Lock) -> Vec<u8> {
+    let mut w = XdrWriter::new();
+    w.opaque(b"u");
+    l.encode(&mut w);
+    w.into_inner()
+}
+
+/// A client on another loopback address (another client host on this machine).
+pub fn connect_from(src: std::net::Ipv4Addr, port: u16) -> Raw {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&std::net::SocketAddr::from((src, 0)).into())
+        .unwrap();
+    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    Raw::over(sock.into())
+}
+
 /// A client host's portmapper and lock manager, on UDP at `addr`: the portmapper names the
 /// lockd's port, the lockd answers GRANTED with `answer` (and any `_RES` call with a void
 /// reply) and hands each call's procedure and arguments to the test.
