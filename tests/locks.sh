@@ -9,6 +9,10 @@
 #      takeover and after it another owner is denied every time (the secondary held the
 #      table: no grace period, no reclaim); then a waiter blocks on the new primary and its
 #      callback grants it when the holder lets go.
+#   3. A cold start of the pair: a lock held, both members killed and restarted as after a
+#      power loss of every host (boot id changed, no clean stop), one promoted with --force:
+#      it notifies the guest (SM_NOTIFY), which reclaims in the grace period; another owner
+#      is never granted the lock.
 # ftnfsd runs with a real rpcbind in its namespace, where the guest's lock client finds NLM.
 # Prints "N passed, N failed".
 #   tests/locks.sh FTNFSD_BINARY      (ftnfsctl beside it)
@@ -53,7 +57,7 @@ member() { # NAME PEER: rpcbind (private /run) and ftnfsd, registered with it, i
     && { rpcbind -f -w & for _ in \$(seq 300); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done; \
     exec '$BIN' --exports '$d/exports' --state-dir '$d/state' --port 2049 --admin-socket '$d/adm.sock' \
     --name $1 --peer $2=${IP[$2]}:2050 --peer-listen ${IP[$1]}:2050 --secret-file '$W/secret' \
-    --vip $VIP/24 --vip-dev eth0; }" 2>>"$d/log" &
+    --vip $VIP/24 --vip-dev eth0 ${EXTRA:-}; }" 2>>"$d/log" &
 }
 held_by_guest() { "$CTL" --socket "$W/$1/adm.sock" locks --json 2>/dev/null | grep -q '"client": "guest"'; }
 role() { "$CTL" --socket "$W/$1/adm.sock" status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["mirror"]["exports"][0]["role"])' 2>/dev/null; }
@@ -88,5 +92,55 @@ grep -ao "FTNFS-LOCK try.*" "$W/serial2" | tr -d "\r" | awk '{ t = $(NF-1); if (
 if [ "$fail" != 0 ]; then
   echo "--- guest console"; tr -d '\r' < "$W/serial2" | tail -40
   for m in a b; do echo "--- $m log"; tail -20 "$W/$m/log"; done
+fi
+
+# --- 3. a cold start: every member's host restarts at once without a clean stop (a power
+# loss of the whole group), so no member can vouch for its lock table: the member promoted
+# (--force: none is complete) tells the client to reclaim, in a grace period
+for m in a b; do ip netns pids "$TOPO-$m" | xargs -r kill -9; done
+for _ in $(seq 100); do [ -z "$(ip netns pids "$TOPO-a")$(ip netns pids "$TOPO-b")" ] && break; sleep 0.1; done
+rm -rf "$W/a" "$W/b"
+EXTRA="--grace-secs 10"
+member a b; member b a
+formed=1
+for _ in $(seq 1200); do
+  "$CTL" --socket "$W/a/adm.sock" status --json 2>/dev/null | grep -q '"joined": true' && { formed=0; break; }
+  sleep 0.1
+done
+check "a new mirrored pair formed" $formed ""
+run_guest "$W/serial3" "$VIP" locks-cold > "$W/result3" &
+GUEST=$!
+seen=1
+for _ in $(seq 3000); do grep -aq "FTNFS-LOCK held" "$W/serial3" 2>/dev/null && { seen=0; break; }; sleep 0.1; done
+check "the guest holds a lock through the virtual IP" $seen "$(tail -5 "$W/serial3" 2>/dev/null | tr -d '\r')"
+held_by_guest b
+check "the secondary's table holds the guest's lock" $? "$("$CTL" --socket "$W/b/adm.sock" locks 2>&1)"
+# both killed; each host "restarts" (a boot id other than the recorded one)
+for m in a b; do ip netns pids "$TOPO-$m" | xargs -r kill -9; done
+for _ in $(seq 100); do [ -z "$(ip netns pids "$TOPO-a")$(ip netns pids "$TOPO-b")" ] && break; sleep 0.1; done
+for m in a b; do echo "a-boot-before-the-power-loss" > "$W/$m/state/boot_id"; done
+member a b; member b a
+for _ in $(seq 600); do "$CTL" --socket "$W/b/adm.sock" status >/dev/null 2>&1 && break; sleep 0.1; done
+promoted=1
+for _ in $(seq 300); do
+  out=$("$CTL" --socket "$W/a/adm.sock" promote --force 2>&1) && { promoted=0; break; }
+  sleep 0.1
+done
+check "ftnfsctl promote --force starts the group from a (no member is complete)" $promoted "$out"
+grace=1
+for _ in $(seq 100); do "$CTL" --socket "$W/a/adm.sock" status 2>/dev/null | grep -q "grace period" && { grace=0; break; }; sleep 0.1; done
+check "a is in its grace period" $grace "$("$CTL" --socket "$W/a/adm.sock" status 2>&1 | grep -A3 locks)"
+reclaimed=1
+for _ in $(seq 150); do held_by_guest a && { reclaimed=0; break; }; sleep 0.1; done
+check "the guest reclaimed its lock within the grace period" $reclaimed "$("$CTL" --socket "$W/a/adm.sock" locks 2>&1)"
+wait $GUEST
+r=$(cat "$W/result3")
+[ "$r" = "FTNFS-RESULT PASS" ]
+check "kernel client: lock reclaimed after a cold start of the group, never granted to another owner" $? "${r:-no result}"
+grep -ao "FTNFS-LOCK.*" "$W/serial3" | tr -d "\r" | grep -v " try "
+grep -ao "FTNFS-LOCK try.*" "$W/serial3" | tr -d "\r" | awk '{ t = $(NF-1); if (t > max) max = t } END { printf "longest denied try (spans the grace period): %.2f s over %d tries\n", max, NR }'
+if [ "$fail" != 0 ]; then
+  echo "--- guest console"; tr -d '\r' < "$W/serial3" | tail -40
+  for m in a b; do echo "--- $m log"; tail -30 "$W/$m/log"; done
 fi
 finish

@@ -101,6 +101,35 @@ locks-failover)
   ( sleep 2; : > release ) &
   granted_after_release
   ;;
+locks-cold)
+  # a lock held while every member of the group is killed and restarted as after a power
+  # loss (tests/locks.sh part 3 kills them once "held" shows and promotes one): the server
+  # tells this client's status monitor it restarted (SM_NOTIFY) and the kernel reclaims the
+  # lock in the grace period; another owner is never granted it — its tries wait while the
+  # grace period runs (the client sleeps on NLM4_DENIED_GRACE_PERIOD) and are denied after
+  hold_lock 'while [ ! -e release ]; do sleep 0.2; done'
+  echo "FTNFS-LOCK held"
+  i=0
+  while ! grep -qi "SM_NOTIFY" /tmp/statd.log; do
+    i=$((i+1)); [ $i -gt 1200 ] && { cat /tmp/statd.log; result "FAIL no SM_NOTIFY from the server"; }
+    sleep 0.1
+  done
+  echo "FTNFS-LOCK notified: $(grep -i "SM_NOTIFY" /tmp/statd.log | head -1)"
+  i=0; t00=$(cut -d' ' -f1 /proc/uptime)
+  while [ $i -lt 12 ]; do
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    flock -x -n -E 75 lk -c true 2>/tmp/err; rc=$?
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    [ $rc = 0 ] && result "FAIL the lock was granted to another owner (try $i)"
+    [ $rc = 75 ] || result "FAIL try $i: exit $rc $(cat /tmp/err)"
+    echo "FTNFS-LOCK try $i denied in $(awk "BEGIN { print $t1 - $t0 }") s"
+    i=$((i+1)); sleep 0.5
+  done
+  t11=$(cut -d' ' -f1 /proc/uptime)
+  echo "FTNFS-LOCK still denied, tries from $t00 to $t11 s"
+  ( sleep 2; : > release ) &
+  granted_after_release
+  ;;
 meta)
   mkdir -p d || result "FAIL mkdir"
   i=0

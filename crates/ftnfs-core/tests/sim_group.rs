@@ -35,9 +35,10 @@ use ftnfs_core::member::follower::{self, Follower};
 use ftnfs_core::member::rejoin::{self, Offer};
 use ftnfs_core::member::settings::Settings;
 use ftnfs_core::member::startup::{secondary_answer, ProbeState};
-use ftnfs_core::member::transitions::{self, Promotion, StepDown};
+use ftnfs_core::member::states::{Leading, Standing, SteppedDown};
+use ftnfs_core::member::transitions::{self, Promotion};
 use ftnfs_core::member::{fencing, Effect, Facts, Member, Node, RoleView};
-use ftnfs_core::mirror::primary::{Primary, PrimaryConfig, PrimaryEffect};
+use ftnfs_core::mirror::primary::{PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::resync::Candidate;
 use ftnfs_core::mirror::secondary::SecondaryEffect;
 use ftnfs_core::mirror::{FailReason, Key, MemberSet, Touch, Update};
@@ -288,22 +289,23 @@ enum Fault {
 
 // ---- members ------------------------------------------------------------------------------
 
-struct Prim {
-    p: Primary<Req>,
-    history: u64,
-    confirmed: BTreeMap<MemberId, Millis>,
-    /// Submitted requests by token, and the local results not yet released.
-    reqs: BTreeMap<u64, Req>,
-    statuses: BTreeMap<u64, u32>,
-    next_token: u64,
-    closed: bool,
-    stepping_down: bool,
-    handoff_to: Option<MemberId>,
-    /// Members waiting for a copy (writes held until it is sent).
-    copy_for: BTreeSet<MemberId>,
-    /// Members asked to join when this member became primary whose answer and cached
-    /// replies are awaited (writes held for the silence time at most).
-    joining: BTreeMap<MemberId, u64>,
+/// A client's update waiting at the primary: the request and, once executed here, its
+/// local result.
+#[derive(Debug)]
+struct Waiting {
+    req: Req,
+    status: Option<u32>,
+}
+
+/// The primary role: the core's state, as in the daemon (`member::states`).
+type Prim = Leading<Req, Waiting>;
+
+fn prim_cfg() -> PrimaryConfig {
+    PrimaryConfig {
+        retry_ms: 200,
+        max_sends: 5,
+        max_pending: WINDOW as usize,
+    }
 }
 
 /// A secondary's place in the stream: the core's, as in the daemon.
@@ -334,14 +336,7 @@ enum Role {
         primary: MemberId,
         core: Option<SecCore>,
     },
-    Standby {
-        epoch: Epoch,
-        clean_at: Option<(u64, SeqNo)>,
-        since: Millis,
-        /// It waits for the member it stood down for before negotiating (a planned
-        /// step-down); a listed primary restarted from its seal negotiates at once.
-        waits: bool,
-    },
+    Standby(Standing),
 }
 
 struct Mem {
@@ -688,13 +683,15 @@ impl World {
             Effect::StartPrimary { why, .. } => {
                 let m = self.mem(id);
                 let seen = match &m.role {
-                    Role::Standby { epoch, .. } => *epoch,
+                    Role::Standby(st) => st.epoch,
                     Role::Secondary { .. } => Epoch(0),
                     Role::Primary(_) => return,
                 };
                 let (prev, base) = m.log;
                 let epoch = transitions::next_epoch(seen, m.epoch_disk);
-                self.become_primary(id, epoch, prev, SeqNo(base), &why);
+                self.become_primary(id, epoch, &why, |history| {
+                    Leading::start(E, epoch, SeqNo(base), history, prev, prim_cfg())
+                });
             }
             Effect::AskRoleBack { .. } => {
                 if let Role::Secondary { core: Some(c), .. } = &self.mem(id).role {
@@ -711,7 +708,7 @@ impl World {
         let me = self.mem(id);
         let pos0 = me.pos == 0;
         let Role::Primary(p) = &me.role else { return };
-        if p.closed {
+        if p.closed() {
             return;
         }
         let offer = Offer {
@@ -746,40 +743,44 @@ impl World {
     }
 
     fn finish_step_down(&mut self, id: MemberId) {
-        let Role::Primary(p) = &self.mem(id).role else {
-            return;
-        };
-        let to = match transitions::step_down(
-            p.stepping_down,
-            p.p.pending(),
-            p.handoff_to,
-            p.p.live(),
-        ) {
-            StepDown::No | StepDown::Draining => return,
-            StepDown::StandBy { to } => Some(to),
-            StepDown::Cancel => None,
-        };
-        let (epoch, at) = (p.p.epoch(), (p.history, p.p.last_seq()));
-        if to.is_none() {
-            // the member it was for fell out: serve on (the daemon cancels the step-down)
-            if let Role::Primary(p) = &mut self.mem_mut(id).role {
-                p.closed = false;
-                p.stepping_down = false;
-                p.handoff_to = None;
-            }
-            return;
-        }
-        self.give_up_vip(id);
         let now = Millis(self.now);
-        self.mem_mut(id).role = Role::Standby {
-            epoch,
-            clean_at: Some(at),
-            since: now,
-            waits: true,
+        let Some(p) = self.take_primary(id) else {
+            return;
         };
+        let (standing, to) = match p.step_down(now) {
+            SteppedDown::Leading(p) | SteppedDown::Cancelled(p) => {
+                // draining, or the member it was for fell out: serve on
+                self.mem_mut(id).role = Role::Primary(Box::new(p));
+                return;
+            }
+            SteppedDown::StoodBy { standing, to } => (standing, to),
+        };
+        self.give_up_vip(id);
+        let at = standing
+            .clean_at
+            .expect("a member that stood down for a successor is clean");
+        self.mem_mut(id).role = Role::Standby(standing);
         self.log(|| format!("{} stood down at {at:?}", name(id)));
-        if let Some(to) = to {
-            self.send(id, to, Msg::TakeOver);
+        self.send(id, to, Msg::TakeOver);
+    }
+
+    /// The primary state of `id`, taken out for a transition that consumes it (its role is
+    /// a placeholder standby until the caller puts the next one).
+    fn take_primary(&mut self, id: MemberId) -> Option<Prim> {
+        let m = self.mem_mut(id);
+        if !matches!(m.role, Role::Primary(_)) {
+            return None;
+        }
+        let placeholder = Role::Standby(Standing {
+            epoch: Epoch(0),
+            clean_at: None,
+            since: Millis(0),
+            waits: false,
+            why: String::new(),
+        });
+        match std::mem::replace(&mut m.role, placeholder) {
+            Role::Primary(p) => Some(*p),
+            _ => unreachable!("matched above"),
         }
     }
 
@@ -823,20 +824,14 @@ impl World {
     }
 
     fn depose(&mut self, id: MemberId, why: &str) {
-        let Role::Primary(p) = &self.mem(id).role else {
+        let Some(p) = self.take_primary(id) else {
             return;
         };
-        let epoch = p.p.epoch();
         self.log(|| format!("{} deposed: {why}", name(id)));
-        // unreleased replies are dropped; the virtual IP goes first
+        // unreleased replies are dropped (the waiters come back); the virtual IP goes first
+        let (standing, _dropped) = p.depose(why.to_string(), Millis(self.now));
         self.give_up_vip(id);
-        let now = Millis(self.now);
-        self.mem_mut(id).role = Role::Standby {
-            epoch,
-            clean_at: None,
-            since: now,
-            waits: false,
-        };
+        self.mem_mut(id).role = Role::Standby(standing);
     }
 
     fn promote(&mut self, id: MemberId, why: &str) {
@@ -844,20 +839,30 @@ impl World {
         let Role::Secondary { core: Some(c), .. } = &m.role else {
             return;
         };
-        let Promotion::Go { epoch } =
-            transitions::promotion(c.joined(), c.s.running(), c.s.epoch(), m.epoch_disk)
-        else {
+        let Promotion::Go { epoch } = c.promotion(m.epoch_disk) else {
             return;
         };
-        let (prev, base) = (c.history, c.s.watermark());
-        self.become_primary(id, epoch, prev, base, why);
+        // the follower is consumed by the takeover
+        let Role::Secondary { core, .. } = &mut self.mem_mut(id).role else {
+            unreachable!("matched above")
+        };
+        let f = core.take().expect("matched above");
+        self.become_primary(id, epoch, why, |history| {
+            Leading::take_over(f, E, epoch, history, prim_cfg())
+        });
         if let Some(mm) = self.mem_mut(id).node.member(E) {
             mm.took_over();
         }
     }
 
-    fn become_primary(&mut self, id: MemberId, epoch: Epoch, prev: u64, base: SeqNo, why: &str) {
-        let now = Millis(self.now);
+    /// `id` leads `epoch` (persisted first) with the state `lead` makes for a new stream id.
+    fn become_primary(
+        &mut self,
+        id: MemberId,
+        epoch: Epoch,
+        why: &str,
+        lead: impl FnOnce(u64) -> Prim,
+    ) {
         self.histories += 1;
         let history = self.histories;
         // every acknowledged update must be here before this member serves
@@ -874,45 +879,24 @@ impl World {
             "{} became primary ({why}) without acknowledged updates {missing:?}",
             name(id)
         );
+        let p = lead(history);
+        let (prev, base) = (p.prev_history, p.chain_base);
         let m = self.mem_mut(id);
         m.epoch_disk = epoch; // persisted before anything of the epoch is sent
         m.log = (history, base.0);
-        m.role = Role::Primary(Box::new(Prim {
-            p: Primary::new(
-                E,
-                epoch,
-                base,
-                MemberSet::EMPTY,
-                PrimaryConfig {
-                    retry_ms: 200,
-                    max_sends: 5,
-                    max_pending: WINDOW as usize,
-                },
-            ),
-            history,
-            confirmed: BTreeMap::new(),
-            reqs: BTreeMap::new(),
-            statuses: BTreeMap::new(),
-            next_token: 0,
-            closed: false,
-            stepping_down: false,
-            handoff_to: None,
-            copy_for: BTreeSet::new(),
-            joining: BTreeMap::new(),
-        }));
+        m.role = Role::Primary(Box::new(p));
         m.prev_history_set(prev);
         self.vip = Some(id);
         self.log(|| format!("{} primary in {epoch:?} from {base:?} ({why})", name(id)));
         for o in self.mem(id).others.clone() {
             if self.reachable(id, o) {
-                let t = self.now;
+                let t = Millis(self.now);
                 if let Role::Primary(p) = &mut self.mem_mut(id).role {
-                    p.joining.insert(o, t);
+                    p.join_asked(o, t);
                 }
                 self.ask_to_join(id, o);
             }
         }
-        let _ = now;
     }
 
     /// Carries out the data path's effects of member `id`.
@@ -938,9 +922,8 @@ impl World {
                         unreachable!()
                     };
                     let req = p
-                        .reqs
-                        .get(&token)
-                        .cloned()
+                        .waiter(token)
+                        .map(|w| w.req.clone())
                         .expect("a running update was submitted");
                     let status = m.data.apply(&req.op);
                     m.log.1 = m.log.1.max(seq.0);
@@ -977,7 +960,9 @@ impl World {
                     // before releasing it (the daemon's drc.finish on Drop)
                     m.drc.insert((req.client, req.xid), status);
                     m.unlogged.remove(&(req.client, req.xid));
-                    p.statuses.insert(token, status);
+                    if let Some(w) = p.waiter(token) {
+                        w.status = Some(status);
+                    }
                     p.p.local_done(seq, status);
                 }
                 Next::P(PrimaryEffect::Release { token, .. }) => {
@@ -986,10 +971,10 @@ impl World {
                     let Role::Primary(p) = &mut m.role else {
                         unreachable!()
                     };
-                    let Some(req) = p.reqs.remove(&token) else {
+                    let Some(Waiting { req, status }) = p.take_waiter(token) else {
                         continue;
                     };
-                    let status = p.statuses.remove(&token).unwrap_or(0);
+                    let status = status.unwrap_or(0);
                     let epoch = p.p.epoch();
                     m.drc.insert((req.client, req.xid), status);
                     m.unlogged.remove(&(req.client, req.xid));
@@ -998,7 +983,7 @@ impl World {
                     let leased = fencing::lease_ok(
                         has_witness,
                         p.p.live(),
-                        &p.confirmed,
+                        p.confirmed(),
                         m.node.witness_backed,
                         &settings,
                         now,
@@ -1066,17 +1051,17 @@ impl World {
         let now = Millis(self.now);
         let m = self.mem(id);
         let Role::Primary(p) = &m.role else { return };
-        if p.copy_for.is_empty() || p.p.pending() > 0 || p.closed {
+        if p.held().next().is_none() || p.p.pending() > 0 || p.closed() {
             return;
         }
         let (data, drc, epoch, history) = (m.data.clone(), m.drc.clone(), p.p.epoch(), p.history);
         let base = p.p.released_watermark();
-        let targets: Vec<MemberId> = p.copy_for.iter().copied().collect();
+        let targets: Vec<MemberId> = p.held().collect();
         for t in targets {
             let Role::Primary(p) = &mut self.mem_mut(id).role else {
                 return;
             };
-            p.copy_for.remove(&t);
+            p.hold(t, false);
             if !self.reachable(id, t) {
                 continue;
             }
@@ -1178,7 +1163,7 @@ impl World {
                     Role::Secondary { core, .. } => {
                         secondary_answer(core.as_ref().and_then(|c| c.leader()), from)
                     }
-                    Role::Standby { .. } => ProbeState::Standby,
+                    Role::Standby(_) => ProbeState::Standby,
                 };
                 let claim = Candidate {
                     complete: true,
@@ -1211,7 +1196,7 @@ impl World {
             Msg::Echo { epoch, at } => {
                 if let Role::Primary(p) = &mut self.mem_mut(to).role {
                     if p.p.epoch() == epoch {
-                        confirm(&mut p.confirmed, from, at);
+                        p.confirm(from, at);
                     }
                 }
             }
@@ -1234,7 +1219,7 @@ impl World {
                 if let Role::Primary(p) = &mut self.mem_mut(to).role {
                     if epoch == p.p.epoch() {
                         if let Some(sent) = p.p.first_sent(seq) {
-                            confirm(&mut p.confirmed, from, sent);
+                            p.confirm(from, sent);
                         }
                     }
                     p.p.on_ack(from, epoch, seq, status);
@@ -1269,13 +1254,13 @@ impl World {
                 };
                 if ok {
                     if let Some(t) = asked {
-                        confirm(&mut p.confirmed, from, t);
+                        p.confirm(from, t);
                     }
                 } else {
-                    p.joining.remove(&from);
+                    p.join_answered(from);
                     p.p.member_lost(from);
                     if copy {
-                        p.copy_for.insert(from);
+                        p.hold(from, true);
                     }
                 }
                 self.pump(to, now);
@@ -1354,10 +1339,10 @@ impl World {
                 let Role::Primary(p) = &mut self.mem_mut(to).role else {
                     return;
                 };
-                if rejoin::accept_handback(p.p.live().contains(from), p.handoff_to.is_some()) {
-                    p.handoff_to = Some(from);
-                    p.closed = true;
-                    p.stepping_down = true;
+                if rejoin::accept_handback(p.p.live().contains(from), p.handoff_to().is_some())
+                    && p.begin_step_down("hand-back".into(), Some(from), &[])
+                        .is_ok()
+                {
                     self.finish_step_down(to);
                 }
             }
@@ -1369,7 +1354,7 @@ impl World {
             Msg::Replies { drc } => {
                 let m = self.mem_mut(to);
                 if let Role::Primary(p) = &mut m.role {
-                    p.joining.remove(&from);
+                    p.join_answered(from);
                     for (k, v) in drc {
                         if let std::collections::btree_map::Entry::Vacant(e) = m.drc.entry(k) {
                             e.insert(v);
@@ -1413,16 +1398,11 @@ impl World {
                     }
                 }
             }
-            Role::Standby {
-                epoch,
-                clean_at,
-                waits,
-                ..
-            } => {
-                let (waits, clean_at) = (*waits, *clean_at);
+            Role::Standby(st) => {
+                let (waits, clean_at) = (st.waits, st.clean_at);
                 match rejoin::standby_join(
                     m.epoch_disk,
-                    *epoch,
+                    st.epoch,
                     clean_at,
                     offer.epoch,
                     (offer.prev, offer.base),
@@ -1526,15 +1506,12 @@ impl World {
         let Role::Primary(p) = &mut m.role else {
             return;
         };
-        let silence = settings.silence_ms();
-        let now_ms = now.0;
-        p.joining.retain(|_, t| now_ms.saturating_sub(*t) < silence);
-        if p.closed || !p.copy_for.is_empty() || !p.joining.is_empty() {
+        p.expire_joiners(now, settings.silence_ms());
+        if p.closed() || p.writes_held() {
             return; // handing over, writes held for a copy or for joiners' replies: retry
         }
-        if p.reqs
-            .values()
-            .any(|r| (r.client, r.xid) == (req.client, req.xid))
+        if p.waiters()
+            .any(|w| (w.req.client, w.req.xid) == (req.client, req.xid))
         {
             return; // in progress (its reply waits for the secondaries)
         }
@@ -1543,7 +1520,7 @@ impl World {
             if fencing::lease_ok(
                 has_witness,
                 p.p.live(),
-                &p.confirmed,
+                p.confirmed(),
                 m.node.witness_backed,
                 &settings,
                 now,
@@ -1552,12 +1529,12 @@ impl World {
             }
             return;
         }
-        p.next_token += 1;
-        let token = p.next_token;
         let t = touch(&req.op);
-        if p.p.submit(token, &t, req.clone(), now).is_ok() {
-            p.reqs.insert(token, req);
-        }
+        let waiting = Waiting {
+            req: req.clone(),
+            status: None,
+        };
+        let _ = p.submit(|_| t, req, waiting, now);
         self.pump(to, now);
         self.schedule_tick(to);
     }
@@ -1710,11 +1687,11 @@ impl World {
             .filter(|m| m.up && !m.paused)
             .filter(|m| match &m.role {
                 Role::Primary(p) => {
-                    !p.closed
+                    !p.closed()
                         && fencing::lease_ok(
                             self.has_witness,
                             p.p.live(),
-                            &p.confirmed,
+                            p.confirmed(),
                             m.node.witness_backed,
                             &self.settings,
                             now,
@@ -1824,7 +1801,7 @@ impl World {
                 let seal = match &mem.role {
                     Role::Primary(p) => {
                         let all = mem.others.iter().all(|o| p.p.live().contains(*o));
-                        (p.p.pending() == 0 && all && !p.closed)
+                        (p.p.pending() == 0 && all && !p.closed())
                             .then(|| (p.p.epoch(), p.history, p.p.last_seq().0))
                     }
                     Role::Secondary { core: Some(c), .. } if !c.closed() => (c.s.backlog() == 0
@@ -1889,12 +1866,13 @@ impl World {
                 // nobody from there
                 let seal = mm.seal.take();
                 mm.role = match (mm.pos, seal) {
-                    (0, seal) => Role::Standby {
+                    (0, seal) => Role::Standby(Standing {
                         epoch: mm.epoch_disk.max(seal.map_or(Epoch(0), |s| s.0)),
                         clean_at: seal.map(|s| (s.1, SeqNo(s.2))),
                         since: Millis(self_now),
                         waits: false,
-                    },
+                        why: "restarted".into(),
+                    }),
                     (_, Some((epoch, history, seq))) => Role::Secondary {
                         primary: mm.listing(),
                         core: Some(SecCore::sealed(E, epoch, SeqNo(seq), history, WINDOW)),
@@ -1954,14 +1932,9 @@ impl World {
                 if let Some(id) = p.map(|m| m.id) {
                     let others = self.mem(id).others.clone();
                     if let Role::Primary(p) = &mut self.mem_mut(id).role {
-                        if p.handoff_to.is_none() {
-                            p.handoff_to = others.into_iter().find(|o| p.p.live().contains(*o));
-                        }
-                        if p.handoff_to.is_none() {
+                        if p.begin_step_down("demote".into(), None, &others).is_err() {
                             return; // refused: nobody in step to take over
                         }
-                        p.closed = true;
-                        p.stepping_down = true;
                     }
                     self.finish_step_down(id);
                 }
@@ -2054,26 +2027,15 @@ impl Mem {
 
 fn role_view(m: &Mem) -> RoleView {
     match &m.role {
-        Role::Primary(p) => RoleView::Primary {
-            live: p.p.live(),
-            stepping_down: p.stepping_down,
-            closed: p.closed,
-            resyncing: p.copy_for.iter().copied().collect(),
-            followed: p.confirmed.clone(),
-        },
+        Role::Primary(p) => {
+            let mut copies = MemberSet::EMPTY;
+            p.held().for_each(|m| copies.insert(m));
+            p.view(copies)
+        }
         Role::Secondary { primary, core } => {
             follower::secondary_view(core.as_ref(), *primary, false, m.epoch_disk)
         }
-        Role::Standby {
-            clean_at,
-            epoch,
-            since,
-            waits,
-        } => RoleView::Standby {
-            clean: clean_at.is_some() && *waits,
-            epoch: *epoch,
-            since: *since,
-        },
+        Role::Standby(st) => st.view(),
     }
 }
 
@@ -2083,17 +2045,12 @@ fn known_epoch(m: &Mem) -> Epoch {
         Role::Primary(p) => p.p.epoch(),
         Role::Secondary { core: Some(c), .. } => c.s.epoch(),
         Role::Secondary { core: None, .. } => Epoch(0),
-        Role::Standby { epoch, .. } => *epoch,
+        Role::Standby(st) => st.epoch,
     };
     role.max(m.epoch_disk)
 }
 
 /// `m` confirmed our epoch as of `at` (when we sent what it answered).
-fn confirm(c: &mut BTreeMap<MemberId, Millis>, m: MemberId, at: Millis) {
-    let t = c.entry(m).or_insert(at);
-    *t = (*t).max(at);
-}
-
 fn short(m: &Msg) -> String {
     match m {
         Msg::Copy {
@@ -2132,12 +2089,13 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
         );
         // a formed group: the listed primary in epoch 1, the others joined at update 0
         let role = if pos == 0 {
-            Role::Standby {
+            Role::Standby(Standing {
                 epoch: Epoch(1),
                 clean_at: None,
                 since: Millis(0),
                 waits: false,
-            }
+                why: "formed".into(),
+            })
         } else {
             Role::Secondary {
                 primary: ids[0],
@@ -2212,7 +2170,9 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
     };
     // the first primary
     let first = ids[0];
-    w.become_primary(first, Epoch(1), 0, SeqNo(0), "formed");
+    w.become_primary(first, Epoch(1), "formed", |history| {
+        Leading::start(E, Epoch(1), SeqNo(0), history, 0, prim_cfg())
+    });
     for id in &ids {
         w.schedule_tick(*id);
     }

@@ -56,6 +56,11 @@ enum Cmd {
         /// The export (path or id); may be left out when there is only one mirrored export.
         #[arg(long)]
         export: Option<String>,
+        /// Start even from a mirror this member cannot vouch for (its host restarted without
+        /// a clean stop, a resync into it was cut, or it never joined): after every member's
+        /// host lost power at once, promote the member with the newest data this way.
+        #[arg(long)]
+        force: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -231,12 +236,13 @@ fn main() -> anyhow::Result<()> {
         },
     };
     let promote = matches!(cli.cmd, Cmd::Promote { .. });
+    let force = matches!(cli.cmd, Cmd::Promote { force: true, .. });
     match cli.cmd {
-        Cmd::Promote { export, json } | Cmd::Demote { export, json } => {
+        Cmd::Promote { export, json, .. } | Cmd::Demote { export, json } => {
             let cmd = if promote { "promote" } else { "demote" };
             let v = request(
                 &cli.socket,
-                &serde_json::json!({"cmd": cmd, "export": export_value(&export)}),
+                &serde_json::json!({"cmd": cmd, "export": export_value(&export), "force": force}),
             )?;
             if json {
                 println!("{v}");
@@ -391,12 +397,16 @@ fn print_human(st: &Value) {
     );
     let l = &st["locks"];
     println!(
-        "locks: {} held, {} waiting, on {} files",
-        l["held"], l["waiting"], l["files"]
+        "locks: {} held, {} waiting, on {} files; {} client hosts monitored (NSM state {})",
+        l["held"], l["waiting"], l["files"], l["monitored_hosts"], l["nsm_state"]
     );
     for e in l["exports"].as_array().into_iter().flatten() {
+        let grace = match e["grace_s"].as_u64() {
+            Some(s) => format!(" (grace period: clients reclaim, {s} s left)"),
+            None => String::new(),
+        };
         println!(
-            "  export {}: {} held, {} waiting",
+            "  export {}: {} held, {} waiting{grace}",
             e["path"].as_str().unwrap_or("?"),
             e["held"],
             e["waiting"]

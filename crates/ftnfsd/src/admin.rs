@@ -87,8 +87,8 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
     })
 }
 
-/// `{"cmd":"promote"|"demote","export":PATH|ID}`: planned role changes.
-fn role_change(server: &Server, cmd: &str, want: &Value) -> Value {
+/// `{"cmd":"promote"|"demote","export":PATH|ID[,"force":true]}`: planned role changes.
+fn role_change(server: &Server, cmd: &str, want: &Value, force: bool) -> Value {
     let ex = match find_export(server, want) {
         Ok(e) => e,
         Err(e) => return json!({"ok": false, "error": e}),
@@ -96,7 +96,7 @@ fn role_change(server: &Server, cmd: &str, want: &Value) -> Value {
     let id = ex.cfg.id;
     let now = server.now();
     let r = if cmd == "promote" {
-        server.mirror.promote_by_operator(id, now)
+        server.mirror.promote_by_operator(id, now, force)
     } else {
         match server.mirror.role(id).as_deref() {
             Some(crate::mirror::Role::Primary(_)) => server
@@ -232,7 +232,8 @@ pub async fn serve(
                         let s = server.clone();
                         let cmd = cmd.to_string();
                         let want = req.get("export").cloned().unwrap_or(Value::Null);
-                        tokio::task::spawn_blocking(move || role_change(&s, &cmd, &want))
+                        let force = req.get("force") == Some(&Value::Bool(true));
+                        tokio::task::spawn_blocking(move || role_change(&s, &cmd, &want, force))
                             .await
                             .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
                     }

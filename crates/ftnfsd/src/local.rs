@@ -37,6 +37,9 @@ pub struct Local {
     /// What the service above does when this member takes an export over (it tells lock
     /// waiters granted lately again: `Server::tell_recent_grants`). Set once at start.
     takeover_hook: std::sync::OnceLock<Box<dyn Fn(ExportId) + Send + Sync>>,
+    /// The monitored client hosts, and the grace period after a start that lost the lock
+    /// tables (`recovery.rs`).
+    pub recovery: crate::recovery::Recovery,
 }
 
 impl Local {
@@ -48,6 +51,7 @@ impl Local {
         drc: DrcLimits,
         write_verf: [u8; 8],
         state_dir: Option<&std::path::Path>,
+        recovery: crate::recovery::Recovery,
     ) -> std::io::Result<Local> {
         let mut cache = Drc::new(drc);
         let replies = match state_dir {
@@ -76,6 +80,7 @@ impl Local {
             replies,
             started: Instant::now(),
             takeover_hook: std::sync::OnceLock::new(),
+            recovery,
         })
     }
 
@@ -232,6 +237,13 @@ impl Local {
         };
         if let Some(log) = log {
             log.update(at.0, at.1 .0, &[]);
+        }
+        // monitored here too: any member may be the one that restarts without the table
+        if let Some(host) = call.monitored_host() {
+            if let Err(e) = self.recovery.monitor().monitor(client, &host) {
+                tracing::error!(export = export.0, error = %e, "lock call refused here");
+                return ftnfs_wire::nlm::Stat::DeniedNoLocks as u32;
+            }
         }
         ex.locks
             .execute(&call, client, |fh| ex.lock_file(fh))

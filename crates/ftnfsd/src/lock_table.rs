@@ -106,6 +106,28 @@ impl Call {
         }
     }
 
+    /// Refused during a grace period (`recovery.rs`): a new lock or share reservation, or a
+    /// TEST — a reclaim of what a client held before the restart is what the grace is for,
+    /// and letting go (UNLOCK, CANCEL, UNSHARE) is always allowed.
+    pub fn waits_for_grace(&self) -> bool {
+        match &self.args {
+            Args::Test(_) => true,
+            Args::Lock(a) | Args::NmLock(a) => !a.reclaim,
+            Args::Share(a) => !a.reclaim && self.proc_ == nlm::procs::SHARE,
+            _ => false,
+        }
+    }
+
+    /// The host a LOCK makes us monitor (its caller name): a lock holder is told when this
+    /// member restarted without its table (NM_LOCK is the lock of a host that asks not to
+    /// be monitored).
+    pub fn monitored_host(&self) -> Option<String> {
+        match &self.args {
+            Args::Lock(a) => Some(String::from_utf8_lossy(&a.alock.caller_name).into_owned()),
+            _ => None,
+        }
+    }
+
     /// It changes the table: every member must execute it, in the primary's order.
     pub fn changes(&self) -> bool {
         matches!(
@@ -373,6 +395,30 @@ impl LockTable {
             .map(|(k, w)| one(k, &w.owner, w.exclusive, w.start, w.end))
             .collect();
         (held, waiting)
+    }
+
+    /// The client hosts (caller names) that hold or wait for a lock, or hold a share.
+    pub fn hosts(&self) -> std::collections::HashSet<String> {
+        let g = self.inner();
+        let mut h: std::collections::HashSet<String> = g
+            .mgr
+            .all_held()
+            .into_iter()
+            .map(|(_, l)| l.owner.host.clone())
+            .collect();
+        h.extend(
+            g.mgr
+                .all_waiting()
+                .into_iter()
+                .map(|(_, w)| w.owner.host.clone()),
+        );
+        h.extend(
+            g.mgr
+                .all_shares()
+                .into_iter()
+                .map(|(_, s)| s.owner.host.clone()),
+        );
+        h
     }
 
     /// The whole table as records (a resync's last pass sends them): held locks, then the

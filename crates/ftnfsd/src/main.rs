@@ -18,11 +18,13 @@ mod local;
 mod lock_log;
 mod lock_table;
 mod mirror;
+mod monitor;
 mod nfs3_procs;
 mod nlm;
 mod nsm;
 mod peer;
 mod portmap;
+mod recovery;
 mod replylog;
 mod resync;
 mod server;
@@ -70,6 +72,10 @@ struct Cli {
     /// Most duplicate request cache entries.
     #[arg(long, default_value_t = 16384)]
     drc_entries: usize,
+    /// Seconds clients have to reclaim their locks after a start that lost the lock tables
+    /// (the host restarted without a clean stop; Documentation/12-locks.md "Cold start").
+    #[arg(long, default_value_t = 45)]
+    grace_secs: u64,
     /// Check the exports file and exit.
     #[arg(long)]
     check: bool,
@@ -268,13 +274,37 @@ async fn main() -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(1)) as u32;
+    // once, before anything reads it: it records this boot
+    let rebooted = resync::host_rebooted(&cli.state_dir);
+    let (monitor, clean_stop) = monitor::Monitor::open(&cli.state_dir).with_context(|| {
+        format!(
+            "cannot open the status monitor in {}",
+            cli.state_dir.display()
+        )
+    })?;
+    // a lock log may have lost its tail with the page cache: the tables start empty and
+    // the clients reclaim (recovery.rs) — if any client ever locked
+    let cold = rebooted && !clean_stop && !monitor.hosts().is_empty();
     let mut fss = Vec::new();
     for e in list {
         let path = e.path.clone();
         let fs = fs::ExportFs::open(e, &cli.state_dir, generation)?;
         tracing::info!(export = path, id = fs.cfg.id.0, "exporting");
+        if cold {
+            fs.locks.restore(true, &[]);
+        }
         fss.push(fs);
     }
+    let cold_exports = if cold {
+        fss.iter().map(|f| f.cfg.id).collect()
+    } else {
+        std::collections::HashSet::new()
+    };
+    let recovery = recovery::Recovery::new(
+        monitor,
+        cold_exports,
+        std::time::Duration::from_secs(cli.grace_secs),
+    );
     let group = group_of(&cli)?;
     let local = Arc::new(local::Local::new(
         fss,
@@ -284,6 +314,7 @@ async fn main() -> anyhow::Result<()> {
         },
         write_verifier(),
         (!cli.witness_mode).then_some(cli.state_dir.as_path()),
+        recovery,
     )?);
     {
         // the identity-table changes of `async` clients' calls are made durable within
@@ -326,7 +357,12 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let mirror = Arc::new(mirror::Mirror::new(group, local.clone(), &cli.state_dir)?);
+    let mirror = Arc::new(mirror::Mirror::new(
+        group,
+        local.clone(),
+        &cli.state_dir,
+        rebooted,
+    )?);
     if (!mirror.is_empty() || cli.witness_mode) && mirror.group.secret.is_empty() {
         anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");
     }
@@ -337,8 +373,15 @@ async fn main() -> anyhow::Result<()> {
         server.local.on_takeover(Box::new(move |e| {
             if let Some(s) = weak.upgrade() {
                 s.tell_recent_grants(e);
+                s.start_lock_recovery(e);
             }
         }));
+        // an export served alone serves its locks from now on
+        for ex in &server.local.exports {
+            if matches!(ex.cfg.mirroring, exports::Mirroring::None) {
+                server.start_lock_recovery(ex.cfg.id);
+            }
+        }
     }
     if let Some(rx) = server
         .nlm_grants
@@ -444,7 +487,21 @@ async fn main() -> anyhow::Result<()> {
                 Some(ex) => nix::unistd::syncfs(ex.root_fd()).map_err(std::io::Error::from),
                 None => Ok(()),
             };
-            s.mirror.seal(&flush)
+            s.mirror.seal(&flush);
+            // every lock table durable, then the mark that says so: the next start on a
+            // restarted host keeps the tables (recovery.rs)
+            let mut synced = true;
+            for ex in &s.local.exports {
+                if let Err(e) = ex.locks.sync() {
+                    tracing::warn!(export = ex.cfg.path, error = %e, "cannot sync the lock table");
+                    synced = false;
+                }
+            }
+            if synced {
+                if let Err(e) = s.local.recovery.monitor().mark_clean_stop() {
+                    tracing::warn!(error = %e, "cannot mark the clean stop");
+                }
+            }
         })
         .await;
     }

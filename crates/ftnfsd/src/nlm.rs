@@ -174,7 +174,7 @@ pub const CALLBACK_TRIES: u32 = 5;
 
 /// The address callbacks go out from: the virtual IP while this member holds it (clients
 /// locked through it), else whichever the kernel picks.
-fn from_address(vip: &Option<Arc<crate::vip::Vip>>) -> IpAddr {
+pub fn from_address(vip: &Option<Arc<crate::vip::Vip>>) -> IpAddr {
     match vip {
         Some(v) if v.held() => IpAddr::V4(v.addr),
         _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
@@ -205,14 +205,26 @@ fn call_client(
     proc_: u32,
     args: &[u8],
 ) -> std::io::Result<(Vec<u8>, u32)> {
+    call_program(from, addr, (nlm::PROGRAM, nlm::VERSION, proc_), args)
+}
+
+/// Calls `(program, version, procedure)` at the client host `addr` over UDP from `from`
+/// (its port from the host's portmapper) with `args`: the reply's body, and in which try
+/// of the call it came.
+pub fn call_program(
+    from: IpAddr,
+    addr: IpAddr,
+    (prog, vers, proc_): (u32, u32, u32),
+    args: &[u8],
+) -> std::io::Result<(Vec<u8>, u32)> {
     // the virtual IP may have gone since it was chosen: then from any address
     let sock = UdpSocket::bind((from, 0))
         .or_else(|_| UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)))?;
     sock.set_read_timeout(Some(Duration::from_secs(1)))?;
     let port = rpc_call(&sock, addr, 111, 0x4e4c_0000, |xid, w| {
         let m = portmap::Mapping {
-            prog: nlm::PROGRAM,
-            vers: nlm::VERSION,
+            prog,
+            vers,
             prot: portmap::IPPROTO_UDP,
             port: 0,
         };
@@ -224,15 +236,17 @@ fn call_client(
             .map_err(|_| std::io::Error::other("bad portmap reply"))
     })?;
     if port == 0 || port > u16::MAX as u32 {
-        return Err(std::io::Error::other("the client's NLM is not registered"));
+        return Err(std::io::Error::other(format!(
+            "program {prog} is not registered at the client"
+        )));
     }
     rpc_call(&sock, addr, port as u16, 0x4e4d_0000, |xid, w| {
         let mut x = XdrWriter::new();
         CallHeader {
             xid,
             rpcvers: 2,
-            prog: nlm::PROGRAM,
-            vers: nlm::VERSION,
+            prog,
+            vers,
             proc_,
             cred: OpaqueAuth {
                 flavor: 0,

@@ -429,12 +429,13 @@ async fn inbound_loop(
                         // an older primary's heartbeat: it has not noticed the takeover
                         // (strictly older only: a heartbeat of our own epoch is an echo)
                         Role::Primary(ps)
-                            if ftnfs_core::member::fencing::deposed_by(
-                                Epoch(epoch),
-                                ps.epoch(),
-                            ) =>
+                            if ps.epoch().is_some_and(|ours| {
+                                ftnfs_core::member::fencing::deposed_by(Epoch(epoch), ours)
+                            }) =>
                         {
-                            refuse_older(&out, export, ps.epoch(), seq)
+                            if let Some(ours) = ps.epoch() {
+                                refuse_older(&out, export, ours, seq)
+                            }
                         }
                         // a secondary's echo of our heartbeat: it follows our epoch
                         Role::Primary(_) => m.echoed(ExportId(export), from, epoch, seq),
@@ -455,8 +456,10 @@ async fn inbound_loop(
                         // an update of an older primary that missed the takeover: tell it at
                         // once (a Refuse of a newer epoch deposes it) instead of letting it
                         // wait for an acknowledgement, fail us out and release alone
-                        if m.outranks(ExportId(export), ps.epoch(), from, Epoch(epoch)) {
-                            refuse_older(&out, export, ps.epoch(), seq);
+                        if let Some(ours) = ps.epoch() {
+                            if m.outranks(ExportId(export), ours, from, Epoch(epoch)) {
+                                refuse_older(&out, export, ours, seq);
+                            }
                         }
                     }
                     if let Role::Secondary(ss) = &*role {

@@ -1580,6 +1580,10 @@ pub fn receive(
                 // the survivor's lock table replaces ours: a takeover from this member keeps
                 // every lock and waiter
                 let refused = ex.locks.restore(first, &records);
+                if first {
+                    // nothing of this member's own table counts any more (recovery.rs)
+                    mirror.local().recovery.table_restored(export);
+                }
                 if refused > 0 {
                     failed.get_or_insert(format!(
                         "{refused} entries of the survivor's lock table could not be taken"

@@ -804,6 +804,18 @@ impl Server {
     ) -> Option<Body> {
         let export = ex.cfg.id;
         let role = self.mirror.role(export);
+        // after a start that lost the table, clients reclaim first (recovery.rs)
+        if call.waits_for_grace() && self.local.recovery.in_grace(export) {
+            return Some(call.refused(NlmStat::DeniedGracePeriod));
+        }
+        let serves = matches!(role.as_deref(), None | Some(Role::Primary(_)));
+        if let Some(host) = call.monitored_host().filter(|_| serves) {
+            // monitored before it may hold anything (knfsd's nsm_monitor)
+            if let Err(e) = self.local.recovery.monitor().monitor(peer.ip(), &host) {
+                tracing::warn!(client = %peer.ip(), error = %e, "NLM: lock refused");
+                return Some(call.refused(NlmStat::DeniedNoLocks));
+            }
+        }
         match role.as_deref() {
             Some(Role::Primary(ps)) if call.changes() => {
                 // a part of the file no data block uses: lock calls of one file are ordered
@@ -955,10 +967,60 @@ impl Server {
         });
     }
 
+    /// This member starts serving `export`'s locks (it took the export over, or serves it
+    /// alone from the start): if this start lost its table, the grace period begins and
+    /// every monitored client host is told to reclaim — once this member holds the virtual
+    /// IP they locked through (up to 2 s; `recovery.rs`).
+    pub fn start_lock_recovery(&self, export: ExportId) {
+        if !self.local.recovery.start_serving(export) {
+            return;
+        }
+        let hosts = self.local.recovery.monitor().hosts();
+        let state = self.local.recovery.monitor().state();
+        let vip = self.mirror.group.vip.clone();
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                if vip.as_ref().is_none_or(|v| v.held()) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let n = hosts.len();
+            let told = crate::nsm::notify_hosts(hosts, state, vip);
+            tracing::info!(told, of = n, state, "clients told to reclaim their locks");
+        });
+    }
+
     /// Drops the locks of removed files (every `nlm::PURGE_EVERY`, and before a listing):
     /// each member by its own identity table, which holds the same files once the removal
     /// is applied; no lock call succeeds on a removed file meanwhile.
     pub fn purge_removed_locks(&self) {
+        // hosts that hold nothing any more are not monitored (never while a table is being
+        // reclaimed: a host not yet told holds nothing yet)
+        let recovering = self
+            .local
+            .exports
+            .iter()
+            .any(|ex| self.local.recovery.may_recover(ex.cfg.id));
+        if !recovering {
+            let holding: std::collections::HashSet<String> = self
+                .local
+                .exports
+                .iter()
+                .flat_map(|ex| ex.locks.hosts())
+                .collect();
+            let gone = self
+                .local
+                .recovery
+                .monitor()
+                .forget_idle(|_, name| holding.contains(name));
+            if gone > 0 {
+                tracing::info!(
+                    gone,
+                    "NSM: client hosts that hold no lock are not monitored"
+                );
+            }
+        }
         for ex in &self.local.exports {
             let gone = ex.locks.retain(|id| !matches!(ex.ids.get(id), Ok(None)));
             if gone > 0 {
@@ -980,8 +1042,9 @@ impl Server {
         for ex in &self.local.exports {
             let (f, h, w) = ex.locks.counts();
             (files, held, waiting) = (files + f, held + h, waiting + w);
-            if h + w > 0 {
-                by_export.push(serde_json::json!({"export": ex.cfg.id.0, "path": ex.cfg.path, "held": h, "waiting": w}));
+            let grace = self.local.recovery.grace_left(ex.cfg.id);
+            if h + w > 0 || grace.is_some() {
+                by_export.push(serde_json::json!({"export": ex.cfg.id.0, "path": ex.cfg.path, "held": h, "waiting": w, "grace_s": grace}));
             }
             let (hl, wl) = ex.locks.list(ex.cfg.id.0);
             for (list, i) in [(hl, 0), (wl, 1)] {
@@ -1001,6 +1064,8 @@ impl Server {
             "files": files,
             "held": held,
             "waiting": waiting,
+            "monitored_hosts": self.local.recovery.monitor().hosts().len(),
+            "nsm_state": self.local.recovery.monitor().state(),
             "exports": by_export,
             "clients": by_client
                 .iter()

@@ -20,6 +20,7 @@
 //! - [`startup`]: negotiation of a member that follows no primary, probe answers;
 //! - [`rejoin`]: a standby following a new primary, hand-back;
 //! - [`follower`]: a secondary's place in a stream — whom it follows, answers, acknowledges;
+//! - [`states`]: the roles as states whose changes consume `self` (primary, standby);
 //! - [`settings`]: every interval, by name.
 //!
 //! # Effect order
@@ -40,6 +41,7 @@ pub mod follower;
 pub mod rejoin;
 pub mod settings;
 pub mod startup;
+pub mod states;
 pub mod takeover;
 pub mod transitions;
 
@@ -269,6 +271,15 @@ impl Member {
             ..claim
         };
         self.probes.insert(from, (now, state.as_peer(claim)));
+    }
+
+    /// A member that answered one of our probes as primary within `within` ms before
+    /// `now` (an operator's forced promotion is refused while one did).
+    pub fn answered_primary(&self, now: Millis, within: u64) -> Option<MemberId> {
+        self.probes
+            .iter()
+            .find(|(_, (t, p))| matches!(p, Peer::Primary) && now.since(*t) <= within)
+            .map(|(m, _)| *m)
     }
 
     /// The primary we follow stood down for us (`from` must be the listed primary... or the

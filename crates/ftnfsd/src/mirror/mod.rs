@@ -26,12 +26,13 @@ use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
 use ftnfs_core::member::follower::{self, Follower};
 use ftnfs_core::member::settings::{FailoverConfig, Settings as MemberSettings};
 use ftnfs_core::member::startup::{secondary_answer, ProbeState};
-use ftnfs_core::member::transitions::{self, Promotion, StepDown};
+use ftnfs_core::member::states::{Leading, Standing, SteppedDown};
+use ftnfs_core::member::transitions::{self, Promotion};
 use ftnfs_core::member::{fencing, rejoin as rules_rejoin, Effect, Facts, Member, Node, RoleView};
-use ftnfs_core::mirror::primary::{Busy, Primary, PrimaryConfig, PrimaryEffect};
+use ftnfs_core::mirror::primary::{Busy, PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::resync::{self as rules, Candidate, Plan, Stream};
 use ftnfs_core::mirror::secondary::SecondaryEffect;
-use ftnfs_core::mirror::{FailReason, MemberSet, Touch};
+use ftnfs_core::mirror::{FailReason, Touch};
 use ftnfs_wire::peer::{update_frame, PeerMsg, UpdatePayload, Want};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -179,24 +180,30 @@ pub enum Role {
     Standby(StandbySide),
 }
 
-/// A member that must not act as primary or secondary of an export until told.
+/// A member that must not act as primary or secondary of an export until told: the core's
+/// [`Standing`] state, and what the daemon needs beside it.
 pub struct StandbySide {
     /// The export.
     pub export: ExportId,
-    /// Why.
-    pub why: String,
-    /// The highest epoch known.
-    pub epoch: Epoch,
     /// Every other listed member.
     pub others: Vec<MemberId>,
-    /// After a clean, planned step-down: the stream and update this mirror stands at, so
-    /// that the new primary (which was our secondary) can take it as its secondary.
-    pub clean_at: Option<(u64, SeqNo)>,
-    /// When it began to stand by.
-    pub since: Millis,
-    /// It waits for the member it stood down for (a planned step-down) before negotiating;
-    /// a listed primary restarted from its seal negotiates at once.
-    pub waits: bool,
+    /// The state (epoch known, where a clean step-down left this mirror, since when, why).
+    pub st: Standing,
+}
+
+impl std::ops::Deref for StandbySide {
+    type Target = Standing;
+    fn deref(&self) -> &Standing {
+        &self.st
+    }
+}
+
+/// The primary's tuning, with the window every secondary holds.
+fn lead_cfg(group: &Group) -> PrimaryConfig {
+    PrimaryConfig {
+        max_pending: WINDOW as usize,
+        ..group.primary
+    }
 }
 
 /// A resync running from here: where the member's answers go, and its progress.
@@ -285,15 +292,16 @@ pub async fn drive(mirror: Arc<Mirror>) {
 impl Mirror {
     /// Decides each mirrored export's role from its `-ftnfs=` list: the first member listed
     /// is the primary (failover comes later), the others are secondaries.
+    /// `rebooted`: the host restarted since the last run (`resync::host_rebooted`).
     pub fn new(
         group: Group,
         local: Arc<Local>,
         state_dir: &std::path::Path,
+        rebooted: bool,
     ) -> anyhow::Result<Mirror> {
         let exports = &local.exports[..];
         let mut roles = HashMap::new();
         let mut members_of = Vec::new();
-        let rebooted = crate::resync::host_rebooted(state_dir);
         let mut rejoin = Rejoin {
             logs: HashMap::new(),
             incoming: Mutex::new(HashMap::new()),
@@ -361,12 +369,8 @@ impl Mirror {
                 Role::Primary(PrimarySide::new(
                     e.cfg.id,
                     others,
-                    history,
-                    0,
                     pristine,
-                    epoch,
-                    SeqNo(0),
-                    &group,
+                    Leading::start(e.cfg.id, epoch, SeqNo(0), history, 0, lead_cfg(&group)),
                 ))
             } else if let (0, false, Some(s)) = (pos, incomplete, seal) {
                 // The seal says where this mirror stopped, not that nobody took over since
@@ -378,26 +382,30 @@ impl Mirror {
                 // follows without a copy), or it follows whoever does.
                 Role::Standby(StandbySide {
                     export: e.cfg.id,
-                    why: "sealed at a clean stop: starts once every member answered and none \
-                          took over since"
-                        .into(),
-                    epoch,
                     others,
-                    clean_at: Some((s.history, SeqNo(s.seq))),
-                    since: Millis(0),
-                    waits: false,
+                    st: Standing {
+                        why: "sealed at a clean stop: starts once every member answered and \
+                              none took over since"
+                            .into(),
+                        epoch,
+                        clean_at: Some((s.history, SeqNo(s.seq))),
+                        since: Millis(0),
+                        waits: false,
+                    },
                 })
             } else if pos == 0 {
                 Role::Standby(StandbySide {
                     export: e.cfg.id,
-                    why: "restarted without a seal: another member may have taken over \
-                          (ftnfsctl promote to serve from this mirror)"
-                        .into(),
-                    epoch,
                     others,
-                    clean_at: None,
-                    since: Millis(0),
-                    waits: false,
+                    st: Standing {
+                        why: "restarted without a seal: another member may have taken over \
+                              (ftnfsctl promote to serve from this mirror)"
+                            .into(),
+                        epoch,
+                        clean_at: None,
+                        since: Millis(0),
+                        waits: false,
+                    },
                 })
             } else {
                 Role::Secondary(SecondarySide {
@@ -492,13 +500,14 @@ impl Mirror {
         for role in self.roles() {
             let (id, at) = match &*role {
                 Role::Primary(ps) => {
-                    let mut c = lock(&ps.core);
-                    c.closed = true;
-                    let all = ps.secondaries.iter().all(|m| c.p.live().contains(*m));
-                    let s = (c.p.pending() == 0 && all).then(|| Seal {
-                        history: ps.history,
-                        seq: c.p.last_seq().0,
-                        epoch: c.p.epoch().0,
+                    let s = ps.lead().and_then(|mut c| {
+                        c.close();
+                        let all = ps.secondaries.iter().all(|m| c.p.live().contains(*m));
+                        (c.p.pending() == 0 && all).then(|| Seal {
+                            history: ps.history,
+                            seq: c.p.last_seq().0,
+                            epoch: c.p.epoch().0,
+                        })
                     });
                     (ps.export, s)
                 }
@@ -557,7 +566,7 @@ impl Mirror {
             return false; // no address moves: the client stays here, and must retry here
         }
         let handing_over = |r: &Role| match r {
-            Role::Primary(ps) => lock(&ps.core).stepping_down.is_some(),
+            Role::Primary(ps) => ps.lead().is_some_and(|c| c.stepping_down().is_some()),
             Role::Standby(sb) => sb.clean_at.is_some(),
             Role::Secondary(_) => false,
         };
@@ -614,9 +623,10 @@ impl Mirror {
         };
         // the node is a leaf lock: read it before taking any other
         let backed = lock(&self.node).witness_backed;
-        let live = lock(&ps.core).p.live();
-        let confirmed = lock(&ps.confirmed);
-        fencing::lease_ok(true, live, &confirmed, backed, &self.settings, now)
+        // a side whose role moved on answers nobody
+        ps.lead().is_some_and(|c| {
+            fencing::lease_ok(true, c.p.live(), c.confirmed(), backed, &self.settings, now)
+        })
     }
 
     /// A secondary echoed our heartbeat of `epoch`: it still follows us.
@@ -625,8 +635,8 @@ impl Mirror {
     pub fn echoed(&self, export: ExportId, from: MemberId, epoch: u64, sent: u64) {
         if let Some(role) = self.role(export) {
             if let Role::Primary(ps) = &*role {
-                if lock(&ps.core).p.epoch().0 == epoch {
-                    ps.confirm(from, Millis(sent));
+                if let Some(mut c) = ps.lead().filter(|c| c.p.epoch().0 == epoch) {
+                    c.confirm(from, Millis(sent));
                 }
             }
         }
@@ -647,7 +657,7 @@ impl Mirror {
             return 0;
         };
         let held = match &*role {
-            Role::Primary(ps) => lock(&ps.core).p.epoch(),
+            Role::Primary(ps) => ps.epoch().unwrap_or(Epoch(0)),
             Role::Secondary(ss) => lock(&ss.core).as_ref().map_or(Epoch(0), |c| c.s.epoch()),
             Role::Standby(sb) => sb.epoch,
         };
@@ -718,22 +728,10 @@ impl Mirror {
         for role in self.roles() {
             let (export, view) = match &*role {
                 Role::Primary(ps) => {
-                    let (live, stepping_down, closed) = {
-                        let c = lock(&ps.core);
-                        (c.p.live(), c.stepping_down.is_some(), c.closed)
-                    };
                     let resyncing = lock(&ps.resyncs).keys().copied().collect();
-                    let followed = lock(&ps.confirmed).clone();
-                    (
-                        ps.export,
-                        RoleView::Primary {
-                            live,
-                            stepping_down,
-                            closed,
-                            resyncing,
-                            followed,
-                        },
-                    )
+                    // (a side whose role moved on is being replaced: no view this instant)
+                    let Some(c) = ps.lead() else { continue };
+                    (ps.export, c.view(resyncing))
                 }
                 Role::Secondary(ss) => {
                     let incoming = lock(&self.rejoin.incoming).contains_key(&ss.export);
@@ -747,14 +745,7 @@ impl Mirror {
                     );
                     (ss.export, view)
                 }
-                Role::Standby(sb) => (
-                    sb.export,
-                    RoleView::Standby {
-                        clean: sb.clean_at.is_some() && sb.waits,
-                        epoch: sb.epoch,
-                        since: sb.since,
-                    },
-                ),
+                Role::Standby(sb) => (sb.export, sb.st.view()),
             };
             views.insert(export, view);
         }
@@ -777,15 +768,10 @@ impl Mirror {
             if let Role::Primary(ps) = &*role {
                 // a member that does not answer its Join holds writes for the silence time
                 // at most
-                let expired: Vec<MemberId> = lock(&ps.joining)
-                    .iter()
-                    .filter(|(_, t)| now.since(**t) >= self.settings.silence_ms())
-                    .map(|(m, _)| *m)
-                    .collect();
-                for m in expired {
-                    self.joined_answered(ps, m);
+                let Some(mut c) = ps.lead() else { continue };
+                if c.expire_joiners(now, self.settings.silence_ms()) {
+                    ps.unheld.notify_all();
                 }
-                let mut c = lock(&ps.core);
                 c.p.tick(now);
                 ps.drain(&mut c, self, now);
                 if let Some(d) = c.p.next_deadline() {
@@ -834,16 +820,15 @@ impl Mirror {
             }
             Effect::Heartbeat { export, to } => {
                 if let Some(Role::Primary(ps)) = role(export).as_deref() {
-                    let hb = {
-                        let c = lock(&ps.core);
+                    if let Some(epoch) = ps.epoch() {
                         // `seq` carries our clock: the echo tells when we sent it (lease)
-                        PeerMsg::Heartbeat {
+                        let hb = PeerMsg::Heartbeat {
                             export: export.0,
-                            epoch: c.p.epoch().0,
+                            epoch: epoch.0,
                             seq: now.0,
-                        }
-                    };
-                    send(to, hb);
+                        };
+                        send(to, hb);
+                    }
                 }
             }
             Effect::FailOut {
@@ -852,8 +837,7 @@ impl Mirror {
                 why,
             } => {
                 if let Some(Role::Primary(ps)) = role(export).as_deref() {
-                    let mut c = lock(&ps.core);
-                    if c.p.live().contains(member) {
+                    if let Some(mut c) = ps.lead().filter(|c| c.p.live().contains(member)) {
                         c.p.member_lost(member);
                         ps.drain(&mut c, self, now);
                         drop(c);
@@ -1055,8 +1039,8 @@ impl Mirror {
                 // (Echoes were dropped here before: an idle group with a witness answered
                 // every read JUKEBOX once the join's confirmation aged; tests/chaos.sh found
                 // it with a guest mounting after the faults.)
-                if lock(&ps.core).p.epoch().0 == epoch {
-                    ps.confirm(from, Millis(seq));
+                if let Some(mut c) = ps.lead().filter(|c| c.p.epoch().0 == epoch) {
+                    c.confirm(from, Millis(seq));
                 }
                 return;
             }
@@ -1081,16 +1065,18 @@ impl Mirror {
                 return;
             }
             PeerMsg::Handoff { .. } => {
-                let live = lock(&ps.core).p.live().contains(from);
-                let mut h = lock(&ps.handoff_to);
-                if rules_rejoin::accept_handback(live, h.is_some()) {
-                    *h = Some(from);
-                    drop(h);
+                let accept = ps.lead().is_some_and(|c| {
+                    rules_rejoin::accept_handback(
+                        c.p.live().contains(from),
+                        c.handoff_to().is_some(),
+                    )
+                });
+                if accept {
                     let why = format!(
                         "giving the role back to the listed primary {}",
                         self.group.name_of(from)
                     );
-                    if let Err(e) = self.demote(export, now, why) {
+                    if let Err(e) = self.step_down_for(export, now, why, Some(from)) {
                         self.event(now, export, format!("not giving the role back: {e}"));
                     }
                 }
@@ -1110,8 +1096,7 @@ impl Mirror {
                         self.group.name_of(from)
                     ),
                 );
-                {
-                    let mut c = lock(&ps.core);
+                if let Some(mut c) = ps.lead() {
                     c.p.member_lost(from);
                     ps.drain(&mut c, self, now);
                 }
@@ -1121,14 +1106,14 @@ impl Mirror {
             }
             _ => {}
         }
-        let mut c = lock(&ps.core);
+        let Some(mut c) = ps.lead() else { return };
         match msg {
             PeerMsg::Ack {
                 epoch, seq, status, ..
             } => {
                 if epoch == c.p.epoch().0 {
                     if let Some(sent) = c.p.first_sent(SeqNo(seq)) {
-                        ps.confirm(from, sent);
+                        c.confirm(from, sent);
                     }
                 }
                 c.p.on_ack(from, Epoch(epoch), SeqNo(seq), status)
@@ -1150,13 +1135,13 @@ impl Mirror {
                 c.p.on_refused(from, Epoch(epoch))
             }
             PeerMsg::JoinReply { ok: true, .. } => {
-                lock(&ps.diverged).remove(&from);
-                lock(&ps.accepted).insert(from);
+                c.diverged.remove(&from);
+                c.accepted.insert(from);
                 let asked = lock(&self.node)
                     .member(export)
                     .and_then(|m| m.asked_at(from));
                 if let Some(t) = asked {
-                    ps.confirm(from, t);
+                    c.confirm(from, t);
                 }
                 self.event(
                     now,
@@ -1174,9 +1159,9 @@ impl Mirror {
                     ),
                 );
                 c.p.member_lost(from);
-                drop(c);
-                self.joined_answered(ps, from);
-                c = lock(&ps.core);
+                if c.join_answered(from) {
+                    ps.unheld.notify_all();
+                }
             }
             _ => {}
         }

@@ -18,40 +18,40 @@ pub struct PrimarySide {
     pub pristine_at_start: bool,
     /// The update of `prev_history` where this stream starts.
     pub chain_base: SeqNo,
-    pub(super) core: Mutex<PrimaryCore>,
-    /// Members asked to join when this member became primary whose answer (and cached
-    /// replies) is awaited, since when: they hold writes ([`Mirror::joined_answered`]) for at
-    /// most the silence time.
-    pub(super) joining: Mutex<HashMap<MemberId, Millis>>,
-    /// Live secondaries that accepted their latest Join (status: a live member not in here
-    /// is still deciding whether it can join or needs a resync).
-    pub(super) accepted: Mutex<HashSet<MemberId>>,
-    /// Writes held by these members' resyncs (their last pass): new updates wait to be
-    /// numbered while any holds.
-    pub(super) held: Mutex<HashSet<MemberId>>,
+    /// The role's state (the core's [`Leading`]): `None` once the role moved on — deposed,
+    /// fenced or stood down — so that a request thread still holding this side finds
+    /// nothing to number, release or send with (the state was consumed by the change).
+    pub(super) core: Mutex<Option<Lead>>,
+    /// Signalled when no member holds clients' writes any more ([`Leading::writes_held`]).
     pub(super) unheld: Condvar,
     /// Resyncs running from here, by member.
     pub(super) resyncs: Mutex<HashMap<MemberId, Outgoing>>,
     /// Finished resyncs (the newest few), for status.
     pub(super) finished: Mutex<VecDeque<Arc<Progress>>>,
-    /// Stepping down to give the role to this member (it takes over when we stood down).
-    pub(super) handoff_to: Mutex<Option<MemberId>>,
-    /// Members failed out because they computed another result: their mirror differs, so
-    /// they get a full copy before they serve again.
-    pub(super) diverged: Mutex<HashSet<MemberId>>,
-    /// When each secondary last confirmed our epoch (its echo of our heartbeat, or an ack):
-    /// the read lease ([`Mirror::lease_ok`]).
-    pub(super) confirmed: Mutex<std::collections::BTreeMap<MemberId, Millis>>,
 }
 
-pub(super) struct PrimaryCore {
-    pub(super) p: Primary<Arc<UpdatePayload>>,
-    pub(super) waiters: HashMap<u64, SyncSender<Signal>>,
-    pub(super) next_token: u64,
-    /// Stopping: sealed or not, no new update is numbered.
-    pub(super) closed: bool,
-    /// A planned step-down: once nothing is in flight, stand by (why).
-    pub(super) stepping_down: Option<String>,
+/// The primary role's state in the daemon: the core's, with the channel that wakes each
+/// blocked client request as its waiter.
+pub(super) type Lead = Leading<Arc<UpdatePayload>, SyncSender<Signal>>;
+
+/// The locked state of a primary side that is still primary ([`PrimarySide::lead`]).
+pub(super) struct LeadGuard<'a>(MutexGuard<'a, Option<Lead>>);
+
+impl std::ops::Deref for LeadGuard<'_> {
+    type Target = Lead;
+    fn deref(&self) -> &Lead {
+        self.0
+            .as_ref()
+            .expect("a LeadGuard is made only over a present state")
+    }
+}
+
+impl std::ops::DerefMut for LeadGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Lead {
+        self.0
+            .as_mut()
+            .expect("a LeadGuard is made only over a present state")
+    }
 }
 
 impl PrimarySide {
@@ -59,64 +59,42 @@ impl PrimarySide {
     pub(super) fn new(
         export: ExportId,
         secondaries: Vec<MemberId>,
-        history: u64,
-        prev_history: u64,
         pristine_at_start: bool,
-        epoch: Epoch,
-        base: SeqNo,
-        group: &Group,
+        lead: Lead,
     ) -> PrimarySide {
         PrimarySide {
             export,
             secondaries,
-            history,
-            prev_history,
+            history: lead.history,
+            prev_history: lead.prev_history,
             pristine_at_start,
-            chain_base: base,
-            held: Mutex::new(HashSet::new()),
-            joining: Mutex::new(HashMap::new()),
-            accepted: Mutex::new(HashSet::new()),
+            chain_base: lead.chain_base,
             unheld: Condvar::new(),
             resyncs: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
-            handoff_to: Mutex::new(None),
-            diverged: Mutex::new(HashSet::new()),
-            confirmed: Mutex::new(std::collections::BTreeMap::new()),
-            core: Mutex::new(PrimaryCore {
-                p: Primary::new(
-                    export,
-                    epoch,
-                    base,
-                    MemberSet::EMPTY,
-                    PrimaryConfig {
-                        max_pending: WINDOW as usize,
-                        ..group.primary
-                    },
-                ),
-                waiters: HashMap::new(),
-                next_token: 0,
-                closed: false,
-                stepping_down: None,
-            }),
+            core: Mutex::new(Some(lead)),
         }
     }
 
-    /// `m` confirmed our epoch as of `at` (when we sent what it answered).
-    pub(super) fn confirm(&self, m: MemberId, at: Millis) {
-        let mut c = lock(&self.confirmed);
-        let t = c.entry(m).or_insert(at);
-        *t = (*t).max(at);
+    /// The role's state, locked, while this side is still the primary.
+    pub(super) fn lead(&self) -> Option<LeadGuard<'_>> {
+        let g = lock(&self.core);
+        g.is_some().then(|| LeadGuard(g))
+    }
+
+    /// Ends the role here: the state, for the transition that consumes it. A request thread
+    /// that still holds this side finds nothing from now on.
+    pub(super) fn take(&self) -> Option<Lead> {
+        let l = lock(&self.core).take();
+        self.unheld.notify_all(); // a held submit finds the role gone
+        l
     }
 
     /// Holds (or releases) clients' writes for the resync of `member`: while any resync
     /// holds them, `submit` waits before numbering.
     pub fn hold(&self, member: MemberId, on: bool) {
-        let mut h = lock(&self.held);
-        if on {
-            h.insert(member);
-        } else {
-            h.remove(&member);
-            if h.is_empty() {
+        if let Some(mut c) = self.lead() {
+            if c.hold(member, on) {
                 self.unheld.notify_all();
             }
         }
@@ -124,22 +102,22 @@ impl PrimarySide {
 
     /// Whether any secondary is live in the stream now.
     pub fn has_live_secondary(&self) -> bool {
-        !lock(&self.core).p.live().is_empty()
+        self.lead().is_some_and(|c| !c.p.live().is_empty())
     }
 
     /// Updates numbered and not yet released.
     pub fn pending(&self) -> usize {
-        lock(&self.core).p.pending()
+        self.lead().map_or(0, |c| c.p.pending())
     }
 
     /// Every update up to here is released (executed here and on every live secondary).
     pub fn released(&self) -> SeqNo {
-        lock(&self.core).p.released_watermark()
+        self.lead().map_or(SeqNo(0), |c| c.p.released_watermark())
     }
 
-    /// The epoch this primary leads.
-    pub fn epoch(&self) -> Epoch {
-        lock(&self.core).p.epoch()
+    /// The epoch this primary leads (`None`: not primary any more).
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.lead().map(|c| c.p.epoch())
     }
 
     /// The last pass of a resync of `member` is applied (writes held, nothing in flight):
@@ -149,15 +127,15 @@ impl PrimarySide {
             return false;
         };
         self.add(m, member, &link, now);
-        lock(&self.core).p.live().contains(member)
+        self.lead().is_some_and(|c| c.p.live().contains(member))
     }
 
     pub(super) fn add(&self, m: &Mirror, peer: MemberId, link: &Link, now: Millis) {
         if let Some(me) = lock(&m.node).member(self.export) {
             me.asked(peer, now);
         }
-        lock(&self.accepted).remove(&peer);
-        let mut c = lock(&self.core);
+        let Some(mut c) = self.lead() else { return };
+        c.accepted.remove(&peer);
         // The Join goes on the link before any update sent by add_member.
         let base = c.p.released_watermark();
         let join = PeerMsg::Join {
@@ -200,13 +178,13 @@ impl PrimarySide {
     /// If everything numbered so far that conflicts with `keys` has executed here: the
     /// number to hand [`submit_with`](Self::submit_with)'s check (`Primary::settled`).
     pub fn settled_now(&self, keys: &[ftnfs_core::mirror::Key]) -> Option<SeqNo> {
-        let c = lock(&self.core);
+        let c = self.lead()?;
         let since = c.p.next_seq();
         keys.iter().all(|k| c.p.settled(k, since)).then_some(since)
     }
 
     /// [`submit`](Self::submit), with what the update touches decided by `touch` from the
-    /// primary's order state at the instant it is numbered.
+    /// primary's order state at the instant it is numbered. `Busy` once the role moved on.
     pub fn submit_with(
         &self,
         m: &Mirror,
@@ -214,48 +192,38 @@ impl PrimarySide {
         payload: Arc<UpdatePayload>,
         now: Millis,
     ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
-        {
-            // the last pass of a resync: wait (bounded by its hold limit, plus a margin)
-            let limit = std::time::Duration::from_millis(m.resync.hold_ms + 1000);
-            let held = lock(&self.held);
-            let (_g, _) = self
-                .unheld
-                .wait_timeout_while(held, limit, |h| !h.is_empty())
-                .unwrap_or_else(|p| p.into_inner());
-        }
-        let mut c = lock(&self.core);
-        if c.closed {
+        // the last pass of a resync, or a joiner's answer: wait (bounded by the hold limit,
+        // plus a margin)
+        let limit = std::time::Duration::from_millis(m.resync.hold_ms + 1000);
+        let (g, _) = self
+            .unheld
+            .wait_timeout_while(lock(&self.core), limit, |c| {
+                c.as_ref().is_some_and(|l| l.writes_held())
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
             return Err(Busy);
         }
-        c.next_token += 1;
-        let token = c.next_token;
+        let mut c = LeadGuard(g);
         let (tx, rx) = sync_channel(2);
-        c.waiters.insert(token, tx);
         let idle = c.p.pending() == 0;
-        let touch = touch(&c.p);
-        match c.p.submit(token, &touch, payload, now) {
-            Ok(seq) => {
-                self.drain(&mut c, m, now);
-                if idle {
-                    m.wake.notify_one(); // a resend deadline now exists
-                }
-                Ok((seq, rx))
-            }
-            Err(b) => {
-                c.waiters.remove(&token);
-                Err(b)
-            }
+        let (seq, _) = c.submit(touch, payload, tx, now)?;
+        self.drain(&mut c, m, now);
+        if idle {
+            m.wake.notify_one(); // a resend deadline now exists
         }
+        Ok((seq, rx))
     }
 
     /// The local execution of `seq` ended with `status`.
     pub fn local_done(&self, m: &Mirror, seq: SeqNo, status: u32, now: Millis) {
-        let mut c = lock(&self.core);
-        c.p.local_done(seq, status);
-        self.drain(&mut c, m, now);
+        if let Some(mut c) = self.lead() {
+            c.p.local_done(seq, status);
+            self.drain(&mut c, m, now);
+        }
     }
 
-    pub(super) fn drain(&self, c: &mut PrimaryCore, m: &Mirror, now: Millis) {
+    pub(super) fn drain(&self, c: &mut Lead, m: &Mirror, now: Millis) {
         // an update goes to every secondary in a row: encode it once, share the bytes
         let mut last: Option<(SeqNo, Epoch, bytes::Bytes)> = None;
         while let Some(e) = c.p.poll_effect() {
@@ -284,12 +252,12 @@ impl PrimarySide {
                     }
                 }
                 PrimaryEffect::Run { token, .. } => {
-                    if let Some(w) = c.waiters.get(&token) {
+                    if let Some(w) = c.waiter(token) {
                         let _ = w.try_send(Signal::Run);
                     }
                 }
                 PrimaryEffect::Release { token, acked, .. } => {
-                    if let Some(w) = c.waiters.remove(&token) {
+                    if let Some(w) = c.take_waiter(token) {
                         let _ = w.try_send(Signal::Release {
                             alone: acked.is_empty(),
                         });
@@ -310,7 +278,7 @@ impl PrimarySide {
                     }
                     if matches!(reason, FailReason::Diverged { .. }) {
                         // copy it at the next tick: it stops serving reads when that starts
-                        lock(&self.diverged).insert(member);
+                        c.diverged.insert(member);
                         if let Some(me) = lock(&m.node).member(self.export) {
                             me.ask_soon(member);
                         }
@@ -345,7 +313,7 @@ impl PrimarySide {
                 }
             }
         }
-        if c.stepping_down.is_some() && c.p.pending() == 0 {
+        if c.stepping_down().is_some() && c.p.pending() == 0 {
             m.wake.notify_one(); // the planned step-down can complete now
         }
     }

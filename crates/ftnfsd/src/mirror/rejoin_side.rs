@@ -237,7 +237,7 @@ impl Mirror {
         let since = ps.released();
         let plan = match want {
             Want::Nothing => return,
-            Want::Full if lock(&ps.diverged).contains(&from) => {
+            Want::Full if ps.lead().is_some_and(|c| c.diverged.contains(&from)) => {
                 Plan::Full("it computed another result than this member (diverged)".into())
             }
             Want::Full => Plan::Full("its mirror's state is unknown".into()),
@@ -382,7 +382,9 @@ impl Mirror {
                 if export.is_some_and(|e| e != ps.export) {
                     continue;
                 }
-                let live = lock(&ps.core).p.live();
+                let Some(live) = ps.lead().map(|c| c.p.live()) else {
+                    continue;
+                };
                 for m in &ps.secondaries {
                     if live.contains(*m) || lock(&ps.resyncs).contains_key(m) {
                         continue;
@@ -409,7 +411,7 @@ impl Mirror {
         let Some(l) = lock(&self.links).get(&m).cloned() else {
             return false;
         };
-        if lock(&ps.diverged).contains(&m) {
+        if ps.lead().is_some_and(|c| c.diverged.contains(&m)) {
             self.start_resync(ps, m, Want::Full, now);
         } else {
             ps.add(self, m, &l, now);

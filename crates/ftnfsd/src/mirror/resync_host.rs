@@ -17,7 +17,8 @@ impl LeadRef {
 
 impl crate::resync::Lead for LeadRef {
     fn epoch(&self) -> Epoch {
-        self.ps().epoch()
+        // (0 once the role moved on: no member follows epoch 0, so the resync ends)
+        self.ps().epoch().unwrap_or(Epoch(0))
     }
     fn hold(&self, member: MemberId, on: bool) {
         self.ps().hold(member, on)

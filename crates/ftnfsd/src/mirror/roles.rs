@@ -10,43 +10,36 @@ impl Mirror {
     /// base, the other members invited to follow, the virtual IP moved here.
     pub(super) fn promote(&self, ss: &SecondarySide, now: Millis, why: &str) -> bool {
         let persisted = Epoch(read_epoch(&self.state_dir, ss.export));
-        let (base, epoch, prev) = {
+        // the follower is consumed by the takeover: from here it applies, acknowledges and
+        // echoes nothing of the old stream
+        let (sc, epoch) = {
             let mut c = lock(&ss.core);
-            let Some(sc) = c.as_mut() else { return false };
-            match transitions::promotion(sc.joined(), sc.s.running(), sc.s.epoch(), persisted) {
+            let Some(sc) = c.as_ref() else { return false };
+            match sc.promotion(persisted) {
                 // not in step with any stream: nothing to take over from; or local applies
                 // still running: the next tick
                 Promotion::NotInStep | Promotion::Applying => return false,
-                Promotion::Go { epoch } => {
-                    sc.close();
-                    (sc.s.watermark(), epoch, sc.history)
-                }
+                Promotion::Go { epoch } => (c.take().expect("checked above"), epoch),
             }
         };
-        let epoch = match write_epoch(&self.state_dir, ss.export, epoch.0).map(|()| epoch) {
-            Ok(e) => e,
-            Err(e) => {
-                self.event(
-                    now,
-                    ss.export,
-                    format!("cannot take over: epoch not persisted: {e}"),
-                );
-                if let Some(sc) = lock(&ss.core).as_mut() {
-                    sc.reopen(); // still a secondary
-                }
-                return false;
-            }
-        };
-        let ps = PrimarySide::new(
+        if let Err(e) = write_epoch(&self.state_dir, ss.export, epoch.0) {
+            self.event(
+                now,
+                ss.export,
+                format!("cannot take over: epoch not persisted: {e}"),
+            );
+            *lock(&ss.core) = Some(sc); // still a secondary, as it was
+            return false;
+        }
+        let lead = Leading::take_over(
+            sc.f,
             ss.export,
-            ss.others.clone(),
-            u64::from_be_bytes(random_bytes()),
-            prev,
-            false,
             epoch,
-            base,
-            &self.group,
+            u64::from_be_bytes(random_bytes()),
+            lead_cfg(&self.group),
         );
+        let base = lead.chain_base;
+        let ps = PrimarySide::new(ss.export, ss.others.clone(), false, lead);
         self.install_primary(
             ps,
             now,
@@ -88,12 +81,11 @@ impl Mirror {
             if let Role::Primary(ps) = &*role {
                 for (m, l) in links {
                     if ps.secondaries.contains(&m) {
-                        // Client updates wait (bounded) for its answer and cached replies:
-                        // this member may have lost its own with a restart, and a
-                        // retransmission executed before they arrive runs twice
-                        // (tests/sim_group.rs).
-                        lock(&ps.joining).insert(m, now);
-                        ps.hold(m, true);
+                        // Client updates wait (bounded) for its answer and cached replies
+                        // (Leading::join_asked).
+                        if let Some(mut c) = ps.lead() {
+                            c.join_asked(m, now);
+                        }
                         ps.add(self, m, &l, now);
                     }
                 }
@@ -104,22 +96,14 @@ impl Mirror {
     /// `m` answered the Join of a new primary (refused, or joined and handed its replies):
     /// client updates need not wait for it any more.
     pub(super) fn joined_answered(&self, ps: &PrimarySide, m: MemberId) {
-        if lock(&ps.joining).remove(&m).is_some() {
-            ps.hold(m, false);
+        if ps.lead().is_some_and(|mut c| c.join_answered(m)) {
+            ps.unheld.notify_all();
         }
     }
 
-    /// Replaces primary `ps` by a standby (stepped down cleanly at `clean_at`, or not) and
-    /// gives up the virtual IP.
-    pub(super) fn stand_by(
-        &self,
-        ps: &PrimarySide,
-        epoch: Epoch,
-        why: String,
-        clean_at: Option<(u64, SeqNo)>,
-        now: Millis,
-        what: String,
-    ) {
+    /// Replaces primary `ps`, whose state became `st` (stepped down cleanly, or deposed),
+    /// by a standby and gives up the virtual IP.
+    pub(super) fn stand_by(&self, ps: &PrimarySide, st: Standing, now: Millis, what: String) {
         // clients follow the primary before anything else happens here (fencing.rs)
         if let Some(v) = &self.group.vip {
             if self.vip_export() == Some(ps.export) {
@@ -130,12 +114,8 @@ impl Mirror {
             ps.export,
             Role::Standby(StandbySide {
                 export: ps.export,
-                why,
-                epoch,
                 others: ps.secondaries.clone(),
-                waits: clean_at.is_some(),
-                clean_at,
-                since: now,
+                st,
             }),
         );
         self.event(now, ps.export, what);
@@ -143,24 +123,50 @@ impl Mirror {
 
     /// Makes a standby or secondary member primary of an export on an operator's word
     /// (`ftnfsctl promote`). A secondary in step keeps its state; a standby starts a new
-    /// stream from its own mirror.
-    pub fn promote_by_operator(&self, export: ExportId, now: Millis) -> Result<String, String> {
+    /// stream from its own mirror. `force` (`ftnfsctl promote --force`) also starts from a
+    /// mirror this member cannot vouch for — its host restarted without a clean stop, a
+    /// resync into it was cut, or it never joined a primary: the way out when that is the
+    /// best mirror left (every member's host lost power at once: none is complete, and none
+    /// would ever start by itself).
+    pub fn promote_by_operator(
+        &self,
+        export: ExportId,
+        now: Millis,
+        force: bool,
+    ) -> Result<String, String> {
         let role = self.role(export).ok_or("export is not mirrored")?;
+        // Never two primaries: a primary still heard is asked to step down first (it
+        // drains what is in flight, then falls silent).
+        let silence = self.settings.silence_ms();
+        let heard = |m: MemberId| lock(&self.node).evidence.heard_within(m, silence, now);
+        // a member that answers our probes as primary is followed, not replaced (its Join
+        // brings this one in)
+        let answered_primary = || {
+            lock(&self.node)
+                .member(export)
+                .and_then(|m| m.answered_primary(now, silence))
+        };
         match &*role {
             Role::Primary(_) => Err("already primary".into()),
             Role::Secondary(ss) => {
                 if lock(&ss.core).is_none() {
-                    return Err(
-                        "this secondary never joined its primary: its mirror may be stale".into(),
+                    if !force {
+                        return Err("this secondary never joined its primary: its mirror may \
+                                    be stale (--force starts from it anyway)"
+                            .into());
+                    }
+                    if let Some(m) = answered_primary() {
+                        return Err(format!("{} is primary", self.group.name_of(m)));
+                    }
+                    return self.start_primary(
+                        export,
+                        Epoch(0),
+                        ss.others.clone(),
+                        now,
+                        "promoted by the operator (forced, from a mirror that never joined)",
                     );
                 }
-                // Never two primaries: a primary still heard is asked to step down first
-                // (it drains what is in flight, then falls silent).
-                let silence = self.settings.silence_ms();
-                if lock(&self.node)
-                    .evidence
-                    .heard_within(ss.primary, silence, now)
-                {
+                if heard(ss.primary) {
                     return Err(format!(
                         "the primary {} is alive: `ftnfsctl demote` it first",
                         self.group.name_of(ss.primary)
@@ -176,19 +182,26 @@ impl Mirror {
                 }
             }
             Role::Standby(sb) => {
-                if !self.complete(export) {
+                if !self.complete(export) && !force {
                     return Err(
                         "this mirror is incomplete (an interrupted resync or a host crash); \
-                         promote the member that has the data"
+                         promote the member that has the data, or --force if none has"
                             .into(),
                     );
+                }
+                if let Some(m) = answered_primary().filter(|_| force) {
+                    return Err(format!("{} is primary", self.group.name_of(m)));
                 }
                 self.start_primary(
                     export,
                     sb.epoch,
                     sb.others.clone(),
                     now,
-                    "promoted by the operator",
+                    if self.complete(export) {
+                        "promoted by the operator"
+                    } else {
+                        "promoted by the operator (forced, from an incomplete mirror)"
+                    },
                 )
             }
         }
@@ -207,16 +220,15 @@ impl Mirror {
     ) -> Result<String, String> {
         let epoch = self.next_epoch(export, seen).map_err(|e| e.to_string())?;
         let (prev, base) = self.last_logged(export);
-        let ps = PrimarySide::new(
+        let lead = Leading::start(
             export,
-            others,
-            u64::from_be_bytes(random_bytes()),
-            prev,
-            false,
             epoch,
             SeqNo(base),
-            &self.group,
+            u64::from_be_bytes(random_bytes()),
+            prev,
+            lead_cfg(&self.group),
         );
+        let ps = PrimarySide::new(export, others, false, lead);
         self.install_primary(
             ps,
             now,
@@ -225,88 +237,89 @@ impl Mirror {
         Ok("promoted".into())
     }
 
-    /// Steps down from primary (the operator's word, or a hand-back): no new update is
-    /// numbered; those in flight finish normally (the secondaries still acknowledge them);
-    /// then this member stands by, exactly at its last update, and tells the first live
-    /// secondary to take over; it follows that one as its secondary.
+    /// Steps down from primary (the operator's word): no new update is numbered; those in
+    /// flight finish normally (the secondaries still acknowledge them); then this member
+    /// stands by, exactly at its last update, and tells the first live secondary to take
+    /// over; it follows that one as its secondary.
     pub fn demote(&self, export: ExportId, now: Millis, why: String) -> Result<(), String> {
+        self.step_down_for(export, now, why, None)
+    }
+
+    /// [`demote`](Self::demote) for member `to` (a hand-back to the listed primary), or for
+    /// the first listed secondary live in our stream: only we know it holds every released
+    /// update. (An operator's promote of a secondary cannot know that: one failed out
+    /// earlier still believes it is in step, and the sim_group simulation lost acknowledged
+    /// updates that way.) With none, the group would be left without a primary: refused.
+    pub(super) fn step_down_for(
+        &self,
+        export: ExportId,
+        now: Millis,
+        why: String,
+        to: Option<MemberId>,
+    ) -> Result<(), String> {
         let Some(role) = self.role(export) else {
             return Err("export is not mirrored".into());
         };
         let Role::Primary(ps) = &*role else {
             return Err("not primary of this export".into());
         };
-        {
-            let mut c = lock(&ps.core);
-            if c.stepping_down.is_some() {
-                return Ok(());
-            }
-            // Hand the role to the first listed secondary that is live in our stream: only
-            // we know it holds every released update. (An operator's promote of a secondary
-            // cannot know that: one failed out earlier still believes it is in step, and
-            // the sim_group simulation lost acknowledged updates that way.) With none, the
-            // group would be left without a primary: refused.
-            let live = c.p.live();
-            let mut to = lock(&ps.handoff_to);
-            if to.is_none() {
-                *to = ps.secondaries.iter().copied().find(|m| live.contains(*m));
-            }
-            if to.is_none() {
-                return Err("no secondary is in step to take over: not stepping down".into());
-            }
-            c.closed = true;
-            c.stepping_down = Some(why.clone());
+        let Some(mut c) = ps.lead() else {
+            return Err("not primary of this export any more".into());
+        };
+        match c.begin_step_down(why.clone(), to, &ps.secondaries) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()), // one runs already
+            Err(e) => return Err(e.to_string()),
         }
+        drop(c);
         self.event(now, export, format!("stepping down from primary: {why}"));
         self.finish_step_down(ps, now);
         self.wake.notify_one();
         Ok(())
     }
 
+    /// A planned step-down, at a tick: once drained, the state is consumed into a clean
+    /// standby and the successor is told to take over ([`Leading::step_down`]).
     pub(super) fn finish_step_down(&self, ps: &PrimarySide, now: Millis) {
-        let handoff_to = *lock(&ps.handoff_to);
-        let (epoch, at, why, to) = {
-            let c = lock(&ps.core);
-            let why = c.stepping_down.clone().unwrap_or_default();
-            let next = transitions::step_down(
-                c.stepping_down.is_some(),
-                c.p.pending(),
-                handoff_to,
-                c.p.live(),
-            );
-            let to = match next {
-                StepDown::No | StepDown::Draining => return, // (draining: the next tick)
-                StepDown::StandBy { to } => Some(to),
-                StepDown::Cancel => None,
-            };
-            (c.p.epoch(), (ps.history, c.p.last_seq()), why, to)
+        let next = {
+            let mut g = lock(&ps.core);
+            let Some(lead) = g.take() else { return };
+            match lead.step_down(now) {
+                SteppedDown::Leading(l) => {
+                    *g = Some(l); // not stepping down, or draining: the next tick
+                    return;
+                }
+                SteppedDown::Cancelled(l) => {
+                    *g = Some(l);
+                    None
+                }
+                SteppedDown::StoodBy { standing, to } => Some((standing, to)),
+            }
         };
-        lock(&ps.handoff_to).take();
-        let what = format!("stood down at update {}: {why}", at.1 .0);
-        if to.is_none() {
+        ps.unheld.notify_all();
+        let Some((standing, to)) = next else {
             // the member it was for fell out meanwhile (transitions::StepDown::Cancel)
-            let mut c = lock(&ps.core);
-            c.closed = false;
-            c.stepping_down = None;
-            drop(c);
             self.event(
                 now,
                 ps.export,
                 "step-down cancelled: the member to take over is not in step any more".into(),
             );
             return;
-        }
-        self.stand_by(ps, epoch, why, Some(at), now, what);
-        if let Some(to) = to {
-            if let Some(l) = lock(&self.links).get(&to) {
-                let _ = l.try_send(
-                    PeerMsg::TakeOver {
-                        export: ps.export.0,
-                    }
-                    .to_frame()
-                    .into(),
-                );
-            }
+        };
+        let what = format!(
+            "stood down at update {}: {}",
+            standing.clean_at.map_or(0, |(_, s)| s.0),
+            standing.why
+        );
+        self.stand_by(ps, standing, now, what);
+        if let Some(l) = lock(&self.links).get(&to) {
+            let _ = l.try_send(
+                PeerMsg::TakeOver {
+                    export: ps.export.0,
+                }
+                .to_frame()
+                .into(),
+            );
         }
     }
 
@@ -318,21 +331,18 @@ impl Mirror {
             return;
         };
         let Role::Primary(ps) = &*role else { return };
-        let epoch = {
-            let mut c = lock(&ps.core);
-            c.closed = true;
-            for (_, w) in c.waiters.drain() {
-                let _ = w.try_send(Signal::Drop);
-            }
-            c.p.epoch()
-        };
-        let what = format!("deposed as primary: {why}");
+        let Some(lead) = ps.take() else { return };
+        let (standing, dropped) = lead.depose(why, now);
+        for w in dropped {
+            let _ = w.try_send(Signal::Drop);
+        }
+        let what = format!("deposed as primary: {}", standing.why);
         if self.moves_clients(ps.export) {
             // reset before standing by: no client waits on this member for a reply it will
             // never send (the virtual IP goes in stand_by, first thing)
             self.close_clients.send_modify(|g| *g += 1);
         }
-        self.stand_by(ps, epoch, why, None, now, what);
+        self.stand_by(ps, standing, now, what);
     }
 
     /// Makes this member the secondary of `from` for `export`, in step at `base` of stream

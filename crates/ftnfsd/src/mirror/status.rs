@@ -25,7 +25,10 @@ impl Mirror {
                 }),
                 Role::Primary(ps) => {
                     let id = ps.export;
-                    let c = lock(&ps.core);
+                    let Some(c) = ps.lead() else {
+                        // the role moved on this instant: the next status shows the new one
+                        continue;
+                    };
                     let st = c.p.stats();
                     json!({
                         "export": id.0,
@@ -34,7 +37,7 @@ impl Mirror {
                         "secondaries": ps.secondaries.iter().map(|m| json!({
                             "name": self.group.name_of(*m),
                             "live": c.p.live().contains(*m),
-                            "joined": c.p.live().contains(*m) && lock(&ps.accepted).contains(m),
+                            "joined": c.p.live().contains(*m) && c.accepted.contains(m),
                             "last_heard_ms_ago": ago(*m),
                         })).collect::<Vec<_>>(),
                         "lag": c.p.last_seq().0 - c.p.released_watermark().0,
