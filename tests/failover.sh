@@ -96,7 +96,7 @@ wait_acks "$W/serial-r2-ackwrite" 10
 kill9 b
 wait $G
 check "guest went on when the secondary died" "$([ "$(cat "$W/r2-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r2-ack.out")"
-check "a still primary in epoch 1, b failed out" "$([ "$(role r2 a)" = "primary 1" ] && status r2 a | grep -q '"live": false'; echo $?)" "$(role r2 a)"
+check "a still primary in epoch 1, b failed out" "$([ "$(role r2 a)" = "primary 1" ] && grep -q '"live": false' <<< "$(status r2 a)"; echo $?)" "$(role r2 a)"
 python3 "$LAB/check-acks.py" "$W/serial-r2-ackwrite" "$W/r2/a/export/ack" > "$W/r2-acks" 2>&1
 check "acknowledged records on the primary" $? "$(cat "$W/r2-acks")"
 kill9 a; sleep 3.5

@@ -59,7 +59,15 @@ member() { # NAME PEER: rpcbind (private /run) and ftnfsd, registered with it, i
     --name $1 --peer $2=${IP[$2]}:2050 --peer-listen ${IP[$1]}:2050 --secret-file '$W/secret' \
     --vip $VIP/24 --vip-dev eth0 ${EXTRA:-}; }" 2>>"$d/log" &
 }
-held_by_guest() { "$CTL" --socket "$W/$1/adm.sock" locks --json 2>/dev/null | grep -q '"client": "guest"'; }
+# another client host's lock attempt on ./lk, straight to the server's table (a second
+# process on the guest is refused by the guest's own lock table, without asking the server):
+# exit 75 denied, 76 denied for the grace period, 0 granted
+topo_member x 10.99.0.9 || exit 1
+probe() { topo_in x "$(dirname "$BIN")/ftnfs-load" nlm --host "$VIP" --path "$EXPORT" --name lk; }
+# (output taken whole before it is searched: `grep -q` in a pipe under pipefail fails when the
+# writer gets SIGPIPE after the match)
+held_by_guest() { local o; o=$("$CTL" --socket "$W/$1/adm.sock" locks --json 2>/dev/null); grep -q '"client": "guest"' <<< "$o"; }
+in_grace() { local o; o=$("$CTL" --socket "$W/$1/adm.sock" status 2>/dev/null); grep -q "grace period" <<< "$o"; }
 role() { "$CTL" --socket "$W/$1/adm.sock" status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["mirror"]["exports"][0]["role"])' 2>/dev/null; }
 member a b; member b a
 formed=1
@@ -75,6 +83,9 @@ for _ in $(seq 3000); do grep -aq "FTNFS-LOCK held" "$W/serial2" 2>/dev/null && 
 check "the guest holds a lock through the virtual IP" $seen "$(tail -5 "$W/serial2" 2>/dev/null | tr -d '\r')"
 held_by_guest b
 check "the secondary's table holds the guest's lock" $? "$("$CTL" --socket "$W/b/adm.sock" locks 2>&1)"
+out=$(probe 2>&1); rc=$?
+[ $rc = 75 ] && echo "$out" | grep -q "held by .*guest"
+check "another client host is denied by the primary, which names the guest" $? "exit $rc: $out"
 ip netns pids "$TOPO-a" | xargs -r kill -9
 took=1
 for _ in $(seq 600); do [ "$(role b)" = primary ] && { took=0; break; }; sleep 0.1; done
@@ -83,6 +94,9 @@ check "b took over" $took "$(role b)"
 check "the takeover came while the guest was being denied" $? ""
 held_by_guest b
 check "the new primary holds the guest's lock" $? "$("$CTL" --socket "$W/b/adm.sock" locks 2>&1)"
+out=$(probe 2>&1); rc=$?
+[ $rc = 75 ] && echo "$out" | grep -q "held by .*guest"
+check "another client host is denied by the new primary (no grace period)" $? "exit $rc: $out"
 wait $GUEST
 r=$(cat "$W/result2")
 [ "$r" = "FTNFS-RESULT PASS" ]
@@ -128,11 +142,22 @@ for _ in $(seq 300); do
 done
 check "ftnfsctl promote --force starts the group from a (no member is complete)" $promoted "$out"
 grace=1
-for _ in $(seq 100); do "$CTL" --socket "$W/a/adm.sock" status 2>/dev/null | grep -q "grace period" && { grace=0; break; }; sleep 0.1; done
+for _ in $(seq 100); do in_grace a && { grace=0; break; }; sleep 0.1; done
 check "a is in its grace period" $grace "$("$CTL" --socket "$W/a/adm.sock" status 2>&1 | grep -A3 locks)"
+out=$(probe 2>&1); rc=$?
+[ $rc = 76 ]
+check "another client host's new lock waits for the grace period" $? "exit $rc: $out"
 reclaimed=1
 for _ in $(seq 150); do held_by_guest a && { reclaimed=0; break; }; sleep 0.1; done
 check "the guest reclaimed its lock within the grace period" $reclaimed "$("$CTL" --socket "$W/a/adm.sock" locks 2>&1)"
+over=1
+for _ in $(seq 300); do
+  o=$("$CTL" --socket "$W/a/adm.sock" status 2>/dev/null) && ! grep -q "grace period" <<< "$o" && { over=0; break; }
+  sleep 0.1
+done
+out=$(probe 2>&1); rc=$?
+[ $over = 0 ] && [ $rc = 75 ] && echo "$out" | grep -q "held by .*guest"
+check "after the grace period another client host is denied: the reclaimed lock is the guest's" $? "exit $rc: $out"
 wait $GUEST
 r=$(cat "$W/result3")
 [ "$r" = "FTNFS-RESULT PASS" ]

@@ -46,6 +46,17 @@ enum Cmd {
         #[arg(long, default_value_t = 6.0)]
         seconds: f64,
     },
+    /// Another client host's lock attempt on file `name` (in the export's root), through NLM
+    /// over UDP on the NFS port: a TEST, then a non-blocking exclusive LOCK as owner `probe`
+    /// (unlocked again if granted). Proves what the *server's* table holds: a second process
+    /// of the same kernel client is refused by that client's own lock table without asking.
+    /// Exit 0 granted, 75 denied, 76 denied for the grace period, 1 error.
+    Nlm {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        name: String,
+    },
     /// A handle from `host` used against `other`.
     Crosscheck {
         #[arg(long)]
@@ -383,6 +394,10 @@ async fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Stall { target, seconds } => stall(target, seconds).await,
         Cmd::Mixed { target, ops, seed } => mixed(target, ops, seed).await,
+        Cmd::Nlm { target, name } => {
+            let code = nlm_probe(target, &name).await?;
+            std::process::exit(code)
+        }
         Cmd::Crosscheck {
             host,
             other,
@@ -405,4 +420,115 @@ async fn main() -> Result<()> {
             crosscheck(a, b, &name).await
         }
     }
+}
+
+/// One NLM v4 call over UDP to `to` (retried a few times): the status and the holder's
+/// caller name when TEST names one.
+fn nlm_udp(to: std::net::SocketAddr, proc_: u32, args: &[u8]) -> Result<(u32, Option<String>)> {
+    use ftnfs_wire::rpc::{CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
+    use ftnfs_wire::xdr::{XdrReader, XdrWriter};
+    let sock = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    let xid = Xid(0x7072_0000 | proc_ | (std::process::id() << 8 & 0xff00));
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid,
+        rpcvers: 2,
+        prog: ftnfs_wire::nlm::PROGRAM,
+        vers: ftnfs_wire::nlm::VERSION,
+        proc_,
+        cred: OpaqueAuth {
+            flavor: 0,
+            body: &[],
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    w.fixed(args);
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..5 {
+        sock.send_to(w.as_slice(), to)?;
+        let Ok(n) = sock.recv(&mut buf) else { continue };
+        let mut r = XdrReader::new(&buf[..n]);
+        let Ok((x, h)) = ReplyHeader::decode(&mut r) else {
+            continue;
+        };
+        if x != xid {
+            continue;
+        }
+        if h != ReplyHeader::Accepted(ftnfs_wire::rpc::AcceptStat::Success) {
+            bail!("NLM call refused: {h:?}");
+        }
+        let _cookie = r.opaque(1024).map_err(|e| anyhow!("{e:?}"))?;
+        let st = r.u32().map_err(|e| anyhow!("{e:?}"))?;
+        // TEST's holder: exclusive, svid, oh, offset, length — and no caller name in v4's
+        // holder; the owner handle names it (the Linux client puts its host name there)
+        let holder = (proc_ == ftnfs_wire::nlm::procs::TEST && st == 1)
+            .then(|| {
+                let _excl = r.bool().ok()?;
+                let _svid = r.i32().ok()?;
+                let oh = r.opaque(1024).ok()?;
+                Some(String::from_utf8_lossy(oh).into_owned())
+            })
+            .flatten();
+        return Ok((st, holder));
+    }
+    bail!("no answer from {to}")
+}
+
+async fn nlm_probe(t: Target, name: &str) -> Result<i32> {
+    use ftnfs_wire::xdr::{XdrEncode, XdrWriter};
+    let mut c = connect(&t).await?;
+    let root = c.root_nfs_fh3();
+    let fh = lookup(&mut c, &root, name)
+        .await?
+        .ok_or_else(|| anyhow!("no file {name}"))?;
+    let to: std::net::SocketAddr = format!("{}:{}", t.host, t.port).parse()?;
+    let alock = ftnfs_wire::nlm::Lock {
+        caller_name: b"probe".to_vec(),
+        fh: fh.data.to_vec(),
+        oh: b"probe-4242".to_vec(),
+        svid: 4242,
+        offset: 0,
+        len: 0,
+    };
+    let mut w = XdrWriter::new();
+    ftnfs_wire::nlm::TestArgs {
+        cookie: b"t".to_vec(),
+        exclusive: true,
+        alock: alock.clone(),
+    }
+    .encode(&mut w);
+    let (test, holder) = nlm_udp(to, ftnfs_wire::nlm::procs::TEST, w.as_slice())?;
+    let mut w = XdrWriter::new();
+    w.opaque(b"l").bool(false).bool(true);
+    alock.encode(&mut w);
+    w.bool(false).i32(1); // not a reclaim; our state
+    let (lock, _) = nlm_udp(to, ftnfs_wire::nlm::procs::LOCK, w.as_slice())?;
+    let says = |s: u32| match s {
+        0 => "granted",
+        1 => "denied",
+        4 => "denied (grace period)",
+        _ => "refused",
+    };
+    println!(
+        "TEST {}{} LOCK {}",
+        says(test),
+        holder
+            .map(|h| format!(" (held by {h})"))
+            .unwrap_or_default(),
+        says(lock)
+    );
+    Ok(match lock {
+        0 => {
+            let mut w = XdrWriter::new();
+            w.opaque(b"u");
+            alock.encode(&mut w);
+            let _ = nlm_udp(to, ftnfs_wire::nlm::procs::UNLOCK, w.as_slice());
+            0
+        }
+        1 => 75,
+        4 => 76,
+        _ => 1,
+    })
 }
