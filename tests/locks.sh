@@ -13,6 +13,9 @@
 #      power loss of every host (boot id changed, no clean stop), one promoted with --force:
 #      it notifies the guest (SM_NOTIFY), which reclaims in the grace period; another owner
 #      is never granted the lock.
+# In each part another client host (ftnfs-load nlm, from its own namespace) asks the server
+# too: a second process on the guest is refused by the guest's own lock table without the
+# server being asked, so only another host proves what the server's table holds.
 # ftnfsd runs with a real rpcbind in its namespace, where the guest's lock client finds NLM.
 # Prints "N passed, N failed".
 #   tests/locks.sh FTNFSD_BINARY      (ftnfsctl beside it)
@@ -32,7 +35,19 @@ topo_in srv "$BIN" --exports "$W/exports" --state-dir "$W/state" --port 2049 \
 for _ in $(seq 1200); do topo_in srv rpcinfo -p 127.0.0.1 2>/dev/null | grep -q 100021 && break; sleep 0.1; done
 topo_in srv rpcinfo -p 127.0.0.1 2>&1 | grep -qE '100021 +4 +tcp +2049'
 check "NLM registered with rpcbind" $? "$(topo_in srv rpcinfo -p 127.0.0.1 2>&1 | tr '\n' ' ')"
-r=$(run_guest "$W/serial" 10.99.0.1 locks)
+# another client host's lock attempt on ./lk, straight to the server's table (a second
+# process on the guest is refused by the guest's own lock table, without asking the server):
+# exit 75 denied, 76 denied for the grace period, 0 granted
+topo_member x 10.99.0.9 || exit 1
+probe() { topo_in x "$(dirname "$BIN")/ftnfs-load" nlm --host "$1" --path "$EXPORT" --name lk; }
+run_guest "$W/serial" 10.99.0.1 locks > "$W/result1" &
+GUEST=$!
+for _ in $(seq 3000); do grep -aq "FTNFS-LOCK denied while held" "$W/serial" 2>/dev/null && break; sleep 0.1; done
+out=$(probe 10.99.0.1 2>&1); rc=$?
+[ $rc = 75 ] && echo "$out" | grep -q "held by .*guest"
+check "another client host is denied while the guest holds the lock" $? "exit $rc: $out"
+wait $GUEST
+r=$(cat "$W/result1")
 [ "$r" = "FTNFS-RESULT PASS" ]
 check "kernel client: flock contention, blocking lock granted by callback" $? "${r:-no result}"
 grep -ao "FTNFS-LOCK.*" "$W/serial" | tr -d "\r"
@@ -59,11 +74,6 @@ member() { # NAME PEER: rpcbind (private /run) and ftnfsd, registered with it, i
     --name $1 --peer $2=${IP[$2]}:2050 --peer-listen ${IP[$1]}:2050 --secret-file '$W/secret' \
     --vip $VIP/24 --vip-dev eth0 ${EXTRA:-}; }" 2>>"$d/log" &
 }
-# another client host's lock attempt on ./lk, straight to the server's table (a second
-# process on the guest is refused by the guest's own lock table, without asking the server):
-# exit 75 denied, 76 denied for the grace period, 0 granted
-topo_member x 10.99.0.9 || exit 1
-probe() { topo_in x "$(dirname "$BIN")/ftnfs-load" nlm --host "$VIP" --path "$EXPORT" --name lk; }
 # (output taken whole before it is searched: `grep -q` in a pipe under pipefail fails when the
 # writer gets SIGPIPE after the match)
 held_by_guest() { local o; o=$("$CTL" --socket "$W/$1/adm.sock" locks --json 2>/dev/null); grep -q '"client": "guest"' <<< "$o"; }
@@ -83,7 +93,7 @@ for _ in $(seq 3000); do grep -aq "FTNFS-LOCK held" "$W/serial2" 2>/dev/null && 
 check "the guest holds a lock through the virtual IP" $seen "$(tail -5 "$W/serial2" 2>/dev/null | tr -d '\r')"
 held_by_guest b
 check "the secondary's table holds the guest's lock" $? "$("$CTL" --socket "$W/b/adm.sock" locks 2>&1)"
-out=$(probe 2>&1); rc=$?
+out=$(probe "$VIP" 2>&1); rc=$?
 [ $rc = 75 ] && echo "$out" | grep -q "held by .*guest"
 check "another client host is denied by the primary, which names the guest" $? "exit $rc: $out"
 ip netns pids "$TOPO-a" | xargs -r kill -9
@@ -94,7 +104,7 @@ check "b took over" $took "$(role b)"
 check "the takeover came while the guest was being denied" $? ""
 held_by_guest b
 check "the new primary holds the guest's lock" $? "$("$CTL" --socket "$W/b/adm.sock" locks 2>&1)"
-out=$(probe 2>&1); rc=$?
+out=$(probe "$VIP" 2>&1); rc=$?
 [ $rc = 75 ] && echo "$out" | grep -q "held by .*guest"
 check "another client host is denied by the new primary (no grace period)" $? "exit $rc: $out"
 wait $GUEST
@@ -144,7 +154,7 @@ check "ftnfsctl promote --force starts the group from a (no member is complete)"
 grace=1
 for _ in $(seq 100); do in_grace a && { grace=0; break; }; sleep 0.1; done
 check "a is in its grace period" $grace "$("$CTL" --socket "$W/a/adm.sock" status 2>&1 | grep -A3 locks)"
-out=$(probe 2>&1); rc=$?
+out=$(probe "$VIP" 2>&1); rc=$?
 [ $rc = 76 ]
 check "another client host's new lock waits for the grace period" $? "exit $rc: $out"
 reclaimed=1
@@ -155,7 +165,7 @@ for _ in $(seq 300); do
   o=$("$CTL" --socket "$W/a/adm.sock" status 2>/dev/null) && ! grep -q "grace period" <<< "$o" && { over=0; break; }
   sleep 0.1
 done
-out=$(probe 2>&1); rc=$?
+out=$(probe "$VIP" 2>&1); rc=$?
 [ $over = 0 ] && [ $rc = 75 ] && echo "$out" | grep -q "held by .*guest"
 check "after the grace period another client host is denied: the reclaimed lock is the guest's" $? "exit $rc: $out"
 wait $GUEST

@@ -71,8 +71,8 @@ seqio)
   [ "$a" = "$b" ] || result "FAIL checksum"
   ;;
 locks)
-  # two processes contend for one file
-  hold_lock 'sleep 4'
+  # two processes contend for one file (and tests/locks.sh asks from another host meanwhile)
+  hold_lock 'sleep 6'
   flock -x -n lk -c true 2>/dev/null && result "FAIL a second exclusive lock was granted"
   flock -s -n lk -c true 2>/dev/null && result "FAIL a shared lock was granted beside an exclusive one"
   echo "FTNFS-LOCK denied while held"
