@@ -235,6 +235,38 @@ impl XdrWriter {
         Ok(n)
     }
 
+    /// [`opaque_fill`](Self::opaque_fill) without zeroing the room first (a 1 MiB READ paid
+    /// a 1 MiB memset for bytes the read then overwrote): `fill` gets a pointer to `max`
+    /// writable bytes and returns how many it wrote, from the start.
+    ///
+    /// # Safety
+    /// `fill` must have written every one of the first `n` bytes it returns `Ok(n)` for
+    /// (`n` ≤ `max`; more is clamped); it must not read the room, which is uninitialized.
+    pub unsafe fn opaque_fill_raw<E>(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(*mut u8, usize) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0u8; 4]);
+        self.buf.reserve(max + 3);
+        let room = self.buf.spare_capacity_mut().as_mut_ptr() as *mut u8;
+        let n = match fill(room, max) {
+            Ok(n) => n.min(max),
+            Err(e) => {
+                self.buf.truncate(at);
+                return Err(e);
+            }
+        };
+        // SAFETY: `reserve` made room for `max` bytes past the length, so `at + 4 + n` is
+        // within the capacity; the caller's contract says `fill` wrote those `n` bytes, so
+        // every byte up to the new length is initialized.
+        unsafe { self.buf.set_len(at + 4 + n) };
+        self.buf[at..at + 4].copy_from_slice(&(n as u32).to_be_bytes());
+        self.buf.extend_from_slice(&[0u8; 3][..pad4(n)]);
+        Ok(n)
+    }
+
     /// Appends `n` zero bytes (room to be [`patch`](Self::patch)ed later).
     pub fn zeros(&mut self, n: usize) -> &mut Self {
         self.buf.resize(self.buf.len() + n, 0);
@@ -319,6 +351,29 @@ pub trait XdrEncode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn opaque_fill_raw_writes_what_was_filled_and_pads() {
+        let mut w = XdrWriter::new();
+        w.u32(7);
+        // SAFETY: the closure writes the first 5 bytes it reports
+        let n = unsafe {
+            w.opaque_fill_raw(16, |p, max| -> Result<usize, ()> {
+                assert!(max >= 5);
+                for i in 0..5 {
+                    p.add(i).write(b'a' + i as u8);
+                }
+                Ok(5)
+            })
+        }
+        .unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(w.as_slice(), b"\0\0\0\x07\0\0\0\x05abcde\0\0\0");
+        // SAFETY: nothing reported, nothing to write
+        let e = unsafe { w.opaque_fill_raw(8, |_, _| Err::<usize, &str>("x")) };
+        assert_eq!(e, Err("x"));
+        assert_eq!(w.len(), 16, "an error leaves nothing behind");
+    }
+
     #[test]
     fn opaque_fill_matches_opaque() {
         for n in [0usize, 1, 3, 4, 5, 100] {

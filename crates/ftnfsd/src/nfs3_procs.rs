@@ -5,7 +5,7 @@
 //! the daemon runs as root, so nothing here relies on the kernel to refuse a caller.
 
 use std::net::IpAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use ftnfs_core::access::{self, AttrChange, Cred};
@@ -437,19 +437,31 @@ impl<'a> Caller<'a> {
                 (g, d.time, nix::sys::stat::fstat(f.as_fd()))
             });
             w.zeros(READ_HEAD);
-            w.opaque_fill(count.min(MAX_IO) as usize, |buf| {
+            let fd = f.as_raw_fd();
+            let fill = |room: *mut u8, max: usize| {
                 let mut n = 0;
-                while n < buf.len() {
-                    match f.read_at(&mut buf[n..], offset.saturating_add(n as u64)) {
-                        Ok(0) => break,
-                        Ok(k) => n += k,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(Fail::from(e)),
+                while n < max {
+                    let at = offset.saturating_add(n as u64).min(i64::MAX as u64) as libc::off_t;
+                    // SAFETY: `room` points to `max` writable bytes (opaque_fill_raw), so
+                    // `room + n` has `max - n` of them; pread writes at most that many into
+                    // them and reads none, and `f` keeps the descriptor open meanwhile.
+                    let k = unsafe { libc::pread(fd, room.add(n).cast(), max - n, at) };
+                    match k {
+                        0 => break,
+                        k if k > 0 => n += k as usize,
+                        _ => {
+                            let e = std::io::Error::last_os_error();
+                            if e.kind() != std::io::ErrorKind::Interrupted {
+                                return Err(Fail::from(e));
+                            }
+                        }
                     }
                 }
                 Ok(n)
-            })
-            .and_then(|n| {
+            };
+            // SAFETY: `fill` reports only the bytes pread wrote, from the start of the room
+            // (each call continues where the previous one ended), and reads none of them.
+            unsafe { w.opaque_fill_raw(count.min(MAX_IO) as usize, fill) }.and_then(|n| {
                 if let Some((_g, t, before)) = stamp {
                     let st = before?;
                     let prev = TimeSpec::new(st.st_atime, st.st_atime_nsec);
