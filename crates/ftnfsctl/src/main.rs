@@ -107,7 +107,11 @@ fn request(socket: &PathBuf, req: &Value) -> anyhow::Result<Value> {
     BufReader::new(&s).read_line(&mut line)?;
     let v: Value = serde_json::from_str(&line).context("bad reply from ftnfsd")?;
     if v["ok"] != Value::Bool(true) {
-        bail!("ftnfsd at {}: {}", socket.display(), v["error"]);
+        let why = match &v["error"] {
+            Value::String(e) => e.clone(),
+            other => other.to_string(),
+        };
+        bail!("ftnfsd at {}: {why}", socket.display());
     }
     Ok(v)
 }
@@ -225,9 +229,44 @@ fn verify(sockets: &[PathBuf], export: Option<&str>, json_out: bool) -> anyhow::
     Ok(diffs.is_empty())
 }
 
-fn main() -> anyhow::Result<()> {
+impl Cmd {
+    /// The command asked for machine-readable output.
+    fn json(&self) -> bool {
+        match self {
+            Cmd::Resync { json, .. }
+            | Cmd::Locks { json }
+            | Cmd::Status { json }
+            | Cmd::Promote { json, .. }
+            | Cmd::Demote { json, .. }
+            | Cmd::Events { json }
+            | Cmd::Verify { json, .. } => *json,
+        }
+    }
+}
+
+/// Errors end the program with one line that carries the whole cause (`--json`: a JSON
+/// object `{"ok": false, "error": …}` on standard output) and exit status 1 — no backtrace
+/// and no Debug dump for an operator.
+fn main() -> std::process::ExitCode {
     quiet_broken_pipe();
     let cli = Cli::parse();
+    let json = cli.cmd.json();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // anyhow's alternate form: "what failed: why: the root cause", on one line
+            let msg = format!("{e:#}").replace('\n', " ");
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "error": msg}));
+            } else {
+                eprintln!("ftnfsctl: {msg}");
+            }
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let export_value = |e: &Option<String>| match e {
         None => Value::Null,
         Some(e) => match e.parse::<u64>() {
