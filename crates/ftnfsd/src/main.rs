@@ -442,6 +442,7 @@ async fn main() -> anyhow::Result<()> {
             "witness: answering members on the peer channel only"
         );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -475,10 +476,15 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // systemd (Type=notify): ready once every listener is up; a no-op outside systemd
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot tell systemd we are ready");
+    }
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("shutting down");
     {
         let s = server.clone();

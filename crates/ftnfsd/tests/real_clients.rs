@@ -947,3 +947,63 @@ fn a_restarted_server_replays_what_it_answered_before_it_was_killed() {
     let st = admin_call(&t.path().join("admin.sock"), r#"{"cmd":"status"}"#);
     assert!(st["status"]["drc"]["reply_log_bytes"].as_u64().unwrap_or(0) > 0);
 }
+
+/// systemd's `Type=notify` (packaging/systemd/ftnfsd.service): ftnfsd says READY=1 on
+/// `$NOTIFY_SOCKET` only once its NFS port takes connections, and STOPPING=1 at SIGTERM.
+#[test]
+fn systemd_hears_ready_once_the_listeners_are_up_and_stopping_at_sigterm() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("export")).unwrap();
+    std::fs::write(
+        dir.path().join("exports"),
+        format!("{} *(rw)\n", dir.path().join("export").display()),
+    )
+    .unwrap();
+    let notify = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let port = free_port();
+    // killed if an assertion fails, so no daemon outlives the test
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
+            .arg("--exports")
+            .arg(dir.path().join("exports"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--admin-socket")
+            .arg(dir.path().join("admin.sock"))
+            .arg("--no-portmap")
+            .env("NOTIFY_SOCKET", &notify)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("a READY within 60 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.contains("READY=1"), "{msg:?}");
+    // ready means serving: the port takes a connection at once, no retry
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "READY before the NFS port listened"
+    );
+    signal(child.0.id(), "-TERM");
+    let n = sock.recv(&mut buf).expect("STOPPING at SIGTERM");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.contains("STOPPING=1"), "{msg:?}");
+    let st = child.0.wait().unwrap();
+    assert!(st.success(), "a clean stop: {st:?}");
+}
