@@ -2,7 +2,8 @@
 # The Linux kernel NFS client (qemu guest, TCG) against ftnfsd, each on its own address in a
 # network namespace topology (scripts/lab/topo.sh): ftnfsd at 10.99.0.1, the guest on a tap
 # device at 10.99.0.100. Workloads: a metadata storm; a 32 MiB write with conv=fsync read back
-# after a remount with checksum; a writer of acknowledged records that keeps its hard mount
+# after a remount with checksum; exports edited and reloaded under a live mount (a bad file
+# refused, then ro, then rw); a writer of acknowledged records that keeps its hard mount
 # while ftnfsd is killed (-9) and restarted, after which every acknowledged record is checked
 # in the export. All traffic is captured on the bridge and tshark must find no malformed
 # packet, no rejected reply and no call left without a reply. Prints "N passed, N failed".
@@ -49,6 +50,32 @@ check() { # NAME RESULT
 }
 check meta "$(guest meta)"
 check seqio "$(guest seqio)"
+# reload under a live mount: a bad exports file is refused (the old one stays), then ro and
+# rw again, each in force for the mounted guest without a remount
+serial_has() { # WORKLOAD TEXT: waits (bounded) until the guest printed TEXT
+  for _ in $(seq 1500); do grep -q "$2" "$WORK/serial-$1" 2>/dev/null && return 0; sleep 0.2; done
+  return 1
+}
+rw_line="$WORK/export *(rw,insecure,no_root_squash)"
+( guest reload ftnfs.mountopts=actimeo=0 > "$WORK/rl.out" ) & G=$!
+if serial_has reload "FTNFS-RELOAD mounted"; then
+  printf '%s\n/nowhere *(bogus_option)\n' "$rw_line" > "$WORK/exports"
+  kill -HUP "$PID"
+  for _ in $(seq 600); do grep -q "exports not reloaded" "$WORK/log" && break; sleep 0.2; done
+  if grep -q "exports not reloaded.*exports:2:" "$WORK/log"; then
+    check bad-exports-refused-with-line "FTNFS-RESULT PASS"
+  else
+    check bad-exports-refused-with-line "$(grep 'reload' "$WORK/log" | tail -2)"
+  fi
+  echo "$rw_line" > "$WORK/exports"
+  touch "$WORK/export/bad-done"
+  serial_has reload "FTNFS-RELOAD rw" && echo "$WORK/export *(ro,insecure,no_root_squash)" > "$WORK/exports" && kill -HUP "$PID"
+  serial_has reload "FTNFS-RELOAD ro" && echo "$rw_line" > "$WORK/exports" && kill -HUP "$PID"
+fi
+wait $G
+echo "$rw_line" > "$WORK/exports"
+check reload-under-mount "$(cat "$WORK/rl.out")"
+grep -ao "FTNFS-RELOAD.*" "$WORK/serial-reload" | tr -d '\r'
 # kill -9 and restart under a live hard mount, while acknowledged records are written
 ( guest ackwrite ftnfs.n=60 > "$WORK/aw.out" ) & G=$!
 for _ in $(seq 200); do grep -q "FTNFS-ACK 10 " "$WORK/serial-ackwrite" 2>/dev/null && break; sleep 0.2; done

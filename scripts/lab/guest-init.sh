@@ -57,7 +57,9 @@ fi
 # the mount.nfs helper a real client uses retries for 2 minutes (retry=2): so do we, so that
 # a guest that boots during a failover (tests/chaos.sh) mounts once the group serves again
 tries=0
-until mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,$LOCK,hard,timeo=20,addr=$SRV "$SRV:$P" /mnt; do
+# ftnfs.mountopts=…: more mount options for one workload (e.g. actimeo=0)
+MOPTS=$(arg mountopts); MOPTS=${MOPTS:+,$MOPTS}
+until mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,$LOCK,hard,timeo=20,addr=$SRV$MOPTS "$SRV:$P" /mnt; do
   tries=$((tries+1)); [ $tries -ge 60 ] && result "FAIL mount"
   echo "mount failed, again in 1 s ($tries)"; sleep 1
 done
@@ -131,6 +133,22 @@ locks-cold)
   echo "FTNFS-LOCK still denied, tries from $t00 to $t11 s"
   ( sleep 2; : > release ) &
   granted_after_release
+  ;;
+reload)
+  # tests/kernel-client.sh edits the exports and reloads ftnfsd under this mount (actimeo=0,
+  # so that a name the host creates shows at once): a bad file first (refused: still
+  # writable), then read-only, then read-write again — each seen without a remount.
+  echo one > a || result "FAIL write before the reload"
+  echo "FTNFS-RELOAD mounted"
+  i=0; until [ -e bad-done ]; do i=$((i+1)); [ $i -gt 1200 ] && result "FAIL no bad-done"; sleep 0.1; done
+  echo two > a || result "FAIL a refused reload changed the export (not writable)"
+  echo "FTNFS-RELOAD rw"
+  i=0; while echo x > probe 2>/dev/null; do i=$((i+1)); [ $i -gt 1200 ] && result "FAIL still writable after the reload to ro"; sleep 0.1; done
+  [ "$(cat a)" = two ] || result "FAIL reading under ro"
+  echo "FTNFS-RELOAD ro after $i tries"
+  i=0; until echo three > b 2>/dev/null; do i=$((i+1)); [ $i -gt 1200 ] && result "FAIL not writable after the reload back to rw"; sleep 0.1; done
+  [ "$(cat b)" = three ] || result "FAIL read back"
+  echo "FTNFS-RELOAD rw again after $i tries"
   ;;
 meta)
   mkdir -p d || result "FAIL mkdir"

@@ -107,7 +107,7 @@ fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
 }
 
 /// Options of one client entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientOptions {
     /// Read-write (`rw`) or read-only (`ro`, the default).
     pub read_write: bool,
@@ -342,7 +342,7 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
             }
             None => (w, None),
         };
-        let mut options = base.clone();
+        let mut options = base;
         for o in opts
             .into_iter()
             .flat_map(|s| s.split(','))
@@ -572,6 +572,135 @@ fn parse_client(s: &str) -> Result<ClientSpec, String> {
     })
 }
 
+/// What a reload (SIGHUP, `ftnfsctl reload`) does to one export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// Held already (served, or removed by an earlier reload and now put back): these
+    /// client rules and options from now on.
+    Keep {
+        /// Which.
+        id: ExportId,
+        /// Its client rules as the new file says.
+        clients: Vec<ClientRule>,
+    },
+    /// New: open its directory and serve it.
+    Add(Export),
+    /// Not in the new file: no longer served (its handles answer STALE).
+    Remove(ExportId),
+}
+
+/// An export as a running daemon holds it, for [`plan_reload`].
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    /// Its configuration (the client rules are not compared).
+    pub cfg: &'a Export,
+    /// Served now (not removed by an earlier reload).
+    pub served: bool,
+}
+
+/// What a reload of the exports file changes, or why it is refused — whole: one refused
+/// export refuses the file, and what is in force stays. `file` names the new file in
+/// errors. Client lists and options change at once; exports without mirroring come and go;
+/// an export's path, its `fsid`, its mirroring (member list, read mode) and `InMemory`
+/// change only with a restart (of every member of its group: they must agree), and so does
+/// adding a mirrored export. Removing a mirrored export stops serving it to clients here;
+/// its mirror goes on following the group.
+pub fn plan_reload(
+    file: &str,
+    held: &[Held<'_>],
+    new: Vec<Export>,
+) -> Result<Vec<Reload>, ExportsError> {
+    let refuse = |line: usize, reason: String| ExportsError {
+        file: file.to_string(),
+        line,
+        reason,
+    };
+    let mut plan = Vec::new();
+    for e in &new {
+        let by_id = held.iter().find(|h| h.cfg.id == e.id);
+        let by_path = held.iter().find(|h| h.cfg.path == e.path);
+        match (by_id, by_path) {
+            (Some(h), _) if h.cfg.path != e.path => {
+                return Err(refuse(
+                    e.line,
+                    format!(
+                        "{} has the id (fsid) {} of the held export {}: an export's path or fsid changes only with a restart",
+                        e.path, e.id.0, h.cfg.path
+                    ),
+                ))
+            }
+            (None, Some(h)) => {
+                return Err(refuse(
+                    e.line,
+                    format!(
+                        "the id (fsid) of {} changed from {} to {}: its handles would go stale; that needs a restart",
+                        e.path, h.cfg.id.0, e.id.0
+                    ),
+                ))
+            }
+            (Some(h), _) => {
+                if h.cfg.mirroring != e.mirroring {
+                    return Err(refuse(
+                        e.line,
+                        format!(
+                            "the mirroring of {} changed ({} -> {}): a group's members and read mode change only with a restart of every member with the new file",
+                            e.path,
+                            describe_mirroring(&h.cfg.mirroring),
+                            describe_mirroring(&e.mirroring)
+                        ),
+                    ));
+                }
+                if h.cfg.in_memory != e.in_memory {
+                    return Err(refuse(
+                        e.line,
+                        format!(
+                            "InMemory of {} changed: that needs a restart of every member of its group",
+                            e.path
+                        ),
+                    ));
+                }
+                plan.push(Reload::Keep {
+                    id: e.id,
+                    clients: e.clients.clone(),
+                });
+            }
+            (None, None) => {
+                if e.mirroring != Mirroring::None {
+                    return Err(refuse(
+                        e.line,
+                        format!(
+                            "{} is a new mirrored export ({}): it starts with a restart of every member of its group with the new file",
+                            e.path,
+                            describe_mirroring(&e.mirroring)
+                        ),
+                    ));
+                }
+                plan.push(Reload::Add(e.clone()));
+            }
+        }
+    }
+    for h in held.iter().filter(|h| h.served) {
+        if !new.iter().any(|e| e.id == h.cfg.id) {
+            plan.push(Reload::Remove(h.cfg.id));
+        }
+    }
+    Ok(plan)
+}
+
+fn describe_mirroring(m: &Mirroring) -> String {
+    match m {
+        Mirroring::None => "not mirrored".into(),
+        Mirroring::Group { members, read_mode } => match read_mode {
+            ReadMode::Async => format!("-ftnfs={}", members.join(":")),
+            ReadMode::Acknowledged => format!("-ftnfs={},AckRead", members.join(":")),
+            ReadMode::Serialized => format!("-ftnfs={},HighRead", members.join(":")),
+        },
+        Mirroring::Split { read, write } => {
+            format!("-ftnfsr={},ftnfsw={}", read.join(":"), write.join(":"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,5 +812,105 @@ mod tests {
         let e = parse("f", "\"/srv/my dir\" *\n/srv/a\\040b *").unwrap();
         assert_eq!(e[0].path, "/srv/my dir");
         assert_eq!(e[1].path, "/srv/a b");
+    }
+
+    fn held(list: &[Export]) -> Vec<Held<'_>> {
+        list.iter().map(|cfg| Held { cfg, served: true }).collect()
+    }
+
+    #[test]
+    fn a_reload_changes_clients_adds_and_removes_plain_exports() {
+        let old = parse("f", "/a *(ro)\n/b -ftnfs=x:y *(rw)\n/c *(rw)\n").unwrap();
+        let new = parse("f", "/a 10.0.0.0/8(rw)\n/b -ftnfs=x:y *(ro)\n/d *(rw)\n").unwrap();
+        let plan = plan_reload("f", &held(&old), new.clone()).unwrap();
+        assert_eq!(
+            plan,
+            vec![
+                Reload::Keep {
+                    id: old[0].id,
+                    clients: new[0].clients.clone()
+                },
+                Reload::Keep {
+                    id: old[1].id,
+                    clients: new[1].clients.clone()
+                },
+                Reload::Add(new[2].clone()),
+                Reload::Remove(old[2].id),
+            ]
+        );
+        // a removed export comes back with the same id: kept (its handles work again)
+        let mut h = held(&old);
+        h[2].served = false;
+        let again = parse("f", "/a *(ro)\n/b -ftnfs=x:y *(rw)\n/c *(rw)\n").unwrap();
+        let plan = plan_reload("f", &h, again.clone()).unwrap();
+        assert!(plan.contains(&Reload::Keep {
+            id: old[2].id,
+            clients: again[2].clients.clone()
+        }));
+        assert!(!plan.iter().any(|p| matches!(p, Reload::Remove(_))));
+        // an unserved one absent from the file stays unserved, not removed twice
+        let plan = plan_reload(
+            "f",
+            &h,
+            parse("f", "/a *(ro)\n/b -ftnfs=x:y *(rw)\n").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(plan.len(), 2);
+    }
+
+    #[test]
+    fn a_reload_refuses_what_needs_a_restart_with_file_and_line() {
+        let old = parse("f", "/a *(ro)\n/b -ftnfs=x:y *(rw)\n").unwrap();
+        for (text, line, why) in [
+            (
+                "/a *(ro)\n/b -ftnfs=x:y:z *(rw)\n",
+                2,
+                "mirroring of /b changed",
+            ),
+            (
+                "/a *(ro)\n/b -ftnfs=y:x *(rw)\n",
+                2,
+                "mirroring of /b changed",
+            ),
+            (
+                "/a *(ro)\n/b -ftnfs=x:y,HighRead *(rw)\n",
+                2,
+                "mirroring of /b changed",
+            ),
+            (
+                "/a *(ro)\n/b -ftnfs=x:y,InMemory *(rw)\n",
+                2,
+                "InMemory of /b",
+            ),
+            (
+                "/a -ftnfs=x:y *(ro)\n/b -ftnfs=x:y *(rw)\n",
+                1,
+                "mirroring of /a changed",
+            ),
+            (
+                "/a *(ro)\n/b -ftnfs=x:y *(rw)\n/n -ftnfs=x:y *(rw)\n",
+                3,
+                "new mirrored export",
+            ),
+            (
+                "/a *(ro,fsid=77)\n/b -ftnfs=x:y *(rw)\n",
+                1,
+                "id (fsid) of /a changed",
+            ),
+        ] {
+            let e = plan_reload("/etc/ftnfs/exports", &held(&old), parse("f", text).unwrap())
+                .unwrap_err();
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("/etc/ftnfs/exports:{line}: ")),
+                "{e}"
+            );
+            assert!(e.reason.contains(why), "{text}: {e}");
+        }
+        // another path taking a held export's fsid
+        let old = parse("f", "/a *(fsid=7)\n").unwrap();
+        let e = plan_reload("f", &held(&old), parse("f", "/z *(fsid=7)\n").unwrap()).unwrap_err();
+        assert!(e.reason.contains("fsid"), "{e}");
     }
 }

@@ -74,6 +74,19 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Reads the exports file again (as SIGHUP does; `exportfs -r` of knfsd): changed client
+    /// lists and options apply to the next call, added exports are served, removed ones
+    /// answer STALE. A file with an error is refused whole, `FILE:LINE: reason`, and the
+    /// exports in force stay. On a group, reload every member.
+    #[command(visible_alias = "exportfs")]
+    Reload {
+        /// Accepted for `exportfs -r` habits (reload is always a full re-read).
+        #[arg(short = 'r', hide = true)]
+        r: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// The mirroring event log (failovers, members failed out, joins, refusals), newest first.
     Events {
         /// Machine-readable output.
@@ -239,6 +252,7 @@ impl Cmd {
             | Cmd::Promote { json, .. }
             | Cmd::Demote { json, .. }
             | Cmd::Events { json }
+            | Cmd::Reload { json, .. }
             | Cmd::Verify { json, .. } => *json,
         }
     }
@@ -341,6 +355,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                 }
+            }
+        }
+        Cmd::Reload { json, .. } => {
+            let v = request(&cli.socket, &serde_json::json!({"cmd": "reload"}))?;
+            let r = &v["reload"];
+            if json {
+                println!("{}", serde_json::to_string_pretty(r)?);
+            } else {
+                let list = |k: &str| -> String {
+                    let a = r[k].as_array().cloned().unwrap_or_default();
+                    if a.is_empty() {
+                        "none".into()
+                    } else {
+                        a.iter()
+                            .map(|p| p.as_str().unwrap_or("?").to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    }
+                };
+                println!("exports reloaded");
+                println!("  added:     {}", list("added"));
+                println!("  removed:   {}", list("removed"));
+                println!("  changed:   {}", list("changed"));
+                println!("  unchanged: {}", r["unchanged"]);
             }
         }
         Cmd::Events { json } => {

@@ -35,9 +35,11 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
                 "path": e.cfg.path,
                 "id": e.cfg.id.0,
                 "generation": e.ids.generation().0,
-                "clients": e.cfg.clients.iter().map(|c| json!({
+                "served": e.served(),
+                "clients": e.clients().unwrap_or_default().iter().map(|c| json!({
                     "spec": c.spec.describe(),
                     "rw": c.options.read_write,
+                    "sync": c.options.sync,
                     "root_squash": c.options.squash.root_squash,
                     "all_squash": c.options.squash.all_squash,
                     "secure": c.options.secure,
@@ -200,6 +202,7 @@ pub async fn serve(
     listener: std::os::unix::net::UnixListener,
     server: Arc<Server>,
     transport: Arc<Transport>,
+    reloader: Option<Arc<crate::reload::Reloader>>,
     port: u16,
 ) -> anyhow::Result<()> {
     let listener = UnixListener::from_std(listener)?;
@@ -207,6 +210,7 @@ pub async fn serve(
         let (sock, _) = listener.accept().await?;
         let server = server.clone();
         let transport = transport.clone();
+        let reloader = reloader.clone();
         tokio::spawn(async move {
             let (rd, mut wr) = sock.into_split();
             let mut lines = BufReader::new(rd.take(MAX_LINE as u64)).lines();
@@ -258,6 +262,15 @@ pub async fn serve(
                         let ok = v.get("error").is_none();
                         json!({"ok": ok, "resync": v})
                     }
+                    Some("reload") => match reloader.clone() {
+                        None => json!({"ok": false, "error": "ftnfsd was started without --exports: nothing to reload"}),
+                        Some(r) => tokio::task::spawn_blocking(move || match r.reload() {
+                            Ok(o) => json!({"ok": true, "reload": o}),
+                            Err(e) => json!({"ok": false, "error": format!("{e:#}; the old exports stay in force")}),
+                        })
+                        .await
+                        .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()})),
+                    },
                     Some("manifest") => {
                         let s = server.clone();
                         let want = req.get("export").cloned().unwrap_or(Value::Null);

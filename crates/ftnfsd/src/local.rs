@@ -18,14 +18,15 @@ use ftnfs_wire::rpc::{AcceptStat, ReplyHeader, Xid};
 use ftnfs_wire::xdr::{XdrReader, XdrWriter};
 
 use crate::changelog::ChangeLog;
+use crate::fs::set::ExportSet;
 use crate::fs::ExportFs;
 use crate::nfs3_procs::{Caller, Dictation};
 use crate::replylog::ReplyLog;
 
 /// The exports as this member holds them.
 pub struct Local {
-    /// Exports.
-    pub exports: Vec<ExportFs>,
+    /// Exports (a reload adds to them, never takes one away: `fs/set.rs`).
+    pub exports: ExportSet,
     /// Duplicate request cache.
     pub drc: Mutex<Drc>,
     /// Write verifier of this incarnation: changes on every start, so clients resend UNSTABLE
@@ -74,7 +75,7 @@ impl Local {
             None => None,
         };
         Ok(Local {
-            exports,
+            exports: ExportSet::new(exports),
             drc: Mutex::new(cache),
             write_verf,
             replies,
@@ -112,7 +113,7 @@ impl Local {
 
     /// The export with this id.
     pub fn export(&self, id: ExportId) -> Option<&ExportFs> {
-        self.exports.iter().find(|e| e.cfg.id == id)
+        self.exports.get(id)
     }
 
     /// How READs of an export are mirrored.

@@ -25,6 +25,7 @@ mod nsm;
 mod peer;
 mod portmap;
 mod recovery;
+mod reload;
 mod replylog;
 mod resync;
 mod server;
@@ -39,7 +40,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use ftnfs_core::drc::DrcLimits;
-use ftnfs_core::exports::{self, ClientSpec};
+use ftnfs_core::exports;
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -210,31 +211,6 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
     })
 }
 
-fn load_exports(path: &std::path::Path) -> anyhow::Result<Vec<exports::Export>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read exports file {}", path.display()))?;
-    let mut list = exports::parse(&path.display().to_string(), &text)?;
-    // Host names are resolved once at start (the core stays pure).
-    for e in &mut list {
-        for c in &mut e.clients {
-            if let ClientSpec::Host { name, addrs } = &mut c.spec {
-                if name.contains(['*', '?']) {
-                    tracing::warn!(export = e.path, name, "wildcard host names need reverse DNS, which ftnfsd does not do; this entry matches nothing");
-                    continue;
-                }
-                use std::net::ToSocketAddrs;
-                match (name.as_str(), 0).to_socket_addrs() {
-                    Ok(a) => addrs.extend(a.map(|s| s.ip())),
-                    Err(err) => {
-                        tracing::warn!(export = e.path, name, error = %err, "cannot resolve client host name")
-                    }
-                }
-            }
-        }
-    }
-    Ok(list)
-}
-
 fn write_verifier() -> [u8; 8] {
     // New on every start: boot-unique (time) and process-unique (pid).
     let t = std::time::SystemTime::now()
@@ -254,7 +230,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let list = match &cli.exports {
-        Some(e) => load_exports(e)?,
+        Some(e) => reload::read_exports(e)?,
         None => Vec::new(),
     };
     if cli.check {
@@ -467,10 +443,36 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::spawn(transport.clone().serve_tcp(tcp));
     tokio::spawn(transport.clone().serve_udp(udp));
+    // SIGHUP and `ftnfsctl reload` read the exports file again (reload.rs)
+    let reloader = cli.exports.clone().map(|file| {
+        Arc::new(reload::Reloader::new(
+            file,
+            cli.state_dir.clone(),
+            server.local.clone(),
+        ))
+    });
+    if let Some(r) = reloader.clone() {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let r = r.clone();
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                match tokio::task::spawn_blocking(move || r.reload()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!("exports not reloaded, the old ones stay in force: {e:#}")
+                    }
+                    Err(e) => tracing::error!(error = %e, "reload failed"),
+                }
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            }
+        });
+    }
     if let Some(l) = admin_listener {
         let (s, t, p) = (server.clone(), transport.clone(), cli.admin_socket.clone());
+        let r = reloader.clone();
         tokio::spawn(async move {
-            if let Err(e) = admin::serve(l, s, t, port).await {
+            if let Err(e) = admin::serve(l, s, t, r, port).await {
                 tracing::error!(error = %e, path = %p.display(), "admin socket failed");
             }
         });

@@ -39,7 +39,7 @@ static DIR_STAMP_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::
 /// Who is calling, from where.
 pub struct Caller<'a> {
     /// All exports of this member.
-    pub exports: &'a [ExportFs],
+    pub exports: &'a crate::fs::set::ExportSet,
     /// Client address.
     pub ip: IpAddr,
     /// Client source port (for `secure`).
@@ -75,7 +75,7 @@ pub struct Dictation {
 struct Ctx<'a> {
     ex: &'a ExportFs,
     cred: Cred,
-    opts: &'a ClientOptions,
+    opts: ClientOptions,
     /// The update is durable in the members' memory (`Dictation::in_memory`).
     in_memory: bool,
 }
@@ -234,12 +234,14 @@ impl<'a> Caller<'a> {
 
     fn ctx(&self, fh: &NfsFh3) -> Result<(Ctx<'a>, Obj), Fail> {
         let h = FileHandle::decode(&fh.0).map_err(|_| Fail(NfsStat3::BadHandle))?;
-        let ex = self
-            .exports
+        let ex = self.exports.get(h.export).ok_or(Fail(NfsStat3::Stale))?;
+        // a reload took the export away: its handles are stale, as with knfsd
+        let clients = ex.clients().ok_or(Fail(NfsStat3::Stale))?;
+        let opts = clients
             .iter()
-            .find(|e| e.cfg.id == h.export)
-            .ok_or(Fail(NfsStat3::Stale))?;
-        let opts = ex.cfg.options_for(self.ip).ok_or(Fail(NfsStat3::Acces))?;
+            .find(|r| r.spec.matches(self.ip))
+            .map(|r| r.options)
+            .ok_or(Fail(NfsStat3::Acces))?;
         if opts.secure && self.port >= 1024 {
             return Err(Fail(NfsStat3::Acces));
         }

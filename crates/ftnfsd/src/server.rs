@@ -581,14 +581,15 @@ impl Server {
                     self.local
                         .exports
                         .iter()
-                        .map(|e| ExportNode {
-                            dir: e.cfg.path.clone().into_bytes(),
-                            groups: e
-                                .cfg
-                                .clients
-                                .iter()
-                                .map(|c| c.spec.describe().into_bytes())
-                                .collect(),
+                        .filter_map(|e| {
+                            Some(ExportNode {
+                                dir: e.cfg.path.clone().into_bytes(),
+                                groups: e
+                                    .clients()?
+                                    .iter()
+                                    .map(|c| c.spec.describe().into_bytes())
+                                    .collect(),
+                            })
                         })
                         .collect(),
                 )
@@ -610,7 +611,7 @@ impl Server {
         let Some((ex, below)) = self
             .local
             .exports
-            .iter()
+            .served()
             .filter_map(|e| {
                 let ep = dirpath_parts(e.cfg.path.as_bytes())?;
                 parts.starts_with(&ep).then_some((e, ep.len()))
@@ -627,7 +628,7 @@ impl Server {
                 .map(|p| format!("/{}", String::from_utf8_lossy(p)))
                 .collect()
         };
-        let Some(opts) = ex.cfg.options_for(peer.ip()) else {
+        let Some(opts) = ex.options_for(peer.ip()) else {
             tracing::info!(client = %peer, path = shown, "mount refused: client not in export list");
             return MntRes::Err(MountStat3::Acces);
         };

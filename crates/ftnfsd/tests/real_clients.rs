@@ -1007,3 +1007,120 @@ fn systemd_hears_ready_once_the_listeners_are_up_and_stopping_at_sigterm() {
     let st = child.0.wait().unwrap();
     assert!(st.success(), "a clean stop: {st:?}");
 }
+
+/// Reload (SIGHUP and the admin `reload`, what `ftnfsctl reload` sends) under a live
+/// connection and a mounted handle: options change at once, an added export is served to
+/// libnfs, a bad file is refused whole with `FILE:LINE` and the old exports stay, a removed
+/// export's handles answer STALE — and the client's connection and handles of the other
+/// export keep working throughout.
+#[test]
+fn a_reload_changes_exports_under_a_live_mount_and_a_bad_file_changes_nothing() {
+    let _g = serial();
+    let (t, d) = setup("ro,insecure");
+    let other = t.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("hello"), b"hi").unwrap();
+    let exports = t.path().join("exports");
+    let admin = t.path().join("admin.sock");
+    let line_a = |opts: &str| format!("{} *({opts})\n", d.export().display());
+    let line_b = format!("{} 127.0.0.1(rw,insecure)\n", other.display());
+    let unchecked = || CreateHow3::Unchecked(Sattr3::default());
+
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &d.export());
+    assert_eq!(
+        create(&mut c, 10, &root, "f1", unchecked()).0,
+        30,
+        "ro: ROFS"
+    );
+
+    // rw and a second export, by the admin command
+    std::fs::write(&exports, line_a("rw,insecure,no_root_squash") + &line_b).unwrap();
+    let r = admin_call(&admin, r#"{"cmd":"reload"}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(
+        r["reload"]["changed"][0],
+        d.export().display().to_string(),
+        "{r}"
+    );
+    assert_eq!(r["reload"]["added"][0], other.display().to_string(), "{r}");
+    // the same connection and handle, no new mount
+    assert_eq!(
+        create(&mut c, 11, &root, "f1", unchecked()).0,
+        0,
+        "rw after reload"
+    );
+    let root_b = mount_root(&mut c, &other);
+    if have("nfs-ls") {
+        let url = format!(
+            "nfs://127.0.0.1{}/?nfsport={}&mountport={}&version=3",
+            other.display(),
+            d.port,
+            d.port
+        );
+        let ls = Command::new("nfs-ls").arg(&url).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&ls.stdout).contains("hello"),
+            "libnfs lists the added export: {ls:?}"
+        );
+    }
+
+    // a bad edit: refused with its line, nothing changes
+    std::fs::write(
+        &exports,
+        line_a("ro,insecure") + "/nowhere *(bogus_option)\n",
+    )
+    .unwrap();
+    let r = admin_call(&admin, r#"{"cmd":"reload"}"#);
+    assert_eq!(r["ok"], false, "{r}");
+    let why = r["error"].as_str().unwrap();
+    assert!(why.contains(&format!("{}:2:", exports.display())), "{why}");
+    assert_eq!(
+        create(&mut c, 12, &root, "f2", unchecked()).0,
+        0,
+        "still rw"
+    );
+    assert_eq!(getattr(&mut c, &root_b), 0, "still served");
+    // an added export that cannot be opened refuses the file too
+    std::fs::write(
+        &exports,
+        line_a("ro,insecure") + &line_b + "/does/not/exist *(rw)\n",
+    )
+    .unwrap();
+    let r = admin_call(&admin, r#"{"cmd":"reload"}"#);
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(
+        create(&mut c, 13, &root, "f3", unchecked()).0,
+        0,
+        "still rw"
+    );
+
+    // SIGHUP: the second export removed, the first read-only again
+    std::fs::write(&exports, line_a("ro,insecure")).unwrap();
+    signal(d.child.id(), "-HUP");
+    let t0 = std::time::Instant::now();
+    while getattr(&mut c, &root_b) != 70 {
+        assert!(
+            t0.elapsed() < PATIENCE,
+            "a removed export's handle never went STALE"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        create(&mut c, 14, &root, "f4", unchecked()).0,
+        30,
+        "ro again"
+    );
+    assert_eq!(getattr(&mut c, &root), 0, "the kept export is served");
+    let st = admin_call(&admin, r#"{"cmd":"status"}"#);
+    let list = st["status"]["exports"].as_array().unwrap();
+    assert!(
+        list.iter().any(|e| e["served"] == false),
+        "status shows the removed export: {st}"
+    );
+    // and put back: the same handle works again
+    std::fs::write(&exports, line_a("ro,insecure") + &line_b).unwrap();
+    assert_eq!(admin_call(&admin, r#"{"cmd":"reload"}"#)["ok"], true);
+    assert_eq!(getattr(&mut c, &root_b), 0, "its old handle works again");
+    d.stop();
+}

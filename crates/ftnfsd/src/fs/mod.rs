@@ -10,13 +10,14 @@ pub mod idlog;
 pub mod idtable;
 pub mod life;
 pub mod listing;
+pub mod set;
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use ftnfs_core::exports::Export;
+use ftnfs_core::exports::{ClientOptions, ClientRule, Export};
 use ftnfs_core::handle::FileHandle;
 use ftnfs_core::ids::{FileId, Generation};
 use ftnfs_wire::nfs3::{FType3, Fattr3, NfsStat3, NfsTime3, WccAttr};
@@ -36,8 +37,12 @@ pub const MEMORY_FLUSH: std::time::Duration = std::time::Duration::from_millis(5
 
 /// One export served by this member.
 pub struct ExportFs {
-    /// Its configuration.
+    /// Its configuration, but for the client rules (`cfg.clients` is empty: they change
+    /// with a reload and live in `access`).
     pub cfg: Export,
+    /// Who may use it, as the exports file said at the last (re)load; `None` once a reload
+    /// removed it (its handles then answer STALE, a MNT of it NOENT) — `reload.rs`.
+    access: std::sync::RwLock<Option<std::sync::Arc<Vec<ClientRule>>>>,
     /// The exported directory.
     root: OwnedFd,
     /// Identity table.
@@ -199,6 +204,35 @@ fn resolve_beneath() -> OpenHow {
 }
 
 impl ExportFs {
+    /// The options for a client address: `None` when it may not use the export, or when a
+    /// reload removed the export.
+    pub fn options_for(&self, ip: std::net::IpAddr) -> Option<ClientOptions> {
+        let a = self.access.read().unwrap_or_else(|p| p.into_inner());
+        a.as_ref()?
+            .iter()
+            .find(|r| r.spec.matches(ip))
+            .map(|r| r.options)
+    }
+
+    /// The client rules in force; `None` once a reload removed the export.
+    pub fn clients(&self) -> Option<std::sync::Arc<Vec<ClientRule>>> {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Is the export served to clients (not removed by a reload)?
+    pub fn served(&self) -> bool {
+        self.clients().is_some()
+    }
+
+    /// A reload's verdict: these rules from now on (`None`: removed — every client call
+    /// on its handles answers STALE, its mirror goes on following its primary).
+    pub fn set_clients(&self, rules: Option<Vec<ClientRule>>) {
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = rules.map(std::sync::Arc::new);
+    }
+
     /// The file an NLM call's handle names, if it is this export's and still exists with
     /// that generation (else the call gets NLM4_STALE_FH).
     pub fn lock_file(&self, fh: &[u8]) -> Option<FileId> {
@@ -213,7 +247,11 @@ impl ExportFs {
     }
 
     /// Opens the export's directory and identity table (`state_dir/export-<id>.redb`).
-    pub fn open(cfg: Export, state_dir: &Path, new_generation: u32) -> anyhow::Result<ExportFs> {
+    pub fn open(
+        mut cfg: Export,
+        state_dir: &Path,
+        new_generation: u32,
+    ) -> anyhow::Result<ExportFs> {
         use anyhow::Context;
         let root: OwnedFd = std::fs::File::open(&cfg.path)
             .with_context(|| format!("cannot open export directory {}", cfg.path))?
@@ -239,8 +277,10 @@ impl ExportFs {
         )
         .with_context(|| format!("identity table of {}", cfg.path))?;
         let id = cfg.id.0;
+        let clients = std::mem::take(&mut cfg.clients);
         let ex = ExportFs {
             cfg,
+            access: std::sync::RwLock::new(Some(std::sync::Arc::new(clients))),
             root,
             ids,
             listings: Default::default(),

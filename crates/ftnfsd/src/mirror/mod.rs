@@ -299,7 +299,7 @@ impl Mirror {
         state_dir: &std::path::Path,
         rebooted: bool,
     ) -> anyhow::Result<Mirror> {
-        let exports = &local.exports[..];
+        let exports = &local.exports;
         let mut roles = HashMap::new();
         let mut members_of = Vec::new();
         let mut rejoin = Rejoin {
