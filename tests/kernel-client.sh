@@ -24,6 +24,9 @@ topo_init || exit 1
 trap cleanup EXIT
 topo_member srv 10.99.0.1 || exit 1
 topo_tap tg0 || exit 1
+# the daemon's process (PID is the background subshell that runs it, not ftnfsd): only
+# ftnfsd runs in the srv namespace
+srv_signal() { ip netns pids "$TOPO-srv" | xargs -r kill "$1"; }
 start() {
   topo_in srv "$BIN" --exports "$WORK/exports" --state-dir "$WORK/state" --port 2049 \
     --admin-socket "$WORK/adm.sock" --no-portmap 2>>"$WORK/log" & PID=$!
@@ -60,7 +63,7 @@ rw_line="$WORK/export *(rw,insecure,no_root_squash)"
 ( guest reload ftnfs.mountopts=actimeo=0 > "$WORK/rl.out" ) & G=$!
 if serial_has reload "FTNFS-RELOAD mounted"; then
   printf '%s\n/nowhere *(bogus_option)\n' "$rw_line" > "$WORK/exports"
-  kill -HUP "$PID"
+  srv_signal -HUP
   for _ in $(seq 600); do grep -q "exports not reloaded" "$WORK/log" && break; sleep 0.2; done
   if grep -q "exports not reloaded.*exports:2:" "$WORK/log"; then
     check bad-exports-refused-with-line "FTNFS-RESULT PASS"
@@ -69,8 +72,8 @@ if serial_has reload "FTNFS-RELOAD mounted"; then
   fi
   echo "$rw_line" > "$WORK/exports"
   touch "$WORK/export/bad-done"
-  serial_has reload "FTNFS-RELOAD rw" && echo "$WORK/export *(ro,insecure,no_root_squash)" > "$WORK/exports" && kill -HUP "$PID"
-  serial_has reload "FTNFS-RELOAD ro" && echo "$rw_line" > "$WORK/exports" && kill -HUP "$PID"
+  serial_has reload "FTNFS-RELOAD rw" && echo "$WORK/export *(ro,insecure,no_root_squash)" > "$WORK/exports" && srv_signal -HUP
+  serial_has reload "FTNFS-RELOAD ro" && echo "$rw_line" > "$WORK/exports" && srv_signal -HUP
 fi
 wait $G
 echo "$rw_line" > "$WORK/exports"
@@ -79,8 +82,18 @@ grep -ao "FTNFS-RELOAD.*" "$WORK/serial-reload" | tr -d '\r'
 # kill -9 and restart under a live hard mount, while acknowledged records are written
 ( guest ackwrite ftnfs.n=60 > "$WORK/aw.out" ) & G=$!
 for _ in $(seq 200); do grep -q "FTNFS-ACK 10 " "$WORK/serial-ackwrite" 2>/dev/null && break; sleep 0.2; done
-kill -9 "$PID"; wait "$PID" 2>/dev/null; sleep 1; start
+srv_signal -9; wait "$PID" 2>/dev/null
+for _ in $(seq 300); do [ -z "$(ip netns pids "$TOPO-srv")" ] && break; sleep 0.1; done
+[ -z "$(ip netns pids "$TOPO-srv")" ] || echo "ftnfsd survived kill -9"
+sleep 1; start
 wait $G
+# the kill was real: a second daemon started and served (a kill that missed would leave the
+# first one serving and this test proving nothing)
+if [ "$(grep -c "serving NFSv3" "$WORK/log")" = 2 ]; then
+  check killed-and-restarted "FTNFS-RESULT PASS"
+else
+  check killed-and-restarted "$(grep -c "serving NFSv3" "$WORK/log") daemons served"
+fi
 check restart-under-mount "$(cat "$WORK/aw.out")"
 if python3 "$LAB/check-acks.py" "$WORK/serial-ackwrite" "$WORK/export/ack"; then
   check acknowledged-records-kept "FTNFS-RESULT PASS"
