@@ -17,6 +17,7 @@ mod link;
 mod local;
 mod lock_log;
 mod lock_table;
+mod metrics;
 mod mirror;
 mod monitor;
 mod nfs3_procs;
@@ -61,6 +62,11 @@ struct Cli {
     /// Admin socket for ftnfsctl.
     #[arg(long, default_value = "/run/ftnfs/ftnfsd.sock")]
     admin_socket: PathBuf,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (off unless given; e.g.
+    /// 127.0.0.1:9249): calls, errors and latency per procedure, bytes, the DRC, roles,
+    /// epochs, lag, failovers, change logs, resyncs, locks, connections.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
     /// Do not register with the portmapper.
     #[arg(long)]
     no_portmap: bool,
@@ -443,6 +449,18 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::spawn(transport.clone().serve_tcp(tcp));
     tokio::spawn(transport.clone().serve_udp(udp));
+    if let Some(addr) = cli.metrics {
+        let registry = Arc::new(metrics::registry(server.clone(), transport.clone()));
+        // bound here, so that a port in use stops the start with its reason
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        listener.set_nonblocking(true)?;
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(listener, registry).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
     // SIGHUP and `ftnfsctl reload` read the exports file again (reload.rs)
     let reloader = cli.exports.clone().map(|file| {
         Arc::new(reload::Reloader::new(

@@ -45,6 +45,8 @@ pub struct Counters {
     pub mount: [AtomicU64; 6],
     /// Calls refused at the RPC level (bad version, program, procedure, auth, garbage).
     pub rpc_errors: AtomicU64,
+    /// Per-procedure latency and errors, bytes read and written (`--metrics`).
+    pub calls: crate::metrics::CallStats,
 }
 
 /// The NFS and MOUNT service of one member: dispatch over this member's exports (`local`)
@@ -102,7 +104,12 @@ impl Server {
     /// in the record's memory (no copy). Runs on a blocking thread: it may wait (for the
     /// disk, the secondaries, the read lease).
     pub fn handle(&self, record: &bytes::Bytes, peer: SocketAddr) -> Option<Vec<u8>> {
-        self.handle_with(record, peer, true)
+        let t0 = std::time::Instant::now();
+        let reply = self.handle_with(record, peer, true);
+        self.counters
+            .calls
+            .observe(record, t0.elapsed(), reply.as_deref());
+        reply
     }
 
     /// [`handle`](Self::handle) on the network task, for a call the procedure table marks
@@ -136,7 +143,12 @@ impl Server {
                 }
             }
         }
-        Ok(self.handle_with(record, peer, false))
+        let t0 = std::time::Instant::now();
+        let reply = self.handle_with(record, peer, false);
+        self.counters
+            .calls
+            .observe(record, t0.elapsed(), reply.as_deref());
+        Ok(reply)
     }
 
     fn handle_with(

@@ -54,6 +54,13 @@ pub struct Transport {
 }
 
 impl Transport {
+    /// Client requests taken in and not yet answered (or dropped).
+    pub fn in_flight(&self) -> usize {
+        self.limits
+            .max_inflight
+            .saturating_sub(self.inflight.available_permits())
+    }
+
     /// Listeners for `server`.
     pub fn new(server: Arc<Server>, limits: Limits) -> Arc<Transport> {
         Arc::new(Transport {

@@ -1552,3 +1552,158 @@ fn a_member_that_takes_over_tells_lately_granted_waiters_again() {
     assert_eq!(g.alock.caller_name, b"w");
     assert_eq!(lock_table(&b), held_by_w);
 }
+
+/// `GET /metrics` of a member started with `--metrics` (plain HTTP/1.1 on loopback).
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let (head, body) = r.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// The value of one sample (`name{labels}` exactly as encoded), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Metrics during a failover: the secondary's role, epoch and role-change counter change
+/// when it takes over; calls, errors and bytes count what a client did; `promtool check
+/// metrics` (Debian's prometheus) accepts the output.
+#[test]
+fn metrics_show_a_failover_and_the_calls() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let (ma, mb) = (free_port(), free_port());
+    let a = member_with(
+        t.path(),
+        "a",
+        "b",
+        pa,
+        pb,
+        "",
+        &["--metrics", &format!("127.0.0.1:{ma}")],
+    );
+    let b = member_with(
+        t.path(),
+        "b",
+        "a",
+        pb,
+        pa,
+        "",
+        &["--metrics", &format!("127.0.0.1:{mb}")],
+    );
+    wait_for(
+        120,
+        || "the group did not form".into(),
+        || export_4711(&a).1,
+    );
+    let ex_b = b.export().display().to_string();
+    let role = |text: &str, r: &str| {
+        sample(
+            text,
+            &format!("ftnfs_role{{export=\"{ex_b}\",role=\"{r}\"}}"),
+        )
+    };
+    let epoch = |text: &str| sample(text, &format!("ftnfs_epoch{{export=\"{ex_b}\"}}"));
+    let took_over = |text: &str| {
+        sample(
+            text,
+            &format!("ftnfs_role_changes_total{{export=\"{ex_b}\",to=\"primary\"}}"),
+        )
+    };
+    let before = scrape(mb);
+    assert_eq!(role(&before, "secondary"), Some(1.0), "{before}");
+    assert_eq!(role(&before, "primary"), Some(0.0));
+    assert_eq!(took_over(&before), Some(0.0));
+    let e1 = epoch(&before).expect("an epoch");
+
+    // a client's calls on the primary: a WRITE of 1000 bytes, a READ of them, a failed LOOKUP
+    let mut c = Raw::connect(a.port);
+    let root = mount_root(&mut c, &a.export());
+    let (st, body) = create(
+        &mut c,
+        2,
+        &root,
+        "m",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    let f = fh_of_create(&body);
+    write_at(&mut c, 3, &f, 0, vec![7u8; 1000]);
+    let read = Args::Read {
+        file: f.clone(),
+        offset: 0,
+        count: 4096,
+    };
+    ok(&mut c, 4, procs::READ, read);
+    assert_eq!(lookup(&mut c, &root, "missing").0, 2, "NOENT");
+    let m = scrape(ma);
+    let calls = |p: &str| {
+        sample(
+            &m,
+            &format!("ftnfs_calls_total{{program=\"nfs3\",procedure=\"{p}\"}}"),
+        )
+    };
+    assert_eq!(calls("CREATE"), Some(1.0), "{m}");
+    assert_eq!(calls("WRITE"), Some(1.0));
+    assert_eq!(sample(&m, "ftnfs_written_bytes_total"), Some(1000.0));
+    assert_eq!(sample(&m, "ftnfs_read_bytes_total"), Some(1000.0));
+    assert_eq!(
+        sample(&m, "ftnfs_call_errors_total{procedure=\"LOOKUP\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "ftnfs_call_errors_total{procedure=\"CREATE\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, "ftnfs_call_duration_seconds_count{procedure=\"WRITE\"}"),
+        Some(1.0)
+    );
+    let ex_a = a.export().display().to_string();
+    assert_eq!(
+        sample(
+            &m,
+            &format!("ftnfs_mirror_secondaries{{export=\"{ex_a}\",state=\"joined\"}}")
+        ),
+        Some(1.0),
+        "{m}"
+    );
+
+    // the primary dies: b takes over, and says so
+    drop(a);
+    wait_for(
+        120,
+        || "b never took over".into(),
+        || export_4711(&b).0 == "primary",
+    );
+    let after = scrape(mb);
+    assert_eq!(role(&after, "primary"), Some(1.0), "{after}");
+    assert_eq!(role(&after, "secondary"), Some(0.0));
+    assert_eq!(took_over(&after), Some(1.0));
+    assert!(epoch(&after).unwrap() > e1, "a new epoch");
+    for text in [&before, &m, &after] {
+        if !have_tool("promtool") {
+            break;
+        }
+        let mut p = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success(), "promtool: {out:?}");
+    }
+}

@@ -233,6 +233,8 @@ pub struct Mirror {
     /// Where seals and epochs are kept.
     pub state_dir: std::path::PathBuf,
     roles: HashMap<ExportId, RwLock<Arc<Role>>>,
+    /// Role changes per export since start, to primary, secondary, standby (metrics).
+    role_changes: HashMap<ExportId, [std::sync::atomic::AtomicU64; 3]>,
     links: Mutex<HashMap<MemberId, Link>>,
     events: Mutex<VecDeque<Event>>,
     /// Who serves each export: the core's member machine (evidence, timers, decisions).
@@ -435,6 +437,7 @@ impl Mirror {
             group,
             local,
             state_dir: state_dir.to_path_buf(),
+            role_changes: roles.keys().map(|e| (*e, Default::default())).collect(),
             roles,
             links: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
@@ -479,8 +482,30 @@ impl Mirror {
             .collect()
     }
 
+    /// Role changes per export since start: (export, [(to, count)]).
+    pub fn role_changes(&self) -> Vec<(ExportId, Vec<(&'static str, u64)>)> {
+        self.role_changes
+            .iter()
+            .map(|(e, c)| {
+                let n = |i: usize| c[i].load(std::sync::atomic::Ordering::Relaxed);
+                (
+                    *e,
+                    vec![("primary", n(0)), ("secondary", n(1)), ("standby", n(2))],
+                )
+            })
+            .collect()
+    }
+
     fn set_role(&self, export: ExportId, role: Role) {
         let primary = matches!(role, Role::Primary(_));
+        if let Some(c) = self.role_changes.get(&export) {
+            let i = match role {
+                Role::Primary(_) => 0,
+                Role::Secondary(_) => 1,
+                Role::Standby(_) => 2,
+            };
+            c[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(cell) = self.roles.get(&export) {
             *cell.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(role);
             if primary {

@@ -561,3 +561,18 @@ pub fn client_host_dropping(
     });
     rx
 }
+
+/// Is `tool` on PATH? With `FTNFS_REQUIRE_TOOLS` set (CI) a missing tool fails the test.
+#[allow(dead_code)]
+pub fn have_tool(tool: &str) -> bool {
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok && std::env::var("FTNFS_REQUIRE_TOOLS").is_ok() {
+        panic!("{tool} is required (FTNFS_REQUIRE_TOOLS is set)");
+    }
+    ok
+}
