@@ -74,6 +74,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Prints this man page (roff): `ftnfsctl man | man -l -`.
+    #[command(hide = true)]
+    Man,
     /// Reads the exports file again (as SIGHUP does; `exportfs -r` of knfsd): changed client
     /// lists and options apply to the next call, added exports are served, removed ones
     /// answer STALE. A file with an error is refused whole, `FILE:LINE: reason`, and the
@@ -254,6 +257,7 @@ impl Cmd {
             | Cmd::Events { json }
             | Cmd::Reload { json, .. }
             | Cmd::Verify { json, .. } => *json,
+            Cmd::Man => false,
         }
     }
 }
@@ -291,6 +295,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let promote = matches!(cli.cmd, Cmd::Promote { .. });
     let force = matches!(cli.cmd, Cmd::Promote { force: true, .. });
     match cli.cmd {
+        Cmd::Man => {
+            use clap::CommandFactory;
+            let page = ftnfs_man::render(
+                Cli::command(),
+                include_str!("../../../Documentation/man/ftnfsctl.8.md"),
+            )?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+        }
         Cmd::Promote { export, json, .. } | Cmd::Demote { export, json } => {
             let cmd = if promote { "promote" } else { "demote" };
             let v = request(

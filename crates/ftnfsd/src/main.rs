@@ -86,6 +86,7 @@ struct Cli {
     /// Check the exports file and exit.
     #[arg(long)]
     check: bool,
+
     /// This member's name, as used in the exports file's `-ftnfs=A:B` lists (default: the
     /// host name).
     #[arg(long)]
@@ -234,6 +235,20 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // `ftnfsd --man | man -l -`: this man page (roff), before the required options are
+    // asked for
+    if std::env::args_os()
+        .skip(1)
+        .eq([std::ffi::OsString::from("--man")])
+    {
+        use clap::CommandFactory;
+        let page = ftnfs_man::render(
+            Cli::command(),
+            include_str!("../../../Documentation/man/ftnfsd.8.md"),
+        )?;
+        std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+        return Ok(());
+    }
     let cli = Cli::parse();
     let list = match &cli.exports {
         Some(e) => reload::read_exports(e)?,
