@@ -11,6 +11,7 @@ use std::io::Write;
 /// SYNOPSIS and OPTIONS are left out: clap's replace them).
 pub fn render(cmd: clap::Command, written: &str) -> std::io::Result<Vec<u8>> {
     let has_subcommands = cmd.get_subcommands().next().is_some();
+    let has_version = cmd.get_version().is_some() || cmd.get_long_version().is_some();
     let man = clap_mangen::Man::new(cmd).section("8").manual("ftnfs");
     let sections = sections(written);
     let mut out = Vec::new();
@@ -31,7 +32,9 @@ pub fn render(cmd: clap::Command, written: &str) -> std::io::Result<Vec<u8>> {
             write_section(&mut out, name, body)?;
         }
     }
-    man.render_version_section(&mut out)?;
+    if has_version {
+        man.render_version_section(&mut out)?;
+    }
     Ok(out)
 }
 
