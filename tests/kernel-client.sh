@@ -3,7 +3,7 @@
 # network namespace topology (scripts/lab/topo.sh): ftnfsd at 10.99.0.1, the guest on a tap
 # device at 10.99.0.100. Workloads: a metadata storm; a 32 MiB write with conv=fsync read back
 # after a remount with checksum; exports edited and reloaded under a live mount (a bad file
-# refused, then ro, then rw); a writer of acknowledged records that keeps its hard mount
+# refused, then ro, then rw); the same over IPv6 (proto=tcp6); a writer of acknowledged records that keeps its hard mount
 # while ftnfsd is killed (-9) and restarted, after which every acknowledged record is checked
 # in the export. All traffic is captured on the bridge and tshark must find no malformed
 # packet, no rejected reply and no call left without a reply. Prints "N passed, N failed".
@@ -23,6 +23,8 @@ trap cleanup EXIT
 topo_init || exit 1
 trap cleanup EXIT
 topo_member srv 10.99.0.1 || exit 1
+# IPv6 too: ftnfsd's default listener takes both families
+ip -n "$TOPO-srv" addr add fd99::1/64 dev eth0 nodad || exit 1
 topo_tap tg0 || exit 1
 # the daemon's process (PID is the background subshell that runs it, not ftnfsd): only
 # ftnfsd runs in the srv namespace
@@ -79,6 +81,14 @@ wait $G
 echo "$rw_line" > "$WORK/exports"
 check reload-under-mount "$(cat "$WORK/rl.out")"
 grep -ao "FTNFS-RELOAD.*" "$WORK/serial-reload" | tr -d '\r'
+# the kernel client over IPv6 (proto=tcp6) to the same daemon and export
+check ipv6 "$(guest ipv6 "ftnfs.srv=fd99::1 ftnfs.ip6=fd99::100/64")"
+grep -ao "FTNFS-IPV6.*" "$WORK/serial-ipv6" | tr -d '\r'
+if grep -q "mounted.*client.*\[fd99::100\]" "$WORK/log"; then
+  check ipv6-client-seen-as-ipv6 "FTNFS-RESULT PASS"
+else
+  check ipv6-client-seen-as-ipv6 "$(grep mounted "$WORK/log" | tail -1)"
+fi
 # kill -9 and restart under a live hard mount, while acknowledged records are written
 ( guest ackwrite ftnfs.n=60 > "$WORK/aw.out" ) & G=$!
 for _ in $(seq 200); do grep -q "FTNFS-ACK 10 " "$WORK/serial-ackwrite" 2>/dev/null && break; sleep 0.2; done

@@ -7,13 +7,20 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>
 for f in /lib/modules/*.ko; do
   insmod "$f" || echo "insmod $f failed"
 done
-arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^ftnfs.$1=//p"; }
+# the last ftnfs.NAME=VALUE wins (a workload's extra arguments come after the defaults)
+arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^ftnfs.$1=//p" | tail -1; }
 # A task blocked for 10 s prints its kernel stack on the console (diagnoses client hangs).
 echo 10 > /proc/sys/kernel/hung_task_timeout_secs 2>/dev/null
 [ "$(arg trace)" = 1 ] && set -x
 SRV=$(arg srv); P=$(arg path); PORT=$(arg port); IP=$(arg ip); WORK=$(arg work)
 ip link set lo up; ip link set eth0 up
 if [ -n "$IP" ]; then ip addr add "$IP" dev eth0; else ip addr add 10.0.2.15/24 dev eth0; fi
+# ftnfs.ip6=ADDR/N: an IPv6 address too (no duplicate address detection: usable at once)
+IP6=$(arg ip6)
+if [ -n "$IP6" ]; then
+  echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad 2>/dev/null
+  ip -6 addr add "$IP6" dev eth0 || echo "no IPv6 address $IP6"
+fi
 result() { echo "FTNFS-RESULT $1"; sync; poweroff -f; }
 # One acknowledged record: 64 bytes at offset 64*seq, written with conv=fsync; "FTNFS-ACK seq
 # md5" is printed only after the write returned (scripts/lab/check-acks.py checks them).
@@ -59,7 +66,10 @@ fi
 tries=0
 # ftnfs.mountopts=…: more mount options for one workload (e.g. actimeo=0)
 MOPTS=$(arg mountopts); MOPTS=${MOPTS:+,$MOPTS}
-until mount -t nfs -o vers=3,proto=tcp,port=$PORT,mountport=$PORT,mountproto=tcp,$LOCK,hard,timeo=20,addr=$SRV$MOPTS "$SRV:$P" /mnt; do
+# an IPv6 server (ftnfs.srv=fd99::1): [ADDR]:PATH over tcp6
+SPEC="$SRV:$P"; PROTO=tcp
+case "$SRV" in *:*) SPEC="[$SRV]:$P"; PROTO=tcp6 ;; esac
+until mount -t nfs -o vers=3,proto=$PROTO,port=$PORT,mountport=$PORT,mountproto=$PROTO,$LOCK,hard,timeo=20,addr=$SRV$MOPTS "$SPEC" /mnt; do
   tries=$((tries+1)); [ $tries -ge 60 ] && result "FAIL mount"
   echo "mount failed, again in 1 s ($tries)"; sleep 1
 done
@@ -133,6 +143,15 @@ locks-cold)
   echo "FTNFS-LOCK still denied, tries from $t00 to $t11 s"
   ( sleep 2; : > release ) &
   granted_after_release
+  ;;
+ipv6)
+  # mounted over IPv6 (tests/kernel-client.sh): write, read back, list, remove
+  grep -q "$SRV" /proc/mounts || result "FAIL not mounted from $SRV"
+  dd if=/dev/urandom of=/tmp/src bs=64k count=16 2>/dev/null
+  dd if=/tmp/src of=v6file bs=64k conv=fsync 2>/dev/null || result "FAIL write over IPv6"
+  [ "$(md5sum < /tmp/src)" = "$(md5sum < v6file)" ] || result "FAIL read back over IPv6"
+  mkdir v6dir && mv v6file v6dir/f && [ "$(ls v6dir)" = f ] || result "FAIL metadata over IPv6"
+  echo "FTNFS-IPV6 $(grep " /mnt " /proc/mounts)"
   ;;
 reload)
   # tests/kernel-client.sh edits the exports and reloads ftnfsd under this mount (actimeo=0,

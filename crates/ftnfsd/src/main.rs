@@ -56,8 +56,10 @@ struct Cli {
     /// Port for NFS and MOUNT, TCP and UDP.
     #[arg(long, default_value_t = 2049)]
     port: u16,
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
+    /// Address to listen on. The default `::` takes IPv6 and IPv4 clients on one socket
+    /// (IPv4 ones seen as their IPv4 address); on a host without IPv6 it falls back to
+    /// `0.0.0.0`. `0.0.0.0` is IPv4 only, an address only that address.
+    #[arg(long, default_value = "::")]
     bind: IpAddr,
     /// Admin socket for ftnfsctl.
     #[arg(long, default_value = "/run/ftnfs/ftnfsd.sock")]
@@ -446,13 +448,8 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let tcp = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on tcp {addr}"))?;
-    let port = tcp.local_addr()?.port();
-    let udp = tokio::net::UdpSocket::bind(SocketAddr::new(cli.bind, port))
-        .await
-        .with_context(|| format!("cannot listen on udp {addr}"))?;
+    let (tcp, udp, addr) = transport::listen(addr)?;
+    let port = addr.port();
     tracing::info!(%addr, port, "serving NFSv3 and MOUNT v3 on tcp and udp");
     if !cli.no_portmap {
         let n = tokio::task::spawn_blocking(move || portmap::register(port, true)).await?;

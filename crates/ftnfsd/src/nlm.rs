@@ -217,9 +217,18 @@ pub fn call_program(
     (prog, vers, proc_): (u32, u32, u32),
     args: &[u8],
 ) -> std::io::Result<(Vec<u8>, u32)> {
-    // the virtual IP may have gone since it was chosen: then from any address
-    let sock = UdpSocket::bind((from, 0))
-        .or_else(|_| UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)))?;
+    // the virtual IP may have gone since it was chosen: then from any address (of the
+    // client's family: an IPv6 client is called from an IPv6 address)
+    let any: IpAddr = match addr {
+        IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let from = if from.is_ipv4() == addr.is_ipv4() {
+        from
+    } else {
+        any
+    };
+    let sock = UdpSocket::bind((from, 0)).or_else(|_| UdpSocket::bind((any, 0)))?;
     sock.set_read_timeout(Some(Duration::from_secs(1)))?;
     let port = rpc_call(&sock, addr, 111, 0x4e4c_0000, |xid, w| {
         let m = portmap::Mapping {

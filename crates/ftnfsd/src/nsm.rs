@@ -40,7 +40,7 @@ pub fn notify_hosts(
                     let from = crate::nlm::from_address(&vip);
                     let mon_name = match &vip {
                         Some(v) => v.addr.to_string(),
-                        None => UdpSocket::bind(("0.0.0.0", 0))
+                        None => UdpSocket::bind(if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })
                             .and_then(|s| s.connect((addr, 111)).map(|()| s))
                             .and_then(|s| s.local_addr())
                             .map(|a| a.ip().to_string())

@@ -53,6 +53,61 @@ pub struct Transport {
     pub open_connections: AtomicUsize,
 }
 
+/// The NFS listeners: TCP and UDP on `addr` (the same port; `0` picks one). `::` takes both
+/// families on one socket (IPV6_V6ONLY off, whatever the sysctl says); a host without IPv6
+/// gets `0.0.0.0` instead, with a warning.
+pub fn listen(addr: SocketAddr) -> anyhow::Result<(TcpListener, UdpSocket, SocketAddr)> {
+    use anyhow::Context;
+    use socket2::{Domain, Protocol, Socket, Type};
+    let open = |addr: SocketAddr| -> std::io::Result<(TcpListener, UdpSocket, SocketAddr)> {
+        let domain = Domain::for_address(addr);
+        let dual = addr.ip() == std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        let t = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+        if dual {
+            t.set_only_v6(false)?;
+        }
+        t.set_reuse_address(true)?;
+        t.bind(&addr.into())?;
+        t.listen(1024)?;
+        t.set_nonblocking(true)?;
+        let bound = t.local_addr()?.as_socket().unwrap_or(addr);
+        let u = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        if dual {
+            u.set_only_v6(false)?;
+        }
+        u.bind(&bound.into())?;
+        u.set_nonblocking(true)?;
+        let tcp = TcpListener::from_std(std::net::TcpListener::from(t))?;
+        let udp = UdpSocket::from_std(std::net::UdpSocket::from(u))?;
+        Ok((tcp, udp, bound))
+    };
+    match open(addr) {
+        Ok(x) => Ok(x),
+        Err(e)
+            if addr.ip() == std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                && e.raw_os_error() == Some(nix::libc::EAFNOSUPPORT) =>
+        {
+            tracing::warn!("no IPv6 on this host: listening on 0.0.0.0 (IPv4) only");
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            open(v4).with_context(|| format!("cannot listen on {v4}"))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
+}
+
+/// The client as the server sees it: an IPv4 client of a dual-stack socket (an IPv4-mapped
+/// IPv6 address) is its IPv4 address, so that exports, the DRC, mounts and locks know one
+/// client by one address whichever socket it came in on. Replies still go to `peer`.
+pub fn client_of(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => peer,
+        },
+        v4 => v4,
+    }
+}
+
 impl Transport {
     /// Client requests taken in and not yet answered (or dropped).
     pub fn in_flight(&self) -> usize {
@@ -94,6 +149,7 @@ impl Transport {
             // address comes back here (LAB.md "Learned under faults").
             let _ = sock.set_zero_linger();
             let me = self.clone();
+            let peer = client_of(peer);
             tokio::spawn(async move {
                 me.open_connections.fetch_add(1, Ordering::Relaxed);
                 me.connection(sock, peer).await;
@@ -193,7 +249,8 @@ impl Transport {
                 return;
             };
             let rec = bytes::Bytes::copy_from_slice(&buf[..n]);
-            if let Ok(reply) = self.server.handle_inline(&rec, peer) {
+            let client = client_of(peer);
+            if let Ok(reply) = self.server.handle_inline(&rec, client) {
                 drop(permit);
                 if let Some(reply) = reply {
                     let _ = sock.send_to(&reply, peer).await;
@@ -203,7 +260,7 @@ impl Transport {
             let server = self.server.clone();
             let sock = sock.clone();
             tokio::spawn(async move {
-                let reply = tokio::task::spawn_blocking(move || server.handle(&rec, peer)).await;
+                let reply = tokio::task::spawn_blocking(move || server.handle(&rec, client)).await;
                 drop(permit);
                 if let Ok(Some(reply)) = reply {
                     if reply.len() > MAX_DATAGRAM {

@@ -1124,3 +1124,87 @@ fn a_reload_changes_exports_under_a_live_mount_and_a_bad_file_changes_nothing() 
     assert_eq!(getattr(&mut c, &root_b), 0, "its old handle works again");
     d.stop();
 }
+
+/// The default listener takes IPv6 and IPv4 clients on one port: an export entry for an
+/// IPv6 address and one for an IPv4 address each apply to their client (the IPv4 one seen
+/// as 127.0.0.1, not as an IPv4-mapped IPv6 address), over TCP by a raw client and by
+/// libnfs over IPv6.
+#[test]
+fn ipv6_and_ipv4_clients_on_the_default_listener() {
+    let _g = serial();
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        assert!(
+            std::env::var("FTNFS_REQUIRE_TOOLS").is_err(),
+            "no IPv6 loopback here (CI needs one)"
+        );
+        eprintln!("SKIP: no IPv6 loopback");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let ex = t.path().join("export");
+    std::fs::create_dir(&ex).unwrap();
+    std::fs::write(ex.join("hello"), b"hi").unwrap();
+    std::fs::write(
+        t.path().join("exports"),
+        format!(
+            "{} fd00::/8(ro,insecure) ::1(rw,insecure,no_root_squash) 127.0.0.1(ro,insecure)\n",
+            ex.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _d = Daemon {
+        child: Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
+            .arg("--exports")
+            .arg(t.path().join("exports"))
+            .arg("--state-dir")
+            .arg(t.path().join("state"))
+            .args(["--port", &port.to_string()]) // no --bind: the default, `::`
+            .arg("--admin-socket")
+            .arg(t.path().join("admin.sock"))
+            .arg("--no-portmap")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        port,
+        dir: t.path().to_path_buf(),
+    };
+    wait_listening(port);
+    let unchecked = || CreateHow3::Unchecked(Sattr3::default());
+    let mut v6 = Raw::over(TcpStream::connect(("::1", port)).unwrap());
+    let root6 = mount_root(&mut v6, &ex);
+    assert_eq!(
+        create(&mut v6, 2, &root6, "by-v6", unchecked()).0,
+        0,
+        "::1 is rw"
+    );
+    let mut v4 = Raw::connect(port);
+    let root4 = mount_root(&mut v4, &ex);
+    assert_eq!(root4, root6, "one handle, whichever family");
+    assert_eq!(
+        create(&mut v4, 3, &root4, "by-v4", unchecked()).0,
+        30,
+        "127.0.0.1 is ro"
+    );
+    let st = admin_call(&t.path().join("admin.sock"), r#"{"cmd":"status"}"#);
+    let clients: Vec<String> = st["status"]["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client"].as_str().unwrap().to_string())
+        .collect();
+    assert!(clients.contains(&"::1".to_string()), "{clients:?}");
+    assert!(clients.contains(&"127.0.0.1".to_string()), "{clients:?}");
+    if have("nfs-ls") {
+        // libnfs takes an IPv6 literal without brackets
+        let url = format!(
+            "nfs://::1{}/?nfsport={port}&mountport={port}&version=3",
+            ex.display()
+        );
+        let ls = Command::new("nfs-ls").arg(&url).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&ls.stdout).contains("by-v6"),
+            "libnfs over IPv6: {ls:?}"
+        );
+    }
+}
