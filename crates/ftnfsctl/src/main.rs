@@ -8,6 +8,8 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+mod certs;
+
 #[derive(Parser)]
 #[command(name = "ftnfsctl", version, about = "Control a running ftnfsd")]
 struct Cli {
@@ -73,6 +75,21 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Makes the certificates for mutual TLS on a group's peer channel (ftnfsd --tls-cert,
+    /// --tls-key, --tls-ca): a CA (DIR/ca.pem, DIR/ca.key — kept by the admin, not copied to
+    /// members) and per member DIR/NAME.pem and DIR/NAME.key, named by the member's --name.
+    /// An existing CA in DIR is reused, so a member can be added later. Works offline.
+    Certs {
+        /// Where the files go (created, mode 0700).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A member's name (repeat for each member and the witness).
+        #[arg(long = "member", value_name = "NAME", required = true)]
+        members: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
     },
     /// Prints this man page (roff): `ftnfsctl man | man -l -`.
     #[command(hide = true)]
@@ -257,7 +274,7 @@ impl Cmd {
             | Cmd::Events { json }
             | Cmd::Reload { json, .. }
             | Cmd::Verify { json, .. } => *json,
-            Cmd::Man => false,
+            Cmd::Man | Cmd::Certs { .. } => false,
         }
     }
 }
@@ -295,6 +312,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let promote = matches!(cli.cmd, Cmd::Promote { .. });
     let force = matches!(cli.cmd, Cmd::Promote { force: true, .. });
     match cli.cmd {
+        Cmd::Certs { out, members, days } => {
+            for f in certs::make(&out, &members, days)? {
+                println!("{}", f.display());
+            }
+        }
         Cmd::Man => {
             use clap::CommandFactory;
             let page = ftnfs_man::render(

@@ -24,6 +24,7 @@ mod nfs3_procs;
 mod nlm;
 mod nsm;
 mod peer;
+mod peer_tls;
 mod portmap;
 mod recovery;
 mod reload;
@@ -99,10 +100,20 @@ struct Cli {
     /// Address of this member's peer channel.
     #[arg(long, default_value = "0.0.0.0:2050")]
     peer_listen: SocketAddr,
-    /// File holding the group's shared secret (required with mirrored exports; at least 16
-    /// bytes; every member needs the same).
+    /// File holding the group's shared secret (with mirrored exports this or --tls-*; at
+    /// least 16 bytes; every member needs the same).
     #[arg(long)]
     secret_file: Option<PathBuf>,
+    /// This member's certificate (PEM) for mutual TLS on the peer channel; its DNS name is
+    /// the member's --name (`ftnfsctl certs` makes them). With --tls-key and --tls-ca.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The group's CA certificate (PEM): peers must show a certificate it signed.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Resend an unacknowledged update to a secondary after this many milliseconds.
     #[arg(long, default_value_t = 200)]
     retry_ms: u64,
@@ -193,11 +204,17 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
             .find(|p: &&mirror::PeerCfg| p.name == name)
             .map(|p| p.id)
     });
+    let tls = match (&cli.tls_cert, &cli.tls_key, &cli.tls_ca) {
+        (None, None, None) => None,
+        (Some(c), Some(k), Some(ca)) => Some(Arc::new(peer_tls::PeerTls::load(c, k, ca)?)),
+        _ => anyhow::bail!("--tls-cert, --tls-key and --tls-ca go together"),
+    };
     Ok(mirror::Group {
         me,
         peers,
         witness,
         secret,
+        tls,
         primary: ftnfs_core::mirror::primary::PrimaryConfig {
             retry_ms: cli.retry_ms.max(1),
             max_sends: cli.max_sends.max(1),
@@ -362,8 +379,11 @@ async fn main() -> anyhow::Result<()> {
         &cli.state_dir,
         rebooted,
     )?);
-    if (!mirror.is_empty() || cli.witness_mode) && mirror.group.secret.is_empty() {
-        anyhow::bail!("mirrored exports need --secret-file (the group's shared secret)");
+    if (!mirror.is_empty() || cli.witness_mode)
+        && mirror.group.secret.is_empty()
+        && mirror.group.tls.is_none()
+    {
+        anyhow::bail!("mirrored exports need --secret-file (the group's shared secret) or --tls-cert/--tls-key/--tls-ca (mutual TLS)");
     }
     let server = Arc::new(server::Server::new(local, mirror));
     {

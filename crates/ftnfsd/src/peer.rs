@@ -10,9 +10,10 @@
 //! 16-byte nonce and must answer the other's with
 //! `HMAC-SHA256(secret, "ftnfs-peer-1" ‖ other's nonce ‖ own name)`. A peer that does not
 //! know the secret, speaks another version or is not configured is refused and logged; a
-//! stranger on the LAN cannot inject updates. (Frames after the handshake are not MACed:
-//! an on-path attacker who can hijack TCP is out of scope for now — see
-//! Documentation/06-mirroring.md.)
+//! stranger on the LAN cannot inject updates. Frames after the handshake are not MACed by
+//! the secret alone; with `--tls-cert/--tls-key/--tls-ca` every connection is mutual TLS 1.3
+//! first (`peer_tls.rs`), so every frame is encrypted and authenticated and a member's name
+//! is its certificate's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,13 +24,69 @@ use ftnfs_core::mirror::Update;
 use ftnfs_wire::peer::{FrameDecoder, PeerMsg, VERSION};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::link::Link;
 use crate::mirror::{random_bytes, Mirror, Role};
+use crate::peer_tls::PeerTls;
+
+/// The reading half of a peer connection (plain TCP or TLS).
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a peer connection (plain TCP or TLS).
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A connection we dialed, as TLS when the group uses it (the answering member must hold a
+/// certificate naming `name`).
+async fn dialed(
+    tls: Option<&PeerTls>,
+    sock: TcpStream,
+    name: &str,
+) -> Result<(ReadHalf, WriteHalf), PeerError> {
+    let Some(t) = tls else {
+        let (r, w) = sock.into_split();
+        return Ok((Box::new(r), Box::new(w)));
+    };
+    let server_name = PeerTls::name_of(name).map_err(|e| PeerError::Refused(e.to_string()))?;
+    let s = tokio::time::timeout(HANDSHAKE, t.connector.connect(server_name, sock))
+        .await
+        .map_err(|_| PeerError::Timeout)?
+        .map_err(|e| PeerError::Refused(format!("TLS with {name}: {e}")))?;
+    let (r, w) = tokio::io::split(s);
+    Ok((Box::new(r), Box::new(w)))
+}
+
+/// A connection we accepted, as TLS when the group uses it: its halves and the client
+/// certificate chain the session verified against the group's CA.
+async fn accepted(
+    tls: Option<&PeerTls>,
+    sock: TcpStream,
+) -> Result<
+    (
+        ReadHalf,
+        WriteHalf,
+        Vec<rustls_pki_types::CertificateDer<'static>>,
+    ),
+    PeerError,
+> {
+    let Some(t) = tls else {
+        let (r, w) = sock.into_split();
+        return Ok((Box::new(r), Box::new(w), Vec::new()));
+    };
+    let s = tokio::time::timeout(HANDSHAKE, t.acceptor.accept(sock))
+        .await
+        .map_err(|_| PeerError::Timeout)?
+        .map_err(|e| PeerError::Refused(format!("TLS: {e}")))?;
+    let chain = s
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let (r, w) = tokio::io::split(s);
+    Ok((Box::new(r), Box::new(w), chain))
+}
 
 /// Frames queued towards one peer (each at most `MAX_FRAME`); a full queue drops frames,
 /// which the primary's resend timer covers.
@@ -68,7 +125,7 @@ fn mac(secret: &[u8], nonce: &[u8; 16], name: &str) -> Hmac<Sha256> {
 }
 
 struct Reader {
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     buf: BytesMut,
     dec: FrameDecoder,
 }
@@ -92,7 +149,7 @@ impl Reader {
 async fn handshake(
     mirror: &Mirror,
     rd: &mut Reader,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf,
     expect: Option<&str>,
 ) -> Result<String, PeerError> {
     let g = &mirror.group;
@@ -145,7 +202,7 @@ async fn handshake(
     Ok(name)
 }
 
-fn spawn_writer(mut wr: OwnedWriteHalf) -> Link {
+fn spawn_writer(mut wr: WriteHalf) -> Link {
     let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(LINK_QUEUE);
     tokio::spawn(async move {
         while let Some(f) = rx.recv().await {
@@ -205,7 +262,7 @@ async fn dial_once(
         Ok(Ok(s)) => s,
     };
     let _ = sock.set_nodelay(true);
-    let (rd, mut wr) = sock.into_split();
+    let (rd, mut wr) = dialed(mirror.group.tls.as_deref(), sock, name).await?;
     let mut rd = Reader {
         rd,
         buf: BytesMut::with_capacity(64 * 1024),
@@ -259,7 +316,8 @@ pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener) {
 
 async fn inbound(mirror: &Arc<Mirror>, sock: TcpStream) -> Result<(), PeerError> {
     let _ = sock.set_nodelay(true);
-    let (rd, mut wr) = sock.into_split();
+    let tls = mirror.group.tls.as_deref();
+    let (rd, mut wr, chain) = accepted(tls, sock).await?;
     let mut rd = Reader {
         rd,
         buf: BytesMut::with_capacity(64 * 1024),
@@ -268,6 +326,13 @@ async fn inbound(mirror: &Arc<Mirror>, sock: TcpStream) -> Result<(), PeerError>
     let name = tokio::time::timeout(HANDSHAKE, handshake(mirror, &mut rd, &mut wr, None))
         .await
         .map_err(|_| PeerError::Timeout)??;
+    if let Some(t) = tls {
+        if !t.certifies(&chain, &name) {
+            return Err(PeerError::Refused(format!(
+                "the peer calls itself {name} but its certificate does not name it"
+            )));
+        }
+    }
     let m = &mirror;
     let from = m
         .group

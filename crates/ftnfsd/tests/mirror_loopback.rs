@@ -1707,3 +1707,95 @@ fn metrics_show_a_failover_and_the_calls() {
         assert!(out.status.success(), "promtool: {out:?}");
     }
 }
+
+/// A member of a group whose peer channel is mutual TLS only (no shared secret), with the
+/// certificates of `ftnfsctl certs` in `certs`.
+fn tls_member(root: &Path, certs: &Path, name: &str, other: &str, pp: u16, opp: u16) -> Member {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("export")).unwrap();
+    std::fs::write(
+        dir.join("exports"),
+        format!(
+            "{} -ftnfs=a:b,fsid=4711 *(rw,insecure,no_root_squash)\n",
+            dir.join("export").display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
+        .arg("--exports")
+        .arg(dir.join("exports"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--admin-socket")
+        .arg(dir.join("adm.sock"))
+        .args(["--no-portmap", "--name", name])
+        .args(["--peer", &format!("{other}=127.0.0.1:{opp}")])
+        .args(["--peer-listen", &format!("127.0.0.1:{pp}")])
+        .arg("--tls-cert")
+        .arg(certs.join(format!("{name}.pem")))
+        .arg("--tls-key")
+        .arg(certs.join(format!("{name}.key")))
+        .arg("--tls-ca")
+        .arg(certs.join("ca.pem"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    Member { child, port, dir }
+}
+
+/// A group over mutual TLS (certificates by `ftnfsctl certs`, no shared secret) forms,
+/// mirrors an update before its reply and fails over (strangers and false names are refused:
+/// `peer_tls.rs` tests).
+#[test]
+fn a_group_over_mutual_tls_mirrors_and_fails_over() {
+    let _serial = serial();
+    let ctl = Path::new(env!("CARGO_BIN_EXE_ftnfsd")).with_file_name("ftnfsctl");
+    if !ctl.exists() {
+        assert!(
+            std::env::var("FTNFS_REQUIRE_TOOLS").is_err(),
+            "{} not built (cargo build -p ftnfsctl)",
+            ctl.display()
+        );
+        eprintln!("SKIP: ftnfsctl not built");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let certs = t.path().join("certs");
+    let out = Command::new(&ctl)
+        .args(["certs", "--member", "a", "--member", "b", "--out"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ftnfsctl certs: {out:?}");
+    let (pa, pb) = (free_port(), free_port());
+    let a = tls_member(t.path(), &certs, "a", "b", pa, pb);
+    let b = tls_member(t.path(), &certs, "b", "a", pb, pa);
+    wait_for(
+        120,
+        || "the TLS group did not form".into(),
+        || export_4711(&a).1,
+    );
+    let mut c = Raw::connect(a.port);
+    let root = mount_root(&mut c, &a.export());
+    let (st, _) = create(
+        &mut c,
+        2,
+        &root,
+        "over-tls",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    assert!(
+        b.export().join("over-tls").exists(),
+        "mirrored over TLS before the reply"
+    );
+    drop(a);
+    wait_for(
+        120,
+        || "b never took over".into(),
+        || export_4711(&b).0 == "primary",
+    );
+}

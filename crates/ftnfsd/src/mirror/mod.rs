@@ -87,6 +87,8 @@ pub struct Group {
     pub peers: Vec<PeerCfg>,
     /// Shared secret peers prove they know.
     pub secret: Vec<u8>,
+    /// Mutual TLS on every peer connection (`--tls-cert/--tls-key/--tls-ca`).
+    pub tls: Option<Arc<crate::peer_tls::PeerTls>>,
     /// Primary tuning.
     pub primary: PrimaryConfig,
     /// Failure detection.
