@@ -46,7 +46,7 @@ pub struct Counters {
     /// Calls refused at the RPC level (bad version, program, procedure, auth, garbage).
     pub rpc_errors: AtomicU64,
     /// Per-procedure latency and errors, bytes read and written (`--metrics`).
-    pub calls: crate::metrics::CallStats,
+    pub calls: crate::call_stats::CallStats,
 }
 
 /// The NFS and MOUNT service of one member: dispatch over this member's exports (`local`)
