@@ -20,17 +20,25 @@ ip netns exec "$NS" unshare -m bash -c "
   '$BIN' --exports '$WORK/exports' --state-dir '$WORK/state' --port 2049 --admin-socket '$WORK/adm.sock' 2>'$WORK/log' & D=\$!
   for i in \$(seq 1200); do rpcinfo -p 127.0.0.1 2>/dev/null | grep -q 100005 && break; sleep 0.1; done
   rpcinfo -p 127.0.0.1 > '$WORK/rpcinfo'
+  rpcinfo 127.0.0.1 > '$WORK/rpcinfo.netids'
   showmount -e 127.0.0.1 > '$WORK/showmount'
   kill \$D; wait \$D || true
   rpcinfo -p 127.0.0.1 > '$WORK/rpcinfo.after' || true
+  rpcinfo 127.0.0.1 > '$WORK/rpcinfo.netids.after' || true
   kill \$RPCB; wait \$RPCB || true
 "
 cat "$WORK/rpcinfo" "$WORK/showmount"
 grep -qE '100003 +3 +tcp +2049' "$WORK/rpcinfo"
 grep -qE '100003 +3 +udp +2049' "$WORK/rpcinfo"
 grep -qE '100005 +3 +tcp +2049' "$WORK/rpcinfo"
+# the default listener takes IPv6 clients: NFS, MOUNT and NLM on tcp6/udp6 too (rpcbind v3)
+grep -qE '100003 +3 +tcp6 +::\.8\.1' "$WORK/rpcinfo.netids"
+grep -qE '100003 +3 +udp6 +::\.8\.1' "$WORK/rpcinfo.netids"
+grep -qE '100005 +3 +tcp6 +::\.8\.1' "$WORK/rpcinfo.netids"
+grep -qE '100021 +4 +tcp6 +::\.8\.1' "$WORK/rpcinfo.netids"
 grep -q "$WORK/export" "$WORK/showmount"
 grep -q "10.9.0.0/16" "$WORK/showmount"
 # unregistered at shutdown
 ! grep -q 100003 "$WORK/rpcinfo.after"
+! grep -q 100003 "$WORK/rpcinfo.netids.after"
 echo "portmap-showmount: ok"

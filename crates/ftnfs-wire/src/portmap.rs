@@ -1,4 +1,5 @@
-//! Portmapper version 2 (RFC 1833 §3): just what a server needs to register itself.
+//! Portmapper version 2 (RFC 1833 §3) and rpcbind version 3 (§2, for IPv6 netids): just what
+//! a server needs to register itself.
 
 use crate::rpc::{CallHeader, OpaqueAuth, Xid, AUTH_NONE};
 use crate::xdr::XdrWriter;
@@ -47,4 +48,64 @@ pub fn encode_call(xid: Xid, proc_: u32, m: Mapping) -> Vec<u8> {
     .encode(&mut w);
     w.u32(m.prog).u32(m.vers).u32(m.prot).u32(m.port);
     w.into_inner()
+}
+
+/// rpcbind version 3: SET and UNSET by netid and universal address (IPv6 needs them).
+pub const RPCB_VERSION: u32 = 3;
+
+/// Encodes an rpcbind v3 SET or UNSET call (`rpcb`: program, version, netid such as
+/// `tcp6`, universal address, owner). UNSET ignores the address.
+pub fn encode_rpcb_call(
+    xid: Xid,
+    proc_: u32,
+    (prog, vers): (u32, u32),
+    netid: &str,
+    uaddr: &str,
+    owner: &str,
+) -> Vec<u8> {
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid,
+        rpcvers: 2,
+        prog: PROGRAM,
+        vers: RPCB_VERSION,
+        proc_,
+        cred: OpaqueAuth {
+            flavor: 0,
+            body: &[],
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    w.u32(prog).u32(vers);
+    w.opaque(netid.as_bytes())
+        .opaque(uaddr.as_bytes())
+        .opaque(owner.as_bytes());
+    w.into_inner()
+}
+
+/// The universal address of `ip` and `port` (RFC 5665 §5.2.3.3): `::.8.1` is port 2049 of
+/// every IPv6 address.
+pub fn universal_address(ip: std::net::IpAddr, port: u16) -> String {
+    format!("{ip}.{}.{}", port >> 8, port & 0xff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn universal_addresses_and_an_rpcb_call() {
+        assert_eq!(universal_address("::".parse().unwrap(), 2049), "::.8.1");
+        assert_eq!(
+            universal_address("10.0.0.1".parse().unwrap(), 111),
+            "10.0.0.1.0.111"
+        );
+        let c = encode_rpcb_call(Xid(7), PROC_SET, (100003, 3), "tcp6", "::.8.1", "superuser");
+        // after the 40-byte call header: prog, vers, then three strings
+        assert_eq!(&c[40..48], &[0, 1, 0x86, 0xa3, 0, 0, 0, 3]);
+        assert_eq!(&c[48..56], &[0, 0, 0, 4, b't', b'c', b'p', b'6']);
+        assert_eq!(&c[12..16], &PROGRAM.to_be_bytes());
+        assert_eq!(&c[16..20], &RPCB_VERSION.to_be_bytes());
+    }
 }

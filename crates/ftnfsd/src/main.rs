@@ -471,9 +471,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let (tcp, udp, addr) = transport::listen(addr)?;
     let port = addr.port();
+    // the listener takes IPv6 clients: register on the IPv6 netids too
+    let ipv6 = addr.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
     tracing::info!(%addr, port, "serving NFSv3 and MOUNT v3 on tcp and udp");
     if !cli.no_portmap {
-        let n = tokio::task::spawn_blocking(move || portmap::register(port, true)).await?;
+        let n = tokio::task::spawn_blocking(move || portmap::register(port, true, ipv6)).await?;
         if n > 0 {
             tracing::info!(mappings = n, "registered with portmapper");
         } else {
@@ -565,7 +567,7 @@ async fn main() -> anyhow::Result<()> {
         .await;
     }
     if !cli.no_portmap {
-        let _ = tokio::task::spawn_blocking(move || portmap::register(port, false)).await;
+        let _ = tokio::task::spawn_blocking(move || portmap::register(port, false, ipv6)).await;
     }
     let _ = std::fs::remove_file(&cli.admin_socket);
     Ok(())

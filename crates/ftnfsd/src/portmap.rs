@@ -64,9 +64,44 @@ fn call(sock: &UdpSocket, xid: u32, proc_: u32, m: Mapping) -> std::io::Result<b
     }
 }
 
-/// Registers (or, with `set == false`, unregisters) our programs. Returns how many mappings
-/// the portmapper accepted; 0 when none answers.
-pub fn register(port: u16, set: bool) -> usize {
+/// An rpcbind v3 SET or UNSET of `m` on the IPv6 netid of its protocol (`tcp6`, `udp6`),
+/// every address.
+fn call6(sock: &UdpSocket, xid: u32, proc_: u32, m: Mapping) -> std::io::Result<bool> {
+    let netid = if m.prot == IPPROTO_TCP {
+        "tcp6"
+    } else {
+        "udp6"
+    };
+    let uaddr = ftnfs_wire::portmap::universal_address(
+        std::net::Ipv6Addr::UNSPECIFIED.into(),
+        m.port as u16,
+    );
+    sock.send(&ftnfs_wire::portmap::encode_rpcb_call(
+        Xid(xid),
+        proc_,
+        (m.prog, m.vers),
+        netid,
+        &uaddr,
+        "superuser",
+    ))?;
+    let mut buf = [0u8; 512];
+    loop {
+        let n = sock.recv(&mut buf)?;
+        let mut r = XdrReader::new(&buf[..n]);
+        match ReplyHeader::decode(&mut r) {
+            Ok((x, ReplyHeader::Accepted(AcceptStat::Success))) if x.0 == xid => {
+                return Ok(r.bool().unwrap_or(false))
+            }
+            Ok((x, _)) if x.0 == xid => return Ok(false),
+            _ => continue,
+        }
+    }
+}
+
+/// Registers (or, with `set == false`, unregisters) our programs — with `ipv6` also on the
+/// `tcp6`/`udp6` netids (rpcbind v3), for a listener that takes IPv6 clients (NSM stays
+/// IPv4). Returns how many mappings the portmapper accepted; 0 when none answers.
+pub fn register(port: u16, set: bool, ipv6: bool) -> usize {
     let Ok(sock) = UdpSocket::bind("127.0.0.1:0") else {
         return 0;
     };
@@ -84,6 +119,9 @@ pub fn register(port: u16, set: bool) -> usize {
         if call(&sock, 0x7f00_1000 + i as u32, PROC_UNSET, m).is_err() {
             return 0;
         }
+        if ipv6 && m.prog != ftnfs_wire::nsm::PROGRAM {
+            let _ = call6(&sock, 0x7f00_3000 + i as u32, PROC_UNSET, m);
+        }
     }
     let mut ok = 0;
     if !set {
@@ -99,6 +137,13 @@ pub fn register(port: u16, set: bool) -> usize {
             }
             Ok(false) => tracing::warn!(?m, "portmapper refused registration"),
             Err(_) => return ok,
+        }
+        if ipv6 && m.prog != ftnfs_wire::nsm::PROGRAM {
+            match call6(&sock, 0x7f00_2000 + i as u32, PROC_SET, m) {
+                Ok(true) => ok += 1,
+                Ok(false) => tracing::warn!(?m, "rpcbind refused the IPv6 registration"),
+                Err(_) => return ok,
+            }
         }
     }
     ok
