@@ -202,11 +202,17 @@ pub struct Export {
 impl Export {
     /// The options for a client address, or `None` when it may not use the export.
     pub fn options_for(&self, ip: IpAddr) -> Option<&ClientOptions> {
-        self.clients
-            .iter()
-            .find(|r| r.spec.matches(ip))
-            .map(|r| &r.options)
+        options_for(&self.clients, ip)
     }
+}
+
+/// The options of the first of `rules` that `ip` matches (exports(5): the first match
+/// wins), or `None` when none does.
+pub fn options_for(rules: &[ClientRule], ip: IpAddr) -> Option<&ClientOptions> {
+    rules
+        .iter()
+        .find(|r| r.spec.matches(ip))
+        .map(|r| &r.options)
 }
 
 /// Parses an exports file. `file` is used in error messages only.

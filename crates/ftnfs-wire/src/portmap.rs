@@ -1,7 +1,7 @@
 //! Portmapper version 2 (RFC 1833 §3) and rpcbind version 3 (§2, for IPv6 netids): just what
 //! a server needs to register itself.
 
-use crate::rpc::{CallHeader, OpaqueAuth, Xid, AUTH_NONE};
+use crate::rpc::{CallHeader, Xid};
 use crate::xdr::XdrWriter;
 
 /// Program number of the portmapper.
@@ -30,22 +30,16 @@ pub struct Mapping {
     pub port: u32,
 }
 
+/// A call to the portmapper (`vers` 2 or 3) with AUTH_NONE, ready for its arguments.
+fn call_header(xid: Xid, vers: u32, proc_: u32) -> XdrWriter {
+    let mut w = XdrWriter::new();
+    CallHeader::auth_none(xid, PROGRAM, vers, proc_).encode(&mut w);
+    w
+}
+
 /// Encodes a SET or UNSET call.
 pub fn encode_call(xid: Xid, proc_: u32, m: Mapping) -> Vec<u8> {
-    let mut w = XdrWriter::new();
-    CallHeader {
-        xid,
-        rpcvers: 2,
-        prog: PROGRAM,
-        vers: VERSION,
-        proc_,
-        cred: OpaqueAuth {
-            flavor: 0,
-            body: &[],
-        },
-        verf: AUTH_NONE,
-    }
-    .encode(&mut w);
+    let mut w = call_header(xid, VERSION, proc_);
     w.u32(m.prog).u32(m.vers).u32(m.prot).u32(m.port);
     w.into_inner()
 }
@@ -63,20 +57,7 @@ pub fn encode_rpcb_call(
     uaddr: &str,
     owner: &str,
 ) -> Vec<u8> {
-    let mut w = XdrWriter::new();
-    CallHeader {
-        xid,
-        rpcvers: 2,
-        prog: PROGRAM,
-        vers: RPCB_VERSION,
-        proc_,
-        cred: OpaqueAuth {
-            flavor: 0,
-            body: &[],
-        },
-        verf: AUTH_NONE,
-    }
-    .encode(&mut w);
+    let mut w = call_header(xid, RPCB_VERSION, proc_);
     w.u32(prog).u32(vers);
     w.opaque(netid.as_bytes())
         .opaque(uaddr.as_bytes())

@@ -85,6 +85,22 @@ pub enum MessageError {
     Garbage(Xid),
 }
 
+impl CallHeader<'static> {
+    /// An RPC v2 call of `(prog, vers, proc_)` with AUTH_NONE credential and verifier (what
+    /// a server sends as a client: portmapper registration, NLM callbacks, SM_NOTIFY).
+    pub fn auth_none(xid: Xid, prog: u32, vers: u32, proc_: u32) -> Self {
+        CallHeader {
+            xid,
+            rpcvers: 2,
+            prog,
+            vers,
+            proc_,
+            cred: AUTH_NONE,
+            verf: AUTH_NONE,
+        }
+    }
+}
+
 impl<'a> CallHeader<'a> {
     /// Decodes a call header from the start of a record. On success the reader is positioned
     /// at the procedure's arguments.

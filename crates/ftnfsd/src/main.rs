@@ -60,7 +60,7 @@ struct Cli {
     port: u16,
     /// Address to listen on. The default `::` takes IPv6 and IPv4 clients on one socket
     /// (IPv4 ones seen as their IPv4 address); on a host without IPv6 it falls back to
-    /// `0.0.0.0`. `0.0.0.0` is IPv4 only, an address only that address.
+    /// `0.0.0.0`. `0.0.0.0` takes IPv4 only, any other address only itself.
     #[arg(long, default_value = "::")]
     bind: IpAddr,
     /// Admin socket for ftnfsctl.
@@ -90,7 +90,6 @@ struct Cli {
     /// Check the exports file and exit.
     #[arg(long)]
     check: bool,
-
     /// This member's name, as used in the exports file's `-ftnfs=A:B` lists (default: the
     /// host name).
     #[arg(long)]
@@ -287,10 +286,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Some(admin::bind(&cli.admin_socket)?)
     };
-    let generation = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(1)) as u32;
+    let generation = fs::generation_now();
     // once, before anything reads it: it records this boot
     let rebooted = resync::host_rebooted(&cli.state_dir);
     let (monitor, clean_stop) = monitor::Monitor::open(&cli.state_dir).with_context(|| {

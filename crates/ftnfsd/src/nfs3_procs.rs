@@ -237,11 +237,8 @@ impl<'a> Caller<'a> {
         let ex = self.exports.get(h.export).ok_or(Fail(NfsStat3::Stale))?;
         // a reload took the export away: its handles are stale, as with knfsd
         let clients = ex.clients().ok_or(Fail(NfsStat3::Stale))?;
-        let opts = clients
-            .iter()
-            .find(|r| r.spec.matches(self.ip))
-            .map(|r| r.options)
-            .ok_or(Fail(NfsStat3::Acces))?;
+        let opts =
+            *ftnfs_core::exports::options_for(&clients, self.ip).ok_or(Fail(NfsStat3::Acces))?;
         if opts.secure && self.port >= 1024 {
             return Err(Fail(NfsStat3::Acces));
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ftnfs_wire::nlm::{self, Stat};
 use ftnfs_wire::portmap;
-use ftnfs_wire::rpc::{AcceptStat, CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
+use ftnfs_wire::rpc::{AcceptStat, CallHeader, ReplyHeader, Xid};
 use ftnfs_wire::xdr::{XdrEncode, XdrReader, XdrWriter};
 
 use crate::lock_table::{Body, Call, Pending};
@@ -251,19 +251,7 @@ pub fn call_program(
     }
     rpc_call(&sock, addr, port as u16, 0x4e4d_0000, |xid, w| {
         let mut x = XdrWriter::new();
-        CallHeader {
-            xid,
-            rpcvers: 2,
-            prog,
-            vers,
-            proc_,
-            cred: OpaqueAuth {
-                flavor: 0,
-                body: &[],
-            },
-            verf: AUTH_NONE,
-        }
-        .encode(&mut x);
+        CallHeader::auth_none(xid, prog, vers, proc_).encode(&mut x);
         x.fixed(args);
         w.extend_from_slice(x.as_slice());
     })

@@ -49,7 +49,12 @@ pub fn mappings(port: u16) -> Vec<Mapping> {
 }
 
 fn call(sock: &UdpSocket, xid: u32, proc_: u32, m: Mapping) -> std::io::Result<bool> {
-    sock.send(&encode_call(Xid(xid), proc_, m))?;
+    exchange(sock, xid, &encode_call(Xid(xid), proc_, m))
+}
+
+/// Sends a SET or UNSET call and waits for its reply: whether the portmapper did it.
+fn exchange(sock: &UdpSocket, xid: u32, call: &[u8]) -> std::io::Result<bool> {
+    sock.send(call)?;
     let mut buf = [0u8; 512];
     loop {
         let n = sock.recv(&mut buf)?;
@@ -76,26 +81,15 @@ fn call6(sock: &UdpSocket, xid: u32, proc_: u32, m: Mapping) -> std::io::Result<
         std::net::Ipv6Addr::UNSPECIFIED.into(),
         m.port as u16,
     );
-    sock.send(&ftnfs_wire::portmap::encode_rpcb_call(
+    let call = ftnfs_wire::portmap::encode_rpcb_call(
         Xid(xid),
         proc_,
         (m.prog, m.vers),
         netid,
         &uaddr,
         "superuser",
-    ))?;
-    let mut buf = [0u8; 512];
-    loop {
-        let n = sock.recv(&mut buf)?;
-        let mut r = XdrReader::new(&buf[..n]);
-        match ReplyHeader::decode(&mut r) {
-            Ok((x, ReplyHeader::Accepted(AcceptStat::Success))) if x.0 == xid => {
-                return Ok(r.bool().unwrap_or(false))
-            }
-            Ok((x, _)) if x.0 == xid => return Ok(false),
-            _ => continue,
-        }
-    }
+    );
+    exchange(sock, xid, &call)
 }
 
 /// Registers (or, with `set == false`, unregisters) our programs — with `ipv6` also on the

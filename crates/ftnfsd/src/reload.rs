@@ -87,10 +87,7 @@ impl Reloader {
             .collect();
         let plan = exports::plan_reload(&self.file.display().to_string(), &held, new)?;
         // everything that can fail first: open the added exports
-        let generation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(1);
+        let generation = crate::fs::generation_now();
         let mut opened = Vec::new();
         for step in &plan {
             if let Reload::Add(e) = step {

@@ -78,6 +78,21 @@ fn member_with(
     )
     .unwrap();
     std::fs::write(root.join("secret"), "a-long-enough-shared-secret\n").unwrap();
+    let mut args = vec!["--secret-file".into(), root.join("secret").into_os_string()];
+    args.extend(extra.iter().map(Into::into));
+    spawn_member(&dir, name, other, peer_port, other_peer_port, &args)
+}
+
+/// Starts ftnfsd as member `name` of a group with `other` on loopback, serving
+/// `dir/exports` (state and admin socket in `dir`), with `auth` and any other arguments.
+fn spawn_member(
+    dir: &Path,
+    name: &str,
+    other: &str,
+    peer_port: u16,
+    other_peer_port: u16,
+    auth: &[std::ffi::OsString],
+) -> Member {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
         .arg("--exports")
@@ -90,14 +105,16 @@ fn member_with(
         .args(["--no-portmap", "--name", name])
         .args(["--peer", &format!("{other}=127.0.0.1:{other_peer_port}")])
         .args(["--peer-listen", &format!("127.0.0.1:{peer_port}")])
-        .arg("--secret-file")
-        .arg(root.join("secret"))
-        .args(extra)
+        .args(auth)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_listening(port);
-    Member { child, port, dir }
+    Member {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+    }
 }
 
 /// The member is primary of an export whose secondary is live.
@@ -1725,29 +1742,16 @@ fn tls_member(root: &Path, certs: &Path, name: &str, other: &str, pp: u16, opp: 
         ),
     )
     .unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
-        .arg("--exports")
-        .arg(dir.join("exports"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--admin-socket")
-        .arg(dir.join("adm.sock"))
-        .args(["--no-portmap", "--name", name])
-        .args(["--peer", &format!("{other}=127.0.0.1:{opp}")])
-        .args(["--peer-listen", &format!("127.0.0.1:{pp}")])
-        .arg("--tls-cert")
-        .arg(certs.join(format!("{name}.pem")))
-        .arg("--tls-key")
-        .arg(certs.join(format!("{name}.key")))
-        .arg("--tls-ca")
-        .arg(certs.join("ca.pem"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
-    Member { child, port, dir }
+    let tls = |f: String| certs.join(f).into_os_string();
+    let auth = [
+        "--tls-cert".into(),
+        tls(format!("{name}.pem")),
+        "--tls-key".into(),
+        tls(format!("{name}.key")),
+        "--tls-ca".into(),
+        tls("ca.pem".into()),
+    ];
+    spawn_member(&dir, name, other, pp, opp, &auth)
 }
 
 /// A group over mutual TLS (certificates by `ftnfsctl certs`, no shared secret) forms,

@@ -20,21 +20,27 @@ struct Daemon {
     dir: PathBuf,
 }
 
+/// ftnfsd serving `dir/exports` on `port` (state and admin socket in `dir`, no portmapper),
+/// on the default listen address unless the caller adds `--bind`.
+fn command(dir: &Path, port: u16) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ftnfsd"));
+    c.arg("--exports")
+        .arg(dir.join("exports"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--admin-socket")
+        .arg(dir.join("admin.sock"))
+        .arg("--no-portmap")
+        .stderr(Stdio::null());
+    c
+}
+
 impl Daemon {
     fn start(dir: &Path, port: u16) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
-            .arg("--exports")
-            .arg(dir.join("exports"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--admin-socket")
-            .arg(dir.join("admin.sock"))
-            .arg("--no-portmap")
-            .stderr(Stdio::null())
+        let child = command(dir, port)
+            .args(["--bind", "127.0.0.1"])
             .spawn()
             .unwrap();
         wait_listening(port);
@@ -95,23 +101,10 @@ fn read_only(dir: &Path) -> (Daemon, Raw, NfsFh3) {
     (d, c, root)
 }
 
-fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok && std::env::var("FTNFS_REQUIRE_TOOLS").is_ok() {
-        panic!("{tool} is required (FTNFS_REQUIRE_TOOLS is set)");
-    }
-    ok
-}
-
 #[test]
 fn libnfs_put_get_ls_and_refused_uid() {
     let _serial = serial();
-    if !have("nfs-cp") {
+    if !have_tool("nfs-cp") {
         eprintln!("SKIP: libnfs-utils not installed");
         return;
     }
@@ -687,7 +680,7 @@ fn mount_a_directory_below_the_export() {
         "{status}"
     );
     // libnfs mounts a URL that names the subdirectory
-    if have("nfs-cat") {
+    if have_tool("nfs-cat") {
         let url = format!(
             "nfs://127.0.0.1{e}/sub/deeper/file?nfsport={p}&mountport={p}&version=3",
             p = d.port
@@ -846,7 +839,7 @@ fn objects_recreated_outside_ftnfs_get_a_new_identity() {
 #[test]
 fn a_killed_member_leaves_no_orphaned_client_socket() {
     let _serial = serial();
-    if !have("ss") {
+    if !have_tool("ss") {
         return;
     }
     let (_t, d) = setup("rw,insecure,no_root_squash");
@@ -965,32 +958,16 @@ fn systemd_hears_ready_once_the_listeners_are_up_and_stopping_at_sigterm() {
     sock.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let port = free_port();
-    // killed if an assertion fails, so no daemon outlives the test
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
-            .arg("--exports")
-            .arg(dir.path().join("exports"))
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--admin-socket")
-            .arg(dir.path().join("admin.sock"))
-            .arg("--no-portmap")
+    // (a Daemon is killed on drop: no daemon outlives a failed assertion)
+    let mut d = Daemon {
+        child: command(dir.path(), port)
+            .args(["--bind", "127.0.0.1"])
             .env("NOTIFY_SOCKET", &notify)
-            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
+        port,
+        dir: dir.path().to_path_buf(),
+    };
     let mut buf = [0u8; 256];
     let n = sock.recv(&mut buf).expect("a READY within 60 s");
     let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -1000,11 +977,11 @@ fn systemd_hears_ready_once_the_listeners_are_up_and_stopping_at_sigterm() {
         TcpStream::connect(("127.0.0.1", port)).is_ok(),
         "READY before the NFS port listened"
     );
-    signal(child.0.id(), "-TERM");
+    signal(d.child.id(), "-TERM");
     let n = sock.recv(&mut buf).expect("STOPPING at SIGTERM");
     let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(msg.contains("STOPPING=1"), "{msg:?}");
-    let st = child.0.wait().unwrap();
+    let st = d.child.wait().unwrap();
     assert!(st.success(), "a clean stop: {st:?}");
 }
 
@@ -1051,7 +1028,7 @@ fn a_reload_changes_exports_under_a_live_mount_and_a_bad_file_changes_nothing() 
         "rw after reload"
     );
     let root_b = mount_root(&mut c, &other);
-    if have("nfs-ls") {
+    if have_tool("nfs-ls") {
         let url = format!(
             "nfs://127.0.0.1{}/?nfsport={}&mountport={}&version=3",
             other.display(),
@@ -1154,18 +1131,8 @@ fn ipv6_and_ipv4_clients_on_the_default_listener() {
     .unwrap();
     let port = free_port();
     let _d = Daemon {
-        child: Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
-            .arg("--exports")
-            .arg(t.path().join("exports"))
-            .arg("--state-dir")
-            .arg(t.path().join("state"))
-            .args(["--port", &port.to_string()]) // no --bind: the default, `::`
-            .arg("--admin-socket")
-            .arg(t.path().join("admin.sock"))
-            .arg("--no-portmap")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        // no --bind: the default, `::`
+        child: command(t.path(), port).spawn().unwrap(),
         port,
         dir: t.path().to_path_buf(),
     };
@@ -1195,7 +1162,7 @@ fn ipv6_and_ipv4_clients_on_the_default_listener() {
         .collect();
     assert!(clients.contains(&"::1".to_string()), "{clients:?}");
     assert!(clients.contains(&"127.0.0.1".to_string()), "{clients:?}");
-    if have("nfs-ls") {
+    if have_tool("nfs-ls") {
         // libnfs takes an IPv6 literal without brackets
         let url = format!(
             "nfs://::1{}/?nfsport={port}&mountport={port}&version=3",

@@ -425,24 +425,18 @@ async fn main() -> Result<()> {
 /// One NLM v4 call over UDP to `to` (retried a few times): the status and the holder's
 /// caller name when TEST names one.
 fn nlm_udp(to: std::net::SocketAddr, proc_: u32, args: &[u8]) -> Result<(u32, Option<String>)> {
-    use ftnfs_wire::rpc::{CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
+    use ftnfs_wire::rpc::{CallHeader, ReplyHeader, Xid};
     use ftnfs_wire::xdr::{XdrReader, XdrWriter};
     let sock = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
     sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
     let xid = Xid(0x7072_0000 | proc_ | (std::process::id() << 8 & 0xff00));
     let mut w = XdrWriter::new();
-    CallHeader {
+    CallHeader::auth_none(
         xid,
-        rpcvers: 2,
-        prog: ftnfs_wire::nlm::PROGRAM,
-        vers: ftnfs_wire::nlm::VERSION,
+        ftnfs_wire::nlm::PROGRAM,
+        ftnfs_wire::nlm::VERSION,
         proc_,
-        cred: OpaqueAuth {
-            flavor: 0,
-            body: &[],
-        },
-        verf: AUTH_NONE,
-    }
+    )
     .encode(&mut w);
     w.fixed(args);
     let mut buf = vec![0u8; 4096];

@@ -35,6 +35,15 @@ pub const NAME_MAX: usize = 255;
 /// its export this often (the option's bound, `Documentation/11-durable-metadata.md`).
 pub const MEMORY_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// The generation a new identity table starts from ([`ExportFs::open`]): the time in
+/// seconds, so that a table made again after its loss does not hand out old handles.
+pub fn generation_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1) as u32
+}
+
 /// One export served by this member.
 pub struct ExportFs {
     /// Its configuration, but for the client rules (`cfg.clients` is empty: they change
@@ -208,10 +217,7 @@ impl ExportFs {
     /// reload removed the export.
     pub fn options_for(&self, ip: std::net::IpAddr) -> Option<ClientOptions> {
         let a = self.access.read().unwrap_or_else(|p| p.into_inner());
-        a.as_ref()?
-            .iter()
-            .find(|r| r.spec.matches(ip))
-            .map(|r| r.options)
+        ftnfs_core::exports::options_for(a.as_ref()?, ip).copied()
     }
 
     /// The client rules in force; `None` once a reload removed the export.
