@@ -63,7 +63,9 @@ recovered() { # waits (bounded) until one primary has its secondary live; prints
 topo_member a 10.99.0.1 && topo_member b 10.99.0.2 && topo_member w 10.99.0.3 || exit 1
 topo_tap tg0 || exit 1
 # everything the client sends and gets, and the address announcements, as it sees them
-topo_hub dumpcap -q -i tg0 -f "tcp port 2049 or arp" -w "$W/client.pcapng" 2>/dev/null & CAP=$!
+# $! must be dumpcap itself (a backgrounded function would be a subshell): it is stopped,
+# and must have flushed, before the capture is read
+ip netns exec "$TOPO-hub" dumpcap -q -B 64 -i tg0 -f "tcp port 2049 or arp" -w "$W/client.pcapng" 2>/dev/null & CAP=$!
 mac() { ip -n "$TOPO-$1" -o link show eth0 | sed 's/.*link\/ether \([^ ]*\).*/\1/'; }
 witness; member a b; member b a
 recovered > /dev/null; check "group formed with a witness" $? "a: $(role a), b: $(role b)"

@@ -40,7 +40,11 @@ start() {
 }
 mkdir -p "$WORK/export"
 echo "$WORK/export *(rw,insecure,no_root_squash)" > "$WORK/exports"
-topo_hub dumpcap -q -i br0 -f "tcp port 2049 or udp port 2049" -w "$WORK/cap.pcapng" 2>/dev/null & CAP=$!
+# a large buffer: on a loaded machine dumpcap may wait for a CPU while 1 MiB writes pass.
+# Not through topo_hub: $! of a backgrounded function is a subshell, and killing it would
+# leave dumpcap writing while the capture is read; `ip netns exec` execs dumpcap itself.
+ip netns exec "$TOPO-hub" dumpcap -B 64 -i br0 -f "tcp port 2049 or udp port 2049" -w "$WORK/cap.pcapng" \
+  2>"$WORK/cap.err" & CAP=$!
 start
 guest() { # WORKLOAD [EXTRA KERNEL ARGS]
   topo_hub timeout 300 qemu-system-x86_64 -accel tcg -M pc -smp 1 -m 256 -nodefaults -nographic -no-reboot \
@@ -111,6 +115,7 @@ else
   check acknowledged-records-kept "lost records"
 fi
 sleep 0.5; kill "$CAP"; wait "$CAP" 2>/dev/null; CAP=
+grep -ao "received/dropped.*" "$WORK/cap.err" | sed 's/^/capture: /'
 if python3 "$LAB/capture-check.py" "$WORK/cap.pcapng" 2049; then
   check capture-clean "FTNFS-RESULT PASS"
 else
