@@ -29,6 +29,7 @@ mod peer_tls;
 mod portmap;
 mod recovery;
 mod reload;
+mod reply_sink;
 mod replylog;
 mod resync;
 mod server;

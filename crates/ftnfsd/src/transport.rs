@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use ftnfs_wire::nfs3::MAX_IO;
-use ftnfs_wire::record::{record_mark, RecordDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ftnfs_wire::record::RecordDecoder;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 
+use crate::reply_sink::ReplySink;
 use crate::server::Server;
 
 /// Largest call record: a full WRITE plus headers.
@@ -161,17 +162,13 @@ impl Transport {
 
     async fn connection(self: &Arc<Self>, sock: TcpStream, peer: SocketAddr) {
         tracing::debug!(client = %peer, "connected");
-        let (mut rd, mut wr) = sock.into_split();
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(self.limits.per_connection);
-        let writer = tokio::spawn(async move {
-            while let Some(reply) = rx.recv().await {
-                // record mark and reply in one vectored write: no copy of a large reply
-                let mark = record_mark(reply.len());
-                let mut rec = bytes::Buf::chain(&mark[..], &reply[..]);
-                if wr.write_all_buf(&mut rec).await.is_err() {
-                    break;
-                }
-            }
+        let (mut rd, wr) = sock.into_split();
+        // replies are written by whoever made them (reply_sink.rs); the writer task only
+        // finishes what the socket did not take at once
+        let sink = Arc::new(ReplySink::new(wr));
+        let writer = tokio::spawn({
+            let sink = sink.clone();
+            async move { sink.drain().await }
         });
         let per_conn = Arc::new(Semaphore::new(self.limits.per_connection));
         let mut dec = RecordDecoder::new(MAX_RECORD);
@@ -197,7 +194,8 @@ impl Transport {
                         break 'read;
                     }
                 };
-                // Backpressure: stop reading while this connection has its share in flight.
+                // Backpressure: stop reading while this connection has its share in flight
+                // (a reply holds its share until it is written).
                 let Ok(local) = per_conn.clone().acquire_owned().await else {
                     break 'read;
                 };
@@ -208,27 +206,26 @@ impl Transport {
                 if let Ok(reply) = self.server.handle_inline(&rec, peer) {
                     drop(global);
                     if let Some(reply) = reply {
-                        if tx.send(reply).await.is_err() {
-                            break 'read;
-                        }
+                        sink.send(reply, local);
                     }
-                    drop(local);
                     continue;
                 }
                 let server = self.server.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let reply =
-                        tokio::task::spawn_blocking(move || server.handle(&rec, peer)).await;
+                let sink = sink.clone();
+                tokio::task::spawn_blocking(move || {
+                    let reply = server.handle(&rec, peer);
                     drop(global);
-                    if let Ok(Some(reply)) = reply {
-                        let _ = tx.send(reply).await;
+                    if let Some(reply) = reply {
+                        sink.send(reply, local);
                     }
-                    drop(local);
                 });
             }
         }
-        drop(tx);
+        // every reply still owed is written (or the socket failed) once all shares are back
+        let _ = per_conn
+            .acquire_many(self.limits.per_connection as u32)
+            .await;
+        writer.abort();
         let _ = writer.await;
         tracing::debug!(client = %peer, "disconnected");
     }
@@ -259,15 +256,24 @@ impl Transport {
             }
             let server = self.server.clone();
             let sock = sock.clone();
-            tokio::spawn(async move {
-                let reply = tokio::task::spawn_blocking(move || server.handle(&rec, client)).await;
+            let rt = tokio::runtime::Handle::current();
+            // the blocking thread sends its reply itself (no hop back to a task: see
+            // reply_sink.rs); only a full socket buffer hands it to a task that waits
+            tokio::task::spawn_blocking(move || {
+                let reply = server.handle(&rec, client);
                 drop(permit);
-                if let Ok(Some(reply)) = reply {
-                    if reply.len() > MAX_DATAGRAM {
-                        tracing::warn!(client = %peer, len = reply.len(), "reply too large for UDP; dropped");
-                        return;
+                let Some(reply) = reply else { return };
+                if reply.len() > MAX_DATAGRAM {
+                    tracing::warn!(client = %peer, len = reply.len(), "reply too large for UDP; dropped");
+                    return;
+                }
+                match sock.try_send_to(&reply, peer) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        rt.spawn(async move {
+                            let _ = sock.send_to(&reply, peer).await;
+                        });
                     }
-                    let _ = sock.send_to(&reply, peer).await;
+                    _ => {}
                 }
             });
         }
