@@ -15,13 +15,16 @@
 #      on, every acknowledged record is on b.
 #   6. with a witness, the secondary's link cut: it never promotes (the witness still hears
 #      the primary), the primary goes on alone.
+#   7. an IPv6 virtual IP (fd99::50/64; unsolicited Neighbor Advertisement instead of
+#      gratuitous ARP) and the guest on tcp6: kill -9 of the primary under acknowledged
+#      writes; b takes over, the guest goes on, every acknowledged record is on b.
 # Prints "N passed, N failed".
 #   tests/failover.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
 set -uo pipefail
 T=$(realpath "$1")
 # shellcheck source=../scripts/lab/harness.sh
 . "$(dirname "$0")/../scripts/lab/harness.sh"
-VIP=10.99.0.50
+VIP=10.99.0.50; VIPLEN=24
 declare -A IP=([a]=10.99.0.1 [b]=10.99.0.2 [w]=10.99.0.3)
 WITNESS=   # set to "--witness w=10.99.0.3:2050" for runs with a witness
 member() { # RUN NAME PEER
@@ -31,7 +34,7 @@ member() { # RUN NAME PEER
   ip netns exec "$TOPO-$2" unshare -m sh -c "mount --bind '$d/export' '$EXPORT' && exec '$T/ftnfsd' \
     --exports '$d/exports' --state-dir '$d/state' --port 2049 --admin-socket '$d/adm.sock' \
     --no-portmap --name $2 --peer $3=${IP[$3]}:2050 --peer-listen ${IP[$2]}:2050 \
-    --secret-file '$W/secret' --vip $VIP/24 --vip-dev eth0 $WITNESS" 2>>"$d/log" &
+    --secret-file '$W/secret' --vip $VIP/$VIPLEN --vip-dev eth0 $WITNESS" 2>>"$d/log" &
 }
 witness() { # RUN
   mkdir -p "$W/$1/w"
@@ -176,5 +179,38 @@ check "a stayed primary in epoch 1" "$([ "$(role r6 a)" = "primary 1" ]; echo $?
 check "guest went on with a" "$([ "$(cat "$W/r6-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r6-ack.out")"
 python3 "$LAB/check-acks.py" "$W/serial-r6-ackwrite" "$W/r6/a/export/ack" > "$W/r6-acks" 2>&1
 check "acknowledged records on a" $? "$(cat "$W/r6-acks")"
+kill9 a; kill9 b; kill9 w; sleep 3.5
+
+# --- 7. an IPv6 virtual IP: the primary killed under a client on tcp6 ------------------------
+WITNESS=; VIP=fd99::50; VIPLEN=64
+ip -n "$TOPO-a" addr add fd99::1/64 dev eth0 nodad
+ip -n "$TOPO-b" addr add fd99::2/64 dev eth0 nodad
+ip -n "$TOPO-hub" addr add fd99::fe/64 dev br0 nodad   # a neighbour that watches the address
+mac() { ip -n "$TOPO-$1" -o link show eth0 | sed 's/.*link\/ether \([^ ]*\).*/\1/'; }
+vip_mac() { ip -n "$TOPO-hub" -6 neigh show fd99::50 dev br0 | grep -o "lladdr [^ ]*" | cut -d' ' -f2; }
+member r7 a b; member r7 b a
+formed r7; check "group with an IPv6 virtual IP formed" $?
+for _ in $(seq 100); do ip -n "$TOPO-a" -6 addr show dev eth0 | grep -q "fd99::50" && break; sleep 0.1; done
+ip -n "$TOPO-a" -6 addr show dev eth0 | grep -q "fd99::50/64"
+check "a holds fd99::50" $? "$(ip -n "$TOPO-a" -6 addr show dev eth0)"
+# the hub talks to the address once: its neighbour entry now says a's MAC (reachable for
+# ~30 s, so only an advertisement changes it sooner)
+topo_hub bash -c 'exec 3<>/dev/tcp/fd99::50/2049' 2>/dev/null
+check "the hub's neighbour entry for fd99::50 is a's MAC" "$([ "$(vip_mac)" = "$(mac a)" ]; echo $?)" "$(vip_mac) vs a $(mac a)"
+( guest r7 ackwrite "ftnfs.n=60 ftnfs.ip6=fd99::100/64" > "$W/r7-ack.out" ) & G=$!
+wait_acks "$W/serial-r7-ackwrite" 10
+kill9 a
+for _ in $(seq 1200); do [ "$(role r7 b)" = "primary 2" ] && break; sleep 0.05; done
+check "b took over the IPv6 group" "$([ "$(role r7 b)" = "primary 2" ]; echo $?)" "$(role r7 b); $(tail -5 "$W/r7/b/log")"
+for _ in $(seq 100); do [ "$(vip_mac)" = "$(mac b)" ] && break; sleep 0.1; done
+check "b's Neighbor Advertisement moved the hub's entry to b's MAC" "$([ "$(vip_mac)" = "$(mac b)" ]; echo $?)" "$(ip -n "$TOPO-hub" -6 neigh show fd99::50) vs b $(mac b)"
+wait $G
+check "guest on tcp6 went on through the failover" "$([ "$(cat "$W/r7-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r7-ack.out")"
+grep -aq "mounted.*client.*\[fd99::100\]" "$W/r7/a/log"
+check "the guest mounted over IPv6" $? "$(grep -a mounted "$W/r7/a/log" | tail -1)"
+python3 "$LAB/check-acks.py" "$W/serial-r7-ackwrite" "$W/r7/b/export/ack" > "$W/r7-acks" 2>&1
+check "acknowledged records on the new primary" $? "$(cat "$W/r7-acks")"
+grep -aq "virtual IP taken" "$W/r7/b/log" && ! grep -aq "announcing the virtual IP failed\|virtual IP update failed" "$W/r7/b/log"
+check "b took fd99::50 and announced it (Neighbor Advertisement)" $? "$(grep -a "virtual IP" "$W/r7/b/log" | tail -3)"
 
 finish

@@ -127,8 +127,8 @@ struct Cli {
     /// Heartbeats missed before a peer counts as silent.
     #[arg(long, default_value_t = 4)]
     heartbeat_misses: u32,
-    /// The group's virtual IP (`ADDR/PREFIX`), held by the primary of the first mirrored
-    /// export; needs --vip-dev.
+    /// The group's virtual IP (`ADDR/PREFIX`, IPv4 or IPv6), held by the primary of the
+    /// first mirrored export; needs --vip-dev.
     #[arg(long, requires = "vip_dev")]
     vip: Option<String>,
     /// Interface the virtual IP goes on.

@@ -176,7 +176,7 @@ pub const CALLBACK_TRIES: u32 = 5;
 /// locked through it), else whichever the kernel picks.
 pub fn from_address(vip: &Option<Arc<crate::vip::Vip>>) -> IpAddr {
     match vip {
-        Some(v) if v.held() => IpAddr::V4(v.addr),
+        Some(v) if v.held() => v.addr,
         _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     }
 }

@@ -24,13 +24,13 @@
 //! an ACK of its own — now to the new host, which has no such connection and resets it — so
 //! the client reconnects and resends at once ([`tickle`]; CTDB does the same).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressAttribute, CacheInfo};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, CacheInfo};
 
 /// Lifetime of the address in the kernel; refreshed well before it ends.
 pub const LIFETIME_S: u32 = 3;
@@ -40,7 +40,7 @@ const REFRESH: Duration = Duration::from_millis(500);
 #[derive(Debug, thiserror::Error)]
 pub enum VipError {
     /// `--vip` is malformed.
-    #[error("--vip {0}: expected IPV4/PREFIX")]
+    #[error("--vip {0}: expected IPV4/PREFIX or IPV6/PREFIX")]
     Syntax(String),
     /// The interface does not exist.
     #[error("interface {0}: {1}")]
@@ -56,8 +56,8 @@ pub enum VipError {
 /// The virtual IP of this member's group.
 #[derive(Debug)]
 pub struct Vip {
-    /// The address.
-    pub addr: Ipv4Addr,
+    /// The address (IPv4 or IPv6).
+    pub addr: IpAddr,
     /// Its prefix length.
     pub prefix: u8,
     /// The interface it goes on.
@@ -68,7 +68,7 @@ pub struct Vip {
     /// The NFS port clients reach on the address.
     port: std::sync::atomic::AtomicU16,
     /// Clients to tickle when this member takes the address ([`Vip::take_for`]).
-    clients: std::sync::Mutex<Vec<SocketAddrV4>>,
+    clients: std::sync::Mutex<Vec<SocketAddr>>,
 }
 
 impl Vip {
@@ -77,9 +77,10 @@ impl Vip {
         let (a, p) = spec
             .split_once('/')
             .ok_or_else(|| VipError::Syntax(spec.into()))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| VipError::Syntax(spec.into()))?;
+        let addr: IpAddr = a.parse().map_err(|_| VipError::Syntax(spec.into()))?;
         let prefix: u8 = p.parse().map_err(|_| VipError::Syntax(spec.into()))?;
-        if prefix > 32 {
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > bits || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
             return Err(VipError::Syntax(spec.into()));
         }
         nix::net::if_::if_nametoindex(dev).map_err(|e| VipError::Dev(dev.into(), e))?;
@@ -103,7 +104,7 @@ impl Vip {
     }
 
     /// Takes the address (this member became primary) and tickles `clients` once it is up.
-    pub fn take_for(&self, clients: Vec<SocketAddrV4>) {
+    pub fn take_for(&self, clients: Vec<SocketAddr>) {
         *self.clients.lock().unwrap_or_else(|p| p.into_inner()) = clients;
         self.take(true);
     }
@@ -127,9 +128,10 @@ impl Vip {
 /// refuse. Without `nft`, a warning: clients may wait ~3 s more after a killed primary.
 pub fn guard(vip: &Vip, port: u16) {
     vip.port.store(port, Ordering::Relaxed);
-    let chain = format!("a{}_{port}", vip.addr.to_string().replace('.', "_"));
+    let chain = format!("a{}_{port}", vip.addr.to_string().replace(['.', ':'], "_"));
+    let family = if vip.addr.is_ipv4() { "ip" } else { "ip6" };
     let m = format!(
-        "ip daddr {} meta l4proto {{ tcp, udp }} th dport {port}",
+        "{family} daddr {} meta l4proto {{ tcp, udp }} th dport {port}",
         vip.addr
     );
     let script = format!(
@@ -221,8 +223,8 @@ pub async fn keeper(vip: Arc<Vip>) {
                             if !v.held() {
                                 return;
                             }
-                            if let Err(e) = gratuitous_arp(&v) {
-                                tracing::warn!(error = %e, "gratuitous ARP failed");
+                            if let Err(e) = announce(&v) {
+                                tracing::warn!(error = %e, "announcing the virtual IP failed");
                             }
                             if let Err(e) = tickle(&v, &clients) {
                                 tracing::warn!(error = %e, "tickle ACK failed");
@@ -253,16 +255,17 @@ pub async fn keeper(vip: Arc<Vip>) {
 async fn refresh(h: &rtnetlink::Handle, vip: &Vip) -> Result<(), VipError> {
     let idx = nix::net::if_::if_nametoindex(vip.dev.as_str())
         .map_err(|e| VipError::Dev(vip.dev.clone(), e))?;
-    let mut req = h
-        .address()
-        .add(idx, IpAddr::V4(vip.addr), vip.prefix)
-        .replace();
+    let mut req = h.address().add(idx, vip.addr, vip.prefix).replace();
     let mut ci = CacheInfo::default();
     ci.ifa_valid = LIFETIME_S;
     ci.ifa_preferred = LIFETIME_S;
-    req.message_mut()
-        .attributes
-        .push(AddressAttribute::CacheInfo(ci));
+    let attrs = &mut req.message_mut().attributes;
+    attrs.push(AddressAttribute::CacheInfo(ci));
+    if vip.addr.is_ipv6() {
+        // usable at once: duplicate address detection would keep it tentative (unusable)
+        // for a second or more after every takeover, and the group decides who holds it
+        attrs.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
     req.execute().await?;
     Ok(())
 }
@@ -275,7 +278,7 @@ async fn remove(h: &rtnetlink::Handle, vip: &Vip) -> Result<(), VipError> {
         let ours = m
             .attributes
             .iter()
-            .any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(x)) if *x == vip.addr));
+            .any(|a| matches!(a, AddressAttribute::Address(x) if *x == vip.addr));
         if ours {
             h.address().del(m).execute().await?;
         }
@@ -283,9 +286,9 @@ async fn remove(h: &rtnetlink::Handle, vip: &Vip) -> Result<(), VipError> {
     Ok(())
 }
 
-/// Broadcasts a gratuitous ARP request for the virtual IP from the interface's MAC, so that
-/// neighbours update their caches at once.
-fn gratuitous_arp(vip: &Vip) -> Result<(), VipError> {
+/// Tells the neighbours that the virtual IP is now at this interface's MAC: a gratuitous ARP
+/// for an IPv4 address, an unsolicited Neighbor Advertisement for an IPv6 one.
+fn announce(vip: &Vip) -> Result<(), VipError> {
     let idx = nix::net::if_::if_nametoindex(vip.dev.as_str())
         .map_err(|e| VipError::Dev(vip.dev.clone(), e))?;
     let mac_text = std::fs::read_to_string(format!("/sys/class/net/{}/address", vip.dev))?;
@@ -293,7 +296,16 @@ fn gratuitous_arp(vip: &Vip) -> Result<(), VipError> {
     for (i, part) in mac_text.trim().split(':').take(6).enumerate() {
         mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
     }
-    let ip = vip.addr.octets();
+    match vip.addr {
+        IpAddr::V4(a) => gratuitous_arp(idx, mac, a),
+        IpAddr::V6(a) => unsolicited_na(idx, mac, a),
+    }
+}
+
+/// Broadcasts a gratuitous ARP request for `ip` from `mac` on interface `idx`, so that
+/// neighbours update their caches at once.
+fn gratuitous_arp(idx: u32, mac: [u8; 6], ip: Ipv4Addr) -> Result<(), VipError> {
+    let ip = ip.octets();
     // ARP request: htype 1 (Ethernet), ptype IPv4, hlen 6, plen 4, op 1; sender = target = VIP
     let mut pkt = Vec::with_capacity(28);
     pkt.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
@@ -335,29 +347,68 @@ fn gratuitous_arp(vip: &Vip) -> Result<(), VipError> {
     Ok(())
 }
 
+/// Sends an unsolicited Neighbor Advertisement (RFC 4861 §7.2.6) for `ip` with `mac` to all
+/// nodes (ff02::1) on interface `idx`, from the virtual IP itself, hop limit 255: Override
+/// set, Solicited clear. A neighbour that has an entry for the address takes the new MAC
+/// (one that has none ignores it, and asks when it next needs to). The kernel fills in the
+/// ICMPv6 checksum of a raw ICMPv6 socket.
+fn unsolicited_na(idx: u32, mac: [u8; 6], ip: Ipv6Addr) -> Result<(), VipError> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::ICMPV6),
+    )?;
+    sock.set_multicast_hops_v6(255)?;
+    sock.set_multicast_if_v6(idx)?;
+    sock.bind(&SocketAddr::new(ip.into(), 0).into())?;
+    let all_nodes =
+        std::net::SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 0, 0, idx);
+    sock.send_to(&neighbor_advert(mac, ip), &SocketAddr::V6(all_nodes).into())?;
+    Ok(())
+}
+
+/// The ICMPv6 Neighbor Advertisement body for [`unsolicited_na`] (checksum left 0).
+fn neighbor_advert(mac: [u8; 6], ip: Ipv6Addr) -> [u8; 32] {
+    let mut m = [0u8; 32];
+    m[0] = 136; // Neighbor Advertisement, code 0
+    m[4] = 0x20; // Override; not Router, not Solicited
+    m[8..24].copy_from_slice(&ip.octets());
+    m[24] = 2; // option: target link-layer address
+    m[25] = 1; // its length in units of 8 bytes
+    m[26..32].copy_from_slice(&mac);
+    m
+}
+
 /// Sends each client a bare TCP ACK from the virtual IP's NFS port, outside any window (see
-/// the module text): its TCP answers to this host, which resets the connection.
-pub fn tickle(vip: &Vip, clients: &[SocketAddrV4]) -> Result<(), VipError> {
+/// the module text): its TCP answers to this host, which resets the connection. Only the
+/// clients of the address's family can have reached it.
+pub fn tickle(vip: &Vip, clients: &[SocketAddr]) -> Result<(), VipError> {
+    let clients: Vec<&SocketAddr> = clients
+        .iter()
+        .filter(|c| c.is_ipv4() == vip.addr.is_ipv4())
+        .collect();
     if clients.is_empty() {
         return Ok(());
     }
     let port = vip.port.load(Ordering::Relaxed);
-    let sock = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::RAW,
-        Some(socket2::Protocol::TCP),
-    )?;
-    sock.bind(&std::net::SocketAddr::from((vip.addr, 0)).into())?;
+    let domain = if vip.addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::RAW, Some(socket2::Protocol::TCP))?;
+    sock.bind(&SocketAddr::new(vip.addr, 0).into())?;
     for c in clients {
         let seg = tickle_segment(vip.addr, port, *c);
-        sock.send_to(&seg, &std::net::SocketAddr::from(*c).into())?;
+        // a raw socket's "port" must be 0 for IPv6 (it is the protocol there)
+        sock.send_to(&seg, &SocketAddr::new(c.ip(), 0).into())?;
     }
     Ok(())
 }
 
 /// A 20-byte TCP header: `from_port` → `to`, ACK only, sequence and acknowledgment numbers 0
-/// (out of every real window), with its checksum over the IPv4 pseudo-header.
-fn tickle_segment(from: Ipv4Addr, from_port: u16, to: SocketAddrV4) -> [u8; 20] {
+/// (out of every real window), with its checksum over the pseudo-header of `to`'s family.
+fn tickle_segment(from: IpAddr, from_port: u16, to: SocketAddr) -> [u8; 20] {
     let mut h = [0u8; 20];
     h[0..2].copy_from_slice(&from_port.to_be_bytes());
     h[2..4].copy_from_slice(&to.port().to_be_bytes());
@@ -365,14 +416,15 @@ fn tickle_segment(from: Ipv4Addr, from_port: u16, to: SocketAddrV4) -> [u8; 20] 
     h[12] = 5 << 4; // data offset: 5 words, no options
     h[13] = 0x10; // ACK
     h[14..16].copy_from_slice(&1024u16.to_be_bytes()); // window
-    let sum = tcp_checksum(from, *to.ip(), &h);
+    let sum = tcp_checksum(from, to.ip(), &h);
     h[16..18].copy_from_slice(&sum.to_be_bytes());
     h
 }
 
-/// The TCP checksum (RFC 793): one's complement of the one's complement sum of the
-/// pseudo-header (source, destination, protocol 6, length) and the segment.
-fn tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, seg: &[u8]) -> u16 {
+/// The TCP checksum (RFC 793; RFC 8200 §8.1 for IPv6): one's complement of the one's
+/// complement sum of the pseudo-header (source, destination, length, protocol 6) and the
+/// segment.
+fn tcp_checksum(src: IpAddr, dst: IpAddr, seg: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     let mut add = |b: &[u8]| {
         for pair in b.chunks(2) {
@@ -381,10 +433,19 @@ fn tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, seg: &[u8]) -> u16 {
             sum += hi | lo;
         }
     };
-    add(&src.octets());
-    add(&dst.octets());
-    add(&[0, 6]);
-    add(&(seg.len() as u16).to_be_bytes());
+    let octets = |a: IpAddr| match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    add(&octets(src));
+    add(&octets(dst));
+    if src.is_ipv4() {
+        add(&[0, 6]);
+        add(&(seg.len() as u16).to_be_bytes());
+    } else {
+        add(&(seg.len() as u32).to_be_bytes());
+        add(&[0, 0, 0, 6]);
+    }
     add(seg);
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -398,16 +459,59 @@ mod tests {
 
     #[test]
     fn a_tickle_is_a_bare_ack_whose_checksum_verifies() {
-        let from = Ipv4Addr::new(10, 99, 0, 50);
-        let to = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 100), 871);
+        let from: IpAddr = Ipv4Addr::new(10, 99, 0, 50).into();
+        let to = SocketAddr::new(Ipv4Addr::new(10, 99, 0, 100).into(), 871);
         let seg = tickle_segment(from, 2049, to);
         assert_eq!(&seg[0..4], &[0x08, 0x01, 0x03, 0x67]);
         assert_eq!(seg[13], 0x10, "ACK only");
         assert_eq!(seg[12] >> 4, 5);
         // summing again over the segment with its checksum gives 0
-        assert_eq!(tcp_checksum(from, *to.ip(), &seg), 0);
-        // a known vector: the checksum changes with any byte
-        let other = tickle_segment(from, 2049, SocketAddrV4::new(*to.ip(), 872));
+        assert_eq!(tcp_checksum(from, to.ip(), &seg), 0);
+        // the checksum changes with any byte
+        let other = tickle_segment(from, 2049, SocketAddr::new(to.ip(), 872));
         assert_ne!(seg[16..18], other[16..18]);
+    }
+
+    #[test]
+    fn an_ipv6_tickle_sums_the_ipv6_pseudo_header() {
+        let from: IpAddr = "fd99::50".parse().unwrap();
+        let to: SocketAddr = "[fd99::100]:871".parse().unwrap();
+        let seg = tickle_segment(from, 2049, to);
+        assert_eq!(tcp_checksum(from, to.ip(), &seg), 0);
+        // a known vector, summed by hand: pseudo-header fd99::50, fd99::100, length 20,
+        // next header 6, then the segment 0801 0367 0 0 0 0 5010 0400 ---- 0000
+        let words: u32 =
+            0xfd99 + 0x50 + 0xfd99 + 0x100 + 20 + 6 + 0x0801 + 0x0367 + 0x5010 + 0x0400;
+        let folded = (words & 0xffff) + (words >> 16);
+        assert_eq!(u16::from_be_bytes([seg[16], seg[17]]), !(folded as u16));
+    }
+
+    #[test]
+    fn a_neighbor_advertisement_overrides_and_carries_the_mac() {
+        let mac = [0x02, 0, 0, 0, 0, 0x0a];
+        let ip: Ipv6Addr = "fd99::100".parse().unwrap();
+        let m = neighbor_advert(mac, ip);
+        assert_eq!((m[0], m[1]), (136, 0), "type 136, code 0");
+        assert_eq!(m[4], 0x20, "Override only: unsolicited, not a router");
+        assert_eq!(&m[8..24], &ip.octets());
+        assert_eq!((m[24], m[25]), (2, 1), "target link-layer address, 8 bytes");
+        assert_eq!(&m[26..32], &mac);
+    }
+
+    #[test]
+    fn either_family_parses_and_nonsense_is_refused() {
+        let dev = "lo";
+        assert!(Vip::parse("10.99.0.100/24", dev).is_ok());
+        assert!(Vip::parse("fd99::100/64", dev).unwrap().addr.is_ipv6());
+        for bad in [
+            "10.99.0.100/33",
+            "fd99::100/129",
+            "::/0",
+            "ff02::1/64",
+            "::1/128",
+            "10.0.0.1",
+        ] {
+            assert!(Vip::parse(bad, dev).is_err(), "{bad}");
+        }
     }
 }

@@ -250,7 +250,7 @@ pub struct Mirror {
     lost_reported: Mutex<HashSet<MemberId>>,
     /// Clients (IPv4 address and port) seen in the updates this member applied, and when:
     /// tickled to reconnect when it takes the virtual IP (`vip::tickle`). Bounded.
-    recent_clients: Mutex<HashMap<std::net::SocketAddrV4, Millis>>,
+    recent_clients: Mutex<HashMap<std::net::SocketAddr, Millis>>,
     /// Resync tunables.
     pub resync: crate::resync::Settings,
     rejoin: Rejoin,
@@ -460,23 +460,22 @@ impl Mirror {
 
     /// A client update from `origin` was applied here.
     pub fn note_client(&self, origin: &ftnfs_wire::peer::Origin, now: Millis) {
-        let Ok(ip) = <[u8; 4]>::try_from(&origin.ip[..]) else {
-            return; // IPv6 clients are not tickled (the virtual IP is IPv4)
+        let Some(ip) = ftnfs_wire::peer::ip_from_bytes(&origin.ip) else {
+            return;
         };
+        let client = std::net::SocketAddr::new(ip, origin.port);
         let mut c = lock(&self.recent_clients);
-        if c.len() >= MAX_TICKLED
-            && !c.contains_key(&std::net::SocketAddrV4::new(ip.into(), origin.port))
-        {
+        if c.len() >= MAX_TICKLED && !c.contains_key(&client) {
             // forget the longest silent
             if let Some(old) = c.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a) {
                 c.remove(&old);
             }
         }
-        c.insert(std::net::SocketAddrV4::new(ip.into(), origin.port), now);
+        c.insert(client, now);
     }
 
     /// The clients seen within the last ten minutes.
-    fn recent_clients(&self, now: Millis) -> Vec<std::net::SocketAddrV4> {
+    fn recent_clients(&self, now: Millis) -> Vec<std::net::SocketAddr> {
         lock(&self.recent_clients)
             .iter()
             .filter(|(_, t)| now.since(**t) < 600_000)
