@@ -15,9 +15,10 @@
 #      on, every acknowledged record is on b.
 #   6. with a witness, the secondary's link cut: it never promotes (the witness still hears
 #      the primary), the primary goes on alone.
-#   7. an IPv6 virtual IP (fd99::50/64; unsolicited Neighbor Advertisement instead of
-#      gratuitous ARP) and the guest on tcp6: kill -9 of the primary under acknowledged
-#      writes; b takes over, the guest goes on, every acknowledged record is on b.
+#   7. all IPv6: the members' peer links, the virtual IP (fd99::50/64; unsolicited Neighbor
+#      Advertisement instead of gratuitous ARP) and the guest on tcp6: kill -9 of the
+#      primary under acknowledged writes; b takes over, a neighbour's entry moves to b's MAC
+#      at once, the guest goes on, every acknowledged record is on b.
 # Prints "N passed, N failed".
 #   tests/failover.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
 set -uo pipefail
@@ -186,10 +187,12 @@ WITNESS=; VIP=fd99::50; VIPLEN=64
 ip -n "$TOPO-a" addr add fd99::1/64 dev eth0 nodad
 ip -n "$TOPO-b" addr add fd99::2/64 dev eth0 nodad
 ip -n "$TOPO-hub" addr add fd99::fe/64 dev br0 nodad   # a neighbour that watches the address
+# and the members talk to each other over IPv6 too
+IP[a]="[fd99::1]"; IP[b]="[fd99::2]"
 mac() { ip -n "$TOPO-$1" -o link show eth0 | sed 's/.*link\/ether \([^ ]*\).*/\1/'; }
 vip_mac() { ip -n "$TOPO-hub" -6 neigh show fd99::50 dev br0 | grep -o "lladdr [^ ]*" | cut -d' ' -f2; }
 member r7 a b; member r7 b a
-formed r7; check "group with an IPv6 virtual IP formed" $?
+formed r7; check "group over IPv6 peer links, with an IPv6 virtual IP, formed" $? "$(tail -3 "$W/r7/a/log")"
 for _ in $(seq 100); do ip -n "$TOPO-a" -6 addr show dev eth0 | grep -q "fd99::50" && break; sleep 0.1; done
 ip -n "$TOPO-a" -6 addr show dev eth0 | grep -q "fd99::50/64"
 check "a holds fd99::50" $? "$(ip -n "$TOPO-a" -6 addr show dev eth0)"
