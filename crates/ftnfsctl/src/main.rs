@@ -413,6 +413,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("  removed:   {}", list("removed"));
                 println!("  changed:   {}", list("changed"));
                 println!("  unchanged: {}", r["unchanged"]);
+                if r["peer_tls_reloaded"] == true {
+                    println!("peer TLS keys reloaded: new peer connections use them");
+                }
             }
         }
         Cmd::Events { json } => {

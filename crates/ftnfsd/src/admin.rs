@@ -263,7 +263,7 @@ pub async fn serve(
                         json!({"ok": ok, "resync": v})
                     }
                     Some("reload") => match reloader.clone() {
-                        None => json!({"ok": false, "error": "ftnfsd was started without --exports: nothing to reload"}),
+                        None => json!({"ok": false, "error": "ftnfsd was started without --exports or --tls-*: nothing to reload"}),
                         Some(r) => tokio::task::spawn_blocking(move || match r.reload() {
                             Ok(o) => json!({"ok": true, "reload": o}),
                             Err(e) => json!({"ok": false, "error": format!("{e:#}; the old exports stay in force")}),

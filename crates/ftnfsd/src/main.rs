@@ -453,6 +453,34 @@ async fn main() -> anyhow::Result<()> {
     };
     let transport = transport::Transport::new(server.clone(), limits);
     let addr = SocketAddr::new(cli.bind, cli.port);
+    // SIGHUP and `ftnfsctl reload` read the exports file again (reload.rs)
+    // and the peer channel's TLS files, so that certificates rotate without a restart
+    let tls = server.mirror.group.tls.clone();
+    let reloader = (cli.exports.is_some() || tls.is_some()).then(|| {
+        Arc::new(reload::Reloader::new(
+            cli.exports.clone(),
+            cli.state_dir.clone(),
+            server.local.clone(),
+            tls,
+        ))
+    });
+    if let Some(r) = reloader.clone() {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let r = r.clone();
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                match tokio::task::spawn_blocking(move || r.reload()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!("not reloaded, what was in force stays: {e:#}")
+                    }
+                    Err(e) => tracing::error!(error = %e, "reload failed"),
+                }
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            }
+        });
+    }
     if cli.witness_mode {
         tracing::info!(
             me = server.mirror.group.me,
@@ -490,31 +518,6 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             if let Err(e) = metrics::serve(listener, registry).await {
                 tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
-    }
-    // SIGHUP and `ftnfsctl reload` read the exports file again (reload.rs)
-    let reloader = cli.exports.clone().map(|file| {
-        Arc::new(reload::Reloader::new(
-            file,
-            cli.state_dir.clone(),
-            server.local.clone(),
-        ))
-    });
-    if let Some(r) = reloader.clone() {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                let r = r.clone();
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                match tokio::task::spawn_blocking(move || r.reload()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        tracing::error!("exports not reloaded, the old ones stay in force: {e:#}")
-                    }
-                    Err(e) => tracing::error!(error = %e, "reload failed"),
-                }
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             }
         });
     }

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::link::Link;
 use crate::mirror::{random_bytes, Mirror, Role};
-use crate::peer_tls::PeerTls;
+use crate::peer_tls::{PeerTls, TlsKeys};
 
 /// The reading half of a peer connection (plain TCP or TLS).
 type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
@@ -40,7 +40,7 @@ type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 /// A connection we dialed, as TLS when the group uses it (the answering member must hold a
 /// certificate naming `name`).
 async fn dialed(
-    tls: Option<&PeerTls>,
+    tls: Option<&TlsKeys>,
     sock: TcpStream,
     name: &str,
 ) -> Result<(ReadHalf, WriteHalf), PeerError> {
@@ -60,7 +60,7 @@ async fn dialed(
 /// A connection we accepted, as TLS when the group uses it: its halves and the client
 /// certificate chain the session verified against the group's CA.
 async fn accepted(
-    tls: Option<&PeerTls>,
+    tls: Option<&TlsKeys>,
     sock: TcpStream,
 ) -> Result<
     (
@@ -262,7 +262,9 @@ async fn dial_once(
         Ok(Ok(s)) => s,
     };
     let _ = sock.set_nodelay(true);
-    let (rd, mut wr) = dialed(mirror.group.tls.as_deref(), sock, name).await?;
+    // the keys in force when the connection starts (a reload may rotate them later)
+    let keys = mirror.group.tls.as_ref().map(|t| t.keys());
+    let (rd, mut wr) = dialed(keys.as_deref(), sock, name).await?;
     let mut rd = Reader {
         rd,
         buf: BytesMut::with_capacity(64 * 1024),
@@ -316,7 +318,9 @@ pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener) {
 
 async fn inbound(mirror: &Arc<Mirror>, sock: TcpStream) -> Result<(), PeerError> {
     let _ = sock.set_nodelay(true);
-    let tls = mirror.group.tls.as_deref();
+    // the keys in force when the connection starts, for the handshake and the name check
+    let keys = mirror.group.tls.as_ref().map(|t| t.keys());
+    let tls = keys.as_deref();
     let (rd, mut wr, chain) = accepted(tls, sock).await?;
     let mut rd = Reader {
         rd,

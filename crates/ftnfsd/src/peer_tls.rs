@@ -7,16 +7,25 @@
 //! `ftnfsctl certs` makes a CA and one certificate per member. The shared secret may be
 //! used beside it, or alone (labs).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{self, client::danger::ServerCertVerifier};
 
-/// TLS for the peer channel.
+/// TLS for the peer channel: the keys in force, and the files they came from, read again
+/// by a reload (SIGHUP, `ftnfsctl reload`) so that certificates rotate without a restart.
+/// A connection takes the keys in force when it starts ([`PeerTls::keys`]) and keeps them:
+/// sessions already up are not touched by a rotation, new ones use the new keys.
 pub struct PeerTls {
+    files: Option<(PathBuf, PathBuf, PathBuf)>,
+    keys: RwLock<Arc<TlsKeys>>,
+}
+
+/// One set of keys: this member's certificate and key, the group's CA.
+pub struct TlsKeys {
     /// Dials peers.
     pub connector: tokio_rustls::TlsConnector,
     /// Accepts peers.
@@ -38,6 +47,42 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 impl PeerTls {
     /// From PEM files: this member's certificate (chain), its key, the group's CA.
     pub fn load(cert: &Path, key: &Path, ca: &Path) -> anyhow::Result<PeerTls> {
+        let keys = TlsKeys::load(cert, key, ca)?;
+        Ok(PeerTls {
+            files: Some((cert.into(), key.into(), ca.into())),
+            keys: RwLock::new(Arc::new(keys)),
+        })
+    }
+
+    /// The keys in force now.
+    pub fn keys(&self) -> Arc<TlsKeys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the files again into keys ready to [`install`](Self::install); an error leaves
+    /// the keys in force as they are.
+    pub fn prepare(&self) -> anyhow::Result<Option<TlsKeys>> {
+        match &self.files {
+            Some((cert, key, ca)) => TlsKeys::load(cert, key, ca).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Puts `keys` in force for every connection from now on.
+    pub fn install(&self, keys: TlsKeys) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+    }
+
+    /// The TLS name a member is dialed by.
+    pub fn name_of(member: &str) -> anyhow::Result<ServerName<'static>> {
+        ServerName::try_from(member.to_string())
+            .map_err(|_| anyhow::anyhow!("member name {member:?} cannot be a certificate name"))
+    }
+}
+
+impl TlsKeys {
+    /// From PEM files: this member's certificate (chain), its key, the group's CA.
+    pub fn load(cert: &Path, key: &Path, ca: &Path) -> anyhow::Result<TlsKeys> {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
             .with_context(|| format!("cannot read {}", cert.display()))?
             .collect::<Result<_, _>>()
@@ -58,7 +103,7 @@ impl PeerTls {
         if roots.is_empty() {
             anyhow::bail!("no CA certificate in {}", ca.display());
         }
-        PeerTls::new(chain, key, roots)
+        TlsKeys::new(chain, key, roots)
     }
 
     /// From parsed parts.
@@ -66,7 +111,7 @@ impl PeerTls {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
         roots: rustls::RootCertStore,
-    ) -> anyhow::Result<PeerTls> {
+    ) -> anyhow::Result<TlsKeys> {
         let roots = Arc::new(roots);
         let tls13 = &[&rustls::version::TLS13];
         let clients =
@@ -86,7 +131,7 @@ impl PeerTls {
         let names = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
             .build()
             .context("the group's CA")?;
-        Ok(PeerTls {
+        Ok(TlsKeys {
             connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             names,
@@ -102,12 +147,6 @@ impl PeerTls {
         self.names
             .verify_server_cert(end, &chain[1..], &server_name, &[], UnixTime::now())
             .is_ok()
-    }
-
-    /// The TLS name a member is dialed by.
-    pub fn name_of(member: &str) -> anyhow::Result<ServerName<'static>> {
-        ServerName::try_from(member.to_string())
-            .map_err(|_| anyhow::anyhow!("member name {member:?} cannot be a certificate name"))
     }
 }
 
@@ -132,7 +171,7 @@ mod tests {
         }
     }
 
-    fn member(ca: &Ca, name: &str) -> PeerTls {
+    fn member(ca: &Ca, name: &str) -> TlsKeys {
         let mut p = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
         p.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
@@ -142,7 +181,7 @@ mod tests {
         let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.cert.der().clone()).unwrap();
-        PeerTls::new(
+        TlsKeys::new(
             vec![cert.der().clone()],
             PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
             roots,
@@ -153,8 +192,8 @@ mod tests {
     /// Dials `server` as `client`, naming it `name`: the client's certificate chain as the
     /// server saw it, and whether a byte crossed.
     async fn session(
-        client: &PeerTls,
-        server: &PeerTls,
+        client: &TlsKeys,
+        server: &TlsKeys,
         name: &str,
     ) -> Option<Vec<CertificateDer<'static>>> {
         let (a, b) = tokio::io::duplex(64 * 1024);

@@ -50,33 +50,71 @@ pub struct Outcome {
     pub changed: Vec<String>,
     /// Held exports served as before.
     pub unchanged: usize,
+    /// The peer channel's certificate, key and CA were read again and are in force for
+    /// every peer connection from now on (`--tls-*`).
+    pub peer_tls_reloaded: bool,
 }
 
-/// Reloads `file` into `local`'s exports; one reload at a time.
+/// Reloads `file` into `local`'s exports, and the peer channel's TLS files; one reload at a
+/// time.
 pub struct Reloader {
-    file: PathBuf,
+    file: Option<PathBuf>,
     state_dir: PathBuf,
     local: Arc<Local>,
+    tls: Option<Arc<crate::peer_tls::PeerTls>>,
     busy: Mutex<()>,
 }
 
 impl Reloader {
-    /// Reloads of `file`; new exports keep their identity tables in `state_dir`.
-    pub fn new(file: PathBuf, state_dir: PathBuf, local: Arc<Local>) -> Reloader {
+    /// Reloads of `file` (if any; new exports keep their identity tables in `state_dir`)
+    /// and of `tls`'s files (if any).
+    pub fn new(
+        file: Option<PathBuf>,
+        state_dir: PathBuf,
+        local: Arc<Local>,
+        tls: Option<Arc<crate::peer_tls::PeerTls>>,
+    ) -> Reloader {
         Reloader {
             file,
             state_dir,
             local,
+            tls,
             busy: Mutex::new(()),
         }
     }
 
-    /// Reads the file again and applies it, or refuses it whole (`FILE:LINE: reason`, or
-    /// why an added export cannot be opened) leaving everything as it was. Blocking: it
-    /// opens directories and identity tables.
+    /// Reads the files again and applies them, or refuses them whole (`FILE:LINE: reason`,
+    /// why an added export cannot be opened, or why the TLS files do not make keys) leaving
+    /// everything as it was. Blocking: it opens directories and identity tables.
     pub fn reload(&self) -> anyhow::Result<Outcome> {
         let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        let new = read_exports(&self.file)?;
+        // everything that can fail first: the peer channel's new keys, the exports file,
+        // the added exports
+        let keys = match &self.tls {
+            Some(t) => t
+                .prepare()
+                .context("peer TLS files (--tls-cert/--tls-key/--tls-ca)")?,
+            None => None,
+        };
+        let exports = match &self.file {
+            Some(file) => Some((file, self.prepare_exports(file)?)),
+            None => None,
+        };
+        let mut out = match exports {
+            Some((file, (plan, opened))) => self.apply_exports(file, plan, opened)?,
+            None => Outcome::default(),
+        };
+        if let (Some(t), Some(k)) = (&self.tls, keys) {
+            t.install(k);
+            out.peer_tls_reloaded = true;
+            tracing::info!("peer TLS keys reloaded: new peer connections use them");
+        }
+        Ok(out)
+    }
+
+    /// The reload plan of `file` and the added exports, opened.
+    fn prepare_exports(&self, file: &Path) -> anyhow::Result<(Vec<Reload>, Vec<ExportFs>)> {
+        let new = read_exports(file)?;
         let exports = &self.local.exports;
         let held: Vec<Held<'_>> = exports
             .iter()
@@ -85,27 +123,37 @@ impl Reloader {
                 served: e.served(),
             })
             .collect();
-        let plan = exports::plan_reload(&self.file.display().to_string(), &held, new)?;
-        // everything that can fail first: open the added exports
+        let plan = exports::plan_reload(&file.display().to_string(), &held, new)?;
         let generation = crate::fs::generation_now();
         let mut opened = Vec::new();
         for step in &plan {
             if let Reload::Add(e) = step {
                 let line = e.line;
                 let fs = ExportFs::open(e.clone(), &self.state_dir, generation)
-                    .with_context(|| format!("{}:{line}", self.file.display()))?;
+                    .with_context(|| format!("{}:{line}", file.display()))?;
                 opened.push(fs);
             }
         }
         if exports.len() + opened.len() > crate::fs::set::MAX_EXPORTS {
             anyhow::bail!(
                 "{}: {} exports held and {} more would pass the limit of {} (restart to drop removed ones)",
-                self.file.display(),
+                file.display(),
                 exports.len(),
                 opened.len(),
                 crate::fs::set::MAX_EXPORTS
             );
         }
+        Ok((plan, opened))
+    }
+
+    /// Carries out `plan` with the `opened` exports it adds.
+    fn apply_exports(
+        &self,
+        file: &Path,
+        plan: Vec<Reload>,
+        opened: Vec<ExportFs>,
+    ) -> anyhow::Result<Outcome> {
+        let exports = &self.local.exports;
         let mut out = Outcome::default();
         for step in plan {
             match step {
@@ -136,7 +184,7 @@ impl Reloader {
             out.added.push(path);
         }
         tracing::info!(
-            file = %self.file.display(),
+            file = %file.display(),
             added = ?out.added,
             removed = ?out.removed,
             changed = ?out.changed,

@@ -1807,3 +1807,92 @@ fn a_group_over_mutual_tls_mirrors_and_fails_over() {
         || export_4711(&b).0 == "primary",
     );
 }
+
+/// Certificates rotate without a restart: a running TLS group's member reads its `--tls-*`
+/// files again on `ftnfsctl reload` (SIGHUP alike). The whole CA is replaced: a's files are
+/// rewritten with a new CA's, a reloads, and b — killed and started again with the new CA's
+/// certificate — rejoins a, which now trusts only the new CA (a's old keys would refuse
+/// it, and b would refuse a's old certificate). A reload of unreadable files is refused
+/// with its reason and changes nothing.
+#[test]
+fn peer_certificates_rotate_on_reload() {
+    let _serial = serial();
+    let ctl = Path::new(env!("CARGO_BIN_EXE_ftnfsd")).with_file_name("ftnfsctl");
+    if !ctl.exists() {
+        assert!(
+            std::env::var("FTNFS_REQUIRE_TOOLS").is_err(),
+            "{} not built (cargo build -p ftnfsctl)",
+            ctl.display()
+        );
+        eprintln!("SKIP: ftnfsctl not built");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let make = |dir: &Path| {
+        let out = Command::new(&ctl)
+            .args(["certs", "--member", "a", "--member", "b", "--out"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ftnfsctl certs: {out:?}");
+    };
+    let (old, new, live) = (
+        t.path().join("old"),
+        t.path().join("new"),
+        t.path().join("live"),
+    );
+    make(&old);
+    make(&new);
+    std::fs::create_dir_all(&live).unwrap();
+    let install = |from: &Path| {
+        for f in ["a.pem", "a.key", "b.pem", "b.key", "ca.pem"] {
+            std::fs::copy(from.join(f), live.join(f)).unwrap();
+        }
+    };
+    install(&old);
+    let (pa, pb) = (free_port(), free_port());
+    let a = tls_member(t.path(), &live, "a", "b", pa, pb);
+    let b = tls_member(t.path(), &live, "b", "a", pb, pa);
+    wait_for(
+        120,
+        || "the TLS group did not form".into(),
+        || export_4711(&a).1,
+    );
+    // unreadable files: refused whole, the old keys stay in force
+    std::fs::write(live.join("a.pem"), "not a certificate").unwrap();
+    let r = a.admin("reload");
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap_or("").contains("TLS"), "{r}");
+    // the new CA's files, read by a
+    install(&new);
+    let r = a.admin("reload");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["reload"]["peer_tls_reloaded"], true, "{r}");
+    // b comes back with the new CA's certificate: a accepts it, b accepts a's
+    drop(b);
+    wait_for(
+        120,
+        || "a never noticed b gone".into(),
+        || !export_4711(&a).1,
+    );
+    let b = tls_member(t.path(), &live, "b", "a", pb, pa);
+    wait_for(
+        120,
+        || "b (new CA) never rejoined a (reloaded)".into(),
+        || export_4711(&a).1,
+    );
+    let mut c = Raw::connect(a.port);
+    let root = mount_root(&mut c, &a.export());
+    let (st, _) = create(
+        &mut c,
+        2,
+        &root,
+        "after-rotation",
+        CreateHow3::Guarded(Sattr3::default()),
+    );
+    assert_eq!(st, 0);
+    assert!(
+        b.export().join("after-rotation").exists(),
+        "mirrored over the new keys before the reply"
+    );
+}
