@@ -4,10 +4,22 @@
 # writes vanish, in a private mount namespace, chrooted — the host stays untouched); there
 # ftnfsd --version and ftnfsctl --version run from /usr/sbin, man shows ftnfsd(8), the
 # units verify, the exports and defaults are conffiles, and dpkg -r removes it cleanly.
+# lintian finds no error and no warning.
 # Needs root.   tests/package.sh [BINDIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deb=$(realpath "$(scripts/package "${1:-target/release}")")
+# Debian's own checks of a package: no error, no warning (overrides in
+# packaging/debian/lintian-overrides, each with its reason)
+if command -v lintian >/dev/null; then
+  out=$(lintian --fail-on error,warning --tag-display-limit 0 "$deb" 2>&1) && rc=0 || rc=$?
+  grep -v "root privileges" <<< "$out" || true
+  [ "$rc" = 0 ] || { echo "lintian: the package has errors or warnings (exit $rc)"; exit 1; }
+elif [ -n "${FTNFS_REQUIRE_TOOLS:-}" ]; then
+  echo "lintian missing (apt-get install lintian)"; exit 1
+else
+  echo "SKIP lintian: not installed"
+fi
 w=$(mktemp -d)
 trap 'umount "$w/upper" 2>/dev/null || true; rm -rf "$w"' EXIT
 mkdir -p "$w/upper" "$w/work" "$w/merged"
