@@ -1936,6 +1936,10 @@ impl World {
                             return; // refused: nobody in step to take over
                         }
                     }
+                    // on the operator's word: it does not take the role back by itself
+                    if let Some(mm) = self.mem_mut(id).node.member(E) {
+                        mm.demoted();
+                    }
                     self.finish_step_down(id);
                 }
             }

@@ -228,6 +228,9 @@ pub struct Member {
     queried_at: Option<Millis>,
     take_over: bool,
     want_back: bool,
+    /// Stood down on the operator's word (`ftnfsctl demote`): never asks for its role back,
+    /// however it comes back in step (a join or a resync), until it takes a role over again.
+    held_down: bool,
     asked_back: Option<Millis>,
     asked: BTreeMap<MemberId, Millis>,
     /// When this process last resumed from a freeze (a stalled host, SIGSTOP).
@@ -249,6 +252,7 @@ impl Member {
             queried_at: None,
             take_over: false,
             want_back: false,
+            held_down: false,
             asked_back: None,
             asked: BTreeMap::new(),
             resumed_at: None,
@@ -296,9 +300,18 @@ impl Member {
     /// from its seal, it follows the member that took over meanwhile): the listed primary
     /// wants its role back.
     pub fn resynced(&mut self) {
-        if self.position == 0 {
+        if self.position == 0 && !self.held_down {
             self.want_back = true;
         }
+    }
+
+    /// The operator demoted this member (`ftnfsctl demote`): it follows whoever takes over
+    /// and does not take its role back by itself — also not when its way back is a resync
+    /// (a refused join) rather than a clean join — until it takes a role over again (the
+    /// operator's promote, or a takeover after a failure).
+    pub fn demoted(&mut self) {
+        self.held_down = true;
+        self.want_back = false;
     }
 
     /// This member stood by and now follows another member's stream (`standby_join`
@@ -316,6 +329,7 @@ impl Member {
     pub fn took_over(&mut self) {
         self.take_over = false;
         self.want_back = false;
+        self.held_down = false;
     }
 
     /// A join was just sent to `m` (it is asked again only after `rejoin_every_ms`).
@@ -1272,5 +1286,40 @@ mod tests {
         );
         n.member(E).expect("mirrored").took_over();
         assert!(kinds(&n.handle_timeout(Millis(2030), &view, &w)).is_empty());
+    }
+
+    /// A listed primary the operator demoted never asks for its role back, also when it
+    /// comes back in step through a resync; once it took a role over again, the rule of
+    /// `hand_back` holds again.
+    #[test]
+    fn a_demoted_listed_primary_stays_down() {
+        let s = Settings::default();
+        let mut n = Node::new(s, None, vec![Member::new(E, 0, vec![B])]);
+        let w = world(&[B]);
+        let view = |_| {
+            Some(RoleView::Secondary {
+                primary: B,
+                joined: true,
+                in_step: true,
+                incoming: false,
+                led_at: None,
+                epoch: Epoch(2),
+            })
+        };
+        n.member(E).expect("mirrored").demoted();
+        n.member(E).expect("mirrored").resynced();
+        for t in (10..10_000).step_by(100) {
+            n.heard(B, Millis(t));
+            let e = n.handle_timeout(Millis(t), &view, &w);
+            assert!(!kinds(&e).contains(&"askback"), "asked back at {t}: {e:?}");
+        }
+        // taken over since (a failure, the operator's promote): the next resync asks again
+        n.member(E).expect("mirrored").took_over();
+        n.member(E).expect("mirrored").resynced();
+        n.heard(B, Millis(10_000));
+        assert_eq!(
+            kinds(&n.handle_timeout(Millis(10_010), &view, &w)),
+            ["askback"]
+        );
     }
 }

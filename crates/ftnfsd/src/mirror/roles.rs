@@ -242,7 +242,12 @@ impl Mirror {
     /// stands by, exactly at its last update, and tells the first live secondary to take
     /// over; it follows that one as its secondary.
     pub fn demote(&self, export: ExportId, now: Millis, why: String) -> Result<(), String> {
-        self.step_down_for(export, now, why, None)
+        self.step_down_for(export, now, why, None)?;
+        // on the operator's word: not taken back by a hand-back later (Member::demoted)
+        if let Some(m) = lock(&self.node).member(export) {
+            m.demoted();
+        }
+        Ok(())
     }
 
     /// [`demote`](Self::demote) for member `to` (a hand-back to the listed primary), or for
