@@ -4,7 +4,8 @@
 #   1. One member: two processes contend for one file with flock (a whole-file POSIX lock on
 #      NFS, so NLM): a second exclusive and a shared lock are denied while the first is held,
 #      a blocking one is granted only after the holder lets go (the server's GRANTED
-#      callback to the guest's lock manager), two shared locks coexist.
+#      callback to the guest's lock manager), two shared locks coexist. Then the same over
+#      IPv6 (proto=tcp6; the callback finds the guest's lockd by rpcbind v3 GETADDR, udp6).
 #   2. A mirrored pair on a virtual IP: a lock held, the primary killed (-9); through the
 #      takeover and after it another owner is denied every time (the secondary held the
 #      table: no grace period, no reclaim); then a waiter blocks on the new primary and its
@@ -24,6 +25,7 @@ BIN=$(realpath "$1")
 # shellcheck source=../scripts/lab/harness.sh
 . "$(dirname "$0")/../scripts/lab/harness.sh"
 topo_member srv 10.99.0.1 || exit 1
+ip -n "$TOPO-srv" addr add fd99::1/64 dev eth0 nodad || exit 1
 topo_tap tg0 || exit 1
 echo "$EXPORT *(rw,insecure,no_root_squash)" > "$W/exports"
 # rpcbind with a private /run in the server's namespace (killed with the namespace); ftnfsd
@@ -51,6 +53,13 @@ r=$(cat "$W/result1")
 [ "$r" = "FTNFS-RESULT PASS" ]
 check "kernel client: flock contention, blocking lock granted by callback" $? "${r:-no result}"
 grep -ao "FTNFS-LOCK.*" "$W/serial" | tr -d "\r"
+# the same over IPv6 (proto=tcp6): the blocked waiter's GRANTED callback goes to the
+# guest's lockd found by rpcbind v3 GETADDR for udp6 (its IPv6 port is not its IPv4 one)
+run_guest "$W/serial6" fd99::1 locks "ftnfs.ip6=fd99::100/64" > "$W/result1v6"
+r=$(cat "$W/result1v6")
+[ "$r" = "FTNFS-RESULT PASS" ]
+check "kernel client over IPv6: blocking lock granted by callback" $? "${r:-no result}"
+grep -ao "FTNFS-LOCK.*" "$W/serial6" | tr -d "\r"
 if [ "$fail" != 0 ]; then
   echo "--- guest console"; tr -d '\r' < "$W/serial" | tail -30
   echo "--- ftnfsd log"; tail -20 "$W/log"

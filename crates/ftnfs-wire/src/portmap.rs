@@ -1,5 +1,7 @@
 //! Portmapper version 2 (RFC 1833 §3) and rpcbind version 3 (§2, for IPv6 netids): just what
-//! a server needs to register itself.
+//! a server needs to register itself, and to find a client's program (NLM callbacks, NSM
+//! notifications) — by GETPORT over IPv4, by GETADDR with the `udp6` netid over IPv6 (a
+//! host's IPv4 and IPv6 listeners of one program may have different ports).
 
 use crate::rpc::{CallHeader, Xid};
 use crate::xdr::XdrWriter;
@@ -46,6 +48,10 @@ pub fn encode_call(xid: Xid, proc_: u32, m: Mapping) -> Vec<u8> {
 
 /// rpcbind version 3: SET and UNSET by netid and universal address (IPv6 needs them).
 pub const RPCB_VERSION: u32 = 3;
+/// PMAPPROC_GETPORT (version 2).
+pub const PROC_GETPORT: u32 = 3;
+/// RPCBPROC_GETADDR (version 3): the universal address of a program for a netid.
+pub const RPCBPROC_GETADDR: u32 = 3;
 
 /// Encodes an rpcbind v3 SET or UNSET call (`rpcb`: program, version, netid such as
 /// `tcp6`, universal address, owner). UNSET ignores the address.
@@ -71,9 +77,30 @@ pub fn universal_address(ip: std::net::IpAddr, port: u16) -> String {
     format!("{ip}.{}.{}", port >> 8, port & 0xff)
 }
 
+/// The address and port of a universal address (`fd99::100.3.235`, `10.0.0.1.0.111`); `None`
+/// for an empty one (not registered) or one that does not parse.
+pub fn parse_universal_address(u: &str) -> Option<(std::net::IpAddr, u16)> {
+    let (rest, lo) = u.rsplit_once('.')?;
+    let (ip, hi) = rest.rsplit_once('.')?;
+    let (hi, lo): (u8, u8) = (hi.parse().ok()?, lo.parse().ok()?);
+    Some((ip.parse().ok()?, u16::from(hi) << 8 | u16::from(lo)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn universal_addresses_parse_back() {
+        for (ip, port) in [("fd99::100", 1003u16), ("10.0.0.1", 111), ("::", 2049)] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let u = universal_address(ip, port);
+            assert_eq!(parse_universal_address(&u), Some((ip, port)), "{u}");
+        }
+        for bad in ["", "fd99::100", "fd99::100.3", "10.0.0.1.256.1", "x.1.2"] {
+            assert_eq!(parse_universal_address(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn universal_addresses_and_an_rpcb_call() {

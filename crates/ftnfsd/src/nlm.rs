@@ -230,20 +230,44 @@ pub fn call_program(
     };
     let sock = UdpSocket::bind((from, 0)).or_else(|_| UdpSocket::bind((any, 0)))?;
     sock.set_read_timeout(Some(Duration::from_secs(1)))?;
-    let port = rpc_call(&sock, addr, 111, 0x4e4c_0000, |xid, w| {
-        let m = portmap::Mapping {
-            prog,
-            vers,
-            prot: portmap::IPPROTO_UDP,
-            port: 0,
-        };
-        w.extend_from_slice(&portmap::encode_call(xid, 3, m));
-    })
-    .and_then(|(body, _)| {
-        XdrReader::new(&body)
-            .u32()
-            .map_err(|_| std::io::Error::other("bad portmap reply"))
-    })?;
+    // where the program listens: over IPv6 by rpcbind v3 GETADDR for `udp6` (a host's
+    // IPv4 and IPv6 listeners of one program may have different ports: the kernel's lockd
+    // has one of each; GETPORT answers the IPv4 one), over IPv4 by portmap GETPORT
+    let port = match addr {
+        IpAddr::V6(_) => rpc_call(&sock, addr, 111, 0x4e4c_0000, |xid, w| {
+            w.extend_from_slice(&portmap::encode_rpcb_call(
+                xid,
+                portmap::RPCBPROC_GETADDR,
+                (prog, vers),
+                "udp6",
+                "",
+                "",
+            ));
+        })
+        .and_then(|(body, _)| {
+            let u = XdrReader::new(&body)
+                .opaque(256)
+                .map_err(|_| std::io::Error::other("bad rpcbind reply"))?;
+            Ok(std::str::from_utf8(&u)
+                .ok()
+                .and_then(portmap::parse_universal_address)
+                .map_or(0, |(_, p)| u32::from(p)))
+        })?,
+        IpAddr::V4(_) => rpc_call(&sock, addr, 111, 0x4e4c_0000, |xid, w| {
+            let m = portmap::Mapping {
+                prog,
+                vers,
+                prot: portmap::IPPROTO_UDP,
+                port: 0,
+            };
+            w.extend_from_slice(&portmap::encode_call(xid, portmap::PROC_GETPORT, m));
+        })
+        .and_then(|(body, _)| {
+            XdrReader::new(&body)
+                .u32()
+                .map_err(|_| std::io::Error::other("bad portmap reply"))
+        })?,
+    };
     if port == 0 || port > u16::MAX as u32 {
         return Err(std::io::Error::other(format!(
             "program {prog} is not registered at the client"
