@@ -259,9 +259,10 @@ impl Transport {
             let rt = tokio::runtime::Handle::current();
             // the blocking thread sends its reply itself (no hop back to a task: see
             // reply_sink.rs); only a full socket buffer hands it to a task that waits
+            // the request's share is held until its reply is sent (or dropped): replies
+            // waiting for a full socket are bounded like requests
             tokio::task::spawn_blocking(move || {
                 let reply = server.handle(&rec, client);
-                drop(permit);
                 let Some(reply) = reply else { return };
                 if reply.len() > MAX_DATAGRAM {
                     tracing::warn!(client = %peer, len = reply.len(), "reply too large for UDP; dropped");
@@ -271,6 +272,7 @@ impl Transport {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         rt.spawn(async move {
                             let _ = sock.send_to(&reply, peer).await;
+                            drop(permit);
                         });
                     }
                     _ => {}
