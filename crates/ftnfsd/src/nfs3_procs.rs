@@ -78,6 +78,9 @@ struct Ctx<'a> {
     opts: ClientOptions,
     /// The update is durable in the members' memory (`Dictation::in_memory`).
     in_memory: bool,
+    /// The object this call made was already synced through the descriptor that made it
+    /// (a CREATE's new file): no second open to sync it.
+    synced_new: std::cell::Cell<bool>,
 }
 
 impl Ctx<'_> {
@@ -257,6 +260,7 @@ impl<'a> Caller<'a> {
                 cred,
                 opts,
                 in_memory,
+                synced_new: std::cell::Cell::new(false),
             },
             o,
         ))
@@ -575,7 +579,9 @@ impl<'a> Caller<'a> {
             let o = self.entry_change(dir, &dirfd, || make(c, dir, &dirfd, name))?;
             // the new object and its entry are stable before the reply
             if c.stable() {
-                o.make_stable()?;
+                if !c.synced_new.get() {
+                    o.make_stable()?;
+                }
                 sync_dir(&dirfd)?;
             }
             logged.finish()?;
@@ -662,6 +668,12 @@ impl<'a> Caller<'a> {
             }
             let mut o = o;
             o.restat()?;
+            // every change to the new file is made: sync it through the descriptor that
+            // made it (make_stable would open it again by name)
+            if c.stable() {
+                nix::unistd::fsync(fd.as_fd())?;
+                c.synced_new.set(true);
+            }
             Ok((o, true))
         })
     }
