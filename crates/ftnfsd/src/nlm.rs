@@ -248,7 +248,7 @@ pub fn call_program(
             let u = XdrReader::new(&body)
                 .opaque(256)
                 .map_err(|_| std::io::Error::other("bad rpcbind reply"))?;
-            Ok(std::str::from_utf8(&u)
+            Ok(std::str::from_utf8(u)
                 .ok()
                 .and_then(portmap::parse_universal_address)
                 .map_or(0, |(_, p)| u32::from(p)))
