@@ -78,9 +78,9 @@ struct Ctx<'a> {
     opts: ClientOptions,
     /// The update is durable in the members' memory (`Dictation::in_memory`).
     in_memory: bool,
-    /// The object this call made was already synced through the descriptor that made it
-    /// (a CREATE's new file): no second open to sync it.
-    synced_new: std::cell::Cell<bool>,
+    /// The descriptor that made this call's new object (a CREATE's file), kept to sync it
+    /// through after the directory's lock is released: no second open to sync it.
+    made: std::cell::Cell<Option<OwnedFd>>,
 }
 
 impl Ctx<'_> {
@@ -260,7 +260,7 @@ impl<'a> Caller<'a> {
                 cred,
                 opts,
                 in_memory,
-                synced_new: std::cell::Cell::new(false),
+                made: std::cell::Cell::new(None),
             },
             o,
         ))
@@ -579,8 +579,9 @@ impl<'a> Caller<'a> {
             let o = self.entry_change(dir, &dirfd, || make(c, dir, &dirfd, name))?;
             // the new object and its entry are stable before the reply
             if c.stable() {
-                if !c.synced_new.get() {
-                    o.make_stable()?;
+                match c.made.take() {
+                    Some(fd) => nix::unistd::fsync(fd.as_fd())?,
+                    None => o.make_stable()?,
                 }
                 sync_dir(&dirfd)?;
             }
@@ -668,12 +669,11 @@ impl<'a> Caller<'a> {
             }
             let mut o = o;
             o.restat()?;
-            // every change to the new file is made: sync it through the descriptor that
-            // made it (make_stable would open it again by name)
-            if c.stable() {
-                nix::unistd::fsync(fd.as_fd())?;
-                c.synced_new.set(true);
-            }
+            // every change to the new file is made: it is synced through the descriptor
+            // that made it (make_stable would open it again by name), after the directory's
+            // stamp lock is released (a sync under it would serialize the makes of one
+            // directory on a mirror)
+            c.made.set(Some(fd));
             Ok((o, true))
         })
     }
