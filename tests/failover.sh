@@ -138,6 +138,11 @@ wait $G
 check "guest saw no error across the planned switch" "$([ "$(cat "$W/r4-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r4-ack.out")"
 for _ in $(seq 600); do [ "$(role r4 a)" = "secondary 2" ] && break; sleep 0.1; done
 check "a follows b as its secondary" "$([ "$(role r4 a)" = "secondary 2" ]; echo $?)" "a: $(role r4 a), b: $(role r4 b)"
+# demoted on the operator's word: a does not ask for its role back (it would within 2 s)
+stayed=0
+for _ in $(seq 40); do [ "$(role r4 a)" = "secondary 2" ] || { stayed=1; break; }; sleep 0.1; done
+status r4 a | grep -q '"demoted": true' || stayed=1
+check "a stays secondary, and its status says demoted" "$stayed" "a: $(role r4 a); $(status r4 a | grep demoted)"
 python3 "$LAB/check-acks.py" "$W/serial-r4-ackwrite" "$W/r4/b/export/ack" "$W/r4/a/export/ack" > "$W/r4-acks" 2>&1
 check "acknowledged records on both" $? "$(cat "$W/r4-acks")"
 "$T/ftnfsctl" --socket "$W/r4/b/adm.sock" verify --with "$W/r4/a/adm.sock" > "$W/r4-verify" 2>&1

@@ -637,12 +637,17 @@ fn print_mirror(m: &Value) {
                 );
             }
             "secondary" => println!(
-                "  export {}: secondary of {}, epoch {}, applied {}, primary heard {} ms ago",
+                "  export {}: secondary of {}, epoch {}, applied {}, primary heard {} ms ago{}",
                 e["export"],
                 e["primary"].as_str().unwrap_or("?"),
                 e["epoch"],
                 e["applied"],
-                e["primary_last_heard_ms_ago"]
+                e["primary_last_heard_ms_ago"],
+                if e["demoted"] == Value::Bool(true) {
+                    " (demoted: stays secondary until `ftnfsctl promote`)"
+                } else {
+                    ""
+                }
             ),
             _ => println!(
                 "  export {}: {role}, epoch {}: {}",

@@ -314,6 +314,11 @@ impl Member {
         self.want_back = false;
     }
 
+    /// Whether the operator's demote still keeps this member from taking its role back.
+    pub fn held_down(&self) -> bool {
+        self.held_down
+    }
+
     /// This member stood by and now follows another member's stream (`standby_join`
     /// accepted). A listed primary restarted from its seal (`clean_at`) that lost the
     /// startup negotiation — another member took over while it was stopped — takes its role

@@ -12,7 +12,23 @@ impl Mirror {
             Role::Secondary(s) => s.export,
             Role::Standby(s) => s.export,
         });
-        let evidence = lock(&self.node).evidence.clone();
+        let exports: Vec<ExportId> = roles
+            .iter()
+            .map(|r| match &**r {
+                Role::Primary(p) => p.export,
+                Role::Secondary(s) => s.export,
+                Role::Standby(s) => s.export,
+            })
+            .collect();
+        let (evidence, demoted) = {
+            let mut n = lock(&self.node);
+            // exports whose member stood down on the operator's word (Member::demoted)
+            let demoted: HashSet<ExportId> = exports
+                .into_iter()
+                .filter(|e| n.member(*e).is_some_and(|m| m.held_down()))
+                .collect();
+            (n.evidence.clone(), demoted)
+        };
         let ago = |m: MemberId| evidence.last_heard(m).map(|h| now.since(h));
         for role in roles {
             let v = match &*role {
@@ -22,6 +38,7 @@ impl Mirror {
                     "epoch": sb.epoch.0,
                     "why": sb.why,
                     "clean_at": sb.clean_at.map(|c| c.1 .0),
+                    "demoted": demoted.contains(&sb.export),
                 }),
                 Role::Primary(ps) => {
                     let id = ps.export;
@@ -59,6 +76,7 @@ impl Mirror {
                             "primary": self.group.name_of(ss.primary),
                             "joined": false,
                             "primary_last_heard_ms_ago": ago(ss.primary),
+                            "demoted": demoted.contains(&id),
                         }),
                         Some(sc) => {
                             let st = sc.s.stats();
@@ -73,6 +91,7 @@ impl Mirror {
                                 "backlog": sc.s.backlog(),
                                 "duplicates": st.duplicates,
                                 "refused": st.refused,
+                                "demoted": demoted.contains(&id),
                             })
                         }
                     }
