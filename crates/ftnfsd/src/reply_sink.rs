@@ -64,6 +64,15 @@ struct State {
     broken: bool,
 }
 
+impl State {
+    /// The socket failed: what is queued is dropped (its shares return), and so is every
+    /// later reply.
+    fn fail(&mut self) {
+        self.broken = true;
+        self.queue.clear();
+    }
+}
+
 /// The reply side of one TCP connection, shared by every thread that answers on it.
 pub struct ReplySink {
     wr: OwnedWriteHalf,
@@ -84,6 +93,10 @@ impl ReplySink {
         }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Sends `body` as one record, from any thread, without waiting for the socket. `permit`
     /// (the request's share of the connection) is released once the record is written.
     pub fn send(&self, body: Vec<u8>, permit: OwnedSemaphorePermit) {
@@ -93,24 +106,19 @@ impl ReplySink {
             sent: 0,
             _permit: permit,
         };
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state();
         if st.broken {
             return;
         }
-        if st.queue.is_empty() {
+        if !st.queue.is_empty() {
+            st.queue.push_back(p);
+        } else {
             match p.write_some(&self.wr) {
                 Ok(true) => return,
-                Ok(false) => {}
-                Err(_) => {
-                    st.broken = true;
-                    st.queue.clear();
-                    drop(st);
-                    self.queued.notify_one();
-                    return;
-                }
+                Ok(false) => st.queue.push_back(p),
+                Err(_) => st.fail(),
             }
         }
-        st.queue.push_back(p);
         drop(st);
         self.queued.notify_one();
     }
@@ -122,7 +130,7 @@ impl ReplySink {
             let notified = self.queued.notified();
             loop {
                 let done = {
-                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut st = self.state();
                     if st.broken {
                         return;
                     }
@@ -136,16 +144,13 @@ impl ReplySink {
                         }
                         Ok(false) => false,
                         Err(_) => {
-                            st.broken = true;
-                            st.queue.clear();
+                            st.fail();
                             return;
                         }
                     }
                 };
                 if !done && self.wr.writable().await.is_err() {
-                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                    st.broken = true;
-                    st.queue.clear();
+                    self.state().fail();
                     return;
                 }
             }
