@@ -1754,12 +1754,9 @@ fn tls_member(root: &Path, certs: &Path, name: &str, other: &str, pp: u16, opp: 
     spawn_member(&dir, name, other, pp, opp, &auth)
 }
 
-/// A group over mutual TLS (certificates by `ftnfsctl certs`, no shared secret) forms,
-/// mirrors an update before its reply and fails over (strangers and false names are refused:
-/// `peer_tls.rs` tests).
-#[test]
-fn a_group_over_mutual_tls_mirrors_and_fails_over() {
-    let _serial = serial();
+/// The ftnfsctl built beside this ftnfsd; `None` (the test skips) when it was not built,
+/// which CI (`FTNFS_REQUIRE_TOOLS`) does not allow.
+fn ftnfsctl() -> Option<PathBuf> {
     let ctl = Path::new(env!("CARGO_BIN_EXE_ftnfsd")).with_file_name("ftnfsctl");
     if !ctl.exists() {
         assert!(
@@ -1768,38 +1765,65 @@ fn a_group_over_mutual_tls_mirrors_and_fails_over() {
             ctl.display()
         );
         eprintln!("SKIP: ftnfsctl not built");
-        return;
+        return None;
     }
-    let t = tempfile::tempdir().unwrap();
-    let certs = t.path().join("certs");
-    let out = Command::new(&ctl)
+    Some(ctl)
+}
+
+/// A CA and the certificates of members a and b in `dir` (`ftnfsctl certs`).
+fn make_certs(ctl: &Path, dir: &Path) {
+    let out = Command::new(ctl)
         .args(["certs", "--member", "a", "--member", "b", "--out"])
-        .arg(&certs)
+        .arg(dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "ftnfsctl certs: {out:?}");
+}
+
+/// Members a (primary) and b over mutual TLS with the certificates in `certs`, once b
+/// joined; their peer ports.
+fn tls_group(root: &Path, certs: &Path) -> (Member, Member, (u16, u16)) {
     let (pa, pb) = (free_port(), free_port());
-    let a = tls_member(t.path(), &certs, "a", "b", pa, pb);
-    let b = tls_member(t.path(), &certs, "b", "a", pb, pa);
+    let a = tls_member(root, certs, "a", "b", pa, pb);
+    let b = tls_member(root, certs, "b", "a", pb, pa);
     wait_for(
         120,
         || "the TLS group did not form".into(),
         || export_4711(&a).1,
     );
+    (a, b, (pa, pb))
+}
+
+/// A client's CREATE of `name` on primary `a` succeeds and is on secondary `b` by its reply.
+fn created_and_mirrored(a: &Member, b: &Member, name: &str) {
     let mut c = Raw::connect(a.port);
     let root = mount_root(&mut c, &a.export());
     let (st, _) = create(
         &mut c,
         2,
         &root,
-        "over-tls",
+        name,
         CreateHow3::Guarded(Sattr3::default()),
     );
     assert_eq!(st, 0);
     assert!(
-        b.export().join("over-tls").exists(),
-        "mirrored over TLS before the reply"
+        b.export().join(name).exists(),
+        "{name}: mirrored before the reply"
     );
+}
+
+/// A group over mutual TLS (certificates by `ftnfsctl certs`, no shared secret) forms,
+/// mirrors an update before its reply and fails over (strangers and false names are refused:
+/// `peer_tls.rs` tests).
+#[test]
+fn a_group_over_mutual_tls_mirrors_and_fails_over() {
+    let _serial = serial();
+    let Some(ctl) = ftnfsctl() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let certs = t.path().join("certs");
+    make_certs(&ctl, &certs);
+    let (a, b, _) = tls_group(t.path(), &certs);
+    created_and_mirrored(&a, &b, "over-tls");
     drop(a);
     wait_for(
         120,
@@ -1817,32 +1841,15 @@ fn a_group_over_mutual_tls_mirrors_and_fails_over() {
 #[test]
 fn peer_certificates_rotate_on_reload() {
     let _serial = serial();
-    let ctl = Path::new(env!("CARGO_BIN_EXE_ftnfsd")).with_file_name("ftnfsctl");
-    if !ctl.exists() {
-        assert!(
-            std::env::var("FTNFS_REQUIRE_TOOLS").is_err(),
-            "{} not built (cargo build -p ftnfsctl)",
-            ctl.display()
-        );
-        eprintln!("SKIP: ftnfsctl not built");
-        return;
-    }
+    let Some(ctl) = ftnfsctl() else { return };
     let t = tempfile::tempdir().unwrap();
-    let make = |dir: &Path| {
-        let out = Command::new(&ctl)
-            .args(["certs", "--member", "a", "--member", "b", "--out"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ftnfsctl certs: {out:?}");
-    };
     let (old, new, live) = (
         t.path().join("old"),
         t.path().join("new"),
         t.path().join("live"),
     );
-    make(&old);
-    make(&new);
+    make_certs(&ctl, &old);
+    make_certs(&ctl, &new);
     std::fs::create_dir_all(&live).unwrap();
     let install = |from: &Path| {
         for f in ["a.pem", "a.key", "b.pem", "b.key", "ca.pem"] {
@@ -1850,14 +1857,7 @@ fn peer_certificates_rotate_on_reload() {
         }
     };
     install(&old);
-    let (pa, pb) = (free_port(), free_port());
-    let a = tls_member(t.path(), &live, "a", "b", pa, pb);
-    let b = tls_member(t.path(), &live, "b", "a", pb, pa);
-    wait_for(
-        120,
-        || "the TLS group did not form".into(),
-        || export_4711(&a).1,
-    );
+    let (a, b, (pa, pb)) = tls_group(t.path(), &live);
     // unreadable files: refused whole, the old keys stay in force
     std::fs::write(live.join("a.pem"), "not a certificate").unwrap();
     let r = a.admin("reload");
@@ -1881,18 +1881,5 @@ fn peer_certificates_rotate_on_reload() {
         || "b (new CA) never rejoined a (reloaded)".into(),
         || export_4711(&a).1,
     );
-    let mut c = Raw::connect(a.port);
-    let root = mount_root(&mut c, &a.export());
-    let (st, _) = create(
-        &mut c,
-        2,
-        &root,
-        "after-rotation",
-        CreateHow3::Guarded(Sattr3::default()),
-    );
-    assert_eq!(st, 0);
-    assert!(
-        b.export().join("after-rotation").exists(),
-        "mirrored over the new keys before the reply"
-    );
+    created_and_mirrored(&a, &b, "after-rotation");
 }
