@@ -1257,6 +1257,20 @@ mod tests {
         assert_eq!(kinds(&run_to(&mut n, t)), ["probe", "event"]);
     }
 
+    /// The view of a secondary joined and in step under B, in `epoch`.
+    fn in_step_under_b(epoch: u64) -> impl Fn(ExportId) -> Option<RoleView> {
+        move |_| {
+            Some(RoleView::Secondary {
+                primary: B,
+                joined: true,
+                in_step: true,
+                incoming: false,
+                led_at: None,
+                epoch: Epoch(epoch),
+            })
+        }
+    }
+
     /// The listed primary, in step after a resync, asks for its role back every
     /// `ask_back_every_ms`; told to take over, it promotes at once.
     #[test]
@@ -1264,16 +1278,7 @@ mod tests {
         let s = Settings::default();
         let mut n = Node::new(s, None, vec![Member::new(E, 0, vec![B])]);
         let w = world(&[B]);
-        let view = |_| {
-            Some(RoleView::Secondary {
-                primary: B,
-                joined: true,
-                in_step: true,
-                incoming: false,
-                led_at: None,
-                epoch: Epoch(1),
-            })
-        };
+        let view = in_step_under_b(1);
         n.heard(B, Millis(0));
         n.member(E).expect("mirrored").resynced();
         assert_eq!(kinds(&n.handle_timeout(Millis(10), &view, &w)), ["askback"]);
@@ -1301,16 +1306,7 @@ mod tests {
         let s = Settings::default();
         let mut n = Node::new(s, None, vec![Member::new(E, 0, vec![B])]);
         let w = world(&[B]);
-        let view = |_| {
-            Some(RoleView::Secondary {
-                primary: B,
-                joined: true,
-                in_step: true,
-                incoming: false,
-                led_at: None,
-                epoch: Epoch(2),
-            })
-        };
+        let view = in_step_under_b(2);
         n.member(E).expect("mirrored").demoted();
         n.member(E).expect("mirrored").resynced();
         for t in (10..10_000).step_by(100) {
