@@ -182,6 +182,17 @@ pub enum Role {
     Standby(StandbySide),
 }
 
+impl Role {
+    /// The export this role is for.
+    pub fn export(&self) -> ExportId {
+        match self {
+            Role::Primary(p) => p.export,
+            Role::Secondary(s) => s.export,
+            Role::Standby(s) => s.export,
+        }
+    }
+}
+
 /// A member that must not act as primary or secondary of an export until told: the core's
 /// [`Standing`] state, and what the daemon needs beside it.
 pub struct StandbySide {

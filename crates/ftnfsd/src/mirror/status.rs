@@ -7,24 +7,13 @@ impl Mirror {
     pub fn status(&self, now: Millis) -> Value {
         let mut out = Vec::new();
         let mut roles = self.roles();
-        roles.sort_by_key(|r| match &**r {
-            Role::Primary(p) => p.export,
-            Role::Secondary(s) => s.export,
-            Role::Standby(s) => s.export,
-        });
-        let exports: Vec<ExportId> = roles
-            .iter()
-            .map(|r| match &**r {
-                Role::Primary(p) => p.export,
-                Role::Secondary(s) => s.export,
-                Role::Standby(s) => s.export,
-            })
-            .collect();
+        roles.sort_by_key(|r| r.export());
         let (evidence, demoted) = {
             let mut n = lock(&self.node);
             // exports whose member stood down on the operator's word (Member::demoted)
-            let demoted: HashSet<ExportId> = exports
-                .into_iter()
+            let demoted: HashSet<ExportId> = roles
+                .iter()
+                .map(|r| r.export())
                 .filter(|e| n.member(*e).is_some_and(|m| m.held_down()))
                 .collect();
             (n.evidence.clone(), demoted)
