@@ -66,7 +66,6 @@ topo_tap tg0 || exit 1
 # $! must be dumpcap itself (a backgrounded function would be a subshell): it is stopped,
 # and must have flushed, before the capture is read
 ip netns exec "$TOPO-hub" dumpcap -q -B 64 -i tg0 -f "tcp port 2049 or arp" -w "$W/client.pcapng" 2>/dev/null & CAP=$!
-mac() { ip -n "$TOPO-$1" -o link show eth0 | sed 's/.*link\/ether \([^ ]*\).*/\1/'; }
 witness; member a b; member b a
 recovered > /dev/null; check "group formed with a witness" $? "a: $(role a), b: $(role b)"
 
@@ -182,7 +181,7 @@ if gaps:
 PY
 echo "polls with both members reporting primary: $(wc -l < "$W/both-primary")"
 sleep 0.5; kill "$CAP" 2>/dev/null; wait "$CAP" 2>/dev/null
-python3 "$LAB/vip-owners.py" "$W/client.pcapng" "$VIP" "a=$(mac a)" "b=$(mac b)" > "$W/owners" 2>&1
+python3 "$LAB/vip-owners.py" "$W/client.pcapng" "$VIP" "a=$(topo_mac a)" "b=$(topo_mac b)" > "$W/owners" 2>&1
 rc=$?
 check "never two members answering the client at once (capture)" $rc "$(tail -3 "$W/owners")"
 [ "$rc" = 0 ] || { cp "$W/client.pcapng" "$CACHE/chaos-capture.pcapng" \

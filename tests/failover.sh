@@ -194,7 +194,6 @@ ip -n "$TOPO-b" addr add fd99::2/64 dev eth0 nodad
 ip -n "$TOPO-hub" addr add fd99::fe/64 dev br0 nodad   # a neighbour that watches the address
 # and the members talk to each other over IPv6 too
 IP[a]="[fd99::1]"; IP[b]="[fd99::2]"
-mac() { ip -n "$TOPO-$1" -o link show eth0 | sed 's/.*link\/ether \([^ ]*\).*/\1/'; }
 vip_mac() { ip -n "$TOPO-hub" -6 neigh show fd99::50 dev br0 | grep -o "lladdr [^ ]*" | cut -d' ' -f2; }
 member r7 a b; member r7 b a
 formed r7; check "group over IPv6 peer links, with an IPv6 virtual IP, formed" $? "$(tail -3 "$W/r7/a/log")"
@@ -204,14 +203,14 @@ check "a holds fd99::50" $? "$(ip -n "$TOPO-a" -6 addr show dev eth0)"
 # the hub talks to the address once: its neighbour entry now says a's MAC (reachable for
 # ~30 s, so only an advertisement changes it sooner)
 topo_hub bash -c 'exec 3<>/dev/tcp/fd99::50/2049' 2>/dev/null
-check "the hub's neighbour entry for fd99::50 is a's MAC" "$([ "$(vip_mac)" = "$(mac a)" ]; echo $?)" "$(vip_mac) vs a $(mac a)"
+check "the hub's neighbour entry for fd99::50 is a's MAC" "$([ "$(vip_mac)" = "$(topo_mac a)" ]; echo $?)" "$(vip_mac) vs a $(topo_mac a)"
 ( guest r7 ackwrite "ftnfs.n=60 ftnfs.ip6=fd99::100/64" > "$W/r7-ack.out" ) & G=$!
 wait_acks "$W/serial-r7-ackwrite" 10
 kill9 a
 for _ in $(seq 1200); do [ "$(role r7 b)" = "primary 2" ] && break; sleep 0.05; done
 check "b took over the IPv6 group" "$([ "$(role r7 b)" = "primary 2" ]; echo $?)" "$(role r7 b); $(tail -5 "$W/r7/b/log")"
-for _ in $(seq 100); do [ "$(vip_mac)" = "$(mac b)" ] && break; sleep 0.1; done
-check "b's Neighbor Advertisement moved the hub's entry to b's MAC" "$([ "$(vip_mac)" = "$(mac b)" ]; echo $?)" "$(ip -n "$TOPO-hub" -6 neigh show fd99::50) vs b $(mac b)"
+for _ in $(seq 100); do [ "$(vip_mac)" = "$(topo_mac b)" ] && break; sleep 0.1; done
+check "b's Neighbor Advertisement moved the hub's entry to b's MAC" "$([ "$(vip_mac)" = "$(topo_mac b)" ]; echo $?)" "$(ip -n "$TOPO-hub" -6 neigh show fd99::50) vs b $(topo_mac b)"
 wait $G
 check "guest on tcp6 went on through the failover" "$([ "$(cat "$W/r7-ack.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/r7-ack.out")"
 grep -aq "mounted.*client.*\[fd99::100\]" "$W/r7/a/log"

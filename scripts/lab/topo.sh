@@ -8,6 +8,7 @@
 #   topo_hub CMD...        run CMD in the hub namespace (qemu with -netdev tap, dumpcap)
 #   topo_in NAME CMD...    run CMD in member NAME's namespace
 #   topo_cut NAME / topo_heal NAME   take member NAME's link to the bridge down / up
+#   topo_mac NAME          the MAC address of member NAME's interface
 #   topo_host IP           the host itself on the bridge (veth from the root namespace)
 #   topo_cleanup           delete every namespace (and so every device) this topology made
 #
@@ -59,6 +60,7 @@ topo_hub() { ip netns exec "$TOPO-hub" "$@"; }
 topo_in() { local n=$1; shift; ip netns exec "$TOPO-$n" "$@"; }
 topo_cut() { ip -n "$TOPO-hub" link set "v-$1" down; }
 topo_heal() { ip -n "$TOPO-hub" link set "v-$1" up; }
+topo_mac() { ip -n "$TOPO-$1" -o link show eth0 | sed 's/.*link\/ether \([^ ]*\).*/\1/'; }
 
 # The host itself on the bridge (a veth from the root namespace), so that tools run on the
 # host reach the members: topo_host IP
