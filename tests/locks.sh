@@ -37,6 +37,15 @@ topo_in srv "$BIN" --exports "$W/exports" --state-dir "$W/state" --port 2049 \
 for _ in $(seq 1200); do topo_in srv rpcinfo -p 127.0.0.1 2>/dev/null | grep -q 100021 && break; sleep 0.1; done
 topo_in srv rpcinfo -p 127.0.0.1 2>&1 | grep -qE '100021 +4 +tcp +2049'
 check "NLM registered with rpcbind" $? "$(topo_in srv rpcinfo -p 127.0.0.1 2>&1 | tr '\n' ' ')"
+# rpcbind's own client pings each NLM version (1 and 3 are NFSv2's, 32-bit ranges) over UDP
+# and TCP; there is no version 2
+nlm_versions=0
+for v in 1 3 4; do
+  for t in -u -t; do topo_in srv rpcinfo $t 127.0.0.1 100021 $v >/dev/null 2>&1 || nlm_versions=1; done
+done
+topo_in srv rpcinfo -u 127.0.0.1 100021 2 >/dev/null 2>&1 && nlm_versions=1
+check "NLM versions 1, 3 and 4 answer rpcinfo over UDP and TCP, 2 does not" $nlm_versions \
+  "$(topo_in srv rpcinfo -p 127.0.0.1 2>&1 | grep 100021 | tr '\n' ' ')"
 # another client host's lock attempt on ./lk, straight to the server's table (a second
 # process on the guest is refused by the guest's own lock table, without asking the server):
 # exit 75 denied, 76 denied for the grace period, 0 granted

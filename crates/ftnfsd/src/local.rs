@@ -231,7 +231,7 @@ impl Local {
     ) -> u32 {
         let (Some(ex), Ok(call)) = (
             self.export(export),
-            crate::lock_table::Call::decode(proc_, &p.args),
+            crate::lock_table::Call::decode(ftnfs_wire::nlm::VERSION, proc_, &p.args),
         ) else {
             tracing::error!(export = export.0, "undecodable lock call from the primary");
             return u32::MAX - 1;

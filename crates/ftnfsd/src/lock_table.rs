@@ -31,34 +31,47 @@ pub struct Pending {
     pub args: TestArgs,
 }
 
-/// One NLM v4 call, decoded; an asynchronous `_MSG` call as its synchronous procedure.
+/// One NLM call, decoded; an asynchronous `_MSG` call as its synchronous procedure; a
+/// version 1 or 3 call as the version 4 call it is (only its result is encoded back in its
+/// version).
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The version the client called (its result is encoded in it).
+    pub vers: u32,
     /// The (synchronous) procedure.
     pub proc_: u32,
     /// For a `_MSG` call: the `_RES` procedure its result is sent back with.
     pub res_proc: Option<u32>,
     /// Its arguments.
     pub args: Args,
-    /// Its arguments as sent (what a secondary and the lock log get).
+    /// Its arguments in version 4 (what a secondary and the lock log get): as sent, or
+    /// re-encoded from version 1 or 3.
     pub raw: Vec<u8>,
 }
 
 impl Call {
-    /// Decodes a call of procedure `proc_`. `Err`: the RPC answer instead (`Success` with no
-    /// body for a `_RES` call, the result of a `_MSG` call we never make).
-    pub fn decode(proc_: u32, args_bytes: &[u8]) -> Result<Call, AcceptStat> {
+    /// Decodes a call of procedure `proc_` of version `vers`. `Err`: the RPC answer instead
+    /// (`Success` with no body for a `_RES` call, the result of a `_MSG` call we never make).
+    pub fn decode(vers: u32, proc_: u32, args_bytes: &[u8]) -> Result<Call, AcceptStat> {
+        if !nlm::has_procedure(vers, proc_) {
+            return Err(AcceptStat::ProcUnavail);
+        }
         let (proc_, res_proc) = match proc_ {
             nlm::procs::TEST_MSG..=nlm::procs::UNLOCK_MSG => (proc_ - 5, Some(proc_ + 5)),
             nlm::procs::TEST_RES..=nlm::procs::GRANTED_RES => return Err(AcceptStat::Success),
             p => (p, None),
         };
-        match Args::decode(proc_, args_bytes) {
+        match Args::decode_version(vers, proc_, args_bytes) {
             Ok(Some(args)) => Ok(Call {
+                vers,
                 proc_,
                 res_proc,
+                raw: if vers == nlm::VERSION {
+                    args_bytes.to_vec()
+                } else {
+                    args.to_bytes()
+                },
                 args,
-                raw: args_bytes.to_vec(),
             }),
             Ok(None) => Err(AcceptStat::ProcUnavail),
             Err(_) => Err(AcceptStat::GarbageArgs),
@@ -71,6 +84,7 @@ impl Call {
         let mut raw = XdrWriter::new();
         u.encode(&mut raw);
         Call {
+            vers: nlm::VERSION,
             proc_: nlm::procs::UNLOCK,
             res_proc: None,
             args: Args::Unlock(u),
@@ -87,6 +101,7 @@ impl Call {
         let mut raw = XdrWriter::new();
         n.encode(&mut raw);
         Call {
+            vers: nlm::VERSION,
             proc_: nlm::procs::FREE_ALL,
             res_proc: None,
             args: Args::FreeAll(n),
@@ -198,13 +213,13 @@ impl Body {
         }
     }
 
-    /// Appends its XDR.
-    pub fn encode(&self, w: &mut XdrWriter) {
+    /// Appends its XDR in version `vers`.
+    pub fn encode(&self, vers: u32, w: &mut XdrWriter) {
         match self {
             Body::Void => {}
-            Body::Res(r) => r.encode(w),
-            Body::Test(r) => r.encode(w),
-            Body::Share(r) => r.encode(w),
+            Body::Res(r) => r.encode_version(vers, w),
+            Body::Test(r) => r.encode_version(vers, w),
+            Body::Share(r) => r.encode_version(vers, w),
         }
     }
 }
@@ -283,7 +298,7 @@ impl LockTable {
                     client,
                     args,
                 } => {
-                    if let Ok(call) = Call::decode(proc_, &args) {
+                    if let Ok(call) = Call::decode(nlm::VERSION, proc_, &args) {
                         apply(&mut g.mgr, &call, client, &file);
                     }
                 }
@@ -730,21 +745,12 @@ mod tests {
                 state: 1,
             }),
         };
-        let mut w = XdrWriter::new();
-        match &args {
-            Args::Unlock(u) => u.encode(&mut w),
-            Args::Lock(l) => {
-                w.opaque(&l.cookie).bool(l.block).bool(l.exclusive);
-                l.alock.encode(&mut w);
-                w.bool(l.reclaim).i32(l.state);
-            }
-            _ => unreachable!("LOCK or UNLOCK"),
-        }
         Call {
+            vers: nlm::VERSION,
             proc_,
             res_proc: None,
+            raw: args.to_bytes(),
             args,
-            raw: w.into_inner(),
         }
     }
 

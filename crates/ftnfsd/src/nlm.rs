@@ -1,6 +1,6 @@
-//! The NLM v4 service (program 100021, issue 14): byte-range locks for NFSv3 clients, so a
-//! client needs no `nolock`. Which member executes a call, and how a call that changes a
-//! mirrored export's table reaches every member, is decided in `server.rs` (`Server::nlm`);
+//! The NLM service (program 100021, versions 4, 3 and 1; issue 14): byte-range locks for
+//! NFS clients, so a client needs no `nolock`. Which member executes a call, and how a call
+//! that changes a mirrored export's table reaches every member, is decided in `server.rs` (`Server::nlm`);
 //! the table and what each procedure does to it is `lock_table.rs`. Here: the replies, the
 //! `_RES` calls that answer the asynchronous `_MSG` forms, and the GRANTED callbacks to
 //! clients whose blocked lock became free ([`callbacks`]) — sent by the member that serves
@@ -17,7 +17,7 @@ use std::time::Duration;
 use ftnfs_wire::nlm::{self, Stat};
 use ftnfs_wire::portmap;
 use ftnfs_wire::rpc::{AcceptStat, CallHeader, ReplyHeader, Xid};
-use ftnfs_wire::xdr::{XdrEncode, XdrReader, XdrWriter};
+use ftnfs_wire::xdr::{XdrReader, XdrWriter};
 
 use crate::lock_table::{Body, Call, Pending};
 
@@ -40,6 +40,8 @@ pub enum Outgoing {
     Result {
         /// The client host.
         addr: IpAddr,
+        /// The version of the `_MSG` call (and of `body`).
+        vers: u32,
         /// TEST_RES, LOCK_RES, CANCEL_RES or UNLOCK_RES.
         proc_: u32,
         /// The result.
@@ -77,9 +79,10 @@ impl Nlm {
         match call.res_proc {
             Some(proc_) => {
                 let mut out = XdrWriter::new();
-                body.encode(&mut out);
+                body.encode(call.vers, &mut out);
                 let o = Outgoing::Result {
                     addr: client,
+                    vers: call.vers,
                     proc_,
                     body: out.into_inner(),
                 };
@@ -87,7 +90,7 @@ impl Nlm {
                     tracing::warn!("NLM callback queue full: a _MSG result is not sent");
                 }
             }
-            None => body.encode(&mut w),
+            None => body.encode(call.vers, &mut w),
         }
         w.into_inner()
     }
@@ -134,10 +137,15 @@ pub async fn callbacks(
     while let Some(o) = rx.recv().await {
         let (p, again) = match o {
             Outgoing::Granted { waiter, again } => (waiter, again),
-            Outgoing::Result { addr, proc_, body } => {
+            Outgoing::Result {
+                addr,
+                vers,
+                proc_,
+                body,
+            } => {
                 let from = from_address(&source);
                 tokio::task::spawn_blocking(move || {
-                    if let Err(e) = call_client(from, addr, proc_, &body) {
+                    if let Err(e) = call_program(from, addr, (nlm::PROGRAM, vers, proc_), &body) {
                         tracing::warn!(client = %addr, proc_, error = %e, "NLM _RES not delivered");
                     }
                 });
@@ -181,11 +189,25 @@ pub fn from_address(vip: &Option<Arc<crate::vip::Vip>>) -> IpAddr {
     }
 }
 
-/// The client's answer to GRANTED, and in which try it came.
+/// The client's answer to GRANTED, and in which try it came. In the newest version the
+/// client's portmapper has (a waiter is kept as version 4; a client that speaks only
+/// version 1 or 3 gets the lock in its own 32-bit form).
 fn grant(from: IpAddr, p: &Pending) -> std::io::Result<(Stat, u32)> {
-    let mut args = XdrWriter::new();
-    p.args.encode(&mut args);
-    let (body, tries) = call_client(from, p.addr, nlm::procs::GRANTED, args.as_slice())?;
+    let mut versions = nlm::VERSIONS.iter().rev().peekable();
+    let (body, tries) = loop {
+        let Some(&vers) = versions.next() else {
+            return Err(std::io::Error::other(
+                "no NLM version registered at the client",
+            ));
+        };
+        let mut args = XdrWriter::new();
+        p.args.encode_version(vers, &mut args);
+        let prog = (nlm::PROGRAM, vers, nlm::procs::GRANTED);
+        match call_program(from, p.addr, prog, args.as_slice()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && versions.peek().is_some() => {}
+            r => break r?,
+        }
+    };
     let mut r = XdrReader::new(&body);
     let _cookie = r
         .opaque(nlm::LM_MAXSTRLEN)
@@ -197,20 +219,10 @@ fn grant(from: IpAddr, p: &Pending) -> std::io::Result<(Stat, u32)> {
     Ok((stat, tries))
 }
 
-/// Calls procedure `proc_` of the NLM of the client at `addr` (its port from its
-/// portmapper) with `args`: the reply's body, and in which try of the call it came.
-fn call_client(
-    from: IpAddr,
-    addr: IpAddr,
-    proc_: u32,
-    args: &[u8],
-) -> std::io::Result<(Vec<u8>, u32)> {
-    call_program(from, addr, (nlm::PROGRAM, nlm::VERSION, proc_), args)
-}
-
 /// Calls `(program, version, procedure)` at the client host `addr` over UDP from `from`
 /// (its port from the host's portmapper) with `args`: the reply's body, and in which try
-/// of the call it came.
+/// of the call it came. `ErrorKind::NotFound`: the host's portmapper has no such program
+/// and version.
 pub fn call_program(
     from: IpAddr,
     addr: IpAddr,
@@ -269,9 +281,10 @@ pub fn call_program(
         })?,
     };
     if port == 0 || port > u16::MAX as u32 {
-        return Err(std::io::Error::other(format!(
-            "program {prog} is not registered at the client"
-        )));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("program {prog} version {vers} is not registered at the client"),
+        ));
     }
     rpc_call(&sock, addr, port as u16, 0x4e4d_0000, |xid, w| {
         let mut x = XdrWriter::new();

@@ -30,12 +30,14 @@ pub fn mappings(port: u16) -> Vec<Mapping> {
                 port: port as u32,
             });
         }
-        v.push(Mapping {
-            prog: ftnfs_wire::nlm::PROGRAM,
-            vers: ftnfs_wire::nlm::VERSION,
-            prot,
-            port: port as u32,
-        });
+        for vers in ftnfs_wire::nlm::VERSIONS {
+            v.push(Mapping {
+                prog: ftnfs_wire::nlm::PROGRAM,
+                vers,
+                prot,
+                port: port as u32,
+            });
+        }
         // SM_NOTIFY of clients that restarted (a host that also runs its own rpc.statd
         // keeps that one's registration: ours then fails, logged)
         v.push(Mapping {

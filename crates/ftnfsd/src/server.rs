@@ -172,11 +172,12 @@ impl Server {
         let (lo, hi) = match h.prog {
             nfs3::PROGRAM => (3, 3),
             mount::PROGRAM => (1, 3),
-            ftnfs_wire::nlm::PROGRAM => (4, 4),
+            ftnfs_wire::nlm::PROGRAM => (1, 4),
             ftnfs_wire::nsm::PROGRAM => (1, 1),
             _ => return Some(self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProgUnavail))),
         };
-        if h.vers < lo || h.vers > hi {
+        // (NLM has no version 2: lockd answers it as a version it does not have)
+        if h.vers < lo || h.vers > hi || (h.prog == ftnfs_wire::nlm::PROGRAM && h.vers == 2) {
             return Some(self.reject(
                 h.xid,
                 ReplyHeader::Accepted(AcceptStat::ProgMismatch { low: lo, high: hi }),
@@ -188,7 +189,7 @@ impl Server {
             }));
         }
         if h.prog == ftnfs_wire::nlm::PROGRAM {
-            return self.nlm(h.xid, h.proc_, args, peer);
+            return self.nlm(h.xid, h.vers, h.proc_, args, peer);
         }
         let Some(info) = proc_table::lookup(h.prog, h.proc_) else {
             return Some(self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProcUnavail)));
@@ -779,8 +780,15 @@ impl Server {
 impl Server {
     /// One NLM call. `None`: no reply (deposed while it was mirrored; the client resends to
     /// the new primary).
-    fn nlm(&self, xid: Xid, proc_: u32, args: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
-        let call = match Call::decode(proc_, args) {
+    fn nlm(
+        &self,
+        xid: Xid,
+        vers: u32,
+        proc_: u32,
+        args: &[u8],
+        peer: SocketAddr,
+    ) -> Option<Vec<u8>> {
+        let call = match Call::decode(vers, proc_, args) {
             Ok(c) => c,
             Err(stat) => return Some(crate::nlm::answer(xid, stat)),
         };

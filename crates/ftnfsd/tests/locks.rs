@@ -1,8 +1,8 @@
 //! The NLM v4 service of a real daemon on loopback (issue 14), driven by raw calls: locks,
 //! conflicts, a blocked lock granted by the GRANTED callback to the waiting client's lock
-//! manager (a stand-in portmapper and lockd at the client's address, 127.0.0.7), and the
-//! error statuses. The Linux kernel client's locking is `tests/` work still to come
-//! (Documentation/12-locks.md).
+//! manager (a stand-in portmapper and lockd at the client's address, 127.0.0.7), the error
+//! statuses, and versions 1 and 3 beside 4. The Linux kernel client's locking is
+//! `tests/locks.sh`.
 
 mod common;
 
@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::*;
 use ftnfs_wire::nfs3::{CreateHow3, NfsFh3, Sattr3};
 use ftnfs_wire::nlm::{self, Args, Stat};
+use ftnfs_wire::rpc::{AcceptStat, ReplyHeader};
 use ftnfs_wire::{XdrEncode, XdrReader, XdrWriter};
 
 struct Daemon(Child);
@@ -242,6 +243,147 @@ fn a_blocked_lock_is_granted_by_callback_when_the_holder_unlocks() {
         (s["held"].as_u64(), s["waiting"].as_u64()),
         (Some(0), Some(0))
     );
+}
+
+/// NLM versions 1 and 3 (NFSv2's, 32-bit ranges) share the table with version 4: a
+/// version 3 client is denied by a version 4 holder and sees it in its own form, blocks,
+/// and is called back in version 3 (its host has no version 4); a range past 4 GiB reaches
+/// it as "from the largest offset to the end"; a status version 3 does not have comes as
+/// one it has; NLM has no version 2.
+#[test]
+fn versions_1_and_3_share_the_table_with_version_4() {
+    let _serial = serial();
+    let Fixture {
+        dir: t,
+        _daemon,
+        port,
+        mut a,
+        root: _,
+        f,
+    } = fixture();
+    let b_host = Ipv4Addr::new(127, 0, 0, 12);
+    let called = client_host_speaking(b_host, Stat::Granted, 0, &[1, 3]);
+    let mut b = connect_from(b_host, port);
+    // a lock of version 1/3: 32-bit offset and length
+    let v3_lock = |w: &mut XdrWriter, svid: i32, offset: u32, len: u32| {
+        let l = alock("b", &f, svid, 0, 0);
+        w.opaque(&l.caller_name)
+            .opaque(&l.fh)
+            .opaque(&l.oh)
+            .i32(svid)
+            .u32(offset)
+            .u32(len);
+    };
+    let v3_test = |svid, offset, len| {
+        let mut w = XdrWriter::new();
+        w.opaque(b"t").bool(true);
+        v3_lock(&mut w, svid, offset, len);
+        w.into_inner()
+    };
+    let v3_lock_args = |block: bool, svid, offset, len| {
+        let mut w = XdrWriter::new();
+        w.opaque(b"c").bool(block).bool(true);
+        v3_lock(&mut w, svid, offset, len);
+        w.bool(false).i32(1);
+        w.into_inner()
+    };
+
+    let (st, _) = nlm_call(
+        &mut a,
+        10,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("a", &f, 1, 0, 10)),
+    );
+    assert_eq!(st, Stat::Granted as u32);
+    for (xid, vers) in [(11, 1), (12, 3)] {
+        let (st, holder) = nlm_call_version(&mut b, xid, vers, nlm::procs::TEST, &v3_test(2, 5, 1));
+        assert_eq!(st, Stat::Denied as u32);
+        // nlm_holder of version 1/3: exclusive, svid, oh, 32-bit offset and length
+        let mut r = XdrReader::new(&holder);
+        assert!(r.bool().unwrap());
+        assert_eq!(r.i32().unwrap(), 1);
+        assert_eq!(r.opaque(1024).unwrap(), b"a-1");
+        assert_eq!((r.u32().unwrap(), r.u32().unwrap()), (0, 10));
+        r.finish().expect("a 32-bit holder, nothing after it");
+    }
+    let (st, _) = nlm_call_version(
+        &mut b,
+        13,
+        3,
+        nlm::procs::LOCK,
+        &v3_lock_args(true, 2, 5, 1),
+    );
+    assert_eq!(st, Stat::Blocked as u32);
+    assert!(called.try_recv().is_err(), "nothing granted yet");
+
+    // a lets go: b is told in version 3, the lock as it asked
+    let (st, _) = nlm_call(
+        &mut a,
+        14,
+        nlm::procs::UNLOCK,
+        &unlock_args(alock("a", &f, 1, 0, 0)),
+    );
+    assert_eq!(st, Stat::Granted as u32);
+    let (p, cb) = called
+        .recv_timeout(PATIENCE)
+        .expect("a version 3 GRANTED to b");
+    assert_eq!(p, nlm::procs::GRANTED);
+    let Ok(Some(Args::Test(cb))) = Args::decode_version(3, p, &cb) else {
+        panic!("version 3 GRANTED arguments")
+    };
+    assert_eq!((cb.alock.svid, cb.alock.offset, cb.alock.len), (2, 5, 1));
+    // and version 4 sees b's lock as any other
+    let (st, holder) = nlm_call(
+        &mut a,
+        15,
+        nlm::procs::TEST,
+        &test_args(true, alock("a", &f, 1, 0, 0)),
+    );
+    assert_eq!(st, Stat::Denied as u32);
+    let mut r = XdrReader::new(&holder);
+    let _ = (r.bool().unwrap(), r.i32().unwrap(), r.opaque(1024).unwrap());
+    assert_eq!((r.u64().unwrap(), r.u64().unwrap()), (5, 1));
+
+    // a lock past 4 GiB, as version 3 sees it: from the largest offset to the end
+    let (st, _) = nlm_call(
+        &mut a,
+        16,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("a", &f, 1, 1 << 40, 5)),
+    );
+    assert_eq!(st, Stat::Granted as u32);
+    let (st, holder) = nlm_call_version(&mut b, 17, 3, nlm::procs::TEST, &v3_test(3, 100, 0));
+    assert_eq!(st, Stat::Denied as u32);
+    let mut r = XdrReader::new(&holder);
+    let _ = (r.bool().unwrap(), r.i32().unwrap(), r.opaque(1024).unwrap());
+    assert_eq!((r.u32().unwrap(), r.u32().unwrap()), (u32::MAX, 0));
+
+    // a stale handle: NLM4_STALE_FH is no version 3 status; "no locks" is
+    let mut w = XdrWriter::new();
+    w.opaque(b"t").bool(true);
+    w.opaque(b"b")
+        .opaque(&[0xee; 8])
+        .opaque(b"o")
+        .i32(4)
+        .u32(0)
+        .u32(1);
+    let (st, _) = nlm_call_version(&mut b, 18, 3, nlm::procs::TEST, w.as_slice());
+    assert_eq!(st, Stat::DeniedNoLocks as u32);
+    // version 1 has no SHARE; there is no version 2
+    let refused = |c: &mut Raw, xid, vers, proc_| {
+        c.send_raw(&call_record_vers(xid, 0, 0, nlm::PROGRAM, vers, proc_, &[]));
+        let reply = c.recv().expect("reply");
+        ReplyHeader::decode(&mut XdrReader::new(&reply)).unwrap().1
+    };
+    assert_eq!(
+        refused(&mut b, 19, 1, nlm::procs::SHARE),
+        ReplyHeader::Accepted(AcceptStat::ProcUnavail)
+    );
+    assert_eq!(
+        refused(&mut b, 20, 2, nlm::procs::NULL),
+        ReplyHeader::Accepted(AcceptStat::ProgMismatch { low: 1, high: 4 })
+    );
+    assert_eq!(locks_status(t.path())["held"], 2);
 }
 
 /// A client that answers a GRANTED callback with "denied" no longer waits: the lock it got

@@ -429,14 +429,18 @@ pub fn rpc(c: &mut Raw, xid: u32, prog: u32, vers: u32, proc_: u32, args: &[u8])
 
 /// An NLM v4 call; (status, rest of the body after cookie and status).
 pub fn nlm_call(c: &mut Raw, xid: u32, proc_: u32, args: &[u8]) -> (u32, Vec<u8>) {
-    let body = rpc(
-        c,
-        xid,
-        ftnfs_wire::nlm::PROGRAM,
-        ftnfs_wire::nlm::VERSION,
-        proc_,
-        args,
-    );
+    nlm_call_version(c, xid, ftnfs_wire::nlm::VERSION, proc_, args)
+}
+
+/// An NLM call of version `vers`; (status, rest of the body after cookie and status).
+pub fn nlm_call_version(
+    c: &mut Raw,
+    xid: u32,
+    vers: u32,
+    proc_: u32,
+    args: &[u8],
+) -> (u32, Vec<u8>) {
+    let body = rpc(c, xid, ftnfs_wire::nlm::PROGRAM, vers, proc_, args);
     let mut r = XdrReader::new(&body);
     let _cookie = r.opaque(1024).unwrap();
     let st = r.u32().unwrap();
@@ -505,8 +509,22 @@ pub fn client_host(
 pub fn client_host_dropping(
     addr: std::net::Ipv4Addr,
     answer: ftnfs_wire::nlm::Stat,
-    mut drop: u32,
+    drop: u32,
 ) -> std::sync::mpsc::Receiver<(u32, Vec<u8>)> {
+    client_host_speaking(addr, answer, drop, &[ftnfs_wire::nlm::VERSION])
+}
+
+/// [`client_host_dropping`] whose lock manager has NLM versions `versions` only (its
+/// portmapper answers port 0 for any other); each call goes to the test as (procedure,
+/// arguments) in the version it came in.
+pub fn client_host_speaking(
+    addr: std::net::Ipv4Addr,
+    answer: ftnfs_wire::nlm::Stat,
+    mut drop: u32,
+    versions: &[u32],
+) -> std::sync::mpsc::Receiver<(u32, Vec<u8>)> {
+    let versions = versions.to_vec();
+    let served = versions.clone();
     let pm = std::net::UdpSocket::bind((addr, 111))
         .unwrap_or_else(|e| panic!("a portmapper port on {addr} (root): {e}"));
     let lockd = std::net::UdpSocket::bind((addr, 0)).unwrap();
@@ -527,11 +545,9 @@ pub fn client_host_dropping(
             };
             assert_eq!((h.prog, h.proc_), (100000, 3), "a portmapper GETPORT");
             let (prog, vers) = (r.u32().unwrap(), r.u32().unwrap());
-            assert_eq!(
-                (prog, vers),
-                (ftnfs_wire::nlm::PROGRAM, ftnfs_wire::nlm::VERSION)
-            );
-            reply(&pm, from, h.xid, &(lport as u32).to_be_bytes());
+            assert_eq!(prog, ftnfs_wire::nlm::PROGRAM);
+            let port = if versions.contains(&vers) { lport } else { 0 };
+            reply(&pm, from, h.xid, &(port as u32).to_be_bytes());
         }
     });
     std::thread::spawn(move || {
@@ -541,7 +557,8 @@ pub fn client_host_dropping(
             let Ok(h) = CallHeader::decode(&mut r) else {
                 continue;
             };
-            assert_eq!((h.prog, h.vers), (ftnfs_wire::nlm::PROGRAM, 4));
+            assert_eq!(h.prog, ftnfs_wire::nlm::PROGRAM);
+            assert!(served.contains(&h.vers), "a call in version {}", h.vers);
             if drop > 0 {
                 drop -= 1;
                 continue;
@@ -549,7 +566,7 @@ pub fn client_host_dropping(
             let mut w = XdrWriter::new();
             if h.proc_ == ftnfs_wire::nlm::procs::GRANTED {
                 let Ok(Some(ftnfs_wire::nlm::Args::Test(a))) =
-                    ftnfs_wire::nlm::Args::decode(h.proc_, r.rest())
+                    ftnfs_wire::nlm::Args::decode_version(h.vers, h.proc_, r.rest())
                 else {
                     panic!("GRANTED arguments")
                 };
