@@ -1,6 +1,8 @@
-//! NSM, the network status monitor (program 100024, version 1; X/Open XNFS): what a lock
-//! server needs of it — a rebooted client's status monitor sends `SM_NOTIFY` to every server
-//! it held locks with, and the server frees that client's locks.
+//! NSM, the network status monitor (program 100024, version 1; X/Open XNFS chapter 11):
+//! a rebooted client's status monitor sends `SM_NOTIFY` to every server it held locks with,
+//! and the server frees that client's locks; a local lock manager asks its monitor to watch
+//! a host (`SM_MON`, `SM_UNMON`, `SM_UNMON_ALL`) and to call it back when that host
+//! restarts; `SM_STAT` asks for the monitor's state number.
 
 use crate::xdr::{XdrEncode, XdrError, XdrReader, XdrWriter};
 
@@ -51,9 +53,217 @@ impl XdrEncode for StatChange {
     }
 }
 
+/// `my_id`: the local lock manager that asked, and the procedure it wants called back with
+/// a [`Status`] when a monitored host restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MyId {
+    /// The caller's host name (statd calls back on the local host whatever it says).
+    pub my_name: Vec<u8>,
+    /// Program to call back.
+    pub my_prog: u32,
+    /// Its version.
+    pub my_vers: u32,
+    /// Its procedure.
+    pub my_proc: u32,
+}
+
+impl MyId {
+    fn decode(r: &mut XdrReader<'_>) -> Result<MyId, XdrError> {
+        Ok(MyId {
+            my_name: r.opaque(SM_MAXSTRLEN)?.to_vec(),
+            my_prog: r.u32()?,
+            my_vers: r.u32()?,
+            my_proc: r.u32()?,
+        })
+    }
+
+    /// Decodes SM_UNMON_ALL's arguments.
+    pub fn decode_all(buf: &[u8]) -> Result<MyId, XdrError> {
+        let mut r = XdrReader::new(buf);
+        let m = MyId::decode(&mut r)?;
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+impl XdrEncode for MyId {
+    fn encode(&self, w: &mut XdrWriter) {
+        w.opaque(&self.my_name)
+            .u32(self.my_prog)
+            .u32(self.my_vers)
+            .u32(self.my_proc);
+    }
+}
+
+/// `mon_id`: a host to watch, and who asked (SM_UNMON's arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonId {
+    /// The host to watch.
+    pub mon_name: Vec<u8>,
+    /// Who asked.
+    pub my_id: MyId,
+}
+
+impl MonId {
+    fn decode(r: &mut XdrReader<'_>) -> Result<MonId, XdrError> {
+        Ok(MonId {
+            mon_name: r.opaque(SM_MAXSTRLEN)?.to_vec(),
+            my_id: MyId::decode(r)?,
+        })
+    }
+
+    /// Decodes SM_UNMON's arguments.
+    pub fn decode_unmon(buf: &[u8]) -> Result<MonId, XdrError> {
+        let mut r = XdrReader::new(buf);
+        let m = MonId::decode(&mut r)?;
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+impl XdrEncode for MonId {
+    fn encode(&self, w: &mut XdrWriter) {
+        w.opaque(&self.mon_name);
+        self.my_id.encode(w);
+    }
+}
+
+/// `mon`: SM_MON's arguments — [`MonId`] and 16 bytes handed back in the callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mon {
+    /// The host and the caller.
+    pub mon_id: MonId,
+    /// The caller's own bytes.
+    pub priv_: [u8; 16],
+}
+
+impl Mon {
+    /// Decodes SM_MON's arguments.
+    pub fn decode(buf: &[u8]) -> Result<Mon, XdrError> {
+        let mut r = XdrReader::new(buf);
+        let mon_id = MonId::decode(&mut r)?;
+        let priv_ = r.fixed::<16>()?;
+        r.finish()?;
+        Ok(Mon { mon_id, priv_ })
+    }
+}
+
+impl XdrEncode for Mon {
+    fn encode(&self, w: &mut XdrWriter) {
+        self.mon_id.encode(w);
+        w.fixed(&self.priv_);
+    }
+}
+
+/// Decodes SM_STAT's argument (`sm_name`: a host name).
+pub fn decode_sm_name(buf: &[u8]) -> Result<Vec<u8>, XdrError> {
+    let mut r = XdrReader::new(buf);
+    let n = r.opaque(SM_MAXSTRLEN)?.to_vec();
+    r.finish()?;
+    Ok(n)
+}
+
+/// `res`: whether the monitor will watch the host.
+pub const STAT_SUCC: u32 = 0;
+/// See [`STAT_SUCC`].
+pub const STAT_FAIL: u32 = 1;
+
+/// `sm_stat_res`: SM_STAT's and SM_MON's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatRes {
+    /// [`STAT_SUCC`] or [`STAT_FAIL`].
+    pub res_stat: u32,
+    /// The monitor's state number.
+    pub state: i32,
+}
+
+impl XdrEncode for StatRes {
+    fn encode(&self, w: &mut XdrWriter) {
+        w.u32(self.res_stat).i32(self.state);
+    }
+}
+
+/// `status`: the callback to a lock manager that asked to watch `mon_name`, which restarted
+/// and is now in `state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The host that restarted.
+    pub mon_name: Vec<u8>,
+    /// Its new state number.
+    pub state: i32,
+    /// The caller's bytes from its SM_MON.
+    pub priv_: [u8; 16],
+}
+
+impl Status {
+    /// Decodes a callback's arguments.
+    pub fn decode(buf: &[u8]) -> Result<Status, XdrError> {
+        let mut r = XdrReader::new(buf);
+        let mon_name = r.opaque(SM_MAXSTRLEN)?.to_vec();
+        let state = r.i32()?;
+        let priv_ = r.fixed::<16>()?;
+        r.finish()?;
+        Ok(Status {
+            mon_name,
+            state,
+            priv_,
+        })
+    }
+}
+
+impl XdrEncode for Status {
+    fn encode(&self, w: &mut XdrWriter) {
+        w.opaque(&self.mon_name).i32(self.state).fixed(&self.priv_);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monitor_calls_round_trip_and_bad_ones_are_refused() {
+        let m = Mon {
+            mon_id: MonId {
+                mon_name: b"10.0.0.7".to_vec(),
+                my_id: MyId {
+                    my_name: b"localhost".to_vec(),
+                    my_prog: 100021,
+                    my_vers: 4,
+                    my_proc: 16,
+                },
+            },
+            priv_: [5; 16],
+        };
+        let b = m.to_bytes();
+        assert_eq!(b.len(), 4 + 8 + 4 + 12 + 12 + 16);
+        assert_eq!(Mon::decode(&b).unwrap(), m);
+        for cut in 0..b.len() {
+            assert!(Mon::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        let u = m.mon_id.to_bytes();
+        assert_eq!(MonId::decode_unmon(&u).unwrap(), m.mon_id);
+        assert!(MonId::decode_unmon(&b).is_err(), "trailing bytes");
+        let a = m.mon_id.my_id.to_bytes();
+        assert_eq!(MyId::decode_all(&a).unwrap(), m.mon_id.my_id);
+        let s = Status {
+            mon_name: b"h".to_vec(),
+            state: 5,
+            priv_: [1; 16],
+        };
+        assert_eq!(Status::decode(&s.to_bytes()).unwrap(), s);
+        let mut w = XdrWriter::new();
+        w.opaque(b"host");
+        assert_eq!(decode_sm_name(w.as_slice()).unwrap(), b"host");
+        assert_eq!(
+            StatRes {
+                res_stat: STAT_SUCC,
+                state: 3
+            }
+            .to_bytes(),
+            [0, 0, 0, 0, 0, 0, 0, 3]
+        );
+    }
 
     #[test]
     fn notify_arguments_round_trip_and_bad_ones_are_refused() {

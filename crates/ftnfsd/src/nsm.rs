@@ -1,16 +1,23 @@
 //! NSM (program 100024, issue 14), both ways:
 //! - served: a client whose host restarted has its status monitor send SM_NOTIFY to every
 //!   server it held locks with, and every lock and wait of that host is dropped here
-//!   (`Server::free_host`). Served on the NFS port and registered there; the other
-//!   procedures (a lock manager's calls to its own local monitor) are not ours:
-//!   PROC_UNAVAIL.
+//!   (`Server::free_host`). Served on the NFS port and registered there.
+//! - served to local lock managers, as `rpc.statd` serves them: SM_STAT (our state number),
+//!   SM_MON / SM_UNMON / SM_UNMON_ALL (watch a host: when its SM_NOTIFY comes, the caller's
+//!   procedure is called back with its name, new state and the caller's 16 bytes,
+//!   [`Watches`]). Only from this host (a loopback address), as statd refuses others; the
+//!   callback goes to the address that asked. Our own NLM needs none of it (it monitors
+//!   its lock holders itself, `monitor.rs`). SIMU_CRASH: PROC_UNAVAIL.
 //! - sent ([`notify_hosts`]): after a start that lost the lock tables (`recovery.rs`), every
 //!   monitored client host (`monitor.rs`) is told that we restarted, so that it reclaims.
 
 use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
 
-use ftnfs_wire::nsm::{procs, StatChange};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use ftnfs_wire::nsm::{procs, Mon, MonId, MyId, StatChange, StatRes, Status, STAT_FAIL, STAT_SUCC};
 use ftnfs_wire::rpc::{AcceptStat, ReplyHeader, Xid};
 use ftnfs_wire::xdr::{XdrEncode, XdrWriter};
 
@@ -75,27 +82,365 @@ pub fn notify_hosts(
     told
 }
 
-/// Answers one NSM v1 call; `free_host` drops a restarted host's locks (how many went).
-pub fn handle(xid: Xid, proc_: u32, args: &[u8], free_host: impl Fn(&str) -> usize) -> Vec<u8> {
+/// Most hosts local lock managers may ask us to watch at once (SM_MON).
+pub const MAX_WATCHES: usize = 1024;
+
+/// One SM_MON: a host, and whom to call back when it restarts.
+#[derive(Debug, Clone)]
+struct Watch {
+    mon_name: Vec<u8>,
+    /// The address the SM_MON came from (a loopback address): where the callback goes.
+    caller: IpAddr,
+    my_id: MyId,
+    priv_: [u8; 16],
+}
+
+/// What local lock managers asked us to watch (SM_MON), bounded at [`MAX_WATCHES`]. In
+/// memory: a lock manager registers again after its monitor restarted (statd's own state
+/// number tells it).
+#[derive(Default)]
+pub struct Watches {
+    watches: Mutex<Vec<Watch>>,
+}
+
+impl Watches {
+    fn locked(&self) -> std::sync::MutexGuard<'_, Vec<Watch>> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Watches `m` for `caller`; false when [`MAX_WATCHES`] are kept already. The same host
+    /// and caller again only renews its bytes.
+    fn add(&self, m: Mon, caller: IpAddr) -> bool {
+        let mut w = self.locked();
+        let same = |x: &Watch| x.mon_name == m.mon_id.mon_name && x.my_id == m.mon_id.my_id;
+        if let Some(x) = w.iter_mut().find(|x| same(x)) {
+            x.priv_ = m.priv_;
+            x.caller = caller;
+            return true;
+        }
+        if w.len() >= MAX_WATCHES {
+            return false;
+        }
+        w.push(Watch {
+            mon_name: m.mon_id.mon_name,
+            caller,
+            my_id: m.mon_id.my_id,
+            priv_: m.priv_,
+        });
+        true
+    }
+
+    fn remove(&self, keep: impl Fn(&Watch) -> bool) {
+        self.locked().retain(keep);
+    }
+
+    /// The watches a restart of `name` (notified from `from`) concerns: by name (case does
+    /// not count, as in host names) or by address.
+    fn of(&self, name: &[u8], from: IpAddr) -> Vec<Watch> {
+        self.locked()
+            .iter()
+            .filter(|w| {
+                w.mon_name.eq_ignore_ascii_case(name)
+                    || std::str::from_utf8(&w.mon_name)
+                        .ok()
+                        .and_then(|n| n.parse::<IpAddr>().ok())
+                        == Some(from)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// What an NSM call needs of the server: who called, our state number, the watches, and
+/// how to drop a restarted host's locks (how many went).
+pub struct Context<'a, F: Fn(&str) -> usize> {
+    /// The caller.
+    pub peer: SocketAddr,
+    /// This run's state number (`monitor.rs`).
+    pub state: u32,
+    /// What local lock managers asked us to watch.
+    pub watches: &'a Watches,
+    /// Drops every lock and wait of a host.
+    pub free_host: F,
+}
+
+/// Answers one NSM v1 call.
+pub fn handle<F: Fn(&str) -> usize>(
+    xid: Xid,
+    proc_: u32,
+    args: &[u8],
+    cx: &Context<'_, F>,
+) -> Vec<u8> {
     let mut w = XdrWriter::new();
-    let stat = match proc_ {
-        procs::NULL => AcceptStat::Success,
+    let local = cx.peer.ip().is_loopback()
+        || matches!(cx.peer.ip(), IpAddr::V6(a) if a.to_ipv4_mapped().is_some_and(|v| v.is_loopback()));
+    let state = cx.state as i32;
+    let ok = StatRes {
+        res_stat: STAT_SUCC,
+        state,
+    };
+    // statd's answer to what it will not do: STAT_FAIL, the state undefined
+    let fail = StatRes {
+        res_stat: STAT_FAIL,
+        state: -1,
+    };
+    let body: Result<Option<StatRes>, AcceptStat> = match proc_ {
+        procs::NULL => Ok(None),
+        procs::STAT => ftnfs_wire::nsm::decode_sm_name(args)
+            .map(|_| Some(ok))
+            .map_err(|_| AcceptStat::GarbageArgs),
+        procs::MON => match Mon::decode(args) {
+            Ok(m) if local => {
+                let host = String::from_utf8_lossy(&m.mon_id.mon_name).into_owned();
+                if cx.watches.add(m, cx.peer.ip()) {
+                    tracing::info!(host, "SM_MON: watched for a local lock manager");
+                    Ok(Some(ok))
+                } else {
+                    tracing::warn!(host, "SM_MON refused: {MAX_WATCHES} hosts are watched");
+                    Ok(Some(fail))
+                }
+            }
+            Ok(_) => {
+                tracing::warn!(caller = %cx.peer, "SM_MON from another host refused");
+                Ok(Some(fail))
+            }
+            Err(_) => Err(AcceptStat::GarbageArgs),
+        },
+        // sm_stat: just the state number
+        procs::UNMON => match MonId::decode_unmon(args) {
+            Ok(m) => {
+                if local {
+                    cx.watches
+                        .remove(|w| !(w.mon_name == m.mon_name && w.my_id == m.my_id));
+                }
+                Ok(Some(ok))
+            }
+            Err(_) => Err(AcceptStat::GarbageArgs),
+        },
+        procs::UNMON_ALL => match MyId::decode_all(args) {
+            Ok(id) => {
+                if local {
+                    cx.watches.remove(|w| w.my_id != id);
+                }
+                Ok(Some(ok))
+            }
+            Err(_) => Err(AcceptStat::GarbageArgs),
+        },
         procs::NOTIFY => match StatChange::decode(args) {
             Ok(s) => {
                 let host = String::from_utf8_lossy(&s.mon_name).into_owned();
-                let freed = free_host(&host);
+                let freed = (cx.free_host)(&host);
                 tracing::info!(
                     client = host,
                     state = s.state,
                     freed,
                     "SM_NOTIFY: the client's host restarted; its locks are freed"
                 );
-                AcceptStat::Success
+                call_back(cx.watches.of(&s.mon_name, cx.peer.ip()), s.state);
+                Ok(None)
             }
-            Err(_) => AcceptStat::GarbageArgs,
+            Err(_) => Err(AcceptStat::GarbageArgs),
         },
-        _ => AcceptStat::ProcUnavail,
+        _ => Err(AcceptStat::ProcUnavail),
     };
-    ReplyHeader::Accepted(stat).encode(xid, &mut w);
+    match body {
+        Ok(res) => {
+            ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
+            match (proc_, res) {
+                // sm_stat carries the state alone
+                (procs::UNMON | procs::UNMON_ALL, Some(r)) => {
+                    w.i32(r.state);
+                }
+                (_, Some(r)) => r.encode(&mut w),
+                (_, None) => {}
+            }
+        }
+        Err(stat) => ReplyHeader::Accepted(stat).encode(xid, &mut w),
+    }
     w.into_inner()
+}
+
+/// Tells each watching lock manager that its host restarted (on a thread of its own: each
+/// call may take its tries, and the SM_NOTIFY is answered at once).
+fn call_back(watches: Vec<Watch>, state: i32) {
+    if watches.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("ftnfs-sm-callback".into())
+        .spawn(move || {
+            for w in watches {
+                let args = Status {
+                    mon_name: w.mon_name.clone(),
+                    state,
+                    priv_: w.priv_,
+                }
+                .to_bytes();
+                let call = (w.my_id.my_prog, w.my_id.my_vers, w.my_id.my_proc);
+                let host = String::from_utf8_lossy(&w.mon_name).into_owned();
+                match crate::nlm::call_program(w.caller, w.caller, call, &args) {
+                    Ok(_) => tracing::info!(host, "SM callback: the local lock manager was told"),
+                    Err(e) => {
+                        tracing::warn!(host, error = %e, "SM callback not delivered")
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "SM callbacks not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ftnfs_wire::xdr::XdrReader;
+
+    fn mon(name: &str, proc_: u32) -> Mon {
+        Mon {
+            mon_id: MonId {
+                mon_name: name.as_bytes().to_vec(),
+                my_id: MyId {
+                    my_name: b"localhost".to_vec(),
+                    my_prog: 100021,
+                    my_vers: 3,
+                    my_proc: proc_,
+                },
+            },
+            priv_: [7; 16],
+        }
+    }
+
+    /// (accept status, the body's words)
+    fn call(
+        cx: &Context<'_, impl Fn(&str) -> usize>,
+        proc_: u32,
+        args: &[u8],
+    ) -> (AcceptStat, Vec<i32>) {
+        let reply = handle(Xid(1), proc_, args, cx);
+        let mut r = XdrReader::new(&reply);
+        let (_, h) = ReplyHeader::decode(&mut r).unwrap();
+        let ReplyHeader::Accepted(stat) = h else {
+            panic!("{h:?}")
+        };
+        let mut words = Vec::new();
+        while let Ok(v) = r.i32() {
+            words.push(v);
+        }
+        (stat, words)
+    }
+
+    #[test]
+    fn only_this_host_may_ask_to_watch_and_unwatching_forgets() {
+        let watches = Watches::default();
+        let cx = |peer: &str| Context {
+            peer: peer.parse().unwrap(),
+            state: 5,
+            watches: &watches,
+            free_host: |_: &str| 0,
+        };
+        let far = cx("10.0.0.1:700");
+        let here = cx("127.0.0.1:700");
+        let here6 = cx("[::ffff:127.0.0.1]:700");
+        let m = mon("10.1.2.3", 16).to_bytes();
+        // another host: STAT_FAIL, nothing watched
+        assert_eq!(
+            call(&far, procs::MON, &m),
+            (AcceptStat::Success, vec![1, -1])
+        );
+        assert!(watches
+            .of(b"10.1.2.3", "10.9.9.9".parse().unwrap())
+            .is_empty());
+        // this host: watched, our state number; by name (any case) or by the sender's address
+        assert_eq!(
+            call(&here, procs::MON, &m),
+            (AcceptStat::Success, vec![0, 5])
+        );
+        assert_eq!(
+            call(&here6, procs::MON, &mon("Client.Example", 17).to_bytes()).1,
+            vec![0, 5]
+        );
+        assert_eq!(
+            watches.of(b"10.1.2.3", "10.9.9.9".parse().unwrap()).len(),
+            1
+        );
+        assert_eq!(watches.of(b"x", "10.1.2.3".parse().unwrap()).len(), 1);
+        assert_eq!(
+            watches
+                .of(b"client.example", "10.9.9.9".parse().unwrap())
+                .len(),
+            1
+        );
+        // the same again renews, does not add
+        call(&here, procs::MON, &m);
+        assert_eq!(watches.locked().len(), 2);
+        // SM_UNMON from elsewhere changes nothing; from here it forgets that one
+        let u = mon("10.1.2.3", 16).mon_id.to_bytes();
+        assert_eq!(call(&far, procs::UNMON, &u), (AcceptStat::Success, vec![5]));
+        assert_eq!(watches.locked().len(), 2);
+        assert_eq!(
+            call(&here, procs::UNMON, &u),
+            (AcceptStat::Success, vec![5])
+        );
+        assert!(watches
+            .of(b"10.1.2.3", "10.9.9.9".parse().unwrap())
+            .is_empty());
+        // SM_UNMON_ALL forgets everything of that caller
+        call(&here, procs::MON, &m);
+        let mut other = mon("h2", 16);
+        other.mon_id.my_id.my_prog = 300_000;
+        call(&here, procs::MON, &other.to_bytes());
+        let all = mon("", 16).mon_id.my_id.to_bytes();
+        assert_eq!(
+            call(&here, procs::UNMON_ALL, &all),
+            (AcceptStat::Success, vec![5])
+        );
+        // (a caller is its whole my_id: the same program with another procedure stays)
+        let left: Vec<_> = watches
+            .locked()
+            .iter()
+            .map(|w| (w.my_id.my_prog, w.my_id.my_proc))
+            .collect();
+        assert_eq!(left, [(100021, 17), (300_000, 16)]);
+    }
+
+    #[test]
+    fn watches_are_bounded_and_bad_calls_get_their_status() {
+        let watches = Watches::default();
+        let freed = std::sync::atomic::AtomicUsize::new(0);
+        let cx = Context {
+            peer: "127.0.0.1:700".parse().unwrap(),
+            state: 3,
+            watches: &watches,
+            free_host: |_: &str| freed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        for i in 0..MAX_WATCHES {
+            assert_eq!(
+                call(&cx, procs::MON, &mon(&format!("h{i}"), 16).to_bytes()).1,
+                [0, 3]
+            );
+        }
+        assert_eq!(
+            call(&cx, procs::MON, &mon("one more", 16).to_bytes()).1,
+            [1, -1]
+        );
+        let mut w = XdrWriter::new();
+        w.opaque(b"anyone");
+        assert_eq!(
+            call(&cx, procs::STAT, w.as_slice()),
+            (AcceptStat::Success, vec![0, 3])
+        );
+        assert_eq!(call(&cx, procs::MON, &[0, 0]).0, AcceptStat::GarbageArgs);
+        assert_eq!(call(&cx, procs::UNMON, &[]).0, AcceptStat::GarbageArgs);
+        assert_eq!(call(&cx, procs::SIMU_CRASH, &[]).0, AcceptStat::ProcUnavail);
+        assert_eq!(call(&cx, procs::NULL, &[]), (AcceptStat::Success, vec![]));
+        // SM_NOTIFY frees the host's locks (its callbacks go to nobody listening here)
+        let n = StatChange {
+            mon_name: b"nobody-watches".to_vec(),
+            state: 9,
+        }
+        .to_bytes();
+        assert_eq!(call(&cx, procs::NOTIFY, &n), (AcceptStat::Success, vec![]));
+        assert_eq!(freed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
 }

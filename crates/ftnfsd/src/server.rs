@@ -65,6 +65,8 @@ pub struct Server {
     pub nlm: Arc<crate::nlm::Nlm>,
     /// Its GRANTED callbacks, until main starts their sender (`nlm::callbacks`).
     pub nlm_grants: Mutex<Option<tokio::sync::mpsc::Receiver<crate::nlm::Outgoing>>>,
+    /// What local lock managers asked our status monitor to watch (SM_MON).
+    pub nsm_watches: crate::nsm::Watches,
 }
 
 /// Longest a held request waits for its turn to execute locally (only earlier local
@@ -83,6 +85,7 @@ impl Server {
             mirror,
             nlm: Arc::new(crate::nlm::Nlm::new(tx)),
             nlm_grants: Mutex::new(Some(rx)),
+            nsm_watches: crate::nsm::Watches::default(),
         }
     }
 
@@ -184,9 +187,13 @@ impl Server {
             ));
         }
         if h.prog == ftnfs_wire::nsm::PROGRAM {
-            return Some(crate::nsm::handle(h.xid, h.proc_, args, |host| {
-                self.free_host(host, peer)
-            }));
+            let cx = crate::nsm::Context {
+                peer,
+                state: self.local.recovery.monitor().state(),
+                watches: &self.nsm_watches,
+                free_host: |host: &str| self.free_host(host, peer),
+            };
+            return Some(crate::nsm::handle(h.xid, h.proc_, args, &cx));
         }
         if h.prog == ftnfs_wire::nlm::PROGRAM {
             return self.nlm(h.xid, h.vers, h.proc_, args, peer);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::*;
 use ftnfs_wire::nfs3::{CreateHow3, NfsFh3, Sattr3};
 use ftnfs_wire::nlm::{self, Args, Stat};
+use ftnfs_wire::nsm;
 use ftnfs_wire::rpc::{AcceptStat, ReplyHeader};
 use ftnfs_wire::{XdrEncode, XdrReader, XdrWriter};
 
@@ -384,6 +385,91 @@ fn versions_1_and_3_share_the_table_with_version_4() {
         ReplyHeader::Accepted(AcceptStat::ProgMismatch { low: 1, high: 4 })
     );
     assert_eq!(locks_status(t.path())["held"], 2);
+}
+
+/// Our status monitor serves a local lock manager as rpc.statd does: SM_STAT gives the
+/// state number (odd: up); SM_MON asks to watch a host, and that host's SM_NOTIFY (from its
+/// own monitor, another host) reaches the lock manager — a stand-in lockd on 127.0.0.13 —
+/// as its callback, with the 16 bytes it gave.
+#[test]
+fn a_local_lock_manager_is_called_back_when_a_watched_host_restarts() {
+    let _serial = serial();
+    let Fixture {
+        dir: _t,
+        _daemon,
+        port,
+        a: _,
+        root: _,
+        f: _,
+    } = fixture();
+    let lm_host = Ipv4Addr::new(127, 0, 0, 13);
+    let called = client_host_speaking(lm_host, Stat::Granted, 0, &[3]);
+    let mut lm = connect_from(lm_host, port);
+    let mut w = XdrWriter::new();
+    w.opaque(b"anyone");
+    let body = rpc(
+        &mut lm,
+        1,
+        nsm::PROGRAM,
+        nsm::VERSION,
+        nsm::procs::STAT,
+        w.as_slice(),
+    );
+    let mut r = XdrReader::new(&body);
+    assert_eq!(r.u32().unwrap(), nsm::STAT_SUCC);
+    let state = r.i32().unwrap();
+    assert_eq!(state % 2, 1, "up: an odd state number");
+    let m = nsm::Mon {
+        mon_id: nsm::MonId {
+            mon_name: b"client9".to_vec(),
+            my_id: nsm::MyId {
+                my_name: b"localhost".to_vec(),
+                my_prog: nlm::PROGRAM,
+                my_vers: 3,
+                my_proc: 16,
+            },
+        },
+        priv_: [42; 16],
+    };
+    let body = rpc(
+        &mut lm,
+        2,
+        nsm::PROGRAM,
+        nsm::VERSION,
+        nsm::procs::MON,
+        &m.to_bytes(),
+    );
+    let ok = nsm::StatRes {
+        res_stat: nsm::STAT_SUCC,
+        state,
+    };
+    assert_eq!(body, ok.to_bytes());
+    // client9 restarted: its monitor tells us
+    let mut c9 = connect_from(Ipv4Addr::new(127, 0, 0, 14), port);
+    let notify = nsm::StatChange {
+        mon_name: b"client9".to_vec(),
+        state: 7,
+    };
+    rpc(
+        &mut c9,
+        3,
+        nsm::PROGRAM,
+        nsm::VERSION,
+        nsm::procs::NOTIFY,
+        &notify.to_bytes(),
+    );
+    let (p, args) = called
+        .recv_timeout(PATIENCE)
+        .expect("the lock manager's callback");
+    assert_eq!(p, 16);
+    assert_eq!(
+        nsm::Status::decode(&args).unwrap(),
+        nsm::Status {
+            mon_name: b"client9".to_vec(),
+            state: 7,
+            priv_: [42; 16],
+        }
+    );
 }
 
 /// A client that answers a GRANTED callback with "denied" no longer waits: the lock it got
