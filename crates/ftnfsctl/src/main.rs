@@ -46,6 +46,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Frees every lock, wait and share reservation of a client host that died and will
+    /// not come back (NLM has no lease; its SM_NOTIFY would do the same). Run it on the
+    /// exports' primary.
+    Unlock {
+        /// The client host, as it names itself in its locks (`ftnfsctl locks`).
+        #[arg(long)]
+        client: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exports, clients, connections, per-procedure counters, DRC, mirroring.
     Status {
         /// Machine-readable output.
@@ -268,6 +279,7 @@ impl Cmd {
         match self {
             Cmd::Resync { json, .. }
             | Cmd::Locks { json }
+            | Cmd::Unlock { json, .. }
             | Cmd::Status { json }
             | Cmd::Promote { json, .. }
             | Cmd::Demote { json, .. }
@@ -356,6 +368,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(r)?);
             } else {
                 print_resync(r);
+            }
+        }
+        Cmd::Unlock { client, json } => {
+            let v = request(
+                &cli.socket,
+                &serde_json::json!({"cmd": "unlock", "client": client}),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("freed {} locks and waits of {client}", v["freed"]);
+                for p in v["not_primary"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {}: not the primary here; run it on the export's primary",
+                        p.as_str().unwrap_or("?")
+                    );
+                }
             }
         }
         Cmd::Locks { json } => {

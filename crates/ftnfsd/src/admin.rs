@@ -170,6 +170,28 @@ fn manifest(server: &Server, want: &Value) -> Value {
     }
 }
 
+/// Frees every lock, wait and share reservation of client host `client` (the name it locks
+/// with), as its SM_NOTIFY would: for a client that died and will not come back (NLM has no
+/// lease). Only where this member serves the export: a secondary's table follows its
+/// primary's, so those exports are named for the operator to run it there.
+fn unlock_client(server: &Server, client: &str) -> Value {
+    let freed = server.free_host(client, std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let elsewhere: Vec<&str> = server
+        .local
+        .exports
+        .iter()
+        .filter(|ex| {
+            server
+                .mirror
+                .role(ex.cfg.id)
+                .is_some_and(|r| !matches!(*r, crate::mirror::Role::Primary(_)))
+        })
+        .map(|ex| ex.cfg.path.as_str())
+        .collect();
+    tracing::info!(client, freed, "operator freed a client's locks");
+    json!({"ok": true, "client": client, "freed": freed, "not_primary": elsewhere})
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -229,6 +251,16 @@ pub async fn serve(
                         .await
                         .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
                     }
+                    Some("unlock") => match req.get("client").and_then(Value::as_str) {
+                        Some(client) if !client.is_empty() => {
+                            let s = server.clone();
+                            let client = client.to_string();
+                            tokio::task::spawn_blocking(move || unlock_client(&s, &client))
+                                .await
+                                .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
+                        }
+                        _ => json!({"ok": false, "error": "name the client host"}),
+                    },
                     Some("events") => {
                         json!({"ok": true, "events": server.mirror.events(1024)})
                     }

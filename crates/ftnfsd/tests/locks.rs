@@ -472,6 +472,63 @@ fn a_local_lock_manager_is_called_back_when_a_watched_host_restarts() {
     );
 }
 
+/// A client host that died for good (NLM has no lease) holds its locks until the operator
+/// frees them (`ftnfsctl unlock --client`); its waiter is then granted.
+#[test]
+fn the_operator_frees_the_locks_of_a_client_that_died() {
+    let _serial = serial();
+    let Fixture {
+        dir: t,
+        _daemon,
+        port: _,
+        mut a,
+        root: _,
+        f,
+    } = fixture();
+    let (st, _) = nlm_call(
+        &mut a,
+        10,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("ghost", &f, 1, 0, 10)),
+    );
+    assert_eq!(st, Stat::Granted as u32);
+    let (st, _) = nlm_call(
+        &mut a,
+        11,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("ghost", &f, 2, 100, 10)),
+    );
+    assert_eq!(st, Stat::Granted as u32, "another process of it, elsewhere");
+    let (st, _) = nlm_call(
+        &mut a,
+        12,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("alive", &f, 3, 0, 1)),
+    );
+    assert_eq!(st, Stat::Denied as u32);
+    let sock = t.path().join("admin.sock");
+    let r = admin_call(&sock, "{\"cmd\":\"unlock\",\"client\":\"ghost\"}");
+    assert_eq!(
+        (r["ok"].as_bool(), r["freed"].as_u64()),
+        (Some(true), Some(2)),
+        "{r}"
+    );
+    assert_eq!(r["not_primary"], serde_json::json!([]));
+    let (st, _) = nlm_call(
+        &mut a,
+        13,
+        nlm::procs::LOCK,
+        &lock_args(false, true, alock("alive", &f, 3, 0, 1)),
+    );
+    assert_eq!(
+        st,
+        Stat::Granted as u32,
+        "free once the dead host's locks went"
+    );
+    let r = admin_call(&sock, "{\"cmd\":\"unlock\"}");
+    assert_eq!(r["ok"], false, "a client must be named: {r}");
+}
+
 /// A client that answers a GRANTED callback with "denied" no longer waits: the lock it got
 /// is released, and the next waiter gets it. But a refusal that answers a *resent*
 /// GRANTED leaves the lock held: the client may have taken the first one, whose answer was
