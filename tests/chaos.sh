@@ -16,6 +16,8 @@
 # "primary" at one poll (a fenced member may still say so until it hears the new epoch).
 #
 #   tests/chaos.sh TARGET_DIR [SEED] [FAULTS]      (release builds of ftnfsd, ftnfsctl)
+# One kind of fault alone, of one length (the seed still draws the rest):
+#   CHAOS_KINDS=cut-secondary CHAOS_SECS=1 tests/chaos.sh TARGET_DIR 5 8
 # Prints "N passed, N failed".
 set -uo pipefail
 T=$(realpath "$1")
@@ -96,7 +98,8 @@ guests & G=$!
   done > "$W/both-primary" ) & P=$!
 for _ in $(seq 600); do grep -q "FTNFS-ACK 5 " "$W"/serial-1 2>/dev/null && break; sleep 0.1; done
 
-kinds=(kill-primary kill-secondary cut-primary cut-secondary cut-witness stop-member demote)
+# shellcheck disable=SC2206 # CHAOS_KINDS is a list of words
+kinds=(${CHAOS_KINDS:-kill-primary kill-secondary cut-primary cut-secondary cut-witness stop-member demote})
 : > "$W/faults"
 for f in $(seq "$FAULTS"); do
   [ "$f" -ge "$((FAULTS - 2))" ] && touch "$W/faults-ending"
@@ -104,7 +107,7 @@ for f in $(seq "$FAULTS"); do
   p=$(primary) || p=a
   s=$(other "$p")
   k=${kinds[$((RANDOM % ${#kinds[@]}))]}
-  d=$((1 + RANDOM % 4))
+  d=$((1 + RANDOM % 4)); d=${CHAOS_SECS:-$d}
   t_fault=$(date +%s.%N)
   case $k in
     kill-primary) pids "$p" | xargs -r kill -9; sleep "$d"; member "$p" "$s" ;;

@@ -69,6 +69,9 @@ pub struct Server {
     pub nsm_watches: crate::nsm::Watches,
 }
 
+/// A mirrored update slower than this is logged (debug) with where its time went.
+const SLOW_UPDATE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Longest a held request waits for its turn to execute locally (only earlier local
 /// executions of conflicting updates stand before it; this is a safety net, not a timeout
 /// that fires in normal operation).
@@ -290,14 +293,31 @@ impl Server {
                             gid: cred.gid,
                             gids: cred.groups.clone(),
                         };
+                        let t_sub = Instant::now();
                         match self.mirrored(ps, fh, &a, origin, h.proc_, &shared, info) {
                             Some(d) => {
+                                let t_run = Instant::now();
                                 let in_memory = d.0.in_memory;
                                 let r =
                                     self.local
                                         .execute(h.xid, a, peer, cred, anonymous, Some(d.0));
                                 let status = crate::local::reply_status(&r);
-                                if !self.mirrored_done(ps, fh.export, in_memory, d.1, d.2, status) {
+                                let t_done = Instant::now();
+                                let released =
+                                    self.mirrored_done(ps, fh.export, in_memory, d.1, d.2, status);
+                                let t_rel = Instant::now();
+                                if t_rel - t_sub > SLOW_UPDATE {
+                                    // where a client stall comes from (a held write, the
+                                    // local disk, a secondary not answering)
+                                    tracing::debug!(
+                                        seq = d.1 .0,
+                                        numbered_ms = (t_run - t_sub).as_millis() as u64,
+                                        executed_ms = (t_done - t_run).as_millis() as u64,
+                                        released_ms = (t_rel - t_done).as_millis() as u64,
+                                        "slow mirrored update"
+                                    );
+                                }
+                                if !released {
                                     // deposed before every member had it: no reply; the
                                     // client retransmits to the new primary. But it *was*
                                     // executed here: keep its reply, so that a resend that

@@ -474,7 +474,19 @@ impl Member {
                             .asked
                             .get(&m)
                             .is_none_or(|t| now.since(*t) >= s.rejoin_every_ms);
-                        if due && !live.contains(m) && !resyncing.contains(m) && facts.linked(m) {
+                        // Only a member we hear: asking puts it back in the stream, and
+                        // client updates wait for it again — a secondary failed out for its
+                        // silence (a cut link TCP has not given up on) would stall them
+                        // for another fail-out time (tests/chaos.sh: 1.6 s for a 1 s cut).
+                        // A live one says something within the silence time (its probes of
+                        // a primary it no longer hears).
+                        let heard = ev.heard_within(m, s.failover.silence_ms(), now);
+                        if due
+                            && heard
+                            && !live.contains(m)
+                            && !resyncing.contains(m)
+                            && facts.linked(m)
+                        {
                             self.asked.insert(m, now);
                             out.push(Effect::AskToRejoin { export, member: m });
                         }
@@ -1158,7 +1170,38 @@ mod tests {
         let e = tick_to(&mut n, 1100, 1800, &view, &w);
         assert_eq!(kinds(&e), ["beat"]);
         let e = tick_to(&mut n, 1800, 4000, &view, &w);
-        assert_eq!(kinds(&e), ["beat", "failout", "ask"]);
+        // B, out and silent since 1000, is not asked again (it would hold client updates)
+        assert_eq!(kinds(&e), ["beat", "failout"]);
+        n.heard(B, Millis(4000));
+        let e = n.handle_timeout(Millis(4001), &view, &w);
+        assert!(kinds(&e).contains(&"ask"), "{:?}", kinds(&e));
+    }
+
+    /// A secondary failed out for its silence is asked back only once it is heard again: on a
+    /// cut link that TCP has not given up on, the ask would put it back in the stream at
+    /// once, and client updates would wait for it for another fail-out time (tests/chaos.sh:
+    /// a 1.6 s client stall for a 1 s cut).
+    #[test]
+    fn a_secondary_failed_out_for_silence_is_asked_back_only_when_heard() {
+        let s = Settings::default();
+        let mut n = Node::new(s, None, vec![Member::new(E, 0, vec![A])]);
+        let w = world(&[A]);
+        n.heard(A, Millis(0));
+        let out = |_| Some(primary(MemberSet::default()));
+        // failed out at 800 ms of silence; still linked (the cut has not ended the link)
+        let fail_out = s.failover.fail_out_ms();
+        let e = tick_to(
+            &mut n,
+            fail_out + 1,
+            fail_out + 3 * s.rejoin_every_ms,
+            &out,
+            &w,
+        );
+        assert!(!kinds(&e).contains(&"ask"), "{:?}", kinds(&e));
+        // the cut heals: it says something (a probe of the primary it no longer hears)
+        let t = fail_out + 3 * s.rejoin_every_ms;
+        n.heard(A, Millis(t));
+        assert!(kinds(&n.handle_timeout(Millis(t + 1), &out, &w)).contains(&"ask"));
     }
 
     /// A member that stood by (silent) and was just asked to join is not failed out before
