@@ -557,6 +557,15 @@ impl Member {
                 let silent = ev
                     .last_heard(*primary)
                     .is_some_and(|h| now.since(h) >= s.silence_ms());
+                // say so to the primary (at most once a probe interval): it asks only members it
+                // hears back into its stream, and one that failed us out for our silence (a
+                // cut, a freeze) and heard nothing since would otherwise leave us out for good
+                if silent && *joined && facts.linked(*primary) && self.probe_due(s, now) {
+                    out.push(Effect::Probe {
+                        export,
+                        to: *primary,
+                    });
+                }
                 // a refusal after the primary's last word: ask at once, not at the next
                 // heartbeat after the silence (the answers let `decide` promote now)
                 let w = ev.of(*primary);
@@ -1060,9 +1069,11 @@ mod tests {
         assert!(kinds(&n.handle_timeout(Millis(1100), &view, &w)).is_empty());
         // the deadline is the end of the primary's silence
         assert_eq!(n.poll_timeout(&view), Millis(1200));
+        // held off (said once), and the silent primary is told we are here (a probe, once a
+        // probe interval: it may have failed us out and asks back only members it hears)
         let e = n.handle_timeout(Millis(1401), &view, &w);
-        assert_eq!(kinds(&e), ["event"]);
-        assert!(kinds(&n.handle_timeout(Millis(1501), &view, &w)).is_empty()); // said once
+        assert_eq!(kinds(&e), ["probe", "event"]);
+        assert!(kinds(&n.handle_timeout(Millis(1501), &view, &w)).is_empty());
         n.refused(A, Millis(1600));
         assert_eq!(
             kinds(&n.handle_timeout(Millis(1601), &view, &w)),
