@@ -164,6 +164,16 @@ pub struct Context<'a, F: Fn(&str) -> usize> {
     pub free_host: F,
 }
 
+/// What an NSM procedure answers.
+enum Answer {
+    /// Nothing (NULL, SM_NOTIFY).
+    Void,
+    /// `sm_stat_res` (SM_STAT, SM_MON).
+    StatRes(StatRes),
+    /// `sm_stat`: our state number alone (SM_UNMON, SM_UNMON_ALL).
+    State(i32),
+}
+
 /// Answers one NSM v1 call.
 pub fn handle<F: Fn(&str) -> usize>(
     xid: Xid,
@@ -172,92 +182,93 @@ pub fn handle<F: Fn(&str) -> usize>(
     cx: &Context<'_, F>,
 ) -> Vec<u8> {
     let mut w = XdrWriter::new();
-    let local = cx.peer.ip().is_loopback()
-        || matches!(cx.peer.ip(), IpAddr::V6(a) if a.to_ipv4_mapped().is_some_and(|v| v.is_loopback()));
-    let state = cx.state as i32;
-    let ok = StatRes {
-        res_stat: STAT_SUCC,
-        state,
-    };
-    // statd's answer to what it will not do: STAT_FAIL, the state undefined
-    let fail = StatRes {
-        res_stat: STAT_FAIL,
-        state: -1,
-    };
-    let body: Result<Option<StatRes>, AcceptStat> = match proc_ {
-        procs::NULL => Ok(None),
-        procs::STAT => ftnfs_wire::nsm::decode_sm_name(args)
-            .map(|_| Some(ok))
-            .map_err(|_| AcceptStat::GarbageArgs),
-        procs::MON => match Mon::decode(args) {
-            Ok(m) if local => {
-                let host = String::from_utf8_lossy(&m.mon_id.mon_name).into_owned();
-                if cx.watches.add(m, cx.peer.ip()) {
-                    tracing::info!(host, "SM_MON: watched for a local lock manager");
-                    Ok(Some(ok))
-                } else {
-                    tracing::warn!(host, "SM_MON refused: {MAX_WATCHES} hosts are watched");
-                    Ok(Some(fail))
-                }
-            }
-            Ok(_) => {
-                tracing::warn!(caller = %cx.peer, "SM_MON from another host refused");
-                Ok(Some(fail))
-            }
-            Err(_) => Err(AcceptStat::GarbageArgs),
-        },
-        // sm_stat: just the state number
-        procs::UNMON => match MonId::decode_unmon(args) {
-            Ok(m) => {
-                if local {
-                    cx.watches
-                        .remove(|w| !(w.mon_name == m.mon_name && w.my_id == m.my_id));
-                }
-                Ok(Some(ok))
-            }
-            Err(_) => Err(AcceptStat::GarbageArgs),
-        },
-        procs::UNMON_ALL => match MyId::decode_all(args) {
-            Ok(id) => {
-                if local {
-                    cx.watches.remove(|w| w.my_id != id);
-                }
-                Ok(Some(ok))
-            }
-            Err(_) => Err(AcceptStat::GarbageArgs),
-        },
-        procs::NOTIFY => match StatChange::decode(args) {
-            Ok(s) => {
-                let host = String::from_utf8_lossy(&s.mon_name).into_owned();
-                let freed = (cx.free_host)(&host);
-                tracing::info!(
-                    client = host,
-                    state = s.state,
-                    freed,
-                    "SM_NOTIFY: the client's host restarted; its locks are freed"
-                );
-                call_back(cx.watches.of(&s.mon_name, cx.peer.ip()), s.state);
-                Ok(None)
-            }
-            Err(_) => Err(AcceptStat::GarbageArgs),
-        },
-        _ => Err(AcceptStat::ProcUnavail),
-    };
-    match body {
-        Ok(res) => {
+    match answer(proc_, args, cx) {
+        Ok(a) => {
             ReplyHeader::Accepted(AcceptStat::Success).encode(xid, &mut w);
-            match (proc_, res) {
-                // sm_stat carries the state alone
-                (procs::UNMON | procs::UNMON_ALL, Some(r)) => {
-                    w.i32(r.state);
+            match a {
+                Answer::Void => {}
+                Answer::StatRes(r) => r.encode(&mut w),
+                Answer::State(s) => {
+                    w.i32(s);
                 }
-                (_, Some(r)) => r.encode(&mut w),
-                (_, None) => {}
             }
         }
         Err(stat) => ReplyHeader::Accepted(stat).encode(xid, &mut w),
     }
     w.into_inner()
+}
+
+fn answer<F: Fn(&str) -> usize>(
+    proc_: u32,
+    args: &[u8],
+    cx: &Context<'_, F>,
+) -> Result<Answer, AcceptStat> {
+    let garbage = |_| AcceptStat::GarbageArgs;
+    // SM_MON, SM_UNMON, SM_UNMON_ALL: from this host only (a lock manager on it), as statd
+    let local = match cx.peer.ip() {
+        IpAddr::V4(a) => a.is_loopback(),
+        IpAddr::V6(a) => a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v| v.is_loopback()),
+    };
+    let state = cx.state as i32;
+    let ok = Answer::StatRes(StatRes {
+        res_stat: STAT_SUCC,
+        state,
+    });
+    // statd's answer to what it will not do: STAT_FAIL, the state undefined
+    let fail = Answer::StatRes(StatRes {
+        res_stat: STAT_FAIL,
+        state: -1,
+    });
+    Ok(match proc_ {
+        procs::NULL => Answer::Void,
+        procs::STAT => {
+            ftnfs_wire::nsm::decode_sm_name(args).map_err(garbage)?;
+            ok
+        }
+        procs::MON => {
+            let m = Mon::decode(args).map_err(garbage)?;
+            let host = String::from_utf8_lossy(&m.mon_id.mon_name).into_owned();
+            if !local {
+                tracing::warn!(caller = %cx.peer, host, "SM_MON from another host refused");
+                fail
+            } else if cx.watches.add(m, cx.peer.ip()) {
+                tracing::info!(host, "SM_MON: watched for a local lock manager");
+                ok
+            } else {
+                tracing::warn!(host, "SM_MON refused: {MAX_WATCHES} hosts are watched");
+                fail
+            }
+        }
+        procs::UNMON => {
+            let m = MonId::decode_unmon(args).map_err(garbage)?;
+            if local {
+                cx.watches
+                    .remove(|w| !(w.mon_name == m.mon_name && w.my_id == m.my_id));
+            }
+            Answer::State(state)
+        }
+        procs::UNMON_ALL => {
+            let id = MyId::decode_all(args).map_err(garbage)?;
+            if local {
+                cx.watches.remove(|w| w.my_id != id);
+            }
+            Answer::State(state)
+        }
+        procs::NOTIFY => {
+            let s = StatChange::decode(args).map_err(garbage)?;
+            let host = String::from_utf8_lossy(&s.mon_name).into_owned();
+            let freed = (cx.free_host)(&host);
+            tracing::info!(
+                client = host,
+                state = s.state,
+                freed,
+                "SM_NOTIFY: the client's host restarted; its locks are freed"
+            );
+            call_back(cx.watches.of(&s.mon_name, cx.peer.ip()), s.state);
+            Answer::Void
+        }
+        _ => return Err(AcceptStat::ProcUnavail),
+    })
 }
 
 /// Tells each watching lock manager that its host restarted (on a thread of its own: each
