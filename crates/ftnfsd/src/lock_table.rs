@@ -78,18 +78,23 @@ impl Call {
         }
     }
 
-    /// An UNLOCK of `alock` (a lock given back for its client).
-    pub fn unlock(cookie: Vec<u8>, alock: nlm::Lock) -> Call {
-        let u = nlm::UnlockArgs { cookie, alock };
-        let mut raw = XdrWriter::new();
-        u.encode(&mut raw);
+    /// A call of ours (not a client's): procedure `proc_` of version 4 with `args`.
+    pub fn made(proc_: u32, args: Args) -> Call {
         Call {
             vers: nlm::VERSION,
-            proc_: nlm::procs::UNLOCK,
+            proc_,
             res_proc: None,
-            args: Args::Unlock(u),
-            raw: raw.into_inner(),
+            raw: args.to_bytes(),
+            args,
         }
+    }
+
+    /// An UNLOCK of `alock` (a lock given back for its client).
+    pub fn unlock(cookie: Vec<u8>, alock: nlm::Lock) -> Call {
+        Call::made(
+            nlm::procs::UNLOCK,
+            Args::Unlock(nlm::UnlockArgs { cookie, alock }),
+        )
     }
 
     /// A FREE_ALL of `host` (its SM_NOTIFY: it restarted).
@@ -98,15 +103,7 @@ impl Call {
             name: host.as_bytes().to_vec(),
             state: 0,
         };
-        let mut raw = XdrWriter::new();
-        n.encode(&mut raw);
-        Call {
-            vers: nlm::VERSION,
-            proc_: nlm::procs::FREE_ALL,
-            res_proc: None,
-            args: Args::FreeAll(n),
-            raw: raw.into_inner(),
-        }
+        Call::made(nlm::procs::FREE_ALL, Args::FreeAll(n))
     }
 
     /// The handle of the file it is about (none for NULL, FREE_ALL).
@@ -745,13 +742,7 @@ mod tests {
                 state: 1,
             }),
         };
-        Call {
-            vers: nlm::VERSION,
-            proc_,
-            res_proc: None,
-            raw: args.to_bytes(),
-            args,
-        }
+        Call::made(proc_, args)
     }
 
     #[test]
