@@ -107,6 +107,12 @@ pub trait Lead {
     fn released(&self) -> SeqNo;
 }
 
+/// Most answers of a member (what it lacks, pass ends) queued for the resync sending to it.
+/// The sender takes them before each object it sends, and a member answers an object with
+/// a few at most, so a full queue is a member gone wrong: that resync is cancelled (and
+/// starts again later).
+pub const MAX_REPLIES_QUEUED: usize = 4096;
+
 /// Tunables shared by every resync of this member.
 pub struct Settings {
     /// Bytes per second a resync may send (0: no limit). `ftnfsctl resync --rate` sets it.

@@ -220,7 +220,7 @@ fn lead_cfg(group: &Group) -> PrimaryConfig {
 }
 
 /// A resync running from here: where the member's answers go, and its progress.
-type Outgoing = (std::sync::mpsc::Sender<Reply>, Arc<Progress>);
+type Outgoing = (SyncSender<Reply>, Arc<Progress>);
 
 /// Rejoin state of this member that is not a role: change logs, resyncs into this mirror,
 /// startup negotiation.
@@ -1004,6 +1004,29 @@ impl Mirror {
         }
     }
 
+    /// Hands a member's answer to the resync sending to it (none running: dropped). A full
+    /// queue cancels that resync ([`crate::resync::MAX_REPLIES_QUEUED`]): its sender finds
+    /// the queue closed and ends, and the member is copied again later.
+    fn to_resync(&self, ps: &PrimarySide, from: MemberId, r: Reply, now: Millis) {
+        let mut resyncs = lock(&ps.resyncs);
+        let Some((tx, _)) = resyncs.get(&from) else {
+            return;
+        };
+        if let Err(std::sync::mpsc::TrySendError::Full(_)) = tx.try_send(r) {
+            resyncs.remove(&from);
+            drop(resyncs);
+            self.event(
+                now,
+                ps.export,
+                format!(
+                    "resync of {} cancelled: {} answers queued",
+                    self.group.name_of(from),
+                    crate::resync::MAX_REPLIES_QUEUED
+                ),
+            );
+        }
+    }
+
     /// The export whose primary holds the virtual IP: the first mirrored one.
     pub fn vip_export(&self) -> Option<ExportId> {
         self.roles.keys().min().copied()
@@ -1088,17 +1111,13 @@ impl Mirror {
                 return;
             }
             PeerMsg::SyncNeed { needs, .. } => {
-                if let Some((tx, _)) = lock(&ps.resyncs).get(&from) {
-                    let _ = tx.send(Reply::Need(needs));
-                }
+                self.to_resync(ps, from, Reply::Need(needs), now);
                 return;
             }
             PeerMsg::SyncRoundDone {
                 round, ok, reason, ..
             } => {
-                if let Some((tx, _)) = lock(&ps.resyncs).get(&from) {
-                    let _ = tx.send(Reply::Done { round, ok, reason });
-                }
+                self.to_resync(ps, from, Reply::Done { round, ok, reason }, now);
                 return;
             }
             PeerMsg::Handoff { .. } => {

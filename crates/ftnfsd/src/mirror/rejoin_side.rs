@@ -294,7 +294,7 @@ impl Mirror {
             Plan::Partial(ids) => (false, format!("partial: {} objects touched", ids.len())),
         };
         let progress = Progress::new(name.clone(), full, why.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(crate::resync::MAX_REPLIES_QUEUED);
         lock(&ps.resyncs).insert(from, (tx, progress.clone()));
         self.event(now, ps.export, format!("resync of {name} started ({why})"));
         let server2 = self.clone();
