@@ -86,9 +86,47 @@ pub fn parse_universal_address(u: &str) -> Option<(std::net::IpAddr, u16)> {
     Some((ip.parse().ok()?, u16::from(hi) << 8 | u16::from(lo)))
 }
 
+/// The port in a GETADDR reply's body (a universal address; 0: the program is not
+/// registered for that netid).
+pub fn decode_getaddr_reply(body: &[u8]) -> Result<u16, crate::xdr::XdrError> {
+    let u = crate::xdr::XdrReader::new(body).opaque(256)?;
+    Ok(std::str::from_utf8(u)
+        .ok()
+        .and_then(parse_universal_address)
+        .map_or(0, |(_, p)| p))
+}
+
+/// The port in a GETPORT reply's body (0: not registered); a port past 65535 is none.
+pub fn decode_getport_reply(body: &[u8]) -> Result<u16, crate::xdr::XdrError> {
+    let p = crate::xdr::XdrReader::new(body).u32()?;
+    Ok(u16::try_from(p).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn getaddr_and_getport_replies_name_the_port() {
+        let mut w = crate::xdr::XdrWriter::new();
+        w.opaque(b"fd99::7.3.235");
+        assert_eq!(decode_getaddr_reply(w.as_slice()).unwrap(), 1003);
+        let mut w = crate::xdr::XdrWriter::new();
+        w.opaque(b"");
+        assert_eq!(
+            decode_getaddr_reply(w.as_slice()).unwrap(),
+            0,
+            "not registered"
+        );
+        assert!(decode_getaddr_reply(&[0, 0, 1]).is_err());
+        assert_eq!(decode_getport_reply(&[0, 0, 8, 1]).unwrap(), 2049);
+        assert_eq!(
+            decode_getport_reply(&[0, 1, 0, 0]).unwrap(),
+            0,
+            "past 65535"
+        );
+        assert!(decode_getport_reply(&[0]).is_err());
+    }
 
     #[test]
     fn universal_addresses_parse_back() {

@@ -257,13 +257,8 @@ pub fn call_program(
             ));
         })
         .and_then(|(body, _)| {
-            let u = XdrReader::new(&body)
-                .opaque(256)
-                .map_err(|_| std::io::Error::other("bad rpcbind reply"))?;
-            Ok(std::str::from_utf8(u)
-                .ok()
-                .and_then(portmap::parse_universal_address)
-                .map_or(0, |(_, p)| u32::from(p)))
+            portmap::decode_getaddr_reply(&body)
+                .map_err(|_| std::io::Error::other("bad rpcbind reply"))
         })?,
         IpAddr::V4(_) => rpc_call(&sock, addr, 111, 0x4e4c_0000, |xid, w| {
             let m = portmap::Mapping {
@@ -275,18 +270,17 @@ pub fn call_program(
             w.extend_from_slice(&portmap::encode_call(xid, portmap::PROC_GETPORT, m));
         })
         .and_then(|(body, _)| {
-            XdrReader::new(&body)
-                .u32()
+            portmap::decode_getport_reply(&body)
                 .map_err(|_| std::io::Error::other("bad portmap reply"))
         })?,
     };
-    if port == 0 || port > u16::MAX as u32 {
+    if port == 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("program {prog} version {vers} is not registered at the client"),
         ));
     }
-    rpc_call(&sock, addr, port as u16, 0x4e4d_0000, |xid, w| {
+    rpc_call(&sock, addr, port, 0x4e4d_0000, |xid, w| {
         let mut x = XdrWriter::new();
         CallHeader::auth_none(xid, prog, vers, proc_).encode(&mut x);
         x.fixed(args);
