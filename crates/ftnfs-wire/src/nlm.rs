@@ -460,7 +460,7 @@ fn test_args(r: &mut XdrReader<'_>, vers: u32) -> Result<TestArgs, XdrError> {
 
 /// Whether version `vers` has procedure `proc_` (SHARE, UNSHARE, NM_LOCK and FREE_ALL came
 /// with version 3; 2 is no version of the protocol).
-pub fn has_procedure(vers: u32, proc_: u32) -> bool {
+fn has_procedure(vers: u32, proc_: u32) -> bool {
     match vers {
         1 => proc_ <= procs::GRANTED_RES,
         3 | 4 => proc_ <= procs::GRANTED_RES || (procs::SHARE..=procs::FREE_ALL).contains(&proc_),

@@ -53,9 +53,6 @@ impl Call {
     /// Decodes a call of procedure `proc_` of version `vers`. `Err`: the RPC answer instead
     /// (`Success` with no body for a `_RES` call, the result of a `_MSG` call we never make).
     pub fn decode(vers: u32, proc_: u32, args_bytes: &[u8]) -> Result<Call, AcceptStat> {
-        if !nlm::has_procedure(vers, proc_) {
-            return Err(AcceptStat::ProcUnavail);
-        }
         let (proc_, res_proc) = match proc_ {
             nlm::procs::TEST_MSG..=nlm::procs::UNLOCK_MSG => (proc_ - 5, Some(proc_ + 5)),
             nlm::procs::TEST_RES..=nlm::procs::GRANTED_RES => return Err(AcceptStat::Success),

@@ -175,18 +175,20 @@ impl Server {
         if h.rpcvers != 2 {
             return Some(self.reject(h.xid, ReplyHeader::RpcMismatch));
         }
-        let (lo, hi) = match h.prog {
-            nfs3::PROGRAM => (3, 3),
-            mount::PROGRAM => (1, 3),
-            ftnfs_wire::nlm::PROGRAM => (1, 4),
-            ftnfs_wire::nsm::PROGRAM => (1, 1),
+        // the versions each program serves, ascending (NLM has no version 2: lockd answers
+        // it as a version it does not have, with the range 1–4)
+        let versions: &[u32] = match h.prog {
+            nfs3::PROGRAM => &[3],
+            mount::PROGRAM => &[1, 2, 3],
+            ftnfs_wire::nlm::PROGRAM => &ftnfs_wire::nlm::VERSIONS,
+            ftnfs_wire::nsm::PROGRAM => &[ftnfs_wire::nsm::VERSION],
             _ => return Some(self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProgUnavail))),
         };
-        // (NLM has no version 2: lockd answers it as a version it does not have)
-        if h.vers < lo || h.vers > hi || (h.prog == ftnfs_wire::nlm::PROGRAM && h.vers == 2) {
+        if !versions.contains(&h.vers) {
+            let (low, high) = (versions[0], versions[versions.len() - 1]);
             return Some(self.reject(
                 h.xid,
-                ReplyHeader::Accepted(AcceptStat::ProgMismatch { low: lo, high: hi }),
+                ReplyHeader::Accepted(AcceptStat::ProgMismatch { low, high }),
             ));
         }
         if h.prog == ftnfs_wire::nsm::PROGRAM {
