@@ -6,7 +6,7 @@
 //! clients whose blocked lock became free ([`callbacks`]) — sent by the member that serves
 //! the export (its primary) and by nobody else.
 //!
-//! Served on the NFS port (registered with the portmapper there, `portmap::mappings`), over
+//! Served on the NFS port (registered with the portmapper there, `portmap::SERVED`), over
 //! TCP and UDP: NULL, TEST, LOCK (blocking or not), CANCEL, UNLOCK, NM_LOCK, FREE_ALL,
 //! SHARE/UNSHARE (DOS share reservations), and the `_MSG` forms.
 

@@ -12,40 +12,37 @@ use ftnfs_wire::{mount, nfs3, XdrReader};
 /// We registered NSM (no other status monitor on this host had).
 static NSM_SET: AtomicBool = AtomicBool::new(false);
 
+/// Every program served on the NFS port and its versions, ascending: what dispatch accepts
+/// (`Server::handle`; another version is answered PROG_MISMATCH with the list's ends) and
+/// what is registered with the portmapper. NLM has no version 2. NSM takes SM_NOTIFY of
+/// clients that restarted (a host that also runs its own rpc.statd keeps that one's
+/// registration: ours then fails, logged).
+pub const SERVED: [(u32, &[u32]); 4] = [
+    (nfs3::PROGRAM, &[3]),
+    (mount::PROGRAM, &[1, 2, 3]),
+    (ftnfs_wire::nlm::PROGRAM, &ftnfs_wire::nlm::VERSIONS),
+    (ftnfs_wire::nsm::PROGRAM, &[ftnfs_wire::nsm::VERSION]),
+];
+
+/// The versions of `prog` we serve ([`SERVED`]), `None` for a program we do not serve.
+pub fn versions_of(prog: u32) -> Option<&'static [u32]> {
+    SERVED.iter().find(|(p, _)| *p == prog).map(|(_, v)| *v)
+}
+
 /// Everything we serve on `port`.
 pub fn mappings(port: u16) -> Vec<Mapping> {
     let mut v = Vec::new();
     for prot in [IPPROTO_TCP, IPPROTO_UDP] {
-        v.push(Mapping {
-            prog: nfs3::PROGRAM,
-            vers: 3,
-            prot,
-            port: port as u32,
-        });
-        for vers in 1..=3 {
-            v.push(Mapping {
-                prog: mount::PROGRAM,
-                vers,
-                prot,
-                port: port as u32,
-            });
+        for (prog, versions) in SERVED {
+            for &vers in versions {
+                v.push(Mapping {
+                    prog,
+                    vers,
+                    prot,
+                    port: port as u32,
+                });
+            }
         }
-        for vers in ftnfs_wire::nlm::VERSIONS {
-            v.push(Mapping {
-                prog: ftnfs_wire::nlm::PROGRAM,
-                vers,
-                prot,
-                port: port as u32,
-            });
-        }
-        // SM_NOTIFY of clients that restarted (a host that also runs its own rpc.statd
-        // keeps that one's registration: ours then fails, logged)
-        v.push(Mapping {
-            prog: ftnfs_wire::nsm::PROGRAM,
-            vers: ftnfs_wire::nsm::VERSION,
-            prot,
-            port: port as u32,
-        });
     }
     v
 }
@@ -143,4 +140,28 @@ pub fn register(port: u16, set: bool, ipv6: bool) -> usize {
         }
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_version_is_registered_on_both_protocols() {
+        let m = mappings(2049);
+        let nlm = ftnfs_wire::nlm::PROGRAM;
+        let got: Vec<(u32, u32, u32)> = m.iter().map(|m| (m.prot, m.prog, m.vers)).collect();
+        let mut want = Vec::new();
+        for prot in [IPPROTO_TCP, IPPROTO_UDP] {
+            want.push((prot, nfs3::PROGRAM, 3));
+            want.extend((1..=3).map(|v| (prot, mount::PROGRAM, v)));
+            want.extend([1, 3, 4].map(|v| (prot, nlm, v)));
+            want.push((prot, ftnfs_wire::nsm::PROGRAM, 1));
+        }
+        assert_eq!(got, want);
+        assert!(m.iter().all(|m| m.port == 2049));
+        assert_eq!(versions_of(nlm), Some(&[1, 3, 4][..]));
+        assert_eq!(versions_of(100_003), Some(&[3][..]));
+        assert_eq!(versions_of(100_000), None, "the portmapper is not ours");
+    }
 }

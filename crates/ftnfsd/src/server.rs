@@ -175,14 +175,9 @@ impl Server {
         if h.rpcvers != 2 {
             return Some(self.reject(h.xid, ReplyHeader::RpcMismatch));
         }
-        // the versions each program serves, ascending (NLM has no version 2: lockd answers
-        // it as a version it does not have, with the range 1–4)
-        let versions: &[u32] = match h.prog {
-            nfs3::PROGRAM => &[3],
-            mount::PROGRAM => &[1, 2, 3],
-            ftnfs_wire::nlm::PROGRAM => &ftnfs_wire::nlm::VERSIONS,
-            ftnfs_wire::nsm::PROGRAM => &[ftnfs_wire::nsm::VERSION],
-            _ => return Some(self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProgUnavail))),
+        // (NLM has no version 2: lockd answers it as a version it does not have, 1–4)
+        let Some(versions) = crate::portmap::versions_of(h.prog) else {
+            return Some(self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::ProgUnavail)));
         };
         if !versions.contains(&h.vers) {
             let (low, high) = (versions[0], versions[versions.len() - 1]);
