@@ -37,13 +37,12 @@ pub struct StatChange {
 impl StatChange {
     /// Decodes SM_NOTIFY's arguments; the whole of `buf` must be used.
     pub fn decode(buf: &[u8]) -> Result<StatChange, XdrError> {
-        let mut r = XdrReader::new(buf);
-        let s = StatChange {
-            mon_name: r.opaque(SM_MAXSTRLEN)?.to_vec(),
-            state: r.i32()?,
-        };
-        r.finish()?;
-        Ok(s)
+        XdrReader::whole(buf, |r| {
+            Ok(StatChange {
+                mon_name: r.opaque(SM_MAXSTRLEN)?.to_vec(),
+                state: r.i32()?,
+            })
+        })
     }
 }
 
@@ -79,10 +78,7 @@ impl MyId {
 
     /// Decodes SM_UNMON_ALL's arguments.
     pub fn decode_all(buf: &[u8]) -> Result<MyId, XdrError> {
-        let mut r = XdrReader::new(buf);
-        let m = MyId::decode(&mut r)?;
-        r.finish()?;
-        Ok(m)
+        XdrReader::whole(buf, MyId::decode)
     }
 }
 
@@ -114,10 +110,7 @@ impl MonId {
 
     /// Decodes SM_UNMON's arguments.
     pub fn decode_unmon(buf: &[u8]) -> Result<MonId, XdrError> {
-        let mut r = XdrReader::new(buf);
-        let m = MonId::decode(&mut r)?;
-        r.finish()?;
-        Ok(m)
+        XdrReader::whole(buf, MonId::decode)
     }
 }
 
@@ -140,11 +133,12 @@ pub struct Mon {
 impl Mon {
     /// Decodes SM_MON's arguments.
     pub fn decode(buf: &[u8]) -> Result<Mon, XdrError> {
-        let mut r = XdrReader::new(buf);
-        let mon_id = MonId::decode(&mut r)?;
-        let priv_ = r.fixed::<16>()?;
-        r.finish()?;
-        Ok(Mon { mon_id, priv_ })
+        XdrReader::whole(buf, |r| {
+            Ok(Mon {
+                mon_id: MonId::decode(r)?,
+                priv_: r.fixed::<16>()?,
+            })
+        })
     }
 }
 
@@ -157,10 +151,7 @@ impl XdrEncode for Mon {
 
 /// Decodes SM_STAT's argument (`sm_name`: a host name).
 pub fn decode_sm_name(buf: &[u8]) -> Result<Vec<u8>, XdrError> {
-    let mut r = XdrReader::new(buf);
-    let n = r.opaque(SM_MAXSTRLEN)?.to_vec();
-    r.finish()?;
-    Ok(n)
+    XdrReader::whole(buf, |r| Ok(r.opaque(SM_MAXSTRLEN)?.to_vec()))
 }
 
 /// `res`: whether the monitor will watch the host.
@@ -198,15 +189,12 @@ pub struct Status {
 impl Status {
     /// Decodes a callback's arguments.
     pub fn decode(buf: &[u8]) -> Result<Status, XdrError> {
-        let mut r = XdrReader::new(buf);
-        let mon_name = r.opaque(SM_MAXSTRLEN)?.to_vec();
-        let state = r.i32()?;
-        let priv_ = r.fixed::<16>()?;
-        r.finish()?;
-        Ok(Status {
-            mon_name,
-            state,
-            priv_,
+        XdrReader::whole(buf, |r| {
+            Ok(Status {
+                mon_name: r.opaque(SM_MAXSTRLEN)?.to_vec(),
+                state: r.i32()?,
+                priv_: r.fixed::<16>()?,
+            })
         })
     }
 }

@@ -73,6 +73,19 @@ impl<'a> XdrReader<'a> {
         &self.buf[self.pos..]
     }
 
+    /// Decodes all of `buf` with `read`: bytes left over are an error ([`finish`]).
+    ///
+    /// [`finish`]: Self::finish
+    pub fn whole<T>(
+        buf: &'a [u8],
+        read: impl FnOnce(&mut XdrReader<'a>) -> Result<T, XdrError>,
+    ) -> Result<T, XdrError> {
+        let mut r = XdrReader::new(buf);
+        let v = read(&mut r)?;
+        r.finish()?;
+        Ok(v)
+    }
+
     /// Fails unless everything was consumed.
     pub fn finish(&self) -> Result<(), XdrError> {
         match self.remaining() {
