@@ -19,6 +19,9 @@ pub const VERSION: u32 = 4;
 /// Every version served: 1 and 3 (NFSv2's, 32-bit ranges) and 4.
 pub const VERSIONS: [u32; 3] = [1, 3, VERSION];
 
+/// Longest `caller_name`, `netobj` (cookie, handle, owner) accepted.
+pub const LM_MAXSTRLEN: u32 = 1024;
+
 /// A version's ranges are 32-bit (1 and 3) rather than 64-bit (4).
 fn narrow(vers: u32) -> bool {
     vers < VERSION
@@ -32,8 +35,6 @@ pub fn range32(offset: u64, len: u64) -> (u32, u32) {
     let fits = len != 0 && offset.checked_add(len).is_some_and(|end| end <= 1 << 32);
     (off, if fits { len as u32 } else { 0 })
 }
-/// Longest `caller_name`, `netobj` (cookie, handle, owner) accepted.
-pub const LM_MAXSTRLEN: u32 = 1024;
 
 /// Procedure numbers (version 4).
 pub mod procs {

@@ -1,10 +1,10 @@
 //! The NLM service (program 100021, versions 4, 3 and 1; issue 14): byte-range locks for
 //! NFS clients, so a client needs no `nolock`. Which member executes a call, and how a call
-//! that changes a mirrored export's table reaches every member, is decided in `server.rs` (`Server::nlm`);
-//! the table and what each procedure does to it is `lock_table.rs`. Here: the replies, the
-//! `_RES` calls that answer the asynchronous `_MSG` forms, and the GRANTED callbacks to
-//! clients whose blocked lock became free ([`callbacks`]) — sent by the member that serves
-//! the export (its primary) and by nobody else.
+//! that changes a mirrored export's table reaches every member, is decided in `server.rs`
+//! (`Server::nlm`); the table and what each procedure does to it is `lock_table.rs`. Here:
+//! the replies, the `_RES` calls that answer the asynchronous `_MSG` forms, and the GRANTED
+//! callbacks to clients whose blocked lock became free ([`callbacks`]) — sent by the member
+//! that serves the export (its primary) and by nobody else.
 //!
 //! Served on the NFS port (registered with the portmapper there, `portmap::SERVED`), over
 //! TCP and UDP: NULL, TEST, LOCK (blocking or not), CANCEL, UNLOCK, NM_LOCK, FREE_ALL,

@@ -480,7 +480,7 @@ impl Member {
                         // for another fail-out time (tests/chaos.sh: 1.6 s for a 1 s cut).
                         // A live one says something within the silence time (its probes of
                         // a primary it no longer hears).
-                        let heard = ev.heard_within(m, s.failover.silence_ms(), now);
+                        let heard = ev.heard_within(m, s.silence_ms(), now);
                         if due
                             && heard
                             && !live.contains(m)
