@@ -11,7 +11,7 @@
 //! is guessed. Parsing is pure; host names are resolved by the shell ([`ClientSpec::Host`]).
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::access::Squash;
 use crate::ids::{fnv1a64, ExportId};
@@ -79,12 +79,24 @@ impl ClientSpec {
     }
 }
 
-fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
-    // An IPv4 client may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
-    let ip = match ip {
+/// The client as the server sees it: an IPv4 client of a dual-stack socket (an IPv4-mapped
+/// IPv6 address) is its IPv4 address, so that exports, the DRC, mounts and locks know one
+/// client by one address whichever socket it came in on. Replies still go to `peer`.
+pub fn client_of(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(client_ip(peer.ip()), peer.port())
+}
+
+/// [`client_of`] for an address alone.
+pub fn client_ip(ip: IpAddr) -> IpAddr {
+    match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
-    };
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    // An IPv4 client may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+    let ip = client_ip(ip);
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = if prefix == 0 {

@@ -205,7 +205,7 @@ fn answer<F: Fn(&str) -> usize>(
 ) -> Result<Answer, AcceptStat> {
     let garbage = |_| AcceptStat::GarbageArgs;
     // SM_MON, SM_UNMON, SM_UNMON_ALL: from this host only (a lock manager on it), as statd
-    let local = crate::transport::client_of(cx.peer).ip().is_loopback();
+    let local = ftnfs_core::exports::client_of(cx.peer).ip().is_loopback();
     let state = cx.state as i32;
     let ok = Answer::StatRes(StatRes {
         res_stat: STAT_SUCC,

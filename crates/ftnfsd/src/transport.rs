@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use ftnfs_core::exports::client_of;
 use ftnfs_wire::nfs3::MAX_IO;
 use ftnfs_wire::record::RecordDecoder;
 use tokio::io::AsyncReadExt;
@@ -93,19 +94,6 @@ pub fn listen(addr: SocketAddr) -> anyhow::Result<(TcpListener, UdpSocket, Socke
             open(v4).with_context(|| format!("cannot listen on {v4}"))
         }
         Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
-    }
-}
-
-/// The client as the server sees it: an IPv4 client of a dual-stack socket (an IPv4-mapped
-/// IPv6 address) is its IPv4 address, so that exports, the DRC, mounts and locks know one
-/// client by one address whichever socket it came in on. Replies still go to `peer`.
-pub fn client_of(peer: SocketAddr) -> SocketAddr {
-    match peer {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
-            None => peer,
-        },
-        v4 => v4,
     }
 }
 

@@ -324,6 +324,11 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
     let start = Instant::now();
     let mut last = Instant::now();
     let (mut worst, mut ops, mut reconnects, mut errors) = (Duration::ZERO, 0u64, 0u32, 0u32);
+    // The gap that spans the first lost connection (the failover itself), and the longest
+    // gaps before and after it: a disk that stalls a synchronous write now and then shows
+    // in all three, a slow takeover only in the first (scripts/bench reports them apart).
+    let (mut failover, mut before, mut after) = (None::<Duration>, Duration::ZERO, Duration::ZERO);
+    let mut lost = false;
     // JUKEBOX answers: this client retries them at once, the Linux client only after 5 s
     let mut jukebox = 0u32;
     let mut off = 0u64;
@@ -344,7 +349,13 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
         match r {
             Ok(Ok(Nfs3Result::Ok(_))) => {
                 let now = Instant::now();
-                worst = worst.max(now - last);
+                let gap = now - last;
+                worst = worst.max(gap);
+                match (lost, failover) {
+                    (false, _) => before = before.max(gap),
+                    (true, None) => failover = Some(gap),
+                    (true, Some(_)) => after = after.max(gap),
+                }
                 last = now;
                 ops += 1;
                 off += 4096;
@@ -362,6 +373,7 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
                 // connection lost or no answer: reconnect to the (virtual) address from the
                 // same port and go on with the same handle
                 reconnects += 1;
+                lost = true;
                 drop(c);
                 loop {
                     if start.elapsed().as_secs_f64() > seconds + 30.0 {
@@ -380,8 +392,11 @@ async fn stall(t: Target, seconds: f64) -> Result<()> {
         }
     }
     println!(
-        "{{\"max_gap_ms\":{:.1},\"ops\":{ops},\"reconnects\":{reconnects},\"errors\":{errors},\"jukebox\":{jukebox}}}",
-        worst.as_secs_f64() * 1000.0
+        "{{\"max_gap_ms\":{:.1},\"failover_gap_ms\":{},\"max_gap_before_ms\":{:.1},\"max_gap_after_ms\":{:.1},\"ops\":{ops},\"reconnects\":{reconnects},\"errors\":{errors},\"jukebox\":{jukebox}}}",
+        worst.as_secs_f64() * 1000.0,
+        failover.map_or("null".to_string(), |g| format!("{:.1}", g.as_secs_f64() * 1000.0)),
+        before.as_secs_f64() * 1000.0,
+        after.as_secs_f64() * 1000.0,
     );
     if errors > 0 {
         bail!("{errors} NFS errors seen by the client");
