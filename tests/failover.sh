@@ -197,8 +197,8 @@ IP[a]="[fd99::1]"; IP[b]="[fd99::2]"
 vip_mac() { ip -n "$TOPO-hub" -6 neigh show fd99::50 dev br0 | grep -o "lladdr [^ ]*" | cut -d' ' -f2; }
 member r7 a b; member r7 b a
 formed r7; check "group over IPv6 peer links, with an IPv6 virtual IP, formed" $? "$(tail -3 "$W/r7/a/log")"
-for _ in $(seq 100); do ip -n "$TOPO-a" -6 addr show dev eth0 | grep -q "fd99::50" && break; sleep 0.1; done
-ip -n "$TOPO-a" -6 addr show dev eth0 | grep -q "fd99::50/64"
+for _ in $(seq 100); do ip -n "$TOPO-a" -6 addr show dev eth0 | grep "fd99::50" > /dev/null && break; sleep 0.1; done
+ip -n "$TOPO-a" -6 addr show dev eth0 | grep "fd99::50/64" > /dev/null
 check "a holds fd99::50" $? "$(ip -n "$TOPO-a" -6 addr show dev eth0)"
 # the hub talks to the address once: its neighbour entry now says a's MAC (reachable for
 # ~30 s, so only an advertisement changes it sooner)

@@ -517,6 +517,28 @@ fn print_human(st: &Value) {
             clients.join(" ")
         );
     }
+    let vips: Vec<&Value> = st["virtual_ips"].as_array().into_iter().flatten().collect();
+    if !vips.is_empty() {
+        println!("virtual IPs:");
+        for v in vips {
+            let ids: Vec<String> = v["exports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e.to_string())
+                .collect();
+            println!(
+                "  {}  exports {}  {}",
+                v["addr"].as_str().unwrap_or("?"),
+                ids.join(","),
+                if v["held"] == Value::Bool(true) {
+                    "held here (primary)"
+                } else {
+                    "elsewhere"
+                }
+            );
+        }
+    }
     println!("mounted by:");
     for c in st["clients"].as_array().into_iter().flatten() {
         println!(

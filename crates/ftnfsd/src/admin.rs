@@ -69,6 +69,12 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
         "uptime_ms": server.now().0,
         "write_verifier": hex(&server.local.write_verf),
         "exports": exports,
+        // the virtual servers: each address, the exports it serves, whether it is here
+        "virtual_ips": server.mirror.vips.iter().map(|g| json!({
+            "addr": g.vip.addr.to_string(),
+            "exports": g.exports.iter().map(|e| e.0).collect::<Vec<_>>(),
+            "held": g.vip.held(),
+        })).collect::<Vec<_>>(),
         "clients": mounts.iter().map(|(ip, p)| json!({"client": ip.to_string(), "path": p})).collect::<Vec<_>>(),
         "connections": transport.open_connections.load(Ordering::Relaxed),
         "counters": {

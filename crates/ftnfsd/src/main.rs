@@ -127,10 +127,12 @@ struct Cli {
     /// Heartbeats missed before a peer counts as silent.
     #[arg(long, default_value_t = 4)]
     heartbeat_misses: u32,
-    /// The group's virtual IP (`ADDR/PREFIX`, IPv4 or IPv6), held by the primary of the
-    /// first mirrored export; needs --vip-dev.
-    #[arg(long, requires = "vip_dev")]
-    vip: Option<String>,
+    /// A virtual IP, `[MEMBERS=]ADDR/PREFIX` (IPv4 or IPv6): the virtual server of the
+    /// exports mirrored by MEMBERS (as in -ftnfs=, e.g. a:b; the order counts), held by
+    /// their primary. Without MEMBERS: the group of the first mirrored export. Repeat for
+    /// several groups (each its own primary). Needs --vip-dev.
+    #[arg(long, requires = "vip_dev", value_name = "[MEMBERS=]ADDR/PREFIX")]
+    vip: Vec<String>,
     /// Interface the virtual IP goes on.
     #[arg(long)]
     vip_dev: Option<String>,
@@ -225,9 +227,13 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
             heartbeat_ms: cli.heartbeat_ms.max(10),
             misses: cli.heartbeat_misses.max(1),
         },
-        vip: match (&cli.vip, &cli.vip_dev) {
-            (Some(v), Some(d)) => Some(Arc::new(vip::Vip::parse(v, d)?)),
-            _ => None,
+        vips: match &cli.vip_dev {
+            Some(d) => cli
+                .vip
+                .iter()
+                .map(|v| vip::Vip::parse(v, d).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
         },
         rejoin: mirror::RejoinCfg {
             changelog_max: (cli.changelog_max_mb.max(0.004) * 1048576.0) as u64,
@@ -407,11 +413,19 @@ async fn main() -> anyhow::Result<()> {
         .take()
     {
         let s = server.clone();
-        let vip = server.mirror.group.vip.clone();
+        let m = server.mirror.clone();
         tokio::spawn(nlm::callbacks(
             rx,
             Arc::new(move |p| s.release_refused(p)),
-            vip,
+            Arc::new(move |export| match export {
+                Some(e) => m.vip_of(e),
+                None => m
+                    .vips
+                    .iter()
+                    .find(|g| g.vip.held())
+                    .or(m.vips.first())
+                    .map(|g| g.vip.clone()),
+            }),
         ));
     }
     {
@@ -431,15 +445,14 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen for peers on {}", cli.peer_listen))?;
         tracing::info!(addr = %cli.peer_listen, me = server.mirror.group.me, "peer channel listening");
         tokio::spawn(peer::serve(server.mirror.clone(), l));
-        if let Some(v) = server.mirror.group.vip.clone() {
+        for g in &server.mirror.vips {
             let mine = server
                 .mirror
-                .vip_export()
-                .and_then(|e| server.mirror.role(e))
+                .role(g.lead)
                 .is_some_and(|r| matches!(&*r, mirror::Role::Primary(_)));
-            v.take(mine);
-            vip::guard(&v, cli.port);
-            tokio::spawn(vip::keeper(v));
+            g.vip.take(mine);
+            vip::guard(&g.vip, cli.port);
+            tokio::spawn(vip::keeper(g.vip.clone()));
         }
         if !cli.witness_mode {
             peer::spawn_dialers(server.mirror.clone());

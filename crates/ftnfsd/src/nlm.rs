@@ -14,6 +14,7 @@ use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ftnfs_core::ids::ExportId;
 use ftnfs_wire::nlm::{self, Stat};
 use ftnfs_wire::portmap;
 use ftnfs_wire::rpc::{AcceptStat, CallHeader, ReplyHeader, Xid};
@@ -127,12 +128,13 @@ impl Nlm {
 /// client that answers anything but granted no longer waits: `release` gives its lock back
 /// (as an UNLOCK of it, which on a mirrored export every member executes).
 ///
-/// `source`: the address the calls come from when this member holds it (the group's virtual
-/// IP): the Linux client takes a GRANTED only from the address it sent its LOCK to.
+/// `source`: the virtual IP of the export a callback is about (of any held one for a
+/// `_RES`, which names no file); calls come from it while this member holds it — the Linux
+/// client takes a GRANTED only from the address it sent its LOCK to.
 pub async fn callbacks(
     mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
     release: Arc<dyn Fn(Pending) + Send + Sync>,
-    source: Option<Arc<crate::vip::Vip>>,
+    source: Arc<dyn Fn(Option<ExportId>) -> Option<Arc<crate::vip::Vip>> + Send + Sync>,
 ) {
     while let Some(o) = rx.recv().await {
         let (p, again) = match o {
@@ -143,7 +145,7 @@ pub async fn callbacks(
                 proc_,
                 body,
             } => {
-                let from = from_address(&source);
+                let from = from_address(&source(None));
                 tokio::task::spawn_blocking(move || {
                     if let Err(e) = call_program(from, addr, (nlm::PROGRAM, vers, proc_), &body) {
                         tracing::warn!(client = %addr, proc_, error = %e, "NLM _RES not delivered");
@@ -153,7 +155,10 @@ pub async fn callbacks(
             }
         };
         let release = release.clone();
-        let from = from_address(&source);
+        let export = ftnfs_core::handle::FileHandle::decode(&p.args.alock.fh)
+            .ok()
+            .map(|h| h.export);
+        let from = from_address(&source(export));
         tokio::task::spawn_blocking(move || match grant(from, &p) {
             Ok((Stat::Granted, _)) => tracing::debug!(client = %p.addr, "NLM GRANTED delivered"),
             Ok((stat, 1)) if !again => {

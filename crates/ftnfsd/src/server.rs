@@ -751,19 +751,20 @@ impl Server {
     /// and refused if it was deposed meanwhile. Any other member answers them (a standby
     /// with JUKEBOX for what follows).
     fn address_leased(&self, may_wait: bool) -> bool {
-        let Some(e) = self.mirror.vip_export() else {
-            return true;
-        };
-        let primary = || matches!(self.mirror.role(e).as_deref(), Some(Role::Primary(_)));
-        if !primary() {
-            return true;
-        }
-        let leased = if may_wait {
-            self.leased(e)
-        } else {
-            self.mirror.lease_ok(e, self.now())
-        };
-        leased && primary()
+        // every virtual server this member is primary of (a frozen member's leases all ran
+        // out together; the call does not say which address it came to)
+        self.mirror.address_exports().into_iter().all(|e| {
+            let primary = || matches!(self.mirror.role(e).as_deref(), Some(Role::Primary(_)));
+            if !primary() {
+                return true;
+            }
+            let leased = if may_wait {
+                self.leased(e)
+            } else {
+                self.mirror.lease_ok(e, self.now())
+            };
+            leased && primary()
+        })
     }
 
     fn answers_reads(&self, info: &ProcInfo, a: &Args, may_wait: bool) -> bool {
@@ -1000,7 +1001,7 @@ impl Server {
             "took over: lock waiters granted lately are told again"
         );
         let nlm = self.nlm.clone();
-        let vip = self.mirror.group.vip.clone();
+        let vip = self.mirror.vip_of(export);
         std::thread::spawn(move || {
             for _ in 0..200 {
                 if vip.as_ref().is_none_or(|v| v.held()) {
@@ -1022,7 +1023,7 @@ impl Server {
         }
         let hosts = self.local.recovery.monitor().hosts();
         let state = self.local.recovery.monitor().state();
-        let vip = self.mirror.group.vip.clone();
+        let vip = self.mirror.vip_of(export);
         std::thread::spawn(move || {
             for _ in 0..200 {
                 if vip.as_ref().is_none_or(|v| v.held()) {

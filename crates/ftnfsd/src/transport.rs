@@ -150,6 +150,11 @@ impl Transport {
 
     async fn connection(self: &Arc<Self>, sock: TcpStream, peer: SocketAddr) {
         tracing::debug!(client = %peer, "connected");
+        // the virtual server it came to: its connections close when its primary moves
+        let mut close = match sock.local_addr() {
+            Ok(a) => self.server.mirror.close_signal(a.ip()),
+            Err(_) => self.server.mirror.close_clients.subscribe(),
+        };
         let (mut rd, wr) = sock.into_split();
         // replies are written by whoever made them (reply_sink.rs); the writer task only
         // finishes what the socket did not take at once
@@ -161,7 +166,6 @@ impl Transport {
         let per_conn = Arc::new(Semaphore::new(self.limits.per_connection));
         let mut dec = RecordDecoder::new(MAX_RECORD);
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        let mut close = self.server.mirror.close_clients.subscribe();
         'read: loop {
             tokio::select! {
                 r = rd.read_buf(&mut buf) => match r {

@@ -40,7 +40,7 @@ const REFRESH: Duration = Duration::from_millis(500);
 #[derive(Debug, thiserror::Error)]
 pub enum VipError {
     /// `--vip` is malformed.
-    #[error("--vip {0}: expected IPV4/PREFIX or IPV6/PREFIX")]
+    #[error("--vip {0}: expected [MEMBERS=]IPV4/PREFIX or [MEMBERS=]IPV6/PREFIX (MEMBERS as in -ftnfs=, e.g. a:b)")]
     Syntax(String),
     /// The interface does not exist.
     #[error("interface {0}: {1}")]
@@ -53,9 +53,12 @@ pub enum VipError {
     Io(#[from] std::io::Error),
 }
 
-/// The virtual IP of this member's group.
+/// The virtual IP of one group of exports: the virtual server its clients mount.
 #[derive(Debug)]
 pub struct Vip {
+    /// The group: the member list of its exports as written in `-ftnfs=` (`None`: the group
+    /// of the first mirrored export).
+    pub group: Option<Vec<String>>,
     /// The address (IPv4 or IPv6).
     pub addr: IpAddr,
     /// Its prefix length.
@@ -72,9 +75,20 @@ pub struct Vip {
 }
 
 impl Vip {
-    /// Parses `ADDR/PREFIX` for interface `dev`.
+    /// Parses `[MEMBERS=]ADDR/PREFIX` for interface `dev` (MEMBERS: `a:b`, the group's
+    /// member list as its exports give it in `-ftnfs=`).
     pub fn parse(spec: &str, dev: &str) -> Result<Vip, VipError> {
-        let (a, p) = spec
+        let (group, net) = match spec.split_once('=') {
+            Some((g, n)) => {
+                let members: Vec<String> = g.split(':').map(str::to_string).collect();
+                if members.len() < 2 || members.iter().any(|m| m.is_empty()) {
+                    return Err(VipError::Syntax(spec.into()));
+                }
+                (Some(members), n)
+            }
+            None => (None, spec),
+        };
+        let (a, p) = net
             .split_once('/')
             .ok_or_else(|| VipError::Syntax(spec.into()))?;
         let addr: IpAddr = a.parse().map_err(|_| VipError::Syntax(spec.into()))?;
@@ -85,6 +99,7 @@ impl Vip {
         }
         nix::net::if_::if_nametoindex(dev).map_err(|e| VipError::Dev(dev.into(), e))?;
         Ok(Vip {
+            group,
             addr,
             prefix,
             dev: dev.into(),
@@ -503,7 +518,15 @@ mod tests {
         let dev = "lo";
         assert!(Vip::parse("10.99.0.100/24", dev).is_ok());
         assert!(Vip::parse("fd99::100/64", dev).unwrap().addr.is_ipv6());
+        let g = Vip::parse("b:a=10.99.0.51/24", dev).unwrap();
+        assert_eq!(g.group, Some(vec!["b".to_string(), "a".to_string()]));
+        assert_eq!(g.addr.to_string(), "10.99.0.51");
+        assert_eq!(Vip::parse("10.99.0.51/24", dev).unwrap().group, None);
         for bad in [
+            "a=10.99.0.51/24",
+            "a:=10.99.0.51/24",
+            "=10.99.0.51/24",
+            "a:b=10.99.0.51",
             "10.99.0.100/33",
             "fd99::100/129",
             "::/0",

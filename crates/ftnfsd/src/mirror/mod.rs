@@ -95,8 +95,8 @@ pub struct Group {
     pub failover: FailoverConfig,
     /// The witness among the peers, if the group has one.
     pub witness: Option<MemberId>,
-    /// The virtual IP that follows the primary of the first mirrored export.
-    pub vip: Option<Arc<crate::vip::Vip>>,
+    /// The virtual IPs (`--vip`), each of a group of exports (`Mirror::vips` matches them).
+    pub vips: Vec<Arc<crate::vip::Vip>>,
     /// Rejoin and resync settings.
     pub rejoin: RejoinCfg,
 }
@@ -265,10 +265,74 @@ pub struct Mirror {
     /// Resync tunables.
     pub resync: crate::resync::Settings,
     rejoin: Rejoin,
-    /// Bumped when every client connection must close (this member handed the primary role
-    /// over: clients reconnect to the virtual IP, now at the new primary, and resend what
-    /// got no reply here).
+    /// Bumped when the client connections that reached this member on its own addresses
+    /// must close (the primary of a virtual IP moved: clients reconnect to it, now at the
+    /// new primary, and resend what got no reply here). Connections to a virtual IP close
+    /// with their group's ([`GroupVip::close`]).
     pub close_clients: tokio::sync::watch::Sender<u64>,
+    /// The virtual servers, one per `--vip`.
+    pub vips: Vec<GroupVip>,
+}
+
+/// A virtual server: a virtual IP and the exports it serves — those whose member list is
+/// its group's. It follows the primary of `lead`, the first of them; groups with other
+/// member orders have other primaries and their own address (patent Table II, issue 16).
+pub struct GroupVip {
+    /// The address.
+    pub vip: Arc<crate::vip::Vip>,
+    /// The export whose primary holds it.
+    pub lead: ExportId,
+    /// Every export of its group (`lead` among them).
+    pub exports: Vec<ExportId>,
+    /// Bumped when the clients connected to this address must reconnect: its primary
+    /// moved (clients of other groups' addresses stay connected).
+    pub close: tokio::sync::watch::Sender<u64>,
+}
+
+/// Matches each `--vip` with its group: the exports listing exactly its members, in its
+/// order (a `--vip` without members: the group of the first mirrored export). A group
+/// without exports here, two addresses for one group or one address twice is refused.
+fn group_vips(
+    vips: &[Arc<crate::vip::Vip>],
+    lists: &[(ExportId, Vec<String>)],
+) -> anyhow::Result<Vec<GroupVip>> {
+    let mut out: Vec<GroupVip> = Vec::new();
+    for v in vips {
+        let members = match &v.group {
+            Some(g) => g.clone(),
+            None => match lists.iter().min_by_key(|(e, _)| *e) {
+                Some((_, m)) => m.clone(),
+                None => anyhow::bail!("--vip {}: no mirrored export", v.addr),
+            },
+        };
+        let mut exports: Vec<ExportId> = lists
+            .iter()
+            .filter(|(_, m)| *m == members)
+            .map(|(e, _)| *e)
+            .collect();
+        exports.sort();
+        let Some(lead) = exports.first().copied() else {
+            anyhow::bail!(
+                "--vip {}={}: no export is mirrored by exactly these members, in this order",
+                members.join(":"),
+                v.addr
+            );
+        };
+        if let Some(o) = out.iter().find(|o| o.lead == lead || o.vip.addr == v.addr) {
+            anyhow::bail!(
+                "--vip {} and --vip {}: one address per group, one group per address",
+                o.vip.addr,
+                v.addr
+            );
+        }
+        out.push(GroupVip {
+            vip: v.clone(),
+            lead,
+            exports,
+            close: tokio::sync::watch::Sender::new(0),
+        });
+    }
+    Ok(out)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -317,6 +381,7 @@ impl Mirror {
         let exports = &local.exports;
         let mut roles = HashMap::new();
         let mut members_of = Vec::new();
+        let mut lists: Vec<(ExportId, Vec<String>)> = Vec::new();
         let mut rejoin = Rejoin {
             logs: HashMap::new(),
             incoming: Mutex::new(HashMap::new()),
@@ -333,6 +398,7 @@ impl Mirror {
                     e.cfg.path
                 ),
             };
+            lists.push((e.cfg.id, members.clone()));
             let Some(pos) = members.iter().position(|m| *m == group.me) else {
                 anyhow::bail!(
                     "export {} is mirrored by {} but this member is {:?} (--name)",
@@ -440,8 +506,10 @@ impl Mirror {
             ..MemberSettings::default()
         };
         let node = Node::new(settings, group.witness, members_of);
+        let vips = group_vips(&group.vips, &lists)?;
         Ok(Mirror {
             close_clients: tokio::sync::watch::Sender::new(0),
+            vips,
             resync: crate::resync::Settings {
                 rate: std::sync::atomic::AtomicU64::new(group.rejoin.rate),
                 hold_ms: group.rejoin.hold_ms.max(10),
@@ -634,9 +702,52 @@ impl Mirror {
         }
     }
 
-    /// A change of this export's primary moves the clients: the virtual IP follows it.
+    /// A change of this export's primary moves the clients: a virtual IP follows it.
     fn moves_clients(&self, export: ExportId) -> bool {
-        self.group.vip.is_some() && self.vip_export() == Some(export)
+        self.vip_led_by(export).is_some()
+    }
+
+    /// The virtual server whose address follows `export`'s primary.
+    pub fn vip_led_by(&self, export: ExportId) -> Option<&GroupVip> {
+        self.vips.iter().find(|g| g.lead == export)
+    }
+
+    /// The exports whose primaries answer calls that name no export (NULL, MOUNT): those
+    /// the virtual IPs follow; without one, the first mirrored export.
+    pub fn address_exports(&self) -> Vec<ExportId> {
+        if self.vips.is_empty() {
+            self.roles.keys().min().copied().into_iter().collect()
+        } else {
+            self.vips.iter().map(|g| g.lead).collect()
+        }
+    }
+
+    /// The virtual IP clients of `export` reach it by (its group's), if it has one.
+    pub fn vip_of(&self, export: ExportId) -> Option<Arc<crate::vip::Vip>> {
+        self.vips
+            .iter()
+            .find(|g| g.exports.contains(&export))
+            .map(|g| g.vip.clone())
+    }
+
+    /// The closing signal for a client connection that reached this member at `local`:
+    /// its virtual server's, or for any other address the one every move bumps.
+    pub fn close_signal(&self, local: std::net::IpAddr) -> tokio::sync::watch::Receiver<u64> {
+        let local = ftnfs_core::exports::client_ip(local);
+        match self.vips.iter().find(|g| g.vip.addr == local) {
+            Some(g) => g.close.subscribe(),
+            None => self.close_clients.subscribe(),
+        }
+    }
+
+    /// `export`'s primary moved away from this member (or to another): the clients of its
+    /// virtual IP reconnect — at once, rather than waiting here for replies that will never
+    /// come — and so do those on this member's own addresses.
+    fn close_clients_of(&self, export: ExportId) {
+        if let Some(g) = self.vip_led_by(export) {
+            g.close.send_modify(|n| *n += 1);
+            self.close_clients.send_modify(|n| *n += 1);
+        }
     }
 
     /// The read lease of a primary: it may answer a client from its own mirror only while
@@ -1027,11 +1138,6 @@ impl Mirror {
         }
     }
 
-    /// The export whose primary holds the virtual IP: the first mirrored one.
-    pub fn vip_export(&self) -> Option<ExportId> {
-        self.roles.keys().min().copied()
-    }
-
     /// A message from the peer `from` on the link we dialed (we are its primary).
     pub fn on_primary_link_msg(self: &Arc<Self>, from: MemberId, msg: PeerMsg, now: Millis) {
         self.heard(from, now);
@@ -1245,5 +1351,63 @@ impl Facts for Mirror {
 
     fn name(&self, m: MemberId) -> String {
         self.group.name_of(m).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vip(spec: &str) -> Arc<crate::vip::Vip> {
+        Arc::new(crate::vip::Vip::parse(spec, "lo").expect("a valid --vip"))
+    }
+
+    fn list(m: &str) -> Vec<String> {
+        m.split(':').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn each_virtual_ip_serves_the_exports_of_its_member_order() {
+        // Table II: /home1 and /home2 by a:b, /home3 by b:a — two virtual servers
+        let lists = vec![
+            (ExportId(30), list("b:a")),
+            (ExportId(20), list("a:b")),
+            (ExportId(10), list("a:b")),
+        ];
+        let g = group_vips(&[vip("10.0.0.50/24"), vip("b:a=10.0.0.51/24")], &lists).unwrap();
+        assert_eq!(
+            (g[0].lead, g[0].exports.clone()),
+            (ExportId(10), vec![ExportId(10), ExportId(20)])
+        );
+        assert_eq!(
+            (g[1].lead, g[1].exports.clone()),
+            (ExportId(30), vec![ExportId(30)])
+        );
+        // the group of the first export, named or not, is the same group
+        let named = group_vips(&[vip("a:b=10.0.0.50/24")], &lists).unwrap();
+        assert_eq!(named[0].lead, ExportId(10));
+    }
+
+    #[test]
+    fn a_virtual_ip_without_its_group_or_twice_is_refused() {
+        let lists = vec![(ExportId(10), list("a:b")), (ExportId(30), list("b:a"))];
+        for (vips, why) in [
+            (vec![vip("a:c=10.0.0.50/24")], "no export"),
+            (
+                vec![vip("10.0.0.50/24"), vip("a:b=10.0.0.51/24")],
+                "one address per group",
+            ),
+            (
+                vec![vip("a:b=10.0.0.50/24"), vip("b:a=10.0.0.50/24")],
+                "one address per group",
+            ),
+        ] {
+            let err = group_vips(&vips, &lists).err().expect("refused");
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        assert!(
+            group_vips(&[vip("10.0.0.50/24")], &[]).is_err(),
+            "no mirrored export"
+        );
     }
 }

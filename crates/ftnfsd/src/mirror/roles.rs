@@ -68,10 +68,8 @@ impl Mirror {
         }
         self.set_role(export, Role::Primary(ps));
         self.event(now, export, what);
-        if let Some(v) = &self.group.vip {
-            if self.vip_export() == Some(export) {
-                v.take_for(self.recent_clients(now));
-            }
+        if let Some(g) = self.vip_led_by(export) {
+            g.vip.take_for(self.recent_clients(now));
         }
         let links: Vec<(MemberId, Link)> = lock(&self.links)
             .iter()
@@ -105,10 +103,8 @@ impl Mirror {
     /// by a standby and gives up the virtual IP.
     pub(super) fn stand_by(&self, ps: &PrimarySide, st: Standing, now: Millis, what: String) {
         // clients follow the primary before anything else happens here (fencing.rs)
-        if let Some(v) = &self.group.vip {
-            if self.vip_export() == Some(ps.export) {
-                v.give_up();
-            }
+        if let Some(g) = self.vip_led_by(ps.export) {
+            g.vip.give_up();
         }
         self.set_role(
             ps.export,
@@ -342,11 +338,9 @@ impl Mirror {
             let _ = w.try_send(Signal::Drop);
         }
         let what = format!("deposed as primary: {}", standing.why);
-        if self.moves_clients(ps.export) {
-            // reset before standing by: no client waits on this member for a reply it will
-            // never send (the virtual IP goes in stand_by, first thing)
-            self.close_clients.send_modify(|g| *g += 1);
-        }
+        // reset before standing by: no client waits on this member for a reply it will
+        // never send (the virtual IP goes in stand_by, first thing)
+        self.close_clients_of(ps.export);
         self.stand_by(ps, standing, now, what);
     }
 
@@ -456,9 +450,7 @@ impl Mirror {
         }
         // the new primary holds the virtual IP now: clients still connected here reconnect
         // to it and resend the requests held here without a reply
-        if self.moves_clients(sb.export) {
-            self.close_clients.send_modify(|g| *g += 1);
-        }
+        self.close_clients_of(sb.export);
         reply(true, String::new())
     }
 
