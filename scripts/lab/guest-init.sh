@@ -69,10 +69,15 @@ MOPTS=$(arg mountopts); MOPTS=${MOPTS:+,$MOPTS}
 # an IPv6 server (ftnfs.srv=fd99::1): [ADDR]:PATH over tcp6
 SPEC="$SRV:$P"; PROTO=tcp
 case "$SRV" in *:*) SPEC="[$SRV]:$P"; PROTO=tcp6 ;; esac
+# ftnfs.proto=udp: NFS and MOUNT over UDP (needs the rebuilt modules of
+# scripts/lab/prepare-udp-modules.sh: Debian's refuse proto=udp)
+[ "$(arg proto)" = udp ] && PROTO=udp
 until mount -t nfs -o vers=3,proto=$PROTO,port=$PORT,mountport=$PORT,mountproto=$PROTO,$LOCK,hard,timeo=20,addr=$SRV$MOPTS "$SPEC" /mnt; do
   tries=$((tries+1)); [ $tries -ge 60 ] && result "FAIL mount"
   echo "mount failed, again in 1 s ($tries)"; sleep 1
 done
+# what the kernel mounted with (tests check proto=)
+echo "FTNFS-MOUNT $(grep " /mnt " /proc/mounts | head -1)"
 cd /mnt || result "FAIL cd"
 case "$WORK" in
 seqio)

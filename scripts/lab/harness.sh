@@ -8,7 +8,8 @@
 #                                                    FTNFS-RESULT line; a second guest at once
 #                                                    needs its own GUEST_TAP, GUEST_IP (default
 #                                                    10.99.0.100/24) and GUEST_MAC; GUEST_PATH
-#                                                    is the path it mounts (default $EXPORT)
+#                                                    is the path it mounts (default $EXPORT);
+#                                                    GUEST_INITRD another initramfs (UDP)
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=$("$LAB/prepare-guest.sh" "${FTNFS_LAB_CACHE:-$LAB/../../.lab-cache}" | tail -1) || exit 1
 # shellcheck source=topo.sh
@@ -28,7 +29,7 @@ check() { # NAME RC DETAIL
 finish() { echo "$pass passed, $fail failed"; [ "$fail" = 0 ]; }
 run_guest() { # SERIAL SERVER WORKLOAD [KERNEL ARGS]
   topo_hub timeout 300 qemu-system-x86_64 -accel tcg -M pc -smp 1 -m 256 -nodefaults -nographic -no-reboot \
-    -serial file:"$1" -monitor none -kernel "$CACHE/vmlinux" -initrd "$CACHE/initramfs.cpio.gz" \
+    -serial file:"$1" -monitor none -kernel "$CACHE/vmlinux" -initrd "${GUEST_INITRD:-$CACHE/initramfs.cpio.gz}" \
     -append "console=ttyS0 quiet panic=-1 ftnfs.srv=$2 ftnfs.ip=${GUEST_IP:-10.99.0.100/24} ftnfs.path=${GUEST_PATH:-$EXPORT} ftnfs.port=2049 ftnfs.work=$3 ${4:-}" \
     -netdev tap,id=n0,ifname="${GUEST_TAP:-tg0}",script=no,downscript=no \
     -device virtio-net-pci,netdev=n0,romfile=${GUEST_MAC:+,mac=$GUEST_MAC}
