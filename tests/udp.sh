@@ -8,6 +8,10 @@
 #      acknowledged records between mkdir/rmdir rounds over UDP: the guest ends without an
 #      error (no update executed twice: a retransmission across the failover gets its first
 #      answer from the survivor's DRC), b took over, every acknowledged record is on b.
+#   3. the same over a multicast virtual IP (--vip …,multicast; Documentation/15-virtual-
+#      servers.md): the guest's ARP gets the address's multicast MAC from the primary, every
+#      member receives every datagram (the secondary counts those it drops), and after the
+#      kill the survivor answers the same MAC: the guest passes, every record is on b.
 # Prints "N passed, N failed".
 #   tests/udp.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
 set -uo pipefail
@@ -41,14 +45,14 @@ check "metadata storm and acknowledged writes over UDP" "$([ "$out" = "FTNFS-RES
 kill9 a
 
 # --- 2. a primary killed under a client over UDP -------------------------------------------
-member() { # NAME PEER
-  local d=$W/g/$1
+member() { # NAME PEER [RUN] [VIP-SPEC]
+  local d=$W/${3:-g}/$1
   mkdir -p "$d/export"
   echo "$EXPORT -ftnfs=a:b *(rw,insecure,no_root_squash)" > "$d/exports"
   ip netns exec "$TOPO-$1" unshare -m sh -c "mount --bind '$d/export' '$EXPORT' && exec '$T/ftnfsd' \
     --exports '$d/exports' --state-dir '$d/state' --port 2049 --admin-socket '$d/adm.sock' \
     --no-portmap --name $1 --peer $2=${IP[$2]}:2050 --peer-listen ${IP[$1]}:2050 \
-    --secret-file '$W/secret' --vip $VIP/24 --vip-dev eth0" 2>>"$d/log" &
+    --secret-file '$W/secret' --vip ${4:-$VIP/24} --vip-dev eth0" 2>>"$d/log" &
 }
 member a b; member b a
 for _ in $(seq 1200); do status g a | grep -q '"joined": true' && break; sleep 0.1; done
@@ -64,5 +68,30 @@ check "the guest's updates went on over UDP through the failover, none executed 
   "$([ "$(cat "$W/fo.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/fo.out")"
 python3 "$LAB/check-acks.py" "$W/serial-fo" "$W/g/b/export/ack" > "$W/fo-acks" 2>&1
 check "every acknowledged record is on the survivor" $? "$(cat "$W/fo-acks")"
+kill9 b
+sleep 3.5   # the virtual IP's lifetime runs out
+
+# --- 3. a multicast virtual IP --------------------------------------------------------------
+MVIP=10.99.0.60
+foreign() { # RUN NAME: datagrams to the multicast address this member dropped (not its holder)
+  status "$1" "$2" | python3 -c 'import json,sys; print(sum(v["foreign_datagrams"] for v in json.load(sys.stdin)["virtual_ips"]))' 2>/dev/null
+}
+member a b m "$MVIP/24,multicast"; member b a m "$MVIP/24,multicast"
+for _ in $(seq 1200); do status m a | grep -q '"joined": true' && break; sleep 0.1; done
+check "multicast group formed, a primary" "$([ "$(role m a)" = "primary 1" ]; echo $?)" "$(role m a)"
+( run_guest "$W/serial-mc" "$MVIP" ackmeta "ftnfs.proto=udp ftnfs.n=80" > "$W/mc.out" ) & G=$!
+wait_acks "$W/serial-mc" 15
+before=$(foreign m b)
+check "every member receives the datagrams: b dropped $before sent to $MVIP while a answered" \
+  "$([ "${before:-0}" -gt 0 ]; echo $?)" "b: $(status m b | head -c 600)"
+kill9 a
+for _ in $(seq 1200); do [ "$(role m b)" = "primary 2" ] && break; sleep 0.05; done
+check "b took the multicast group over in epoch 2" "$([ "$(role m b)" = "primary 2" ]; echo $?)" "$(role m b)"
+wait $G
+check "the guest's updates over the multicast address went on through the failover" \
+  "$([ "$(cat "$W/mc.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/mc.out")"
+python3 "$LAB/check-acks.py" "$W/serial-mc" "$W/m/b/export/ack" > "$W/mc-acks" 2>&1
+check "every acknowledged record is on the survivor" $? "$(cat "$W/mc-acks")"
+grep -q "ARP answered while primary" "$W/m/b/log"; check "the members joined the multicast MAC" $? "$(grep -i multicast "$W/m/b/log" | tail -3)"
 kill9 b
 finish

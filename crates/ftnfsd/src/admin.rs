@@ -74,6 +74,8 @@ pub fn status(server: &Server, transport: &Transport, port: u16) -> Value {
             "addr": g.vip.addr.to_string(),
             "exports": g.exports.iter().map(|e| e.0).collect::<Vec<_>>(),
             "held": g.vip.held(),
+            "multicast": g.vip.multicast,
+            "foreign_datagrams": g.vip.foreign.load(Ordering::Relaxed),
         })).collect::<Vec<_>>(),
         "clients": mounts.iter().map(|(ip, p)| json!({"client": ip.to_string(), "path": p})).collect::<Vec<_>>(),
         "connections": transport.open_connections.load(Ordering::Relaxed),

@@ -21,6 +21,7 @@ mod lock_table;
 mod metrics;
 mod mirror;
 mod monitor;
+mod multicast;
 mod nfs3_procs;
 mod nlm;
 mod nsm;
@@ -34,6 +35,7 @@ mod replylog;
 mod resync;
 mod server;
 mod transport;
+mod udp_dst;
 mod verify;
 mod vip;
 
@@ -452,6 +454,13 @@ async fn main() -> anyhow::Result<()> {
                 .is_some_and(|r| matches!(&*r, mirror::Role::Primary(_)));
             g.vip.take(mine);
             vip::guard(&g.vip, cli.port);
+            if g.vip.multicast {
+                multicast::quiet_arp(&g.vip.dev);
+                let v = g.vip.clone();
+                std::thread::Builder::new()
+                    .name("arp-responder".into())
+                    .spawn(move || multicast::responder(v))?;
+            }
             tokio::spawn(vip::keeper(g.vip.clone()));
         }
         if !cli.witness_mode {

@@ -224,16 +224,30 @@ impl Transport {
 
     /// Serves UDP datagrams forever.
     pub async fn serve_udp(self: Arc<Self>, sock: UdpSocket) {
+        use tokio::io::Interest;
+        // replies go out from the address each request came to (udp_dst.rs)
+        crate::udp_dst::ask_destinations(&sock);
         let sock = Arc::new(sock);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
-            let (n, peer) = match sock.recv_from(&mut buf).await {
+            let (n, peer, to) = match sock
+                .async_io(Interest::READABLE, || crate::udp_dst::recv(&sock, &mut buf))
+                .await
+            {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "udp receive failed");
                     continue;
                 }
             };
+            // a datagram to a multicast virtual IP reaches every member: only its holder
+            // answers (the others drop it until proxy mode keeps it, multicast.rs)
+            if let Some(v) = to.and_then(|t| self.server.mirror.multicast_vip(t)) {
+                if !v.held() {
+                    v.foreign.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
             let Ok(permit) = self.inflight.clone().acquire_owned().await else {
                 return;
             };
@@ -242,7 +256,11 @@ impl Transport {
             if let Ok(reply) = self.server.handle_inline(&rec, client) {
                 drop(permit);
                 if let Some(reply) = reply {
-                    let _ = sock.send_to(&reply, peer).await;
+                    let _ = sock
+                        .async_io(Interest::WRITABLE, || {
+                            crate::udp_dst::send(&sock, &reply, peer, to)
+                        })
+                        .await;
                 }
                 continue;
             }
@@ -260,10 +278,14 @@ impl Transport {
                     tracing::warn!(client = %peer, len = reply.len(), "reply too large for UDP; dropped");
                     return;
                 }
-                match sock.try_send_to(&reply, peer) {
+                match crate::udp_dst::send(&sock, &reply, peer, to) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         rt.spawn(async move {
-                            let _ = sock.send_to(&reply, peer).await;
+                            let _ = sock
+                                .async_io(Interest::WRITABLE, || {
+                                    crate::udp_dst::send(&sock, &reply, peer, to)
+                                })
+                                .await;
                             drop(permit);
                         });
                     }

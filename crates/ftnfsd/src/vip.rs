@@ -40,7 +40,7 @@ const REFRESH: Duration = Duration::from_millis(500);
 #[derive(Debug, thiserror::Error)]
 pub enum VipError {
     /// `--vip` is malformed.
-    #[error("--vip {0}: expected [MEMBERS=]IPV4/PREFIX or [MEMBERS=]IPV6/PREFIX (MEMBERS as in -ftnfs=, e.g. a:b)")]
+    #[error("--vip {0}: expected [MEMBERS=]IPV4/PREFIX[,multicast] or [MEMBERS=]IPV6/PREFIX (MEMBERS as in -ftnfs=, e.g. a:b)")]
     Syntax(String),
     /// The interface does not exist.
     #[error("interface {0}: {1}")]
@@ -59,6 +59,12 @@ pub struct Vip {
     /// The group: the member list of its exports as written in `-ftnfs=` (`None`: the group
     /// of the first mirrored export).
     pub group: Option<Vec<String>>,
+    /// Delivered by multicast (`,multicast`): on every member's `lo`, ARP answered by the
+    /// primary with the address's multicast MAC (multicast.rs). IPv4 only.
+    pub multicast: bool,
+    /// Datagrams to a multicast address that reached this member while another held it
+    /// (dropped: every member gets every datagram; only the primary answers).
+    pub foreign: std::sync::atomic::AtomicU64,
     /// The address (IPv4 or IPv6).
     pub addr: IpAddr,
     /// Its prefix length.
@@ -78,7 +84,11 @@ impl Vip {
     /// Parses `[MEMBERS=]ADDR/PREFIX` for interface `dev` (MEMBERS: `a:b`, the group's
     /// member list as its exports give it in `-ftnfs=`).
     pub fn parse(spec: &str, dev: &str) -> Result<Vip, VipError> {
-        let (group, net) = match spec.split_once('=') {
+        let (spec_net, multicast) = match spec.strip_suffix(",multicast") {
+            Some(rest) => (rest, true),
+            None => (spec, false),
+        };
+        let (group, net) = match spec_net.split_once('=') {
             Some((g, n)) => {
                 let members: Vec<String> = g.split(':').map(str::to_string).collect();
                 if members.len() < 2 || members.iter().any(|m| m.is_empty()) {
@@ -86,7 +96,7 @@ impl Vip {
                 }
                 (Some(members), n)
             }
-            None => (None, spec),
+            None => (None, spec_net),
         };
         let (a, p) = net
             .split_once('/')
@@ -94,11 +104,18 @@ impl Vip {
         let addr: IpAddr = a.parse().map_err(|_| VipError::Syntax(spec.into()))?;
         let prefix: u8 = p.parse().map_err(|_| VipError::Syntax(spec.into()))?;
         let bits = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > bits || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+        if prefix > bits
+            || addr.is_unspecified()
+            || addr.is_multicast()
+            || addr.is_loopback()
+            || (multicast && addr.is_ipv6())
+        {
             return Err(VipError::Syntax(spec.into()));
         }
         nix::net::if_::if_nametoindex(dev).map_err(|e| VipError::Dev(dev.into(), e))?;
         Ok(Vip {
+            multicast,
+            foreign: std::sync::atomic::AtomicU64::new(0),
             group,
             addr,
             prefix,
@@ -149,10 +166,21 @@ pub fn guard(vip: &Vip, port: u16) {
         "{family} daddr {} meta l4proto {{ tcp, udp }} th dport {port}",
         vip.addr
     );
+    // a multicast address serves UDP: TCP sent to its multicast MAC would reach every
+    // member's listener at once
+    let tcp_off = if vip.multicast {
+        format!(
+            "add rule inet ftnfs_vip {chain} {family} daddr {} tcp dport {port} meta pkttype multicast counter drop\n",
+            vip.addr
+        )
+    } else {
+        String::new()
+    };
     let script = format!(
         "add table inet ftnfs_vip\n\
          add chain inet ftnfs_vip {chain} {{ type filter hook input priority -10; policy accept; }}\n\
          flush chain inet ftnfs_vip {chain}\n\
+         {tcp_off}\
          add rule inet ftnfs_vip {chain} {m} socket transparent 0 accept\n\
          add rule inet ftnfs_vip {chain} {m} socket transparent 1 accept\n\
          add rule inet ftnfs_vip {chain} {m} counter drop\n"
@@ -211,7 +239,8 @@ pub async fn keeper(vip: Arc<Vip>) {
     let mut announced = false;
     loop {
         let want = vip.held();
-        let r = if want {
+        // a multicast address is on every live member's lo, held or not (multicast.rs)
+        let r = if want || vip.multicast {
             refresh(&handle, &vip).await
         } else if had {
             remove(&handle, &vip).await
@@ -241,6 +270,10 @@ pub async fn keeper(vip: Arc<Vip>) {
                             if let Err(e) = announce(&v) {
                                 tracing::warn!(error = %e, "announcing the virtual IP failed");
                             }
+                            // (a multicast address serves UDP clients: nothing to tickle)
+                            if v.multicast {
+                                continue;
+                            }
                             if let Err(e) = tickle(&v, &clients) {
                                 tracing::warn!(error = %e, "tickle ACK failed");
                             }
@@ -267,10 +300,21 @@ pub async fn keeper(vip: Arc<Vip>) {
     }
 }
 
+impl Vip {
+    /// The interface and prefix the address goes on: `lo`/32 for a multicast one.
+    fn placed(&self) -> (&str, u8) {
+        if self.multicast {
+            ("lo", 32)
+        } else {
+            (self.dev.as_str(), self.prefix)
+        }
+    }
+}
+
 async fn refresh(h: &rtnetlink::Handle, vip: &Vip) -> Result<(), VipError> {
-    let idx = nix::net::if_::if_nametoindex(vip.dev.as_str())
-        .map_err(|e| VipError::Dev(vip.dev.clone(), e))?;
-    let mut req = h.address().add(idx, vip.addr, vip.prefix).replace();
+    let (dev, prefix) = vip.placed();
+    let idx = nix::net::if_::if_nametoindex(dev).map_err(|e| VipError::Dev(dev.into(), e))?;
+    let mut req = h.address().add(idx, vip.addr, prefix).replace();
     let mut ci = CacheInfo::default();
     ci.ifa_valid = LIFETIME_S;
     ci.ifa_preferred = LIFETIME_S;
@@ -286,8 +330,8 @@ async fn refresh(h: &rtnetlink::Handle, vip: &Vip) -> Result<(), VipError> {
 }
 
 async fn remove(h: &rtnetlink::Handle, vip: &Vip) -> Result<(), VipError> {
-    let idx = nix::net::if_::if_nametoindex(vip.dev.as_str())
-        .map_err(|e| VipError::Dev(vip.dev.clone(), e))?;
+    let (dev, _) = vip.placed();
+    let idx = nix::net::if_::if_nametoindex(dev).map_err(|e| VipError::Dev(dev.into(), e))?;
     let mut list = h.address().get().set_link_index_filter(idx).execute();
     while let Some(m) = list.try_next().await? {
         let ours = m
@@ -306,15 +350,23 @@ async fn remove(h: &rtnetlink::Handle, vip: &Vip) -> Result<(), VipError> {
 fn announce(vip: &Vip) -> Result<(), VipError> {
     let idx = nix::net::if_::if_nametoindex(vip.dev.as_str())
         .map_err(|e| VipError::Dev(vip.dev.clone(), e))?;
-    let mac_text = std::fs::read_to_string(format!("/sys/class/net/{}/address", vip.dev))?;
+    let mac = mac_of_dev(&vip.dev)?;
+    match vip.addr {
+        // a multicast address is at its multicast MAC, whoever holds it
+        IpAddr::V4(a) if vip.multicast => gratuitous_arp(idx, crate::multicast::mac_of(a), a),
+        IpAddr::V4(a) => gratuitous_arp(idx, mac, a),
+        IpAddr::V6(a) => unsolicited_na(idx, mac, a),
+    }
+}
+
+/// The MAC of interface `dev`.
+pub fn mac_of_dev(dev: &str) -> std::io::Result<[u8; 6]> {
+    let mac_text = std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))?;
     let mut mac = [0u8; 6];
     for (i, part) in mac_text.trim().split(':').take(6).enumerate() {
         mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
     }
-    match vip.addr {
-        IpAddr::V4(a) => gratuitous_arp(idx, mac, a),
-        IpAddr::V6(a) => unsolicited_na(idx, mac, a),
-    }
+    Ok(mac)
 }
 
 /// Broadcasts a gratuitous ARP request for `ip` from `mac` on interface `idx`, so that
@@ -518,6 +570,13 @@ mod tests {
         let dev = "lo";
         assert!(Vip::parse("10.99.0.100/24", dev).is_ok());
         assert!(Vip::parse("fd99::100/64", dev).unwrap().addr.is_ipv6());
+        let m = Vip::parse("b:a=10.99.0.51/24,multicast", dev).unwrap();
+        assert!(m.multicast && m.group.is_some());
+        assert!(!Vip::parse("10.99.0.51/24", dev).unwrap().multicast);
+        assert!(
+            Vip::parse("fd99::100/64,multicast", dev).is_err(),
+            "IPv4 only"
+        );
         let g = Vip::parse("b:a=10.99.0.51/24", dev).unwrap();
         assert_eq!(g.group, Some(vec!["b".to_string(), "a".to_string()]));
         assert_eq!(g.addr.to_string(), "10.99.0.51");

@@ -730,6 +730,16 @@ impl Mirror {
             .map(|g| g.vip.clone())
     }
 
+    /// The multicast virtual IP `ip` is, if it is one (every member receives what is sent
+    /// to it; only its holder answers).
+    pub fn multicast_vip(&self, ip: std::net::IpAddr) -> Option<&Arc<crate::vip::Vip>> {
+        let ip = ftnfs_core::exports::client_ip(ip);
+        self.vips
+            .iter()
+            .map(|g| &g.vip)
+            .find(|v| v.multicast && v.addr == ip)
+    }
+
     /// The closing signal for a client connection that reached this member at `local`:
     /// its virtual server's, or for any other address the one every move bumps.
     pub fn close_signal(&self, local: std::net::IpAddr) -> tokio::sync::watch::Receiver<u64> {

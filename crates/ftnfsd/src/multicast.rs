@@ -1,0 +1,232 @@
+//! Multicast delivery of a virtual IP (the patent's second mode, issue 16;
+//! Documentation/15-virtual-servers.md): every member receives every client datagram sent to
+//! the address. What the network needs, as `tests/multicast-delivery.sh` found it:
+//! - every live member holds the address on `lo` (its kernel accepts datagrams to it), and
+//!   answers no ARP for it (`arp_ignore=1`, `arp_announce=2` on its interface);
+//! - the primary answers ARP requests for it with its IPv4 multicast MAC ([`mac_of`]), from
+//!   user space ([`responder`]); neighbours send to that MAC, which the bridge or switch
+//!   floods to every member. A failover changes no neighbour's cache: the MAC stays.
+//! - every member joins the MAC on its interface (`PACKET_ADD_MEMBERSHIP`, held as long as
+//!   the responder's socket: a real NIC filters multicast MACs nobody joined).
+//!
+//! Delivery only, so far: a member that is not the address's primary drops what it receives
+//! (transport.rs; counted in [`crate::vip::Vip::foreign`]) and updates still reach the
+//! secondaries by relay. Proxy-mode secondaries come next (15-virtual-servers.md).
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::vip::Vip;
+
+/// The IPv4 multicast MAC of `ip`: 01:00:5e and the low 23 bits of the address (RFC 1112 §6.4).
+pub fn mac_of(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+}
+
+/// Sets what makes every member's kernel keep quiet about the address: it answers ARP only
+/// for addresses of the interface asked on (`arp_ignore=1`; the address is on `lo`), and
+/// never names it as an ARP sender (`arp_announce=2`). Host-wide for `all` and for `dev`;
+/// logged, not undone at exit.
+pub fn quiet_arp(dev: &str) {
+    for scope in ["all", dev] {
+        for (knob, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+            let path = format!("/proc/sys/net/ipv4/conf/{scope}/{knob}");
+            if let Err(e) = std::fs::write(&path, value) {
+                tracing::warn!(%path, error = %e, "cannot set it: this host's kernel may answer ARP for the multicast virtual IP with its own MAC");
+            }
+        }
+    }
+    tracing::info!(
+        dev,
+        "multicast virtual IP: arp_ignore=1 and arp_announce=2 set (all, {dev})"
+    );
+}
+
+/// An ARP packet socket on interface `idx`, joined to `mac`.
+fn arp_socket(idx: u32, mac: [u8; 6]) -> std::io::Result<OwnedFd> {
+    let proto = (libc::ETH_P_ARP as u16).to_be();
+    // SAFETY: socket(2) with constant arguments; the descriptor is checked and then owned.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: sockaddr_ll is plain old data; all-zero is valid and then filled in.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = idx as i32;
+    // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: packet_mreq is plain old data; all-zero is valid and then filled in.
+    let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mr.mr_ifindex = idx as i32;
+    mr.mr_type = libc::PACKET_MR_MULTICAST as u16;
+    mr.mr_alen = 6;
+    mr.mr_address[..6].copy_from_slice(&mac);
+    // SAFETY: `mr` is a valid packet_mreq and its exact size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&mr as *const libc::packet_mreq).cast(),
+            std::mem::size_of::<libc::packet_mreq>() as u32,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 500_000,
+    };
+    // SAFETY: `tv` is a valid timeval and its exact size is passed.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    Ok(fd)
+}
+
+/// The ARP reply to `frame` (an Ethernet frame) if it asks who has `ip`: from `own` (the
+/// interface's MAC), naming `mac` (the multicast MAC) as the address's.
+pub fn answer(frame: &[u8], ip: Ipv4Addr, mac: [u8; 6], own: [u8; 6]) -> Option<Vec<u8>> {
+    let arp = frame.get(14..42)?;
+    // Ethernet, IPv4, 6, 4, request, target IP ours
+    if arp[..8] != [0, 1, 0x08, 0x00, 6, 4, 0, 1] || arp[24..28] != ip.octets() {
+        return None;
+    }
+    let (sha, spa) = (&arp[8..14], &arp[14..18]);
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(sha);
+    f.extend_from_slice(&own);
+    f.extend_from_slice(&[0x08, 0x06]);
+    f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(sha);
+    f.extend_from_slice(spa);
+    Some(f)
+}
+
+/// Runs forever on a thread of its own: holds the interface's membership of the address's
+/// multicast MAC, and while this member holds the address answers ARP requests for it with
+/// that MAC.
+pub fn responder(vip: Arc<Vip>) {
+    let std::net::IpAddr::V4(ip) = vip.addr else {
+        return;
+    };
+    let mac = mac_of(ip);
+    let own = crate::vip::mac_of_dev(&vip.dev).unwrap_or([0; 6]);
+    let fd = loop {
+        match nix::net::if_::if_nametoindex(vip.dev.as_str())
+            .map_err(std::io::Error::from)
+            .and_then(|idx| arp_socket(idx, mac))
+        {
+            Ok(fd) => break fd,
+            Err(e) => {
+                tracing::warn!(vip = %vip.addr, error = %e, "multicast virtual IP: no ARP socket yet; again in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    };
+    tracing::info!(vip = %vip.addr, mac = %fmt_mac(mac), "multicast virtual IP: joined its MAC; ARP answered while primary");
+    let mut buf = [0u8; 128];
+    loop {
+        // SAFETY: `buf` is a live buffer of the given length; `fd` is an open socket.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 || !vip.held() {
+            continue;
+        }
+        if let Some(reply) = answer(&buf[..n as usize], ip, mac, own) {
+            // SAFETY: `reply` is a live buffer of the given length; `fd` is an open socket
+            // bound to the interface, so the frame goes out there as is.
+            unsafe { libc::send(fd.as_raw_fd(), reply.as_ptr().cast(), reply.len(), 0) };
+        }
+    }
+}
+
+/// `aa:bb:…` of a MAC.
+pub fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_multicast_mac_carries_the_low_23_bits() {
+        assert_eq!(
+            mac_of("10.99.0.60".parse().unwrap()),
+            [1, 0, 0x5e, 0x63, 0, 0x3c]
+        );
+        assert_eq!(
+            mac_of("192.200.1.2".parse().unwrap()),
+            [1, 0, 0x5e, 0x48, 1, 2]
+        );
+    }
+
+    #[test]
+    fn only_a_request_for_the_address_is_answered_with_the_multicast_mac() {
+        let ip: Ipv4Addr = "10.99.0.60".parse().unwrap();
+        let asker = [2, 0, 0, 0, 0, 9];
+        let mut req = vec![0xff; 6];
+        req.extend_from_slice(&asker);
+        req.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+        req.extend_from_slice(&asker);
+        req.extend_from_slice(&[10, 99, 0, 254]);
+        req.extend_from_slice(&[0; 6]);
+        req.extend_from_slice(&ip.octets());
+        let own = [2, 0, 0, 0, 0, 1];
+        let r = answer(&req, ip, mac_of(ip), own).expect("answered");
+        assert_eq!(&r[..6], &asker, "to the asker");
+        assert_eq!(&r[6..12], &own, "from this interface");
+        assert_eq!(&r[20..22], &[0, 2], "a reply");
+        assert_eq!(
+            &r[22..28],
+            &mac_of(ip),
+            "the address is at the multicast MAC"
+        );
+        assert_eq!(&r[28..32], &ip.octets());
+        assert_eq!(&r[32..38], &asker);
+        assert_eq!(&r[38..42], &[10, 99, 0, 254]);
+        let other: Ipv4Addr = "10.99.0.61".parse().unwrap();
+        assert!(
+            answer(&req, other, mac_of(other), own).is_none(),
+            "not ours"
+        );
+        let mut reply = req.clone();
+        reply[21] = 2;
+        assert!(
+            answer(&reply, ip, mac_of(ip), own).is_none(),
+            "a reply is not a question"
+        );
+        assert!(
+            answer(&req[..30], ip, mac_of(ip), own).is_none(),
+            "truncated"
+        );
+    }
+}
