@@ -527,8 +527,16 @@ fn print_human(st: &Value) {
                 .flatten()
                 .map(|e| e.to_string())
                 .collect();
+            let multicast = if v["multicast"] == Value::Bool(true) {
+                format!(
+                    "  multicast ({} datagrams for another holder dropped)",
+                    v["foreign_datagrams"].as_u64().unwrap_or(0)
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "  {}  exports {}  {}",
+                "  {}  exports {}  {}{multicast}",
                 v["addr"].as_str().unwrap_or("?"),
                 ids.join(","),
                 if v["held"] == Value::Bool(true) {
