@@ -32,6 +32,10 @@ struct Args {
     /// Connections running the metadata loop at once.
     #[arg(long, default_value_t = 4)]
     meta_workers: u32,
+    /// Write the file but do not read it back (what a server sends is then only replies
+    /// and what it relays: scripts/bench ONLY=fanout).
+    #[arg(long)]
+    no_read: bool,
     /// A tag copied into the output line.
     #[arg(long, default_value = "")]
     tag: String,
@@ -158,7 +162,7 @@ async fn main() -> Result<()> {
 
     let t = Instant::now();
     let mut tasks = vec![];
-    for (i, cn) in conns.into_iter().enumerate() {
+    for (i, cn) in conns.into_iter().enumerate().filter(|_| !a.no_read) {
         tasks.push(tokio::spawn(read_stripe(
             cn,
             fh.clone(),
