@@ -183,19 +183,9 @@ fn manifest(server: &Server, want: &Value) -> Value {
 /// lease). Only where this member serves the export: a secondary's table follows its
 /// primary's, so those exports are named for the operator to run it there.
 fn unlock_client(server: &Server, client: &str) -> Value {
-    let freed = server.free_host(client, std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-    let elsewhere: Vec<&str> = server
-        .local
-        .exports
-        .iter()
-        .filter(|ex| {
-            server
-                .mirror
-                .role(ex.cfg.id)
-                .is_some_and(|r| !matches!(*r, crate::mirror::Role::Primary(_)))
-        })
-        .map(|ex| ex.cfg.path.as_str())
-        .collect();
+    let (freed, skipped) =
+        server.free_host_where(client, std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let elsewhere: Vec<&str> = skipped.iter().map(|ex| ex.cfg.path.as_str()).collect();
     tracing::info!(client, freed, "operator freed a client's locks");
     json!({"ok": true, "client": client, "freed": freed, "not_primary": elsewhere})
 }

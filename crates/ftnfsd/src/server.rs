@@ -940,12 +940,19 @@ impl Server {
     /// share reservation of it goes from each export this member serves — mirrored, as an
     /// update that every member executes. How many went.
     pub fn free_host(&self, host: &str, peer: SocketAddr) -> usize {
+        self.free_host_where(host, peer).0
+    }
+
+    /// [`free_host`](Self::free_host), also naming the exports it left alone: mirrored
+    /// ones this member is not the primary of (their primary frees them).
+    pub fn free_host_where(&self, host: &str, peer: SocketAddr) -> (usize, Vec<&ExportFs>) {
         let call = Call::free_all(host);
         let total = |ex: &ExportFs| {
             let (_, held, waiting) = ex.locks.counts();
             held + waiting
         };
         let mut freed = 0;
+        let mut elsewhere = Vec::new();
         for ex in &self.local.exports {
             let before = total(ex);
             let role = self.mirror.role(ex.cfg.id);
@@ -963,11 +970,14 @@ impl Server {
                 }
                 // the export's primary frees them (the client notifies the address it
                 // mounted, which leads to the primary)
-                Some(_) => continue,
+                Some(_) => {
+                    elsewhere.push(ex);
+                    continue;
+                }
             }
             freed += before.saturating_sub(total(ex));
         }
-        freed
+        (freed, elsewhere)
     }
 
     /// A client refused the GRANTED callback of `p` (it no longer waits): its lock is
