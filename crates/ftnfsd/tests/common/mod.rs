@@ -469,18 +469,29 @@ pub fn test_args(exclusive: bool, l: ftnfs_wire::nlm::Lock) -> Vec<u8> {
     w.into_inner()
 }
 
+/// LOCK arguments (cookie "c", not a reclaim, NSM state 1), by the wire crate's encoder.
 pub fn lock_args(block: bool, exclusive: bool, l: ftnfs_wire::nlm::Lock) -> Vec<u8> {
     let mut w = XdrWriter::new();
-    w.opaque(b"c").bool(block).bool(exclusive);
-    l.encode(&mut w);
-    w.bool(false).i32(1); // reclaim, state
+    ftnfs_wire::nlm::Args::Lock(ftnfs_wire::nlm::LockArgs {
+        cookie: b"c".to_vec(),
+        block,
+        exclusive,
+        alock: l,
+        reclaim: false,
+        state: 1,
+    })
+    .encode(&mut w);
     w.into_inner()
 }
 
+/// UNLOCK arguments (cookie "u").
 pub fn unlock_args(l: ftnfs_wire::nlm::Lock) -> Vec<u8> {
     let mut w = XdrWriter::new();
-    w.opaque(b"u");
-    l.encode(&mut w);
+    ftnfs_wire::nlm::UnlockArgs {
+        cookie: b"u".to_vec(),
+        alock: l,
+    }
+    .encode(&mut w);
     w.into_inner()
 }
 
