@@ -78,7 +78,9 @@ pub fn recv(
 }
 
 /// Sends `data` to `peer` from local address `from` (the destination of the request it
-/// answers) without blocking; `None`: from what the routes give.
+/// answers) without blocking; `None`: from what the routes give. `peer` is the sender as
+/// [`recv`] gave it, so it is of the socket's family (a dual-stack socket names an IPv4
+/// client by its IPv4-mapped address).
 pub fn send(
     sock: &UdpSocket,
     data: &[u8],
@@ -86,11 +88,10 @@ pub fn send(
     from: Option<IpAddr>,
 ) -> std::io::Result<usize> {
     let iov = [std::io::IoSlice::new(data)];
-    let v6_socket = sock.local_addr().is_ok_and(|a| a.is_ipv6());
     let fd = sock.as_raw_fd();
     let flags = MsgFlags::MSG_DONTWAIT;
-    match (peer, v6_socket) {
-        (SocketAddr::V6(p), true) => {
+    match peer {
+        SocketAddr::V6(p) => {
             let to = SockaddrIn6::from(p);
             let info = from.map(|f| nix::libc::in6_pktinfo {
                 ipi6_addr: nix::libc::in6_addr {
@@ -105,7 +106,7 @@ pub fn send(
                 info.iter().map(ControlMessage::Ipv6PacketInfo).collect();
             Ok(sendmsg(fd, &iov, &cmsg, flags, Some(&to))?)
         }
-        (SocketAddr::V4(p), false) => {
+        SocketAddr::V4(p) => {
             let to = SockaddrIn::from(p);
             let info = match from {
                 Some(IpAddr::V4(a)) => Some(nix::libc::in_pktinfo {
@@ -121,8 +122,6 @@ pub fn send(
                 info.iter().map(ControlMessage::Ipv4PacketInfo).collect();
             Ok(sendmsg(fd, &iov, &cmsg, flags, Some(&to))?)
         }
-        // a peer of the other family than the socket cannot be: plain sendto
-        _ => sock.try_send_to(data, peer),
     }
 }
 
