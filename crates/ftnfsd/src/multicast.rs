@@ -14,9 +14,12 @@
 //! secondaries by relay. Proxy-mode secondaries come next (15-virtual-servers.md).
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
+
+use nix::sys::socket::{recv, send, setsockopt, sockopt, MsgFlags};
+use nix::sys::time::TimeVal;
 
 use crate::vip::Vip;
 
@@ -45,21 +48,10 @@ pub fn quiet_arp(dev: &str) {
     );
 }
 
-/// An ARP packet socket on interface `idx`, joined to `mac`.
+/// An ARP packet socket bound to interface `idx` (whole frames, a receive timeout of
+/// 0.5 s), joined to `mac`.
 fn arp_socket(idx: u32, mac: [u8; 6]) -> std::io::Result<OwnedFd> {
-    let proto = (libc::ETH_P_ARP as u16).to_be();
-    // SAFETY: socket(2) with constant arguments; the descriptor is checked and then owned.
-    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: sockaddr_ll is plain old data; all-zero is valid and then filled in.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = idx as i32;
+    let (fd, sll) = crate::vip::arp_socket(libc::SOCK_RAW, idx, None)?;
     // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
     let r = unsafe {
         libc::bind(
@@ -90,20 +82,7 @@ fn arp_socket(idx: u32, mac: [u8; 6]) -> std::io::Result<OwnedFd> {
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 500_000,
-    };
-    // SAFETY: `tv` is a valid timeval and its exact size is passed.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    };
+    setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 500_000))?;
     Ok(fd)
 }
 
@@ -116,15 +95,12 @@ pub fn answer(frame: &[u8], ip: Ipv4Addr, mac: [u8; 6], own: [u8; 6]) -> Option<
         return None;
     }
     let (sha, spa) = (&arp[8..14], &arp[14..18]);
+    // Ethernet header (to the asker, from this interface, ARP), then the reply
     let mut f = Vec::with_capacity(42);
     f.extend_from_slice(sha);
     f.extend_from_slice(&own);
     f.extend_from_slice(&[0x08, 0x06]);
-    f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 2]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&ip.octets());
-    f.extend_from_slice(sha);
-    f.extend_from_slice(spa);
+    f.extend_from_slice(&crate::vip::arp_packet(2, &mac, &ip.octets(), sha, spa));
     Some(f)
 }
 
@@ -152,15 +128,16 @@ pub fn responder(vip: Arc<Vip>) {
     tracing::info!(vip = %vip.addr, mac = %fmt_mac(mac), "multicast virtual IP: joined its MAC; ARP answered while primary");
     let mut buf = [0u8; 128];
     loop {
-        // SAFETY: `buf` is a live buffer of the given length; `fd` is an open socket.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n <= 0 || !vip.held() {
+        // (a timeout every 0.5 s: nothing else to do, the loop goes on)
+        let Ok(n) = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) else {
+            continue;
+        };
+        if n == 0 || !vip.held() {
             continue;
         }
-        if let Some(reply) = answer(&buf[..n as usize], ip, mac, own) {
-            // SAFETY: `reply` is a live buffer of the given length; `fd` is an open socket
-            // bound to the interface, so the frame goes out there as is.
-            unsafe { libc::send(fd.as_raw_fd(), reply.as_ptr().cast(), reply.len(), 0) };
+        if let Some(reply) = answer(&buf[..n], ip, mac, own) {
+            // the socket is bound to the interface: the frame goes out there as is
+            let _ = send(fd.as_raw_fd(), &reply, MsgFlags::empty());
         }
     }
 }
