@@ -32,21 +32,19 @@ fn report(what: &str, n: u64, t0: Instant, c0: f64) {
     );
 }
 
-fn main() -> anyhow::Result<()> {
-    let n: u64 = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(200_000);
-    let threads = 4;
-    let state = Arc::new(Mutex::new(0u64));
+/// Runs `update` `n` times over [`THREADS`] threads at once (each stops at its first
+/// `false`) and reports the time and CPU per update as `what`.
+fn timed(what: &str, n: u64, update: impl Fn(u64) -> bool + Send + Sync + 'static) {
+    let update = Arc::new(update);
     let (t0, c0) = (Instant::now(), cpu_s());
-    let hs: Vec<_> = (0..threads)
+    let hs: Vec<_> = (0..THREADS)
         .map(|_| {
-            let st = state.clone();
+            let update = update.clone();
             std::thread::spawn(move || {
-                for i in 0..n / threads {
-                    *st.lock().unwrap_or_else(|p| p.into_inner()) += i;
+                for i in 0..n / THREADS {
+                    if !update(i) {
+                        return;
+                    }
                 }
             })
         })
@@ -54,7 +52,23 @@ fn main() -> anyhow::Result<()> {
     for h in hs {
         let _ = h.join();
     }
-    report("mutex", n, t0, c0);
+    report(what, n, t0, c0);
+}
+
+/// Submitting threads, as the daemon's request threads.
+const THREADS: u64 = 4;
+
+fn main() -> anyhow::Result<()> {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(200_000);
+    let state = Arc::new(Mutex::new(0u64));
+    timed("mutex", n, move |i| {
+        *state.lock().unwrap_or_else(|p| p.into_inner()) += i;
+        true
+    });
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -68,23 +82,9 @@ fn main() -> anyhow::Result<()> {
             let _ = answer.send(s);
         }
     });
-    let (t0, c0) = (Instant::now(), cpu_s());
-    let hs: Vec<_> = (0..threads)
-        .map(|_| {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for i in 0..n / threads {
-                    let (a, b) = tokio::sync::oneshot::channel();
-                    if tx.blocking_send((i, a)).is_err() || b.blocking_recv().is_err() {
-                        return;
-                    }
-                }
-            })
-        })
-        .collect();
-    for h in hs {
-        let _ = h.join();
-    }
-    report("owner (one round trip)", n, t0, c0);
+    timed("owner (one round trip)", n, move |i| {
+        let (a, b) = tokio::sync::oneshot::channel();
+        tx.blocking_send((i, a)).is_ok() && b.blocking_recv().is_ok()
+    });
     Ok(())
 }
