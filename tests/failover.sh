@@ -55,10 +55,6 @@ formed() { # RUN
 guest() { # RUN WORKLOAD [ARGS]
   run_guest "$W/serial-$1-$2" "$VIP" "$2" "${3:-}"
 }
-wait_acks() { # SERIAL N
-  for _ in $(seq 600); do grep -q "FTNFS-ACK $2 " "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
-}
-kill9() { ip netns pids "$TOPO-$1" | xargs -r kill -9; }
 watch_roles() { # RUN N: polls a's and b's roles N times, 0.1 s apart; sets
   # two=1 if both were ever primary at once, b_primary=1 if b ever was, b_took=0 once b was
   # "primary 2" (0/1 like exit statuses, for check)

@@ -65,10 +65,6 @@ guest2() { # SERIAL WORKLOAD ARGS: the guest on .51, mounting E2 (its own tap, a
   GUEST_TAP=tg1 GUEST_IP=10.99.0.101/24 GUEST_MAC=52:54:00:12:34:57 GUEST_PATH=$E2 \
     run_guest "$1" "$V2" "$2" "$3"
 }
-wait_acks() { # SERIAL N
-  for _ in $(seq 1200); do grep -q "FTNFS-ACK $2 " "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
-}
-kill9() { ip netns pids "$TOPO-$1" | xargs -r kill -9; }
 topo_member a "${IP[a]}" && topo_member b "${IP[b]}" || exit 1
 topo_tap tg0 && topo_tap tg1 || exit 1
 
@@ -82,7 +78,7 @@ check "$V1 on a and $V2 on b, each on one member" $? "$(addrs)"
 # --- 2. kill -9 of b: only its group moves --------------------------------------------------
 ( guest1 "$W/serial-g1" ackwrite ftnfs.n=60 > "$W/g1.out" ) & G1=$!
 ( guest2 "$W/serial-g2" ackwrite ftnfs.n=60 > "$W/g2.out" ) & G2=$!
-wait_acks "$W/serial-g1" 10; wait_acks "$W/serial-g2" 10
+wait_acks "$W/serial-g1" 10 1200; wait_acks "$W/serial-g2" 10 1200
 kill9 b
 # while b's group moves, a keeps .50 (sampled until a leads E2)
 kept=0
@@ -105,7 +101,7 @@ check "every acknowledged record of E2 is on a" $? "$(cat "$W/g2-acks")"
 
 # --- 3. b comes back and takes its group back; the other group's clients stay connected ----
 ( guest1 "$W/serial-g3" ackwrite ftnfs.n=400 > "$W/g3.out" ) & G3=$!
-wait_acks "$W/serial-g3" 10
+wait_acks "$W/serial-g3" 10 1200
 closed_before=$(grep -c "closing connection.*10.99.0.100" "$W/r/a/log")
 member r b a
 wait_for 1200 joined r b 2; check "b rejoined and leads E2 again" $? "b: $(role r b 2); a: $(role r a 2)"

@@ -51,10 +51,6 @@ until_event() { # RUN NAME TEXT N: waits up to N/10 s for an event containing TE
 guest() { # RUN WORKLOAD [ARGS]
   run_guest "$W/serial-$1-$2" "$VIP" "$2" "${3:-}"
 }
-wait_acks() { # SERIAL N
-  for _ in $(seq 600); do grep -q "FTNFS-ACK $2 " "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
-}
-kill9() { ip netns pids "$TOPO-$1" | xargs -r kill -9; }
 load() { topo_hub "$T/ftnfs-load" mixed --host $VIP --path "$EXPORT" "$@"; }
 verify() { # RUN PRIMARY OTHER
   "$T/ftnfsctl" --socket "$W/$1/$2/adm.sock" verify --with "$W/$1/$3/adm.sock" > "$W/$1-verify" 2>&1

@@ -25,11 +25,7 @@ VIP=10.99.0.50
 declare -A IP=([a]=10.99.0.1 [b]=10.99.0.2)
 status() { "$T/ftnfsctl" --socket "$W/$1/$2/adm.sock" status --json 2>/dev/null; }
 role() { status "$1" "$2" | python3 -c 'import json,sys; d=json.load(sys.stdin); e=d["mirror"]["exports"][0]; print(e["role"], e.get("epoch", ""))' 2>/dev/null; }
-wait_acks() { # SERIAL N
-  for _ in $(seq 1200); do grep -q "FTNFS-ACK $2 " "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
-}
 mounted_udp() { grep -a "FTNFS-MOUNT" "$1" | grep "proto=udp" > /dev/null; }
-kill9() { ip netns pids "$TOPO-$1" | xargs -r kill -9; }
 topo_member a "${IP[a]}" && topo_member b "${IP[b]}" || exit 1
 topo_tap tg0 || exit 1
 
@@ -58,7 +54,7 @@ member a b; member b a
 for _ in $(seq 1200); do status g a | grep -q '"joined": true' && break; sleep 0.1; done
 check "group formed, a primary" "$([ "$(role g a)" = "primary 1" ]; echo $?)" "$(role g a)"
 ( run_guest "$W/serial-fo" "$VIP" ackmeta "ftnfs.proto=udp ftnfs.n=80" > "$W/fo.out" ) & G=$!
-wait_acks "$W/serial-fo" 15
+wait_acks "$W/serial-fo" 15 1200
 kill9 a
 for _ in $(seq 1200); do [ "$(role g b)" = "primary 2" ] && break; sleep 0.05; done
 check "b took over in epoch 2" "$([ "$(role g b)" = "primary 2" ]; echo $?)" "$(role g b); $(tail -3 "$W/g/b/log")"
@@ -80,7 +76,7 @@ member a b m "$MVIP/24,multicast"; member b a m "$MVIP/24,multicast"
 for _ in $(seq 1200); do status m a | grep -q '"joined": true' && break; sleep 0.1; done
 check "multicast group formed, a primary" "$([ "$(role m a)" = "primary 1" ]; echo $?)" "$(role m a)"
 ( run_guest "$W/serial-mc" "$MVIP" ackmeta "ftnfs.proto=udp ftnfs.n=80" > "$W/mc.out" ) & G=$!
-wait_acks "$W/serial-mc" 15
+wait_acks "$W/serial-mc" 15 1200
 before=$(foreign m b)
 check "every member receives the datagrams: b dropped $before sent to $MVIP while a answered" \
   "$([ "${before:-0}" -gt 0 ]; echo $?)" "b: $(status m b | head -c 600)"

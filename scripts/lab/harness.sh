@@ -4,6 +4,8 @@
 #   W           a scratch directory, removed on exit (kept and named with KEEP=1)
 #   EXPORT      the path clients mount; each member bind-mounts its own mirror there
 #   check NAME RC DETAIL     count and print one result;  finish   print totals, exit status
+#   wait_acks SERIAL N [TENTHS]  wait (default 60 s) until a guest acknowledged record N
+#   kill9 NAME               kill -9 every process in member NAME's namespace
 #   run_guest SERIAL SERVER WORKLOAD [KERNEL ARGS]   the kernel client on tap tg0, prints its
 #                                                    FTNFS-RESULT line; a second guest at once
 #                                                    needs its own GUEST_TAP, GUEST_IP (default
@@ -27,6 +29,10 @@ check() { # NAME RC DETAIL
   if [ "$2" = 0 ]; then pass=$((pass+1)); echo "ok   $1"; else fail=$((fail+1)); echo "FAIL $1: ${3:-}"; fi
 }
 finish() { echo "$pass passed, $fail failed"; [ "$fail" = 0 ]; }
+wait_acks() { # SERIAL N [TENTHS]
+  for _ in $(seq "${3:-600}"); do grep -q "FTNFS-ACK $2 " "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1
+}
+kill9() { ip netns pids "$TOPO-$1" | xargs -r kill -9; }
 run_guest() { # SERIAL SERVER WORKLOAD [KERNEL ARGS]
   topo_hub timeout 300 qemu-system-x86_64 -accel tcg -M pc -smp 1 -m 256 -nodefaults -nographic -no-reboot \
     -serial file:"$1" -monitor none -kernel "$CACHE/vmlinux" -initrd "${GUEST_INITRD:-$CACHE/initramfs.cpio.gz}" \
