@@ -255,6 +255,20 @@ fn write_verifier() -> [u8; 8] {
     (t ^ ((std::process::id() as u64) << 48)).to_be_bytes()
 }
 
+/// Descriptors: every connection holds one, and each export keeps up to
+/// `fs::dircache::CAP` directories open; the soft limit (often 1024) is raised to the hard
+/// one, as knfsd's and Ganesha's service files do.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the descriptor limit");
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -288,6 +302,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // Modes of created objects are exactly what the client asked for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    raise_fd_limit();
     std::fs::create_dir_all(&cli.state_dir)
         .with_context(|| format!("cannot create state dir {}", cli.state_dir.display()))?;
     let admin_listener = if cli.witness_mode {

@@ -25,7 +25,7 @@ use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags
 
 use crate::errors::Fail;
 use crate::fs::listing::Stamp;
-use crate::fs::{check_name, is_dot, sync_dir, wcc_attr, ExportFs, Obj};
+use crate::fs::{check_name, is_dot, sync_dir, wcc_attr, DirFd, ExportFs, Obj};
 
 /// Serializes WRITEs per file (striped by file id), which also makes the mtime stamping of
 /// mirrored WRITEs atomic.
@@ -562,7 +562,7 @@ impl<'a> Caller<'a> {
     fn create_in(
         &self,
         d: &DirOpArgs3,
-        make: impl FnOnce(&Ctx<'_>, &Obj, &OwnedFd, &std::ffi::OsStr) -> Result<(Obj, bool), Fail>,
+        make: impl FnOnce(&Ctx<'_>, &Obj, &DirFd, &std::ffi::OsStr) -> Result<(Obj, bool), Fail>,
     ) -> Res<Raw, WccData> {
         let body = |c: &Ctx<'a>, dir: &Obj| {
             ok_or(dir.is_dir(), NfsStat3::NotDir)?;
@@ -683,7 +683,7 @@ impl<'a> Caller<'a> {
         &self,
         c: &Ctx<'_>,
         dir: &Obj,
-        dirfd: &OwnedFd,
+        dirfd: &DirFd,
         name: &std::ffi::OsStr,
     ) -> Result<Obj, Fail> {
         let st = fstatat(dirfd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
@@ -697,7 +697,7 @@ impl<'a> Caller<'a> {
         Ok(Obj {
             id,
             gen,
-            dirfd: dirfd.try_clone()?,
+            dirfd: dirfd.clone(),
             name: name_bytes(name).to_vec(),
             st,
         })
@@ -708,7 +708,7 @@ impl<'a> Caller<'a> {
         &self,
         c: &Ctx<'_>,
         dir: &Obj,
-        dirfd: &OwnedFd,
+        dirfd: &DirFd,
         name: &std::ffi::OsStr,
         attr: &Sattr3,
         keep_sgid: bool,
@@ -827,6 +827,9 @@ impl<'a> Caller<'a> {
                 }
                 let last = victim.is_dir() || victim.st.st_nlink <= 1;
                 c.ex.ids.remove_link(victim.id, dir.id, &d.name, last)?;
+                if rmdir {
+                    c.ex.dir_gone(victim.id);
+                }
                 Ok(((), true))
             })?;
             if c.stable() {
@@ -894,6 +897,9 @@ impl<'a> Caller<'a> {
                     access::may_delete(&c.cred, &tdir.owner(), &t.owner())?;
                 }
                 renameat(ffd.as_fd(), src.name_os(), tfd.as_fd(), to.name.as_slice())?;
+                if let Some(t) = target.as_ref().filter(|t| t.is_dir()) {
+                    c.ex.dir_gone(t.id);
+                }
                 let replaced = target.map(|t| (t.id, t.is_dir() || t.st.st_nlink <= 1));
                 c.ex.ids
                     .rename(src.id, (fdir.id, &from.name), (tdir.id, &to.name), replaced)?;
@@ -1241,7 +1247,7 @@ fn list_dir(
         Ok(l) => l,
         Err(token) => {
             let mut names: Vec<(u64, Vec<u8>, u64, u64)> = Vec::new();
-            let mut d = nix::dir::Dir::from_fd(dirfd.try_clone()?)?;
+            let mut d = nix::dir::Dir::from_fd(crate::fs::reopen(dirfd)?)?;
             for e in d.iter() {
                 let e = e?;
                 let n = e.file_name().to_bytes();

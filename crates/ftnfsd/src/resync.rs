@@ -315,7 +315,7 @@ fn locate_id(ex: &ExportFs, id: u64) -> Result<Option<Obj>, String> {
         file: FileId(id),
         gen: rec.gen,
     };
-    Ok(ex.locate(&h).ok())
+    Ok(ex.locate_named(&h).ok())
 }
 
 /// Sorts ids so that directories come before what they hold (by depth on this member).
@@ -346,7 +346,7 @@ struct Sender<'a> {
     since_start: Instant,
     /// The directory of the last object asked for by name, opened (the member asks for a
     /// directory's missing entries together).
-    last_dir: Option<(u64, Obj, OwnedFd)>,
+    last_dir: Option<(u64, Obj, crate::fs::DirFd)>,
     /// Items at the front of the queue whose data the kernel was asked to read ahead.
     ahead: usize,
     /// Where the time went: waiting for room on the link, waiting at pass ends.
@@ -456,8 +456,8 @@ impl Sender<'_> {
         self.progress.objects.fetch_add(1, Ordering::Relaxed);
         match o.ftype() {
             FType3::Dir => {
-                let fd = o.open_dir().map_err(|e| format!("open dir: {e:?}"))?;
-                let dirfd = fd.try_clone().map_err(|e| e.to_string())?;
+                let dirfd = o.open_dir().map_err(|e| format!("open dir: {e:?}"))?;
+                let fd = crate::fs::reopen(&dirfd).map_err(|e| format!("open dir: {e:?}"))?;
                 let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| e.to_string())?;
                 let mut raw: Vec<(Vec<u8>, u64)> = Vec::new();
                 for e in d.iter() {
@@ -611,7 +611,7 @@ impl Sender<'_> {
     /// Asks the kernel to read the file named (parent, name) ahead (best effort).
     fn read_ahead(&mut self, parent: u64, name: &[u8]) {
         let dirfd = match &self.last_dir {
-            Some((p, _, fd)) if *p == parent => fd.try_clone().ok(),
+            Some((p, _, fd)) if *p == parent => Some(fd.clone()),
             _ => locate_id(self.ex, parent)
                 .ok()
                 .flatten()
@@ -938,8 +938,8 @@ fn ts((s, n): (i64, u32)) -> TimeSpec {
 }
 
 fn list(fd: &OwnedFd) -> R<Vec<Vec<u8>>> {
-    let dup = fd.try_clone().map_err(errs("dup"))?;
-    let mut d = nix::dir::Dir::from_fd(dup).map_err(errs("readdir"))?;
+    let own = crate::fs::reopen(fd).map_err(|e| format!("readdir: {e:?}"))?;
+    let mut d = nix::dir::Dir::from_fd(own).map_err(errs("readdir"))?;
     let mut out = Vec::new();
     for e in d.iter() {
         let e = e.map_err(errs("readdir"))?;
@@ -978,6 +978,7 @@ impl Applier<'_> {
             .find_any(id)
             .ok_or_else(|| format!("directory {id} is missing"))?;
         let fd = dir.open_dir().map_err(errs("open dir"))?;
+        let fd = fd.try_clone().map_err(errs("dup"))?;
         let mut dirs = self.dirs.borrow_mut();
         if dirs.len() >= 4096 {
             dirs.clear();
@@ -991,7 +992,7 @@ impl Applier<'_> {
             self.flush_records().ok()?;
         }
         self.ex
-            .locate(&FileHandle {
+            .locate_named(&FileHandle {
                 export: self.export,
                 file: FileId(id),
                 gen: Generation(gen),

@@ -58,13 +58,17 @@ fn hex(b: &[u8]) -> String {
 /// Lists the export, sorted by path.
 pub fn manifest(ex: &ExportFs) -> Result<Vec<Value>, VerifyError> {
     let mut out = Vec::new();
-    let root = ex
-        .root_fd()
-        .try_clone_to_owned()
-        .map_err(|e| VerifyError::Sys {
-            path: ".".into(),
-            err: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(5)),
-        })?;
+    // a descriptor of its own: the root's is shared, and a listing moves its offset
+    let root = nix::fcntl::openat(
+        ex.root_fd(),
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|err| VerifyError::Sys {
+        path: ".".into(),
+        err,
+    })?;
     let st = fstatat(root.as_fd(), ".", AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|err| {
         VerifyError::Sys {
             path: ".".into(),

@@ -832,6 +832,118 @@ fn objects_recreated_outside_ftnfs_get_a_new_identity() {
     assert_eq!(read(&mut c, &h), (0, b"linked".to_vec()));
 }
 
+/// A directory in use is kept open by file id (fs/dircache.rs): calls on its handle reach it
+/// without walking its path. The rules that make that right: a rename (here outside ftnfs)
+/// does not lose it; once it is removed (outside ftnfs too) its handle is STALE, and a
+/// directory made after it is another object with another handle. (Listings read through a
+/// descriptor of their own, `fs::reopen`, since a kept one is shared by concurrent calls;
+/// the interleaved listings below pass either way, as each listing is read once and cached.)
+#[test]
+fn a_directory_kept_open_follows_its_object_and_dies_with_it() {
+    let _serial = serial();
+    const STALE: u32 = 70;
+    let (_t, d) = setup("rw,insecure,no_root_squash");
+    let ex = d.export();
+    let mut c = Raw::connect(d.port);
+    let root = mount_root(&mut c, &ex);
+    std::fs::create_dir_all(ex.join("k/sub")).unwrap();
+    let k = lookup(&mut c, &root, "k").1.unwrap();
+    let sub = lookup(&mut c, &k, "sub").1.unwrap();
+    let unchecked = || CreateHow3::Unchecked(Sattr3::default());
+    assert_eq!(create(&mut c, 11, &sub, "f1", unchecked()).0, 0);
+    assert!(ex.join("k/sub/f1").exists());
+    // renamed outside ftnfs: the handles still reach the objects
+    std::fs::rename(ex.join("k"), ex.join("k2")).unwrap();
+    assert_eq!(getattr(&mut c, &sub), 0);
+    assert_eq!(create(&mut c, 12, &sub, "f2", unchecked()).0, 0);
+    assert!(
+        ex.join("k2/sub/f2").exists(),
+        "made in the renamed directory"
+    );
+    // removed outside ftnfs: STALE, and nothing is made in the dead directory
+    std::fs::remove_dir_all(ex.join("k2")).unwrap();
+    assert_eq!(getattr(&mut c, &sub), STALE);
+    assert_eq!(getattr(&mut c, &k), STALE);
+    assert_eq!(create(&mut c, 13, &sub, "f3", unchecked()).0, STALE);
+    std::fs::create_dir(ex.join("k3")).unwrap();
+    let k3 = lookup(&mut c, &root, "k3").1.unwrap();
+    assert_ne!(k3, k);
+    assert_ne!(k3, sub);
+    assert_eq!(getattr(&mut c, &k3), 0);
+    // removed through ftnfs: STALE as well
+    let (st, body) = nfs_status(
+        &c.call(
+            14,
+            nfs3::PROGRAM,
+            procs::RMDIR,
+            &Args::Rmdir(DirOpArgs3 {
+                dir: root.clone(),
+                name: b"k3".to_vec(),
+            })
+            .to_bytes(),
+        ),
+    );
+    assert_eq!(st, 0, "{body:?}");
+    assert_eq!(getattr(&mut c, &k3), STALE);
+    // two listings of one directory, page by page, interleaved: each sees every entry
+    std::fs::create_dir(ex.join("many")).unwrap();
+    for i in 0..300 {
+        std::fs::write(ex.join(format!("many/entry-with-a-long-name-{i:04}")), b"").unwrap();
+    }
+    let many = lookup(&mut c, &root, "many").1.unwrap();
+    let page = |c: &mut Raw, xid: u32, cookie: u64, verf: [u8; 8]| {
+        let (st, body) = nfs_status(
+            &c.call(
+                xid,
+                nfs3::PROGRAM,
+                procs::READDIR,
+                &Args::ReadDir {
+                    dir: many.clone(),
+                    cookie,
+                    verf,
+                    count: 1024,
+                }
+                .to_bytes(),
+            ),
+        );
+        assert_eq!(st, 0);
+        let mut r = XdrReader::new(&body);
+        if r.bool().unwrap() {
+            let _: ftnfs_wire::nfs3::Fattr3 = ftnfs_wire::xdr::XdrDecode::decode(&mut r).unwrap();
+        }
+        let verf: [u8; 8] = r.fixed::<8>().unwrap();
+        let mut names = Vec::new();
+        let mut last = cookie;
+        while r.bool().unwrap() {
+            let _fileid = r.u64().unwrap();
+            names.push(String::from_utf8(r.opaque(255).unwrap().to_vec()).unwrap());
+            last = r.u64().unwrap();
+        }
+        (names, last, verf, r.bool().unwrap())
+    };
+    let mut seen = [Vec::new(), Vec::new()];
+    let mut at = [(0u64, [0u8; 8], false); 2];
+    let mut xid = 100;
+    while at.iter().any(|a| !a.2) {
+        for i in 0..2 {
+            if at[i].2 {
+                continue;
+            }
+            xid += 1;
+            let (names, last, verf, eof) = page(&mut c, xid, at[i].0, at[i].1);
+            seen[i].extend(names);
+            at[i] = (last, verf, eof);
+        }
+    }
+    for s in &mut seen {
+        s.retain(|n| n != "." && n != "..");
+        s.sort();
+        assert_eq!(s.len(), 300, "every entry, once");
+        s.dedup();
+        assert_eq!(s.len(), 300);
+    }
+}
+
 /// Sockets of a member that is killed reset their clients instead of lingering: a client that
 /// reconnects from the same port (the Linux client does) must never meet an orphan of ours
 /// that answers with bare ACKs. Here a client stops reading, so replies pile up unacknowledged

@@ -6,6 +6,7 @@
 //! no LOOKUP, `..` or symlink can reach outside the export, even when a client races renames
 //! against us.
 
+pub mod dircache;
 pub mod idlog;
 pub mod idtable;
 pub mod life;
@@ -15,7 +16,7 @@ pub mod set;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ftnfs_core::exports::{ClientOptions, ClientRule, Export};
 use ftnfs_core::handle::FileHandle;
@@ -26,6 +27,7 @@ use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
 use crate::errors::Fail;
+pub use dircache::DirFd;
 use idtable::{IdTable, ObjRec};
 
 /// Longest entry name (NAME_MAX).
@@ -53,7 +55,9 @@ pub struct ExportFs {
     /// removed it (its handles then answer STALE, a MNT of it NOENT) — `reload.rs`.
     access: std::sync::RwLock<Option<std::sync::Arc<Vec<ClientRule>>>>,
     /// The exported directory.
-    root: OwnedFd,
+    root: DirFd,
+    /// Directories kept open by file id ([`dircache`]).
+    dirs: dircache::DirCache,
     /// Identity table.
     pub ids: IdTable,
     /// Directory listings in cookie order (READDIR).
@@ -65,14 +69,17 @@ pub struct ExportFs {
 }
 
 /// An object found from a handle: its identity, the directory that holds its (first) name,
-/// that name, and its attributes as just read.
+/// that name, and its attributes as just read. A directory found by [`ExportFs::locate`]
+/// is held by its own descriptor, with the name "." (as the root always is): only
+/// [`ExportFs::locate_named`] gives its parent and real name.
 pub struct Obj {
     /// File id.
     pub id: FileId,
     /// Generation.
     pub gen: Generation,
-    /// Holding directory (the export root itself for the root, with name ".").
-    pub dirfd: OwnedFd,
+    /// Holding directory (the directory itself, with name ".", for the root and for a
+    /// directory found by [`ExportFs::locate`]).
+    pub dirfd: DirFd,
     /// Name in `dirfd`.
     pub name: Vec<u8>,
     /// Attributes.
@@ -110,10 +117,15 @@ impl Obj {
         Ok(())
     }
 
-    /// Opens the directory itself (for listing and as the parent of new names).
-    pub fn open_dir(&self) -> Result<OwnedFd, Fail> {
+    /// The directory itself (as the parent of new names; to list it, [`reopen`] it: a
+    /// listing must not share its offset), without a system call when it is held by its own
+    /// descriptor.
+    pub fn open_dir(&self) -> Result<DirFd, Fail> {
         if !self.is_dir() {
             return Err(Fail(NfsStat3::NotDir));
+        }
+        if self.name == b"." {
+            return Ok(self.dirfd.clone());
         }
         let fd = openat(
             self.dirfd.as_fd(),
@@ -122,7 +134,7 @@ impl Obj {
             Mode::empty(),
         )?;
         self.check_same(&fd)?;
-        Ok(fd)
+        Ok(std::sync::Arc::new(fd))
     }
 
     /// Opens a regular file with `flags` (plus O_NOFOLLOW).
@@ -158,6 +170,7 @@ impl Obj {
     pub fn make_stable(&self) -> Result<(), Fail> {
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         match self.ftype() {
+            FType3::Dir if self.name == b"." => nix::unistd::fsync(self.dirfd.as_fd())?,
             FType3::Reg | FType3::Dir | FType3::Fifo => {
                 let fd = openat(self.dirfd.as_fd(), self.name_os(), flags, Mode::empty())?;
                 self.check_same(&fd)?;
@@ -197,13 +210,24 @@ pub fn sync_dir(dirfd: &OwnedFd) -> Result<(), Fail> {
 }
 
 /// `.` or `..`
+/// A descriptor of its own for directory `fd`, to list it: a listing reads from its
+/// descriptor's offset, which a duplicate would share with every other user of `fd`.
+pub fn reopen(fd: &OwnedFd) -> Result<OwnedFd, Fail> {
+    Ok(openat(
+        fd.as_fd(),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
 pub fn is_dot(name: &[u8]) -> bool {
     name == b"." || name == b".."
 }
 
 fn resolve_beneath() -> OpenHow {
     OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
         .resolve(
             ResolveFlag::RESOLVE_BENEATH
                 | ResolveFlag::RESOLVE_NO_SYMLINKS
@@ -287,7 +311,8 @@ impl ExportFs {
         let ex = ExportFs {
             cfg,
             access: std::sync::RwLock::new(Some(std::sync::Arc::new(clients))),
-            root,
+            root: std::sync::Arc::new(root),
+            dirs: Default::default(),
             ids,
             listings: Default::default(),
             memory_unsynced: Default::default(),
@@ -344,10 +369,8 @@ impl ExportFs {
         if !self.ids.pristine()? {
             return Ok(false);
         }
-        let dup = self
-            .root
-            .try_clone()
-            .map_err(|e| crate::fs::idtable::IdError::Io(e.to_string()))?;
+        let dup =
+            reopen(&self.root).map_err(|e| crate::fs::idtable::IdError::Io(format!("{e:?}")))?;
         let mut d = nix::dir::Dir::from_fd(dup)
             .map_err(|e| crate::fs::idtable::IdError::Io(e.to_string()))?;
         let empty = d.iter().all(|e| {
@@ -363,25 +386,81 @@ impl ExportFs {
     }
 
     /// Finds the object a (decoded) handle names: NFS3ERR_STALE if it no longer exists here.
+    /// A directory comes held by its own descriptor (name "."), kept open for the next call
+    /// ([`dircache`]).
     pub fn locate(&self, h: &FileHandle) -> Result<Obj, Fail> {
+        let rec = self.record_of(h)?;
+        if h.file == FileId::ROOT {
+            return self.own(h, &rec, self.root.clone());
+        }
+        if let Some(fd) = self.dirs.get(h.file, &rec) {
+            match self.own(h, &rec, fd) {
+                Ok(o) => return Ok(o),
+                // removed (or no longer what the table says): found again below, or STALE
+                Err(_) => self.dirs.drop_entry(h.file),
+            }
+        }
+        let o = self.named(h, &rec)?;
+        if !o.is_dir() {
+            return Ok(o);
+        }
+        let fd = o.open_dir()?;
+        self.dirs.put(h.file, rec, fd.clone());
+        Ok(Obj {
+            dirfd: fd,
+            name: b".".to_vec(),
+            ..o
+        })
+    }
+
+    /// Directory `id` was removed through ftnfs: its kept descriptor is closed now rather
+    /// than when the cache next looks at it (it would pin the dead inode meanwhile).
+    pub fn dir_gone(&self, id: FileId) {
+        self.dirs.drop_entry(id);
+    }
+
+    /// [`locate`](Self::locate), but a directory too is given by its parent and its (first)
+    /// name: for whoever removes or renames what it found (a resync).
+    pub fn locate_named(&self, h: &FileHandle) -> Result<Obj, Fail> {
+        let rec = self.record_of(h)?;
+        if h.file == FileId::ROOT {
+            return self.own(h, &rec, self.root.clone());
+        }
+        self.named(h, &rec)
+    }
+
+    /// The table's record of the handle's object, if the generation matches.
+    fn record_of(&self, h: &FileHandle) -> Result<ObjRec, Fail> {
         let rec = self.ids.get(h.file)?.ok_or(Fail(NfsStat3::Stale))?;
         if rec.gen != h.gen {
             return Err(Fail(NfsStat3::Stale));
         }
-        if h.file == FileId::ROOT {
-            let dirfd = self.root.try_clone().map_err(Fail::from)?;
-            return self.at(h, &rec, dirfd, b".".to_vec());
+        Ok(rec)
+    }
+
+    /// The directory `fd` (kept open, so its inode is the one it was checked to be) as the
+    /// object `h` names: STALE once it is removed.
+    fn own(&self, h: &FileHandle, rec: &ObjRec, fd: DirFd) -> Result<Obj, Fail> {
+        let st = fstat(fd.as_fd())?;
+        if st.st_nlink == 0 || st.st_ino != rec.ino {
+            return Err(Fail(NfsStat3::Stale));
         }
-        let rel = self.ids.path_of(h.file)?;
-        let parent = rel.parent().unwrap_or(Path::new(""));
-        let name = rel
-            .file_name()
-            .ok_or(Fail(NfsStat3::Stale))?
-            .as_bytes()
-            .to_vec();
+        Ok(Obj {
+            id: h.file,
+            gen: h.gen,
+            dirfd: fd,
+            name: b".".to_vec(),
+            st,
+        })
+    }
+
+    /// The object `h` names by its recorded names: the first, else another (a hard link);
+    /// the dead ones are dropped.
+    fn named(&self, h: &FileHandle, rec: &ObjRec) -> Result<Obj, Fail> {
+        let (parent, name) = self.ids.first_link(h.file)?.ok_or(Fail(NfsStat3::Stale))?;
         let first = self
-            .open_beneath(parent)
-            .and_then(|dirfd| self.at(h, &rec, dirfd, name));
+            .dir_fd(parent)
+            .and_then(|dirfd| self.at(h, rec, dirfd, name));
         match first {
             Err(Fail(NfsStat3::Stale)) => {}
             other => return other,
@@ -393,12 +472,9 @@ impl ExportFs {
             return Err(Fail(NfsStat3::Stale));
         }
         for (p, n) in links.iter().skip(1) {
-            let Ok(prel) = self.ids.path_of(*p) else {
-                continue;
-            };
             let found = self
-                .open_beneath(&prel)
-                .and_then(|dirfd| self.at(h, &rec, dirfd, n.clone()));
+                .dir_fd(*p)
+                .and_then(|dirfd| self.at(h, rec, dirfd, n.clone()));
             if let Ok(o) = found {
                 self.prune_links(h.file);
                 return Ok(o);
@@ -407,8 +483,31 @@ impl ExportFs {
         Err(Fail(NfsStat3::Stale))
     }
 
+    /// Directory `id` open, to reach the names in it: kept open from an earlier call, or
+    /// opened by its recorded path beneath the root (and kept if it is the object the table
+    /// records).
+    fn dir_fd(&self, id: FileId) -> Result<DirFd, Fail> {
+        if id == FileId::ROOT {
+            return Ok(self.root.clone());
+        }
+        let rec = self.ids.get(id)?.ok_or(Fail(NfsStat3::Stale))?;
+        if let Some(fd) = self.dirs.get(id, &rec) {
+            return Ok(fd);
+        }
+        let fd = std::sync::Arc::new(self.open_beneath(&self.ids.path_of(id)?)?);
+        let st = fstat(fd.as_fd())?;
+        if st.st_ino == rec.ino
+            && st.st_nlink > 0
+            && (rec.life == life::UNKNOWN
+                || life::same(rec.life, life::of(fd.as_fd(), OsStr::new("."))))
+        {
+            self.dirs.put(id, rec, fd.clone());
+        }
+        Ok(fd)
+    }
+
     /// The object `h` names if it is `name` in `dirfd`: same inode number, same life.
-    fn at(&self, h: &FileHandle, rec: &ObjRec, dirfd: OwnedFd, name: Vec<u8>) -> Result<Obj, Fail> {
+    fn at(&self, h: &FileHandle, rec: &ObjRec, dirfd: DirFd, name: Vec<u8>) -> Result<Obj, Fail> {
         let st = match fstatat(
             dirfd.as_fd(),
             OsStr::from_bytes(&name),
@@ -437,12 +536,7 @@ impl ExportFs {
 
     /// Opens a directory below the root by relative path, refusing symlinks and escapes.
     fn open_beneath(&self, rel: &Path) -> Result<OwnedFd, Fail> {
-        let rel: PathBuf = if rel.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            rel.to_path_buf()
-        };
-        match openat2(self.root.as_fd(), &rel, resolve_beneath()) {
+        match openat2(self.root.as_fd(), rel, resolve_beneath()) {
             Ok(fd) => Ok(fd),
             // the recorded path no longer leads to a directory: the object moved away or died
             Err(Errno::ENOENT) | Err(Errno::ENOTDIR) | Err(Errno::ELOOP) | Err(Errno::EXDEV) => {
@@ -478,14 +572,14 @@ impl ExportFs {
         Ok(Some((id, ftype_of(&st) == FType3::Dir)))
     }
 
-    pub fn child(&self, dir: &Obj, dirfd: &OwnedFd, name: &[u8]) -> Result<Obj, Fail> {
+    pub fn child(&self, dir: &Obj, dirfd: &DirFd, name: &[u8]) -> Result<Obj, Fail> {
         let os = check_name(name)?;
         let st = fstatat(dirfd.as_fd(), os, AtFlags::AT_SYMLINK_NOFOLLOW)?;
         let (id, gen) = self.identify(dir.id, dirfd.as_fd(), &[(name, st.st_ino)])?[0];
         Ok(Obj {
             id,
             gen,
-            dirfd: dirfd.try_clone().map_err(Fail::from)?,
+            dirfd: dirfd.clone(),
             name: name.to_vec(),
             st,
         })
