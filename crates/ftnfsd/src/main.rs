@@ -255,17 +255,21 @@ fn write_verifier() -> [u8; 8] {
     (t ^ ((std::process::id() as u64) << 48)).to_be_bytes()
 }
 
-/// Descriptors: every connection holds one, and each export keeps up to
-/// `fs::dircache::CAP` directories open; the soft limit (often 1024) is raised to the hard
-/// one, as knfsd's and Ganesha's service files do.
-fn raise_fd_limit() {
+/// Descriptors: every connection holds one, and each export keeps directories open
+/// (`fs::dircache`); the soft limit (often 1024) is raised to the hard one, as knfsd's and
+/// Ganesha's service files do. Returns the limit in force.
+fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
                 tracing::warn!(soft, hard, error = %e, "cannot raise the descriptor limit");
+                soft
             }
-        }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
     }
 }
 
@@ -302,7 +306,10 @@ async fn main() -> anyhow::Result<()> {
     }
     // Modes of created objects are exactly what the client asked for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    raise_fd_limit();
+    let fds = raise_fd_limit();
+    // a quarter of the descriptors may hold kept directories (fs/dircache.rs), shared by the
+    // exports
+    fs::dircache::set_cap(fds / 4 / list.len().max(1) as u64);
     std::fs::create_dir_all(&cli.state_dir)
         .with_context(|| format!("cannot create state dir {}", cli.state_dir.display()))?;
     let admin_listener = if cli.witness_mode {

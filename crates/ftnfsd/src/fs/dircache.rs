@@ -21,7 +21,8 @@
 //! ftnfs) is still served through handles already cached, as knfsd does with
 //! `no_subtree_check`, its default; a cache miss (or a restart) makes such handles STALE.
 //!
-//! Bounded ([`CAP`] descriptors per export; the daemon raises its descriptor limit at start).
+//! Bounded ([`CAP`] descriptors per export, fewer when the descriptor limit is small:
+//! [`set_cap`]; the daemon raises its soft limit to the hard one at start).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -33,6 +34,17 @@ use super::idtable::ObjRec;
 
 /// Most directories kept open per export.
 pub const CAP: usize = 1024;
+
+/// The bound in force per export: [`CAP`], or less when the descriptor limit shared by the
+/// exports is small ([`set_cap`]).
+static CAP_NOW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(CAP);
+
+/// Sets the per-export bound from the descriptors the daemon may spend on kept directories
+/// per export: at most [`CAP`], at least 16.
+pub fn set_cap(per_export: u64) {
+    let cap = (per_export as usize).clamp(16, CAP);
+    CAP_NOW.store(cap, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// A directory's own descriptor, shared by the calls that use it at once.
 pub type DirFd = Arc<OwnedFd>;
@@ -64,10 +76,11 @@ impl DirCache {
 
     /// Keeps `fd`, checked to be the object `rec` describes, as `id`'s directory.
     pub fn put(&self, id: FileId, rec: ObjRec, fd: DirFd) {
+        let cap = CAP_NOW.load(std::sync::atomic::Ordering::Relaxed);
         let mut m = self.map();
-        if m.len() >= CAP && !m.contains_key(&id.0) {
+        if m.len() >= cap && !m.contains_key(&id.0) {
             // bounded: close an arbitrary eighth
-            let drop: Vec<u64> = m.keys().take(CAP / 8).copied().collect();
+            let drop: Vec<u64> = m.keys().take(cap.div_ceil(8)).copied().collect();
             for d in drop {
                 m.remove(&d);
             }
