@@ -163,6 +163,13 @@ pub const ASYNC_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most objects [`Recent`] keeps.
 const RECENT_CAP: usize = 65_536;
 
+/// The logged changes not yet applied, held: no other change is logged meanwhile.
+type PendingGuard<'a> = std::sync::MutexGuard<'a, Vec<(u64, Change)>>;
+
+/// Most logged changes waiting to be applied to the table ([`IdTable::settle`]): they are
+/// applied in one write transaction once this many wait, or before anything reads the table.
+const BATCH: usize = 64;
+
 /// What a lookup by file id needs: its record and its first name (`None` for the root).
 #[derive(Clone)]
 struct Known {
@@ -330,6 +337,10 @@ pub struct IdTable {
     recent: Mutex<Recent>,
     /// Changes of `async` calls not yet made durable.
     unsynced: std::sync::atomic::AtomicBool,
+    /// Logged changes not yet applied to the table, in log order ([`IdTable::settle`]).
+    pending: Mutex<Vec<(u64, Change)>>,
+    /// How many there are (read without the lock).
+    pending_n: std::sync::atomic::AtomicUsize,
 }
 
 impl IdTable {
@@ -438,16 +449,88 @@ impl IdTable {
             sync: GroupSync::default(),
             recent: Mutex::new(Recent::default()),
             unsynced: std::sync::atomic::AtomicBool::new(false),
+            pending: Mutex::new(Vec::new()),
+            pending_n: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
-    /// Decides the id of an object about to be created (the primary, before it executes and
-    /// mirrors a create). An id reserved and never used is simply skipped.
-    fn write(&self) -> Result<redb::WriteTransaction, IdError> {
+    /// A write transaction for a change that is not logged (adopting, a resync's records,
+    /// clearing, forgetting): the logged changes still pending are applied first, and no
+    /// other is logged until the caller drops the guard it gets with the transaction — so
+    /// the table takes every change in the order it was made.
+    fn write(&self) -> Result<(PendingGuard<'_>, redb::WriteTransaction), IdError> {
+        let mut p = self.pending();
+        self.settle_locked(&mut p)?;
+        Ok((p, self.write_tx()?))
+    }
+
+    fn write_tx(&self) -> Result<redb::WriteTransaction, IdError> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(redb::Durability::None)
             .map_err(|e| IdError::Io(e.to_string()))?;
         Ok(tx)
+    }
+
+    fn pending(&self) -> PendingGuard<'_> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A read transaction that sees every change logged so far.
+    fn read(&self) -> Result<redb::ReadTransaction, IdError> {
+        self.settle()?;
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Applies the logged changes still pending to the table, in one write transaction.
+    ///
+    /// A logged change is durable once the intent log is synced past it; the table only has
+    /// to show it to readers. So changes are applied in batches ([`BATCH`]), or before a read
+    /// of the table, or before a change that is not logged ([`write`](Self::write)), or at a
+    /// checkpoint. The table's `log_seq` says which logged change it holds last, so a crash
+    /// replays the rest from the log, as before. The cache of lookups ([`Recent`]) forgot
+    /// what each change touched when it was logged, and learnt a new object's record then.
+    fn settle(&self) -> Result<(), IdError> {
+        if self.pending_n.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        let mut p = self.pending();
+        self.settle_locked(&mut p)
+    }
+
+    fn settle_locked(&self, p: &mut Vec<(u64, Change)>) -> Result<(), IdError> {
+        let Some(&(last, _)) = p.last() else {
+            return Ok(());
+        };
+        let tx = self.write_tx()?;
+        for (_, c) in p.iter() {
+            apply(&tx, c, true, &self.next)?;
+        }
+        self.persist_next(&tx)?;
+        tx.open_table(META)?.insert("log_seq", last)?;
+        tx.commit()?;
+        p.clear();
+        self.pending_n.store(0, Ordering::Release);
+        Ok(())
+    }
+
+    /// Is a dictated id in use, counting the changes still pending?
+    fn taken(&self, id: FileId, p: &[(u64, Change)]) -> Result<bool, IdError> {
+        let tx = self.db.begin_read()?;
+        let mut used = tx.open_table(OBJECTS)?.get(id.0)?.is_some();
+        for (_, c) in p {
+            match c {
+                Change::New { id: n, .. } if *n == id => used = true,
+                Change::Unlink {
+                    id: n, last: true, ..
+                } if *n == id => used = false,
+                Change::Rename {
+                    replaced: Some((n, true)),
+                    ..
+                } if *n == id => used = false,
+                _ => {}
+            }
+        }
+        Ok(used)
     }
 
     /// Commits `tx` and returns once it is durable (in bulk mode: at once; [`flush`] makes
@@ -534,7 +617,7 @@ impl IdTable {
             }
             r.epoch
         };
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let Some((g, ino)) = tx.open_table(OBJECTS)?.get(id.0)?.map(|v| v.value()) else {
             return Ok(None);
         };
@@ -580,6 +663,12 @@ impl IdTable {
     /// call, or for a change that may be lost ([`Change::may_be_lost`]): at once). `touched`:
     /// the objects the cache forgets.
     fn logged(&self, change: Change, touched: &[FileId]) -> Result<(), IdError> {
+        self.logged_as(change, touched, false)
+    }
+
+    /// [`logged`](Self::logged); `dictated`: a new object's id was decided elsewhere (the
+    /// primary's), so it is checked not to be in use here ([`IdError::Taken`]).
+    fn logged_as(&self, change: Change, touched: &[FileId], dictated: bool) -> Result<(), IdError> {
         let io = |e: std::io::Error| IdError::Io(format!("intent log: {e}"));
         let lossy = change.may_be_lost();
         let seq = {
@@ -587,23 +676,63 @@ impl IdTable {
             if !self.log().has_room() {
                 self.checkpoint_gated()?;
             }
-            let tx = self.write()?;
-            self.changed(Some(touched));
-            apply(&tx, &change, false, &self.next)?;
-            self.persist_next(&tx)?;
+            let mut p = self.pending();
+            let new = match &change {
+                Change::New {
+                    id,
+                    gen,
+                    ino: (ino, life),
+                    parent,
+                    name,
+                } => {
+                    if dictated && self.taken(*id, &p)? {
+                        return Err(IdError::Taken(*id));
+                    }
+                    self.next.fetch_max(id.0 + 1, Ordering::Relaxed);
+                    Some((
+                        *id,
+                        Known {
+                            rec: ObjRec {
+                                gen: *gen,
+                                ino: *ino,
+                                life: *life,
+                            },
+                            first: Some((*parent, name.clone())),
+                        },
+                    ))
+                }
+                _ => None,
+            };
             let seq = self.syncer.seq.load(Ordering::Acquire) + 1;
-            tx.open_table(META)?.insert("log_seq", seq)?;
             match self.log().append(seq, &change) {
                 Ok(r) => r.map_err(io)?,
                 Err(_full) => return Err(IdError::Io("intent log full".into())),
             }
-            // the record is written: its number is taken even if the commit fails (a
-            // replay then applies a change whose caller got an error: the object exists)
             self.syncer.seq.store(seq, Ordering::Release);
-            tx.commit()?;
+            {
+                // forgotten, and a new object known at once (its first lookup reads nothing)
+                let mut r = self.recent();
+                r.epoch += 1;
+                for id in touched {
+                    r.map.remove(&id.0);
+                }
+                if let Some((id, k)) = new {
+                    if r.map.len() < RECENT_CAP {
+                        r.map.insert(id.0, k);
+                    }
+                }
+            }
+            p.push((seq, change));
+            self.pending_n.store(p.len(), Ordering::Release);
+            if p.len() >= BATCH {
+                // the change is logged: a table that cannot take it now takes it at the
+                // next settle, or from the log at the next start
+                if let Err(e) = self.settle_locked(&mut p) {
+                    tracing::warn!(error = %e, "identity table: logged changes not applied yet");
+                }
+            }
             seq
         };
-        self.changed(Some(touched));
         if self.bulk.load(Ordering::Relaxed) || lossy {
             return Ok(());
         }
@@ -639,6 +768,7 @@ impl IdTable {
     /// A checkpoint (the caller holds `gate`: no logged change is half done): the table is
     /// made durable — with it every logged change — and the log starts over.
     fn checkpoint_gated(&self) -> Result<(), IdError> {
+        self.settle()?;
         self.durable_commit()?;
         self.log()
             .reset()
@@ -680,7 +810,7 @@ impl IdTable {
 
     /// Forgets every object but the root (a full resync starts from an empty mirror).
     pub fn clear(&self) -> Result<(), IdError> {
-        let tx = self.write()?;
+        let (_p, tx) = self.write()?;
         {
             let mut objects = tx.open_table(OBJECTS)?;
             let root = objects.get(FileId::ROOT.0)?.map(|v| v.value());
@@ -701,7 +831,7 @@ impl IdTable {
     /// Forgets object `id` and every name recorded for it (the object itself is gone or is
     /// about to be replaced).
     pub fn forget(&self, id: FileId) -> Result<(), IdError> {
-        let tx = self.write()?;
+        let (_p, tx) = self.write()?;
         unlink_in(&tx, id, FileId(0), &[], true)?;
         self.commit(tx, Some(&[id]))?;
         Ok(())
@@ -713,7 +843,7 @@ impl IdTable {
 
     /// Only the root is recorded: nothing was ever created or seen through ftnfs.
     pub fn pristine(&self) -> Result<bool, IdError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let t = tx.open_table(OBJECTS)?;
         Ok(t.len()? <= 1)
     }
@@ -731,7 +861,7 @@ impl IdTable {
     /// The object was found here, made outside ftnfs, and adopted (not created through
     /// ftnfs, so on a mirrored export the other members may not have it).
     pub fn was_adopted(&self, id: FileId) -> Result<bool, IdError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let t = tx.open_table(ADOPTED)?;
         Ok(t.get(id.0)?.is_some())
     }
@@ -748,7 +878,7 @@ impl IdTable {
 
     /// The file id of a local inode.
     pub fn by_ino(&self, ino: u64) -> Result<Option<FileId>, IdError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let t = tx.open_table(INODES)?;
         Ok(t.get(ino)?.map(|v| FileId(v.value())))
     }
@@ -794,7 +924,7 @@ impl IdTable {
         dictated: Option<(FileId, Generation)>,
     ) -> Result<(FileId, Generation), IdError> {
         let (id, gen) = dictated.unwrap_or_else(|| (self.reserve(), self.gen));
-        self.logged(
+        self.logged_as(
             Change::New {
                 id,
                 gen,
@@ -803,6 +933,7 @@ impl IdTable {
                 name: name.to_vec(),
             },
             &[id],
+            dictated.is_some(),
         )?;
         Ok((id, gen))
     }
@@ -812,7 +943,7 @@ impl IdTable {
         if objs.is_empty() {
             return Ok(());
         }
-        let tx = self.write()?;
+        let (_p, tx) = self.write()?;
         for (parent, name, ino, id, gen) in objs {
             // the same change a client's create makes (`apply`), all in one commit
             let new = Change::New {
@@ -841,7 +972,7 @@ impl IdTable {
     ) -> Result<Adoption, IdError> {
         // Fast path: everything known, in the same life, and linked under this name.
         {
-            let tx = self.db.begin_read()?;
+            let tx = self.read()?;
             let inodes = tx.open_table(INODES)?;
             let links = tx.open_table(LINKS)?;
             let objects = tx.open_table(OBJECTS)?;
@@ -871,7 +1002,7 @@ impl IdTable {
                 });
             }
         }
-        let tx = self.write()?;
+        let (_p, tx) = self.write()?;
         let mut out = Adoption::default();
         for (i, (name, ino, life)) in entries.iter().enumerate() {
             let known = tx.open_table(INODES)?.get(*ino)?.map(|v| v.value());
@@ -930,7 +1061,7 @@ impl IdTable {
 
     /// Every recorded name of an object: (parent, name). Bounded.
     pub fn links(&self, id: FileId) -> Result<Vec<(FileId, Vec<u8>)>, IdError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.read()?;
         let t = tx.open_table(LINKS)?;
         let mut out = Vec::new();
         for e in t.range((id.0, 0, &[][..])..)? {
@@ -1355,6 +1486,68 @@ mod tests {
         let (k, _) = t.record_new(FileId::ROOT, b"k", (61, 0), None).unwrap();
         assert_eq!(t.adopt(FileId::ROOT, &[(b"k", 61, 5)]).unwrap().ids[0].0, k);
         assert_eq!(t.get(k).unwrap().unwrap().life, 5);
+    }
+
+    /// Logged changes reach the table in batches (`settle`): until then every reader sees
+    /// them, a change that is not logged (here an adoption) comes after them, and a
+    /// dictated id still pending is taken.
+    #[test]
+    fn pending_changes_are_seen_by_readers_and_come_first_for_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = IdTable::open(&dir.path().join("t.redb"), 1, 1).unwrap();
+        let (f, _) = t.record_new(FileId::ROOT, b"f", (60, 100), None).unwrap();
+        t.remove_link(f, FileId::ROOT, b"f", true).unwrap();
+        assert_eq!(t.pending_n.load(Ordering::Acquire), 2, "the changes wait");
+        // inode 60 in another life, met by a listing: adopted after the removal, never
+        // undone by it
+        let a = t.adopt(FileId::ROOT, &[(b"g", 60, 200)]).unwrap();
+        let g = a.ids[0].0;
+        assert_ne!(g, f);
+        assert_eq!(t.by_ino(60).unwrap(), Some(g));
+        assert_eq!(t.get(f).unwrap(), None);
+        // readers see what waits
+        let (h, gh) = t.record_new(FileId::ROOT, b"h", (61, 5), None).unwrap();
+        t.add_link(h, FileId::ROOT, b"h2").unwrap();
+        assert!(t.pending_n.load(Ordering::Acquire) > 0);
+        assert_eq!(t.by_ino_life(61, 5).unwrap(), Some(h));
+        assert_eq!(t.links(h).unwrap().len(), 2);
+        assert_eq!(
+            t.pending_n.load(Ordering::Acquire),
+            0,
+            "a read applied them"
+        );
+        // a new object is known at once: its first lookup reads nothing
+        let (k, gk) = t.record_new(FileId::ROOT, b"k", (62, 6), None).unwrap();
+        assert_eq!(t.get(k).unwrap().map(|r| (r.gen, r.ino)), Some((gk, 62)));
+        assert_eq!(t.pending_n.load(Ordering::Acquire), 1);
+        assert_eq!(t.get(h).unwrap().map(|r| r.gen), Some(gh));
+        // a dictated id that waits is in use
+        let x = FileId(10_000);
+        t.record_new(FileId::ROOT, b"x", (63, 7), Some((x, Generation(1))))
+            .unwrap();
+        assert!(matches!(
+            t.record_new(FileId::ROOT, b"y", (64, 8), Some((x, Generation(1)))),
+            Err(IdError::Taken(_))
+        ));
+        // a change that is not logged comes after the pending ones: forgetting an object
+        // whose creation waits forgets it for good
+        let (z, _) = t.record_new(FileId::ROOT, b"z", (65, 9), None).unwrap();
+        assert!(t.pending_n.load(Ordering::Acquire) > 0);
+        t.forget(z).unwrap();
+        assert_eq!(t.get(z).unwrap(), None);
+        assert_eq!(t.by_ino(65).unwrap(), None);
+        // bounded: a batch is applied once full
+        for i in 0..(BATCH as u64 * 2) {
+            t.record_new(
+                FileId::ROOT,
+                format!("n{i}").as_bytes(),
+                (1000 + i, 1),
+                None,
+            )
+            .unwrap();
+            assert!(t.pending_n.load(Ordering::Acquire) < BATCH);
+        }
+        assert_eq!(t.path_of(k).unwrap(), std::path::PathBuf::from("k"));
     }
 
     #[test]
