@@ -94,7 +94,9 @@ fn spawn_member(
     auth: &[std::ffi::OsString],
 ) -> Member {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
+    // its log, shown if it exits before it listens (a port taken meanwhile, a bad state)
+    let log = dir.join(format!("{name}-{port}.log"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftnfsd"))
         .arg("--exports")
         .arg(dir.join("exports"))
         .arg("--state-dir")
@@ -106,10 +108,23 @@ fn spawn_member(
         .args(["--peer", &format!("{other}=127.0.0.1:{other_peer_port}")])
         .args(["--peer-listen", &format!("127.0.0.1:{peer_port}")])
         .args(auth)
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_listening(port);
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "ftnfsd {name} exited before listening on {port} ({st}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            t.elapsed() < PATIENCE,
+            "ftnfsd {name} did not start on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Member {
         child,
         port,
