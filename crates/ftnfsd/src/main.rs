@@ -10,6 +10,7 @@
 //! ```
 
 mod admin;
+mod arp;
 mod call_stats;
 mod changelog;
 mod errors;

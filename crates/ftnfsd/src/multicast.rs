@@ -3,7 +3,7 @@
 //! the address. What the network needs, as `tests/multicast-delivery.sh` found it:
 //! - every live member holds the address on `lo` (its kernel accepts datagrams to it), and
 //!   answers no ARP for it (`arp_ignore=1`, `arp_announce=2` on its interface);
-//! - the primary answers ARP requests for it with its IPv4 multicast MAC ([`mac_of`]), from
+//! - the primary answers ARP requests for it with its IPv4 multicast MAC ([`crate::arp::multicast_mac`]), from
 //!   user space ([`responder`]); neighbours send to that MAC, which the bridge or switch
 //!   floods to every member. A failover changes no neighbour's cache: the MAC stays.
 //! - every member joins the MAC on its interface (`PACKET_ADD_MEMBERSHIP`, held as long as
@@ -21,13 +21,8 @@ use std::time::Duration;
 use nix::sys::socket::{recv, send, setsockopt, sockopt, MsgFlags};
 use nix::sys::time::TimeVal;
 
+use crate::arp::multicast_mac;
 use crate::vip::Vip;
-
-/// The IPv4 multicast MAC of `ip`: 01:00:5e and the low 23 bits of the address (RFC 1112 §6.4).
-pub fn mac_of(ip: Ipv4Addr) -> [u8; 6] {
-    let o = ip.octets();
-    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
-}
 
 /// Sets what makes every member's kernel keep quiet about the address: it answers ARP only
 /// for addresses of the interface asked on (`arp_ignore=1`; the address is on `lo`), and
@@ -51,7 +46,7 @@ pub fn quiet_arp(dev: &str) {
 /// An ARP packet socket bound to interface `idx` (whole frames, a receive timeout of
 /// 0.5 s), joined to `mac`.
 fn arp_socket(idx: u32, mac: [u8; 6]) -> std::io::Result<OwnedFd> {
-    let (fd, sll) = crate::vip::arp_socket(libc::SOCK_RAW, idx, None)?;
+    let (fd, sll) = crate::arp::socket(libc::SOCK_RAW, idx, None)?;
     // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
     let r = unsafe {
         libc::bind(
@@ -100,7 +95,7 @@ pub fn answer(frame: &[u8], ip: Ipv4Addr, mac: [u8; 6], own: [u8; 6]) -> Option<
     f.extend_from_slice(sha);
     f.extend_from_slice(&own);
     f.extend_from_slice(&[0x08, 0x06]);
-    f.extend_from_slice(&crate::vip::arp_packet(2, &mac, &ip.octets(), sha, spa));
+    f.extend_from_slice(&crate::arp::packet(2, &mac, &ip.octets(), sha, spa));
     Some(f)
 }
 
@@ -111,8 +106,8 @@ pub fn responder(vip: Arc<Vip>) {
     let std::net::IpAddr::V4(ip) = vip.addr else {
         return;
     };
-    let mac = mac_of(ip);
-    let own = crate::vip::mac_of_dev(&vip.dev).unwrap_or([0; 6]);
+    let mac = multicast_mac(ip);
+    let own = crate::arp::mac_of_dev(&vip.dev).unwrap_or([0; 6]);
     let fd = loop {
         match nix::net::if_::if_nametoindex(vip.dev.as_str())
             .map_err(std::io::Error::from)
@@ -157,11 +152,11 @@ mod tests {
     #[test]
     fn the_multicast_mac_carries_the_low_23_bits() {
         assert_eq!(
-            mac_of("10.99.0.60".parse().unwrap()),
+            multicast_mac("10.99.0.60".parse().unwrap()),
             [1, 0, 0x5e, 0x63, 0, 0x3c]
         );
         assert_eq!(
-            mac_of("192.200.1.2".parse().unwrap()),
+            multicast_mac("192.200.1.2".parse().unwrap()),
             [1, 0, 0x5e, 0x48, 1, 2]
         );
     }
@@ -178,13 +173,13 @@ mod tests {
         req.extend_from_slice(&[0; 6]);
         req.extend_from_slice(&ip.octets());
         let own = [2, 0, 0, 0, 0, 1];
-        let r = answer(&req, ip, mac_of(ip), own).expect("answered");
+        let r = answer(&req, ip, multicast_mac(ip), own).expect("answered");
         assert_eq!(&r[..6], &asker, "to the asker");
         assert_eq!(&r[6..12], &own, "from this interface");
         assert_eq!(&r[20..22], &[0, 2], "a reply");
         assert_eq!(
             &r[22..28],
-            &mac_of(ip),
+            &multicast_mac(ip),
             "the address is at the multicast MAC"
         );
         assert_eq!(&r[28..32], &ip.octets());
@@ -192,17 +187,17 @@ mod tests {
         assert_eq!(&r[38..42], &[10, 99, 0, 254]);
         let other: Ipv4Addr = "10.99.0.61".parse().unwrap();
         assert!(
-            answer(&req, other, mac_of(other), own).is_none(),
+            answer(&req, other, multicast_mac(other), own).is_none(),
             "not ours"
         );
         let mut reply = req.clone();
         reply[21] = 2;
         assert!(
-            answer(&reply, ip, mac_of(ip), own).is_none(),
+            answer(&reply, ip, multicast_mac(ip), own).is_none(),
             "a reply is not a question"
         );
         assert!(
-            answer(&req[..30], ip, mac_of(ip), own).is_none(),
+            answer(&req[..30], ip, multicast_mac(ip), own).is_none(),
             "truncated"
         );
     }

@@ -350,23 +350,13 @@ async fn remove(h: &rtnetlink::Handle, vip: &Vip) -> Result<(), VipError> {
 fn announce(vip: &Vip) -> Result<(), VipError> {
     let idx = nix::net::if_::if_nametoindex(vip.dev.as_str())
         .map_err(|e| VipError::Dev(vip.dev.clone(), e))?;
-    let mac = mac_of_dev(&vip.dev)?;
+    let mac = crate::arp::mac_of_dev(&vip.dev)?;
     match vip.addr {
         // a multicast address is at its multicast MAC, whoever holds it
-        IpAddr::V4(a) if vip.multicast => gratuitous_arp(idx, crate::multicast::mac_of(a), a),
+        IpAddr::V4(a) if vip.multicast => gratuitous_arp(idx, crate::arp::multicast_mac(a), a),
         IpAddr::V4(a) => gratuitous_arp(idx, mac, a),
         IpAddr::V6(a) => unsolicited_na(idx, mac, a),
     }
-}
-
-/// The MAC of interface `dev`.
-pub fn mac_of_dev(dev: &str) -> std::io::Result<[u8; 6]> {
-    let mac_text = std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))?;
-    let mut mac = [0u8; 6];
-    for (i, part) in mac_text.trim().split(':').take(6).enumerate() {
-        mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
-    }
-    Ok(mac)
 }
 
 /// Broadcasts a gratuitous ARP request for `ip` from `mac` on interface `idx`, so that
@@ -374,8 +364,8 @@ pub fn mac_of_dev(dev: &str) -> std::io::Result<[u8; 6]> {
 fn gratuitous_arp(idx: u32, mac: [u8; 6], ip: Ipv4Addr) -> Result<(), VipError> {
     let ip = ip.octets();
     // a request whose sender and target are both the address
-    let pkt = arp_packet(1, &mac, &ip, &[0; 6], &ip);
-    let (fd, sll) = arp_socket(libc::SOCK_DGRAM, idx, Some([0xff; 6]))?;
+    let pkt = crate::arp::packet(1, &mac, &ip, &[0; 6], &ip);
+    let (fd, sll) = crate::arp::socket(libc::SOCK_DGRAM, idx, Some([0xff; 6]))?;
     // SAFETY: `pkt` is a live buffer of the given length; `sll` is a valid sockaddr_ll and
     // its exact size is passed; `fd` is an open packet socket.
     let n = unsafe {
@@ -392,46 +382,6 @@ fn gratuitous_arp(idx: u32, mac: [u8; 6], ip: Ipv4Addr) -> Result<(), VipError> 
         return Err(std::io::Error::last_os_error().into());
     }
     Ok(())
-}
-
-/// An ARP packet for Ethernet and IPv4 (htype 1, ptype 0x0800, hlen 6, plen 4): operation
-/// `op` (1 request, 2 reply), sender hardware and protocol address, target's.
-pub fn arp_packet(op: u8, sha: &[u8], spa: &[u8], tha: &[u8], tpa: &[u8]) -> Vec<u8> {
-    let mut pkt = Vec::with_capacity(28);
-    pkt.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, op]);
-    for part in [sha, spa, tha, tpa] {
-        pkt.extend_from_slice(part);
-    }
-    pkt
-}
-
-/// An ARP packet socket (`ty`: `SOCK_DGRAM`, the kernel adds the Ethernet header, or
-/// `SOCK_RAW`, whole frames) and the link address of interface `idx` to send to (`dest`, a
-/// MAC) or bind to (`None`).
-pub fn arp_socket(
-    ty: libc::c_int,
-    idx: u32,
-    dest: Option<[u8; 6]>,
-) -> std::io::Result<(std::os::fd::OwnedFd, libc::sockaddr_ll)> {
-    let proto = (libc::ETH_P_ARP as u16).to_be();
-    // SAFETY: socket(2) with constant arguments; the returned descriptor is checked and
-    // owned by `fd` (closed on drop).
-    let raw = unsafe { libc::socket(libc::AF_PACKET, ty, i32::from(proto)) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value we then fill in.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = idx as i32;
-    if let Some(mac) = dest {
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&mac);
-    }
-    Ok((fd, sll))
 }
 
 /// Sends an unsolicited Neighbor Advertisement (RFC 4861 §7.2.6) for `ip` with `mac` to all
