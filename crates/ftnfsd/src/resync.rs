@@ -918,7 +918,7 @@ struct Applier<'a> {
     pending: Vec<crate::fs::idtable::NewRecord>,
     pending_ids: HashSet<u64>,
     /// Open directories by id (dropped whenever a directory is removed).
-    dirs: std::cell::RefCell<HashMap<u64, OwnedFd>>,
+    dirs: std::cell::RefCell<HashMap<u64, crate::fs::DirFd>>,
     /// Blocks of a file this mirror lacks arrive: ignored (it asked for the whole file).
     skip: Option<u64>,
     /// Files written in this pass, kept open until the pass end syncs them.
@@ -970,20 +970,19 @@ impl Applier<'_> {
     }
 
     /// Directory `id`, opened (cached).
-    fn dir_fd(&mut self, id: u64) -> R<OwnedFd> {
+    fn dir_fd(&mut self, id: u64) -> R<crate::fs::DirFd> {
         if let Some(fd) = self.dirs.borrow().get(&id) {
-            return fd.try_clone().map_err(errs("dup"));
+            return Ok(fd.clone());
         }
         let dir = self
             .find_any(id)
             .ok_or_else(|| format!("directory {id} is missing"))?;
         let fd = dir.open_dir().map_err(errs("open dir"))?;
-        let fd = fd.try_clone().map_err(errs("dup"))?;
         let mut dirs = self.dirs.borrow_mut();
         if dirs.len() >= 4096 {
             dirs.clear();
         }
-        dirs.insert(id, fd.try_clone().map_err(errs("dup"))?);
+        dirs.insert(id, fd.clone());
         Ok(fd)
     }
 
@@ -1061,7 +1060,7 @@ impl Applier<'_> {
     }
 
     /// The directory where `o` must be created, with its name cleared.
-    fn place(&mut self, o: &SyncObj) -> R<OwnedFd> {
+    fn place(&mut self, o: &SyncObj) -> R<crate::fs::DirFd> {
         self.changed.insert(o.parent);
         let fd = self.dir_fd(o.parent)?;
         crate::fs::check_name(&o.name).map_err(|_| "bad name".to_string())?;

@@ -59,13 +59,7 @@ fn hex(b: &[u8]) -> String {
 pub fn manifest(ex: &ExportFs) -> Result<Vec<Value>, VerifyError> {
     let mut out = Vec::new();
     // a descriptor of its own: the root's is shared, and a listing moves its offset
-    let root = nix::fcntl::openat(
-        ex.root_fd(),
-        ".",
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|err| VerifyError::Sys {
+    let root = crate::fs::reopen(ex.root_fd()).map_err(|err| VerifyError::Sys {
         path: ".".into(),
         err,
     })?;

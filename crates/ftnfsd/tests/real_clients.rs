@@ -722,6 +722,9 @@ fn read(c: &mut Raw, fh: &NfsFh3) -> (u32, Vec<u8>) {
     (st, r.opaque(100).unwrap().to_vec())
 }
 
+/// NFS3ERR_STALE.
+const STALE: u32 = 70;
+
 fn ino(p: &Path) -> u64 {
     std::os::unix::fs::MetadataExt::ino(&std::fs::symlink_metadata(p).unwrap())
 }
@@ -732,7 +735,6 @@ fn ino(p: &Path) -> u64 {
 #[test]
 fn objects_recreated_outside_ftnfs_get_a_new_identity() {
     let _serial = serial();
-    const STALE: u32 = 70;
     let (_t, d) = setup("rw,insecure,no_root_squash");
     let ex = d.export();
     let mut c = Raw::connect(d.port);
@@ -841,7 +843,6 @@ fn objects_recreated_outside_ftnfs_get_a_new_identity() {
 #[test]
 fn a_directory_kept_open_follows_its_object_and_dies_with_it() {
     let _serial = serial();
-    const STALE: u32 = 70;
     let (_t, d) = setup("rw,insecure,no_root_squash");
     let ex = d.export();
     let mut c = Raw::connect(d.port);

@@ -188,6 +188,19 @@ struct Recent {
     map: std::collections::HashMap<u64, Known>,
 }
 
+impl Recent {
+    /// Keeps what is known of `id` (bounded: full, it forgets an arbitrary eighth first).
+    fn learn(&mut self, id: FileId, k: Known) {
+        if self.map.len() >= RECENT_CAP {
+            let drop: Vec<u64> = self.map.keys().take(RECENT_CAP / 8).copied().collect();
+            for d in drop {
+                self.map.remove(&d);
+            }
+        }
+        self.map.insert(id.0, k);
+    }
+}
+
 /// How far the intent log is synced, and whether a sync is under way.
 #[derive(Default)]
 struct LogSync {
@@ -596,6 +609,12 @@ impl IdTable {
     /// Forgets what is cached of `ids` (`None`: of every object) — called before a change
     /// commits and again after.
     fn changed(&self, ids: Option<&[FileId]>) {
+        self.changed_learning(ids, None);
+    }
+
+    /// [`changed`](Self::changed), and what the change made known (a new object's record
+    /// and first name) is cached at once.
+    fn changed_learning(&self, ids: Option<&[FileId]>, learnt: Option<(FileId, Known)>) {
         let mut r = self.recent();
         r.epoch += 1;
         match ids {
@@ -605,6 +624,9 @@ impl IdTable {
                 }
             }
             None => r.map.clear(),
+        }
+        if let Some((id, k)) = learnt {
+            r.learn(id, k);
         }
     }
 
@@ -637,14 +659,7 @@ impl IdTable {
         };
         let mut r = self.recent();
         if r.epoch == epoch {
-            if r.map.len() >= RECENT_CAP {
-                // bounded: forget an arbitrary eighth
-                let drop: Vec<u64> = r.map.keys().take(RECENT_CAP / 8).copied().collect();
-                for d in drop {
-                    r.map.remove(&d);
-                }
-            }
-            r.map.insert(id.0, k.clone());
+            r.learn(id, k.clone());
         }
         Ok(Some(k))
     }
@@ -709,19 +724,8 @@ impl IdTable {
                 Err(_full) => return Err(IdError::Io("intent log full".into())),
             }
             self.syncer.seq.store(seq, Ordering::Release);
-            {
-                // forgotten, and a new object known at once (its first lookup reads nothing)
-                let mut r = self.recent();
-                r.epoch += 1;
-                for id in touched {
-                    r.map.remove(&id.0);
-                }
-                if let Some((id, k)) = new {
-                    if r.map.len() < RECENT_CAP {
-                        r.map.insert(id.0, k);
-                    }
-                }
-            }
+            // forgotten, and a new object known at once (its first lookup reads nothing)
+            self.changed_learning(Some(touched), new);
             p.push((seq, change));
             self.pending_n.store(p.len(), Ordering::Release);
             if p.len() >= BATCH {

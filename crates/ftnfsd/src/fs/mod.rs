@@ -209,20 +209,26 @@ pub fn sync_dir(dirfd: &OwnedFd) -> Result<(), Fail> {
     Ok(())
 }
 
-/// `.` or `..`
 /// A descriptor of its own for directory `fd`, to list it: a listing reads from its
 /// descriptor's offset, which a duplicate would share with every other user of `fd`.
-pub fn reopen(fd: &OwnedFd) -> Result<OwnedFd, Fail> {
-    Ok(openat(
+pub fn reopen(fd: impl AsFd) -> nix::Result<OwnedFd> {
+    openat(
         fd.as_fd(),
         ".",
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
-    )?)
+    )
 }
 
+/// `.` or `..`
 pub fn is_dot(name: &[u8]) -> bool {
     name == b"." || name == b".."
+}
+
+/// Is `name` in `dir` the life of its inode number that `rec` records (always, when the
+/// record has none)?
+fn same_life(rec: &ObjRec, dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    rec.life == life::UNKNOWN || life::same(rec.life, life::of(dir, name))
 }
 
 fn resolve_beneath() -> OpenHow {
@@ -496,11 +502,7 @@ impl ExportFs {
         }
         let fd = std::sync::Arc::new(self.open_beneath(&self.ids.path_of(id)?)?);
         let st = fstat(fd.as_fd())?;
-        if st.st_ino == rec.ino
-            && st.st_nlink > 0
-            && (rec.life == life::UNKNOWN
-                || life::same(rec.life, life::of(fd.as_fd(), OsStr::new("."))))
-        {
+        if st.st_ino == rec.ino && st.st_nlink > 0 && same_life(&rec, fd.as_fd(), OsStr::new(".")) {
             self.dirs.put(id, rec, fd.clone());
         }
         Ok(fd)
@@ -517,10 +519,7 @@ impl ExportFs {
             Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Err(Fail(NfsStat3::Stale)),
             Err(e) => return Err(e.into()),
         };
-        if st.st_ino != rec.ino
-            || (rec.life != life::UNKNOWN
-                && !life::same(rec.life, life::of(dirfd.as_fd(), OsStr::from_bytes(&name))))
-        {
+        if st.st_ino != rec.ino || !same_life(rec, dirfd.as_fd(), OsStr::from_bytes(&name)) {
             // another object has the inode number now (the old one was removed outside
             // ftnfs): never serve it under the old handle
             return Err(Fail(NfsStat3::Stale));
