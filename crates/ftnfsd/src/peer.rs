@@ -24,18 +24,15 @@ use ftnfs_core::mirror::Update;
 use ftnfs_wire::peer::{FrameDecoder, PeerMsg, VERSION};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
-use crate::link::Link;
+use crate::link::{Link, PeerWriter};
 use crate::mirror::{random_bytes, Mirror, Role};
 use crate::peer_tls::{PeerTls, TlsKeys};
 
 /// The reading half of a peer connection (plain TCP or TLS).
 type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
-/// The writing half of a peer connection (plain TCP or TLS).
-type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A connection we dialed, as TLS when the group uses it (the answering member must hold a
 /// certificate naming `name`).
@@ -43,10 +40,10 @@ async fn dialed(
     tls: Option<&TlsKeys>,
     sock: TcpStream,
     name: &str,
-) -> Result<(ReadHalf, WriteHalf), PeerError> {
+) -> Result<(ReadHalf, PeerWriter), PeerError> {
     let Some(t) = tls else {
         let (r, w) = sock.into_split();
-        return Ok((Box::new(r), Box::new(w)));
+        return Ok((Box::new(r), PeerWriter::Plain(w)));
     };
     let server_name = PeerTls::name_of(name).map_err(|e| PeerError::Refused(e.to_string()))?;
     let s = tokio::time::timeout(HANDSHAKE, t.connector.connect(server_name, sock))
@@ -54,7 +51,7 @@ async fn dialed(
         .map_err(|_| PeerError::Timeout)?
         .map_err(|e| PeerError::Refused(format!("TLS with {name}: {e}")))?;
     let (r, w) = tokio::io::split(s);
-    Ok((Box::new(r), Box::new(w)))
+    Ok((Box::new(r), PeerWriter::Stream(Box::new(w))))
 }
 
 /// A connection we accepted, as TLS when the group uses it: its halves and the client
@@ -65,14 +62,14 @@ async fn accepted(
 ) -> Result<
     (
         ReadHalf,
-        WriteHalf,
+        PeerWriter,
         Vec<rustls_pki_types::CertificateDer<'static>>,
     ),
     PeerError,
 > {
     let Some(t) = tls else {
         let (r, w) = sock.into_split();
-        return Ok((Box::new(r), Box::new(w), Vec::new()));
+        return Ok((Box::new(r), PeerWriter::Plain(w), Vec::new()));
     };
     let s = tokio::time::timeout(HANDSHAKE, t.acceptor.accept(sock))
         .await
@@ -85,12 +82,9 @@ async fn accepted(
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
     let (r, w) = tokio::io::split(s);
-    Ok((Box::new(r), Box::new(w), chain))
+    Ok((Box::new(r), PeerWriter::Stream(Box::new(w)), chain))
 }
 
-/// Frames queued towards one peer (each at most `MAX_FRAME`); a full queue drops frames,
-/// which the primary's resend timer covers.
-const LINK_QUEUE: usize = 256;
 /// Time allowed for connecting and for the handshake.
 const HANDSHAKE: Duration = Duration::from_secs(5);
 /// Most peer connections accepted at once.
@@ -149,10 +143,11 @@ impl Reader {
 async fn handshake(
     mirror: &Mirror,
     rd: &mut Reader,
-    wr: &mut WriteHalf,
+    wr: &mut PeerWriter,
     expect: Option<&str>,
 ) -> Result<String, PeerError> {
     let g = &mirror.group;
+    let wr = wr.as_async();
     let mine: [u8; 16] = random_bytes();
     wr.write_all(
         &PeerMsg::Hello {
@@ -200,19 +195,6 @@ async fn handshake(
         other => return Err(PeerError::Refused(format!("expected Proof, got {other:?}"))),
     }
     Ok(name)
-}
-
-fn spawn_writer(mut wr: WriteHalf) -> Link {
-    let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(LINK_QUEUE);
-    tokio::spawn(async move {
-        while let Some(f) = rx.recv().await {
-            if wr.write_all(&f).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
-    tx
 }
 
 /// Wait between two dials of a peer that is down.
@@ -294,7 +276,7 @@ async fn dial_once(
     tracing::info!(peer = name, %addr, "peer link up (we send)");
     *logged = false;
     *linked = true;
-    let link = spawn_writer(wr);
+    let link = Link::spawn(wr);
     let m = &mirror;
     m.link_up(id, link, mirror.local.now());
     let r = loop {
@@ -362,7 +344,7 @@ async fn inbound(mirror: &Arc<Mirror>, sock: TcpStream) -> Result<(), PeerError>
         .map(|p| p.id)
         .ok_or_else(|| PeerError::Refused(format!("{name} is not a configured peer")))?;
     tracing::info!(peer = name, "peer link up (we receive)");
-    let out = spawn_writer(wr);
+    let out = Link::spawn(wr);
     let r = inbound_loop(mirror, &mut rd, from, &name, out).await;
     m.sync_end(from);
     r

@@ -361,7 +361,7 @@ impl Sender<'_> {
 
     fn push_frame(&mut self, frame: Vec<u8>) -> Result<(), String> {
         let t0 = Instant::now();
-        while self.link.capacity() + QUEUED < self.link.max_capacity() {
+        while self.link.queued() > QUEUED {
             if self.link.is_closed() {
                 return Err("link to the member lost".into());
             }
@@ -1419,7 +1419,7 @@ impl Applier<'_> {
 
     fn flush_needs(&mut self) {
         for c in std::mem::take(&mut self.needs).chunks(MAX_SYNC_NEEDS as usize) {
-            let _ = self.out.blocking_send(
+            let _ = self.out.send_blocking(
                 PeerMsg::SyncNeed {
                     export: self.export.0,
                     needs: c.to_vec(),
@@ -1490,7 +1490,7 @@ fn wipe(ex: &ExportFs) -> R<()> {
         times: HashMap::new(),
         changed: HashSet::new(),
         needs: Vec::new(),
-        out: tokio::sync::mpsc::channel(1).0,
+        out: Link::closed(),
         progress: Progress::new(String::new(), true, String::new()),
         pending: Vec::new(),
         pending_ids: HashSet::new(),
@@ -1522,7 +1522,7 @@ pub fn receive(
     };
     let m = &mirror;
     let done = |round: u64, ok: bool, reason: String| {
-        let _ = out.blocking_send(
+        let _ = out.send_blocking(
             PeerMsg::SyncRoundDone {
                 export: export.0,
                 round,

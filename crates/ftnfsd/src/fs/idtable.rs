@@ -186,6 +186,10 @@ struct Known {
 struct Recent {
     epoch: u64,
     map: std::collections::HashMap<u64, Known>,
+    /// Inode number → the id last cached with it, so that naming an entry (LOOKUP, and the
+    /// child a REMOVE or RENAME acts on) reads no table either. A hint only: the entry of
+    /// `map` it leads to must still carry that inode.
+    by_ino: std::collections::HashMap<u64, u64>,
 }
 
 impl Recent {
@@ -194,10 +198,48 @@ impl Recent {
         if self.map.len() >= RECENT_CAP {
             let drop: Vec<u64> = self.map.keys().take(RECENT_CAP / 8).copied().collect();
             for d in drop {
-                self.map.remove(&d);
+                self.forget(d);
             }
         }
+        self.by_ino.insert(k.rec.ino, id.0);
         self.map.insert(id.0, k);
+    }
+
+    fn forget(&mut self, id: u64) {
+        if let Some(k) = self.map.remove(&id) {
+            if self.by_ino.get(&k.rec.ino) == Some(&id) {
+                self.by_ino.remove(&k.rec.ino);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.by_ino.clear();
+    }
+
+    /// The identities of `entries` (name, inode, life) of directory `parent` when every one
+    /// is cached as an object of that inode, in the same life, whose first name is that
+    /// entry: what [`IdTable::adopt`]'s fast path would read from the table.
+    fn named(
+        &self,
+        parent: FileId,
+        entries: &[(&[u8], u64, u64)],
+    ) -> Option<Vec<(FileId, Generation)>> {
+        entries
+            .iter()
+            .map(|(name, ino, life)| {
+                let id = *self.by_ino.get(ino)?;
+                let k = self.map.get(&id)?;
+                let first = k.first.as_ref()?;
+                (k.rec.ino == *ino
+                    && !(k.rec.life == life::UNKNOWN && *life != life::UNKNOWN)
+                    && life::same(k.rec.life, *life)
+                    && first.0 == parent
+                    && first.1 == *name)
+                    .then_some((FileId(id), k.rec.gen))
+            })
+            .collect()
     }
 }
 
@@ -620,10 +662,10 @@ impl IdTable {
         match ids {
             Some(ids) => {
                 for id in ids {
-                    r.map.remove(&id.0);
+                    r.forget(id.0);
                 }
             }
-            None => r.map.clear(),
+            None => r.clear(),
         }
         if let Some((id, k)) = learnt {
             r.learn(id, k);
@@ -974,7 +1016,14 @@ impl IdTable {
         parent: FileId,
         entries: &[(&[u8], u64, u64)],
     ) -> Result<Adoption, IdError> {
-        // Fast path: everything known, in the same life, and linked under this name.
+        // Fast path: everything known, in the same life, and linked under this name — from
+        // the cache (no batch of pending changes is applied for it), else from the table.
+        if let Some(ids) = self.recent().named(parent, entries) {
+            return Ok(Adoption {
+                ids,
+                ..Adoption::default()
+            });
+        }
         {
             let tx = self.read()?;
             let inodes = tx.open_table(INODES)?;
@@ -1552,6 +1601,55 @@ mod tests {
             assert!(t.pending_n.load(Ordering::Acquire) < BATCH);
         }
         assert_eq!(t.path_of(k).unwrap(), std::path::PathBuf::from("k"));
+    }
+
+    /// Naming an entry that the cache knows (LOOKUP, a REMOVE's child) reads no table and
+    /// applies no batch; anything the cache cannot vouch for — another life, another name,
+    /// a record without a life — still goes to the table and gets its answer there.
+    #[test]
+    fn a_cached_entry_is_named_without_the_table_and_only_when_it_is_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = IdTable::open(&dir.path().join("t.redb"), 1, 1).unwrap();
+        let waiting = || t.pending_n.load(Ordering::Acquire);
+        let (f, gf) = t.record_new(FileId::ROOT, b"f", (70, 100), None).unwrap();
+        let (d, _) = t.record_new(FileId::ROOT, b"d", (71, 101), None).unwrap();
+        assert_eq!(waiting(), 2);
+        let a = t
+            .adopt(FileId::ROOT, &[(b"f", 70, 100), (b"d", 71, 101)])
+            .unwrap();
+        assert_eq!(a.ids, vec![(f, gf), (d, t.get(d).unwrap().unwrap().gen)]);
+        assert!(a.adopted.is_empty() && a.renamed.is_empty());
+        // (`get` of a cached object reads nothing either)
+        assert_eq!(waiting(), 2, "named from the cache: nothing applied");
+        // the same name and inode in another life (removed and recreated outside ftnfs):
+        // the table's answer, a new object
+        let a = t.adopt(FileId::ROOT, &[(b"f", 70, 200)]).unwrap();
+        assert_ne!(a.ids[0].0, f);
+        assert_eq!(a.adopted, vec![(0, true)]);
+        assert_eq!(waiting(), 0, "the table was read");
+        // a known object under a name the cache does not hold for it (a rename outside
+        // ftnfs): the table's answer, the same object renamed
+        let a = t.adopt(FileId::ROOT, &[(b"d2", 71, 101)]).unwrap();
+        assert_eq!(a.ids[0].0, d);
+        assert_eq!(a.renamed, vec![d]);
+        // under another directory: not the cached name either
+        let (sub, _) = t.record_new(FileId::ROOT, b"sub", (72, 102), None).unwrap();
+        t.get(d).unwrap(); // cached again, first name (root, "d")
+        let a = t.adopt(sub, &[(b"d", 71, 101)]).unwrap();
+        assert_eq!(a.ids[0].0, d);
+        assert!(
+            t.links(d).unwrap().contains(&(sub, b"d".to_vec())),
+            "the table learnt the name"
+        );
+        // a removed object is forgotten: its inode met again is a new object
+        let (r, _) = t.record_new(FileId::ROOT, b"r", (73, 103), None).unwrap();
+        t.remove_link(r, FileId::ROOT, b"r", true).unwrap();
+        let a = t.adopt(FileId::ROOT, &[(b"r", 73, 103)]).unwrap();
+        assert_ne!(a.ids[0].0, r);
+        // a record without a life takes its first one from the table, not from the cache
+        let (k, _) = t.record_new(FileId::ROOT, b"k", (74, 0), None).unwrap();
+        assert_eq!(t.adopt(FileId::ROOT, &[(b"k", 74, 9)]).unwrap().ids[0].0, k);
+        assert_eq!(t.get(k).unwrap().unwrap().life, 9);
     }
 
     #[test]

@@ -35,7 +35,6 @@ use ftnfs_core::mirror::secondary::SecondaryEffect;
 use ftnfs_core::mirror::{FailReason, Touch};
 use ftnfs_wire::peer::{update_frame, PeerMsg, UpdatePayload, Want};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use crate::changelog::ChangeLog;
 use crate::fs::ExportFs;

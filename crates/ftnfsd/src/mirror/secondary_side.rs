@@ -66,7 +66,7 @@ impl SecondaryCore {
                 seal.history,
                 WINDOW,
             ),
-            out: mpsc::channel(1).0,
+            out: Link::closed(),
         }
     }
 }
