@@ -218,6 +218,13 @@ impl Recent {
         self.by_ino.clear();
     }
 
+    /// The cached object with inode `ino` in life `life`, if any.
+    fn by_life(&self, ino: u64, life: u64) -> Option<FileId> {
+        let id = *self.by_ino.get(&ino)?;
+        let k = self.map.get(&id)?;
+        (k.rec.ino == ino && life::same(k.rec.life, life)).then_some(FileId(id))
+    }
+
     /// The identities of `entries` (name, inode, life) of directory `parent` when every one
     /// is cached as an object of that inode, in the same life, whose first name is that
     /// entry: what [`IdTable::adopt`]'s fast path would read from the table.
@@ -915,6 +922,9 @@ impl IdTable {
     /// The file id of the object that has local inode `ino` in life `life`: `None` if the
     /// number is unknown or belonged to another object (one removed outside ftnfs).
     pub fn by_ino_life(&self, ino: u64, life: u64) -> Result<Option<FileId>, IdError> {
+        if let Some(id) = self.recent().by_life(ino, life) {
+            return Ok(Some(id));
+        }
         let Some(id) = self.by_ino(ino)? else {
             return Ok(None);
         };
@@ -1619,7 +1629,8 @@ mod tests {
             .unwrap();
         assert_eq!(a.ids, vec![(f, gf), (d, t.get(d).unwrap().unwrap().gen)]);
         assert!(a.adopted.is_empty() && a.renamed.is_empty());
-        // (`get` of a cached object reads nothing either)
+        // (`get` of a cached object reads nothing either, nor does finding it by inode)
+        assert_eq!(t.by_ino_life(70, 100).unwrap(), Some(f));
         assert_eq!(waiting(), 2, "named from the cache: nothing applied");
         // the same name and inode in another life (removed and recreated outside ftnfs):
         // the table's answer, a new object
