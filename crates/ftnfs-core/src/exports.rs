@@ -207,6 +207,12 @@ pub struct Export {
     /// included; not every member losing power within that second
     /// (Documentation/11-durable-metadata.md).
     pub in_memory: bool,
+    /// `Proxy` (mirrored exports only): UDP clients' datagrams reach every member (a
+    /// multicast virtual IP, or a client that sends to each): a secondary holds each update
+    /// request it receives, and the primary sends it an order without the arguments
+    /// (`mirror::proxy`; DESIGN.md decision 8). An update whose datagram a secondary lacks is
+    /// fetched whole. A multicast virtual IP's datagrams are handled so without it.
+    pub proxy: bool,
     /// 1-based line in the exports file.
     pub line: usize,
 }
@@ -383,6 +389,7 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
         mut mirroring,
         read_mode: high_read,
         in_memory,
+        proxy,
         split_r,
         split_w,
     } = ex;
@@ -410,6 +417,9 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
     if in_memory && mirroring == Mirroring::None {
         return Err("InMemory needs ftnfs= (it counts on the other members' memory)".into());
     }
+    if proxy && mirroring == Mirroring::None {
+        return Err("Proxy needs ftnfs= (it is how secondaries receive updates)".into());
+    }
     let id = match fsid {
         Some(0) => return Err("fsid=0 is reserved (NFSv4 pseudo root); choose another".into()),
         Some(f) => ExportId(f),
@@ -425,6 +435,7 @@ fn parse_export(path: &str, rest: &[String], line: usize) -> Result<Export, Stri
         clients,
         mirroring,
         in_memory,
+        proxy,
         line,
     })
 }
@@ -463,6 +474,7 @@ struct ExportOptions {
     mirroring: Mirroring,
     read_mode: ReadMode,
     in_memory: bool,
+    proxy: bool,
     split_r: Option<Vec<String>>,
     split_w: Option<Vec<String>>,
 }
@@ -502,6 +514,7 @@ fn apply_export_option(o: &str, ex: &mut ExportOptions) -> Result<bool, String> 
         ("HighRead", None) | ("highread", None) => ex.read_mode = ReadMode::Serialized,
         ("AckRead", None) | ("ackread", None) => ex.read_mode = ReadMode::Acknowledged,
         ("InMemory", None) | ("inmemory", None) => ex.in_memory = true,
+        ("Proxy", None) | ("proxy", None) => ex.proxy = true,
         _ => return Ok(false),
     }
     Ok(true)
@@ -677,6 +690,15 @@ pub fn plan_reload(
                         ),
                     ));
                 }
+                if h.cfg.proxy != e.proxy {
+                    return Err(refuse(
+                        e.line,
+                        format!(
+                            "Proxy of {} changed: that needs a restart of every member of its group",
+                            e.path
+                        ),
+                    ));
+                }
                 plan.push(Reload::Keep {
                     id: e.id,
                     clients: e.clients.clone(),
@@ -731,6 +753,10 @@ mod tests {
         )
         .unwrap();
         assert!(e[0].in_memory && !e[1].in_memory);
+        let e = parse("exports", "/srv/a -ftnfs=A:B,Proxy,fsid=3 *(rw)\n").unwrap();
+        assert!(e[0].proxy && !e[0].in_memory);
+        let err = parse("exports", "/srv/a -Proxy *(rw)\n").unwrap_err();
+        assert!(format!("{err}").contains("Proxy needs ftnfs="), "{err}");
         let err = parse("exports", "/srv/a -inmemory *(rw)\n").unwrap_err();
         assert!(format!("{err}").contains("InMemory needs ftnfs="), "{err}");
     }

@@ -913,7 +913,7 @@ impl World {
             };
             let Some(next) = next else { break };
             match next {
-                Next::P(PrimaryEffect::Send { to, update }) => {
+                Next::P(PrimaryEffect::Send { to, update, .. }) => {
                     self.send(id, to, Msg::Update(update))
                 }
                 Next::P(PrimaryEffect::Run { seq, token }) => {

@@ -291,7 +291,7 @@ fn run(seed: u64) -> Result<Outcome, String> {
         // carry out effects
         while let Some(e) = prim.poll_effect() {
             match e {
-                PrimaryEffect::Send { to, update } => {
+                PrimaryEffect::Send { to, update, .. } => {
                     sim.send(|| Ev::ToSecondary {
                         to,
                         update: update.clone(),

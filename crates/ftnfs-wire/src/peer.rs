@@ -607,6 +607,37 @@ pub enum PeerMsg {
         /// What to apply.
         payload: UpdatePayload,
     },
+    /// Primary → proxy-mode secondary: update `seq` is the client request the secondary
+    /// received itself (multicast delivery): everything an `Update` carries except the
+    /// arguments (`payload.args` is empty), and their fingerprint (length, CRC-32C).
+    Order {
+        /// Export id.
+        export: u32,
+        /// Epoch.
+        epoch: u64,
+        /// Number.
+        seq: u64,
+        /// Updates it waits for.
+        deps: Vec<u64>,
+        /// Waits for everything before it.
+        barrier: bool,
+        /// What to apply, without its arguments.
+        payload: UpdatePayload,
+        /// Length of the arguments the primary executed.
+        args_len: u32,
+        /// Their CRC-32C.
+        args_sum: u32,
+    },
+    /// Proxy-mode secondary → primary: send update `seq` whole (its datagram did not reach
+    /// this member, or not as the primary executed it).
+    Fetch {
+        /// Export id.
+        export: u32,
+        /// Epoch.
+        epoch: u64,
+        /// Number.
+        seq: u64,
+    },
     /// Secondary → primary: `seq` applied with `status`.
     Ack {
         /// Export id.
@@ -652,6 +683,8 @@ const SYNC_REPLIES: u32 = 20;
 const FAILED_OUT: u32 = 21;
 const WITNESS_LOST: u32 = 22;
 const SYNC_LOCKS: u32 = 23;
+const ORDER: u32 = 24;
+const FETCH: u32 = 25;
 
 impl PeerMsg {
     /// A liveness ping (a heartbeat of no export), which any member and the witness answer
@@ -681,9 +714,45 @@ pub fn update_frame(
     barrier: bool,
     payload: &UpdatePayload,
 ) -> Vec<u8> {
+    ordered_frame(UPDATE, export, epoch, seq, deps, barrier, payload, |w| {
+        w.opaque(&payload.args);
+    })
+}
+
+/// The frame of an `Order`: an update's frame without its arguments, with their
+/// fingerprint (`args_len`, `args_sum`) instead.
+#[allow(clippy::too_many_arguments)]
+pub fn order_frame(
+    export: u32,
+    epoch: u64,
+    seq: u64,
+    deps: &[u64],
+    barrier: bool,
+    payload: &UpdatePayload,
+    args_len: u32,
+    args_sum: u32,
+) -> Vec<u8> {
+    ordered_frame(ORDER, export, epoch, seq, deps, barrier, payload, |w| {
+        w.u32(args_len).u32(args_sum);
+    })
+}
+
+/// An `Update` or `Order` frame: everything but the tail (`tail`: the arguments or their
+/// fingerprint).
+#[allow(clippy::too_many_arguments)]
+fn ordered_frame(
+    tag: u32,
+    export: u32,
+    epoch: u64,
+    seq: u64,
+    deps: &[u64],
+    barrier: bool,
+    payload: &UpdatePayload,
+    tail: impl FnOnce(&mut XdrWriter),
+) -> Vec<u8> {
     let mut w = XdrWriter::with_capacity(payload.args.len() + 256);
     w.u32(0);
-    w.u32(UPDATE).u32(export).u64(epoch).u64(seq);
+    w.u32(tag).u32(export).u64(epoch).u64(seq);
     w.u32(deps.len() as u32);
     for d in deps {
         w.u64(*d);
@@ -705,9 +774,8 @@ pub fn update_frame(
         Some((f, g)) => w.bool(true).u64(f).u32(g),
         None => w.bool(false),
     };
-    w.u64(payload.time.0 as u64)
-        .u32(payload.time.1)
-        .opaque(&payload.args);
+    w.u64(payload.time.0 as u64).u32(payload.time.1);
+    tail(&mut w);
     let len = (w.len() - 4) as u32;
     w.patch(0, &len.to_be_bytes());
     w.into_inner()
@@ -966,6 +1034,23 @@ impl PeerMsg {
                 barrier,
                 payload,
             } => return update_frame(*export, *epoch, *seq, deps, *barrier, payload),
+            PeerMsg::Order {
+                export,
+                epoch,
+                seq,
+                deps,
+                barrier,
+                payload,
+                args_len,
+                args_sum,
+            } => {
+                return order_frame(
+                    *export, *epoch, *seq, deps, *barrier, payload, *args_len, *args_sum,
+                )
+            }
+            PeerMsg::Fetch { export, epoch, seq } => {
+                w.u32(FETCH).u32(*export).u64(*epoch).u64(*seq);
+            }
             PeerMsg::Ack {
                 export,
                 epoch,
@@ -1149,7 +1234,7 @@ impl PeerMsg {
                 history: r.u64()?,
                 seq: r.u64()?,
             },
-            UPDATE => {
+            UPDATE | ORDER => {
                 let export = r.u32()?;
                 let epoch = r.u64()?;
                 let seq = r.u64()?;
@@ -1169,30 +1254,49 @@ impl PeerMsg {
                     None
                 };
                 let time = (r.u64()? as i64, r.u32()?);
-                let args = share(r.opaque(MAX_FRAME as u32)?);
-                PeerMsg::Update {
-                    export,
-                    epoch,
-                    seq,
-                    deps,
-                    barrier,
-                    payload: UpdatePayload {
-                        origin: Origin {
-                            ip,
-                            port,
-                            xid,
-                            anonymous,
-                            uid,
-                            gid,
-                            gids,
-                        },
-                        proc_,
-                        new_id,
-                        time,
-                        args,
+                let mut payload = UpdatePayload {
+                    origin: Origin {
+                        ip,
+                        port,
+                        xid,
+                        anonymous,
+                        uid,
+                        gid,
+                        gids,
                     },
+                    proc_,
+                    new_id,
+                    time,
+                    args: bytes::Bytes::new(),
+                };
+                if kind == ORDER {
+                    PeerMsg::Order {
+                        export,
+                        epoch,
+                        seq,
+                        deps,
+                        barrier,
+                        payload,
+                        args_len: r.u32()?,
+                        args_sum: r.u32()?,
+                    }
+                } else {
+                    payload.args = share(r.opaque(MAX_FRAME as u32)?);
+                    PeerMsg::Update {
+                        export,
+                        epoch,
+                        seq,
+                        deps,
+                        barrier,
+                        payload,
+                    }
                 }
             }
+            FETCH => PeerMsg::Fetch {
+                export: r.u32()?,
+                epoch: r.u64()?,
+                seq: r.u64()?,
+            },
             ACK => PeerMsg::Ack {
                 export: r.u32()?,
                 epoch: r.u64()?,
@@ -1469,6 +1573,35 @@ mod tests {
                 time: (1_700_000_000, 123),
                 args: vec![1, 2, 3, 4, 5].into(),
             },
+        });
+        roundtrip(PeerMsg::Order {
+            export: 3,
+            epoch: 2,
+            seq: 100,
+            deps: vec![99],
+            barrier: true,
+            payload: UpdatePayload {
+                origin: Origin {
+                    ip: vec![0; 16],
+                    port: 802,
+                    xid: 43,
+                    anonymous: true,
+                    uid: 65534,
+                    gid: 65534,
+                    gids: vec![],
+                },
+                proc_: 8,
+                new_id: Some((13, 5)),
+                time: (1_700_000_001, 7),
+                args: bytes::Bytes::new(),
+            },
+            args_len: 1 << 20,
+            args_sum: 0xdead_beef,
+        });
+        roundtrip(PeerMsg::Fetch {
+            export: 3,
+            epoch: 2,
+            seq: 100,
         });
         roundtrip(PeerMsg::Ack {
             export: 3,

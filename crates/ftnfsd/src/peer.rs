@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::link::{Link, PeerWriter};
-use crate::mirror::{random_bytes, Mirror, Role};
+use crate::mirror::{random_bytes, Forwarded, Mirror, Role};
 use crate::peer_tls::{PeerTls, TlsKeys};
 
 /// The reading half of a peer connection (plain TCP or TLS).
@@ -541,8 +541,48 @@ async fn inbound_loop(
                                 seq: SeqNo(seq),
                                 deps: deps.into_iter().map(SeqNo).collect(),
                                 barrier,
-                                payload: Arc::new(payload),
+                                payload: Arc::new(Forwarded {
+                                    payload,
+                                    proxied: None,
+                                }),
                             },
+                        );
+                    }
+                }
+            }
+            PeerMsg::Order {
+                export,
+                epoch,
+                seq,
+                deps,
+                barrier,
+                payload,
+                args_len,
+                args_sum,
+            } => {
+                if let Some(role) = m.role(ExportId(export)) {
+                    if let Role::Primary(ps) = &*role {
+                        // as for an update: an older primary that missed the takeover
+                        if let Some(ours) = ps.epoch() {
+                            if m.outranks(ExportId(export), ours, from, Epoch(epoch)) {
+                                refuse_older(&out, export, ours, seq);
+                            }
+                        }
+                    }
+                    if let Role::Secondary(ss) = &*role {
+                        ss.on_order(
+                            mirror,
+                            from,
+                            Epoch(epoch),
+                            SeqNo(seq),
+                            deps.into_iter().map(SeqNo).collect(),
+                            barrier,
+                            payload,
+                            ftnfs_core::mirror::proxy::Fingerprint {
+                                len: args_len,
+                                sum: args_sum,
+                            },
+                            m.local.now(),
                         );
                     }
                 }

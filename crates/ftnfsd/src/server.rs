@@ -49,6 +49,21 @@ pub struct Counters {
     pub calls: crate::call_stats::CallStats,
 }
 
+/// How a call reached this member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A TCP connection (this member alone received it).
+    Stream,
+    /// A UDP datagram; `everyone`: sent to a multicast virtual IP, so every member received
+    /// it (DESIGN.md decision 8).
+    Datagram {
+        /// Every member received it.
+        everyone: bool,
+        /// This member may answer it: not a multicast virtual IP held by another member.
+        answer: bool,
+    },
+}
+
 /// The NFS and MOUNT service of one member: dispatch over this member's exports (`local`)
 /// and, for mirrored exports, through its roles (`mirror`), which it shares with the mirror
 /// driver and the peer links.
@@ -109,9 +124,9 @@ impl Server {
     /// Handles one call record from `peer`; `None` means send nothing. A WRITE's data stays
     /// in the record's memory (no copy). Runs on a blocking thread: it may wait (for the
     /// disk, the secondaries, the read lease).
-    pub fn handle(&self, record: &bytes::Bytes, peer: SocketAddr) -> Option<Vec<u8>> {
+    pub fn handle(&self, record: &bytes::Bytes, peer: SocketAddr, via: Via) -> Option<Vec<u8>> {
         let t0 = std::time::Instant::now();
-        let reply = self.handle_with(record, peer, true);
+        let reply = self.handle_with(record, peer, true, via);
         self.counters
             .calls
             .observe(record, t0.elapsed(), reply.as_deref());
@@ -150,7 +165,7 @@ impl Server {
             }
         }
         let t0 = std::time::Instant::now();
-        let reply = self.handle_with(record, peer, false);
+        let reply = self.handle_with(record, peer, false, Via::Stream);
         self.counters
             .calls
             .observe(record, t0.elapsed(), reply.as_deref());
@@ -162,6 +177,7 @@ impl Server {
         record: &bytes::Bytes,
         peer: SocketAddr,
         may_wait: bool,
+        via: Via,
     ) -> Option<Vec<u8>> {
         let mut r = XdrReader::new(record);
         let h = match CallHeader::decode(&mut r) {
@@ -231,6 +247,14 @@ impl Server {
         self.counters.nfs[h.proc_ as usize].fetch_add(1, Ordering::Relaxed);
 
         let key = DrcKey::new(peer.ip(), h.xid, h.prog, h.vers, h.proc_, args);
+        if let Via::Datagram { answer, .. } = via {
+            // proxy mode: a secondary keeps an update datagram the primary also received,
+            // for the primary's order, and never answers it
+            let held = info.updates && self.proxy_hold(&key, &h, info, record, args, peer, via);
+            if held || !answer {
+                return None;
+            }
+        }
         let now = self.now();
         match self.drc().begin(key, now) {
             Verdict::Execute => {}
@@ -291,7 +315,8 @@ impl Server {
                             gids: cred.groups.clone(),
                         };
                         let t_sub = Instant::now();
-                        match self.mirrored(ps, fh, &a, origin, h.proc_, &shared, info) {
+                        let proxied = self.proxied(fh.export, via);
+                        match self.mirrored(ps, fh, &a, origin, h.proc_, &shared, info, proxied) {
                             Some(d) => {
                                 let t_run = Instant::now();
                                 let in_memory = d.0.in_memory;
@@ -387,6 +412,7 @@ impl Server {
         proc_: u32,
         args: &bytes::Bytes,
         info: &ProcInfo,
+        proxied: bool,
     ) -> Option<(Dictation, SeqNo, std::sync::mpsc::Receiver<Signal>)> {
         let ex = self.export(fh.export)?;
         let new_id = info.new_id.then(|| (ex.ids.reserve(), ex.ids.generation()));
@@ -394,18 +420,21 @@ impl Server {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let time = (t.as_secs() as i64, t.subsec_nanos());
-        let payload = Arc::new(UpdatePayload {
-            origin,
-            proc_,
-            new_id: new_id.map(|(f, g)| (f.0, g.0)),
-            time,
-            // a WRITE's data stays in the client's record; small arguments are copied, so
-            // that an update in the window does not keep a whole receive buffer alive
-            args: if args.len() >= ftnfs_wire::peer::SHARE_FROM {
-                args.clone()
-            } else {
-                bytes::Bytes::copy_from_slice(args)
+        let payload = Arc::new(crate::mirror::Forwarded {
+            payload: UpdatePayload {
+                origin,
+                proc_,
+                new_id: new_id.map(|(f, g)| (f.0, g.0)),
+                time,
+                // a WRITE's data stays in the client's record; small arguments are copied, so
+                // that an update in the window does not keep a whole receive buffer alive
+                args: if args.len() >= ftnfs_wire::peer::SHARE_FROM {
+                    args.clone()
+                } else {
+                    bytes::Bytes::copy_from_slice(args)
+                },
             },
+            proxied: proxied.then(|| crate::mirror::fingerprint(args)),
         });
         let touch = info.touch(a, new_id.map(|(f, _)| f.0));
         let submitted = match info.order {
@@ -533,6 +562,58 @@ impl Server {
             return None;
         }
         Some(self.nfs_error(xid, proc_, NfsStat3::Jukebox))
+    }
+
+    /// A secondary in proxy mode keeps an update datagram every member received for the
+    /// primary's order (`SecondarySide::hold`); `true` if it is this member's to keep —
+    /// also when it was applied here already (a retransmission: nothing to keep, and the
+    /// primary answers it).
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_hold(
+        &self,
+        key: &DrcKey,
+        h: &CallHeader<'_>,
+        info: &ProcInfo,
+        record: &bytes::Bytes,
+        args: &[u8],
+        peer: SocketAddr,
+        via: Via,
+    ) -> bool {
+        if self.mirror.is_empty() {
+            return false;
+        }
+        let shared = record.slice_ref(args);
+        let Ok(a) = Args::decode_shared(h.proc_, &shared) else {
+            return false;
+        };
+        let Some(fh) = (info.handle)(&a).and_then(|fh| FileHandle::decode(&fh.0).ok()) else {
+            return false;
+        };
+        if !self.proxied(fh.export, via) {
+            return false;
+        }
+        let Some(role) = self.mirror.role(fh.export) else {
+            return false;
+        };
+        let Role::Secondary(ss) = &*role else {
+            return false;
+        };
+        if !self.drc().contains(key) {
+            ss.hold(&self.mirror, peer, h.xid.0, shared, self.now());
+        }
+        true
+    }
+
+    /// Whether a call that came `via` to an export in proxy mode reached every member: a
+    /// datagram to a multicast virtual IP, or any datagram of a `Proxy` export
+    /// (`ftnfs_core::mirror::proxy`).
+    fn proxied(&self, export: ExportId, via: Via) -> bool {
+        match via {
+            Via::Stream => false,
+            Via::Datagram { everyone, .. } => {
+                everyone || self.export(export).is_some_and(|e| e.cfg.proxy)
+            }
+        }
     }
 
     /// A reply with an NFS error status and the procedure's failure body with every
@@ -897,7 +978,7 @@ impl Server {
         peer: SocketAddr,
     ) -> Option<Body> {
         let export = ex.cfg.id;
-        let payload = Arc::new(UpdatePayload {
+        let payload = UpdatePayload {
             origin: Origin {
                 ip: ftnfs_wire::peer::ip_bytes(peer.ip()),
                 port: peer.port(),
@@ -911,6 +992,10 @@ impl Server {
             new_id: None,
             time: (0, 0),
             args: call.raw.clone().into(),
+        };
+        let payload = Arc::new(crate::mirror::Forwarded {
+            payload,
+            proxied: None,
         });
         let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, self.now()) {
             Ok(x) => x,

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
 use crate::reply_sink::ReplySink;
-use crate::server::Server;
+use crate::server::{Server, Via};
 
 /// Largest call record: a full WRITE plus headers.
 pub const MAX_RECORD: usize = MAX_IO as usize + 64 * 1024;
@@ -205,7 +205,7 @@ impl Transport {
                 let server = self.server.clone();
                 let sink = sink.clone();
                 tokio::task::spawn_blocking(move || {
-                    let reply = server.handle(&rec, peer);
+                    let reply = server.handle(&rec, peer, Via::Stream);
                     drop(global);
                     if let Some(reply) = reply {
                         sink.send(reply, local);
@@ -241,11 +241,19 @@ impl Transport {
                 }
             };
             // a datagram to a multicast virtual IP reaches every member: only its holder
-            // answers (the others drop it until proxy mode keeps it, multicast.rs)
+            // answers; a secondary in proxy mode keeps an update for the primary's order
+            // (proxy_side.rs), the others drop it (multicast.rs)
+            let mut via = Via::Datagram {
+                everyone: false,
+                answer: true,
+            };
             if let Some(v) = to.and_then(|t| self.server.mirror.multicast_vip(t)) {
+                via = Via::Datagram {
+                    everyone: true,
+                    answer: v.held(),
+                };
                 if !v.held() {
                     v.foreign.fetch_add(1, Ordering::Relaxed);
-                    continue;
                 }
             }
             let Ok(permit) = self.inflight.clone().acquire_owned().await else {
@@ -272,7 +280,7 @@ impl Transport {
             // the request's share is held until its reply is sent (or dropped): replies
             // waiting for a full socket are bounded like requests
             tokio::task::spawn_blocking(move || {
-                let reply = server.handle(&rec, client);
+                let reply = server.handle(&rec, client, via);
                 let Some(reply) = reply else { return };
                 if reply.len() > MAX_DATAGRAM {
                     tracing::warn!(client = %peer, len = reply.len(), "reply too large for UDP; dropped");

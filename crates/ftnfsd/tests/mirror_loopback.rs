@@ -1898,3 +1898,175 @@ fn peer_certificates_rotate_on_reload() {
     );
     created_and_mirrored(&a, &b, "after-rotation");
 }
+
+/// A UDP client whose every datagram reaches both members, as a multicast virtual IP
+/// delivers it (DESIGN.md decision 8): the same datagram, from the same port, to each.
+struct Everyone {
+    s: std::net::UdpSocket,
+    to: Vec<u16>,
+}
+
+impl Everyone {
+    fn new(to: &[u16]) -> Everyone {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Everyone { s, to: to.to_vec() }
+    }
+
+    /// Sends `a` as call `xid` to the members at `ports` (in that order); returns the reply
+    /// and the port it came from, retransmitting to the same members (as a UDP client does)
+    /// until one comes.
+    fn call(&self, ports: &[u16], xid: u32, proc_: u32, a: &Args) -> (u16, Vec<u8>) {
+        let rec = call_record(xid, 0, 0, nfs3::PROGRAM, proc_, &a.to_bytes());
+        let start = Instant::now();
+        loop {
+            for p in ports {
+                self.s.send_to(&rec, ("127.0.0.1", *p)).unwrap();
+            }
+            let mut b = vec![0u8; 65536];
+            while let Ok((n, from)) = self.s.recv_from(&mut b) {
+                let r = b[..n].to_vec();
+                if u32::from_be_bytes(r[0..4].try_into().unwrap()) == xid {
+                    return (from.port(), r);
+                }
+            }
+            assert!(start.elapsed() < PATIENCE, "no reply to xid {xid}");
+        }
+    }
+
+    fn both(&self, xid: u32, proc_: u32, a: &Args) -> (u16, Vec<u8>) {
+        // the secondary's copy first: the order then finds it (the other way round is
+        // covered by the ones sent to the primary alone and by the grace)
+        let mut ports = self.to.clone();
+        ports.reverse();
+        self.call(&ports, xid, proc_, a)
+    }
+}
+
+fn proxy_of(m: &Member) -> serde_json::Value {
+    m.admin("status")["status"]["mirror"]["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["export"] == 4711)
+        .unwrap()["proxy"]
+        .clone()
+}
+
+#[test]
+fn proxy_mode_secondaries_apply_the_datagrams_they_hold_on_the_primarys_order() {
+    let _serial = serial();
+    // Issue 16: every member receives each UDP update; the primary sends orders without
+    // the arguments; the secondary applies the datagram it holds in the order's place, and
+    // fetches an update whose datagram it lacks. Only the primary answers. The mirrors end
+    // identical.
+    let (_t, a, b) = pair_with(",Proxy");
+    let mut ca = Raw::connect(a.port);
+    let root = mount_root(&mut ca, &a.export());
+    let c = Everyone::new(&[a.port, b.port]);
+    let mut xid = 7000;
+    let mut files = Vec::new();
+    for i in 0..20 {
+        xid += 1;
+        let (from, r) = c.both(
+            xid,
+            procs::CREATE,
+            &Args::Create {
+                where_: dirop(&root, &format!("p{i}")),
+                how: CreateHow3::Guarded(Sattr3::default()),
+            },
+        );
+        assert_eq!(from, a.port, "only the primary answers");
+        let (st, body) = nfs_status(&r);
+        assert_eq!(st, 0, "CREATE p{i}");
+        files.push(fh_of_create(&body));
+    }
+    for (i, f) in files.iter().enumerate() {
+        xid += 1;
+        let data: Vec<u8> = (0..3000).map(|j| (i * 7 + j) as u8).collect();
+        let (from, r) = c.both(
+            xid,
+            procs::WRITE,
+            &Args::Write {
+                file: f.clone(),
+                offset: 0,
+                count: data.len() as u32,
+                stable: nfs3::StableHow::FileSync,
+                data: data.into(),
+            },
+        );
+        assert_eq!(from, a.port);
+        assert_eq!(nfs_status(&r).0, 0, "WRITE p{i}");
+    }
+    let px = proxy_of(&b);
+    assert!(
+        px["claimed"].as_u64().unwrap() >= 40,
+        "the secondary applied the datagrams it held: {px}"
+    );
+    // sent to the primary alone: the secondary has no datagram and fetches the update
+    let fetched = px["fetched"].as_u64().unwrap();
+    xid += 1;
+    let (from, r) = c.call(
+        &[a.port],
+        xid,
+        procs::MKDIR,
+        &Args::Mkdir {
+            where_: dirop(&root, "only-a"),
+            attr: Sattr3::default(),
+        },
+    );
+    assert_eq!((from, nfs_status(&r).0), (a.port, 0));
+    assert!(
+        proxy_of(&b)["fetched"].as_u64().unwrap() > fetched,
+        "fetched"
+    );
+    // a retransmission the primary answers from its cache: no new update anywhere
+    let (_, again) = c.both(
+        xid,
+        procs::MKDIR,
+        &Args::Mkdir {
+            where_: dirop(&root, "only-a"),
+            attr: Sattr3::default(),
+        },
+    );
+    assert_eq!(again, r, "the original reply");
+    // sent to the secondary alone: never answered, never applied (the primary did not
+    // execute it); it waits in the table until it expires
+    xid += 1;
+    let rec = call_record(
+        xid,
+        0,
+        0,
+        nfs3::PROGRAM,
+        procs::MKDIR,
+        &Args::Mkdir {
+            where_: dirop(&root, "only-b"),
+            attr: Sattr3::default(),
+        }
+        .to_bytes(),
+    );
+    c.s.send_to(&rec, ("127.0.0.1", b.port)).unwrap();
+    wait_for(
+        30,
+        || format!("the datagram is held: {}", proxy_of(&b)),
+        || proxy_of(&b)["held_now"].as_u64().unwrap_or(0) >= 1,
+    );
+    let mut buf = [0u8; 1024];
+    c.s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        c.s.recv_from(&mut buf).is_err(),
+        "the secondary answers nothing"
+    );
+    assert!(!b.export().join("only-b").exists());
+    // every update acknowledged: the mirrors are the same
+    wait_for(
+        30,
+        || "the secondary did not catch up".into(),
+        || primary_status(&a)["pending"] == 0,
+    );
+    assert_eq!(manifest(&a), manifest(&b), "mirrors differ");
+    assert!(b.export().join("only-a").is_dir());
+    let st = primary_status(&a);
+    assert_eq!(st["failures"], 0, "{st}");
+}

@@ -21,6 +21,7 @@
 
 pub mod order;
 pub mod primary;
+pub mod proxy;
 pub mod resync;
 pub mod secondary;
 

@@ -54,6 +54,10 @@ pub enum PrimaryEffect<P> {
         to: MemberId,
         /// The update.
         update: Update<P>,
+        /// Not the first send to it: a resend, a fetch, or the window sent again to a member
+        /// that (re)joined. A proxy-mode primary sends such an update whole, arguments
+        /// included (`proxy.rs`), since the secondary may not hold the client's datagram.
+        again: bool,
     },
     /// The local execution of `seq` may start now (order allows it).
     Run {
@@ -280,6 +284,7 @@ impl<P: Clone> Primary<P> {
             self.effects.push_back(PrimaryEffect::Send {
                 to: m,
                 update: update.clone(),
+                again: false,
             });
         }
         self.pending.insert(
@@ -416,6 +421,7 @@ impl<P: Clone> Primary<P> {
                 self.effects.push_back(PrimaryEffect::Send {
                     to: m,
                     update: p.update.clone(),
+                    again: true,
                 });
             }
             return Ok(self.released.watermark());
@@ -430,9 +436,26 @@ impl<P: Clone> Primary<P> {
             self.effects.push_back(PrimaryEffect::Send {
                 to: m,
                 update: p.update.clone(),
+                again: true,
             });
         }
         Ok(self.released.watermark())
+    }
+
+    /// A proxy-mode secondary `from` asks for update `seq` whole (the client's datagram did not
+    /// reach it as executed here): sent again, with its arguments, if it still awaits `from`'s
+    /// acknowledgement. Nothing else changes: the resend timer and the tries left are as
+    /// they were, so a member that keeps asking is still failed out when silent.
+    pub fn fetch(&mut self, from: MemberId, seq: SeqNo) {
+        if let Some(p) = self.pending.get(&seq) {
+            if p.awaiting.contains(from) {
+                self.effects.push_back(PrimaryEffect::Send {
+                    to: from,
+                    update: p.update.clone(),
+                    again: true,
+                });
+            }
+        }
     }
 
     /// Resends what is due and fails out secondaries that stayed silent through every retry.
@@ -457,6 +480,7 @@ impl<P: Clone> Primary<P> {
                 self.effects.push_back(PrimaryEffect::Send {
                     to: m,
                     update: p.update.clone(),
+                    again: true,
                 });
             }
         }
@@ -746,6 +770,39 @@ mod tests {
     }
 
     #[test]
+    fn a_fetch_sends_the_update_whole_again_only_to_an_asker_it_awaits() {
+        let mut p = prim(&[A]);
+        let s = p.submit(1, &write(5), 0, Millis(0)).unwrap();
+        assert!(matches!(
+            drain(&mut p)[..],
+            [
+                PrimaryEffect::Send {
+                    to: A,
+                    again: false,
+                    ..
+                },
+                PrimaryEffect::Run { .. }
+            ]
+        ));
+        p.fetch(A, s);
+        assert!(matches!(
+            &drain(&mut p)[..],
+            [PrimaryEffect::Send { to: A, again: true, update }] if update.seq == s
+        ));
+        // the fetch does not reset the resend timer nor spend a try
+        assert_eq!(p.next_deadline(), Some(Millis(100)));
+        p.fetch(MemberId(9), s);
+        p.fetch(A, SeqNo(s.0 + 7));
+        assert!(
+            drain(&mut p).is_empty(),
+            "not a member it awaits, or no such update"
+        );
+        p.on_ack(A, Epoch(1), s, 0);
+        p.fetch(A, s);
+        assert!(drain(&mut p).is_empty(), "acknowledged already");
+    }
+
+    #[test]
     fn silent_secondary_gets_resends_then_is_failed_out() {
         // patent p. 25: bounded retries, then a failover event, then the reply.
         let mut p = prim(&[A]);
@@ -820,7 +877,7 @@ mod tests {
         assert_eq!(p.add_member(A, Millis(5)), Ok(s1));
         let e = drain(&mut p);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(matches!(&e[0], PrimaryEffect::Send { to: A, update } if update.seq == s2));
+        assert!(matches!(&e[0], PrimaryEffect::Send { to: A, update, .. } if update.seq == s2));
         assert!(p.live().contains(A));
         assert_eq!(p.released_watermark(), s1, "s2 still waits for A");
         p.on_ack(A, Epoch(1), s2, 0);

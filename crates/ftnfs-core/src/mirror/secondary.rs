@@ -101,6 +101,11 @@ impl<P: Clone> Secondary<P> {
         self.stats
     }
 
+    /// Whether update `seq` is applied, being applied or waiting here.
+    pub fn knows(&self, seq: SeqNo) -> bool {
+        self.applied.contains(seq) || self.running.contains(&seq) || self.waiting.contains_key(&seq)
+    }
+
     /// Updates being applied right now.
     pub fn running(&self) -> usize {
         self.running.len()

@@ -33,7 +33,7 @@ use ftnfs_core::mirror::primary::{Busy, PrimaryConfig, PrimaryEffect};
 use ftnfs_core::mirror::resync::{self as rules, Candidate, Plan, Stream};
 use ftnfs_core::mirror::secondary::SecondaryEffect;
 use ftnfs_core::mirror::{FailReason, Touch};
-use ftnfs_wire::peer::{update_frame, PeerMsg, UpdatePayload, Want};
+use ftnfs_wire::peer::{order_frame, update_frame, PeerMsg, UpdatePayload, Want};
 use serde_json::{json, Value};
 
 use crate::changelog::ChangeLog;
@@ -43,6 +43,7 @@ use crate::resync::{Incoming, Progress, Reply};
 
 mod persist;
 mod primary_side;
+mod proxy_side;
 mod rejoin_side;
 mod resync_host;
 mod roles;
@@ -52,7 +53,8 @@ mod vouching;
 
 pub use persist::read_epoch;
 use persist::{take_seal, write_epoch, write_seal, Seal};
-pub use primary_side::PrimarySide;
+pub use primary_side::{Forwarded, PrimarySide};
+pub use proxy_side::fingerprint;
 use secondary_side::SecondaryCore;
 pub use secondary_side::SecondarySide;
 
@@ -934,6 +936,10 @@ impl Mirror {
                 if let Some(d) = c.p.next_deadline() {
                     next = next.min(d);
                 }
+            } else if let Role::Secondary(ss) = &*role {
+                if let Some(d) = ss.tick_proxy(self, now) {
+                    next = next.min(d);
+                }
             }
         }
         let views = self.views();
@@ -1186,6 +1192,7 @@ impl Mirror {
         }
         let export = match &msg {
             PeerMsg::Ack { export, .. }
+            | PeerMsg::Fetch { export, .. }
             | PeerMsg::Refuse { export, .. }
             | PeerMsg::JoinReply { export, .. }
             | PeerMsg::SyncNeed { export, .. }
@@ -1288,6 +1295,9 @@ impl Mirror {
                     }
                 }
                 c.p.on_ack(from, Epoch(epoch), SeqNo(seq), status)
+            }
+            PeerMsg::Fetch { epoch, seq, .. } if epoch == c.p.epoch().0 => {
+                c.p.fetch(from, SeqNo(seq));
             }
             PeerMsg::Refuse { epoch, .. } => {
                 if self.yields(export, c.p.epoch(), from, Epoch(epoch)) {

@@ -30,9 +30,20 @@ pub struct PrimarySide {
     pub(super) finished: Mutex<VecDeque<Arc<Progress>>>,
 }
 
+/// An update as the primary holds it until it is released: what a secondary applies and,
+/// for a client datagram that reached every member (`Proxy`, a multicast virtual IP), the
+/// fingerprint of its arguments (length, CRC-32): its first send to each secondary is then
+/// an order without them (`ftnfs_core::mirror::proxy`), and any later send is whole.
+pub struct Forwarded {
+    /// The update.
+    pub payload: UpdatePayload,
+    /// Set when every member received the client's datagram.
+    pub proxied: Option<(u32, u32)>,
+}
+
 /// The primary role's state in the daemon: the core's, with the channel that wakes each
 /// blocked client request as its waiter.
-pub(super) type Lead = Leading<Arc<UpdatePayload>, SyncSender<Signal>>;
+pub(super) type Lead = Leading<Arc<Forwarded>, SyncSender<Signal>>;
 
 /// The locked state of a primary side that is still primary ([`PrimarySide::lead`]).
 pub(super) struct LeadGuard<'a>(MutexGuard<'a, Option<Lead>>);
@@ -169,7 +180,7 @@ impl PrimarySide {
         &self,
         m: &Mirror,
         touch: &Touch,
-        payload: Arc<UpdatePayload>,
+        payload: Arc<Forwarded>,
         now: Millis,
     ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
         self.submit_with(m, |_| touch.clone(), payload, now)
@@ -188,8 +199,8 @@ impl PrimarySide {
     pub fn submit_with(
         &self,
         m: &Mirror,
-        touch: impl FnOnce(&ftnfs_core::mirror::primary::Primary<Arc<UpdatePayload>>) -> Touch,
-        payload: Arc<UpdatePayload>,
+        touch: impl FnOnce(&ftnfs_core::mirror::primary::Primary<Arc<Forwarded>>) -> Touch,
+        payload: Arc<Forwarded>,
         now: Millis,
     ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
         // the last pass of a resync, or a joiner's answer: wait (bounded by the hold limit,
@@ -225,25 +236,46 @@ impl PrimarySide {
 
     pub(super) fn drain(&self, c: &mut Lead, m: &Mirror, now: Millis) {
         // an update goes to every secondary in a row: encode it once, share the bytes
-        let mut last: Option<(SeqNo, Epoch, bytes::Bytes)> = None;
+        let mut last: Option<(SeqNo, Epoch, bool, bytes::Bytes)> = None;
         while let Some(e) = c.p.poll_effect() {
             match e {
-                PrimaryEffect::Send { to, update } => {
+                PrimaryEffect::Send { to, update, again } => {
                     let link = lock(&m.links).get(&to).cloned();
                     if let Some(link) = link {
+                        // a first send of a datagram every member received: its order only
+                        let order = update.payload.proxied.filter(|_| !again);
                         let frame = match &last {
-                            Some((s, e, f)) if *s == update.seq && *e == update.epoch => f.clone(),
+                            Some((s, e, o, f))
+                                if *s == update.seq
+                                    && *e == update.epoch
+                                    && *o == order.is_some() =>
+                            {
+                                f.clone()
+                            }
                             _ => {
                                 let deps: Vec<u64> = update.deps.iter().map(|d| d.0).collect();
-                                let f = bytes::Bytes::from(update_frame(
-                                    update.export.0,
-                                    update.epoch.0,
-                                    update.seq.0,
-                                    &deps,
-                                    update.barrier,
-                                    &update.payload,
-                                ));
-                                last = Some((update.seq, update.epoch, f.clone()));
+                                let u = &update.payload.payload;
+                                let f = bytes::Bytes::from(match order {
+                                    Some((len, sum)) => order_frame(
+                                        update.export.0,
+                                        update.epoch.0,
+                                        update.seq.0,
+                                        &deps,
+                                        update.barrier,
+                                        u,
+                                        len,
+                                        sum,
+                                    ),
+                                    None => update_frame(
+                                        update.export.0,
+                                        update.epoch.0,
+                                        update.seq.0,
+                                        &deps,
+                                        update.barrier,
+                                        u,
+                                    ),
+                                });
+                                last = Some((update.seq, update.epoch, order.is_some(), f.clone()));
                                 f
                             }
                         };

@@ -18,12 +18,14 @@ pub struct SecondarySide {
 /// A secondary's place in its leader's stream (the core's [`Follower`]: whom it follows,
 /// answers and acknowledges) and the link its answers go out on.
 pub(super) struct SecondaryCore {
-    pub(super) f: Follower<Arc<UpdatePayload>>,
+    pub(super) f: Follower<Arc<Forwarded>>,
     pub(super) out: Link,
+    /// Client datagrams held for the primary's orders (proxy mode, `proxy_side.rs`).
+    pub(super) proxy: super::proxy_side::Held,
 }
 
 impl std::ops::Deref for SecondaryCore {
-    type Target = Follower<Arc<UpdatePayload>>;
+    type Target = Follower<Arc<Forwarded>>;
     fn deref(&self) -> &Self::Target {
         &self.f
     }
@@ -52,6 +54,7 @@ impl SecondaryCore {
         SecondaryCore {
             f: Follower::following(export, epoch, base, history, leader, pristine, now, WINDOW),
             out,
+            proxy: super::proxy_side::held(),
         }
     }
 
@@ -67,6 +70,7 @@ impl SecondaryCore {
                 WINDOW,
             ),
             out: Link::closed(),
+            proxy: super::proxy_side::held(),
         }
     }
 }
@@ -149,6 +153,7 @@ impl SecondarySide {
                     let sc = c.as_mut().expect("checked above");
                     sc.out = out;
                     sc.rejoined(from, Epoch(epoch), now);
+                    sc.proxy.clear(); // orders of the old epoch wait no more
                 } else {
                     let pristine = c.as_ref().is_none_or(|sc| sc.pristine());
                     if let Some(log) = m.log(self.export) {
@@ -248,7 +253,7 @@ impl SecondarySide {
         &self,
         m: &Arc<Mirror>,
         from: MemberId,
-        update: ftnfs_core::mirror::Update<Arc<UpdatePayload>>,
+        update: ftnfs_core::mirror::Update<Arc<Forwarded>>,
     ) {
         let mut c = lock(&self.core);
         let Some(sc) = c.as_mut() else {
@@ -257,7 +262,8 @@ impl SecondarySide {
         if !sc.accepts_from(from) {
             return;
         }
-        m.note_client(&update.payload.origin, m.local.now());
+        m.note_client(&update.payload.payload.origin, m.local.now());
+        Self::delivered(sc, &update);
         sc.s.on_update(update);
         self.drain(sc, m);
     }
@@ -282,7 +288,7 @@ impl SecondarySide {
                     tokio::runtime::Handle::current().spawn_blocking(move || {
                         let status = m.local.apply_update(
                             export,
-                            &u.payload,
+                            &u.payload.payload,
                             (history, u.seq),
                             m.log(export),
                         );

@@ -69,6 +69,7 @@ impl Mirror {
                         }),
                         Some(sc) => {
                             let st = sc.s.stats();
+                            let px = sc.proxy.stats();
                             json!({
                                 "export": id.0,
                                 "role": "secondary",
@@ -81,6 +82,17 @@ impl Mirror {
                                 "duplicates": st.duplicates,
                                 "refused": st.refused,
                                 "demoted": demoted.contains(&id),
+                                // proxy mode (proxy_side.rs): client datagrams held for the
+                                // primary's orders
+                                "proxy": {
+                                    "held_now": sc.proxy.held(),
+                                    "held": px.held,
+                                    "claimed": px.claimed,
+                                    "fetched": px.fetched,
+                                    "mismatched": px.mismatched,
+                                    "expired": px.expired,
+                                    "dropped": px.dropped,
+                                },
                             })
                         }
                     }

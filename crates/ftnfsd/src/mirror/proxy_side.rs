@@ -1,0 +1,176 @@
+//! A secondary in proxy mode (`ftnfs_core::mirror::proxy`, DESIGN.md decision 8): every
+//! member received the client's update datagram, so the primary sends an order without the
+//! arguments; this member keeps the datagram, joins it with the order and applies the update
+//! as if the primary had forwarded it — or fetches it whole when it lacks the datagram.
+
+use super::*;
+use ftnfs_core::mirror::proxy::{Fingerprint, ProxyConfig, ProxyEffect, ProxyHold, RequestKey};
+use ftnfs_core::mirror::Update;
+
+/// What an order carries besides the arguments: the update's place and the primary's
+/// decisions.
+pub(super) struct Order {
+    epoch: Epoch,
+    deps: Vec<SeqNo>,
+    barrier: bool,
+    payload: UpdatePayload,
+}
+
+/// The held datagrams of one secondary.
+pub(super) type Held = ProxyHold<Order, bytes::Bytes>;
+
+/// A table for a secondary that starts following a stream.
+pub(super) fn held() -> Held {
+    ProxyHold::new(ProxyConfig::default())
+}
+
+/// The fingerprint of a request's arguments: their length and CRC-32.
+pub fn fingerprint(args: &[u8]) -> (u32, u32) {
+    (args.len() as u32, crc32fast::hash(args))
+}
+
+fn print_of(args: &[u8]) -> Fingerprint {
+    let (len, sum) = fingerprint(args);
+    Fingerprint { len, sum }
+}
+
+/// Which client request an origin is (its address as 16 bytes, IPv4 mapped).
+fn key_of(ip: std::net::IpAddr, port: u16, xid: u32) -> RequestKey {
+    let ip = match ip {
+        std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(a) => a.octets(),
+    };
+    RequestKey { ip, port, xid }
+}
+
+fn key_of_origin(o: &ftnfs_wire::peer::Origin) -> Option<RequestKey> {
+    let ip = ftnfs_wire::peer::ip_from_bytes(&o.ip)?;
+    Some(key_of(ip, o.port, o.xid))
+}
+
+impl SecondarySide {
+    /// A client's update datagram that every member received: kept for the primary's order.
+    /// Not joined to a stream: dropped (the new primary's window is sent whole).
+    pub fn hold(
+        &self,
+        m: &Arc<Mirror>,
+        client: std::net::SocketAddr,
+        xid: u32,
+        args: bytes::Bytes,
+        now: Millis,
+    ) {
+        let mut c = lock(&self.core);
+        let Some(sc) = c.as_mut() else { return };
+        let key = key_of(client.ip(), client.port(), xid);
+        sc.proxy.hold(key, print_of(&args), args, now);
+        self.drain_proxy(sc, m, now);
+    }
+
+    /// The primary's order `seq`: applied with the datagram held here, or fetched whole.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_order(
+        &self,
+        m: &Arc<Mirror>,
+        from: MemberId,
+        epoch: Epoch,
+        seq: SeqNo,
+        deps: Vec<SeqNo>,
+        barrier: bool,
+        payload: UpdatePayload,
+        print: Fingerprint,
+        now: Millis,
+    ) {
+        let mut c = lock(&self.core);
+        let Some(sc) = c.as_mut() else { return };
+        if !sc.accepts_from(from) {
+            return;
+        }
+        let Some(key) = key_of_origin(&payload.origin) else {
+            return;
+        };
+        if epoch != sc.s.epoch() || sc.s.knows(seq) {
+            // another epoch (refused as an update would be), or applied or under way
+            // already (a second copy): the state machine answers it as it answers an update
+            let update = Update {
+                export: self.export,
+                epoch,
+                seq,
+                deps,
+                barrier,
+                payload: Arc::new(Forwarded {
+                    payload,
+                    proxied: None,
+                }),
+            };
+            sc.s.on_update(update);
+            self.drain(sc, m);
+            return;
+        }
+        let order = Order {
+            epoch,
+            deps,
+            barrier,
+            payload,
+        };
+        sc.proxy.on_order(seq, key, print, order, now);
+        self.drain_proxy(sc, m, now);
+    }
+
+    /// The held table's timers: orders whose datagram did not come are fetched, datagrams
+    /// no order claimed expire. Returns when to run again.
+    pub fn tick_proxy(&self, m: &Arc<Mirror>, now: Millis) -> Option<Millis> {
+        let mut c = lock(&self.core);
+        let sc = c.as_mut()?;
+        sc.proxy.tick(now);
+        self.drain_proxy(sc, m, now);
+        sc.proxy.poll_timeout()
+    }
+
+    /// A whole update arrived: an order waiting for the same number is done with.
+    pub(super) fn delivered(sc: &mut SecondaryCore, update: &Update<Arc<Forwarded>>) {
+        sc.proxy
+            .delivered(update.seq, key_of_origin(&update.payload.payload.origin));
+    }
+
+    fn drain_proxy(&self, sc: &mut SecondaryCore, m: &Arc<Mirror>, _now: Millis) {
+        let mut any = false;
+        while let Some(e) = sc.proxy.poll_effect() {
+            match e {
+                ProxyEffect::Apply { seq, order, args } => {
+                    let mut payload = order.payload;
+                    payload.args = args;
+                    m.note_client(&payload.origin, m.local.now());
+                    sc.s.on_update(Update {
+                        export: self.export,
+                        epoch: order.epoch,
+                        seq,
+                        deps: order.deps,
+                        barrier: order.barrier,
+                        payload: Arc::new(Forwarded {
+                            payload,
+                            proxied: None,
+                        }),
+                    });
+                    any = true;
+                }
+                ProxyEffect::Fetch { seq } => {
+                    let _ = sc.out.try_send(
+                        PeerMsg::Fetch {
+                            export: self.export.0,
+                            epoch: sc.s.epoch().0,
+                            seq: seq.0,
+                        }
+                        .to_frame()
+                        .into(),
+                    );
+                }
+            }
+        }
+        if any {
+            self.drain(sc, m);
+        }
+        if sc.proxy.waiting() > 0 {
+            m.wake.notify_one(); // a fetch deadline now exists
+        }
+    }
+}
