@@ -8,7 +8,11 @@
 //!
 //! Peer links behave like TCP: per link, messages arrive in order or not at all (a cut or a
 //! crash loses what is in flight and ends the link); different links reorder freely. Clients
-//! talk to whoever holds the virtual IP.
+//! talk to whoever holds the virtual IP. In the multicast family ([`MULTICAST_FROM`]) every
+//! client datagram also reaches every other member (lossy, reordered against the peer
+//! links): secondaries run in proxy mode (`mirror::proxy`) — they hold the datagrams, the
+//! primary's first send of an update is an order without the request, and a missing
+//! datagram is fetched.
 //!
 //! Checked at every step, or where it happens:
 //! - **never two serving**: at no instant do two running members each hold the primary role
@@ -39,6 +43,7 @@ use ftnfs_core::member::states::{Leading, Standing, SteppedDown};
 use ftnfs_core::member::transitions::{self, Promotion};
 use ftnfs_core::member::{fencing, Effect, Facts, Member, Node, RoleView};
 use ftnfs_core::mirror::primary::{PrimaryConfig, PrimaryEffect};
+use ftnfs_core::mirror::proxy::{Fingerprint, ProxyConfig, ProxyEffect, ProxyHold, RequestKey};
 use ftnfs_core::mirror::resync::Candidate;
 use ftnfs_core::mirror::secondary::SecondaryEffect;
 use ftnfs_core::mirror::{FailReason, Key, MemberSet, Touch, Update};
@@ -175,6 +180,21 @@ type Drc = BTreeMap<(u32, u64), u32>;
 #[derive(Debug, Clone)]
 enum Msg {
     Update(Update<Req>),
+    /// Proxy mode: update `seq` is the client request with this key and fingerprint, which
+    /// the secondary received itself (everything but the request).
+    Order {
+        epoch: Epoch,
+        seq: SeqNo,
+        deps: Vec<SeqNo>,
+        barrier: bool,
+        key: RequestKey,
+        print: Fingerprint,
+    },
+    /// Proxy mode: send update `seq` whole.
+    Fetch {
+        epoch: Epoch,
+        seq: SeqNo,
+    },
     Ack {
         epoch: Epoch,
         seq: SeqNo,
@@ -251,6 +271,11 @@ enum Ev {
         msg: Msg,
     },
     Request {
+        to: MemberId,
+        req: Req,
+    },
+    /// Multicast delivery: the client's datagram as another member receives it.
+    Datagram {
         to: MemberId,
         req: Req,
     },
@@ -366,6 +391,51 @@ struct Mem {
     prev_history: u64,
     /// Written at a clean stop, taken at the next start: (epoch, stream, last update).
     seal: Option<(Epoch, u64, u64)>,
+    /// Proxy mode: the datagrams held for the leader's orders, and the epoch they are for
+    /// (memory only; a new epoch or stream starts empty, as the daemon's `SecondaryCore`).
+    proxy: (Epoch, u64, Proxy),
+}
+
+/// A secondary's held datagrams: an order is (epoch, dependencies, barrier).
+type Proxy = ProxyHold<(Epoch, Vec<SeqNo>, bool), Req>;
+
+fn proxy_table() -> Proxy {
+    ProxyHold::new(ProxyConfig::default())
+}
+
+/// A new stream (epoch or history) starts with an empty table, as the daemon's
+/// `SecondaryCore`; a member that follows nothing holds nothing.
+fn sync_proxy(m: &mut Mem) {
+    let at = match &m.role {
+        Role::Secondary { core: Some(c), .. } => (c.s.epoch(), c.history),
+        _ => (Epoch(0), 0),
+    };
+    if (m.proxy.0, m.proxy.1) != at {
+        m.proxy = (at.0, at.1, proxy_table());
+    }
+}
+
+/// Which client request: the client as the address, the xid.
+fn key_of(req: &Req) -> RequestKey {
+    let mut ip = [0u8; 16];
+    ip[12..].copy_from_slice(&req.client.to_be_bytes());
+    RequestKey {
+        ip,
+        port: 0,
+        xid: req.xid as u32,
+    }
+}
+
+/// The request's fingerprint (its operation, hashed).
+fn print_of(req: &Req) -> Fingerprint {
+    let s = format!("{:?}", req.op);
+    let sum = s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    Fingerprint {
+        len: s.len() as u32,
+        sum,
+    }
 }
 
 struct Witness {
@@ -427,6 +497,10 @@ struct World {
     acked_appends: Vec<(u32, u64)>,
     /// The lock family (seeds from [`LOCKS_FROM`]): clients contend for one lock.
     with_locks: bool,
+    /// The multicast family (seeds from [`MULTICAST_FROM`]): proxy-mode secondaries.
+    multicast: bool,
+    /// Orders that claimed a held datagram.
+    claimed: u64,
 
     /// Requests whose cached reply died with every member that had it — possible only
     /// without the reply log (`REPLY_LOG` false: a memory-only DRC, as a cold restart of
@@ -608,6 +682,9 @@ impl World {
                 t = t.min(d.0);
             }
         }
+        if let Some(d) = m.proxy.2.poll_timeout() {
+            t = t.min(d.0);
+        }
         let t = t.max(self.now + 1);
         if m.next_tick == 0 || t < m.next_tick || m.next_tick <= self.now {
             self.mem_mut(id).next_tick = t;
@@ -630,6 +707,9 @@ impl World {
                 self.mem_mut(id).node.refused(o, now);
             }
         }
+        sync_proxy(self.mem_mut(id));
+        self.mem_mut(id).proxy.2.tick(now);
+        self.drain_proxy(id, now);
         let view = role_view(self.mem(id));
         let blank = Node::new(self.settings, None, vec![]);
         let mut node = std::mem::replace(&mut self.mem_mut(id).node, blank);
@@ -913,8 +993,22 @@ impl World {
             };
             let Some(next) = next else { break };
             match next {
-                Next::P(PrimaryEffect::Send { to, update, .. }) => {
-                    self.send(id, to, Msg::Update(update))
+                Next::P(PrimaryEffect::Send { to, update, again }) => {
+                    // proxy mode: a first send is the order only (the secondary received
+                    // the datagram itself, or fetches it)
+                    let msg = if self.multicast && !again {
+                        Msg::Order {
+                            epoch: update.epoch,
+                            seq: update.seq,
+                            key: key_of(&update.payload),
+                            print: print_of(&update.payload),
+                            deps: update.deps,
+                            barrier: update.barrier,
+                        }
+                    } else {
+                        Msg::Update(update)
+                    };
+                    self.send(id, to, msg)
                 }
                 Next::P(PrimaryEffect::Run { seq, token }) => {
                     let m = self.mem_mut(id);
@@ -965,7 +1059,14 @@ impl World {
                     }
                     p.p.local_done(seq, status);
                 }
-                Next::P(PrimaryEffect::Release { token, .. }) => {
+                Next::P(PrimaryEffect::Release { token, seq, acked }) => {
+                    if self.trace {
+                        eprintln!(
+                            "{:>7} {} releases {seq:?} acked by {acked:?}",
+                            self.now,
+                            name(id)
+                        );
+                    }
                     let (has_witness, settings) = (self.has_witness, self.settings);
                     let m = self.mem_mut(id);
                     let Role::Primary(p) = &mut m.role else {
@@ -1201,8 +1302,11 @@ impl World {
                 }
             }
             Msg::Update(u) => {
-                match &mut self.mem_mut(to).role {
+                sync_proxy(self.mem_mut(to));
+                let Mem { role, proxy, .. } = self.mem_mut(to);
+                match role {
                     Role::Secondary { core: Some(c), .. } if c.accepts_from(from) => {
+                        proxy.2.delivered(u.seq, Some(key_of(&u.payload)));
                         c.s.on_update(u);
                     }
                     Role::Primary(p) => {
@@ -1212,6 +1316,46 @@ impl World {
                         }
                     }
                     _ => {}
+                }
+                self.pump(to, now);
+            }
+            Msg::Order {
+                epoch,
+                seq,
+                deps,
+                barrier,
+                key,
+                print,
+            } => {
+                sync_proxy(self.mem_mut(to));
+                let Mem { role, proxy, .. } = self.mem_mut(to);
+                match role {
+                    Role::Secondary { core: Some(c), .. } if c.accepts_from(from) => {
+                        // refused, or a second copy, answered as an update would be; else
+                        // it waits for its datagram, counted in the backlog
+                        let hold = c.s.on_order(epoch, seq);
+                        if hold {
+                            proxy
+                                .2
+                                .on_order(seq, key, print, (epoch, deps, barrier), now);
+                        }
+                    }
+                    Role::Primary(p) => {
+                        let ours = p.p.epoch();
+                        if !self.yields(to, ours, from, epoch) {
+                            self.send(to, from, Msg::Refuse { epoch: ours });
+                        }
+                    }
+                    _ => {}
+                }
+                self.drain_proxy(to, now);
+                self.pump(to, now);
+            }
+            Msg::Fetch { epoch, seq } => {
+                if let Role::Primary(p) = &mut self.mem_mut(to).role {
+                    if epoch == p.p.epoch() {
+                        p.p.fetch(from, seq);
+                    }
                 }
                 self.pump(to, now);
             }
@@ -1498,6 +1642,59 @@ impl World {
         }
     }
 
+    /// Multicast delivery: a client's datagram at a member that does not hold the address.
+    /// A secondary holds it for the leader's order unless it applied it already; anyone
+    /// else drops it.
+    fn on_datagram(&mut self, to: MemberId, req: Req) {
+        let now = Millis(self.now);
+        let m = self.mem_mut(to);
+        sync_proxy(m);
+        if matches!(m.role, Role::Secondary { core: Some(_), .. })
+            && !m.drc.contains_key(&(req.client, req.xid))
+        {
+            m.proxy.2.hold(key_of(&req), print_of(&req), req, now);
+        }
+        self.drain_proxy(to, now);
+        self.schedule_tick(to);
+    }
+
+    /// Carries out the held table's effects of member `id`: an order with its datagram
+    /// enters the secondary's state machine; a missing one is fetched from the leader.
+    fn drain_proxy(&mut self, id: MemberId, now: Millis) {
+        let mut applied = false;
+        while let Some(e) = self.mem_mut(id).proxy.2.poll_effect() {
+            match e {
+                ProxyEffect::Apply { seq, order, args } => {
+                    let mut this = false;
+                    if let Role::Secondary { core: Some(c), .. } = &mut self.mem_mut(id).role {
+                        c.s.on_update(Update {
+                            export: E,
+                            epoch: order.0,
+                            seq,
+                            deps: order.1,
+                            barrier: order.2,
+                            payload: args,
+                        });
+                        this = true;
+                    }
+                    if this {
+                        self.claimed += 1;
+                        applied = true;
+                    }
+                }
+                ProxyEffect::Fetch { seq } => {
+                    let epoch = self.mem(id).proxy.0;
+                    if let Some(l) = self.leader(id) {
+                        self.send(id, l, Msg::Fetch { epoch, seq });
+                    }
+                }
+            }
+        }
+        if applied {
+            self.pump(id, now);
+        }
+    }
+
     fn on_request(&mut self, to: MemberId, req: Req) {
         let now = Millis(self.now);
         let has_witness = self.has_witness;
@@ -1540,6 +1737,13 @@ impl World {
     }
 
     fn on_reply(&mut self, from: MemberId, client: u32, xid: u64, status: u32, epoch: Epoch) {
+        if self.trace {
+            eprintln!(
+                "{:>7} client {client} <- {} reply to xid {xid}: {status} ({epoch:?})",
+                self.now,
+                name(from)
+            );
+        }
         if epoch < self.max_reply_epoch {
             // An older primary released late (it was paused): harmless only if the update
             // is in the newer primary's history (every member it waited for had it).
@@ -1664,13 +1868,23 @@ impl World {
         if let Some(to) = self.vip {
             if !self.isolated.contains(&to) {
                 let d = self.rng.range(1, 5);
-                self.at(
-                    d,
-                    Ev::Request {
-                        to,
-                        req: Req { client, xid, op },
-                    },
-                );
+                let req = Req { client, xid, op };
+                if self.multicast {
+                    // every member receives the datagram (lossy, each copy on its own time)
+                    for o in self.ids() {
+                        if o != to && !self.isolated.contains(&o) && self.rng.below(8) != 0 {
+                            let d = self.rng.range(1, 8);
+                            self.at(
+                                d,
+                                Ev::Datagram {
+                                    to: o,
+                                    req: req.clone(),
+                                },
+                            );
+                        }
+                    }
+                }
+                self.at(d, Ev::Request { to, req });
             }
         }
         self.at(300, Ev::ClientTimer { client, xid });
@@ -1736,6 +1950,14 @@ impl World {
                 _ => return Err(format!("{} not a joined secondary", name(m.id))),
             }
             if m.data != p.data {
+                if self.trace {
+                    eprintln!(
+                        "{} data {:?}\nprimary data {:?}",
+                        name(m.id),
+                        m.data,
+                        p.data
+                    );
+                }
                 return Err(format!("{} differs from the primary", name(m.id)));
             }
         }
@@ -1835,6 +2057,7 @@ impl World {
                     }
                 }
                 self.crashed_at.entry(m).or_default().push(self.now);
+                self.mem_mut(m).proxy = (Epoch(0), 0, proxy_table());
                 self.mem_mut(m).up = false;
                 self.mem_mut(m).paused = false;
                 self.mem_mut(m).deferred.clear();
@@ -1953,7 +2176,7 @@ impl World {
 
     fn handle(&mut self, ev: Ev) {
         let target = match &ev {
-            Ev::Peer { to, .. } | Ev::Request { to, .. } => Some(*to),
+            Ev::Peer { to, .. } | Ev::Request { to, .. } | Ev::Datagram { to, .. } => Some(*to),
             Ev::Tick { m, .. } => Some(*m),
             _ => None,
         };
@@ -1983,6 +2206,7 @@ impl World {
                 }
             }
             Ev::Request { to, req } => self.on_request(to, req),
+            Ev::Datagram { to, req } => self.on_datagram(to, req),
             Ev::Reply {
                 from,
                 client,
@@ -2069,6 +2293,7 @@ fn short(m: &Msg) -> String {
 }
 
 struct Outcome {
+    claimed: u64,
     second_runs_after_drc_loss: usize,
     faults: usize,
     converged_after: u64,
@@ -2124,6 +2349,7 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
             next_tick: 0,
             prev_history: 0,
             seal: None,
+            proxy: (Epoch(0), 0, proxy_table()),
         });
     }
     let faults_for = rng.range(15_000, 40_000);
@@ -2167,6 +2393,8 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
         faults_until: 1000 + faults_for,
         acked_appends: Vec::new(),
         with_locks: seed >= LOCKS_FROM,
+        multicast: seed >= MULTICAST_FROM,
+        claimed: 0,
         drc_lost: BTreeSet::new(),
         runs: BTreeMap::new(),
         crashed_at: BTreeMap::new(),
@@ -2262,6 +2490,7 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
     }
     w.check_final();
     Ok(Outcome {
+        claimed: w.claimed,
         second_runs_after_drc_loss: w.second_runs_after_drc_loss,
         faults,
         converged_after: converged_at.unwrap_or(0) - end,
@@ -2292,13 +2521,20 @@ const CLEAN_STOPS_FROM: u64 = 1_000_000;
 /// fault; a granted lock is in the final primary's table.
 const LOCKS_FROM: u64 = 2_000_000;
 
+/// Seeds from here on are the multicast family (and still locks and clean stops): every
+/// client datagram also reaches the other members, 1 in 8 of those copies lost, each
+/// delayed independently of the peer links (an order may overtake it); secondaries hold them
+/// and apply them on the primary's orders (proxy mode, `Documentation/16-proxy-mode.md`).
+const MULTICAST_FROM: u64 = 3_000_000;
+
 /// Seeds that once failed, far beyond the range CI runs (each found by `scripts/sim` at
 /// 100,000+ seeds; `Documentation/09-member-machine.md` says what each found). They run on
 /// every `cargo test`: undo one of their rules and this test names the seed.
 const FOUND: &[u64] = &[
     41_225, 51_241, 51_633, 55_907, 117_335, 135_622, 138_373, 138_537, 154_793, 175_651,
     // the clean-stop family
-    1_002_345, 1_026_984,
+    1_002_345, 1_026_984, // the multicast family
+    3_001_070, 3_001_593, 3_002_336, 3_002_392,
 ];
 
 #[test]
@@ -2344,6 +2580,26 @@ fn whole_groups_with_locks() {
             );
         }
     }
+}
+
+/// The multicast family: 200 seeds from [`MULTICAST_FROM`] on every `cargo test`;
+/// `FTNFS_SIM_BASE=3000000 scripts/sim N` runs more.
+#[test]
+fn whole_groups_by_multicast() {
+    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
+        return; // one seed, or a range: whole_groups_under_combined_faults runs it
+    }
+    let mut claimed = 0;
+    for seed in MULTICAST_FROM..MULTICAST_FROM + 200 {
+        match run_seed(seed, false) {
+            Ok(o) => claimed += o.claimed,
+            Err(e) => panic!(
+                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
+            ),
+        }
+    }
+    eprintln!("multicast family: {claimed} orders claimed a held datagram");
+    assert!(claimed > 1000, "orders claimed held datagrams: {claimed}");
 }
 
 #[test]

@@ -235,6 +235,9 @@ pub struct Member {
     asked: BTreeMap<MemberId, Millis>,
     /// When this process last resumed from a freeze (a stalled host, SIGSTOP).
     resumed_at: Option<Millis>,
+    /// A member that answered our probe as following another member, and when: if it is
+    /// the primary we follow, that stream ended without us (`handle_timeout`).
+    follows_another: Option<(MemberId, Millis)>,
 }
 
 impl Member {
@@ -256,6 +259,7 @@ impl Member {
             asked_back: None,
             asked: BTreeMap::new(),
             resumed_at: None,
+            follows_another: None,
         }
     }
 
@@ -274,6 +278,9 @@ impl Member {
             position: startup::position_of(&self.others, self.position, from),
             ..claim
         };
+        if state == ProbeState::Following {
+            self.follows_another = Some((from, now));
+        }
         self.probes.insert(from, (now, state.as_peer(claim)));
     }
 
@@ -557,6 +564,26 @@ impl Member {
                 let silent = ev
                     .last_heard(*primary)
                     .is_some_and(|h| now.since(h) >= s.silence_ms());
+                // the primary we follow, silent to us, answers our probe that it follows
+                // another member: its stream went on elsewhere (a planned switch while we
+                // were cut off, after it failed us out). Leave it, and negotiate: our probes
+                // reach every member, so the primary hears us and asks us back (it asks only
+                // members it hears). Waiting for our old primary would wait for good
+                // (sim_group seed 3001070).
+                if *joined && silent {
+                    if let Some((m, t)) = self.follows_another {
+                        if m == *primary && led_at.is_none_or(|l| t > l) {
+                            self.follows_another = None;
+                            out.push(Effect::LeaveStream {
+                                export,
+                                why: format!(
+                                    "{} follows another member now: leaving its stream",
+                                    facts.name(m)
+                                ),
+                            });
+                        }
+                    }
+                }
                 // say so to the primary (at most once a probe interval): it asks only members it
                 // hears back into its stream, and one that failed us out for our silence (a
                 // cut, a freeze) and heard nothing since would otherwise leave us out for good
@@ -1079,6 +1106,65 @@ mod tests {
             kinds(&n.handle_timeout(Millis(1601), &view, &w)),
             ["promote"]
         );
+    }
+
+    /// A joined secondary whose silent primary answers its probe that it follows another
+    /// member leaves that stream (and negotiates, so the real primary hears it and asks it
+    /// back); an answer as primary or as a candidate, or one older than the primary's last
+    /// lead, leaves nothing (sim_group seed 3001070).
+    #[test]
+    fn a_primary_that_follows_another_is_left() {
+        let mut n = Node::new(
+            Settings::default(),
+            None,
+            vec![Member::new(E, 2, vec![A, B])],
+        );
+        let w = world(&[A, B]);
+        n.heard(A, Millis(1000));
+        let led = |at: u64| {
+            move |_| {
+                Some(RoleView::Secondary {
+                    primary: A,
+                    joined: true,
+                    in_step: true,
+                    incoming: false,
+                    led_at: Some(Millis(at)),
+                    epoch: Epoch(1),
+                })
+            }
+        };
+        let answer = |n: &mut Node, state: ProbeState, at: u64| {
+            let c = Candidate {
+                complete: true,
+                epoch: 2,
+                history: 7,
+                seq: 20,
+                position: 0,
+            };
+            n.member(E).unwrap().probe_answered(A, state, c, Millis(at));
+        };
+        // every effect of the ticks from `from` (exclusive) to `to`
+        let all = |n: &mut Node, from: u64, to: u64, at: u64| -> Vec<&'static str> {
+            let mut out = Vec::new();
+            let mut t = from + 100;
+            while t <= to {
+                out.extend(kinds(&n.handle_timeout(Millis(t), &led(at), &w)));
+                t += 100;
+            }
+            out
+        };
+        let leaves = |k: Vec<&'static str>| k.iter().filter(|k| **k == "leave").count();
+        // silent (probed meanwhile); answers as primary or candidate change nothing
+        assert_eq!(leaves(all(&mut n, 1000, 1400, 1000)), 0);
+        answer(&mut n, ProbeState::Primary, 1410);
+        answer(&mut n, ProbeState::Candidate, 1420);
+        assert_eq!(leaves(all(&mut n, 1400, 1600, 1000)), 0);
+        // an answer from before the primary led us last binds nothing
+        answer(&mut n, ProbeState::Following, 1650);
+        assert_eq!(leaves(all(&mut n, 1600, 1800, 1700)), 0);
+        // following another: left, once
+        answer(&mut n, ProbeState::Following, 1850);
+        assert_eq!(leaves(all(&mut n, 1800, 2200, 1700)), 1);
     }
 
     /// A primary of a witnessed group that hears nobody fences itself, and sends nothing else

@@ -351,9 +351,14 @@ impl Standing {
 }
 
 impl<R: Clone> Follower<R> {
-    /// Whether this secondary may take over now, having persisted epoch `persisted`.
+    /// Whether this secondary may take over now, having persisted epoch `persisted`. An
+    /// update known by its order only (proxy mode) holds the takeover like one being applied:
+    /// the old primary may have released it without us (it dropped us, then took us back
+    /// without sending it again: sim_group seed 3002336), and the client, if unanswered,
+    /// sends its datagram again, which completes it.
     pub fn promotion(&self, persisted: Epoch) -> Promotion {
-        transitions::promotion(self.joined(), self.s.running(), self.s.epoch(), persisted)
+        let unsettled = self.s.running() + self.s.ordered();
+        transitions::promotion(self.joined(), unsettled, self.s.epoch(), persisted)
     }
 }
 

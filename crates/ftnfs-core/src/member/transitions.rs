@@ -12,7 +12,8 @@ use crate::mirror::MemberSet;
 pub enum Promotion {
     /// It follows no stream (not joined, or closing): nothing to take over from.
     NotInStep,
-    /// Updates it accepted are still being applied: the next tick.
+    /// Updates it accepted are still being applied (or, proxy mode, known by their order
+    /// only): the next tick.
     Applying,
     /// Take over in this epoch (persist it before anything of it is sent).
     Go {

@@ -58,6 +58,12 @@ pub struct Secondary<P> {
     applied: Applied,
     waiting: BTreeMap<SeqNo, Update<P>>,
     running: BTreeSet<SeqNo>,
+    /// Updates known by their order only (proxy mode, [`super::proxy`]): the client's
+    /// datagram is awaited or being fetched. They count in the backlog, and nothing after
+    /// the first of them is applied until its update is here: a hole below an applied update
+    /// is not where the watermark, or the change log's highest update after a crash, says
+    /// the mirror stands (sim_group seeds 3001593, 3002392).
+    ordered: BTreeSet<SeqNo>,
     /// Statuses of recently applied updates, to re-acknowledge duplicates.
     results: BTreeMap<SeqNo, u32>,
     effects: VecDeque<SecondaryEffect<P>>,
@@ -75,6 +81,7 @@ impl<P: Clone> Secondary<P> {
             applied: Applied::starting_at(base),
             waiting: BTreeMap::new(),
             running: BTreeSet::new(),
+            ordered: BTreeSet::new(),
             results: BTreeMap::new(),
             effects: VecDeque::new(),
             stats: SecondaryStats::default(),
@@ -101,9 +108,56 @@ impl<P: Clone> Secondary<P> {
         self.stats
     }
 
-    /// Whether update `seq` is applied, being applied or waiting here.
+    /// Whether update `seq` is applied, being applied, waiting or ordered here.
     pub fn knows(&self, seq: SeqNo) -> bool {
-        self.applied.contains(seq) || self.running.contains(&seq) || self.waiting.contains_key(&seq)
+        self.applied.contains(seq)
+            || self.running.contains(&seq)
+            || self.waiting.contains_key(&seq)
+            || self.ordered.contains(&seq)
+    }
+
+    /// The primary's order for update `seq` (proxy mode): `true` if the shell is to find its
+    /// datagram (`proxy::ProxyHold`) and hand the whole update to [`on_update`] — until
+    /// then it counts in the backlog. Otherwise it was answered as the update would be: a
+    /// refusal of another epoch, a duplicate acknowledged again or ignored, one too far
+    /// ahead dropped (the primary sends it again, whole).
+    ///
+    /// [`on_update`]: Self::on_update
+    pub fn on_order(&mut self, epoch: Epoch, seq: SeqNo) -> bool {
+        if epoch != self.epoch {
+            self.stats.refused += 1;
+            self.effects.push_back(SecondaryEffect::Refuse {
+                seq,
+                ours: self.epoch,
+            });
+            return false;
+        }
+        if self.applied.contains(seq) {
+            self.stats.duplicates += 1;
+            if let Some(&status) = self.results.get(&seq) {
+                self.effects.push_back(SecondaryEffect::Ack {
+                    epoch: self.epoch,
+                    seq,
+                    status,
+                });
+            }
+            return false;
+        }
+        if self.knows(seq) {
+            self.stats.duplicates += 1;
+            return false;
+        }
+        if seq.0 > self.applied.watermark().0 + self.window {
+            self.stats.too_far += 1;
+            return false;
+        }
+        self.ordered.insert(seq);
+        true
+    }
+
+    /// Updates known by their order only, their datagram or fetch awaited (proxy mode).
+    pub fn ordered(&self) -> usize {
+        self.ordered.len()
     }
 
     /// Updates being applied right now.
@@ -111,13 +165,16 @@ impl<P: Clone> Secondary<P> {
         self.running.len()
     }
 
-    /// Updates received but not yet applied.
+    /// Updates received (or ordered) but not yet applied.
     pub fn backlog(&self) -> usize {
-        self.waiting.len() + self.running.len()
+        self.waiting.len() + self.running.len() + self.ordered.len()
     }
 
     /// An update from the primary.
     pub fn on_update(&mut self, u: Update<P>) {
+        if u.epoch == self.epoch {
+            self.ordered.remove(&u.seq);
+        }
         if u.epoch != self.epoch || u.export != self.export {
             self.stats.refused += 1;
             self.effects.push_back(SecondaryEffect::Refuse {
@@ -178,10 +235,14 @@ impl<P: Clone> Secondary<P> {
     }
 
     fn start_ready(&mut self) {
+        // nothing beyond an update known by its order only: such a hole below an applied
+        // update survives a crash unseen (the change log's highest update is taken for the
+        // member's position) — relay delivers in order and makes none
+        let below = self.ordered.first().copied().unwrap_or(SeqNo(u64::MAX));
         let go: Vec<SeqNo> = self
             .waiting
             .values()
-            .filter(|u| ready(&self.applied, u.seq, &u.deps, u.barrier))
+            .filter(|u| u.seq < below && ready(&self.applied, u.seq, &u.deps, u.barrier))
             .map(|u| u.seq)
             .collect();
         for s in go {
@@ -243,6 +304,41 @@ mod tests {
             }]
         );
         assert_eq!(s.stats().applied, 1);
+    }
+
+    #[test]
+    fn an_order_counts_in_the_backlog_and_holds_what_follows_until_its_update_comes() {
+        let mut s = Secondary::new(ExportId(7), Epoch(1), SeqNo(0), 64);
+        assert!(s.on_order(Epoch(1), SeqNo(1)));
+        assert_eq!(s.backlog(), 1);
+        // a later independent update waits behind it: no hole below an applied update
+        s.on_update(upd(2, &[], false));
+        assert!(drain(&mut s).is_empty());
+        assert_eq!((s.watermark(), s.backlog()), (SeqNo(0), 2));
+        assert!(!s.on_order(Epoch(1), SeqNo(1)), "a second copy");
+        assert!(!s.on_order(Epoch(1), SeqNo(2)), "waiting already");
+        assert!(!s.on_order(Epoch(2), SeqNo(3)));
+        assert!(matches!(
+            drain(&mut s)[..],
+            [SecondaryEffect::Refuse { .. }]
+        ));
+        assert!(!s.on_order(Epoch(1), SeqNo(99)), "too far ahead");
+        // the whole update arrives (held datagram or fetch): both go, in order
+        s.on_update(upd(1, &[], false));
+        let e = drain(&mut s);
+        assert!(
+            matches!(&e[..], [SecondaryEffect::Apply(a), SecondaryEffect::Apply(b)]
+            if a.seq == SeqNo(1) && b.seq == SeqNo(2))
+        );
+        s.applied(SeqNo(1), 0);
+        s.applied(SeqNo(2), 0);
+        drain(&mut s);
+        assert_eq!((s.watermark(), s.backlog()), (SeqNo(2), 0));
+        assert!(!s.on_order(Epoch(1), SeqNo(2)), "applied already");
+        assert!(matches!(
+            drain(&mut s)[..],
+            [SecondaryEffect::Ack { seq: SeqNo(2), .. }]
+        ));
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl SecondarySide {
     }
 
     /// The primary's order `seq`: applied with the datagram held here, or fetched whole.
+    /// Until its update is here it counts in the backlog (`Secondary::on_order`): a member
+    /// with that hole is not in step at its watermark.
     #[allow(clippy::too_many_arguments)]
     pub fn on_order(
         &self,
@@ -88,21 +90,9 @@ impl SecondarySide {
         let Some(key) = key_of_origin(&payload.origin) else {
             return;
         };
-        if epoch != sc.s.epoch() || sc.s.knows(seq) {
-            // another epoch (refused as an update would be), or applied or under way
-            // already (a second copy): the state machine answers it as it answers an update
-            let update = Update {
-                export: self.export,
-                epoch,
-                seq,
-                deps,
-                barrier,
-                payload: Arc::new(Forwarded {
-                    payload,
-                    proxied: None,
-                }),
-            };
-            sc.s.on_update(update);
+        if !sc.s.on_order(epoch, seq) {
+            // another epoch (refused), or applied or under way already (a second copy):
+            // answered as the update would be
             self.drain(sc, m);
             return;
         }
