@@ -638,6 +638,17 @@ pub enum PeerMsg {
         /// Number.
         seq: u64,
     },
+    /// Proxy-mode secondary → primary: `count` more client update datagrams reached this
+    /// member and no order of the primary claimed them in time (patent pp. 28–30: requests
+    /// the primary never executed — it may not receive the group's datagrams).
+    Unknown {
+        /// Export id.
+        export: u32,
+        /// The secondary's epoch.
+        epoch: u64,
+        /// Datagrams expired since the last report.
+        count: u32,
+    },
     /// Secondary → primary: `seq` applied with `status`.
     Ack {
         /// Export id.
@@ -685,6 +696,7 @@ const WITNESS_LOST: u32 = 22;
 const SYNC_LOCKS: u32 = 23;
 const ORDER: u32 = 24;
 const FETCH: u32 = 25;
+const UNKNOWN: u32 = 26;
 
 impl PeerMsg {
     /// A liveness ping (a heartbeat of no export), which any member and the witness answer
@@ -1051,6 +1063,13 @@ impl PeerMsg {
             PeerMsg::Fetch { export, epoch, seq } => {
                 w.u32(FETCH).u32(*export).u64(*epoch).u64(*seq);
             }
+            PeerMsg::Unknown {
+                export,
+                epoch,
+                count,
+            } => {
+                w.u32(UNKNOWN).u32(*export).u64(*epoch).u32(*count);
+            }
             PeerMsg::Ack {
                 export,
                 epoch,
@@ -1296,6 +1315,11 @@ impl PeerMsg {
                 export: r.u32()?,
                 epoch: r.u64()?,
                 seq: r.u64()?,
+            },
+            UNKNOWN => PeerMsg::Unknown {
+                export: r.u32()?,
+                epoch: r.u64()?,
+                count: r.u32()?,
             },
             ACK => PeerMsg::Ack {
                 export: r.u32()?,
@@ -1602,6 +1626,11 @@ mod tests {
             export: 3,
             epoch: 2,
             seq: 100,
+        });
+        roundtrip(PeerMsg::Unknown {
+            export: 3,
+            epoch: 2,
+            count: 17,
         });
         roundtrip(PeerMsg::Ack {
             export: 3,

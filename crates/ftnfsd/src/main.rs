@@ -118,6 +118,11 @@ struct Cli {
     /// The group's CA certificate (PEM): peers must show a certificate it signed.
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
+    /// Alert (log an event) when secondaries report this many client update datagrams
+    /// within 10 s that this primary never ordered (proxy mode: it may not receive the
+    /// group's datagrams); 0: never.
+    #[arg(long, default_value_t = 16)]
+    unknown_alert: u64,
     /// Resend an unacknowledged update to a secondary after this many milliseconds.
     #[arg(long, default_value_t = 200)]
     retry_ms: u64,
@@ -238,6 +243,7 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         },
+        unknown_alert: cli.unknown_alert,
         rejoin: mirror::RejoinCfg {
             changelog_max: (cli.changelog_max_mb.max(0.004) * 1048576.0) as u64,
             rate: cli.resync_rate_mb << 20,

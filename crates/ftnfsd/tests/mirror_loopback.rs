@@ -2059,6 +2059,14 @@ fn proxy_mode_secondaries_apply_the_datagrams_they_hold_on_the_primarys_order() 
         "the secondary answers nothing"
     );
     assert!(!b.export().join("only-b").exists());
+    // no order claims it: it expires (5 s) and the primary hears of a request it never
+    // executed (patent pp. 28–30), counted in its status
+    wait_for(
+        60,
+        || format!("an unknown request reported: {}", primary_status(&a)),
+        || primary_status(&a)["unknown_requests"].as_u64().unwrap_or(0) >= 1,
+    );
+    assert_eq!(proxy_of(&b)["expired"], 1, "{}", proxy_of(&b));
     // every update acknowledged: the mirrors are the same
     wait_for(
         30,

@@ -100,7 +100,13 @@ pub struct Group {
     pub vips: Vec<Arc<crate::vip::Vip>>,
     /// Rejoin and resync settings.
     pub rejoin: RejoinCfg,
+    /// Unknown requests (proxy mode: datagrams a secondary received that this primary never
+    /// ordered) within [`UNKNOWN_WINDOW_MS`] that raise an alert (`--unknown-alert`; 0 never).
+    pub unknown_alert: u64,
 }
+
+/// The window of [`Group::unknown_alert`].
+pub const UNKNOWN_WINDOW_MS: u64 = 10_000;
 
 /// Rejoin and resync settings (`ftnfsd --changelog-max-mb --resync-rate-mb --resync-hold-ms
 /// --manual-start`).
@@ -258,6 +264,8 @@ pub struct Mirror {
     settings: MemberSettings,
     /// Wakes the driver before its deadline (an input that may need a decision now).
     pub wake: tokio::sync::Notify,
+    /// Unknown requests reported by secondaries, by export (`proxy_side.rs`).
+    unknown: Mutex<HashMap<ExportId, ftnfs_core::mirror::proxy::UnknownTally>>,
     /// (A witness:) members reported lost to another member and not yet told.
     lost_reported: Mutex<HashSet<MemberId>>,
     /// Clients (IPv4 address and port) seen in the updates this member applied, and when:
@@ -527,6 +535,7 @@ impl Mirror {
             settings,
             wake: tokio::sync::Notify::new(),
             lost_reported: Mutex::new(HashSet::new()),
+            unknown: Mutex::new(HashMap::new()),
             recent_clients: Mutex::new(HashMap::new()),
         })
     }
@@ -1193,6 +1202,7 @@ impl Mirror {
         let export = match &msg {
             PeerMsg::Ack { export, .. }
             | PeerMsg::Fetch { export, .. }
+            | PeerMsg::Unknown { export, .. }
             | PeerMsg::Refuse { export, .. }
             | PeerMsg::JoinReply { export, .. }
             | PeerMsg::SyncNeed { export, .. }
@@ -1298,6 +1308,11 @@ impl Mirror {
             }
             PeerMsg::Fetch { epoch, seq, .. } if epoch == c.p.epoch().0 => {
                 c.p.fetch(from, SeqNo(seq));
+            }
+            PeerMsg::Unknown { count, .. } => {
+                drop(c);
+                self.unknown_reported(export, from, u64::from(count), now);
+                return;
             }
             PeerMsg::Refuse { epoch, .. } => {
                 if self.yields(export, c.p.epoch(), from, Epoch(epoch)) {

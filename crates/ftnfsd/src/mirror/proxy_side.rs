@@ -48,6 +48,45 @@ fn key_of_origin(o: &ftnfs_wire::peer::Origin) -> Option<RequestKey> {
     Some(key_of(ip, o.port, o.xid))
 }
 
+impl Mirror {
+    /// `from` reports `count` client update datagrams of `export` that we (its primary) never
+    /// ordered: tallied, and past `--unknown-alert` within the window, an event.
+    pub(super) fn unknown_reported(
+        &self,
+        export: ExportId,
+        from: MemberId,
+        count: u64,
+        now: Millis,
+    ) {
+        let alert = lock(&self.unknown)
+            .entry(export)
+            .or_insert_with(|| {
+                ftnfs_core::mirror::proxy::UnknownTally::new(
+                    self.group.unknown_alert,
+                    super::UNKNOWN_WINDOW_MS,
+                )
+            })
+            .report(count, now);
+        if let Some(n) = alert {
+            self.event(
+                now,
+                export,
+                format!(
+                    "{n} client updates reached {} in {} s that this primary never ordered: \
+                     it may not receive the group's datagrams (multicast membership, switch)",
+                    self.group.name_of(from),
+                    super::UNKNOWN_WINDOW_MS / 1000
+                ),
+            );
+        }
+    }
+
+    /// Unknown requests reported for `export` so far.
+    pub fn unknown_requests(&self, export: ExportId) -> u64 {
+        lock(&self.unknown).get(&export).map_or(0, |t| t.total())
+    }
+}
+
 impl SecondarySide {
     /// A client's update datagram that every member received: kept for the primary's order.
     /// Not joined to a stream: dropped (the new primary's window is sent whole).
@@ -107,12 +146,26 @@ impl SecondarySide {
     }
 
     /// The held table's timers: orders whose datagram did not come are fetched, datagrams
-    /// no order claimed expire. Returns when to run again.
+    /// no order claimed expire — and are reported to the primary as unknown requests.
+    /// Returns when to run again.
     pub fn tick_proxy(&self, m: &Arc<Mirror>, now: Millis) -> Option<Millis> {
         let mut c = lock(&self.core);
         let sc = c.as_mut()?;
         sc.proxy.tick(now);
         self.drain_proxy(sc, m, now);
+        let expired = sc.proxy.stats().expired;
+        if expired > sc.expired_reported && sc.acks_to().is_some() {
+            let _ = sc.out.try_send(
+                PeerMsg::Unknown {
+                    export: self.export.0,
+                    epoch: sc.s.epoch().0,
+                    count: (expired - sc.expired_reported).min(u64::from(u32::MAX)) as u32,
+                }
+                .to_frame()
+                .into(),
+            );
+            sc.expired_reported = expired;
+        }
         sc.proxy.poll_timeout()
     }
 

@@ -53,6 +53,8 @@ impl Mirror {
                         "submitted": st.submitted,
                         "resends": st.resends,
                         "failures": st.failures,
+                        // proxy mode: datagrams secondaries got that we never ordered
+                        "unknown_requests": self.unknown_requests(id),
                     })
                 }
                 Role::Secondary(ss) => {
