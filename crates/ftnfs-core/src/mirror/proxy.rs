@@ -55,6 +55,8 @@ pub struct Fingerprint {
 pub struct ProxyConfig {
     /// Most datagrams held at once; more are dropped (and fetched if ordered).
     pub max_held: usize,
+    /// Most bytes of arguments held at once (a WRITE datagram carries up to 64 KiB).
+    pub max_bytes: u64,
     /// How long an order waits for its datagram before the update is fetched.
     pub grace_ms: u64,
     /// How long a held datagram waits for its order before it expires.
@@ -65,6 +67,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             max_held: 4096,
+            max_bytes: 32 << 20,
             grace_ms: 20,
             ttl_ms: 5_000,
         }
@@ -126,6 +129,8 @@ struct Waiting<O> {
 pub struct ProxyHold<O, A> {
     cfg: ProxyConfig,
     held: HashMap<RequestKey, Held<A>>,
+    /// Bytes of arguments held (their fingerprints' lengths).
+    held_bytes: u64,
     /// Held keys in arrival order, for expiry (a key may appear again after it was claimed:
     /// an entry whose time is not the held one is skipped).
     arrivals: VecDeque<(Millis, RequestKey)>,
@@ -140,6 +145,7 @@ impl<O, A> ProxyHold<O, A> {
         ProxyHold {
             cfg,
             held: HashMap::new(),
+            held_bytes: 0,
             arrivals: VecDeque::new(),
             waiting: BTreeMap::new(),
             effects: VecDeque::new(),
@@ -155,6 +161,17 @@ impl<O, A> ProxyHold<O, A> {
     /// Datagrams held now.
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// Bytes of arguments held now.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    fn take(&mut self, key: &RequestKey) -> Option<Held<A>> {
+        let h = self.held.remove(key)?;
+        self.held_bytes -= u64::from(h.print.len);
+        Some(h)
     }
 
     /// Orders waiting for their datagram now.
@@ -188,11 +205,14 @@ impl<O, A> ProxyHold<O, A> {
         if self.held.contains_key(&key) {
             return;
         }
-        if self.held.len() >= self.cfg.max_held {
+        if self.held.len() >= self.cfg.max_held
+            || self.held_bytes + u64::from(print.len) > self.cfg.max_bytes
+        {
             self.stats.dropped += 1;
             return;
         }
         self.stats.held += 1;
+        self.held_bytes += u64::from(print.len);
         self.held.insert(
             key,
             Held {
@@ -216,7 +236,7 @@ impl<O, A> ProxyHold<O, A> {
         if self.waiting.contains_key(&seq) {
             return; // a second copy of the order
         }
-        match self.held.remove(&key) {
+        match self.take(&key) {
             Some(h) if h.print == print => {
                 self.stats.claimed += 1;
                 self.effects.push_back(ProxyEffect::Apply {
@@ -249,7 +269,7 @@ impl<O, A> ProxyHold<O, A> {
     pub fn delivered(&mut self, seq: SeqNo, key: Option<RequestKey>) {
         self.waiting.remove(&seq);
         if let Some(k) = key {
-            self.held.remove(&k);
+            self.take(&k);
         }
     }
 
@@ -272,7 +292,7 @@ impl<O, A> ProxyHold<O, A> {
             }
             self.arrivals.pop_front();
             if self.held.get(&key).is_some_and(|h| h.at == at) {
-                self.held.remove(&key);
+                self.take(&key);
                 self.stats.expired += 1;
             }
         }
@@ -305,6 +325,7 @@ impl<O, A> ProxyHold<O, A> {
     /// or waiting is dropped; a new stream sends whole updates until orders start again.
     pub fn clear(&mut self) {
         self.held.clear();
+        self.held_bytes = 0;
         self.arrivals.clear();
         self.waiting.clear();
         self.effects.clear();
@@ -474,6 +495,7 @@ mod tests {
     fn unordered_datagrams_expire_and_the_table_is_bounded() {
         let cfg = ProxyConfig {
             max_held: 3,
+            max_bytes: 1 << 20,
             grace_ms: 20,
             ttl_ms: 1000,
         };
@@ -500,5 +522,16 @@ mod tests {
         assert_eq!(p.held(), 1, "the second copy is younger than its ttl");
         p.clear();
         assert_eq!((p.held(), p.waiting(), p.poll_timeout()), (0, 0, None));
+        assert_eq!(p.held_bytes(), 0);
+        // bounded in bytes too: two 600 KiB datagrams do not fit in 1 MiB
+        let big = Fingerprint {
+            len: 600 << 10,
+            sum: 1,
+        };
+        p.hold(key(20), big, 20, Millis(4000));
+        p.hold(key(21), big, 21, Millis(4000));
+        assert_eq!((p.held(), p.held_bytes()), (1, 600 << 10));
+        p.on_order(SeqNo(30), key(20), big, "o", Millis(4001));
+        assert_eq!(p.held_bytes(), 0, "claimed: its bytes are free again");
     }
 }

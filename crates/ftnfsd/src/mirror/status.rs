@@ -88,6 +88,7 @@ impl Mirror {
                                 // primary's orders
                                 "proxy": {
                                     "held_now": sc.proxy.held(),
+                                    "held_bytes_now": sc.proxy.held_bytes(),
                                     "held": px.held,
                                     "claimed": px.claimed,
                                     "fetched": px.fetched,
