@@ -681,23 +681,20 @@ pub fn plan_reload(
                         ),
                     ));
                 }
-                if h.cfg.in_memory != e.in_memory {
-                    return Err(refuse(
-                        e.line,
-                        format!(
-                            "InMemory of {} changed: that needs a restart of every member of its group",
-                            e.path
-                        ),
-                    ));
-                }
-                if h.cfg.proxy != e.proxy {
-                    return Err(refuse(
-                        e.line,
-                        format!(
-                            "Proxy of {} changed: that needs a restart of every member of its group",
-                            e.path
-                        ),
-                    ));
+                // group-wide options: every member must agree, so only a restart changes them
+                for (option, was, is) in [
+                    ("InMemory", h.cfg.in_memory, e.in_memory),
+                    ("Proxy", h.cfg.proxy, e.proxy),
+                ] {
+                    if was != is {
+                        return Err(refuse(
+                            e.line,
+                            format!(
+                                "{option} of {} changed: that needs a restart of every member of its group",
+                                e.path
+                            ),
+                        ));
+                    }
                 }
                 plan.push(Reload::Keep {
                     id: e.id,

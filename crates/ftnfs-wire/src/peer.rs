@@ -609,7 +609,7 @@ pub enum PeerMsg {
     },
     /// Primary → proxy-mode secondary: update `seq` is the client request the secondary
     /// received itself (multicast delivery): everything an `Update` carries except the
-    /// arguments (`payload.args` is empty), and their fingerprint (length, CRC-32C).
+    /// arguments (`payload.args` is empty), and their fingerprint (length, CRC-32).
     Order {
         /// Export id.
         export: u32,
@@ -625,7 +625,7 @@ pub enum PeerMsg {
         payload: UpdatePayload,
         /// Length of the arguments the primary executed.
         args_len: u32,
-        /// Their CRC-32C.
+        /// Their CRC-32.
         args_sum: u32,
     },
     /// Proxy-mode secondary → primary: send update `seq` whole (its datagram did not reach

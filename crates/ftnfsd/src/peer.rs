@@ -521,16 +521,7 @@ async fn inbound_loop(
                 payload,
             } => {
                 if let Some(role) = m.role(ExportId(export)) {
-                    if let Role::Primary(ps) = &*role {
-                        // an update of an older primary that missed the takeover: tell it at
-                        // once (a Refuse of a newer epoch deposes it) instead of letting it
-                        // wait for an acknowledgement, fail us out and release alone
-                        if let Some(ours) = ps.epoch() {
-                            if m.outranks(ExportId(export), ours, from, Epoch(epoch)) {
-                                refuse_older(&out, export, ours, seq);
-                            }
-                        }
-                    }
+                    refuse_if_deposed(m, &role, &out, from, export, epoch, seq);
                     if let Role::Secondary(ss) = &*role {
                         ss.on_update(
                             mirror,
@@ -561,14 +552,7 @@ async fn inbound_loop(
                 args_sum,
             } => {
                 if let Some(role) = m.role(ExportId(export)) {
-                    if let Role::Primary(ps) = &*role {
-                        // as for an update: an older primary that missed the takeover
-                        if let Some(ours) = ps.epoch() {
-                            if m.outranks(ExportId(export), ours, from, Epoch(epoch)) {
-                                refuse_older(&out, export, ours, seq);
-                            }
-                        }
-                    }
+                    refuse_if_deposed(m, &role, &out, from, export, epoch, seq);
                     if let Role::Secondary(ss) = &*role {
                         ss.on_order(
                             mirror,
@@ -657,6 +641,27 @@ async fn inbound_loop(
 }
 
 /// Answers a message of an older epoch with a `Refuse` of ours (it deposes the sender).
+/// An update or order reached us as primary from `from` in `epoch`: if that is an older
+/// primary that missed the takeover, tell it at once (a Refuse of a newer epoch deposes it)
+/// instead of letting it wait for an acknowledgement, fail us out and release alone.
+fn refuse_if_deposed(
+    m: &Mirror,
+    role: &Role,
+    out: &Link,
+    from: MemberId,
+    export: u32,
+    epoch: u64,
+    seq: u64,
+) {
+    if let Role::Primary(ps) = role {
+        if let Some(ours) = ps.epoch() {
+            if m.outranks(ExportId(export), ours, from, Epoch(epoch)) {
+                refuse_older(out, export, ours, seq);
+            }
+        }
+    }
+}
+
 fn refuse_older(out: &Link, export: u32, ours: Epoch, seq: u64) {
     let _ = out.try_send(
         PeerMsg::Refuse {

@@ -247,10 +247,16 @@ impl Server {
         self.counters.nfs[h.proc_ as usize].fetch_add(1, Ordering::Relaxed);
 
         let key = DrcKey::new(peer.ip(), h.xid, h.prog, h.vers, h.proc_, args);
+        // decoded once, for the proxy check and the call (a WRITE's data is not copied)
+        let shared = record.slice_ref(args);
+        let decoded = Args::decode_shared(h.proc_, &shared);
         if let Via::Datagram { answer, .. } = via {
             // proxy mode: a secondary keeps an update datagram the primary also received,
             // for the primary's order, and never answers it
-            let held = info.updates && self.proxy_hold(&key, &h, info, record, args, peer, via);
+            let held = info.updates
+                && decoded
+                    .as_ref()
+                    .is_ok_and(|a| self.proxy_hold(&key, &h, info, a, &shared, peer, via));
             if held || !answer {
                 return None;
             }
@@ -266,8 +272,7 @@ impl Server {
         }
         // the mirrored export whose update this is: its reply is tagged in the DRC
         let mut mirrored_export = None;
-        let shared = record.slice_ref(args);
-        let reply = match Args::decode_shared(h.proc_, &shared) {
+        let reply = match decoded {
             Ok(a)
                 if !info.updates
                     && !self.mirror.is_empty()
@@ -574,19 +579,15 @@ impl Server {
         key: &DrcKey,
         h: &CallHeader<'_>,
         info: &ProcInfo,
-        record: &bytes::Bytes,
-        args: &[u8],
+        a: &Args,
+        shared: &bytes::Bytes,
         peer: SocketAddr,
         via: Via,
     ) -> bool {
         if self.mirror.is_empty() {
             return false;
         }
-        let shared = record.slice_ref(args);
-        let Ok(a) = Args::decode_shared(h.proc_, &shared) else {
-            return false;
-        };
-        let Some(fh) = (info.handle)(&a).and_then(|fh| FileHandle::decode(&fh.0).ok()) else {
+        let Some(fh) = (info.handle)(a).and_then(|fh| FileHandle::decode(&fh.0).ok()) else {
             return false;
         };
         if !self.proxied(fh.export, via) {
@@ -599,7 +600,7 @@ impl Server {
             return false;
         };
         if !self.drc().contains(key) {
-            ss.hold(&self.mirror, peer, h.xid.0, shared, self.now());
+            ss.hold(&self.mirror, peer, h.xid.0, shared.clone(), self.now());
         }
         true
     }

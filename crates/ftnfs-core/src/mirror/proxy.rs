@@ -46,7 +46,7 @@ pub struct RequestKey {
 pub struct Fingerprint {
     /// Bytes of arguments.
     pub len: u32,
-    /// Their checksum (CRC-32C, computed by the shell).
+    /// Their checksum (CRC-32, computed by the shell).
     pub sum: u32,
 }
 

@@ -102,7 +102,7 @@ impl SecondarySide {
         let Some(sc) = c.as_mut() else { return };
         let key = key_of(client.ip(), client.port(), xid);
         sc.proxy.hold(key, print_of(&args), args, now);
-        self.drain_proxy(sc, m, now);
+        self.drain_proxy(sc, m);
     }
 
     /// The primary's order `seq`: applied with the datagram held here, or fetched whole.
@@ -142,7 +142,7 @@ impl SecondarySide {
             payload,
         };
         sc.proxy.on_order(seq, key, print, order, now);
-        self.drain_proxy(sc, m, now);
+        self.drain_proxy(sc, m);
     }
 
     /// The held table's timers: orders whose datagram did not come are fetched, datagrams
@@ -152,7 +152,7 @@ impl SecondarySide {
         let mut c = lock(&self.core);
         let sc = c.as_mut()?;
         sc.proxy.tick(now);
-        self.drain_proxy(sc, m, now);
+        self.drain_proxy(sc, m);
         let expired = sc.proxy.stats().expired;
         if expired > sc.expired_reported && sc.acks_to().is_some() {
             let _ = sc.out.try_send(
@@ -175,7 +175,7 @@ impl SecondarySide {
             .delivered(update.seq, key_of_origin(&update.payload.payload.origin));
     }
 
-    fn drain_proxy(&self, sc: &mut SecondaryCore, m: &Arc<Mirror>, _now: Millis) {
+    fn drain_proxy(&self, sc: &mut SecondaryCore, m: &Arc<Mirror>) {
         let mut any = false;
         while let Some(e) = sc.proxy.poll_effect() {
             match e {
