@@ -26,6 +26,7 @@ use std::sync::Mutex;
 
 use ftnfs_core::ids::ExportId;
 use ftnfs_core::mirror::resync::{LogEntry, Touched};
+use ftnfs_core::mirror::standing::Standing;
 
 /// Most ids one record keeps (an update names at most a few objects).
 const MAX_IDS: usize = 16;
@@ -43,31 +44,15 @@ struct Inner {
     len: u64,
     /// Records appended since start (for status).
     appended: u64,
-    /// The stream of the newest record, and the highest update logged for each stream: where
-    /// this member stands, without reading the files.
-    newest: Option<u64>,
-    streams: std::collections::HashMap<u64, u64>,
+    /// Where this member stands (the newest stream, logged without a gap up to where), kept
+    /// up to date with every record so nobody reads the files for it.
+    standing: Standing,
 }
-
-impl Inner {
-    fn note(&mut self, history: u64, seq: u64) {
-        let s = self.streams.entry(history).or_insert(seq);
-        *s = (*s).max(seq);
-        self.newest = Some(history);
-    }
-
-    fn forget(&mut self) {
-        self.newest = None;
-        self.streams.clear();
-    }
-}
-
-/// Records read at start to know where this member stands.
-const TAIL: usize = 4096;
 
 impl ChangeLog {
-    /// Opens (or creates) the log of `export`, at most `cap` bytes.
-    pub fn open(dir: &Path, export: ExportId, cap: u64) -> std::io::Result<ChangeLog> {
+    /// Opens (or creates) the log of `export`, at most `cap` bytes; `window` is the most
+    /// updates a member holds beyond its watermark (`Standing`).
+    pub fn open(dir: &Path, export: ExportId, cap: u64, window: u64) -> std::io::Result<ChangeLog> {
         let cur = dir.join(format!("export-{}.log", export.0));
         let old = dir.join(format!("export-{}.log.old", export.0));
         let file = OpenOptions::new().create(true).append(true).open(&cur)?;
@@ -80,30 +65,40 @@ impl ChangeLog {
                 file: Some(file),
                 len,
                 appended: 0,
-                newest: None,
-                streams: Default::default(),
+                standing: Standing::new(window),
             }),
         };
-        for e in log.tail(TAIL)? {
-            let (h, s) = match e {
-                LogEntry::Start { history, base } => (history, base),
-                LogEntry::Update { history, seq, .. } => (history, seq),
-            };
-            log.inner
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .note(h, s);
-        }
+        // every record, in log order (Standing's window rule needs no more than the newest
+        // ones, but the whole log is at most `cap` and read once)
+        let mut standing = Standing::new(window);
+        log.scan(
+            |e| {
+                standing.note(e);
+                false
+            },
+            false,
+        )?;
+        log.inner.lock().unwrap_or_else(|p| p.into_inner()).standing = standing;
         Ok(log)
     }
 
-    /// The stream of the newest record and the highest update logged for it ((0, 0): an
-    /// empty log).
+    /// Where this member stands: the stream of the newest record, and the update up to which
+    /// every update of it is logged ((0, 0): an empty log). Not the highest update logged: a
+    /// process killed among concurrent applies leaves holes below that (`Standing`).
     pub fn last(&self) -> (u64, u64) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .standing
+            .claim()
+    }
+
+    /// For status: the newest stream, the update up to which it is logged without a gap, and
+    /// the highest update logged of it.
+    pub fn reach(&self) -> (u64, u64, u64) {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.newest
-            .map(|h| (h, g.streams.get(&h).copied().unwrap_or(0)))
-            .unwrap_or((0, 0))
+        let (h, upto) = g.standing.claim();
+        (h, upto, g.standing.top())
     }
 
     fn append(&self, rec: &[u8]) {
@@ -135,13 +130,16 @@ impl ChangeLog {
                 let _ = std::fs::remove_file(&self.cur);
                 let _ = std::fs::remove_file(&self.old);
                 g.len = 0;
-                g.forget();
+                g.standing.clear();
                 return;
             }
             g.len += rec.len() as u64;
             g.appended += 1;
             let word = |at: usize| u64::from_le_bytes(rec[at..at + 8].try_into().unwrap_or([0; 8]));
-            g.note(word(1), word(9));
+            match rec[0] {
+                1 => g.standing.start(word(1), word(9)),
+                _ => g.standing.update(word(1), word(9)),
+            }
         }
     }
 
@@ -179,7 +177,7 @@ impl ChangeLog {
         let _ = std::fs::remove_file(&self.old);
         let _ = std::fs::remove_file(&self.cur);
         g.len = 0;
-        g.forget();
+        g.standing.clear();
     }
 
     /// Bytes in the log now, and records appended since start.
@@ -326,7 +324,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_the_cap_drops_the_oldest() {
         let d = tempfile::tempdir().unwrap();
-        let log = ChangeLog::open(d.path(), ExportId(1), 4096).unwrap();
+        let log = ChangeLog::open(d.path(), ExportId(1), 4096, 1024).unwrap();
         log.start(7, 0);
         log.update(7, 1, &[Touched::whole(10), Touched::blocks(11, 2, 3)]);
         assert_eq!(
@@ -360,7 +358,7 @@ mod tests {
         assert_eq!(log.last(), (7, 999));
         // reopened, it still holds the same records and knows where it stands
         drop(log);
-        let log = ChangeLog::open(d.path(), ExportId(1), 4096).unwrap();
+        let log = ChangeLog::open(d.path(), ExportId(1), 4096, 1024).unwrap();
         assert_eq!(log.entries().unwrap(), e);
         assert_eq!(log.last(), (7, 999));
         log.start(8, 5);
@@ -368,6 +366,40 @@ mod tests {
         log.clear();
         assert!(log.entries().unwrap().is_empty());
         assert_eq!(log.last(), (0, 0));
+    }
+
+    #[test]
+    fn a_restarted_member_claims_its_gapless_prefix_not_its_highest_update() {
+        // concurrent applies logged 1..=97, 99, 100; the process died before 98 was logged
+        let d = tempfile::tempdir().unwrap();
+        let log = ChangeLog::open(d.path(), ExportId(1), 1 << 20, 1024).unwrap();
+        log.start(7, 0);
+        for s in (1..=100).filter(|s| *s != 98) {
+            log.update(7, s, &[Touched::whole(s)]);
+        }
+        assert_eq!(log.last(), (7, 97));
+        drop(log);
+        let log = ChangeLog::open(d.path(), ExportId(1), 1 << 20, 1024).unwrap();
+        assert_eq!(log.last(), (7, 97), "the hole is seen again from the files");
+        log.update(7, 98, &[]);
+        assert_eq!(log.last(), (7, 100));
+        // a size cap that cut the stream's Start away: the records kept are trusted from the
+        // first one, and holes above it still count
+        let d = tempfile::tempdir().unwrap();
+        let log = ChangeLog::open(d.path(), ExportId(1), 8192, 1024).unwrap();
+        log.start(7, 0);
+        for s in 1..=400 {
+            log.update(7, s, &[Touched::whole(s)]);
+        }
+        log.update(7, 402, &[]);
+        drop(log);
+        let log = ChangeLog::open(d.path(), ExportId(1), 8192, 1024).unwrap();
+        assert!(!log
+            .entries()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, LogEntry::Start { .. })));
+        assert_eq!(log.last(), (7, 400));
     }
 
     #[test]
@@ -385,7 +417,7 @@ mod tests {
     #[test]
     fn tail_keeps_starts_firsts_and_the_last_updates() {
         let d = tempfile::tempdir().unwrap();
-        let log = ChangeLog::open(d.path(), ExportId(1), 1 << 20).unwrap();
+        let log = ChangeLog::open(d.path(), ExportId(1), 1 << 20, 1024).unwrap();
         log.start(7, 0);
         for s in 1..=100 {
             log.update(7, s, &[Touched::whole(s)]);

@@ -442,6 +442,8 @@ impl Server {
             proxied: proxied.then(|| crate::mirror::fingerprint(args)),
         });
         let touch = info.touch(a, new_id.map(|(f, _)| f.0));
+        // in the change log before it executes (it waits for Run below)
+        let logged = info.logged(a, new_id.map(|(f, _)| f.0));
         let submitted = match info.order {
             // A removal or a rename is ordered by the objects it touches when they are
             // certain: nothing that could change what its names denote is pending here,
@@ -460,9 +462,9 @@ impl Server {
                     }
                     _ => touch.clone(),
                 };
-                ps.submit_with(&self.mirror, choose, payload, self.now())
+                ps.submit_with(&self.mirror, choose, payload, &logged, self.now())
             }
-            _ => ps.submit(&self.mirror, &touch, payload, self.now()),
+            _ => ps.submit(&self.mirror, &touch, payload, &logged, self.now()),
         };
         let (seq, rx) = match submitted {
             Ok(x) => x,
@@ -471,10 +473,6 @@ impl Server {
                 return None;
             }
         };
-        // in the change log before it executes (it waits for Run below)
-        if let Some(log) = self.mirror.log(fh.export) {
-            log.update(ps.history, seq.0, &info.logged(a, new_id.map(|(f, _)| f.0)));
-        }
         if !self.turn(ps, seq, &rx) {
             return None;
         }
@@ -998,7 +996,8 @@ impl Server {
             payload,
             proxied: None,
         });
-        let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, self.now()) {
+        // it touches no file's data or names: logged with no ids
+        let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, &[], self.now()) {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(export = export.0, "{e}");
@@ -1008,9 +1007,6 @@ impl Server {
                 return Some(call.refused(NlmStat::DeniedGracePeriod));
             }
         };
-        if let Some(log) = self.mirror.log(export) {
-            log.update(ps.history, seq.0, &[]); // it touches no file's data or names
-        }
         if !self.turn(ps, seq, &rx) {
             return None;
         }

@@ -24,6 +24,7 @@ pub mod primary;
 pub mod proxy;
 pub mod resync;
 pub mod secondary;
+pub mod standing;
 
 use crate::ids::{Epoch, ExportId, FileId, Generation, MemberId, SeqNo};
 

@@ -440,7 +440,7 @@ impl Mirror {
             let epoch =
                 Epoch(read_epoch(state_dir, e.cfg.id).max(seal.map(|s| s.epoch).unwrap_or(1)));
             let pristine = e.pristine()?;
-            let log = ChangeLog::open(state_dir, e.cfg.id, group.rejoin.changelog_max)?;
+            let log = ChangeLog::open(state_dir, e.cfg.id, group.rejoin.changelog_max, WINDOW)?;
             if rebooted && seal.is_none() && !pristine {
                 tracing::warn!(
                     export = e.cfg.path,

@@ -181,9 +181,10 @@ impl PrimarySide {
         m: &Mirror,
         touch: &Touch,
         payload: Arc<Forwarded>,
+        logged: &[ftnfs_core::mirror::resync::Touched],
         now: Millis,
     ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
-        self.submit_with(m, |_| touch.clone(), payload, now)
+        self.submit_with(m, |_| touch.clone(), payload, logged, now)
     }
 
     /// If everything numbered so far that conflicts with `keys` has executed here: the
@@ -196,11 +197,17 @@ impl PrimarySide {
 
     /// [`submit`](Self::submit), with what the update touches decided by `touch` from the
     /// primary's order state at the instant it is numbered. `Busy` once the role moved on.
+    ///
+    /// `logged` goes to the change log under the same lock that numbers the update, before
+    /// it is sent or executed: the primary's log holds its updates in number order, without
+    /// holes (what `Standing`'s window rule relies on; a member restarted from this log
+    /// claims exactly what it numbered).
     pub fn submit_with(
         &self,
         m: &Mirror,
         touch: impl FnOnce(&ftnfs_core::mirror::primary::Primary<Arc<Forwarded>>) -> Touch,
         payload: Arc<Forwarded>,
+        logged: &[ftnfs_core::mirror::resync::Touched],
         now: Millis,
     ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
         // the last pass of a resync, or a joiner's answer: wait (bounded by the hold limit,
@@ -219,6 +226,9 @@ impl PrimarySide {
         let (tx, rx) = sync_channel(2);
         let idle = c.p.pending() == 0;
         let (seq, _) = c.submit(touch, payload, tx, now)?;
+        if let Some(log) = m.log(self.export) {
+            log.update(self.history, seq.0, logged);
+        }
         self.drain(&mut c, m, now);
         if idle {
             m.wake.notify_one(); // a resend deadline now exists

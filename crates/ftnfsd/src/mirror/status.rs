@@ -114,8 +114,10 @@ impl Mirror {
             "exports": out,
             "changelog": self.rejoin.logs.iter().map(|(e, l)| {
                 let (bytes, appended) = l.size();
+                let (stream, gapless_to, highest) = l.reach();
                 json!({"export": e.0, "bytes": bytes, "records_since_start": appended,
-                       "complete": self.complete(*e)})
+                       "complete": self.complete(*e), "stream": format!("{stream:016x}"),
+                       "gapless_to": gapless_to, "highest": highest})
             }).collect::<Vec<_>>(),
             "resync": self.resync_status(None),
             "events": events,
