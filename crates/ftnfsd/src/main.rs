@@ -123,6 +123,12 @@ struct Cli {
     /// group's datagrams); 0: never.
     #[arg(long, default_value_t = 16)]
     unknown_alert: u64,
+    /// Hand the primary role to the member that reports them when secondaries report this
+    /// many client update datagrams within 10 s that this primary never ordered *and* it
+    /// received fewer update datagrams itself (proxy mode: it does not hear the group's
+    /// datagrams; it steps down as for `ftnfsctl demote`); 0: never.
+    #[arg(long, default_value_t = 2)]
+    unknown_exclude: u64,
     /// Resend an unacknowledged update to a secondary after this many milliseconds.
     #[arg(long, default_value_t = 200)]
     retry_ms: u64,
@@ -243,7 +249,11 @@ fn group_of(cli: &Cli) -> anyhow::Result<mirror::Group> {
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         },
-        unknown_alert: cli.unknown_alert,
+        hearing: ftnfs_core::member::exclusion::HearingConfig {
+            alert: cli.unknown_alert,
+            exclude: cli.unknown_exclude,
+            window_ms: mirror::UNKNOWN_WINDOW_MS,
+        },
         rejoin: mirror::RejoinCfg {
             changelog_max: (cli.changelog_max_mb.max(0.004) * 1048576.0) as u64,
             rate: cli.resync_rate_mb << 20,

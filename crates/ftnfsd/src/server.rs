@@ -321,6 +321,11 @@ impl Server {
                         };
                         let t_sub = Instant::now();
                         let proxied = self.proxied(fh.export, via);
+                        if proxied && info.updates {
+                            // beside the unknown requests its secondaries report: whether
+                            // this primary hears its clients (member::exclusion)
+                            ps.datagrams.fetch_add(1, Ordering::Relaxed);
+                        }
                         match self.mirrored(ps, fh, &a, origin, h.proc_, &shared, info, proxied) {
                             Some(d) => {
                                 let t_run = Instant::now();
@@ -597,7 +602,9 @@ impl Server {
         let Role::Secondary(ss) = &*role else {
             return false;
         };
-        if !self.drc().contains(key) {
+        if self.drc().contains(key) {
+            ss.repeated(); // counted: the primary answers it, if it hears it
+        } else {
             ss.hold(&self.mirror, peer, h.xid.0, shared.clone(), self.now());
         }
         true

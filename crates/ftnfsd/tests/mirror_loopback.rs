@@ -2060,13 +2060,25 @@ fn proxy_mode_secondaries_apply_the_datagrams_they_hold_on_the_primarys_order() 
     );
     assert!(!b.export().join("only-b").exists());
     // no order claims it: it expires (5 s) and the primary hears of a request it never
-    // executed (patent pp. 28–30), counted in its status
+    // executed (patent pp. 28–30), counted in its status — beside the retransmission above
+    // of a request b had applied (the primary answered it)
     wait_for(
         60,
-        || format!("an unknown request reported: {}", primary_status(&a)),
-        || primary_status(&a)["unknown_requests"].as_u64().unwrap_or(0) >= 1,
+        || format!("expired: {}", proxy_of(&b)),
+        || proxy_of(&b)["expired"] == 1,
     );
-    assert_eq!(proxy_of(&b)["expired"], 1, "{}", proxy_of(&b));
+    assert!(
+        proxy_of(&b)["repeated"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        proxy_of(&b)
+    );
+    wait_for(
+        60,
+        || format!("unknown requests reported: {}", primary_status(&a)),
+        || primary_status(&a)["unknown_requests"].as_u64().unwrap_or(0) >= 2,
+    );
+    // it heard the clients: it stays primary
+    assert_eq!(export_4711(&a).0, "primary");
     // every update acknowledged: the mirrors are the same
     wait_for(
         30,
@@ -2077,4 +2089,68 @@ fn proxy_mode_secondaries_apply_the_datagrams_they_hold_on_the_primarys_order() 
     assert!(b.export().join("only-a").is_dir());
     let st = primary_status(&a);
     assert_eq!(st["failures"], 0, "{st}");
+}
+
+#[test]
+fn a_primary_deaf_to_the_groups_datagrams_hands_its_role_to_a_member_that_hears_them() {
+    let _serial = serial();
+    // Issue 16, patent pp. 28–30: the client's datagrams reach the secondary only (the
+    // primary lost its multicast membership). The secondary holds them; no order claims
+    // them; they expire and it reports them unknown, and also each retransmission of a
+    // request it applied; the primary received none itself: it steps down for the member
+    // that hears them, which then answers (`member::exclusion`).
+    let (_t, a, b) = pair_with(",Proxy");
+    let mut ca = Raw::connect(a.port);
+    let root = mount_root(&mut ca, &a.export());
+    let c = Everyone::new(&[a.port, b.port]);
+    // two requests the primary never hears; a UDP client retransmits until it is answered
+    let (from, r) = c.call(
+        &[b.port],
+        8101,
+        procs::MKDIR,
+        &Args::Mkdir {
+            where_: dirop(&root, "deaf-1"),
+            attr: Sattr3::default(),
+        },
+    );
+    assert_eq!(
+        from, b.port,
+        "answered by the member that hears the clients"
+    );
+    assert_eq!(nfs_status(&r).0, 0);
+    assert_eq!(export_4711(&b).0, "primary", "b took the role over");
+    wait_for(60, || "a did not follow b".into(), || export_4711(&b).1);
+    let events = a.admin("status")["status"]["mirror"]["events"].to_string();
+    assert!(
+        events.contains("does not hear the group's datagrams"),
+        "a says why it stepped down: {events}"
+    );
+    // held down, as after an operator's demote: it does not take its listed role back
+    let st = a.admin("status")["status"]["mirror"]["exports"].clone();
+    let e = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["export"] == 4711)
+        .unwrap();
+    assert_eq!(
+        (&e["role"], &e["demoted"]),
+        (&"secondary".into(), &true.into()),
+        "{e}"
+    );
+    let (from, r) = c.call(
+        &[b.port],
+        8102,
+        procs::MKDIR,
+        &Args::Mkdir {
+            where_: dirop(&root, "deaf-2"),
+            attr: Sattr3::default(),
+        },
+    );
+    assert_eq!((from, nfs_status(&r).0), (b.port, 0));
+    wait_for(
+        30,
+        || "a did not catch up".into(),
+        || a.export().join("deaf-1").is_dir() && a.export().join("deaf-2").is_dir(),
+    );
 }

@@ -15,6 +15,7 @@
 //! what the data path knows through a [`RoleView`] per export (live secondaries, joined, in
 //! step) and [`Facts`] (links, this mirror's claim). Files, one rule each:
 //! - [`evidence`]: what we heard of each peer;
+//! - [`exclusion`]: a primary deaf to the group's datagrams hands its role over;
 //! - [`takeover`]: when a secondary promotes;
 //! - [`fencing`]: isolation, the read lease, deposition by a newer epoch;
 //! - [`startup`]: negotiation of a member that follows no primary, probe answers;
@@ -36,6 +37,7 @@
 //!   precede any ask to rejoin.
 
 pub mod evidence;
+pub mod exclusion;
 pub mod fencing;
 pub mod follower;
 pub mod rejoin;

@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
+use crate::member::exclusion::{Hearing, HearingConfig, UnknownTally};
 use crate::member::follower::Follower;
 use crate::member::transitions::{self, Promotion, StepDown};
 use crate::member::RoleView;
@@ -58,6 +59,31 @@ pub struct Leading<R, W> {
     pub diverged: BTreeSet<MemberId>,
     /// Live secondaries that accepted their latest Join.
     pub accepted: BTreeSet<MemberId>,
+    /// Unknown requests the secondaries reported in this term (proxy mode).
+    unknowns: Option<UnknownTally>,
+}
+
+/// What a primary does about unknown requests a secondary reported
+/// ([`Leading::unknown_reported`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// Nothing.
+    Nothing,
+    /// Log an event: `unknown` within the window.
+    Alert {
+        /// Unknown requests within the window.
+        unknown: u64,
+    },
+    /// It does not hear its clients: a step-down for `to` began (carry it out as a planned
+    /// switch, and do not take the role back by itself: `Member::demoted`).
+    HandingOver {
+        /// The member that reported, which hears them.
+        to: MemberId,
+        /// Unknown requests within the window.
+        unknown: u64,
+        /// Update datagrams this primary received within it.
+        received: u64,
+    },
 }
 
 /// What a primary in a planned step-down became at a tick ([`Leading::step_down`]).
@@ -103,7 +129,66 @@ impl<R: Clone, W> Leading<R, W> {
             confirmed: BTreeMap::new(),
             diverged: BTreeSet::new(),
             accepted: BTreeSet::new(),
+            unknowns: None,
         }
+    }
+
+    /// `from` reports `count` unknown requests: client update datagrams it held that no order
+    /// of ours claimed, or retransmissions of requests it applied that we did not answer;
+    /// `received` is how many update datagrams this primary received in its term so far. Past
+    /// the thresholds, an alert — or, when this primary received fewer than that, a
+    /// step-down for `from` if it is live in the stream ([`super::exclusion`]).
+    pub fn unknown_reported(
+        &mut self,
+        from: MemberId,
+        count: u64,
+        received: u64,
+        now: Millis,
+        cfg: HearingConfig,
+    ) -> Heard {
+        let verdict = self
+            .unknowns
+            .get_or_insert_with(|| UnknownTally::new(cfg))
+            .report(from, count, received, now);
+        match verdict {
+            Hearing::Fine => Heard::Nothing,
+            Hearing::Alert { unknown } => Heard::Alert { unknown },
+            Hearing::Deaf {
+                by,
+                unknown,
+                received,
+            } => {
+                let why = format!(
+                    "{unknown} client updates reached another member unordered, {received} \
+                     reached this one: it does not hear the group's datagrams"
+                );
+                if self.p.live().contains(by)
+                    && self.begin_step_down(why, Some(by), &[]) == Ok(true)
+                {
+                    Heard::HandingOver {
+                        to: by,
+                        unknown,
+                        received,
+                    }
+                } else {
+                    Heard::Alert { unknown }
+                }
+            }
+        }
+    }
+
+    /// This primary has received `received` client update datagrams in its term so far
+    /// (proxy mode; the shell calls this at its ticks): what `unknown_reported` weighs the
+    /// reports against.
+    pub fn heard_datagrams(&mut self, received: u64, now: Millis, cfg: HearingConfig) {
+        self.unknowns
+            .get_or_insert_with(|| UnknownTally::new(cfg))
+            .sample(received, now);
+    }
+
+    /// Unknown requests reported in this term.
+    pub fn unknown_total(&self) -> u64 {
+        self.unknowns.as_ref().map_or(0, UnknownTally::total)
     }
 
     /// A secondary takes over its primary's export in `epoch` (persisted first, as for

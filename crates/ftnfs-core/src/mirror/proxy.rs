@@ -87,8 +87,18 @@ pub struct ProxyStats {
     pub mismatched: u64,
     /// Held datagrams no order claimed in time.
     pub expired: u64,
+    /// Retransmissions of requests already applied here (the primary answers them).
+    pub repeated: u64,
     /// Datagrams not held: the table was full.
     pub dropped: u64,
+}
+
+impl ProxyStats {
+    /// What this member reports to its primary as unknown requests
+    /// (`member::exclusion`): expired datagrams and retransmissions of applied requests.
+    pub fn unknown(&self) -> u64 {
+        self.expired + self.repeated
+    }
 }
 
 /// What the shell must do.
@@ -224,6 +234,13 @@ impl<O, A> ProxyHold<O, A> {
         self.arrivals.push_back((now, key));
     }
 
+    /// A client datagram for an update already applied here: nothing to hold (the primary
+    /// answers it from its reply cache), but counted — a primary that does not hear its
+    /// clients leaves them retransmitting ([`ProxyStats::unknown`]).
+    pub fn repeated(&mut self) {
+        self.stats.repeated += 1;
+    }
+
     /// The primary's order `seq` for the request `key` with arguments `print`.
     pub fn on_order(
         &mut self,
@@ -332,61 +349,6 @@ impl<O, A> ProxyHold<O, A> {
     }
 }
 
-/// The primary's tally of unknown requests (patent pp. 28–30): client update datagrams
-/// that reached a secondary and that this primary never ordered. A few are normal (a request
-/// answered JUKEBOX and retried later); many within a window mean that this member does not
-/// receive the group's datagrams, and the operator is alerted.
-#[derive(Debug, Clone)]
-pub struct UnknownTally {
-    /// Alert when this many are reported within `window_ms` (0: never).
-    threshold: u64,
-    window_ms: u64,
-    recent: VecDeque<(Millis, u64)>,
-    total: u64,
-    alerted_at: Option<Millis>,
-}
-
-impl UnknownTally {
-    /// A tally that alerts past `threshold` reports in `window_ms`.
-    pub fn new(threshold: u64, window_ms: u64) -> Self {
-        UnknownTally {
-            threshold,
-            window_ms: window_ms.max(1),
-            recent: VecDeque::new(),
-            total: 0,
-            alerted_at: None,
-        }
-    }
-
-    /// Every unknown request reported so far.
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    /// `count` more reported at `now`: `Some(n)` — alert, `n` within the window — at most once
-    /// a window.
-    pub fn report(&mut self, count: u64, now: Millis) -> Option<u64> {
-        self.total += count;
-        self.recent.push_back((now, count));
-        while let Some(&(t, _)) = self.recent.front() {
-            if now.since(t) < self.window_ms {
-                break;
-            }
-            self.recent.pop_front();
-        }
-        // bounded: one entry per report, and reports older than the window are gone
-        let n: u64 = self.recent.iter().map(|(_, c)| c).sum();
-        let quiet = self
-            .alerted_at
-            .is_none_or(|a| now.since(a) >= self.window_ms);
-        if self.threshold > 0 && n >= self.threshold && quiet {
-            self.alerted_at = Some(now);
-            return Some(n);
-        }
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,21 +436,6 @@ mod tests {
         p.hold(key(2), fp(2), 2, Millis(0));
         p.delivered(SeqNo(2), Some(key(2)));
         assert_eq!(p.held(), 0);
-    }
-
-    #[test]
-    fn unknown_requests_alert_past_the_threshold_once_a_window() {
-        let mut t = UnknownTally::new(10, 1000);
-        assert_eq!(t.report(4, Millis(0)), None);
-        assert_eq!(t.report(5, Millis(500)), None);
-        assert_eq!(t.report(1, Millis(900)), Some(10));
-        assert_eq!(t.report(20, Millis(950)), None, "once a window");
-        // the first reports leave the window; the later ones still count
-        assert_eq!(t.report(1, Millis(1900)), Some(21));
-        assert_eq!(t.report(3, Millis(5000)), None, "old reports gone");
-        assert_eq!(t.total(), 34);
-        let mut off = UnknownTally::new(0, 1000);
-        assert_eq!(off.report(1000, Millis(0)), None);
     }
 
     #[test]

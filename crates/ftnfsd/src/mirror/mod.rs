@@ -101,11 +101,13 @@ pub struct Group {
     /// Rejoin and resync settings.
     pub rejoin: RejoinCfg,
     /// Unknown requests (proxy mode: datagrams a secondary received that this primary never
-    /// ordered) within [`UNKNOWN_WINDOW_MS`] that raise an alert (`--unknown-alert`; 0 never).
-    pub unknown_alert: u64,
+    /// ordered) within [`UNKNOWN_WINDOW_MS`] that raise an alert (`--unknown-alert`), or hand
+    /// the role to the member that reported them when this primary received fewer update
+    /// datagrams itself (`--unknown-exclude`); 0: never (`ftnfs_core::member::exclusion`).
+    pub hearing: ftnfs_core::member::exclusion::HearingConfig,
 }
 
-/// The window of [`Group::unknown_alert`].
+/// The window of [`Group::hearing`].
 pub const UNKNOWN_WINDOW_MS: u64 = 10_000;
 
 /// Rejoin and resync settings (`ftnfsd --changelog-max-mb --resync-rate-mb --resync-hold-ms
@@ -264,8 +266,6 @@ pub struct Mirror {
     settings: MemberSettings,
     /// Wakes the driver before its deadline (an input that may need a decision now).
     pub wake: tokio::sync::Notify,
-    /// Unknown requests reported by secondaries, by export (`proxy_side.rs`).
-    unknown: Mutex<HashMap<ExportId, ftnfs_core::mirror::proxy::UnknownTally>>,
     /// (A witness:) members reported lost to another member and not yet told.
     lost_reported: Mutex<HashSet<MemberId>>,
     /// Clients (IPv4 address and port) seen in the updates this member applied, and when:
@@ -535,7 +535,6 @@ impl Mirror {
             settings,
             wake: tokio::sync::Notify::new(),
             lost_reported: Mutex::new(HashSet::new()),
-            unknown: Mutex::new(HashMap::new()),
             recent_clients: Mutex::new(HashMap::new()),
         })
     }
@@ -941,6 +940,9 @@ impl Mirror {
                     ps.unheld.notify_all();
                 }
                 c.p.tick(now);
+                // what unknown requests are weighed against (member::exclusion)
+                let heard = ps.datagrams.load(std::sync::atomic::Ordering::Relaxed);
+                c.heard_datagrams(heard, now, self.group.hearing);
                 ps.drain(&mut c, self, now);
                 if let Some(d) = c.p.next_deadline() {
                     next = next.min(d);
@@ -1311,7 +1313,7 @@ impl Mirror {
             }
             PeerMsg::Unknown { count, .. } => {
                 drop(c);
-                self.unknown_reported(export, from, u64::from(count), now);
+                self.unknown_reported(ps, from, u64::from(count), now);
                 return;
             }
             PeerMsg::Refuse { epoch, .. } => {

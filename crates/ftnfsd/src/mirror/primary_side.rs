@@ -28,6 +28,9 @@ pub struct PrimarySide {
     pub(super) resyncs: Mutex<HashMap<MemberId, Outgoing>>,
     /// Finished resyncs (the newest few), for status.
     pub(super) finished: Mutex<VecDeque<Arc<Progress>>>,
+    /// Client update datagrams this primary received in its term (proxy mode): beside the
+    /// unknown requests its secondaries report, whether it hears its clients.
+    pub datagrams: std::sync::atomic::AtomicU64,
 }
 
 /// An update as the primary holds it until it is released: what a secondary applies and,
@@ -83,6 +86,7 @@ impl PrimarySide {
             unheld: Condvar::new(),
             resyncs: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
+            datagrams: Default::default(),
             core: Mutex::new(Some(lead)),
         }
     }

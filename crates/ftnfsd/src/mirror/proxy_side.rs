@@ -4,6 +4,7 @@
 //! as if the primary had forwarded it — or fetches it whole when it lacks the datagram.
 
 use super::*;
+use ftnfs_core::member::states::Heard;
 use ftnfs_core::mirror::proxy::{Fingerprint, ProxyConfig, ProxyEffect, ProxyHold, RequestKey};
 use ftnfs_core::mirror::Update;
 
@@ -50,40 +51,59 @@ fn key_of_origin(o: &ftnfs_wire::peer::Origin) -> Option<RequestKey> {
 
 impl Mirror {
     /// `from` reports `count` client update datagrams of `export` that we (its primary) never
-    /// ordered: tallied, and past `--unknown-alert` within the window, an event.
+    /// ordered: past `--unknown-alert` within the window, an event; past `--unknown-exclude`
+    /// while this primary received fewer itself, a step-down for `from`, which hears the
+    /// clients (`ftnfs_core::member::exclusion`), as on the operator's demote.
     pub(super) fn unknown_reported(
         &self,
-        export: ExportId,
+        ps: &PrimarySide,
         from: MemberId,
         count: u64,
         now: Millis,
     ) {
-        let alert = lock(&self.unknown)
-            .entry(export)
-            .or_insert_with(|| {
-                ftnfs_core::mirror::proxy::UnknownTally::new(
-                    self.group.unknown_alert,
-                    super::UNKNOWN_WINDOW_MS,
-                )
-            })
-            .report(count, now);
-        if let Some(n) = alert {
-            self.event(
+        let export = ps.export;
+        let received = ps.datagrams.load(std::sync::atomic::Ordering::Relaxed);
+        let heard = match ps.lead() {
+            Some(mut c) => c.unknown_reported(from, count, received, now, self.group.hearing),
+            None => return,
+        };
+        let window = super::UNKNOWN_WINDOW_MS / 1000;
+        match heard {
+            Heard::Nothing => {}
+            Heard::Alert { unknown } => self.event(
                 now,
                 export,
                 format!(
-                    "{n} client updates reached {} in {} s that this primary never ordered: \
-                     it may not receive the group's datagrams (multicast membership, switch)",
+                    "{unknown} client updates reached {} in {window} s that this primary never \
+                     ordered: it may not receive the group's datagrams (multicast membership, \
+                     switch)",
                     self.group.name_of(from),
-                    super::UNKNOWN_WINDOW_MS / 1000
                 ),
-            );
+            ),
+            Heard::HandingOver {
+                to,
+                unknown,
+                received,
+            } => {
+                self.event(
+                    now,
+                    export,
+                    format!(
+                        "{unknown} client updates reached {} in {window} s unordered, {received} \
+                         reached this primary: it does not hear the group's datagrams; \
+                         stepping down for {}",
+                        self.group.name_of(from),
+                        self.group.name_of(to),
+                    ),
+                );
+                // as on the operator's word: it does not take the role back by itself
+                if let Some(m) = lock(&self.node).member(export) {
+                    m.demoted();
+                }
+                self.finish_step_down(ps, now);
+                self.wake.notify_one();
+            }
         }
-    }
-
-    /// Unknown requests reported for `export` so far.
-    pub fn unknown_requests(&self, export: ExportId) -> u64 {
-        lock(&self.unknown).get(&export).map_or(0, |t| t.total())
     }
 }
 
@@ -103,6 +123,14 @@ impl SecondarySide {
         let key = key_of(client.ip(), client.port(), xid);
         sc.proxy.hold(key, print_of(&args), args, now);
         self.drain_proxy(sc, m);
+    }
+
+    /// A client's update datagram for a request applied here already: counted for the
+    /// primary (`ProxyHold::repeated`).
+    pub fn repeated(&self) {
+        if let Some(sc) = lock(&self.core).as_mut() {
+            sc.proxy.repeated();
+        }
     }
 
     /// The primary's order `seq`: applied with the datagram held here, or fetched whole.
@@ -153,7 +181,7 @@ impl SecondarySide {
         let sc = c.as_mut()?;
         sc.proxy.tick(now);
         self.drain_proxy(sc, m);
-        let expired = sc.proxy.stats().expired;
+        let expired = sc.proxy.stats().unknown();
         if expired > sc.expired_reported && sc.acks_to().is_some() {
             let _ = sc.out.try_send(
                 PeerMsg::Unknown {

@@ -54,7 +54,8 @@ impl Mirror {
                         "resends": st.resends,
                         "failures": st.failures,
                         // proxy mode: datagrams secondaries got that we never ordered
-                        "unknown_requests": self.unknown_requests(id),
+                        "unknown_requests": c.unknown_total(),
+                        "datagrams": ps.datagrams.load(std::sync::atomic::Ordering::Relaxed),
                     })
                 }
                 Role::Secondary(ss) => {
@@ -94,6 +95,7 @@ impl Mirror {
                                     "fetched": px.fetched,
                                     "mismatched": px.mismatched,
                                     "expired": px.expired,
+                                    "repeated": px.repeated,
                                     "dropped": px.dropped,
                                 },
                             })
