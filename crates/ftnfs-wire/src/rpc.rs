@@ -135,6 +135,35 @@ impl<'a> CallHeader<'a> {
     }
 }
 
+/// A whole call (no record mark) with an AUTH_SYS credential of `cred` and no verifier,
+/// followed by `args`: what our clients send (tests, benchmarks).
+pub fn sys_call(
+    xid: Xid,
+    prog: u32,
+    vers: u32,
+    proc_: u32,
+    cred: &AuthSys,
+    args: &[u8],
+) -> Vec<u8> {
+    let body = cred.to_bytes();
+    let mut w = XdrWriter::new();
+    CallHeader {
+        xid,
+        rpcvers: 2,
+        prog,
+        vers,
+        proc_,
+        cred: OpaqueAuth {
+            flavor: flavor::SYS,
+            body: &body,
+        },
+        verf: AUTH_NONE,
+    }
+    .encode(&mut w);
+    w.fixed(args);
+    w.into_inner()
+}
+
 /// accept_stat of an accepted reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptStat {

@@ -14,8 +14,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ftnfs_bench::{connect, create, Target};
 use ftnfs_wire::nfs3::{self, Args, NfsFh3, StableHow};
-use ftnfs_wire::rpc::{flavor, AuthSys, CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
-use ftnfs_wire::{XdrEncode, XdrReader, XdrWriter};
+use ftnfs_wire::rpc::{AuthSys, ReplyHeader, Xid};
+use ftnfs_wire::{XdrEncode, XdrReader};
 
 /// Bytes per WRITE (a UDP datagram's payload must stay below 64 KiB).
 const CHUNK: usize = 32 << 10;
@@ -39,24 +39,8 @@ fn call(xid: u32, proc_: u32, args: &Args) -> Vec<u8> {
         uid: 0,
         gid: 0,
         gids: vec![],
-    }
-    .to_bytes();
-    let mut w = XdrWriter::new();
-    CallHeader {
-        xid: Xid(xid),
-        rpcvers: 2,
-        prog: nfs3::PROGRAM,
-        vers: 3,
-        proc_,
-        cred: OpaqueAuth {
-            flavor: flavor::SYS,
-            body: &cred,
-        },
-        verf: AUTH_NONE,
-    }
-    .encode(&mut w);
-    w.fixed(&args.to_bytes());
-    w.into_inner()
+    };
+    ftnfs_wire::rpc::sys_call(Xid(xid), nfs3::PROGRAM, 3, proc_, &cred, &args.to_bytes())
 }
 
 /// Sends `rec` to every address until a reply to `xid` comes; its NFS status.

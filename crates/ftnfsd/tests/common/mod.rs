@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ftnfs_wire::nfs3::{self, procs, Args, CreateHow3, DirOpArgs3, NfsFh3};
 use ftnfs_wire::record::{encode_record, RecordDecoder};
-use ftnfs_wire::rpc::{flavor, AuthSys, CallHeader, OpaqueAuth, ReplyHeader, Xid, AUTH_NONE};
+use ftnfs_wire::rpc::{AuthSys, CallHeader, ReplyHeader, Xid};
 use ftnfs_wire::{mount, XdrEncode, XdrReader, XdrWriter};
 
 /// Tests of one binary run one at a time: each picks free ports and starts daemons, and two
@@ -163,24 +163,8 @@ pub fn call_record_vers(
         uid,
         gid,
         gids: vec![],
-    }
-    .to_bytes();
-    let mut w = XdrWriter::new();
-    CallHeader {
-        xid: Xid(xid),
-        rpcvers: 2,
-        prog,
-        vers,
-        proc_,
-        cred: OpaqueAuth {
-            flavor: flavor::SYS,
-            body: &cred,
-        },
-        verf: AUTH_NONE,
-    }
-    .encode(&mut w);
-    w.fixed(args);
-    w.into_inner()
+    };
+    ftnfs_wire::rpc::sys_call(Xid(xid), prog, vers, proc_, &cred, args)
 }
 
 /// Splits a successful reply into (status, body after status).
