@@ -14,6 +14,11 @@
 #      secondary applies the updates it received itself on the primary's orders (proxy mode,
 #      Documentation/16-proxy-mode.md), and after the kill the survivor answers the same MAC:
 #      the guest passes, every record is on b.
+#   4. a primary that stops hearing the multicast address (an nftables rule drops the
+#      address's UDP datagrams arriving at a, as a lost multicast membership would): b holds what the
+#      guest sends, reports it unknown, and a, which received none, hands b the group
+#      (member/exclusion.rs, Documentation/16-proxy-mode.md); the guest passes, every
+#      record is on b.
 # Prints "N passed, N failed".
 #   tests/udp.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
 set -uo pipefail
@@ -96,4 +101,29 @@ python3 "$LAB/check-acks.py" "$W/serial-mc" "$W/m/b/export/ack" > "$W/mc-acks" 2
 check "every acknowledged record is on the survivor" $? "$(cat "$W/mc-acks")"
 grep -q "ARP answered while primary" "$W/m/b/log"; check "the members joined the multicast MAC" $? "$(grep -i multicast "$W/m/b/log" | tail -3)"
 kill9 b
+
+# --- 4. a primary deaf to the multicast address ---------------------------------------------
+DVIP=10.99.0.61
+member a b d "$DVIP/24,multicast"; member b a d "$DVIP/24,multicast"
+for _ in $(seq 1200); do status d a | grep -q '"joined": true' && break; sleep 0.1; done
+check "second multicast group formed, a primary" "$([ "$(role d a)" = "primary 1" ]; echo $?)" "$(role d a)"
+( run_guest "$W/serial-deaf" "$DVIP" ackmeta "ftnfs.proto=udp ftnfs.n=80" > "$W/deaf.out" ) & G=$!
+wait_acks "$W/serial-deaf" 15 1200
+ip netns exec "$TOPO-a" nft -f - <<NFT
+table inet ftnfs_test_deaf {
+  chain in { type filter hook prerouting priority -300; ip daddr $DVIP meta l4proto udp drop; }
+}
+NFT
+check "a hears no datagram to $DVIP any more" $? "$(ip netns exec "$TOPO-a" nft list ruleset | tail -5)"
+for _ in $(seq 1200); do [ "$(role d b)" = "primary 2" ] && break; sleep 0.1; done
+check "a, deaf to the group's datagrams, handed the group to b (epoch 2)" \
+  "$([ "$(role d b)" = "primary 2" ]; echo $?)" "$(role d a) / $(role d b); $(status d a | head -c 900)"
+status d a | grep -q "does not hear the group's datagrams"
+check "a says why it stepped down" $? "$(status d a | head -c 1500)"
+wait $G
+check "the guest's updates went on after its primary went deaf" \
+  "$([ "$(cat "$W/deaf.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/deaf.out")"
+python3 "$LAB/check-acks.py" "$W/serial-deaf" "$W/d/b/export/ack" > "$W/deaf-acks" 2>&1
+check "every acknowledged record is on b" $? "$(cat "$W/deaf-acks")"
+kill9 a; kill9 b
 finish

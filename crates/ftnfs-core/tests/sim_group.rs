@@ -2744,6 +2744,7 @@ fn whole_groups_under_combined_faults() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let (mut faults, mut acked, mut worst, mut lost, mut waits) = (0, 0, 0, 0, Vec::new());
+    let mut handed_over = 0;
     for seed in base..base + seeds {
         match run_seed(seed, false) {
             Ok(o) => {
@@ -2752,6 +2753,7 @@ fn whole_groups_under_combined_faults() {
                 worst = worst.max(o.converged_after);
                 lost += o.second_runs_after_drc_loss;
                 waits.push(o.longest_wait);
+                handed_over += o.handed_over;
             }
             Err(e) => panic!(
                 "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
@@ -2764,7 +2766,8 @@ fn whole_groups_under_combined_faults() {
         "sim_group: {seeds} seeds from {base}: {faults} faults, {acked} acknowledged updates, \
          slowest convergence {worst} ms after the faults; longest client wait per run: \
          median {} ms, p90 {} ms, max {} ms; {lost} second runs after the DRC died with every \
-         member that had it (0 with the reply log: any would have failed the run)",
+         member that had it (0 with the reply log: any would have failed the run); \
+         {handed_over} primaries handed over as deaf to their clients",
         pct(50),
         pct(90),
         waits.last().copied().unwrap_or(0)

@@ -116,6 +116,12 @@ impl Local {
         self.exports.get(id)
     }
 
+    /// Whether `id` is an `InMemory` export (an update is durable in the members' memory;
+    /// nothing of it is synced before the reply).
+    pub fn in_memory(&self, id: ExportId) -> bool {
+        self.export(id).is_some_and(|e| e.cfg.in_memory)
+    }
+
     /// How READs of an export are mirrored.
     pub fn read_mode(&self, id: ExportId) -> ReadMode {
         match self.export(id).map(|e| &e.cfg.mirroring) {

@@ -2154,3 +2154,27 @@ fn a_primary_deaf_to_the_groups_datagrams_hands_its_role_to_a_member_that_hears_
         || a.export().join("deaf-1").is_dir() && a.export().join("deaf-2").is_dir(),
     );
 }
+
+#[test]
+fn an_in_memory_group_mirrors_random_updates_identically() {
+    let _serial = serial();
+    // `InMemory` (11-durable-metadata.md): nothing is synced before the reply, and the
+    // secondary applies each update on the thread that receives it (13-request-path.md).
+    // Seeded random updates from one client; both mirrors end identical, and b holds every
+    // update the primary released.
+    let (_t, a, b) = pair_with(",InMemory");
+    let mut c = Raw::connect(a.port);
+    let root = mount_root(&mut c, &a.export());
+    let mut rng = Rng(0x5eed_1e55);
+    let mut xid = 100;
+    random_updates(&mut c, &mut rng, &root, &mut xid, 400);
+    wait_for(
+        30,
+        || "the secondary did not catch up".into(),
+        || primary_status(&a)["pending"] == 0,
+    );
+    let st = primary_status(&a);
+    assert_eq!(st["failures"], 0, "{st}");
+    assert!(st["submitted"].as_u64().unwrap_or(0) > 100, "{st}");
+    assert_eq!(manifest(&a), manifest(&b), "mirrors differ");
+}

@@ -61,6 +61,9 @@ pub struct ProxyConfig {
     pub grace_ms: u64,
     /// How long a held datagram waits for its order before it expires.
     pub ttl_ms: u64,
+    /// A retransmission of a datagram held unclaimed this long counts as unknown: a primary
+    /// that hears its clients orders an update within milliseconds.
+    pub stale_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -70,6 +73,7 @@ impl Default for ProxyConfig {
             max_bytes: 32 << 20,
             grace_ms: 20,
             ttl_ms: 5_000,
+            stale_ms: 1_000,
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct ProxyStats {
     pub expired: u64,
     /// Retransmissions of requests already applied here (the primary answers them).
     pub repeated: u64,
+    /// Retransmissions of a datagram held unclaimed for `stale_ms` or more.
+    pub stale: u64,
     /// Datagrams not held: the table was full.
     pub dropped: u64,
 }
@@ -97,7 +103,7 @@ impl ProxyStats {
     /// What this member reports to its primary as unknown requests
     /// (`member::exclusion`): expired datagrams and retransmissions of applied requests.
     pub fn unknown(&self) -> u64 {
-        self.expired + self.repeated
+        self.expired + self.repeated + self.stale
     }
 }
 
@@ -191,7 +197,7 @@ impl<O, A> ProxyHold<O, A> {
 
     /// A client datagram for an update of this export, qualified by the shell (an update
     /// procedure, not applied here yet). A retransmission of a request already held keeps
-    /// the first copy.
+    /// the first copy (and counts as unknown once that copy waited `stale_ms` unclaimed).
     pub fn hold(&mut self, key: RequestKey, print: Fingerprint, args: A, now: Millis) {
         // an order may be waiting for it
         let waited = self
@@ -212,7 +218,10 @@ impl<O, A> ProxyHold<O, A> {
             }
             // not the request the primary executed: that one is fetched when the grace ends
         }
-        if self.held.contains_key(&key) {
+        if let Some(h) = self.held.get(&key) {
+            if now.since(h.at) >= self.cfg.stale_ms {
+                self.stats.stale += 1;
+            }
             return;
         }
         if self.held.len() >= self.cfg.max_held
@@ -445,6 +454,7 @@ mod tests {
             max_bytes: 1 << 20,
             grace_ms: 20,
             ttl_ms: 1000,
+            stale_ms: 500,
         };
         let mut p: ProxyHold<&'static str, u32> = ProxyHold::new(cfg);
         for x in 0..5 {
@@ -452,13 +462,22 @@ mod tests {
         }
         assert_eq!(p.held(), 3);
         assert_eq!(p.stats().dropped, 2);
-        // a retransmission of a held request keeps the first copy
+        // a retransmission of a held request keeps the first copy; once that one waited
+        // stale_ms unclaimed, each retransmission counts as unknown
         p.hold(key(0), fp(0), 99, Millis(10));
         assert_eq!(p.stats().held, 3);
+        assert_eq!(p.stats().unknown(), 0);
+        p.hold(key(0), fp(0), 99, Millis(600));
+        p.repeated();
+        assert_eq!(
+            (p.stats().stale, p.stats().repeated, p.stats().unknown()),
+            (1, 1, 2)
+        );
         assert_eq!(p.poll_timeout(), Some(Millis(1000)));
         p.tick(Millis(1001));
         assert_eq!(p.held(), 1);
         assert_eq!(p.stats().expired, 2);
+        assert_eq!(p.stats().unknown(), 4);
         p.tick(Millis(1002));
         assert_eq!((p.held(), p.stats().expired), (0, 3));
         // the key held again after its claim is timed from its new arrival

@@ -96,6 +96,7 @@ impl Mirror {
                                     "mismatched": px.mismatched,
                                     "expired": px.expired,
                                     "repeated": px.repeated,
+                                    "stale": px.stale,
                                     "dropped": px.dropped,
                                 },
                             })

@@ -20,13 +20,19 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A free TCP port on loopback.
+/// A port free on loopback for TCP and UDP.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // free for TCP *and* UDP (ftnfsd binds both on its NFS port), tried a bounded number of
+    // times: a port free for TCP may be some UDP socket's (a loaded CI machine once had a
+    // member exit before it listened)
+    for _ in 0..64 {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP on loopback");
 }
 
 /// How long a whole-daemon test waits for a condition before it fails: generous, because CI
