@@ -64,6 +64,66 @@ pub enum Via {
     },
 }
 
+/// Where a call's reply goes (`None`: send nothing), exactly once.
+pub type Respond = Box<dyn FnOnce(Option<Vec<u8>>) + Send>;
+
+/// What a call handled on a request thread needs to be carried on by another thread.
+struct Later<'a> {
+    server: &'a Arc<Server>,
+    respond: &'a mut Option<Respond>,
+    record: &'a bytes::Bytes,
+    t0: Instant,
+}
+
+/// A mirrored update executed here, waiting for its release: what its reply needs.
+#[derive(Clone)]
+struct Released {
+    key: DrcKey,
+    info: &'static ProcInfo,
+    export: ExportId,
+    in_memory: bool,
+    seq: SeqNo,
+    t_sub: Instant,
+    t_run: Instant,
+    t_done: Instant,
+    reply: Vec<u8>,
+}
+
+impl Later<'_> {
+    /// The rest of the request, for whoever releases it: what may wait (an `InMemory`
+    /// update released alone is flushed; a lease that does not hold is waited for) goes to
+    /// a blocking thread, the rest runs on the releasing thread — a link's reader, mostly.
+    fn then(self, c: Released) -> crate::mirror::Then {
+        let server = self.server.clone();
+        let respond = self.respond.take().expect("a call is answered once");
+        let record = self.record.clone();
+        let t0 = self.t0;
+        let rt = tokio::runtime::Handle::try_current().ok();
+        Box::new(move |sig: Signal| {
+            let (export, key, info) = (c.export, c.key, c.info);
+            let waits = (c.in_memory && sig == Signal::Release { alone: true })
+                || !server.mirror.lease_ok(export, server.now());
+            let run = move |server: Arc<Server>| {
+                let reply = server.after_release(sig, c);
+                if let Some(r) = &reply {
+                    server.settle_reply(key, r, info, Some(export.0));
+                }
+                server
+                    .counters
+                    .calls
+                    .observe(&record, t0.elapsed(), reply.as_deref());
+                respond(reply);
+            };
+            match rt {
+                Some(rt) if waits => {
+                    rt.spawn_blocking(move || run(server));
+                }
+                _ => run(server),
+            }
+        })
+    }
+}
+
 /// The NFS and MOUNT service of one member: dispatch over this member's exports (`local`)
 /// and, for mirrored exports, through its roles (`mirror`), which it shares with the mirror
 /// driver and the peer links.
@@ -121,16 +181,38 @@ impl Server {
         self.local.drc()
     }
 
-    /// Handles one call record from `peer`; `None` means send nothing. A WRITE's data stays
-    /// in the record's memory (no copy). Runs on a blocking thread: it may wait (for the
-    /// disk, the secondaries, the read lease).
-    pub fn handle(&self, record: &bytes::Bytes, peer: SocketAddr, via: Via) -> Option<Vec<u8>> {
+    /// Handles one call record from `peer` and gives `respond` its reply (`None`: send
+    /// nothing), exactly once. A WRITE's data stays in the record's memory (no copy). Runs on
+    /// a blocking thread: it may wait (for the disk, its turn, the read lease). A mirrored
+    /// update that executed here before its release is carried on by whoever releases it,
+    /// and this thread goes free (`PrimarySide::defer`).
+    pub fn handle(
+        self: &Arc<Self>,
+        record: &bytes::Bytes,
+        peer: SocketAddr,
+        via: Via,
+        respond: Respond,
+    ) {
         let t0 = std::time::Instant::now();
-        let reply = self.handle_with(record, peer, true, via);
-        self.counters
-            .calls
-            .observe(record, t0.elapsed(), reply.as_deref());
-        reply
+        let mut slot = Some(respond);
+        let reply = self.handle_with(
+            record,
+            peer,
+            true,
+            via,
+            Some(Later {
+                server: self,
+                respond: &mut slot,
+                record,
+                t0,
+            }),
+        );
+        if let Some(respond) = slot.take() {
+            self.counters
+                .calls
+                .observe(record, t0.elapsed(), reply.as_deref());
+            respond(reply);
+        }
     }
 
     /// [`handle`](Self::handle) on the network task, for a call the procedure table marks
@@ -165,7 +247,7 @@ impl Server {
             }
         }
         let t0 = std::time::Instant::now();
-        let reply = self.handle_with(record, peer, false, Via::Stream);
+        let reply = self.handle_with(record, peer, false, Via::Stream, None);
         self.counters
             .calls
             .observe(record, t0.elapsed(), reply.as_deref());
@@ -178,6 +260,7 @@ impl Server {
         peer: SocketAddr,
         may_wait: bool,
         via: Via,
+        later: Option<Later<'_>>,
     ) -> Option<Vec<u8>> {
         let mut r = XdrReader::new(record);
         let h = match CallHeader::decode(&mut r) {
@@ -327,46 +410,38 @@ impl Server {
                             ps.datagrams.fetch_add(1, Ordering::Relaxed);
                         }
                         match self.mirrored(ps, fh, &a, origin, h.proc_, &shared, info, proxied) {
-                            Some(d) => {
+                            Some((dictation, seq, token, rx)) => {
                                 let t_run = Instant::now();
-                                let in_memory = d.0.in_memory;
-                                let r =
-                                    self.local
-                                        .execute(h.xid, a, peer, cred, anonymous, Some(d.0));
+                                let in_memory = dictation.in_memory;
+                                let r = self.local.execute(
+                                    h.xid,
+                                    a,
+                                    peer,
+                                    cred,
+                                    anonymous,
+                                    Some(dictation),
+                                );
                                 let status = crate::local::reply_status(&r);
-                                let t_done = Instant::now();
-                                let released =
-                                    self.mirrored_done(ps, fh.export, in_memory, d.1, d.2, status);
-                                let t_rel = Instant::now();
-                                if t_rel - t_sub > SLOW_UPDATE {
-                                    // where a client stall comes from (a held write, the
-                                    // local disk, a secondary not answering)
-                                    tracing::debug!(
-                                        seq = d.1 .0,
-                                        numbered_ms = (t_run - t_sub).as_millis() as u64,
-                                        executed_ms = (t_done - t_run).as_millis() as u64,
-                                        released_ms = (t_rel - t_done).as_millis() as u64,
-                                        "slow mirrored update"
-                                    );
-                                }
-                                if !released {
-                                    // deposed before every member had it: no reply; the
-                                    // client retransmits to the new primary. But it *was*
-                                    // executed here: keep its reply, so that a resend that
-                                    // reaches this member again (it may serve again from
-                                    // this very mirror, after a stall or a restart of the
-                                    // group) is answered, not executed twice
-                                    // (tests/sim_group.rs found the second execution).
-                                    self.local.keep_unsent(key, &r, info, fh.export);
-                                    return None;
-                                }
-                                if !self.leased(fh.export) {
-                                    // released, but this member's lease ran out (it was
-                                    // frozen; another may serve now): no reply from here, the
-                                    // client resends to whoever holds the address
-                                    self.local.keep_unsent(key, &r, info, fh.export);
-                                    return None;
-                                }
+                                self.executed(ps, fh.export, in_memory, seq, status);
+                                let ctx = Released {
+                                    key,
+                                    info,
+                                    export: fh.export,
+                                    in_memory,
+                                    seq,
+                                    t_sub,
+                                    t_run,
+                                    t_done: Instant::now(),
+                                    reply: r,
+                                };
+                                let sig = match later {
+                                    Some(l) => match ps.defer(token, &rx, || l.then(ctx.clone())) {
+                                        crate::mirror::Deferred::Now(sig) => sig,
+                                        crate::mirror::Deferred::Later => return None,
+                                    },
+                                    None => self.wait_release(seq, &rx),
+                                };
+                                let r = self.after_release(sig, ctx)?;
                                 mirrored_export = Some(fh.export.0);
                                 r
                             }
@@ -395,8 +470,21 @@ impl Server {
                 self.reject(h.xid, ReplyHeader::Accepted(AcceptStat::GarbageArgs))
             }
         };
+        self.settle_reply(key, &reply, info, mirrored_export);
+        Some(reply)
+    }
+
+    /// A reply about to go out: in the DRC (tagged with its mirrored export), and for a
+    /// procedure that must never run twice, in the reply log first.
+    fn settle_reply(
+        &self,
+        key: DrcKey,
+        reply: &[u8],
+        info: &ProcInfo,
+        mirrored_export: Option<u32>,
+    ) {
         let mut drc = self.drc();
-        drc.finish(key, &reply, !info.idempotent, self.now());
+        drc.finish(key, reply, !info.idempotent, self.now());
         if let Some(e) = mirrored_export {
             drc.tag(&key, e, true); // the reply goes out now
         }
@@ -404,9 +492,80 @@ impl Server {
         if info.once {
             // before it leaves: a restart after this replays it (replylog.rs)
             self.local
-                .log_reply(&key, mirrored_export.map(ExportId), &reply);
+                .log_reply(&key, mirrored_export.map(ExportId), reply);
         }
-        Some(reply)
+    }
+
+    /// A mirrored update executed here: the core learns its status; an `InMemory` one is
+    /// marked for the flush.
+    fn executed(
+        &self,
+        ps: &crate::mirror::PrimarySide,
+        export: ExportId,
+        in_memory: bool,
+        seq: SeqNo,
+        status: u32,
+    ) {
+        if let Some(ex) = self.export(export).filter(|_| in_memory) {
+            ex.memory_update(); // executed: flushed within MEMORY_FLUSH
+        }
+        ps.local_done(&self.mirror, seq, status, self.now());
+    }
+
+    /// Waits on this thread for the release of `seq`.
+    fn wait_release(&self, seq: SeqNo, rx: &std::sync::mpsc::Receiver<Signal>) -> Signal {
+        // The core releases within retry × sends (then it fails silent members out); the
+        // bound here only guards against a bug.
+        match rx.recv_timeout(MAX_RUN_WAIT) {
+            Ok(sig) => sig,
+            Err(e) => {
+                tracing::error!(seq = seq.0, error = %e, "mirrored update never released");
+                Signal::Drop
+            }
+        }
+    }
+
+    /// What a released (or dropped) mirrored update's reply is: `None` — no reply from
+    /// here (deposed before every member had it, or this member's lease ran out: the client
+    /// resends to whoever holds the address), its reply kept in the DRC all the same, since
+    /// it *was* executed here (a resend that reaches this member again, which may serve
+    /// again from this very mirror, is answered, not executed twice: tests/sim_group.rs
+    /// found the second execution). May wait: an `InMemory` update released alone is
+    /// flushed first, and the lease is waited for.
+    fn after_release(&self, sig: Signal, c: Released) -> Option<Vec<u8>> {
+        let released = match sig {
+            Signal::Release { alone } => {
+                let memory = self.export(c.export).filter(|_| c.in_memory);
+                match memory {
+                    Some(ex) if alone => match ex.flush_memory_updates() {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(export = c.export.0, error = %e, "cannot make an update stable: no reply");
+                            false
+                        }
+                    },
+                    _ => true,
+                }
+            }
+            Signal::Drop | Signal::Run => false,
+        };
+        let t_rel = Instant::now();
+        if t_rel - c.t_sub > SLOW_UPDATE {
+            // where a client stall comes from (a held write, the local disk, a secondary
+            // not answering)
+            tracing::debug!(
+                seq = c.seq.0,
+                numbered_ms = (c.t_run - c.t_sub).as_millis() as u64,
+                executed_ms = (c.t_done - c.t_run).as_millis() as u64,
+                released_ms = (t_rel - c.t_done).as_millis() as u64,
+                "slow mirrored update"
+            );
+        }
+        if !released || !self.leased(c.export) {
+            self.local.keep_unsent(c.key, &c.reply, c.info, c.export);
+            return None;
+        }
+        Some(c.reply)
     }
 
     /// Numbers a client update of an export we are primary of, sends it to the secondaries
@@ -423,7 +582,7 @@ impl Server {
         args: &bytes::Bytes,
         info: &ProcInfo,
         proxied: bool,
-    ) -> Option<(Dictation, SeqNo, std::sync::mpsc::Receiver<Signal>)> {
+    ) -> Option<(Dictation, SeqNo, u64, std::sync::mpsc::Receiver<Signal>)> {
         let ex = self.export(fh.export)?;
         let new_id = info.new_id.then(|| (ex.ids.reserve(), ex.ids.generation()));
         let t = std::time::SystemTime::now()
@@ -471,7 +630,7 @@ impl Server {
             }
             _ => ps.submit(&self.mirror, &touch, payload, &logged, self.now()),
         };
-        let (seq, rx) = match submitted {
+        let (seq, token, rx) = match submitted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(export = fh.export.0, "{e}");
@@ -491,6 +650,7 @@ impl Server {
                 in_memory: ex.cfg.in_memory && ps.has_live_secondary(),
             },
             seq,
+            token,
             rx,
         ))
     }
@@ -522,36 +682,12 @@ impl Server {
         &self,
         ps: &crate::mirror::PrimarySide,
         export: ExportId,
-        in_memory: bool,
         seq: SeqNo,
         rx: std::sync::mpsc::Receiver<Signal>,
         status: u32,
     ) -> bool {
-        let memory = self.export(export).filter(|_| in_memory);
-        if let Some(ex) = memory {
-            ex.memory_update(); // executed: flushed within MEMORY_FLUSH
-        }
-        ps.local_done(&self.mirror, seq, status, self.now());
-        // The core releases within retry × sends (then it fails silent members out); the
-        // bound here only guards against a bug.
-        match rx.recv_timeout(MAX_RUN_WAIT) {
-            Ok(Signal::Release { alone }) => {
-                if let Some(ex) = memory {
-                    if alone {
-                        if let Err(e) = ex.flush_memory_updates() {
-                            tracing::error!(export = export.0, error = %e, "cannot make an update stable: no reply");
-                            return false;
-                        }
-                    }
-                }
-                true
-            }
-            Ok(Signal::Drop) => false,
-            other => {
-                tracing::error!(seq = seq.0, ?other, "mirrored update never released");
-                false
-            }
-        }
+        self.executed(ps, export, false, seq, status);
+        matches!(self.wait_release(seq, &rx), Signal::Release { .. })
     }
 
     /// A call this member does not answer now: forgotten by the DRC, then no reply if
@@ -1004,7 +1140,7 @@ impl Server {
             proxied: None,
         });
         // it touches no file's data or names: logged with no ids
-        let (seq, rx) = match ps.submit(&self.mirror, &touch, payload, &[], self.now()) {
+        let (seq, _, rx) = match ps.submit(&self.mirror, &touch, payload, &[], self.now()) {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(export = export.0, "{e}");
@@ -1018,7 +1154,7 @@ impl Server {
             return None;
         }
         let o = ex.locks.execute(call, peer.ip(), |fh| ex.lock_file(fh));
-        if !self.mirrored_done(ps, export, false, seq, rx, o.body.stat()) || !self.leased(export) {
+        if !self.mirrored_done(ps, export, seq, rx, o.body.stat()) || !self.leased(export) {
             return None;
         }
         self.nlm.tell(o.granted);

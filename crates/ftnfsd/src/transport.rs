@@ -204,12 +204,16 @@ impl Transport {
                 }
                 let server = self.server.clone();
                 let sink = sink.clone();
-                tokio::task::spawn_blocking(move || {
-                    let reply = server.handle(&rec, peer, Via::Stream);
+                // the reply is written by whoever has it (reply_sink.rs): this thread, or
+                // the one that released a mirrored update (PrimarySide::defer)
+                let respond: crate::server::Respond = Box::new(move |reply| {
                     drop(global);
                     if let Some(reply) = reply {
                         sink.send(reply, local);
                     }
+                });
+                tokio::task::spawn_blocking(move || {
+                    server.handle(&rec, peer, Via::Stream, respond);
                 });
             }
         }
@@ -279,8 +283,7 @@ impl Transport {
             // reply_sink.rs); only a full socket buffer hands it to a task that waits
             // the request's share is held until its reply is sent (or dropped): replies
             // waiting for a full socket are bounded like requests
-            tokio::task::spawn_blocking(move || {
-                let reply = server.handle(&rec, client, via);
+            let respond: crate::server::Respond = Box::new(move |reply| {
                 let Some(reply) = reply else { return };
                 if reply.len() > MAX_DATAGRAM {
                     tracing::warn!(client = %peer, len = reply.len(), "reply too large for UDP; dropped");
@@ -300,6 +303,7 @@ impl Transport {
                     _ => {}
                 }
             });
+            tokio::task::spawn_blocking(move || server.handle(&rec, client, via, respond));
         }
     }
 }

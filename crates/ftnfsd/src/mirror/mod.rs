@@ -53,7 +53,7 @@ mod vouching;
 
 pub use persist::read_epoch;
 use persist::{take_seal, write_epoch, write_seal, Seal};
-pub use primary_side::{Forwarded, PrimarySide};
+pub use primary_side::{Deferred, Forwarded, PrimarySide, Then, Waiter};
 pub use proxy_side::fingerprint;
 use secondary_side::SecondaryCore;
 pub use secondary_side::SecondarySide;

@@ -28,6 +28,8 @@ pub struct PrimarySide {
     pub(super) resyncs: Mutex<HashMap<MemberId, Outgoing>>,
     /// Finished resyncs (the newest few), for status.
     pub(super) finished: Mutex<VecDeque<Arc<Progress>>>,
+    /// Requests released under the lock, to carry on once it is let go (a leaf lock).
+    ready: Mutex<Vec<(Then, Signal)>>,
     /// Client update datagrams this primary received in its term (proxy mode): beside the
     /// unknown requests its secondaries report, whether it hears its clients.
     pub datagrams: std::sync::atomic::AtomicU64,
@@ -44,28 +46,64 @@ pub struct Forwarded {
     pub proxied: Option<(u32, u32)>,
 }
 
-/// The primary role's state in the daemon: the core's, with the channel that wakes each
-/// blocked client request as its waiter.
-pub(super) type Lead = Leading<Arc<Forwarded>, SyncSender<Signal>>;
+/// What carries on with a client's update once it is released (or dropped), on whatever
+/// thread released it, after the side's lock is let go.
+pub type Then = Box<dyn FnOnce(Signal) + Send>;
 
-/// The locked state of a primary side that is still primary ([`PrimarySide::lead`]).
-pub(super) struct LeadGuard<'a>(MutexGuard<'a, Option<Lead>>);
+/// What waits for a client's update: the blocked request thread (woken for its turn to run
+/// and for the release), or — once it executed here and the release had not come yet — the
+/// rest of the request, carried on by whoever releases it ([`PrimarySide::defer`]).
+pub enum Waiter {
+    /// The request's thread, blocked on the other end.
+    Thread(SyncSender<Signal>),
+    /// The rest of the request.
+    Then(Then),
+}
+
+/// The primary role's state in the daemon: the core's, with what waits for each client
+/// update.
+pub(super) type Lead = Leading<Arc<Forwarded>, Waiter>;
+
+/// The locked state of a primary side that is still primary ([`PrimarySide::lead`]). When
+/// it is let go, the requests its changes released carry on ([`PrimarySide::run_ready`]):
+/// after the lock, so that they may take it again.
+pub(super) struct LeadGuard<'a> {
+    g: Option<MutexGuard<'a, Option<Lead>>>,
+    side: &'a PrimarySide,
+}
 
 impl std::ops::Deref for LeadGuard<'_> {
     type Target = Lead;
     fn deref(&self) -> &Lead {
-        self.0
+        self.g
             .as_ref()
+            .and_then(|g| g.as_ref())
             .expect("a LeadGuard is made only over a present state")
     }
 }
 
 impl std::ops::DerefMut for LeadGuard<'_> {
     fn deref_mut(&mut self) -> &mut Lead {
-        self.0
+        self.g
             .as_mut()
+            .and_then(|g| g.as_mut())
             .expect("a LeadGuard is made only over a present state")
     }
+}
+
+impl Drop for LeadGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.g.take());
+        self.side.run_ready();
+    }
+}
+
+/// What [`PrimarySide::defer`] did.
+pub enum Deferred {
+    /// The update was released (or dropped) already: carry on here.
+    Now(Signal),
+    /// Whoever releases it carries the request on.
+    Later,
 }
 
 impl PrimarySide {
@@ -87,6 +125,7 @@ impl PrimarySide {
             resyncs: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
             datagrams: Default::default(),
+            ready: Mutex::new(Vec::new()),
             core: Mutex::new(Some(lead)),
         }
     }
@@ -94,7 +133,51 @@ impl PrimarySide {
     /// The role's state, locked, while this side is still the primary.
     pub(super) fn lead(&self) -> Option<LeadGuard<'_>> {
         let g = lock(&self.core);
-        g.is_some().then(|| LeadGuard(g))
+        g.is_some().then(|| LeadGuard {
+            g: Some(g),
+            side: self,
+        })
+    }
+
+    /// Carries on the requests released while the lock was held (each exactly once).
+    pub(super) fn run_ready(&self) {
+        loop {
+            let ready = std::mem::take(&mut *lock(&self.ready));
+            if ready.is_empty() {
+                return;
+            }
+            for (then, sig) in ready {
+                then(sig);
+            }
+        }
+    }
+
+    /// The request that numbered `token` executed here and waits for its release: if it
+    /// came already (on `rx`), carry on at once; else `then()` carries it on when it comes,
+    /// on the releasing thread ([`Waiter::Then`]) — the request's thread goes free instead
+    /// of sleeping on the release (13-request-path.md).
+    pub fn defer(
+        &self,
+        token: u64,
+        rx: &Receiver<Signal>,
+        then: impl FnOnce() -> Then,
+    ) -> Deferred {
+        let Some(mut c) = self.lead() else {
+            // the role ended: its waiters were told (Drop)
+            return Deferred::Now(rx.try_recv().unwrap_or(Signal::Drop));
+        };
+        // releases are sent under this lock: nothing can come between the check and the
+        // change of waiter
+        if let Ok(sig) = rx.try_recv() {
+            return Deferred::Now(sig);
+        }
+        match c.waiter(token) {
+            Some(w) => {
+                *w = Waiter::Then(then());
+                Deferred::Later
+            }
+            None => Deferred::Now(Signal::Drop),
+        }
     }
 
     /// Ends the role here: the state, for the transition that consumes it. A request thread
@@ -187,7 +270,7 @@ impl PrimarySide {
         payload: Arc<Forwarded>,
         logged: &[ftnfs_core::mirror::resync::Touched],
         now: Millis,
-    ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
+    ) -> Result<(SeqNo, u64, Receiver<Signal>), Busy> {
         self.submit_with(m, |_| touch.clone(), payload, logged, now)
     }
 
@@ -213,7 +296,7 @@ impl PrimarySide {
         payload: Arc<Forwarded>,
         logged: &[ftnfs_core::mirror::resync::Touched],
         now: Millis,
-    ) -> Result<(SeqNo, Receiver<Signal>), Busy> {
+    ) -> Result<(SeqNo, u64, Receiver<Signal>), Busy> {
         // the last pass of a resync, or a joiner's answer: wait (bounded by the hold limit,
         // plus a margin)
         let limit = std::time::Duration::from_millis(m.resync.hold_ms + 1000);
@@ -226,10 +309,13 @@ impl PrimarySide {
         if g.is_none() {
             return Err(Busy);
         }
-        let mut c = LeadGuard(g);
+        let mut c = LeadGuard {
+            g: Some(g),
+            side: self,
+        };
         let (tx, rx) = sync_channel(2);
         let idle = c.p.pending() == 0;
-        let (seq, _) = c.submit(touch, payload, tx, now)?;
+        let (seq, token) = c.submit(touch, payload, Waiter::Thread(tx), now)?;
         if let Some(log) = m.log(self.export) {
             log.update(self.history, seq.0, logged);
         }
@@ -237,7 +323,7 @@ impl PrimarySide {
         if idle {
             m.wake.notify_one(); // a resend deadline now exists
         }
-        Ok((seq, rx))
+        Ok((seq, token, rx))
     }
 
     /// The local execution of `seq` ended with `status`.
@@ -298,15 +384,21 @@ impl PrimarySide {
                     }
                 }
                 PrimaryEffect::Run { token, .. } => {
-                    if let Some(w) = c.waiter(token) {
+                    if let Some(Waiter::Thread(w)) = c.waiter(token) {
                         let _ = w.try_send(Signal::Run);
                     }
                 }
                 PrimaryEffect::Release { token, acked, .. } => {
-                    if let Some(w) = c.take_waiter(token) {
-                        let _ = w.try_send(Signal::Release {
-                            alone: acked.is_empty(),
-                        });
+                    let sig = Signal::Release {
+                        alone: acked.is_empty(),
+                    };
+                    match c.take_waiter(token) {
+                        Some(Waiter::Thread(w)) => {
+                            let _ = w.try_send(sig);
+                        }
+                        // carried on once the lock is let go (LeadGuard)
+                        Some(Waiter::Then(then)) => lock(&self.ready).push((then, sig)),
+                        None => {}
                     }
                 }
                 PrimaryEffect::Failed { member, reason } => {

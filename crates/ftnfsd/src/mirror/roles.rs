@@ -334,8 +334,14 @@ impl Mirror {
         let Role::Primary(ps) = &*role else { return };
         let Some(lead) = ps.take() else { return };
         let (standing, dropped) = lead.depose(why, now);
+        ps.run_ready(); // released before: they carry on (their lease check fails)
         for w in dropped {
-            let _ = w.try_send(Signal::Drop);
+            match w {
+                Waiter::Thread(w) => {
+                    let _ = w.try_send(Signal::Drop);
+                }
+                Waiter::Then(then) => then(Signal::Drop),
+            }
         }
         let what = format!("deposed as primary: {}", standing.why);
         // reset before standing by: no client waits on this member for a reply it will
