@@ -39,6 +39,25 @@ struct Args {
     /// A tag copied into the output line.
     #[arg(long, default_value = "")]
     tag: String,
+    /// Server processes whose CPU time (user + system, from /proc) each phase reports
+    /// (`write_cpu_s`, `read_cpu_s`, `meta_cpu_s`: their sum over these processes).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
+}
+
+/// CPU seconds (user + system) the processes `pids` have used so far; 0 for one that is gone.
+fn cpu_s(pids: &[u32]) -> f64 {
+    let tick = 100.0; // USER_HZ: 100 on Linux, whatever the kernel's own rate
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|st| {
+            // fields after the command name (which may hold spaces) in parentheses
+            let rest = &st[st.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split(' ').collect();
+            let (u, s) = (f.get(11)?.parse::<f64>().ok()?, f.get(12)?.parse::<f64>().ok()?);
+            Some((u + s) / tick)
+        })
+        .sum()
 }
 
 /// Chunks `i, i+n, i+2n, …` of the file, written UNSTABLE, then one COMMIT.
@@ -143,6 +162,7 @@ async fn main() -> Result<()> {
     let n = conns.len() as u32;
     let chunks = a.mib;
 
+    let cpu0 = cpu_s(&a.server_pids);
     let t = Instant::now();
     let mut tasks = vec![];
     for (i, cn) in conns.into_iter().enumerate() {
@@ -159,6 +179,7 @@ async fn main() -> Result<()> {
         conns.push(t.await?.context("write")?);
     }
     let write_s = t.elapsed().as_secs_f64();
+    let cpu1 = cpu_s(&a.server_pids);
 
     let t = Instant::now();
     let mut tasks = vec![];
@@ -175,6 +196,7 @@ async fn main() -> Result<()> {
         t.await?.context("read")?;
     }
     let read_s = t.elapsed().as_secs_f64();
+    let cpu2 = cpu_s(&a.server_pids);
     remove(&mut c, &root, &name).await?;
 
     let workers = a.meta_workers.max(1);
@@ -183,6 +205,7 @@ async fn main() -> Result<()> {
     for _ in 0..workers {
         mconns.push(connect(&tgt).await?);
     }
+    let cpu3 = cpu_s(&a.server_pids);
     let t = Instant::now();
     let tasks: Vec<_> = mconns
         .into_iter()
@@ -197,6 +220,7 @@ async fn main() -> Result<()> {
         all.2.extend(l.2);
     }
     let meta_s = t.elapsed().as_secs_f64();
+    let cpu4 = cpu_s(&a.server_pids);
     println!(
         "{}",
         serde_json::json!({
@@ -210,6 +234,9 @@ async fn main() -> Result<()> {
             "getattr_p99_ms": pct_ms(&mut all.1, 99),
             "remove_p50_ms": pct_ms(&mut all.2, 50),
             "remove_p99_ms": pct_ms(&mut all.2, 99),
+            "write_cpu_s": cpu1 - cpu0,
+            "read_cpu_s": cpu2 - cpu1,
+            "meta_cpu_s": cpu4 - cpu3,
         })
     );
     Ok(())
