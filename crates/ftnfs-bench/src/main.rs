@@ -54,7 +54,10 @@ fn cpu_s(pids: &[u32]) -> f64 {
             // fields after the command name (which may hold spaces) in parentheses
             let rest = &st[st.rfind(')')? + 2..];
             let f: Vec<&str> = rest.split(' ').collect();
-            let (u, s) = (f.get(11)?.parse::<f64>().ok()?, f.get(12)?.parse::<f64>().ok()?);
+            let (u, s) = (
+                f.get(11)?.parse::<f64>().ok()?,
+                f.get(12)?.parse::<f64>().ok()?,
+            );
             Some((u + s) / tick)
         })
         .sum()
