@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
 use ftnfs_core::lock_manager::{LockManager, LockOutcome};
 use ftnfs_core::locks::Owner;
-use ftnfs_core::member::exclusion::HearingConfig;
+use ftnfs_core::member::exclusion::{self, HearingConfig};
 use ftnfs_core::member::follower::{self, Follower};
 use ftnfs_core::member::rejoin::{self, Offer};
 use ftnfs_core::member::settings::Settings;
@@ -423,6 +423,13 @@ fn sync_proxy(m: &mut Mem) {
         m.proxy = (at.0, at.1, proxy_table());
         m.expired_reported = 0;
     }
+}
+
+/// A member that follows a stream anew (joined, copied, restarted) holds nothing from before,
+/// as the daemon's new `SecondaryCore` (what it held is dropped, not reported).
+fn fresh_proxy(m: &mut Mem) {
+    m.proxy = (Epoch(0), 0, proxy_table());
+    m.expired_reported = 0;
 }
 
 /// Which client request: the client as the address, the xid.
@@ -1496,6 +1503,7 @@ impl World {
                         E, epoch, base, history, from, false, now, WINDOW,
                     )),
                 };
+                fresh_proxy(m);
                 if let Some(mm) = m.node.member(E) {
                     mm.resynced();
                 }
@@ -1604,6 +1612,7 @@ impl World {
                             primary: from,
                             core: Some(follow_offer(&offer, from, at)),
                         };
+                        fresh_proxy(mm);
                         Msg::JoinReply {
                             ok: true,
                             copy: false,
@@ -1634,10 +1643,16 @@ impl World {
                             unreachable!()
                         };
                         match core {
-                            Some(c) if keep => c.rejoined(from, offer.epoch, at),
+                            Some(c) if keep => {
+                                c.rejoined(from, offer.epoch, at);
+                                // as the daemon's: orders of the old epoch wait no more, and
+                                // what was held for them is dropped (not reported)
+                                fresh_proxy(mm);
+                            }
                             _ => {
                                 *core = Some(follow_offer(&offer, from, at));
                                 mm.log = (offer.history, offer.base.0);
+                                fresh_proxy(mm);
                             }
                         }
                         Msg::JoinReply {
@@ -1689,7 +1704,7 @@ impl World {
         sync_proxy(m);
         if matches!(m.role, Role::Secondary { core: Some(_), .. }) {
             if m.drc.contains_key(&(req.client, req.xid)) {
-                m.proxy.2.repeated(); // the primary answers it, if it hears it
+                m.proxy.2.repeated(key_of(&req), now); // the primary answers it, if it hears it
             } else {
                 m.proxy.2.hold(key_of(&req), print_of(&req), req, now);
             }
@@ -1701,15 +1716,24 @@ impl World {
     /// A secondary reports the held datagrams that expired unclaimed to the leader it
     /// acknowledges (the daemon's `SecondarySide::tick_proxy`).
     fn report_unknown(&mut self, id: MemberId) {
+        let now = Millis(self.now);
+        let silence = self.settings.silence_ms();
         let m = self.mem(id);
         let expired = m.proxy.2.stats().unknown();
+        if expired <= m.expired_reported {
+            return;
+        }
         let to = match &m.role {
-            Role::Secondary { core: Some(c), .. } => c.acks_to(),
+            Role::Secondary { core: Some(c), .. }
+                if exclusion::reports(c.led_at(), now, silence) =>
+            {
+                c.acks_to()
+            }
             _ => None,
         };
-        if let Some(to) = to.filter(|_| expired > m.expired_reported) {
-            let count = expired - m.expired_reported;
-            self.mem_mut(id).expired_reported = expired;
+        let count = expired - m.expired_reported;
+        self.mem_mut(id).expired_reported = expired;
+        if let Some(to) = to {
             self.send(id, to, Msg::Unknown { count });
         }
     }
@@ -2571,6 +2595,13 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
         ));
     }
     w.check_final();
+    if w.deaf.is_none() && w.handed_over > 0 {
+        // every member hears the clients here: a hand-over is a false exclusion
+        return Err(format!(
+            "{} primaries handed over as deaf, though every member hears its clients",
+            w.handed_over
+        ));
+    }
     Ok(Outcome {
         claimed: w.claimed,
         handed_over: w.handed_over,
@@ -2624,7 +2655,7 @@ const FOUND: &[u64] = &[
     41_225, 51_241, 51_633, 55_907, 117_335, 135_622, 138_373, 138_537, 154_793, 175_651,
     // the clean-stop family
     1_002_345, 1_026_984, // the multicast family
-    3_001_070, 3_001_593, 3_002_336, 3_002_392,
+    3_001_070, 3_001_593, 3_002_336, 3_002_392, 3_005_950,
 ];
 
 #[test]

@@ -739,7 +739,7 @@ impl Server {
             return false;
         };
         if self.drc().contains(key) {
-            ss.repeated(); // counted: the primary answers it, if it hears it
+            ss.repeated(peer, h.xid.0, self.now()); // counted: the primary answers it, if it hears it
         } else {
             ss.hold(&self.mirror, peer, h.xid.0, shared.clone(), self.now());
         }

@@ -37,6 +37,15 @@ use std::collections::VecDeque;
 
 use crate::ids::{MemberId, Millis};
 
+/// Whether a secondary reports unknown requests now: only while its primary leads it (heard
+/// within `silence_ms`, `led_at`). What it holds while the primary is silent — stalled,
+/// paused, cut off — says nothing of what the primary hears once it is back (a resumed
+/// primary read hundreds of stale reports at once and handed over: sim_group seed 3005950);
+/// the failover rules own that case. What expires meanwhile is not reported later either.
+pub fn reports(led_at: Option<Millis>, now: Millis, silence_ms: u64) -> bool {
+    led_at.is_some_and(|t| now.since(t) < silence_ms)
+}
+
 /// The thresholds (`ftnfsd --unknown-alert`, `--unknown-exclude`; 0: never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HearingConfig {
@@ -260,6 +269,13 @@ mod tests {
                 received: 0
             }
         );
+    }
+
+    #[test]
+    fn a_secondary_reports_only_while_its_primary_leads_it() {
+        assert!(reports(Some(Millis(1000)), Millis(1300), 400));
+        assert!(!reports(Some(Millis(1000)), Millis(1400), 400));
+        assert!(!reports(None, Millis(0), 400));
     }
 
     #[test]

@@ -131,6 +131,8 @@ struct Held<A> {
     print: Fingerprint,
     args: A,
     at: Millis,
+    /// When a retransmission of it last counted as unknown (its arrival at first).
+    counted: Millis,
 }
 
 struct Waiting<O> {
@@ -153,6 +155,13 @@ pub struct ProxyHold<O, A> {
     waiting: BTreeMap<SeqNo, Waiting<O>>,
     effects: VecDeque<ProxyEffect<O, A>>,
     stats: ProxyStats,
+    /// Requests applied here whose retransmission last counted as unknown, and when
+    /// (bounded by `max_held`; older than `stale_ms` forgotten at each tick).
+    repeats: HashMap<RequestKey, Millis>,
+    /// Requests the primary ordered lately, and when (bounded by `max_held`; forgotten after
+    /// `ttl_ms`): a copy of one that arrives after its order was served — fetched, or read
+    /// late after a stall of this member — is no unknown request and is not held.
+    ordered: HashMap<RequestKey, Millis>,
 }
 
 impl<O, A> ProxyHold<O, A> {
@@ -161,6 +170,8 @@ impl<O, A> ProxyHold<O, A> {
         ProxyHold {
             cfg,
             held: HashMap::new(),
+            repeats: HashMap::new(),
+            ordered: HashMap::new(),
             held_bytes: 0,
             arrivals: VecDeque::new(),
             waiting: BTreeMap::new(),
@@ -197,7 +208,9 @@ impl<O, A> ProxyHold<O, A> {
 
     /// A client datagram for an update of this export, qualified by the shell (an update
     /// procedure, not applied here yet). A retransmission of a request already held keeps
-    /// the first copy (and counts as unknown once that copy waited `stale_ms` unclaimed).
+    /// the first copy (and counts as unknown once that copy waited `stale_ms` unclaimed, at
+    /// most once a `stale_ms` per request: a burst of retransmissions read at once — after a
+    /// stall of this member — weighs as one).
     pub fn hold(&mut self, key: RequestKey, print: Fingerprint, args: A, now: Millis) {
         // an order may be waiting for it
         let waited = self
@@ -218,9 +231,13 @@ impl<O, A> ProxyHold<O, A> {
             }
             // not the request the primary executed: that one is fetched when the grace ends
         }
-        if let Some(h) = self.held.get(&key) {
-            if now.since(h.at) >= self.cfg.stale_ms {
+        if self.ordered.contains_key(&key) {
+            return; // its order was served already (fetched, or this copy came late)
+        }
+        if let Some(h) = self.held.get_mut(&key) {
+            if now.since(h.counted) >= self.cfg.stale_ms {
                 self.stats.stale += 1;
+                h.counted = now;
             }
             return;
         }
@@ -238,16 +255,28 @@ impl<O, A> ProxyHold<O, A> {
                 print,
                 args,
                 at: now,
+                counted: now,
             },
         );
         self.arrivals.push_back((now, key));
     }
 
-    /// A client datagram for an update already applied here: nothing to hold (the primary
-    /// answers it from its reply cache), but counted — a primary that does not hear its
-    /// clients leaves them retransmitting ([`ProxyStats::unknown`]).
-    pub fn repeated(&mut self) {
+    /// A client datagram for update `key`, already applied here: nothing to hold (the
+    /// primary answers it from its reply cache), but counted — a primary that does not hear
+    /// its clients leaves them retransmitting ([`ProxyStats::unknown`]) — at most once a
+    /// `stale_ms` per request.
+    pub fn repeated(&mut self, key: RequestKey, now: Millis) {
+        let due = self
+            .repeats
+            .get(&key)
+            .is_none_or(|t| now.since(*t) >= self.cfg.stale_ms);
+        if !due {
+            return;
+        }
         self.stats.repeated += 1;
+        if self.repeats.len() < self.cfg.max_held {
+            self.repeats.insert(key, now);
+        }
     }
 
     /// The primary's order `seq` for the request `key` with arguments `print`.
@@ -261,6 +290,9 @@ impl<O, A> ProxyHold<O, A> {
     ) {
         if self.waiting.contains_key(&seq) {
             return; // a second copy of the order
+        }
+        if self.ordered.len() < self.cfg.max_held {
+            self.ordered.insert(key, now);
         }
         match self.take(&key) {
             Some(h) if h.print == print => {
@@ -301,6 +333,9 @@ impl<O, A> ProxyHold<O, A> {
 
     /// Fetches what waited past its grace and expires what was held past its time.
     pub fn tick(&mut self, now: Millis) {
+        let (stale, ttl) = (self.cfg.stale_ms, self.cfg.ttl_ms);
+        self.repeats.retain(|_, t| now.since(*t) < stale);
+        self.ordered.retain(|_, t| now.since(*t) < ttl);
         let due: Vec<SeqNo> = self
             .waiting
             .iter()
@@ -351,6 +386,8 @@ impl<O, A> ProxyHold<O, A> {
     /// or waiting is dropped; a new stream sends whole updates until orders start again.
     pub fn clear(&mut self) {
         self.held.clear();
+        self.repeats.clear();
+        self.ordered.clear();
         self.held_bytes = 0;
         self.arrivals.clear();
         self.waiting.clear();
@@ -468,7 +505,9 @@ mod tests {
         assert_eq!(p.stats().held, 3);
         assert_eq!(p.stats().unknown(), 0);
         p.hold(key(0), fp(0), 99, Millis(600));
-        p.repeated();
+        p.hold(key(0), fp(0), 99, Millis(700)); // a burst counts once a stale_ms
+        p.repeated(key(9), Millis(600));
+        p.repeated(key(9), Millis(601));
         assert_eq!(
             (p.stats().stale, p.stats().repeated, p.stats().unknown()),
             (1, 1, 2)
@@ -480,12 +519,16 @@ mod tests {
         assert_eq!(p.stats().unknown(), 4);
         p.tick(Millis(1002));
         assert_eq!((p.held(), p.stats().expired), (0, 3));
-        // the key held again after its claim is timed from its new arrival
+        // a copy that comes after its order was served is not held, nor counted, while
+        // the order is remembered (ttl); after that it is held again, timed from its arrival
         p.hold(key(1), fp(1), 1, Millis(2000));
         p.on_order(SeqNo(9), key(1), fp(1), "o", Millis(2001));
         p.hold(key(1), fp(1), 1, Millis(2500));
+        assert_eq!((p.held(), p.stats().unknown()), (0, 5));
         p.tick(Millis(3001));
-        assert_eq!(p.held(), 1, "the second copy is younger than its ttl");
+        p.hold(key(1), fp(1), 1, Millis(3500));
+        p.tick(Millis(4001));
+        assert_eq!(p.held(), 1, "the later copy is younger than its ttl");
         p.clear();
         assert_eq!((p.held(), p.waiting(), p.poll_timeout()), (0, 0, None));
         assert_eq!(p.held_bytes(), 0);

@@ -127,9 +127,10 @@ impl SecondarySide {
 
     /// A client's update datagram for a request applied here already: counted for the
     /// primary (`ProxyHold::repeated`).
-    pub fn repeated(&self) {
+    pub fn repeated(&self, client: std::net::SocketAddr, xid: u32, now: Millis) {
         if let Some(sc) = lock(&self.core).as_mut() {
-            sc.proxy.repeated();
+            sc.proxy
+                .repeated(key_of(client.ip(), client.port(), xid), now);
         }
     }
 
@@ -182,16 +183,21 @@ impl SecondarySide {
         sc.proxy.tick(now);
         self.drain_proxy(sc, m);
         let expired = sc.proxy.stats().unknown();
-        if expired > sc.expired_reported && sc.acks_to().is_some() {
-            let _ = sc.out.try_send(
-                PeerMsg::Unknown {
-                    export: self.export.0,
-                    epoch: sc.s.epoch().0,
-                    count: (expired - sc.expired_reported).min(u64::from(u32::MAX)) as u32,
-                }
-                .to_frame()
-                .into(),
-            );
+        if expired > sc.expired_reported {
+            // only to a primary that leads us now (member::exclusion::reports)
+            let leads =
+                ftnfs_core::member::exclusion::reports(sc.led_at(), now, m.settings.silence_ms());
+            if sc.acks_to().is_some() && leads {
+                let _ = sc.out.try_send(
+                    PeerMsg::Unknown {
+                        export: self.export.0,
+                        epoch: sc.s.epoch().0,
+                        count: (expired - sc.expired_reported).min(u64::from(u32::MAX)) as u32,
+                    }
+                    .to_frame()
+                    .into(),
+                );
+            }
             sc.expired_reported = expired;
         }
         sc.proxy.poll_timeout()
