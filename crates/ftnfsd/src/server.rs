@@ -336,10 +336,9 @@ impl Server {
         if let Via::Datagram { answer, .. } = via {
             // proxy mode: a secondary keeps an update datagram the primary also received,
             // for the primary's order, and never answers it
-            let held = info.updates
-                && decoded
-                    .as_ref()
-                    .is_ok_and(|a| self.proxy_hold(&key, &h, info, a, &shared, peer, via));
+            let held = decoded
+                .as_ref()
+                .is_ok_and(|a| self.proxy_hold(&key, &h, info, a, &shared, peer, via));
             if held || !answer {
                 return None;
             }
@@ -404,11 +403,6 @@ impl Server {
                         };
                         let t_sub = Instant::now();
                         let proxied = self.proxied(fh.export, via);
-                        if proxied && info.updates {
-                            // beside the unknown requests its secondaries report: whether
-                            // this primary hears its clients (member::exclusion)
-                            ps.datagrams.fetch_add(1, Ordering::Relaxed);
-                        }
                         match self.mirrored(ps, fh, &a, origin, h.proc_, &shared, info, proxied) {
                             Some((dictation, seq, token, rx)) => {
                                 let t_run = Instant::now();
@@ -708,10 +702,11 @@ impl Server {
         Some(self.nfs_error(xid, proc_, NfsStat3::Jukebox))
     }
 
-    /// A secondary in proxy mode keeps an update datagram every member received for the
-    /// primary's order (`SecondarySide::hold`); `true` if it is this member's to keep —
-    /// also when it was applied here already (a retransmission: nothing to keep, and the
-    /// primary answers it).
+    /// A datagram every member received (proxy mode): a secondary keeps an update for the
+    /// primary's order (`SecondarySide::hold`) and notes a read (`SecondarySide::read_seen`);
+    /// the primary counts it (`PrimarySide::datagrams`). `true` if it is this member's to
+    /// keep — also when it was applied here already (a retransmission: nothing to keep, and
+    /// the primary answers it).
     #[allow(clippy::too_many_arguments)]
     fn proxy_hold(
         &self,
@@ -735,9 +730,22 @@ impl Server {
         let Some(role) = self.mirror.role(fh.export) else {
             return false;
         };
-        let Role::Secondary(ss) = &*role else {
-            return false;
+        let ss = match &*role {
+            Role::Secondary(ss) => ss,
+            Role::Primary(ps) => {
+                // beside the unknown requests its secondaries report: whether this primary
+                // hears its clients (member::exclusion)
+                ps.datagrams.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            Role::Standby(_) => return false,
         };
+        if !info.updates {
+            // a read only the primary answers: a retransmission long after the first copy
+            // says it did not (counted as unknown); never answered here
+            ss.read_seen(peer, h.xid.0, self.now());
+            return false;
+        }
         if self.drc().contains(key) {
             ss.repeated(peer, h.xid.0, self.now()); // counted: the primary answers it, if it hears it
         } else {

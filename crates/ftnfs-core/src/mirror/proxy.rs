@@ -162,6 +162,9 @@ pub struct ProxyHold<O, A> {
     /// `ttl_ms`): a copy of one that arrives after its order was served — fetched, or read
     /// late after a stall of this member — is no unknown request and is not held.
     ordered: HashMap<RequestKey, Millis>,
+    /// Reads seen (only the primary answers them), and when one last counted (bounded by
+    /// `max_held`; forgotten after `ttl_ms`).
+    reads: HashMap<RequestKey, Millis>,
 }
 
 impl<O, A> ProxyHold<O, A> {
@@ -172,6 +175,7 @@ impl<O, A> ProxyHold<O, A> {
             held: HashMap::new(),
             repeats: HashMap::new(),
             ordered: HashMap::new(),
+            reads: HashMap::new(),
             held_bytes: 0,
             arrivals: VecDeque::new(),
             waiting: BTreeMap::new(),
@@ -279,6 +283,25 @@ impl<O, A> ProxyHold<O, A> {
         }
     }
 
+    /// A client's read `key`, which only the primary answers. A retransmission `stale_ms`
+    /// or more after the first copy (or the last that counted) says the primary did not
+    /// answer it: counted as unknown (`stale`), as a held update's would be — a client whose
+    /// pending call is a read is as stuck as one whose call is an update.
+    pub fn read(&mut self, key: RequestKey, now: Millis) {
+        match self.reads.get_mut(&key) {
+            Some(t) if now.since(*t) >= self.cfg.stale_ms => {
+                self.stats.stale += 1;
+                *t = now;
+            }
+            Some(_) => {}
+            None => {
+                if self.reads.len() < self.cfg.max_held {
+                    self.reads.insert(key, now);
+                }
+            }
+        }
+    }
+
     /// The primary's order `seq` for the request `key` with arguments `print`.
     pub fn on_order(
         &mut self,
@@ -336,6 +359,7 @@ impl<O, A> ProxyHold<O, A> {
         let (stale, ttl) = (self.cfg.stale_ms, self.cfg.ttl_ms);
         self.repeats.retain(|_, t| now.since(*t) < stale);
         self.ordered.retain(|_, t| now.since(*t) < ttl);
+        self.reads.retain(|_, t| now.since(*t) < ttl);
         let due: Vec<SeqNo> = self
             .waiting
             .iter()
@@ -388,6 +412,7 @@ impl<O, A> ProxyHold<O, A> {
         self.held.clear();
         self.repeats.clear();
         self.ordered.clear();
+        self.reads.clear();
         self.held_bytes = 0;
         self.arrivals.clear();
         self.waiting.clear();
@@ -482,6 +507,30 @@ mod tests {
         p.hold(key(2), fp(2), 2, Millis(0));
         p.delivered(SeqNo(2), Some(key(2)));
         assert_eq!(p.held(), 0);
+    }
+
+    #[test]
+    fn a_read_retransmitted_long_after_its_first_copy_counts_as_unknown() {
+        let mut p: ProxyHold<&'static str, u32> = ProxyHold::new(ProxyConfig::default());
+        p.read(key(8), Millis(0));
+        p.read(key(8), Millis(400));
+        assert_eq!(
+            p.stats().unknown(),
+            0,
+            "within a second: the primary may be slow"
+        );
+        p.read(key(8), Millis(1000));
+        p.read(key(8), Millis(1100));
+        assert_eq!(p.stats().unknown(), 1, "once a stale_ms");
+        p.read(key(8), Millis(2000));
+        assert_eq!(p.stats().stale, 2);
+        p.tick(Millis(10_000));
+        p.read(key(8), Millis(10_000));
+        assert_eq!(
+            p.stats().stale,
+            2,
+            "forgotten after the ttl: a first copy again"
+        );
     }
 
     #[test]

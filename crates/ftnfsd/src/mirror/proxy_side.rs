@@ -134,6 +134,14 @@ impl SecondarySide {
         }
     }
 
+    /// A client's read datagram, which only the primary answers: noted, so that a
+    /// retransmission long after it counts as unknown (`ProxyHold::read`).
+    pub fn read_seen(&self, client: std::net::SocketAddr, xid: u32, now: Millis) {
+        if let Some(sc) = lock(&self.core).as_mut() {
+            sc.proxy.read(key_of(client.ip(), client.port(), xid), now);
+        }
+    }
+
     /// The primary's order `seq`: applied with the datagram held here, or fetched whole.
     /// Until its update is here it counts in the backlog (`Secondary::on_order`): a member
     /// with that hole is not in step at its watermark.
