@@ -399,8 +399,8 @@ struct Mem {
     /// Proxy mode: the datagrams held for the leader's orders, and the epoch they are for
     /// (memory only; a new epoch or stream starts empty, as the daemon's `SecondaryCore`).
     proxy: (Epoch, u64, Proxy),
-    /// Expired datagrams of `proxy`'s table already reported to the leader.
-    expired_reported: u64,
+    /// Unknown requests of `proxy`'s table already reported to the leader.
+    unknown_sent: u64,
     /// Client update datagrams received as primary in this term (`member::exclusion`).
     received: u64,
 }
@@ -421,7 +421,7 @@ fn sync_proxy(m: &mut Mem) {
     };
     if (m.proxy.0, m.proxy.1) != at {
         m.proxy = (at.0, at.1, proxy_table());
-        m.expired_reported = 0;
+        m.unknown_sent = 0;
     }
 }
 
@@ -429,7 +429,7 @@ fn sync_proxy(m: &mut Mem) {
 /// as the daemon's new `SecondaryCore` (what it held is dropped, not reported).
 fn fresh_proxy(m: &mut Mem) {
     m.proxy = (Epoch(0), 0, proxy_table());
-    m.expired_reported = 0;
+    m.unknown_sent = 0;
 }
 
 /// Which client request: the client as the address, the xid.
@@ -1720,7 +1720,7 @@ impl World {
         let silence = self.settings.silence_ms();
         let m = self.mem(id);
         let expired = m.proxy.2.stats().unknown();
-        if expired <= m.expired_reported {
+        if expired <= m.unknown_sent {
             return;
         }
         let to = match &m.role {
@@ -1731,8 +1731,8 @@ impl World {
             }
             _ => None,
         };
-        let count = expired - m.expired_reported;
-        self.mem_mut(id).expired_reported = expired;
+        let count = expired - m.unknown_sent;
+        self.mem_mut(id).unknown_sent = expired;
         if let Some(to) = to {
             self.send(id, to, Msg::Unknown { count });
         }
@@ -2447,7 +2447,7 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
             prev_history: 0,
             seal: None,
             proxy: (Epoch(0), 0, proxy_table()),
-            expired_reported: 0,
+            unknown_sent: 0,
             received: 0,
         });
     }

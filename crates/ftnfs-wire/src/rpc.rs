@@ -148,16 +148,11 @@ pub fn sys_call(
     let body = cred.to_bytes();
     let mut w = XdrWriter::new();
     CallHeader {
-        xid,
-        rpcvers: 2,
-        prog,
-        vers,
-        proc_,
         cred: OpaqueAuth {
             flavor: flavor::SYS,
             body: &body,
         },
-        verf: AUTH_NONE,
+        ..CallHeader::auth_none(xid, prog, vers, proc_)
     }
     .encode(&mut w);
     w.fixed(args);

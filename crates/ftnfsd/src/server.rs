@@ -76,7 +76,6 @@ struct Later<'a> {
 }
 
 /// A mirrored update executed here, waiting for its release: what its reply needs.
-#[derive(Clone)]
 struct Released {
     key: DrcKey,
     info: &'static ProcInfo,
@@ -428,13 +427,20 @@ impl Server {
                                     t_done: Instant::now(),
                                     reply: r,
                                 };
+                                // the rest of the request goes with whoever releases it, or
+                                // stays here
+                                let mut ctx = Some(ctx);
                                 let sig = match later {
-                                    Some(l) => match ps.defer(token, &rx, || l.then(ctx.clone())) {
-                                        crate::mirror::Deferred::Now(sig) => sig,
-                                        crate::mirror::Deferred::Later => return None,
-                                    },
+                                    Some(l) => {
+                                        let rest = || l.then(ctx.take().expect("once"));
+                                        match ps.defer(token, &rx, rest) {
+                                            crate::mirror::Deferred::Now(sig) => sig,
+                                            crate::mirror::Deferred::Later => return None,
+                                        }
+                                    }
                                     None => self.wait_release(seq, &rx),
                                 };
+                                let ctx = ctx.expect("not deferred");
                                 let r = self.after_release(sig, ctx)?;
                                 mirrored_export = Some(fh.export.0);
                                 r

@@ -81,7 +81,7 @@ pub enum Heard {
         to: MemberId,
         /// Unknown requests within the window.
         unknown: u64,
-        /// Update datagrams this primary received within it.
+        /// Client datagrams this primary received within it.
         received: u64,
     },
 }
@@ -135,7 +135,7 @@ impl<R: Clone, W> Leading<R, W> {
 
     /// `from` reports `count` unknown requests: client update datagrams it held that no order
     /// of ours claimed, or retransmissions of requests it applied that we did not answer;
-    /// `received` is how many update datagrams this primary received in its term so far. Past
+    /// `received` is how many client datagrams this primary received in its term so far. Past
     /// the thresholds, an alert — or, when this primary received fewer than that, a
     /// step-down for `from` if it is live in the stream ([`super::exclusion`]).
     pub fn unknown_reported(
@@ -177,7 +177,7 @@ impl<R: Clone, W> Leading<R, W> {
         }
     }
 
-    /// This primary has received `received` client update datagrams in its term so far
+    /// This primary has received `received` client datagrams in its term so far
     /// (proxy mode; the shell calls this at its ticks): what `unknown_reported` weighs the
     /// reports against.
     pub fn heard_datagrams(&mut self, received: u64, now: Millis, cfg: HearingConfig) {

@@ -30,8 +30,8 @@ pub struct PrimarySide {
     pub(super) finished: Mutex<VecDeque<Arc<Progress>>>,
     /// Requests released under the lock, to carry on once it is let go (a leaf lock).
     ready: Mutex<Vec<(Then, Signal)>>,
-    /// Client update datagrams this primary received in its term (proxy mode): beside the
-    /// unknown requests its secondaries report, whether it hears its clients.
+    /// Client datagrams (updates and reads) this primary received in its term (proxy mode):
+    /// beside the unknown requests its secondaries report, whether it hears its clients.
     pub datagrams: std::sync::atomic::AtomicU64,
 }
 

@@ -85,9 +85,13 @@ impl Mirror {
                 unknown,
                 received,
             } => {
-                self.event(
+                // as on the operator's word: it does not take the role back by itself
+                if let Some(m) = lock(&self.node).member(export) {
+                    m.demoted();
+                }
+                self.stepping_down(
+                    ps,
                     now,
-                    export,
                     format!(
                         "{unknown} client updates reached {} in {window} s unordered, {received} \
                          reached this primary: it does not hear the group's datagrams; \
@@ -96,12 +100,6 @@ impl Mirror {
                         self.group.name_of(to),
                     ),
                 );
-                // as on the operator's word: it does not take the role back by itself
-                if let Some(m) = lock(&self.node).member(export) {
-                    m.demoted();
-                }
-                self.finish_step_down(ps, now);
-                self.wake.notify_one();
             }
         }
     }
@@ -191,7 +189,7 @@ impl SecondarySide {
         sc.proxy.tick(now);
         self.drain_proxy(sc, m);
         let expired = sc.proxy.stats().unknown();
-        if expired > sc.expired_reported {
+        if expired > sc.unknown_sent {
             // only to a primary that leads us now (member::exclusion::reports)
             let leads =
                 ftnfs_core::member::exclusion::reports(sc.led_at(), now, m.settings.silence_ms());
@@ -200,13 +198,13 @@ impl SecondarySide {
                     PeerMsg::Unknown {
                         export: self.export.0,
                         epoch: sc.s.epoch().0,
-                        count: (expired - sc.expired_reported).min(u64::from(u32::MAX)) as u32,
+                        count: (expired - sc.unknown_sent).min(u64::from(u32::MAX)) as u32,
                     }
                     .to_frame()
                     .into(),
                 );
             }
-            sc.expired_reported = expired;
+            sc.unknown_sent = expired;
         }
         sc.proxy.poll_timeout()
     }

@@ -273,10 +273,16 @@ impl Mirror {
             Err(e) => return Err(e.to_string()),
         }
         drop(c);
-        self.event(now, export, format!("stepping down from primary: {why}"));
+        self.stepping_down(ps, now, format!("stepping down from primary: {why}"));
+        Ok(())
+    }
+
+    /// A planned step-down of `ps` began (`Leading::begin_step_down`): said in an event, and
+    /// finished at once if nothing is in flight (else at the next ticks).
+    pub(super) fn stepping_down(&self, ps: &PrimarySide, now: Millis, what: String) {
+        self.event(now, ps.export, what);
         self.finish_step_down(ps, now);
         self.wake.notify_one();
-        Ok(())
     }
 
     /// A planned step-down, at a tick: once drained, the state is consumed into a clean

@@ -22,8 +22,8 @@ pub(super) struct SecondaryCore {
     pub(super) out: Link,
     /// Client datagrams held for the primary's orders (proxy mode, `proxy_side.rs`).
     pub(super) proxy: super::proxy_side::Held,
-    /// Expired held datagrams already reported to the primary as unknown requests.
-    pub(super) expired_reported: u64,
+    /// Unknown requests (`ProxyStats::unknown`) already reported to the primary.
+    pub(super) unknown_sent: u64,
 }
 
 impl std::ops::Deref for SecondaryCore {
@@ -57,7 +57,7 @@ impl SecondaryCore {
             f: Follower::following(export, epoch, base, history, leader, pristine, now, WINDOW),
             out,
             proxy: super::proxy_side::held(),
-            expired_reported: 0,
+            unknown_sent: 0,
         }
     }
 
@@ -74,7 +74,7 @@ impl SecondaryCore {
             ),
             out: Link::closed(),
             proxy: super::proxy_side::held(),
-            expired_reported: 0,
+            unknown_sent: 0,
         }
     }
 }
