@@ -266,6 +266,9 @@ pub struct Mirror {
     settings: MemberSettings,
     /// Wakes the driver before its deadline (an input that may need a decision now).
     pub wake: tokio::sync::Notify,
+    /// When the driver runs [`Mirror::tick`] next (ms, the local clock), unless woken: an
+    /// input whose deadline is later needs no wake-up ([`Mirror::wake_for`]).
+    driver_due: std::sync::atomic::AtomicU64,
     /// (A witness:) members reported lost to another member and not yet told.
     lost_reported: Mutex<HashSet<MemberId>>,
     /// Clients (IPv4 address and port) seen in the updates this member applied, and when:
@@ -366,10 +369,18 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 pub async fn drive(mirror: Arc<Mirror>) {
     loop {
         let m = mirror.clone();
+        // while it ticks, every input wakes it again (the tick may not have seen it)
+        mirror
+            .driver_due
+            .store(u64::MAX, std::sync::atomic::Ordering::Release);
         let next = tokio::task::spawn_blocking(move || m.tick(m.local.now()))
             .await
             .unwrap_or_else(|_| Millis(mirror.local.now().0 + 10));
         let wait = next.since(mirror.local.now()).max(1);
+        mirror.driver_due.store(
+            mirror.local.now().0 + wait,
+            std::sync::atomic::Ordering::Release,
+        );
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
             _ = mirror.wake.notified() => {}
@@ -378,6 +389,16 @@ pub async fn drive(mirror: Arc<Mirror>) {
 }
 
 impl Mirror {
+    /// Wakes the driver if something is due at `due`, before it runs next on its own. A
+    /// primary's first pending update makes a resend deadline (`retry_ms`, 200 ms by
+    /// default) that the driver's heartbeat (100 ms) always comes before: waking it for each
+    /// update cost a task wake-up, a blocking-pool hand-off and the sides' locks per update.
+    pub fn wake_for(&self, due: Millis) {
+        if due.0 < self.driver_due.load(std::sync::atomic::Ordering::Acquire) {
+            self.wake.notify_one();
+        }
+    }
+
     /// Decides each mirrored export's role from its `-ftnfs=` list: the first member listed
     /// is the primary (failover comes later), the others are secondaries.
     /// `rebooted`: the host restarted since the last run (`resync::host_rebooted`).
@@ -534,6 +555,7 @@ impl Mirror {
             node: Mutex::new(node),
             settings,
             wake: tokio::sync::Notify::new(),
+            driver_due: std::sync::atomic::AtomicU64::new(0),
             lost_reported: Mutex::new(HashSet::new()),
             recent_clients: Mutex::new(HashMap::new()),
         })

@@ -321,7 +321,8 @@ impl PrimarySide {
         }
         self.drain(&mut c, m, now);
         if idle {
-            m.wake.notify_one(); // a resend deadline now exists
+            // a resend deadline now exists
+            m.wake_for(Millis(now.0 + m.group.primary.retry_ms));
         }
         Ok((seq, token, rx))
     }
