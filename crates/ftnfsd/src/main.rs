@@ -33,6 +33,7 @@ mod recovery;
 mod reload;
 mod reply_sink;
 mod replylog;
+mod request_pool;
 mod resync;
 mod server;
 mod transport;

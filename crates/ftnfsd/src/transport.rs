@@ -53,6 +53,8 @@ pub struct Transport {
     conns: Arc<Semaphore>,
     /// Open TCP connections (for status).
     pub open_connections: AtomicUsize,
+    /// The threads requests that may wait run on.
+    pool: crate::request_pool::RequestPool,
 }
 
 /// The NFS listeners: TCP and UDP on `addr` (the same port; `0` picks one). `::` takes both
@@ -113,6 +115,12 @@ impl Transport {
             inflight: Arc::new(Semaphore::new(limits.max_inflight)),
             conns: Arc::new(Semaphore::new(limits.max_connections)),
             open_connections: AtomicUsize::new(0),
+            // a thread per request in flight at most; idle ones end after 10 s
+            pool: crate::request_pool::RequestPool::new(
+                tokio::runtime::Handle::current(),
+                limits.max_inflight,
+                std::time::Duration::from_secs(10),
+            ),
         })
     }
 
@@ -212,7 +220,7 @@ impl Transport {
                         sink.send(reply, local);
                     }
                 });
-                tokio::task::spawn_blocking(move || {
+                self.pool.spawn(move || {
                     server.handle(&rec, peer, Via::Stream, respond);
                 });
             }
@@ -303,7 +311,8 @@ impl Transport {
                     _ => {}
                 }
             });
-            tokio::task::spawn_blocking(move || server.handle(&rec, client, via, respond));
+            self.pool
+                .spawn(move || server.handle(&rec, client, via, respond));
         }
     }
 }
