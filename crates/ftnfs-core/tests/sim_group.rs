@@ -335,6 +335,7 @@ fn prim_cfg() -> PrimaryConfig {
         retry_ms: 200,
         max_sends: 5,
         max_pending: WINDOW as usize,
+        read_lease_ms: 0,
     }
 }
 
@@ -1310,7 +1311,7 @@ impl World {
             Msg::Heartbeat { epoch, at } => {
                 let answer = match &mut self.mem_mut(to).role {
                     Role::Secondary { core: Some(c), .. } => c
-                        .heartbeat(from, epoch, now)
+                        .heartbeat(from, epoch, at.0, now)
                         .then_some(Msg::Echo { epoch, at }),
                     Role::Primary(p) if fencing::deposed_by(epoch, p.p.epoch()) => {
                         Some(Msg::Refuse { epoch: p.p.epoch() })

@@ -184,6 +184,7 @@ fn run(seed: u64) -> Result<Outcome, String> {
         retry_ms: 100,
         max_sends: 12,
         max_pending: 256,
+        read_lease_ms: 0,
     };
     let mut prim: Primary<Op> = Primary::new(
         ExportId(1),

@@ -12,6 +12,7 @@
 //! ```
 
 use crate::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
+use crate::member::read_lease::ReadLease;
 use crate::member::{rejoin, RoleView};
 use crate::mirror::secondary::Secondary;
 
@@ -27,6 +28,8 @@ pub struct Follower<P> {
     leader: Option<MemberId>,
     led_at: Option<Millis>,
     window: u64,
+    /// The read lease from the leader (split read/write exports, [`super::read_lease`]).
+    read: ReadLease,
 }
 
 impl<P: Clone> Follower<P> {
@@ -52,6 +55,7 @@ impl<P: Clone> Follower<P> {
             leader: Some(leader),
             led_at: Some(now),
             window,
+            read: ReadLease::default(),
         }
     }
 
@@ -66,6 +70,7 @@ impl<P: Clone> Follower<P> {
             leader: None,
             led_at: None,
             window,
+            read: ReadLease::default(),
         }
     }
 
@@ -112,6 +117,7 @@ impl<P: Clone> Follower<P> {
     /// seal or a new stream's base stays true.
     pub fn close(&mut self) {
         self.closed = true;
+        self.read.end();
     }
 
     /// A promotion that could not persist its epoch: still a secondary.
@@ -128,6 +134,9 @@ impl<P: Clone> Follower<P> {
     /// `now`. A new epoch of the same stream: the data path follows it from where it stands
     /// (its acknowledgements carry the epoch the leader counts).
     pub fn rejoined(&mut self, leader: MemberId, epoch: Epoch, now: Millis) {
+        if self.leader != Some(leader) || self.s.epoch() != epoch {
+            self.read.end();
+        }
         self.leader = Some(leader);
         self.led_at = Some(now);
         if self.s.epoch() != epoch {
@@ -141,6 +150,7 @@ impl<P: Clone> Follower<P> {
     pub fn leave(&mut self, m: MemberId) -> bool {
         if self.leader() == Some(m) {
             self.leader = None;
+            self.read.end();
             true
         } else {
             false
@@ -150,6 +160,7 @@ impl<P: Clone> Follower<P> {
     /// Stop following whoever leads us.
     pub fn leave_any(&mut self) {
         self.leader = None;
+        self.read.end();
     }
 
     /// `from` failed us out of its stream in `epoch`: whether that ends our following
@@ -157,21 +168,38 @@ impl<P: Clone> Follower<P> {
     pub fn failed_out(&mut self, from: MemberId, epoch: Epoch) -> bool {
         if rejoin::failed_out_applies(self.leader, self.s.epoch(), from, epoch) {
             self.leader = None;
+            self.read.end();
             true
         } else {
             false
         }
     }
 
-    /// A heartbeat of `epoch` from `from` at `now`: whether to echo it. Only our leader's,
-    /// of our epoch: an echo confirms the leader's lease, which a member that left must not.
-    pub fn heartbeat(&mut self, from: MemberId, epoch: Epoch, now: Millis) -> bool {
+    /// A heartbeat of `epoch` from `from`, carrying its clock `leader_at`, at `now`: whether
+    /// to echo it. Only our leader's, of our epoch: an echo confirms the leader's lease, which
+    /// a member that left must not (and may earn a read lease, counted from `now`).
+    pub fn heartbeat(&mut self, from: MemberId, epoch: Epoch, leader_at: u64, now: Millis) -> bool {
         if self.leader() == Some(from) && self.s.epoch() == epoch {
             self.led_at = Some(now);
+            self.read.heard(leader_at, now);
             true
         } else {
             false
         }
+    }
+
+    /// `from` granted a read lease of `ms` in `epoch` on our echo of its heartbeat
+    /// `leader_at` ([`super::read_lease`]): taken only from our leader, in our epoch.
+    pub fn read_granted(&mut self, from: MemberId, epoch: Epoch, leader_at: u64, ms: u64) {
+        if self.leader() == Some(from) && self.s.epoch() == epoch {
+            self.read.granted(leader_at, ms);
+        }
+    }
+
+    /// Whether this member may answer reads at `now` (split exports): under its lease, while
+    /// it follows the leader that granted it.
+    pub fn reads(&self, now: Millis) -> bool {
+        self.joined() && self.read.holds(now)
     }
 
     /// Whether an update sent by `from` is applied here: only the leader's.
@@ -232,12 +260,36 @@ mod tests {
     fn only_the_leader_is_followed() {
         let mut f = f();
         assert!(f.accepts_from(A) && !f.accepts_from(B));
-        assert!(!f.heartbeat(B, Epoch(3), Millis(150)), "not our leader");
-        assert!(!f.heartbeat(A, Epoch(2), Millis(150)), "not our epoch");
+        assert!(!f.heartbeat(B, Epoch(3), 0, Millis(150)), "not our leader");
+        assert!(!f.heartbeat(A, Epoch(2), 0, Millis(150)), "not our epoch");
         assert_eq!(f.led_at(), Some(Millis(100)));
-        assert!(f.heartbeat(A, Epoch(3), Millis(200)));
+        assert!(f.heartbeat(A, Epoch(3), 0, Millis(200)));
         assert_eq!(f.led_at(), Some(Millis(200)));
         assert!(f.follows_other_than(B) && !f.follows_other_than(A));
+    }
+
+    /// A read lease is the leader's, in our epoch, and ends with the following.
+    #[test]
+    fn a_read_lease_comes_from_the_leader_and_ends_when_the_member_leaves() {
+        let mut f = f();
+        assert!(f.heartbeat(A, Epoch(3), 5_000, Millis(200)));
+        f.read_granted(B, Epoch(3), 5_000, 200);
+        assert!(!f.reads(Millis(210)), "B does not lead us");
+        f.read_granted(A, Epoch(2), 5_000, 200);
+        assert!(!f.reads(Millis(210)), "another epoch");
+        f.read_granted(A, Epoch(3), 5_000, 200);
+        assert!(f.reads(Millis(210)) && !f.reads(Millis(400)));
+        assert!(f.leave(A));
+        assert!(!f.reads(Millis(210)), "left the stream");
+        // back in the same stream and epoch: a new lease is needed
+        f.rejoined(A, Epoch(3), Millis(220));
+        f.read_granted(A, Epoch(3), 5_000, 200);
+        assert!(!f.reads(Millis(230)));
+        assert!(f.heartbeat(A, Epoch(3), 5_100, Millis(300)));
+        f.read_granted(A, Epoch(3), 5_100, 200);
+        assert!(f.reads(Millis(300)));
+        f.close();
+        assert!(!f.reads(Millis(300)), "closing");
     }
 
     /// A member that left acknowledges nothing more and answers no heartbeat.
@@ -247,7 +299,7 @@ mod tests {
         assert!(!f.leave(B), "B does not lead us");
         assert!(f.leave(A));
         assert_eq!((f.leader(), f.acks_to()), (None, None));
-        assert!(!f.heartbeat(A, Epoch(3), Millis(300)));
+        assert!(!f.heartbeat(A, Epoch(3), 0, Millis(300)));
         assert!(!f.accepts_from(A));
         f.rejoined(A, Epoch(4), Millis(400));
         assert_eq!((f.leader(), f.led_at()), (Some(A), Some(Millis(400))));

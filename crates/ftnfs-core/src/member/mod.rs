@@ -40,6 +40,7 @@ pub mod evidence;
 pub mod exclusion;
 pub mod fencing;
 pub mod follower;
+pub mod read_lease;
 pub mod rejoin;
 pub mod settings;
 pub mod startup;

@@ -332,6 +332,37 @@ impl<R: Clone, W> Leading<R, W> {
         (standing, self.waiters.into_values().collect())
     }
 
+    /// (Split read/write exports, [`crate::member::read_lease`].) `from` echoed our heartbeat
+    /// sent at `sent_at` (our clock) and we are `me`, with reads listed `read`: `Some(sent_at)`
+    /// when it gets a read lease — send it the grant; its end (`now` + the lease) is noted
+    /// first, so a fail-out of `from` holds releases until then. The lease lasts the
+    /// primary's `read_lease_ms` (none when 0: the export's reads are not split).
+    pub fn read_echo(
+        &mut self,
+        read: &[MemberId],
+        me: MemberId,
+        from: MemberId,
+        sent_at: u64,
+        lease_ok: bool,
+        now: Millis,
+    ) -> Option<u64> {
+        let ms = self.p.read_lease_ms();
+        if ms == 0 {
+            return None;
+        }
+        let g = crate::member::read_lease::grant(read, me, self.p.live(), from, sent_at, lease_ok)?;
+        self.p.lease_granted(from, Millis(now.0 + ms));
+        Some(g)
+    }
+
+    /// Whether this primary answers reads now: it is the read server of `read` (it has
+    /// every released update; a secondary's lease still running after its fail-out holds
+    /// releases, not reads).
+    pub fn answers_reads(&self, read: &[MemberId], me: MemberId) -> bool {
+        read.is_empty()
+            || crate::member::read_lease::read_server(read, me, self.p.live()) == Some(me)
+    }
+
     /// `m` confirmed our epoch as of `at` (when we sent what it answered): the read lease.
     pub fn confirm(&mut self, m: MemberId, at: Millis) {
         let t = self.confirmed.entry(m).or_insert(at);
@@ -463,6 +494,7 @@ mod tests {
             retry_ms: 200,
             max_sends: 5,
             max_pending: 64,
+            read_lease_ms: 0,
         }
     }
 

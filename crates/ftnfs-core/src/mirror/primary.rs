@@ -33,6 +33,9 @@ pub struct PrimaryConfig {
     pub max_sends: u32,
     /// Most updates in flight; `submit` refuses more.
     pub max_pending: usize,
+    /// Split read and write primaries (`member::read_lease`): how long a read lease this
+    /// primary grants lasts; 0 = the export has none (the primary answers every read).
+    pub read_lease_ms: u64,
 }
 
 impl Default for PrimaryConfig {
@@ -41,6 +44,7 @@ impl Default for PrimaryConfig {
             retry_ms: 200,
             max_sends: 5,
             max_pending: 4096,
+            read_lease_ms: 0,
         }
     }
 }
@@ -142,6 +146,22 @@ pub struct Primary<P> {
     released: Applied,
     effects: VecDeque<PrimaryEffect<P>>,
     stats: PrimaryStats,
+    /// Read leases granted (split exports): member → when its lease ends at the latest.
+    leases: BTreeMap<MemberId, Millis>,
+    /// Releases wait (split exports, `member::read_lease`).
+    hold: Hold,
+}
+
+/// Why releases wait: a member that may still answer reads lacks what they would
+/// acknowledge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    None,
+    /// A new primary of a split export, until its first tick plus a lease: a read lease the
+    /// previous primary granted may still hold, and its holder has not joined this stream.
+    FromStart,
+    /// A member holding a lease was failed out: until its lease ended.
+    Until(Millis),
 }
 
 impl<P: Clone> Primary<P> {
@@ -167,7 +187,32 @@ impl<P: Clone> Primary<P> {
             released: Applied::starting_at(base),
             effects: VecDeque::new(),
             stats: PrimaryStats::default(),
+            leases: BTreeMap::new(),
+            hold: if cfg.read_lease_ms > 0 {
+                Hold::FromStart
+            } else {
+                Hold::None
+            },
         }
+    }
+
+    /// A read lease of `m` was granted until `until` at the latest (`member::read_lease`):
+    /// if `m` is failed out, nothing is released before then.
+    pub fn lease_granted(&mut self, m: MemberId, until: Millis) {
+        if self.cfg.read_lease_ms > 0 && self.live.contains(m) {
+            let t = self.leases.entry(m).or_insert(until);
+            *t = (*t).max(until);
+        }
+    }
+
+    /// How long a read lease granted here lasts (0: reads are not split).
+    pub fn read_lease_ms(&self) -> u64 {
+        self.cfg.read_lease_ms
+    }
+
+    /// Whether releases wait for a read lease to end.
+    pub fn releases_held(&self) -> bool {
+        self.hold != Hold::None
     }
 
     /// The epoch.
@@ -487,6 +532,11 @@ impl<P: Clone> Primary<P> {
         for (m, seq, sends) in silent {
             self.fail(m, FailReason::Silent { seq, sends });
         }
+        self.hold = match self.hold {
+            Hold::FromStart => Hold::Until(Millis(now.0 + self.cfg.read_lease_ms)),
+            Hold::Until(t) if now >= t => Hold::None,
+            h => h,
+        };
         self.release_ready();
     }
 
@@ -498,10 +548,16 @@ impl<P: Clone> Primary<P> {
 
     /// When `tick` has something to do next.
     pub fn next_deadline(&self) -> Option<Millis> {
+        let hold = match self.hold {
+            Hold::None => None,
+            Hold::FromStart => Some(Millis(0)), // at once: the hold starts counting
+            Hold::Until(t) => Some(t),
+        };
         self.pending
             .values()
             .filter(|p| !p.awaiting.is_empty())
             .map(|p| Millis(p.last_send.0 + self.cfg.retry_ms))
+            .chain(hold)
             .min()
     }
 
@@ -515,6 +571,14 @@ impl<P: Clone> Primary<P> {
             return;
         }
         self.live.remove(m);
+        if let Some(end) = self.leases.remove(&m) {
+            // it may answer reads until then: nothing it lacks is acknowledged before
+            self.hold = match self.hold {
+                Hold::None => Hold::Until(end),
+                Hold::Until(t) => Hold::Until(t.max(end)),
+                Hold::FromStart => Hold::FromStart, // ends later than any lease we granted
+            };
+        }
         for p in self.pending.values_mut() {
             p.awaiting.remove(m);
             p.early.retain(|(x, _)| *x != m);
@@ -537,6 +601,9 @@ impl<P: Clone> Primary<P> {
     }
 
     fn release_ready(&mut self) {
+        if self.hold != Hold::None {
+            return;
+        }
         let done: Vec<SeqNo> = self
             .pending
             .iter()
@@ -575,6 +642,7 @@ mod tests {
                 retry_ms: 100,
                 max_sends: 3,
                 max_pending: 16,
+                read_lease_ms: 0,
             },
         )
     }

@@ -238,7 +238,7 @@ impl SecondarySide {
         if let Some(sc) = c.as_mut() {
             // only the leader is answered: a member that left its stream (it vouched the
             // leader lost, or the leader probed it) gives it no read lease
-            if sc.heartbeat(from, Epoch(epoch), now) {
+            if sc.heartbeat(from, Epoch(epoch), seq, now) {
                 let _ = sc.out.try_send(
                     PeerMsg::Heartbeat {
                         export: self.export.0,
