@@ -359,6 +359,8 @@ fn follow_offer(offer: &Offer, leader: MemberId, at: Millis) -> SecCore {
     )
 }
 
+// a few members per run: the secondary's state inline is simpler than another box
+#[allow(clippy::large_enum_variant)]
 enum Role {
     Primary(Box<Prim>),
     /// `primary`: the listed primary, or the member it last followed (the daemon's
