@@ -24,7 +24,10 @@
 //! - **nothing acknowledged lost**: a member that becomes primary holds every acknowledged
 //!   update, and so does the final primary;
 //! - **liveness**: once faults stop, within a bound, exactly one primary, every other member
-//!   its joined secondary with the same data, and every client's last update answered.
+//!   its joined secondary with the same data, and every client's last update answered;
+//! - **no stale read** (the split family, [`SPLIT_FROM`]): a read answered by the read
+//!   server — the write primary or a secondary under its read lease — shows every record
+//!   acknowledged to its client before it was sent.
 //!
 //! `FTNFS_SIM_SEED=N` replays one seed (with a trace: `FTNFS_SIM_TRACE=1`);
 //! `FTNFS_SIM_SEEDS=N` runs N seeds (default 200); `scripts/sim` runs many more.
@@ -76,6 +79,10 @@ enum Op {
     Lock(u32),
     /// Client `.0` lets its lock go (NLM UNLOCK).
     Unlock(u32),
+    /// The split family: a read of client `file`'s log, never mirrored; answered by the
+    /// read server (the write primary or a secondary under its read lease), and it must show
+    /// every record acknowledged to that client before it was sent.
+    Read { file: u32 },
 }
 
 /// The file every client of the lock family contends for (no client's append file).
@@ -136,6 +143,7 @@ impl Data {
                 Ok(_) => 0,
                 Err(_) => 2,
             },
+            Op::Read { .. } => unreachable!("reads are not mirrored"),
         }
     }
 
@@ -265,6 +273,12 @@ enum Msg {
     Replies {
         drc: Drc,
     },
+    /// The split family: the primary grants its read server a lease on its echo of the
+    /// heartbeat sent `at` (`member::read_lease`).
+    ReadLease {
+        epoch: Epoch,
+        at: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -330,12 +344,13 @@ struct Waiting {
 /// The primary role: the core's state, as in the daemon (`member::states`).
 type Prim = Leading<Req, Waiting>;
 
-fn prim_cfg() -> PrimaryConfig {
+/// `read_lease_ms`: the split family's read leases (0: none).
+fn prim_cfg(read_lease_ms: u64) -> PrimaryConfig {
     PrimaryConfig {
         retry_ms: 200,
         max_sends: 5,
         max_pending: WINDOW as usize,
-        read_lease_ms: 0,
+        read_lease_ms,
     }
 }
 
@@ -526,6 +541,11 @@ struct World {
     deaf: Option<(MemberId, u64)>,
     /// Primaries that handed their role over because they did not hear their clients.
     handed_over: u64,
+    /// The split family (seeds from [`SPLIT_FROM`]): the read list (`-ftnfsr=`); the member
+    /// order is the write list.
+    split: Option<Vec<MemberId>>,
+    /// Reads answered by a secondary, and by a primary.
+    reads: (u64, u64),
 
     /// Requests whose cached reply died with every member that had it — possible only
     /// without the reply log (`REPLY_LOG` false: a memory-only DRC, as a cold restart of
@@ -577,6 +597,15 @@ impl Facts for View<'_> {
 }
 
 impl World {
+    /// The primary's tuning: read leases in the split family.
+    fn prim_cfg(&self) -> PrimaryConfig {
+        prim_cfg(if self.split.is_some() {
+            self.settings.lease_ms()
+        } else {
+            0
+        })
+    }
+
     fn mem(&self, id: MemberId) -> &Mem {
         &self.members[usize::from(id.0) - 1]
     }
@@ -798,8 +827,9 @@ impl World {
                 };
                 let (prev, base) = m.log;
                 let epoch = transitions::next_epoch(seen, m.epoch_disk);
+                let cfg = self.prim_cfg();
                 self.become_primary(id, epoch, &why, |history| {
-                    Leading::start(E, epoch, SeqNo(base), history, prev, prim_cfg())
+                    Leading::start(E, epoch, SeqNo(base), history, prev, cfg)
                 });
             }
             Effect::AskRoleBack { .. } => {
@@ -956,8 +986,9 @@ impl World {
             unreachable!("matched above")
         };
         let f = core.take().expect("matched above");
+        let cfg = self.prim_cfg();
         self.become_primary(id, epoch, why, |history| {
-            Leading::take_over(f, E, epoch, history, prim_cfg())
+            Leading::take_over(f, E, epoch, history, cfg)
         });
         if let Some(mm) = self.mem_mut(id).node.member(E) {
             mm.took_over();
@@ -1325,10 +1356,35 @@ impl World {
                 }
             }
             Msg::Echo { epoch, at } => {
-                if let Role::Primary(p) = &mut self.mem_mut(to).role {
+                let (has_witness, settings) = (self.has_witness, self.settings);
+                let read = self.split.clone();
+                let m = self.mem_mut(to);
+                let backed = m.node.witness_backed;
+                let mut grant = None;
+                if let Role::Primary(p) = &mut m.role {
                     if p.p.epoch() == epoch {
                         p.confirm(from, at);
+                        if let Some(read) = read {
+                            let lease_ok = fencing::lease_ok(
+                                has_witness,
+                                p.p.live(),
+                                p.confirmed(),
+                                backed,
+                                &settings,
+                                now,
+                            );
+                            grant = p.read_echo(&read, to, from, at.0, lease_ok, now);
+                        }
                     }
+                }
+                if let Some(at) = grant {
+                    self.send(to, from, Msg::ReadLease { epoch, at });
+                }
+            }
+            Msg::ReadLease { epoch, at } => {
+                let ms = self.settings.lease_ms();
+                if let Role::Secondary { core: Some(c), .. } = &mut self.mem_mut(to).role {
+                    c.read_granted(from, epoch, at, ms);
                 }
             }
             Msg::Update(u) => {
@@ -1702,6 +1758,9 @@ impl World {
     /// A secondary holds it for the leader's order unless it applied it already; anyone
     /// else drops it.
     fn on_datagram(&mut self, to: MemberId, req: Req) {
+        if matches!(req.op, Op::Read { .. }) {
+            return self.on_read(to, req);
+        }
         let now = Millis(self.now);
         let m = self.mem_mut(to);
         sync_proxy(m);
@@ -1778,7 +1837,65 @@ impl World {
         }
     }
 
+    /// The split family: a read at a member, answered if it is the read server — the write
+    /// primary when it is first in the read list among the members it leads, a secondary
+    /// under its read lease — and checked: it shows every record acknowledged to the client.
+    fn on_read(&mut self, to: MemberId, req: Req) {
+        let now = Millis(self.now);
+        let (has_witness, settings) = (self.has_witness, self.settings);
+        let read = self.split.clone().unwrap_or_default();
+        let m = self.mem(to);
+        let by = match &m.role {
+            Role::Primary(p)
+                if !p.closed()
+                    && p.answers_reads(&read, to)
+                    && fencing::lease_ok(
+                        has_witness,
+                        p.p.live(),
+                        p.confirmed(),
+                        m.node.witness_backed,
+                        &settings,
+                        now,
+                    ) =>
+            {
+                Some(false)
+            }
+            Role::Secondary { core: Some(c), .. } if c.reads(now) => Some(true),
+            _ => None,
+        };
+        let Some(secondary) = by else {
+            return;
+        };
+        let Op::Read { file } = req.op else {
+            unreachable!("on_read takes reads")
+        };
+        let have = m.data.logs.get(&file);
+        let missing: Vec<u64> = self.clients[req.client as usize]
+            .acked
+            .iter()
+            .filter(|r| !have.is_some_and(|l| l.contains(r)))
+            .copied()
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} answered client {}'s read (xid {}) without its acknowledged records {missing:?}: a stale read server ({})",
+            name(to),
+            req.client,
+            req.xid,
+            if secondary { "secondary" } else { "primary" }
+        );
+        if secondary {
+            self.reads.0 += 1;
+        } else {
+            self.reads.1 += 1;
+        }
+        self.reply(to, req.client, req.xid, 0, Epoch(0));
+    }
+
     fn on_request(&mut self, to: MemberId, req: Req) {
+        if matches!(req.op, Op::Read { .. }) {
+            return self.on_read(to, req);
+        }
         let now = Millis(self.now);
         let has_witness = self.has_witness;
         let settings = self.settings;
@@ -1906,7 +2023,7 @@ impl World {
                 );
                 self.clients[client as usize].holds = true;
             }
-            Op::Lock(_) | Op::Unlock(_) => {}
+            Op::Lock(_) | Op::Unlock(_) | Op::Read { .. } => {}
         }
         self.clients[client as usize].current = None;
         self.next_request(client);
@@ -1916,9 +2033,12 @@ impl World {
         if self.now > self.faults_until + CONVERGE_MS / 2 {
             return; // the run is winding down
         }
+        // the split family also reads (only it draws this number: other seeds replay as before)
+        let read = self.split.is_some() && self.rng.below(3) == 0;
         let pick = self.rng.below(if self.with_locks { 6 } else { 4 });
         let c = &mut self.clients[client as usize];
         let op = match (pick, c.live_names.iter().next().copied()) {
+            _ if read => Op::Read { file: client },
             (4 | 5, _) if c.holds => {
                 // from the moment it sends its UNLOCK it no longer counts on the lock
                 c.holds = false;
@@ -2392,6 +2512,8 @@ fn short(m: &Msg) -> String {
 }
 
 struct Outcome {
+    /// Reads answered by a secondary, by a primary (the split family).
+    reads: (u64, u64),
     claimed: u64,
     handed_over: u64,
     second_runs_after_drc_loss: usize,
@@ -2499,20 +2621,32 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
         claimed: 0,
         deaf: None,
         handed_over: 0,
+        split: None,
+        reads: (0, 0),
         drc_lost: BTreeSet::new(),
         runs: BTreeMap::new(),
         crashed_at: BTreeMap::new(),
         second_runs_after_drc_loss: 0,
     };
-    if seed >= DEAF_FROM {
+    if seed >= SPLIT_FROM {
+        // Table II's order reversed, or (three members) any order
+        let mut r = Rng(seed ^ 0x5b11_7000_00ad);
+        let mut read: Vec<MemberId> = ids.iter().rev().copied().collect();
+        if read.len() > 2 {
+            let k = r.below(read.len() as u64) as usize;
+            read.rotate_left(k);
+        }
+        w.split = Some(read);
+    } else if seed >= DEAF_FROM {
         let mut r = Rng(seed ^ 0xdeaf_0000_dead);
         let who = ids[r.below(ids.len() as u64) as usize];
         w.deaf = Some((who, r.range(1000, w.faults_until)));
     }
     // the first primary
     let first = ids[0];
+    let cfg = w.prim_cfg();
     w.become_primary(first, Epoch(1), "formed", |history| {
-        Leading::start(E, Epoch(1), SeqNo(0), history, 0, prim_cfg())
+        Leading::start(E, Epoch(1), SeqNo(0), history, 0, cfg)
     });
     for id in &ids {
         w.schedule_tick(*id);
@@ -2606,6 +2740,7 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
         ));
     }
     Ok(Outcome {
+        reads: w.reads,
         claimed: w.claimed,
         handed_over: w.handed_over,
         second_runs_after_drc_loss: w.second_runs_after_drc_loss,
@@ -2650,6 +2785,14 @@ const MULTICAST_FROM: u64 = 3_000_000;
 /// hands the role to a member that reports the datagrams it never ordered
 /// (`member::exclusion`); without that rule these seeds never converge.
 const DEAF_FROM: u64 = 4_000_000;
+
+/// Seeds from here on are the split family (multicast, locks and clean stops, no deaf
+/// member): reads and writes have their own member orders (`-ftnfsr=`, patent Table II) —
+/// the member order orders updates, the read list (reversed, or any order of three) names
+/// who answers reads: the write primary, or a secondary under its read lease
+/// (`member::read_lease`). Clients also read their own logs; a read that misses a record
+/// acknowledged to its client fails the run (a stale read server).
+const SPLIT_FROM: u64 = 5_000_000;
 
 /// Seeds that once failed, far beyond the range CI runs (each found by `scripts/sim` at
 /// 100,000+ seeds; `Documentation/09-member-machine.md` says what each found). They run on
@@ -2751,6 +2894,37 @@ fn whole_groups_with_a_deaf_member() {
     assert!(
         handed_over > 20,
         "deaf primaries that handed over: {handed_over}"
+    );
+}
+
+/// The split family: 200 seeds from [`SPLIT_FROM`] on every `cargo test`;
+/// `FTNFS_SIM_BASE=5000000 scripts/sim N` runs more.
+#[test]
+fn whole_groups_with_split_read_and_write_primaries() {
+    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
+        return; // one seed, or a range: whole_groups_under_combined_faults runs it
+    }
+    let mut reads = (0, 0);
+    for seed in SPLIT_FROM..SPLIT_FROM + 200 {
+        match run_seed(seed, false) {
+            Ok(o) => {
+                reads.0 += o.reads.0;
+                reads.1 += o.reads.1;
+            }
+            Err(e) => panic!(
+                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
+            ),
+        }
+    }
+    eprintln!(
+        "split family: {} reads answered by a secondary under its lease, {} by the write primary",
+        reads.0, reads.1
+    );
+    assert!(reads.0 > 1000, "reads answered by secondaries: {}", reads.0);
+    assert!(
+        reads.1 > 100,
+        "reads answered by write primaries: {}",
+        reads.1
     );
 }
 
