@@ -189,6 +189,26 @@ pub enum Mirroring {
     },
 }
 
+impl Mirroring {
+    /// The mirroring order: the first live member is the primary, which numbers the updates
+    /// (`-ftnfs=`'s list, or `ftnfsw=`'s of a split export). `None`: not mirrored.
+    pub fn write_order(&self) -> Option<&[String]> {
+        match self {
+            Mirroring::None => None,
+            Mirroring::Group { members, .. } => Some(members),
+            Mirroring::Split { write, .. } => Some(write),
+        }
+    }
+
+    /// A split export's read order (`ftnfsr=`): who answers reads (`member::read_lease`).
+    pub fn read_order(&self) -> Option<&[String]> {
+        match self {
+            Mirroring::Split { read, .. } => Some(read),
+            _ => None,
+        }
+    }
+}
+
 /// One export.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {

@@ -649,6 +649,17 @@ pub enum PeerMsg {
         /// Datagrams expired since the last report.
         count: u32,
     },
+    /// Primary → its read server (split read/write exports, `member::read_lease`): a read
+    /// lease on the echo of the heartbeat sent at `at` (the primary's clock it carried); the
+    /// lease runs from when that heartbeat came.
+    ReadLease {
+        /// Export id.
+        export: u32,
+        /// The primary's epoch.
+        epoch: u64,
+        /// The heartbeat's clock value.
+        at: u64,
+    },
     /// Secondary → primary: `seq` applied with `status`.
     Ack {
         /// Export id.
@@ -697,6 +708,7 @@ const SYNC_LOCKS: u32 = 23;
 const ORDER: u32 = 24;
 const FETCH: u32 = 25;
 const UNKNOWN: u32 = 26;
+const READ_LEASE: u32 = 27;
 
 impl PeerMsg {
     /// A liveness ping (a heartbeat of no export), which any member and the witness answer
@@ -1070,6 +1082,9 @@ impl PeerMsg {
             } => {
                 w.u32(UNKNOWN).u32(*export).u64(*epoch).u32(*count);
             }
+            PeerMsg::ReadLease { export, epoch, at } => {
+                w.u32(READ_LEASE).u32(*export).u64(*epoch).u64(*at);
+            }
             PeerMsg::Ack {
                 export,
                 epoch,
@@ -1320,6 +1335,11 @@ impl PeerMsg {
                 export: r.u32()?,
                 epoch: r.u64()?,
                 count: r.u32()?,
+            },
+            READ_LEASE => PeerMsg::ReadLease {
+                export: r.u32()?,
+                epoch: r.u64()?,
+                at: r.u64()?,
             },
             ACK => PeerMsg::Ack {
                 export: r.u32()?,
@@ -1637,6 +1657,11 @@ mod tests {
             epoch: 2,
             seq: 99,
             status: 0,
+        });
+        roundtrip(PeerMsg::ReadLease {
+            export: 3,
+            epoch: 2,
+            at: 1_234_567,
         });
         roundtrip(PeerMsg::Refuse {
             export: 3,

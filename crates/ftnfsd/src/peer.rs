@@ -512,6 +512,13 @@ async fn inbound_loop(
                     }
                 }
             }
+            PeerMsg::ReadLease { export, epoch, at } => {
+                if let Some(role) = m.role(ExportId(export)) {
+                    if let Role::Secondary(ss) = &*role {
+                        ss.on_read_lease(from, epoch, at, m.group.failover.lease_ms());
+                    }
+                }
+            }
             PeerMsg::Update {
                 export,
                 epoch,

@@ -224,7 +224,13 @@ impl Server {
         &self,
         record: &bytes::Bytes,
         peer: SocketAddr,
+        via: Via,
     ) -> Result<Option<Vec<u8>>, ()> {
+        if let Via::Datagram { answer: false, .. } = via {
+            // a multicast datagram this member does not answer as the address's holder:
+            // whether it answers at all (a split export's read server) is decided in full
+            return Err(());
+        }
         let mut r = XdrReader::new(record);
         let h = CallHeader::decode(&mut r).map_err(|_| ())?;
         if h.prog != nfs3::PROGRAM || h.vers != 3 || h.rpcvers != 2 {
@@ -246,7 +252,7 @@ impl Server {
             }
         }
         let t0 = std::time::Instant::now();
-        let reply = self.handle_with(record, peer, false, Via::Stream, None);
+        let reply = self.handle_with(record, peer, false, via, None);
         self.counters
             .calls
             .observe(record, t0.elapsed(), reply.as_deref());
@@ -338,6 +344,15 @@ impl Server {
             let held = decoded
                 .as_ref()
                 .is_ok_and(|a| self.proxy_hold(&key, &h, info, a, &shared, peer, via));
+            // a split export's read that reached every member is its read server's alone
+            let answer = match decoded
+                .as_ref()
+                .ok()
+                .and_then(|a| self.split_read(info, a, via))
+            {
+                Some(ours) => ours,
+                None => answer,
+            };
             if held || !answer {
                 return None;
             }
@@ -748,8 +763,11 @@ impl Server {
         };
         if !info.updates {
             // a read only the primary answers: a retransmission long after the first copy
-            // says it did not (counted as unknown); never answered here
-            ss.read_seen(peer, h.xid.0, self.now());
+            // says it did not (counted as unknown); not answered here — but a split export's
+            // reads are the read server's, which may be another secondary: not counted
+            if self.mirror.read_list(fh.export).is_none() {
+                ss.read_seen(peer, h.xid.0, self.now());
+            }
             return false;
         }
         if self.drc().contains(key) {
@@ -758,6 +776,20 @@ impl Server {
             ss.hold(&self.mirror, peer, h.xid.0, shared.clone(), self.now());
         }
         true
+    }
+
+    /// A read of a split export (`-ftnfsr=…,ftnfsw=…`) that reached every member: whether
+    /// this member answers it — the read server does (`Mirror::answers_split_read`), the
+    /// others keep quiet. `None`: not such a read (TCP, an update, an export whose reads are
+    /// not split): the usual rules decide.
+    fn split_read(&self, info: &ProcInfo, a: &Args, via: Via) -> Option<bool> {
+        if info.updates || self.mirror.is_empty() {
+            return None;
+        }
+        let fh = (info.handle)(a).and_then(|fh| FileHandle::decode(&fh.0).ok())?;
+        self.mirror.read_list(fh.export)?;
+        self.proxied(fh.export, via)
+            .then(|| self.mirror.answers_split_read(fh.export, self.now()))
     }
 
     /// Whether a call that came `via` to an export in proxy mode reached every member: a

@@ -203,7 +203,7 @@ impl Transport {
                     break 'read;
                 };
                 // a cheap call (GETATTR, ACCESS…) is answered here, on the network task
-                if let Ok(reply) = self.server.handle_inline(&rec, peer) {
+                if let Ok(reply) = self.server.handle_inline(&rec, peer, Via::Stream) {
                     drop(global);
                     if let Some(reply) = reply {
                         sink.send(reply, local);
@@ -273,7 +273,7 @@ impl Transport {
             };
             let rec = bytes::Bytes::copy_from_slice(&buf[..n]);
             let client = client_of(peer);
-            if let Ok(reply) = self.server.handle_inline(&rec, client) {
+            if let Ok(reply) = self.server.handle_inline(&rec, client, via) {
                 drop(permit);
                 if let Some(reply) = reply {
                     let _ = sock

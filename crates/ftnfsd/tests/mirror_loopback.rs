@@ -2178,3 +2178,118 @@ fn an_in_memory_group_mirrors_random_updates_identically() {
     assert!(st["submitted"].as_u64().unwrap_or(0) > 100, "{st}");
     assert_eq!(manifest(&a), manifest(&b), "mirrors differ");
 }
+
+/// Member `name` of a group whose export 4711 splits reads from writes (patent Table II:
+/// `-ftnfsr=b:a,ftnfsw=a:b`): a orders updates, b answers reads; `Proxy`: every datagram
+/// reaches both, as a multicast virtual IP delivers it.
+fn split_member(
+    root: &Path,
+    name: &str,
+    other: &str,
+    peer_port: u16,
+    other_peer_port: u16,
+) -> Member {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("export")).unwrap();
+    std::fs::create_dir_all(dir.join("export2")).unwrap();
+    std::fs::write(
+        dir.join("exports"),
+        format!(
+            "{} -ftnfsr=b:a,ftnfsw=a:b,Proxy,fsid=4711 *(rw,insecure,no_root_squash)\n\
+             {} -ftnfs=b:a,fsid=4712 *(rw,insecure,no_root_squash)\n",
+            dir.join("export").display(),
+            dir.join("export2").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(root.join("secret"), "a-long-enough-shared-secret\n").unwrap();
+    let args = vec!["--secret-file".into(), root.join("secret").into_os_string()];
+    spawn_member(&dir, name, other, peer_port, other_peer_port, &args)
+}
+
+/// The secondary status of export 4711 at `m`.
+fn secondary_4711(m: &Member) -> serde_json::Value {
+    m.admin("status")["status"]["mirror"]["exports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["export"] == 4711 && e["role"] == "secondary")
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_split_exports_reads_are_answered_by_its_read_server_under_a_lease() {
+    let _serial = serial();
+    // Issue 16 (member::read_lease): every datagram reaches both members. Updates are
+    // ordered by the write primary a; reads are answered by b, a secondary, only while it
+    // holds the read lease a grants on its heartbeat echoes; a keeps quiet. Once b is gone,
+    // a answers reads itself (after failing b out, and after b's lease ran out).
+    let t = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let a = split_member(t.path(), "a", "b", pa, pb);
+    let mut b = split_member(t.path(), "b", "a", pb, pa);
+    wait_for(
+        120,
+        || "the group did not form".into(),
+        || export_4711(&a).1,
+    );
+    let mut ca = Raw::connect(a.port);
+    let root = mount_root(&mut ca, &a.export());
+    wait_for(
+        60,
+        || format!("b holds no read lease: {}", secondary_4711(&b)),
+        || secondary_4711(&b)["reads"] == true,
+    );
+    let st = primary_status(&a);
+    assert_eq!(st["read_server"], "b", "{st}");
+    let c = Everyone::new(&[a.port, b.port]);
+    // an update through both: the write primary orders it, b applies it, a answers
+    let (from, r) = c.both(
+        9001,
+        procs::MKDIR,
+        &Args::Mkdir {
+            where_: dirop(&root, "split-1"),
+            attr: Sattr3::default(),
+        },
+    );
+    assert_eq!((from, nfs_status(&r).0), (a.port, 0), "a orders updates");
+    // reads through both: b answers them, and shows the acknowledged update
+    for (i, name) in ["split-1", "split-1", "."].iter().enumerate() {
+        let (from, r) = c.both(
+            9010 + i as u32,
+            procs::LOOKUP,
+            &Args::Lookup(dirop(&root, name)),
+        );
+        assert_eq!(
+            (from, nfs_status(&r).0),
+            (b.port, 0),
+            "b, the read server, answers LOOKUP {name}"
+        );
+    }
+    let (from, r) = c.both(9020, procs::GETATTR, &Args::GetAttr(root.clone()));
+    assert_eq!((from, nfs_status(&r).0), (b.port, 0), "and GETATTR");
+    // a never answered one of them (a negative check: a late reply from a would show here)
+    c.s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    while let Ok((_, from)) = c.s.recv_from(&mut buf) {
+        assert_ne!(
+            from.port(),
+            a.port,
+            "the write primary answered a read of b's"
+        );
+    }
+    c.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // b is gone: a fails it out and, once b's lease is over, answers reads itself
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let (from, r) = c.call(
+        &[a.port, b.port],
+        9030,
+        procs::LOOKUP,
+        &Args::Lookup(dirop(&root, "split-1")),
+    );
+    assert_eq!((from, nfs_status(&r).0), (a.port, 0), "a reads now");
+    assert_eq!(primary_status(&a)["read_server"], "a");
+}

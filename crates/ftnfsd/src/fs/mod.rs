@@ -615,10 +615,7 @@ impl ExportFs {
         // named one by one up to a few per listing, then counted: the first listing of a
         // tree made outside ftnfs adopts all of it
         const NAMED: usize = 4;
-        let mirrored = matches!(
-            self.cfg.mirroring,
-            ftnfs_core::exports::Mirroring::Group { .. }
-        );
+        let mirrored = self.cfg.mirroring.write_order().is_some();
         for (i, reborn) in a.adopted.iter().take(NAMED) {
             let name = String::from_utf8_lossy(entries[*i].0);
             let file = a.ids[*i].0 .0;

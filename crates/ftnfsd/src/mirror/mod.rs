@@ -21,7 +21,6 @@ use std::net::SocketAddr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
-use ftnfs_core::exports::Mirroring;
 use ftnfs_core::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
 use ftnfs_core::member::follower::{self, Follower};
 use ftnfs_core::member::settings::{FailoverConfig, Settings as MemberSettings};
@@ -220,10 +219,16 @@ impl std::ops::Deref for StandbySide {
     }
 }
 
-/// The primary's tuning, with the window every secondary holds.
-fn lead_cfg(group: &Group) -> PrimaryConfig {
+/// This member in a split export's read list (peers are numbered from 1).
+pub const SELF: MemberId = MemberId(0);
+
+/// The primary's tuning, with the window every secondary holds; `split`: the export's reads
+/// are split from its writes (`-ftnfsr=`), so the primary grants read leases of a primary's
+/// lease time (`ftnfs_core::member::read_lease`).
+fn lead_cfg(group: &Group, split: bool) -> PrimaryConfig {
     PrimaryConfig {
         max_pending: WINDOW as usize,
+        read_lease_ms: if split { group.failover.lease_ms() } else { 0 },
         ..group.primary
     }
 }
@@ -269,6 +274,8 @@ pub struct Mirror {
     /// When the driver runs [`Mirror::tick`] next (ms, the local clock), unless woken: an
     /// input whose deadline is later needs no wake-up ([`Mirror::wake_for`]).
     driver_due: std::sync::atomic::AtomicU64,
+    /// Split exports (`-ftnfsr=…,ftnfsw=…`): their read order, this member as [`SELF`].
+    read_lists: HashMap<ExportId, Vec<MemberId>>,
     /// (A witness:) members reported lost to another member and not yet told.
     lost_reported: Mutex<HashSet<MemberId>>,
     /// Clients (IPv4 address and port) seen in the updates this member applied, and when:
@@ -419,16 +426,14 @@ impl Mirror {
             damaged: HashSet::new(),
             position: HashMap::new(),
         };
+        let mut read_lists = HashMap::new();
         for e in exports {
-            let members = match &e.cfg.mirroring {
-                Mirroring::None => continue,
-                Mirroring::Group { members, .. } => members,
-                Mirroring::Split { .. } => anyhow::bail!(
-                    "export {}: -ftnfsr/-ftnfsw (split read/write primaries) is not supported yet",
-                    e.cfg.path
-                ),
+            // the write order is the mirroring order; a split export's read order names who
+            // answers reads (member::read_lease)
+            let Some(members) = e.cfg.mirroring.write_order() else {
+                continue;
             };
-            lists.push((e.cfg.id, members.clone()));
+            lists.push((e.cfg.id, members.to_vec()));
             let Some(pos) = members.iter().position(|m| *m == group.me) else {
                 anyhow::bail!(
                     "export {} is mirrored by {} but this member is {:?} (--name)",
@@ -445,6 +450,13 @@ impl Mirror {
                     )
                 })
             };
+            if let Some(read) = e.cfg.mirroring.read_order() {
+                let ids = read
+                    .iter()
+                    .map(|n| if *n == group.me { Ok(SELF) } else { id_of(n) })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                read_lists.insert(e.cfg.id, ids);
+            }
             let seal = take_seal(state_dir, e.cfg.id)?;
             if let Some(s) = &seal {
                 tracing::info!(
@@ -481,7 +493,14 @@ impl Mirror {
                     e.cfg.id,
                     others,
                     pristine,
-                    Leading::start(e.cfg.id, epoch, SeqNo(0), history, 0, lead_cfg(&group)),
+                    Leading::start(
+                        e.cfg.id,
+                        epoch,
+                        SeqNo(0),
+                        history,
+                        0,
+                        lead_cfg(&group, e.cfg.mirroring.read_order().is_some()),
+                    ),
                 ))
             } else if let (0, false, Some(s)) = (pos, incomplete, seal) {
                 // The seal says where this mirror stopped, not that nobody took over since
@@ -556,6 +575,7 @@ impl Mirror {
             settings,
             wake: tokio::sync::Notify::new(),
             driver_due: std::sync::atomic::AtomicU64::new(0),
+            read_lists,
             lost_reported: Mutex::new(HashSet::new()),
             recent_clients: Mutex::new(HashMap::new()),
         })
@@ -824,11 +844,77 @@ impl Mirror {
     pub fn echoed(&self, export: ExportId, from: MemberId, epoch: u64, sent: u64) {
         if let Some(role) = self.role(export) {
             if let Role::Primary(ps) = &*role {
-                if let Some(mut c) = ps.lead().filter(|c| c.p.epoch().0 == epoch) {
-                    c.confirm(from, Millis(sent));
-                }
+                self.echo_from(ps, export, from, epoch, sent, self.local.now());
             }
         }
+    }
+
+    /// The echo of `from` (see [`echoed`](Self::echoed)) at the primary side `ps`: it confirms
+    /// our epoch and, for the read server of a split export, earns a read lease
+    /// (`Leading::read_echo`: its end is noted before the grant goes out).
+    fn echo_from(
+        &self,
+        ps: &PrimarySide,
+        export: ExportId,
+        from: MemberId,
+        epoch: u64,
+        sent: u64,
+        now: Millis,
+    ) {
+        let read = self.read_lists.get(&export);
+        // the node is a leaf lock: read it before the side's
+        let backed = read.and_then(|_| lock(&self.node).witness_backed);
+        let Some(mut c) = ps.lead().filter(|c| c.p.epoch().0 == epoch) else {
+            return;
+        };
+        c.confirm(from, Millis(sent));
+        let Some(read) = read else {
+            return;
+        };
+        let lease_ok = fencing::lease_ok(
+            self.group.witness.is_some(),
+            c.p.live(),
+            c.confirmed(),
+            backed,
+            &self.settings,
+            now,
+        );
+        if let Some(at) = c.read_echo(read, SELF, from, sent, lease_ok, now) {
+            drop(c);
+            if let Some(l) = lock(&self.links).get(&from) {
+                let msg = PeerMsg::ReadLease {
+                    export: export.0,
+                    epoch,
+                    at,
+                };
+                let _ = l.try_send(msg.to_frame().into());
+            }
+        }
+    }
+
+    /// A split export's read order (this member as [`SELF`]); `None`: reads are not split.
+    pub fn read_list(&self, export: ExportId) -> Option<&[MemberId]> {
+        self.read_lists.get(&export).map(Vec::as_slice)
+    }
+
+    /// Whether this member answers a read of split export `export` that reached every
+    /// member (multicast): the primary when it is the read server, a secondary under its
+    /// read lease (`ftnfs_core::member::read_lease`). The primary's own lease is checked
+    /// where every read is (`Server::answers_reads`).
+    pub fn answers_split_read(&self, export: ExportId, now: Millis) -> bool {
+        let Some(read) = self.read_lists.get(&export) else {
+            return false;
+        };
+        match self.role(export).as_deref() {
+            Some(Role::Primary(ps)) => ps.lead().is_some_and(|c| c.answers_reads(read, SELF)),
+            Some(Role::Secondary(ss)) => ss.reads(now),
+            _ => false,
+        }
+    }
+
+    /// The primary's tuning for `export` (read leases if its reads are split).
+    pub(crate) fn lead_cfg(&self, export: ExportId) -> PrimaryConfig {
+        lead_cfg(&self.group, self.read_lists.contains_key(&export))
     }
 
     /// This member's role for an export, if it is mirrored.
@@ -1255,9 +1341,7 @@ impl Mirror {
                 // (Echoes were dropped here before: an idle group with a witness answered
                 // every read JUKEBOX once the join's confirmation aged; tests/chaos.sh found
                 // it with a guest mounting after the faults.)
-                if let Some(mut c) = ps.lead().filter(|c| c.p.epoch().0 == epoch) {
-                    c.confirm(from, Millis(seq));
-                }
+                self.echo_from(ps, export, from, epoch, seq, now);
                 return;
             }
             PeerMsg::SyncReplies { replies, .. } => {

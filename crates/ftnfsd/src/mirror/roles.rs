@@ -36,7 +36,7 @@ impl Mirror {
             ss.export,
             epoch,
             u64::from_be_bytes(random_bytes()),
-            lead_cfg(&self.group),
+            self.lead_cfg(ss.export),
         );
         let base = lead.chain_base;
         let ps = PrimarySide::new(ss.export, ss.others.clone(), false, lead);
@@ -222,7 +222,7 @@ impl Mirror {
             SeqNo(base),
             u64::from_be_bytes(random_bytes()),
             prev,
-            lead_cfg(&self.group),
+            self.lead_cfg(export),
         );
         let ps = PrimarySide::new(export, others, false, lead);
         self.install_primary(

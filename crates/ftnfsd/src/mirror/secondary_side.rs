@@ -252,6 +252,19 @@ impl SecondarySide {
         }
     }
 
+    /// `from` granted a read lease on our echo of its heartbeat `at` (split exports): taken
+    /// only from the leader, in our epoch (`Follower::read_granted`).
+    pub fn on_read_lease(&self, from: MemberId, epoch: u64, at: u64, lease_ms: u64) {
+        if let Some(sc) = lock(&self.core).as_mut() {
+            sc.read_granted(from, Epoch(epoch), at, lease_ms);
+        }
+    }
+
+    /// Whether this member answers reads of a split export now: under its read lease.
+    pub fn reads(&self, now: Millis) -> bool {
+        lock(&self.core).as_ref().is_some_and(|sc| sc.reads(now))
+    }
+
     /// An update from `from`, accepted only from the primary whose Join we accepted.
     pub fn on_update(
         &self,

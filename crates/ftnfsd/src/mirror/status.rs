@@ -1,6 +1,7 @@
 //! What `ftnfsctl status` shows of the mirror: roles, streams, resyncs, links, events.
 
 use super::*;
+use ftnfs_core::member::read_lease;
 
 impl Mirror {
     /// Status of every mirrored export.
@@ -56,6 +57,13 @@ impl Mirror {
                         // proxy mode: datagrams secondaries got that we never ordered
                         "unknown_requests": c.unknown_total(),
                         "datagrams": ps.datagrams.load(std::sync::atomic::Ordering::Relaxed),
+                        // split reads: whether we answer them ourselves now, and whose they
+                        // are otherwise (the read server)
+                        "read_server": self.read_list(id).map(|read| {
+                            read_lease::read_server(read, SELF, c.p.live())
+                                .map(|m| if m == SELF { self.group.me.as_str() } else { self.group.name_of(m) })
+                        }),
+                        "releases_held": c.p.releases_held(),
                     })
                 }
                 Role::Secondary(ss) => {
@@ -85,6 +93,8 @@ impl Mirror {
                                 "duplicates": st.duplicates,
                                 "refused": st.refused,
                                 "demoted": demoted.contains(&id),
+                                // split reads: this member answers them under its lease
+                                "reads": self.read_list(id).map(|_| sc.reads(now)),
                                 // proxy mode (proxy_side.rs): client datagrams held for the
                                 // primary's orders
                                 "proxy": {
