@@ -19,6 +19,11 @@
 #      guest sends, reports it unknown, and a, which received none, hands b the group
 #      (member/exclusion.rs, Documentation/16-proxy-mode.md); the guest passes, every
 #      record is on b.
+#   5. split read and write primaries (-ftnfsr=b:a,ftnfsw=a:b, patent Table II) on a
+#      multicast address: a orders the guest's updates, b answers its reads under the read
+#      lease a grants (member/read_lease.rs); kill -9 of b, the read server: a answers the
+#      reads, the guest passes; b restarts, rejoins and holds the lease again; kill -9 of a,
+#      the write primary: b takes the writes over, the guest passes; every record on b.
 # Prints "N passed, N failed".
 #   tests/udp.sh TARGET_DIR      (release builds of ftnfsd, ftnfsctl)
 set -uo pipefail
@@ -48,10 +53,10 @@ check "metadata storm and acknowledged writes over UDP" "$([ "$out" = "FTNFS-RES
 kill9 a
 
 # --- 2. a primary killed under a client over UDP -------------------------------------------
-member() { # NAME PEER [RUN] [VIP-SPEC]
+member() { # NAME PEER [RUN] [VIP-SPEC] [MIRRORING]
   local d=$W/${3:-g}/$1
   mkdir -p "$d/export"
-  echo "$EXPORT -ftnfs=a:b *(rw,insecure,no_root_squash)" > "$d/exports"
+  echo "$EXPORT ${5:--ftnfs=a:b} *(rw,insecure,no_root_squash)" > "$d/exports"
   ip netns exec "$TOPO-$1" unshare -m sh -c "mount --bind '$d/export' '$EXPORT' && exec '$T/ftnfsd' \
     --exports '$d/exports' --state-dir '$d/state' --port 2049 --admin-socket '$d/adm.sock' \
     --no-portmap --name $1 --peer $2=${IP[$2]}:2050 --peer-listen ${IP[$1]}:2050 \
@@ -131,4 +136,47 @@ check "the guest's updates went on after its primary went deaf" \
 python3 "$LAB/check-acks.py" "$W/serial-deaf" "$W/d/b/export/ack" > "$W/deaf-acks" 2>&1
 check "every acknowledged record is on b" $? "$(cat "$W/deaf-acks")"
 kill9 a; kill9 b
+
+# --- 5. split read and write primaries on a multicast address --------------------------------
+SVIP=10.99.0.62
+SPLIT=-ftnfsr=b:a,ftnfsw=a:b
+split() { # NAME KEY: a field of the split export's status at NAME
+  status s "$1" | python3 -c 'import json,sys; e=json.load(sys.stdin)["mirror"]["exports"][0]; print(e.get(sys.argv[1]))' "$2" 2>/dev/null
+}
+split_state() { for m in a b; do echo "$m: $(status s $m | python3 -c 'import json,sys; e=json.load(sys.stdin)["mirror"]["exports"][0]; print({k: e.get(k) for k in ("role", "epoch", "read_server", "releases_held", "reads", "reads_answered", "joined")})' 2>&1)"; done; }
+member a b s "$SVIP/24,multicast" "$SPLIT"; member b a s "$SVIP/24,multicast" "$SPLIT"
+for _ in $(seq 1200); do [ "$(split b reads)" = True ] && break; sleep 0.1; done
+check "split group formed: a orders updates, b holds the read lease" \
+  "$([ "$(role s a)" = "primary 1" ] && [ "$(split a read_server)" = b ] && [ "$(split b reads)" = True ]; echo $?)" "$(split_state)"
+( run_guest "$W/serial-split1" "$SVIP" ackmeta "ftnfs.proto=udp ftnfs.n=60" > "$W/split1.out" ) & G=$!
+wait_acks "$W/serial-split1" 15 1200
+n=$(split b reads_answered)
+check "b, the read server, answered $n of the guest's reads" "$([ "${n:-0}" -gt 0 ]; echo $?)" "$(split_state)"
+kill9 b   # the read server
+for _ in $(seq 1200); do [ "$(split a read_server)" = a ] && break; sleep 0.1; done
+check "b gone: a is the read server" "$([ "$(split a read_server)" = a ]; echo $?)" "$(split_state)"
+wait $G
+check "the guest's reads and updates went on after its read server died" \
+  "$([ "$(cat "$W/split1.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/split1.out")"
+n=$(split a reads_answered)
+check "a answered $n reads once b was gone" "$([ "${n:-0}" -gt 0 ]; echo $?)" "$(split_state)"
+python3 "$LAB/check-acks.py" "$W/serial-split1" "$W/s/a/export/ack" > "$W/split1-acks" 2>&1
+check "every acknowledged record is on a" $? "$(cat "$W/split1-acks")"
+member b a s "$SVIP/24,multicast" "$SPLIT"   # b comes back: it rejoins and reads again
+for _ in $(seq 1800); do [ "$(split b reads)" = True ] && break; sleep 0.1; done
+check "b rejoined and holds the read lease again" "$([ "$(split b reads)" = True ]; echo $?)" "$(split_state)"
+( run_guest "$W/serial-split2" "$SVIP" ackmeta "ftnfs.proto=udp ftnfs.n=60" > "$W/split2.out" ) & G=$!
+wait_acks "$W/serial-split2" 15 1200
+kill9 a   # the write primary
+for _ in $(seq 1200); do [ "$(role s b)" = "primary 2" ] && break; sleep 0.05; done
+check "a gone: b took the writes over in epoch 2 and reads as their primary" \
+  "$([ "$(role s b)" = "primary 2" ] && [ "$(split b read_server)" = b ]; echo $?)" "$(split_state)"
+wait $G
+check "the guest's updates went on after its write primary died" \
+  "$([ "$(cat "$W/split2.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/split2.out")"
+python3 "$LAB/check-acks.py" "$W/serial-split2" "$W/s/b/export/ack" > "$W/split2-acks" 2>&1
+check "every acknowledged record of the second guest is on b" $? "$(cat "$W/split2-acks")"
+python3 "$LAB/check-acks.py" "$W/serial-split1" "$W/s/b/export/ack" > "$W/split1b-acks" 2>&1
+check "and every record of the first (written while b was dead) reached b by its rejoin" $? "$(cat "$W/split1b-acks")"
+kill9 b
 finish

@@ -274,8 +274,9 @@ pub struct Mirror {
     /// When the driver runs [`Mirror::tick`] next (ms, the local clock), unless woken: an
     /// input whose deadline is later needs no wake-up ([`Mirror::wake_for`]).
     driver_due: std::sync::atomic::AtomicU64,
-    /// Split exports (`-ftnfsr=…,ftnfsw=…`): their read order, this member as [`SELF`].
-    read_lists: HashMap<ExportId, Vec<MemberId>>,
+    /// Split exports (`-ftnfsr=…,ftnfsw=…`): their read order, this member as [`SELF`], and
+    /// the reads this member answered as their read server (status).
+    read_lists: HashMap<ExportId, (Vec<MemberId>, std::sync::atomic::AtomicU64)>,
     /// (A witness:) members reported lost to another member and not yet told.
     lost_reported: Mutex<HashSet<MemberId>>,
     /// Clients (IPv4 address and port) seen in the updates this member applied, and when:
@@ -455,7 +456,7 @@ impl Mirror {
                     .iter()
                     .map(|n| if *n == group.me { Ok(SELF) } else { id_of(n) })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                read_lists.insert(e.cfg.id, ids);
+                read_lists.insert(e.cfg.id, (ids, Default::default()));
             }
             let seal = take_seal(state_dir, e.cfg.id)?;
             if let Some(s) = &seal {
@@ -861,7 +862,7 @@ impl Mirror {
         sent: u64,
         now: Millis,
     ) {
-        let read = self.read_lists.get(&export);
+        let read = self.read_lists.get(&export).map(|r| &r.0);
         // the node is a leaf lock: read it before the side's
         let backed = read.and_then(|_| lock(&self.node).witness_backed);
         let Some(mut c) = ps.lead().filter(|c| c.p.epoch().0 == epoch) else {
@@ -894,7 +895,14 @@ impl Mirror {
 
     /// A split export's read order (this member as [`SELF`]); `None`: reads are not split.
     pub fn read_list(&self, export: ExportId) -> Option<&[MemberId]> {
-        self.read_lists.get(&export).map(Vec::as_slice)
+        self.read_lists.get(&export).map(|r| r.0.as_slice())
+    }
+
+    /// Reads of split export `export` this member answered as its read server.
+    pub fn reads_answered(&self, export: ExportId) -> Option<u64> {
+        self.read_lists
+            .get(&export)
+            .map(|r| r.1.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Whether this member answers a read of split export `export` that reached every
@@ -902,14 +910,18 @@ impl Mirror {
     /// read lease (`ftnfs_core::member::read_lease`). The primary's own lease is checked
     /// where every read is (`Server::answers_reads`).
     pub fn answers_split_read(&self, export: ExportId, now: Millis) -> bool {
-        let Some(read) = self.read_lists.get(&export) else {
+        let Some((read, answered)) = self.read_lists.get(&export) else {
             return false;
         };
-        match self.role(export).as_deref() {
+        let ours = match self.role(export).as_deref() {
             Some(Role::Primary(ps)) => ps.lead().is_some_and(|c| c.answers_reads(read, SELF)),
             Some(Role::Secondary(ss)) => ss.reads(now),
             _ => false,
+        };
+        if ours {
+            answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        ours
     }
 
     /// The primary's tuning for `export` (read leases if its reads are split).

@@ -64,6 +64,7 @@ impl Mirror {
                                 .map(|m| if m == SELF { self.group.me.as_str() } else { self.group.name_of(m) })
                         }),
                         "releases_held": c.p.releases_held(),
+                        "reads_answered": self.reads_answered(id),
                     })
                 }
                 Role::Secondary(ss) => {
@@ -95,6 +96,7 @@ impl Mirror {
                                 "demoted": demoted.contains(&id),
                                 // split reads: this member answers them under its lease
                                 "reads": self.read_list(id).map(|_| sc.reads(now)),
+                                "reads_answered": self.reads_answered(id),
                                 // proxy mode (proxy_side.rs): client datagrams held for the
                                 // primary's orders
                                 "proxy": {
