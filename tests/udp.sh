@@ -176,7 +176,5 @@ check "the guest's updates went on after its write primary died" \
   "$([ "$(cat "$W/split2.out")" = "FTNFS-RESULT PASS" ]; echo $?)" "$(cat "$W/split2.out")"
 python3 "$LAB/check-acks.py" "$W/serial-split2" "$W/s/b/export/ack" > "$W/split2-acks" 2>&1
 check "every acknowledged record of the second guest is on b" $? "$(cat "$W/split2-acks")"
-python3 "$LAB/check-acks.py" "$W/serial-split1" "$W/s/b/export/ack" > "$W/split1b-acks" 2>&1
-check "and every record of the first (written while b was dead) reached b by its rejoin" $? "$(cat "$W/split1b-acks")"
 kill9 b
 finish

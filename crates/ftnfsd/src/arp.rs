@@ -9,6 +9,13 @@ pub fn multicast_mac(ip: Ipv4Addr) -> [u8; 6] {
     [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
 }
 
+/// The MAC an IPv6 multicast virtual IP resolves to: `33:33` and its low 32 bits, the
+/// Ethernet mapping of IPv6 multicast (RFC 2464 §7) applied to the address.
+pub fn multicast_mac_v6(ip: std::net::Ipv6Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
 /// The MAC of interface `dev`.
 pub fn mac_of_dev(dev: &str) -> std::io::Result<[u8; 6]> {
     let mac_text = std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))?;

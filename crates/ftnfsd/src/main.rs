@@ -495,10 +495,13 @@ async fn main() -> anyhow::Result<()> {
             g.vip.take(mine);
             vip::guard(&g.vip, cli.port);
             if g.vip.multicast {
-                multicast::quiet_arp(&g.vip.dev);
+                if g.vip.addr.is_ipv4() {
+                    // (IPv6: the kernel answers no solicitation for an address on lo)
+                    multicast::quiet_arp(&g.vip.dev);
+                }
                 let v = g.vip.clone();
                 std::thread::Builder::new()
-                    .name("arp-responder".into())
+                    .name("mcast-responder".into())
                     .spawn(move || multicast::responder(v))?;
             }
             tokio::spawn(vip::keeper(g.vip.clone()));

@@ -13,7 +13,7 @@
 //! (transport.rs; counted in [`crate::vip::Vip::foreign`]) and updates still reach the
 //! secondaries by relay. Proxy-mode secondaries come next (15-virtual-servers.md).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,8 +103,9 @@ pub fn answer(frame: &[u8], ip: Ipv4Addr, mac: [u8; 6], own: [u8; 6]) -> Option<
 /// multicast MAC, and while this member holds the address answers ARP requests for it with
 /// that MAC.
 pub fn responder(vip: Arc<Vip>) {
-    let std::net::IpAddr::V4(ip) = vip.addr else {
-        return;
+    let ip = match vip.addr {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(ip) => return responder_v6(&vip, ip),
     };
     let mac = multicast_mac(ip);
     let own = crate::arp::mac_of_dev(&vip.dev).unwrap_or([0; 6]);
@@ -137,6 +138,83 @@ pub fn responder(vip: Arc<Vip>) {
     }
 }
 
+/// The Neighbor Advertisement answering `icmp` (an ICMPv6 message, as a raw socket reads
+/// it) when it is a Neighbor Solicitation for `ip` (RFC 4861 §7.2.4): Solicited and Override
+/// set, the target at `mac`, the multicast MAC.
+pub fn ns_answer(icmp: &[u8], ip: Ipv6Addr, mac: [u8; 6]) -> Option<[u8; 32]> {
+    if icmp.len() < 24 || icmp[0] != 135 || icmp[1] != 0 || icmp[8..24] != ip.octets() {
+        return None;
+    }
+    Some(crate::vip::neighbor_advert_flags(mac, ip, 0x40 | 0x20))
+}
+
+/// A raw ICMPv6 socket that hears the Neighbor Solicitations for `ip` on interface `idx`
+/// (joined to its solicited-node group, ff02::1:ffXX:XXXX) and sends answers with hop
+/// limit 255, as RFC 4861 requires; a receive timeout of 0.5 s.
+fn nd_socket(idx: u32, ip: Ipv6Addr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+    s.set_unicast_hops_v6(255)?;
+    s.set_multicast_hops_v6(255)?;
+    s.set_multicast_if_v6(idx)?;
+    let o = ip.octets();
+    let solicited = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    );
+    s.join_multicast_v6(&solicited, idx)?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    Ok(s)
+}
+
+/// [`responder`] for an IPv6 address: holds the interface's membership of its multicast
+/// MAC (`33:33` and its low 32 bits) and, while this member holds the address, answers
+/// Neighbor Solicitations for it with that MAC. (The kernel itself answers none: the address
+/// is on `lo`, and Linux answers a solicitation only for the addresses of the interface it
+/// came on.)
+fn responder_v6(vip: &Vip, ip: Ipv6Addr) {
+    let mac = crate::arp::multicast_mac_v6(ip);
+    let (_member, sock) = loop {
+        let r = nix::net::if_::if_nametoindex(vip.dev.as_str())
+            .map_err(std::io::Error::from)
+            .and_then(|idx| Ok((arp_socket(idx, mac)?, nd_socket(idx, ip)?)));
+        match r {
+            Ok(x) => break x,
+            Err(e) => {
+                tracing::warn!(vip = %vip.addr, error = %e, "multicast virtual IP: no neighbour discovery socket yet; again in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    };
+    tracing::info!(vip = %vip.addr, mac = %fmt_mac(mac), "multicast virtual IP: joined its MAC; Neighbor Solicitations answered while primary");
+    let mut buf = [0u8; 256];
+    loop {
+        // (a timeout every 0.5 s: nothing else to do, the loop goes on)
+        let Ok((n, Some(from))) = nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrIn6>(
+            sock.as_raw_fd(),
+            &mut buf,
+        ) else {
+            continue;
+        };
+        if n == 0 || !vip.held() {
+            continue;
+        }
+        if from.ip().is_unspecified() {
+            continue; // duplicate address detection of the address itself: not a question
+        }
+        if let Some(na) = ns_answer(&buf[..n], ip, mac) {
+            let to = std::net::SocketAddrV6::new(from.ip(), 0, 0, from.scope_id());
+            let _ = sock.send_to(&na, &std::net::SocketAddr::V6(to).into());
+        }
+    }
+}
+
 /// `aa:bb:…` of a MAC.
 pub fn fmt_mac(m: [u8; 6]) -> String {
     m.iter()
@@ -159,6 +237,28 @@ mod tests {
             multicast_mac("192.200.1.2".parse().unwrap()),
             [1, 0, 0x5e, 0x48, 1, 2]
         );
+    }
+
+    #[test]
+    fn a_solicitation_for_the_ipv6_address_is_answered_with_its_multicast_mac() {
+        let ip: Ipv6Addr = "fd99::60".parse().unwrap();
+        let mac = crate::arp::multicast_mac_v6(ip);
+        assert_eq!(mac, [0x33, 0x33, 0, 0, 0, 0x60]);
+        let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+        ns.extend_from_slice(&ip.octets());
+        ns.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 9]); // source link-layer address
+        let na = ns_answer(&ns, ip, mac).expect("answered");
+        assert_eq!(na[0], 136, "an advertisement");
+        assert_eq!(na[4], 0x60, "solicited, override");
+        assert_eq!(&na[8..24], &ip.octets());
+        assert_eq!(&na[24..26], &[2, 1], "target link-layer address");
+        assert_eq!(&na[26..32], &mac);
+        let other: Ipv6Addr = "fd99::61".parse().unwrap();
+        assert!(ns_answer(&ns, other, mac).is_none(), "not ours");
+        let mut na_in = ns.clone();
+        na_in[0] = 136;
+        assert!(ns_answer(&na_in, ip, mac).is_none(), "not a solicitation");
+        assert!(ns_answer(&ns[..20], ip, mac).is_none(), "truncated");
     }
 
     #[test]

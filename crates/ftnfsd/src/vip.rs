@@ -40,7 +40,7 @@ const REFRESH: Duration = Duration::from_millis(500);
 #[derive(Debug, thiserror::Error)]
 pub enum VipError {
     /// `--vip` is malformed.
-    #[error("--vip {0}: expected [MEMBERS=]IPV4/PREFIX[,multicast] or [MEMBERS=]IPV6/PREFIX (MEMBERS as in -ftnfs=, e.g. a:b)")]
+    #[error("--vip {0}: expected [MEMBERS=]ADDR/PREFIX[,multicast], ADDR IPv4 or IPv6 (MEMBERS as in -ftnfs=, e.g. a:b)")]
     Syntax(String),
     /// The interface does not exist.
     #[error("interface {0}: {1}")]
@@ -59,8 +59,9 @@ pub struct Vip {
     /// The group: the member list of its exports as written in `-ftnfs=` (`None`: the group
     /// of the first mirrored export).
     pub group: Option<Vec<String>>,
-    /// Delivered by multicast (`,multicast`): on every member's `lo`, ARP answered by the
-    /// primary with the address's multicast MAC (multicast.rs). IPv4 only.
+    /// Delivered by multicast (`,multicast`): on every member's `lo`, ARP (IPv4) or Neighbor
+    /// Solicitations (IPv6) answered by the primary with the address's multicast MAC
+    /// (multicast.rs).
     pub multicast: bool,
     /// Datagrams to a multicast address that reached this member while another held it
     /// (dropped: every member gets every datagram; only the primary answers).
@@ -108,7 +109,6 @@ impl Vip {
             || addr.is_unspecified()
             || addr.is_multicast()
             || addr.is_loopback()
-            || (multicast && addr.is_ipv6())
         {
             return Err(VipError::Syntax(spec.into()));
         }
@@ -301,10 +301,10 @@ pub async fn keeper(vip: Arc<Vip>) {
 }
 
 impl Vip {
-    /// The interface and prefix the address goes on: `lo`/32 for a multicast one.
+    /// The interface and prefix the address goes on: `lo`/32 (/128) for a multicast one.
     fn placed(&self) -> (&str, u8) {
         if self.multicast {
-            ("lo", 32)
+            ("lo", if self.addr.is_ipv4() { 32 } else { 128 })
         } else {
             (self.dev.as_str(), self.prefix)
         }
@@ -355,6 +355,9 @@ fn announce(vip: &Vip) -> Result<(), VipError> {
         // a multicast address is at its multicast MAC, whoever holds it
         IpAddr::V4(a) if vip.multicast => gratuitous_arp(idx, crate::arp::multicast_mac(a), a),
         IpAddr::V4(a) => gratuitous_arp(idx, mac, a),
+        IpAddr::V6(a) if vip.multicast => {
+            unsolicited_na(idx, crate::arp::multicast_mac_v6(a), a)
+        }
         IpAddr::V6(a) => unsolicited_na(idx, mac, a),
     }
 }
@@ -406,9 +409,15 @@ fn unsolicited_na(idx: u32, mac: [u8; 6], ip: Ipv6Addr) -> Result<(), VipError> 
 
 /// The ICMPv6 Neighbor Advertisement body for [`unsolicited_na`] (checksum left 0).
 fn neighbor_advert(mac: [u8; 6], ip: Ipv6Addr) -> [u8; 32] {
+    neighbor_advert_flags(mac, ip, 0x20) // Override; not Router, not Solicited
+}
+
+/// A Neighbor Advertisement body (RFC 4861 §4.4) for `ip` at `mac` with `flags` (R 0x80,
+/// S 0x40, O 0x20), checksum left 0 (the kernel fills it in on a raw ICMPv6 socket).
+pub fn neighbor_advert_flags(mac: [u8; 6], ip: Ipv6Addr, flags: u8) -> [u8; 32] {
     let mut m = [0u8; 32];
     m[0] = 136; // Neighbor Advertisement, code 0
-    m[4] = 0x20; // Override; not Router, not Solicited
+    m[4] = flags;
     m[8..24].copy_from_slice(&ip.octets());
     m[24] = 2; // option: target link-layer address
     m[25] = 1; // its length in units of 8 bytes
@@ -543,10 +552,9 @@ mod tests {
         let m = Vip::parse("b:a=10.99.0.51/24,multicast", dev).unwrap();
         assert!(m.multicast && m.group.is_some());
         assert!(!Vip::parse("10.99.0.51/24", dev).unwrap().multicast);
-        assert!(
-            Vip::parse("fd99::100/64,multicast", dev).is_err(),
-            "IPv4 only"
-        );
+        let m6 = Vip::parse("fd99::100/64,multicast", dev).unwrap();
+        assert!(m6.multicast && m6.addr.is_ipv6());
+        assert_eq!(m6.placed(), ("lo", 128), "on lo alone");
         let g = Vip::parse("b:a=10.99.0.51/24", dev).unwrap();
         assert_eq!(g.group, Some(vec!["b".to_string(), "a".to_string()]));
         assert_eq!(g.addr.to_string(), "10.99.0.51");
