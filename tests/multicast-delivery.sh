@@ -11,7 +11,15 @@
 #      floods the multicast frame; each kernel delivers it to its socket).
 #   4. A datagram with the multicast MAC is seen as such (PACKET_MULTICAST): an nftables rule
 #      `meta pkttype multicast` can keep TCP to the address from every member.
-# Prints "N passed, N failed".   tests/multicast-delivery.sh   (root; iproute2, python3, nft)
+#   5. (given TARGET_DIR, release builds of ftnfsd and ftnfsctl) the same for IPv6, with the
+#      daemons: two members with --vip fd99::60/64,multicast; the neighbour's NFS NULL over
+#      UDP is answered; its neighbour entry is the address's IPv6 multicast MAC (33:33 and the
+#      low 32 bits), taken from the primary's Neighbor Advertisement; b, not the holder,
+#      received the datagram too; after kill -9 of a, b answers and resolves the address to
+#      the same MAC. (Each resolution is checked after the holder's unsolicited announcements
+#      and with the neighbour's entry flushed: only the answer to a solicitation resolves it.)
+# Prints "N passed, N failed".
+#   tests/multicast-delivery.sh [TARGET_DIR]   (root; iproute2, python3, nft)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lab/topo.sh
@@ -89,5 +97,65 @@ sleep 0.5
 topo_in b nft list table inet ftnfs_mcast_check | grep "packets [1-9]" > /dev/null
 check "the member sees the frame as multicast (nft meta pkttype multicast matches)" $? "$(topo_in b nft list table inet ftnfs_mcast_check)"
 kill $R 2>/dev/null; wait 2>/dev/null
+
+# 5. IPv6, with the daemons
+if [ -n "${1:-}" ]; then
+  T=$(realpath "$1"); VIP6=fd99::60; MMAC6=33:33:00:00:00:60
+  declare -A IP=([a]=10.99.0.1 [b]=10.99.0.2)
+  topo_in a ip addr add fd99::1/64 dev eth0 nodad
+  topo_in b ip addr add fd99::2/64 dev eth0 nodad
+  topo_hub ip addr add fd99::fe/64 dev br0 nodad
+  echo "a-long-enough-shared-secret" > "$W/secret"
+  daemon() { # NAME PEER
+    mkdir -p "$W/$1/export"
+    echo "$W/$1/export -ftnfs=a:b,fsid=77 *(rw,insecure,no_root_squash)" > "$W/$1/exports"
+    topo_in "$1" "$T/ftnfsd" --exports "$W/$1/exports" --state-dir "$W/$1/state" --port 2049 \
+      --admin-socket "$W/$1/adm.sock" --no-portmap --name "$1" --peer "$2=${IP[$2]}:2050" \
+      --peer-listen "${IP[$1]}:2050" --secret-file "$W/secret" --vip "$VIP6/64,multicast" \
+      --vip-dev eth0 2>>"$W/$1.log" &
+  }
+  st() { "$T/ftnfsctl" --socket "$W/$1/adm.sock" status --json 2>/dev/null; }
+  role() { st "$1" | python3 -c 'import json,sys; e=json.load(sys.stdin)["mirror"]["exports"][0]; print(e["role"], e.get("epoch", ""))' 2>/dev/null; }
+  foreign() { st "$1" | python3 -c 'import json,sys; print(sum(v["foreign_datagrams"] for v in json.load(sys.stdin)["virtual_ips"]))' 2>/dev/null; }
+  null6() { # an NFS NULL call over UDP to the address, retransmitted: who answered
+    topo_hub python3 - "$VIP6" <<'PY'
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(0.5)
+call = struct.pack('!10I', 0x6e756c6c, 0, 2, 100003, 3, 0, 0, 0, 0, 0)
+end = time.time() + 20
+while time.time() < end:
+    s.sendto(call, (sys.argv[1], 2049))
+    try:
+        r, a = s.recvfrom(200)
+    except OSError:
+        continue
+    if r[:4] == call[:4] and struct.unpack('!I', r[20:24])[0] == 0:
+        print('answered'); break
+else:
+    print('no answer')
+PY
+  }
+  daemon a b; daemon b a
+  for _ in $(seq 600); do st a | grep -q '"joined": true' && break; sleep 0.1; done
+  check "an IPv6 multicast group formed, a primary" "$([ "$(role a)" = "primary 1" ]; echo $?)" "$(role a); $(tail -3 "$W/a.log")"
+  # past the holder's unsolicited announcements (0, 0.2, 1.2 s after it took the address),
+  # with no entry: only an answer to the neighbour's solicitation can resolve the address
+  sleep 2; topo_hub ip -6 neigh flush to $VIP6 2>/dev/null
+  r=$(null6)
+  check "the neighbour's NFS NULL to $VIP6 over UDP is answered" "$([ "$r" = answered ]; echo $?)" "$r; $(tail -3 "$W/a.log")"
+  topo_hub ip -6 neigh show $VIP6 | grep "lladdr $MMAC6" > /dev/null
+  check "the neighbour took the IPv6 multicast MAC $MMAC6 from the primary's advertisement" $? "$(topo_hub ip -6 neigh show $VIP6)"
+  n=$(foreign b)
+  check "b, not the holder, received $n datagrams to the address too" "$([ "${n:-0}" -gt 0 ]; echo $?)" "$(st b | head -c 600)"
+  ip netns pids "$TOPO-a" | xargs -r kill -9
+  for _ in $(seq 600); do [ "$(role b)" = "primary 2" ] && break; sleep 0.1; done
+  check "b took over (epoch 2)" "$([ "$(role b)" = "primary 2" ]; echo $?)" "$(role b); $(tail -3 "$W/b.log")"
+  sleep 2; topo_hub ip -6 neigh flush to $VIP6 2>/dev/null
+  r=$(null6)
+  check "after the kill the NULL is answered, by b" "$([ "$r" = answered ]; echo $?)" "$r; $(tail -3 "$W/b.log")"
+  topo_hub ip -6 neigh show $VIP6 | grep "lladdr $MMAC6" > /dev/null
+  check "resolved again, by b's answer: the same multicast MAC" $? "$(topo_hub ip -6 neigh show $VIP6)"
+  ip netns pids "$TOPO-b" | xargs -r kill -9
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -196,10 +196,9 @@ fn responder_v6(vip: &Vip, ip: Ipv6Addr) {
     let mut buf = [0u8; 256];
     loop {
         // (a timeout every 0.5 s: nothing else to do, the loop goes on)
-        let Ok((n, Some(from))) = nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrIn6>(
-            sock.as_raw_fd(),
-            &mut buf,
-        ) else {
+        let Ok((n, Some(from))) =
+            nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrIn6>(sock.as_raw_fd(), &mut buf)
+        else {
             continue;
         };
         if n == 0 || !vip.held() {

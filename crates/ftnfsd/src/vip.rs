@@ -105,11 +105,7 @@ impl Vip {
         let addr: IpAddr = a.parse().map_err(|_| VipError::Syntax(spec.into()))?;
         let prefix: u8 = p.parse().map_err(|_| VipError::Syntax(spec.into()))?;
         let bits = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > bits
-            || addr.is_unspecified()
-            || addr.is_multicast()
-            || addr.is_loopback()
-        {
+        if prefix > bits || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
             return Err(VipError::Syntax(spec.into()));
         }
         nix::net::if_::if_nametoindex(dev).map_err(|e| VipError::Dev(dev.into(), e))?;
@@ -355,9 +351,7 @@ fn announce(vip: &Vip) -> Result<(), VipError> {
         // a multicast address is at its multicast MAC, whoever holds it
         IpAddr::V4(a) if vip.multicast => gratuitous_arp(idx, crate::arp::multicast_mac(a), a),
         IpAddr::V4(a) => gratuitous_arp(idx, mac, a),
-        IpAddr::V6(a) if vip.multicast => {
-            unsolicited_na(idx, crate::arp::multicast_mac_v6(a), a)
-        }
+        IpAddr::V6(a) if vip.multicast => unsolicited_na(idx, crate::arp::multicast_mac_v6(a), a),
         IpAddr::V6(a) => unsolicited_na(idx, mac, a),
     }
 }
