@@ -546,6 +546,8 @@ struct World {
     split: Option<Vec<MemberId>>,
     /// Reads answered by a secondary, and by a primary.
     reads: (u64, u64),
+    /// Read servers passed over for not answering (`Leading::read_unanswered`).
+    passed_over: u64,
 
     /// Requests whose cached reply died with every member that had it — possible only
     /// without the reply log (`REPLY_LOG` false: a memory-only DRC, as a cold restart of
@@ -1440,11 +1442,18 @@ impl World {
             Msg::Unknown { count } => {
                 let m = self.mem_mut(to);
                 let received = m.received;
+                let others = m.others.clone();
                 let Role::Primary(p) = &mut m.role else {
                     return;
                 };
-                let heard =
-                    p.unknown_reported(from, count, received, now, HearingConfig::default());
+                let heard = p.unknown_reported(
+                    from,
+                    count,
+                    received,
+                    &others,
+                    now,
+                    HearingConfig::default(),
+                );
                 if let Heard::HandingOver { .. } = heard {
                     self.log(|| format!("{} does not hear its clients: {heard:?}", name(to)));
                     self.handed_over += 1;
@@ -1844,11 +1853,33 @@ impl World {
         let now = Millis(self.now);
         let (has_witness, settings) = (self.has_witness, self.settings);
         let read = self.split.clone().unwrap_or_default();
+        let trace = self.trace;
+        let m = self.mem_mut(to);
+        if matches!(m.role, Role::Primary(_)) {
+            m.received += 1; // as the daemon's primary, it counts every datagram it hears
+        }
+        if let Role::Primary(p) = &mut m.role {
+            // not ours: a client that repeats it got no answer from the read server
+            if !p.closed() && !p.answers_reads(&read, to, now) {
+                if let Some(s) = p.read_unanswered(&read, to, key_of(&req), now) {
+                    if trace {
+                        eprintln!(
+                            "{:>7} {} passes read server {} over",
+                            now.0,
+                            name(to),
+                            name(s)
+                        );
+                    }
+                    self.passed_over += 1;
+                }
+                return;
+            }
+        }
         let m = self.mem(to);
         let by = match &m.role {
             Role::Primary(p)
                 if !p.closed()
-                    && p.answers_reads(&read, to)
+                    && p.answers_reads(&read, to, now)
                     && fencing::lease_ok(
                         has_witness,
                         p.p.live(),
@@ -1864,6 +1895,14 @@ impl World {
             _ => None,
         };
         let Some(secondary) = by else {
+            // a secondary that does not answer notes it: a client that repeats it a second
+            // later got no answer from whoever should have (the daemon's `ProxyHold::read`;
+            // reported as unknown, it hands the role of a primary deaf to reads over)
+            let m = self.mem_mut(to);
+            if matches!(m.role, Role::Secondary { core: Some(_), .. }) {
+                sync_proxy(m);
+                m.proxy.2.read(key_of(&req), now);
+            }
             return;
         };
         let Op::Read { file } = req.op else {
@@ -2514,6 +2553,8 @@ fn short(m: &Msg) -> String {
 struct Outcome {
     /// Reads answered by a secondary, by a primary (the split family).
     reads: (u64, u64),
+    /// Read servers passed over for not answering.
+    passed_over: u64,
     claimed: u64,
     handed_over: u64,
     second_runs_after_drc_loss: usize,
@@ -2623,12 +2664,18 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
         handed_over: 0,
         split: None,
         reads: (0, 0),
+        passed_over: 0,
         drc_lost: BTreeSet::new(),
         runs: BTreeMap::new(),
         crashed_at: BTreeMap::new(),
         second_runs_after_drc_loss: 0,
     };
     if seed >= SPLIT_FROM {
+        if seed >= SPLIT_DEAF_FROM {
+            let mut r = Rng(seed ^ 0xdeaf_0000_dead);
+            let who = ids[r.below(ids.len() as u64) as usize];
+            w.deaf = Some((who, r.range(1000, w.faults_until)));
+        }
         // Table II's order reversed, or (three members) any order
         let mut r = Rng(seed ^ 0x5b11_7000_00ad);
         let mut read: Vec<MemberId> = ids.iter().rev().copied().collect();
@@ -2741,6 +2788,7 @@ fn run(seed: u64, trace: bool) -> Result<Outcome, String> {
     }
     Ok(Outcome {
         reads: w.reads,
+        passed_over: w.passed_over,
         claimed: w.claimed,
         handed_over: w.handed_over,
         second_runs_after_drc_loss: w.second_runs_after_drc_loss,
@@ -2794,6 +2842,13 @@ const DEAF_FROM: u64 = 4_000_000;
 /// acknowledged to its client fails the run (a stale read server).
 const SPLIT_FROM: u64 = 5_000_000;
 
+/// Seeds from here on are the split family with a deaf member (as [`DEAF_FROM`]'s): when it
+/// is the read server, clients' reads go unanswered until the primary, which receives them
+/// too and sees them repeated, passes it over (`member::read_lease`,
+/// `Leading::read_unanswered`); when it is the primary, it hands its role over as in the
+/// deaf family.
+const SPLIT_DEAF_FROM: u64 = 6_000_000;
+
 /// Seeds that once failed, far beyond the range CI runs (each found by `scripts/sim` at
 /// 100,000+ seeds; `Documentation/09-member-machine.md` says what each found). They run on
 /// every `cargo test`: undo one of their rules and this test names the seed.
@@ -2802,6 +2857,8 @@ const FOUND: &[u64] = &[
     // the clean-stop family
     1_002_345, 1_026_984, // the multicast family
     3_001_070, 3_001_593, 3_002_336, 3_002_392, 3_005_950,
+    // the split family with a deaf member
+    6_000_002, 6_000_221, 6_000_653,
 ];
 
 #[test]
@@ -2904,12 +2961,13 @@ fn whole_groups_with_split_read_and_write_primaries() {
     if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
         return; // one seed, or a range: whole_groups_under_combined_faults runs it
     }
-    let mut reads = (0, 0);
+    let (mut reads, mut handed_over) = ((0, 0), 0);
     for seed in SPLIT_FROM..SPLIT_FROM + 200 {
         match run_seed(seed, false) {
             Ok(o) => {
                 reads.0 += o.reads.0;
                 reads.1 += o.reads.1;
+                handed_over += o.handed_over;
             }
             Err(e) => panic!(
                 "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
@@ -2920,11 +2978,43 @@ fn whole_groups_with_split_read_and_write_primaries() {
         "split family: {} reads answered by a secondary under its lease, {} by the write primary",
         reads.0, reads.1
     );
+    // every member hears the clients here: no primary is taken for deaf (reads a secondary
+    // counts as unanswered included)
+    assert_eq!(handed_over, 0, "primaries that handed over as deaf");
     assert!(reads.0 > 1000, "reads answered by secondaries: {}", reads.0);
     assert!(
         reads.1 > 100,
         "reads answered by write primaries: {}",
         reads.1
+    );
+}
+
+/// The split family with a deaf member: 200 seeds from [`SPLIT_DEAF_FROM`] on every
+/// `cargo test`; `FTNFS_SIM_BASE=6000000 scripts/sim N` runs more.
+#[test]
+fn whole_groups_with_split_reads_and_a_deaf_member() {
+    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
+        return; // one seed, or a range: whole_groups_under_combined_faults runs it
+    }
+    let (mut passed_over, mut handed_over) = (0, 0);
+    for seed in SPLIT_DEAF_FROM..SPLIT_DEAF_FROM + 200 {
+        match run_seed(seed, false) {
+            Ok(o) => {
+                passed_over += o.passed_over;
+                handed_over += o.handed_over;
+            }
+            Err(e) => panic!(
+                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
+            ),
+        }
+    }
+    eprintln!(
+        "split family with a deaf member: {passed_over} read servers passed over, {handed_over} primaries handed over"
+    );
+    assert!(passed_over > 20, "read servers passed over: {passed_over}");
+    assert!(
+        handed_over > 20,
+        "deaf primaries that handed over: {handed_over}"
     );
 }
 

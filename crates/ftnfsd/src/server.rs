@@ -348,7 +348,7 @@ impl Server {
             let answer = match decoded
                 .as_ref()
                 .ok()
-                .and_then(|a| self.split_read(info, a, via))
+                .and_then(|a| self.split_read(info, a, via, peer, h.xid.0))
             {
                 Some(ours) => ours,
                 None => answer,
@@ -762,12 +762,12 @@ impl Server {
             Role::Standby(_) => return false,
         };
         if !info.updates {
-            // a read only the primary answers: a retransmission long after the first copy
-            // says it did not (counted as unknown); not answered here — but a split export's
-            // reads are the read server's, which may be another secondary: not counted
-            if self.mirror.read_list(fh.export).is_none() {
-                ss.read_seen(peer, h.xid.0, self.now());
-            }
+            // a read the primary answers (or a split export's read server, maybe this member:
+            // then the client repeats nothing): a retransmission long after the first copy
+            // says nobody did (counted as unknown: a primary deaf to the address hands its
+            // role over; one that hears is kept by its own count, and passes a deaf read
+            // server over itself, `Leading::read_unanswered`)
+            ss.read_seen(peer, h.xid.0, self.now());
             return false;
         }
         if self.drc().contains(key) {
@@ -782,14 +782,23 @@ impl Server {
     /// this member answers it — the read server does (`Mirror::answers_split_read`), the
     /// others keep quiet. `None`: not such a read (TCP, an update, an export whose reads are
     /// not split): the usual rules decide.
-    fn split_read(&self, info: &ProcInfo, a: &Args, via: Via) -> Option<bool> {
+    fn split_read(
+        &self,
+        info: &ProcInfo,
+        a: &Args,
+        via: Via,
+        peer: SocketAddr,
+        xid: u32,
+    ) -> Option<bool> {
         if info.updates || self.mirror.is_empty() {
             return None;
         }
         let fh = (info.handle)(a).and_then(|fh| FileHandle::decode(&fh.0).ok())?;
         self.mirror.read_list(fh.export)?;
-        self.proxied(fh.export, via)
-            .then(|| self.mirror.answers_split_read(fh.export, self.now()))
+        self.proxied(fh.export, via).then(|| {
+            self.mirror
+                .answers_split_read(fh.export, self.now(), peer, xid)
+        })
     }
 
     /// Whether a call that came `via` to an export in proxy mode reached every member: a

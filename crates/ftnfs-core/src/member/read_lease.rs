@@ -28,8 +28,17 @@
 //!
 //! Two members may answer reads at once (the primary after failing the holder out, while the
 //! holder's lease runs): both hold every acknowledged update, which is all a read needs.
+//!
+//! A read server that does not hear the clients (its multicast membership lost) answers no
+//! read, yet stays live in the stream. The primary receives every read too and sees the
+//! clients retransmit: a read repeated a second or more after its first copy went
+//! unanswered ([`UnansweredReads`]). Past [`PASS_OVER_AFTER`] of them within
+//! [`UNANSWERED_WINDOW_MS`], the read server is *passed over* for [`PASS_OVER_MS`]: no more
+//! grants (its lease runs out), and the next member of the read order answers
+//! (`Leading::read_unanswered`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 
 use crate::ids::{MemberId, Millis};
 use crate::mirror::MemberSet;
@@ -37,6 +46,75 @@ use crate::mirror::MemberSet;
 /// Heartbeats remembered for a grant that comes later (a grant answers the latest echo; a
 /// few more cover a reordering of heartbeats and grants in flight).
 const HEARD: usize = 8;
+
+/// A read repeated this long after its first copy was not answered (the Linux client's UDP
+/// retransmission comes 1.1 s after a lost one at the earliest).
+pub const REPEAT_MS: u64 = 1_000;
+/// Unanswered reads are counted over this window.
+pub const UNANSWERED_WINDOW_MS: u64 = 10_000;
+/// Unanswered reads within the window that pass the read server over (one lost reply is
+/// not enough).
+pub const PASS_OVER_AFTER: usize = 2;
+/// How long a read server that was passed over stays passed over.
+pub const PASS_OVER_MS: u64 = 60_000;
+/// Most reads remembered (older than the window are dropped first).
+const MAX_READS: usize = 4096;
+
+/// The primary's count of reads that were not its to answer and that clients repeated.
+#[derive(Debug, Clone)]
+pub struct UnansweredReads<K> {
+    /// Each read's latest copy counted (its first, or its last counted repeat).
+    seen: HashMap<K, Millis>,
+    /// Unanswered repeats within the window.
+    recent: VecDeque<Millis>,
+}
+
+impl<K> Default for UnansweredReads<K> {
+    fn default() -> Self {
+        UnansweredReads {
+            seen: HashMap::new(),
+            recent: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> UnansweredReads<K> {
+    /// A copy of read `key` came at `now` (not this member's to answer): whether the unanswered
+    /// repeats within the window reach [`PASS_OVER_AFTER`]. A repeat counts at most once a
+    /// [`REPEAT_MS`].
+    pub fn datagram(&mut self, key: K, now: Millis) -> bool {
+        match self.seen.get_mut(&key) {
+            Some(t) if now.since(*t) >= REPEAT_MS => {
+                *t = now;
+                self.recent.push_back(now);
+            }
+            Some(_) => {}
+            None => {
+                if self.seen.len() >= MAX_READS {
+                    self.seen
+                        .retain(|_, t| now.since(*t) < UNANSWERED_WINDOW_MS);
+                }
+                if self.seen.len() < MAX_READS {
+                    self.seen.insert(key, now);
+                }
+            }
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.since(*t) > UNANSWERED_WINDOW_MS)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.len() >= PASS_OVER_AFTER
+    }
+
+    /// Starts over (a read server was passed over).
+    pub fn clear(&mut self) {
+        self.seen.clear();
+        self.recent.clear();
+    }
+}
 
 /// The read server: the first member of `read` that is `primary` or live in its stream.
 pub fn read_server(read: &[MemberId], primary: MemberId, live: MemberSet) -> Option<MemberId> {
@@ -149,6 +227,29 @@ mod tests {
             None,
             "A reads itself"
         );
+    }
+
+    #[test]
+    fn reads_repeated_a_second_after_their_first_copy_count_as_unanswered() {
+        let mut u = UnansweredReads::default();
+        assert!(!u.datagram(1u32, Millis(0)));
+        assert!(
+            !u.datagram(1, Millis(500)),
+            "a quick repeat: the reply may be on its way"
+        );
+        assert!(!u.datagram(1, Millis(1_100)), "one unanswered");
+        assert!(!u.datagram(1, Millis(1_500)), "counted once a second");
+        assert!(
+            u.datagram(1, Millis(2_200)),
+            "two: pass the read server over"
+        );
+        u.clear();
+        assert!(!u.datagram(2, Millis(3_000)));
+        assert!(!u.datagram(2, Millis(4_000)));
+        // the window forgets: a repeat at 4 s, the next at 15.1 s — one within the window
+        assert!(!u.datagram(2, Millis(15_100)));
+        assert!(!u.datagram(3, Millis(15_200)));
+        assert!(u.datagram(3, Millis(16_300)), "two within the window");
     }
 
     #[test]

@@ -30,9 +30,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ids::{Epoch, ExportId, MemberId, Millis, SeqNo};
 use crate::member::exclusion::{Hearing, HearingConfig, UnknownTally};
 use crate::member::follower::Follower;
+use crate::member::read_lease::{self, UnansweredReads, PASS_OVER_MS};
 use crate::member::transitions::{self, Promotion, StepDown};
 use crate::member::RoleView;
 use crate::mirror::primary::{Busy, Primary, PrimaryConfig};
+use crate::mirror::proxy::RequestKey;
 use crate::mirror::{MemberSet, Touch};
 
 /// Primary of an export: numbers, executes and forwards clients' updates.
@@ -61,6 +63,10 @@ pub struct Leading<R, W> {
     pub accepted: BTreeSet<MemberId>,
     /// Unknown requests the secondaries reported in this term (proxy mode).
     unknowns: Option<UnknownTally>,
+    /// (Split exports) reads clients repeated that were not ours to answer, and the read
+    /// servers passed over for not answering, until when ([`crate::member::read_lease`]).
+    unanswered: UnansweredReads<RequestKey>,
+    passed_over: BTreeMap<MemberId, Millis>,
 }
 
 /// What a primary does about unknown requests a secondary reported
@@ -130,6 +136,8 @@ impl<R: Clone, W> Leading<R, W> {
             diverged: BTreeSet::new(),
             accepted: BTreeSet::new(),
             unknowns: None,
+            unanswered: UnansweredReads::default(),
+            passed_over: BTreeMap::new(),
         }
     }
 
@@ -137,12 +145,14 @@ impl<R: Clone, W> Leading<R, W> {
     /// of ours claimed, or retransmissions of requests it applied that we did not answer;
     /// `received` is how many client datagrams this primary received in its term so far. Past
     /// the thresholds, an alert — or, when this primary received fewer than that, a
-    /// step-down for `from` if it is live in the stream ([`super::exclusion`]).
+    /// step-down for the first member of `listed` (the export's other members, in order) that
+    /// is live in the stream, if `from` is ([`super::exclusion`]).
     pub fn unknown_reported(
         &mut self,
         from: MemberId,
         count: u64,
         received: u64,
+        listed: &[MemberId],
         now: Millis,
         cfg: HearingConfig,
     ) -> Heard {
@@ -162,16 +172,26 @@ impl<R: Clone, W> Leading<R, W> {
                     "{unknown} client updates reached another member unordered, {received} \
                      reached this one: it does not hear the group's datagrams"
                 );
-                if self.p.live().contains(by)
-                    && self.begin_step_down(why, Some(by), &[]) == Ok(true)
-                {
-                    Heard::HandingOver {
-                        to: by,
-                        unknown,
-                        received,
+                // To the first listed member live in the stream, which is not always the one
+                // that reported: that member is first in line for a takeover, and would take
+                // over by itself if this primary died while the role went to another — two
+                // primaries of one epoch (sim_group seed 6000653: a deaf primary handed its
+                // role to the third member and crashed 20 ms later; the second took over as
+                // well). In the simulation the others hear; two deaf members are not handled.
+                let live = self.p.live();
+                let to = listed.iter().copied().find(|m| live.contains(*m));
+                match to {
+                    Some(to)
+                        if live.contains(by)
+                            && self.begin_step_down(why, Some(to), &[]) == Ok(true) =>
+                    {
+                        Heard::HandingOver {
+                            to,
+                            unknown,
+                            received,
+                        }
                     }
-                } else {
-                    Heard::Alert { unknown }
+                    _ => Heard::Alert { unknown },
                 }
             }
         }
@@ -350,17 +370,53 @@ impl<R: Clone, W> Leading<R, W> {
         if ms == 0 {
             return None;
         }
-        let g = crate::member::read_lease::grant(read, me, self.p.live(), from, sent_at, lease_ok)?;
+        let g = read_lease::grant(read, me, self.read_live(now), from, sent_at, lease_ok)?;
         self.p.lease_granted(from, Millis(now.0 + ms));
         Some(g)
+    }
+
+    /// The live secondaries that may serve reads at `now`: not passed over.
+    fn read_live(&self, now: Millis) -> MemberSet {
+        let mut live = self.p.live();
+        for (m, until) in &self.passed_over {
+            if now < *until {
+                live.remove(*m);
+            }
+        }
+        live
+    }
+
+    /// The read server of `read` at `now` (we are `me`).
+    pub fn read_server(&self, read: &[MemberId], me: MemberId, now: Millis) -> Option<MemberId> {
+        read_lease::read_server(read, me, self.read_live(now))
     }
 
     /// Whether this primary answers reads now: it is the read server of `read` (it has
     /// every released update; a secondary's lease still running after its fail-out holds
     /// releases, not reads).
-    pub fn answers_reads(&self, read: &[MemberId], me: MemberId) -> bool {
-        read.is_empty()
-            || crate::member::read_lease::read_server(read, me, self.p.live()) == Some(me)
+    pub fn answers_reads(&self, read: &[MemberId], me: MemberId, now: Millis) -> bool {
+        read.is_empty() || self.read_server(read, me, now) == Some(me)
+    }
+
+    /// A copy of read `key` reached this primary, which is not its read server: clients that
+    /// repeat reads no answer came to pass the read server over ([`read_lease`]). `Some(m)`:
+    /// `m` was passed over now (no more grants; the next member of the order answers once its
+    /// lease ran out) — tell the operator.
+    pub fn read_unanswered(
+        &mut self,
+        read: &[MemberId],
+        me: MemberId,
+        key: RequestKey,
+        now: Millis,
+    ) -> Option<MemberId> {
+        let server = self.read_server(read, me, now).filter(|s| *s != me)?;
+        if !self.unanswered.datagram(key, now) {
+            return None;
+        }
+        self.unanswered.clear();
+        self.passed_over
+            .insert(server, Millis(now.0 + PASS_OVER_MS));
+        Some(server)
     }
 
     /// `m` confirmed our epoch as of `at` (when we sent what it answered): the read lease.

@@ -909,12 +909,43 @@ impl Mirror {
     /// member (multicast): the primary when it is the read server, a secondary under its
     /// read lease (`ftnfs_core::member::read_lease`). The primary's own lease is checked
     /// where every read is (`Server::answers_reads`).
-    pub fn answers_split_read(&self, export: ExportId, now: Millis) -> bool {
+    /// A read the primary does not answer is noted: a client that repeats it got no answer
+    /// from the read server, which is passed over after a few (`Leading::read_unanswered`).
+    pub fn answers_split_read(
+        &self,
+        export: ExportId,
+        now: Millis,
+        client: SocketAddr,
+        xid: u32,
+    ) -> bool {
         let Some((read, answered)) = self.read_lists.get(&export) else {
             return false;
         };
         let ours = match self.role(export).as_deref() {
-            Some(Role::Primary(ps)) => ps.lead().is_some_and(|c| c.answers_reads(read, SELF)),
+            Some(Role::Primary(ps)) => {
+                let mut passed = None;
+                let ours = ps.lead().is_some_and(|mut c| {
+                    let ours = c.answers_reads(read, SELF, now);
+                    if !ours {
+                        let key = proxy_side::key_of(client.ip(), client.port(), xid);
+                        passed = c.read_unanswered(read, SELF, key, now);
+                    }
+                    ours
+                });
+                if let Some(m) = passed {
+                    self.event(
+                        now,
+                        export,
+                        format!(
+                            "read server {} passed over for {} s: clients repeat reads it does \
+                             not answer (it may not receive the group's datagrams)",
+                            self.group.name_of(m),
+                            ftnfs_core::member::read_lease::PASS_OVER_MS / 1000
+                        ),
+                    );
+                }
+                ours
+            }
             Some(Role::Secondary(ss)) => ss.reads(now),
             _ => false,
         };

@@ -36,7 +36,7 @@ fn print_of(args: &[u8]) -> Fingerprint {
 }
 
 /// Which client request an origin is (its address as 16 bytes, IPv4 mapped).
-fn key_of(ip: std::net::IpAddr, port: u16, xid: u32) -> RequestKey {
+pub(super) fn key_of(ip: std::net::IpAddr, port: u16, xid: u32) -> RequestKey {
     let ip = match ip {
         std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
         std::net::IpAddr::V6(a) => a.octets(),
@@ -64,7 +64,14 @@ impl Mirror {
         let export = ps.export;
         let received = ps.datagrams.load(std::sync::atomic::Ordering::Relaxed);
         let heard = match ps.lead() {
-            Some(mut c) => c.unknown_reported(from, count, received, now, self.group.hearing),
+            Some(mut c) => c.unknown_reported(
+                from,
+                count,
+                received,
+                &ps.secondaries,
+                now,
+                self.group.hearing,
+            ),
             None => return,
         };
         let window = super::UNKNOWN_WINDOW_MS / 1000;

@@ -1,7 +1,6 @@
 //! What `ftnfsctl status` shows of the mirror: roles, streams, resyncs, links, events.
 
 use super::*;
-use ftnfs_core::member::read_lease;
 
 impl Mirror {
     /// Status of every mirrored export.
@@ -60,7 +59,7 @@ impl Mirror {
                         // split reads: whether we answer them ourselves now, and whose they
                         // are otherwise (the read server)
                         "read_server": self.read_list(id).map(|read| {
-                            read_lease::read_server(read, SELF, c.p.live())
+                            c.read_server(read, SELF, now)
                                 .map(|m| if m == SELF { self.group.me.as_str() } else { self.group.name_of(m) })
                         }),
                         "releases_held": c.p.releases_held(),
