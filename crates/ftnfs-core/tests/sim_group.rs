@@ -2861,14 +2861,29 @@ const FOUND: &[u64] = &[
     6_000_002, 6_000_221, 6_000_653,
 ];
 
+/// Runs `seed`, failing with the line that replays it.
+fn must_pass(seed: u64) -> Outcome {
+    run_seed(seed, false).unwrap_or_else(|e| {
+        panic!(
+            "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
+        )
+    })
+}
+
+/// The 200 seeds of the family starting at `from` on every `cargo test` (`must_pass` each);
+/// `None` when `FTNFS_SIM_SEED` or `FTNFS_SIM_BASE` asks for one seed or a range instead
+/// (`whole_groups_under_combined_faults` runs it).
+fn family(from: u64) -> Option<Vec<Outcome>> {
+    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
+        return None;
+    }
+    Some((from..from + 200).map(must_pass).collect())
+}
+
 #[test]
 fn seeds_that_once_failed() {
     for &seed in FOUND {
-        if let Err(e) = run_seed(seed, false) {
-            panic!(
-                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
-            );
-        }
+        must_pass(seed);
     }
 }
 
@@ -2878,53 +2893,25 @@ fn seeds_that_once_failed() {
 /// runs more.
 #[test]
 fn whole_groups_with_clean_stops() {
-    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
-        return; // one seed, or a range: whole_groups_under_combined_faults runs it
-    }
-    for seed in CLEAN_STOPS_FROM..CLEAN_STOPS_FROM + 200 {
-        if let Err(e) = run_seed(seed, false) {
-            panic!(
-                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
-            );
-        }
-    }
+    family(CLEAN_STOPS_FROM);
 }
 
 /// The lock family: 200 seeds from [`LOCKS_FROM`] on every `cargo test`;
 /// `FTNFS_SIM_BASE=2000000 scripts/sim N` runs more.
 #[test]
 fn whole_groups_with_locks() {
-    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
-        return; // one seed, or a range: whole_groups_under_combined_faults runs it
-    }
-    for seed in LOCKS_FROM..LOCKS_FROM + 200 {
-        if let Err(e) = run_seed(seed, false) {
-            panic!(
-                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
-            );
-        }
-    }
+    family(LOCKS_FROM);
 }
 
 /// The multicast family: 200 seeds from [`MULTICAST_FROM`] on every `cargo test`;
 /// `FTNFS_SIM_BASE=3000000 scripts/sim N` runs more.
 #[test]
 fn whole_groups_by_multicast() {
-    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
-        return; // one seed, or a range: whole_groups_under_combined_faults runs it
-    }
-    let (mut claimed, mut handed_over) = (0, 0);
-    for seed in MULTICAST_FROM..MULTICAST_FROM + 200 {
-        match run_seed(seed, false) {
-            Ok(o) => {
-                claimed += o.claimed;
-                handed_over += o.handed_over;
-            }
-            Err(e) => panic!(
-                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
-            ),
-        }
-    }
+    let Some(runs) = family(MULTICAST_FROM) else {
+        return;
+    };
+    let claimed: u64 = runs.iter().map(|o| o.claimed).sum();
+    let handed_over: u64 = runs.iter().map(|o| o.handed_over).sum();
     eprintln!("multicast family: {claimed} orders claimed a held datagram");
     assert!(claimed > 1000, "orders claimed held datagrams: {claimed}");
     // every member hears the clients here (1 in 8 copies lost): no primary is taken for deaf
@@ -2935,18 +2922,10 @@ fn whole_groups_by_multicast() {
 /// `FTNFS_SIM_BASE=4000000 scripts/sim N` runs more.
 #[test]
 fn whole_groups_with_a_deaf_member() {
-    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
-        return; // one seed, or a range: whole_groups_under_combined_faults runs it
-    }
-    let mut handed_over = 0;
-    for seed in DEAF_FROM..DEAF_FROM + 200 {
-        match run_seed(seed, false) {
-            Ok(o) => handed_over += o.handed_over,
-            Err(e) => panic!(
-                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
-            ),
-        }
-    }
+    let Some(runs) = family(DEAF_FROM) else {
+        return;
+    };
+    let handed_over: u64 = runs.iter().map(|o| o.handed_over).sum();
     eprintln!("deaf family: {handed_over} primaries handed their role over");
     assert!(
         handed_over > 20,
@@ -2958,34 +2937,25 @@ fn whole_groups_with_a_deaf_member() {
 /// `FTNFS_SIM_BASE=5000000 scripts/sim N` runs more.
 #[test]
 fn whole_groups_with_split_read_and_write_primaries() {
-    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
-        return; // one seed, or a range: whole_groups_under_combined_faults runs it
-    }
-    let (mut reads, mut handed_over) = ((0, 0), 0);
-    for seed in SPLIT_FROM..SPLIT_FROM + 200 {
-        match run_seed(seed, false) {
-            Ok(o) => {
-                reads.0 += o.reads.0;
-                reads.1 += o.reads.1;
-                handed_over += o.handed_over;
-            }
-            Err(e) => panic!(
-                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
-            ),
-        }
-    }
+    let Some(runs) = family(SPLIT_FROM) else {
+        return;
+    };
+    let by_secondaries: u64 = runs.iter().map(|o| o.reads.0).sum();
+    let by_primaries: u64 = runs.iter().map(|o| o.reads.1).sum();
+    let handed_over: u64 = runs.iter().map(|o| o.handed_over).sum();
     eprintln!(
-        "split family: {} reads answered by a secondary under its lease, {} by the write primary",
-        reads.0, reads.1
+        "split family: {by_secondaries} reads answered by a secondary under its lease, {by_primaries} by the write primary"
     );
     // every member hears the clients here: no primary is taken for deaf (reads a secondary
     // counts as unanswered included)
     assert_eq!(handed_over, 0, "primaries that handed over as deaf");
-    assert!(reads.0 > 1000, "reads answered by secondaries: {}", reads.0);
     assert!(
-        reads.1 > 100,
-        "reads answered by write primaries: {}",
-        reads.1
+        by_secondaries > 1000,
+        "reads answered by secondaries: {by_secondaries}"
+    );
+    assert!(
+        by_primaries > 100,
+        "reads answered by write primaries: {by_primaries}"
     );
 }
 
@@ -2993,21 +2963,11 @@ fn whole_groups_with_split_read_and_write_primaries() {
 /// `cargo test`; `FTNFS_SIM_BASE=6000000 scripts/sim N` runs more.
 #[test]
 fn whole_groups_with_split_reads_and_a_deaf_member() {
-    if std::env::var("FTNFS_SIM_SEED").is_ok() || std::env::var("FTNFS_SIM_BASE").is_ok() {
-        return; // one seed, or a range: whole_groups_under_combined_faults runs it
-    }
-    let (mut passed_over, mut handed_over) = (0, 0);
-    for seed in SPLIT_DEAF_FROM..SPLIT_DEAF_FROM + 200 {
-        match run_seed(seed, false) {
-            Ok(o) => {
-                passed_over += o.passed_over;
-                handed_over += o.handed_over;
-            }
-            Err(e) => panic!(
-                "seed {seed}: {e}\nreplay: FTNFS_SIM_SEED={seed} FTNFS_SIM_TRACE=1 cargo test -p ftnfs-core --test sim_group -- --nocapture"
-            ),
-        }
-    }
+    let Some(runs) = family(SPLIT_DEAF_FROM) else {
+        return;
+    };
+    let passed_over: u64 = runs.iter().map(|o| o.passed_over).sum();
+    let handed_over: u64 = runs.iter().map(|o| o.handed_over).sum();
     eprintln!(
         "split family with a deaf member: {passed_over} read servers passed over, {handed_over} primaries handed over"
     );
