@@ -138,23 +138,24 @@ PY
   daemon a b; daemon b a
   for _ in $(seq 600); do st a | grep -q '"joined": true' && break; sleep 0.1; done
   check "an IPv6 multicast group formed, a primary" "$([ "$(role a)" = "primary 1" ]; echo $?)" "$(role a); $(tail -3 "$W/a.log")"
-  # past the holder's unsolicited announcements (0, 0.2, 1.2 s after it took the address),
-  # with no entry: only an answer to the neighbour's solicitation can resolve the address
-  sleep 2; topo_hub ip -6 neigh flush to $VIP6 2>/dev/null
-  r=$(null6)
-  check "the neighbour's NFS NULL to $VIP6 over UDP is answered" "$([ "$r" = answered ]; echo $?)" "$r; $(tail -3 "$W/a.log")"
-  topo_hub ip -6 neigh show $VIP6 | grep "lladdr $MMAC6" > /dev/null
-  check "the neighbour took the IPv6 multicast MAC $MMAC6 from the primary's advertisement" $? "$(topo_hub ip -6 neigh show $VIP6)"
+  fresh_null() { # HOLDER WHAT-ANSWERS WHAT-RESOLVES
+    # past the holder's unsolicited announcements (0, 0.2, 1.2 s after it took the address),
+    # with no entry: only an answer to the neighbour's solicitation can resolve the address
+    sleep 2; topo_hub ip -6 neigh flush to $VIP6 2>/dev/null
+    local r; r=$(null6)
+    check "$2" "$([ "$r" = answered ]; echo $?)" "$r; $(tail -3 "$W/$1.log")"
+    topo_hub ip -6 neigh show $VIP6 | grep "lladdr $MMAC6" > /dev/null
+    check "$3" $? "$(topo_hub ip -6 neigh show $VIP6)"
+  }
+  fresh_null a "the neighbour's NFS NULL to $VIP6 over UDP is answered" \
+    "the neighbour took the IPv6 multicast MAC $MMAC6 from the primary's advertisement"
   n=$(foreign b)
   check "b, not the holder, received $n datagrams to the address too" "$([ "${n:-0}" -gt 0 ]; echo $?)" "$(st b | head -c 600)"
   ip netns pids "$TOPO-a" | xargs -r kill -9
   for _ in $(seq 600); do [ "$(role b)" = "primary 2" ] && break; sleep 0.1; done
   check "b took over (epoch 2)" "$([ "$(role b)" = "primary 2" ]; echo $?)" "$(role b); $(tail -3 "$W/b.log")"
-  sleep 2; topo_hub ip -6 neigh flush to $VIP6 2>/dev/null
-  r=$(null6)
-  check "after the kill the NULL is answered, by b" "$([ "$r" = answered ]; echo $?)" "$r; $(tail -3 "$W/b.log")"
-  topo_hub ip -6 neigh show $VIP6 | grep "lladdr $MMAC6" > /dev/null
-  check "resolved again, by b's answer: the same multicast MAC" $? "$(topo_hub ip -6 neigh show $VIP6)"
+  fresh_null b "after the kill the NULL is answered, by b" \
+    "resolved again, by b's answer: the same multicast MAC"
   ip netns pids "$TOPO-b" | xargs -r kill -9
 fi
 echo "$pass passed, $fail failed"

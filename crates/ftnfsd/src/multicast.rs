@@ -81,6 +81,23 @@ fn arp_socket(idx: u32, mac: [u8; 6]) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// What `open` makes on the address's interface (by its index), tried again every second
+/// until it works (the interface may come up after the daemon).
+fn open_on_dev<T>(vip: &Vip, what: &str, open: impl Fn(u32) -> std::io::Result<T>) -> T {
+    loop {
+        match nix::net::if_::if_nametoindex(vip.dev.as_str())
+            .map_err(std::io::Error::from)
+            .and_then(&open)
+        {
+            Ok(x) => return x,
+            Err(e) => {
+                tracing::warn!(vip = %vip.addr, error = %e, "multicast virtual IP: no {what} yet; again in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// The ARP reply to `frame` (an Ethernet frame) if it asks who has `ip`: from `own` (the
 /// interface's MAC), naming `mac` (the multicast MAC) as the address's.
 pub fn answer(frame: &[u8], ip: Ipv4Addr, mac: [u8; 6], own: [u8; 6]) -> Option<Vec<u8>> {
@@ -109,18 +126,7 @@ pub fn responder(vip: Arc<Vip>) {
     };
     let mac = multicast_mac(ip);
     let own = crate::arp::mac_of_dev(&vip.dev).unwrap_or([0; 6]);
-    let fd = loop {
-        match nix::net::if_::if_nametoindex(vip.dev.as_str())
-            .map_err(std::io::Error::from)
-            .and_then(|idx| arp_socket(idx, mac))
-        {
-            Ok(fd) => break fd,
-            Err(e) => {
-                tracing::warn!(vip = %vip.addr, error = %e, "multicast virtual IP: no ARP socket yet; again in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-    };
+    let fd = open_on_dev(&vip, "ARP socket", |idx| arp_socket(idx, mac));
     tracing::info!(vip = %vip.addr, mac = %fmt_mac(mac), "multicast virtual IP: joined its MAC; ARP answered while primary");
     let mut buf = [0u8; 128];
     loop {
@@ -180,18 +186,9 @@ fn nd_socket(idx: u32, ip: Ipv6Addr) -> std::io::Result<socket2::Socket> {
 /// came on.)
 fn responder_v6(vip: &Vip, ip: Ipv6Addr) {
     let mac = crate::arp::multicast_mac_v6(ip);
-    let (_member, sock) = loop {
-        let r = nix::net::if_::if_nametoindex(vip.dev.as_str())
-            .map_err(std::io::Error::from)
-            .and_then(|idx| Ok((arp_socket(idx, mac)?, nd_socket(idx, ip)?)));
-        match r {
-            Ok(x) => break x,
-            Err(e) => {
-                tracing::warn!(vip = %vip.addr, error = %e, "multicast virtual IP: no neighbour discovery socket yet; again in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-    };
+    let (_member, sock) = open_on_dev(vip, "neighbour discovery socket", |idx| {
+        Ok((arp_socket(idx, mac)?, nd_socket(idx, ip)?))
+    });
     tracing::info!(vip = %vip.addr, mac = %fmt_mac(mac), "multicast virtual IP: joined its MAC; Neighbor Solicitations answered while primary");
     let mut buf = [0u8; 256];
     loop {

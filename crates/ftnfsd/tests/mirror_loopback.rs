@@ -64,13 +64,36 @@ fn member_with(
     opts: &str,
     extra: &[&str],
 ) -> Member {
+    let mirroring = format!("-ftnfs=a:b{opts}");
+    member_mirrored(
+        root,
+        name,
+        other,
+        peer_port,
+        other_peer_port,
+        &mirroring,
+        extra,
+    )
+}
+
+/// [`member_with`] whose export 4711 is mirrored by `mirroring` (its ftnfs options, given
+/// whole: `-ftnfs=a:b…` or `-ftnfsr=…,ftnfsw=…`); export 4712 is `-ftnfs=b:a`.
+fn member_mirrored(
+    root: &Path,
+    name: &str,
+    other: &str,
+    peer_port: u16,
+    other_peer_port: u16,
+    mirroring: &str,
+    extra: &[&str],
+) -> Member {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("export")).unwrap();
     std::fs::create_dir_all(dir.join("export2")).unwrap();
     std::fs::write(
         dir.join("exports"),
         format!(
-            "{} -ftnfs=a:b{opts},fsid=4711 *(rw,insecure,no_root_squash)\n\
+            "{} {mirroring},fsid=4711 *(rw,insecure,no_root_squash)\n\
              {} -ftnfs=b:a,fsid=4712 *(rw,insecure,no_root_squash)\n",
             dir.join("export").display(),
             dir.join("export2").display()
@@ -2189,22 +2212,8 @@ fn split_member(
     peer_port: u16,
     other_peer_port: u16,
 ) -> Member {
-    let dir = root.join(name);
-    std::fs::create_dir_all(dir.join("export")).unwrap();
-    std::fs::create_dir_all(dir.join("export2")).unwrap();
-    std::fs::write(
-        dir.join("exports"),
-        format!(
-            "{} -ftnfsr=b:a,ftnfsw=a:b,Proxy,fsid=4711 *(rw,insecure,no_root_squash)\n\
-             {} -ftnfs=b:a,fsid=4712 *(rw,insecure,no_root_squash)\n",
-            dir.join("export").display(),
-            dir.join("export2").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(root.join("secret"), "a-long-enough-shared-secret\n").unwrap();
-    let args = vec!["--secret-file".into(), root.join("secret").into_os_string()];
-    spawn_member(&dir, name, other, peer_port, other_peer_port, &args)
+    let split = "-ftnfsr=b:a,ftnfsw=a:b,Proxy";
+    member_mirrored(root, name, other, peer_port, other_peer_port, split, &[])
 }
 
 /// The secondary status of export 4711 at `m`.
