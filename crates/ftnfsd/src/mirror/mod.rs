@@ -898,7 +898,8 @@ impl Mirror {
         self.read_lists.get(&export).map(|r| r.0.as_slice())
     }
 
-    /// Reads of split export `export` this member answered as its read server.
+    /// Reads of split export `export` this member took as its read server (a primary whose
+    /// own lease then ran out answers them JUKEBOX instead).
     pub fn reads_answered(&self, export: ExportId) -> Option<u64> {
         self.read_lists
             .get(&export)
@@ -909,6 +910,7 @@ impl Mirror {
     /// member (multicast): the primary when it is the read server, a secondary under its
     /// read lease (`ftnfs_core::member::read_lease`). The primary's own lease is checked
     /// where every read is (`Server::answers_reads`).
+    ///
     /// A read the primary does not answer is noted: a client that repeats it got no answer
     /// from the read server, which is passed over after a few (`Leading::read_unanswered`).
     pub fn answers_split_read(
